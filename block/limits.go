@@ -1,0 +1,32 @@
+package block
+
+import "time"
+
+// Limits of protocol version 1 (docs/PROTOCOL.md, "Limits"). The names are
+// the ones the spec's table uses.
+const (
+	// Version is the only block format version this code speaks.
+	Version = 1
+
+	// MaxBlockSize bounds every block, header included.
+	MaxBlockSize = 256 << 10
+
+	// MaxLifetime caps the expiry a STORE may ask for, for every type.
+	MaxLifetime = 30 * 24 * time.Hour
+
+	// MaxDifficulty is the largest proof-of-work demand a pubkey block may
+	// state: 2^32 trials is already minutes of grinding on a laptop.
+	MaxDifficulty = 32
+
+	// DefaultDifficulty is what `flowmail init` writes into a new pubkey
+	// block: about 4 million trials, a second or two on two cores.
+	DefaultDifficulty = 22
+
+	// MinIndexSize is the smallest index block: header with deletion hash,
+	// an HPKE encapsulation and tag, and the nonce.
+	MinIndexSize = HeaderSizeWithDeletion + 1120 + 16 + NonceSize
+
+	// NonceSize is the width of the proof-of-work nonce that ends an index
+	// block.
+	NonceSize = 8
+)

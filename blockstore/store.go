@@ -1,0 +1,86 @@
+package blockstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+)
+
+// Meta is what a store keeps beside each block.
+type Meta struct {
+	ID       block.ID
+	Type     block.Type
+	Size     int
+	StoredAt time.Time // when this store first accepted the block
+	Expires  time.Time
+	Pinned   bool // never evicted for quota (the node's own pubkey block)
+}
+
+// Remaining is the lifetime left at now, never negative.
+func (m Meta) Remaining(now time.Time) time.Duration {
+	if d := m.Expires.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// PutOptions qualify a Put.
+type PutOptions struct {
+	Pinned bool
+}
+
+// ListEntry is one index block found by List.
+type ListEntry struct {
+	ID       block.ID
+	StoredAt time.Time
+}
+
+// Stats describe a store's contents.
+type Stats struct {
+	Blocks     int
+	Bytes      int64
+	QuotaBytes int64 // 0: no quota
+	Evicted    uint64
+	Expired    uint64
+}
+
+// Store keeps verified blocks by ID. Implementations are safe for
+// concurrent use.
+type Store interface {
+	// Put verifies b (identity.Check), computes its ID and keeps it for
+	// lifetime, capped at block.MaxLifetime. Storing a block already held
+	// keeps the later expiry. When Put returns nil the block is durable.
+	Put(ctx context.Context, b []byte, lifetime time.Duration, opt PutOptions) (block.ID, error)
+	// Get returns the block and its metadata. The bytes always hash to id.
+	Get(ctx context.Context, id block.ID) ([]byte, Meta, error)
+	// Stat returns the metadata of a held block.
+	Stat(ctx context.Context, id block.ID) (Meta, error)
+	// Delete drops id if preimage matches its deletion hash and leaves a
+	// tombstone until the block would have expired.
+	Delete(ctx context.Context, id block.ID, preimage [32]byte) error
+	// List returns index blocks whose IDs share at least bits leading bits
+	// with target, stored at or after since, in ascending ID order, after
+	// the given ID when after is not nil, at most limit of them; more
+	// reports whether entries were left out.
+	List(ctx context.Context, target block.ID, bits int, since time.Time, after *block.ID, limit int) (entries []ListEntry, more bool, err error)
+	// Range calls fn for the metadata of every live block, in no set
+	// order, until fn returns an error (which Range returns).
+	Range(ctx context.Context, fn func(Meta) error) error
+	// Stats returns counts and sizes.
+	Stats() Stats
+	// Close flushes and releases the store and stops its goroutines.
+	Close() error
+}
+
+// Errors of Store methods, wrapped with detail.
+var (
+	ErrNotFound  = errors.New("blockstore: block not found")
+	ErrInvalid   = errors.New("blockstore: invalid block")
+	ErrForbidden = errors.New("blockstore: wrong deletion preimage")
+	ErrDeleted   = errors.New("blockstore: block was deleted")
+	ErrFull      = errors.New("blockstore: quota full")
+	ErrClosed    = errors.New("blockstore: closed")
+	ErrCorrupt   = errors.New("blockstore: stored bytes do not match their ID")
+)

@@ -1,0 +1,178 @@
+package identity
+
+import (
+	"crypto/ed25519"
+	"crypto/hpke"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+)
+
+// SeedSize is the size of the secret every key of an identity derives from.
+const SeedSize = 32
+
+// Labels of the key derivations from the seed.
+const (
+	labelSignSeed = "flowmail/v1 sign key"
+	labelEncSeed  = "flowmail/v1 enc key"
+)
+
+// Identity is the private side: everything needed to sign, decrypt, and
+// present the pubkey block.
+type Identity struct {
+	seed    [SeedSize]byte
+	sign    ed25519.PrivateKey
+	enc     hpke.PrivateKey
+	public  *PublicKey
+	created time.Time
+}
+
+// Generate creates a new identity from fresh randomness. difficulty is the D
+// its pubkey block demands of senders; created is stamped into the block.
+func Generate(difficulty int, created time.Time) (*Identity, error) {
+	var seed [SeedSize]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("identity: reading randomness: %w", err)
+	}
+	return FromSeed(seed, difficulty, created)
+}
+
+// FromSeed rebuilds an identity deterministically: the same seed,
+// difficulty and creation second give the same pubkey block and address.
+func FromSeed(seed [SeedSize]byte, difficulty int, created time.Time) (*Identity, error) {
+	if difficulty < 0 || difficulty > block.MaxDifficulty {
+		return nil, fmt.Errorf("identity: difficulty %d outside 0..%d", difficulty, block.MaxDifficulty)
+	}
+	if created.Unix() < 0 {
+		return nil, fmt.Errorf("identity: creation time %v before 1970", created)
+	}
+	signSeed := block.LabeledHash(labelSignSeed, seed[:])
+	encSeed := block.LabeledHash(labelEncSeed, seed[:])
+	id := &Identity{seed: seed, sign: ed25519.NewKeyFromSeed(signSeed[:]), created: time.Unix(created.Unix(), 0)}
+	var err error
+	if id.enc, err = hpke.MLKEM768X25519().DeriveKeyPair(encSeed[:]); err != nil {
+		return nil, fmt.Errorf("identity: deriving encryption key: %w", err)
+	}
+	p := &block.Pubkey{
+		Created:    uint64(created.Unix()),
+		Difficulty: uint8(difficulty),
+		KEM:        block.KEMMLKEM768X25519,
+		KDF:        block.KDFHKDFSHA256,
+		AEAD:       block.AEADChaCha20Poly1305,
+	}
+	copy(p.SignKey[:], id.sign.Public().(ed25519.PublicKey))
+	copy(p.EncKey[:], id.enc.PublicKey().Bytes())
+	sig := ed25519.Sign(id.sign, block.SignedMessage(block.LabelPubkey, p.AppendSigned(nil)))
+	copy(p.Signature[:], sig)
+	if id.public, err = ParsePubkey(p.Encode()); err != nil {
+		return nil, fmt.Errorf("identity: own pubkey block does not verify: %w", err)
+	}
+	return id, nil
+}
+
+// Public returns the public side: address, pubkey block, keys.
+func (id *Identity) Public() *PublicKey { return id.public }
+
+// ID returns the identity's address as a block ID.
+func (id *Identity) ID() block.ID { return id.public.ID }
+
+// Address returns the identity's address in text form.
+func (id *Identity) Address() string { return FormatAddress(id.public.ID) }
+
+// Difficulty returns the D this identity demands.
+func (id *Identity) Difficulty() int { return int(id.public.Difficulty) }
+
+// Created returns the creation time stamped into the pubkey block.
+func (id *Identity) Created() time.Time { return id.created }
+
+// SigningKey returns the Ed25519 private key, for TLS certificates.
+func (id *Identity) SigningKey() ed25519.PrivateKey { return id.sign }
+
+// Sign signs data for the purpose named by label (block.Label*).
+func (id *Identity) Sign(label string, data []byte) [block.SignatureSize]byte {
+	var sig [block.SignatureSize]byte
+	copy(sig[:], ed25519.Sign(id.sign, block.SignedMessage(label, data)))
+	return sig
+}
+
+// Open decrypts an HPKE message sealed to this identity under label.
+func (id *Identity) Open(label string, sealed []byte) ([]byte, error) {
+	pt, err := hpke.Open(id.enc, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte(label), sealed)
+	if err != nil {
+		return nil, ErrNotForMe
+	}
+	return pt, nil
+}
+
+// ErrNotForMe is returned by Open when a message was not sealed to this
+// identity (or was altered): the normal outcome for other people's mail.
+var ErrNotForMe = errors.New("identity: message is not sealed to this identity")
+
+// PublicKey is a verified pubkey block and the keys it carries.
+type PublicKey struct {
+	ID         block.ID
+	Block      []byte
+	Created    time.Time
+	Difficulty int
+	SignKey    ed25519.PublicKey
+	EncKey     hpke.PublicKey
+}
+
+// ParsePubkey decodes a pubkey block and verifies its self-signature and its
+// encryption key. The returned ID is the block's ID.
+func ParsePubkey(b []byte) (*PublicKey, error) {
+	p, err := block.ParsePubkey(b)
+	if err != nil {
+		return nil, err
+	}
+	if !ed25519.Verify(p.SignKey[:], block.SignedMessage(block.LabelPubkey, b[:len(b)-block.SignatureSize]), p.Signature[:]) {
+		return nil, fmt.Errorf("%w: pubkey block self-signature does not verify", block.ErrSignature)
+	}
+	enc, err := hpke.MLKEM768X25519().NewPublicKey(p.EncKey[:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: encryption key: %v", block.ErrPubkey, err)
+	}
+	blk := append([]byte(nil), b...)
+	return &PublicKey{
+		ID:         block.Sum(blk),
+		Block:      blk,
+		Created:    time.Unix(int64(p.Created), 0),
+		Difficulty: int(p.Difficulty),
+		SignKey:    ed25519.PublicKey(append([]byte(nil), p.SignKey[:]...)),
+		EncKey:     enc,
+	}, nil
+}
+
+// Address returns the address in text form.
+func (p *PublicKey) Address() string { return FormatAddress(p.ID) }
+
+// Verify checks a signature made by Identity.Sign with the same label.
+func (p *PublicKey) Verify(label string, data []byte, sig []byte) bool {
+	return len(sig) == block.SignatureSize && ed25519.Verify(p.SignKey, block.SignedMessage(label, data), sig)
+}
+
+// Seal encrypts plaintext to this key under label with HPKE (base mode).
+// The result is the encapsulated key followed by the ciphertext.
+func (p *PublicKey) Seal(label string, plaintext []byte) ([]byte, error) {
+	return hpke.Seal(p.EncKey, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte(label), plaintext)
+}
+
+// SealOverhead is how many bytes Seal adds: the ML-KEM-768 ciphertext and
+// X25519 share (1120) plus the AEAD tag (16).
+const SealOverhead = 1120 + 16
+
+// Check validates a block as a store must before accepting it: its layout
+// (block.Check) and, for a pubkey block, its signature and keys.
+func Check(b []byte) (block.Header, error) {
+	h, err := block.Check(b)
+	if err != nil {
+		return h, err
+	}
+	if h.Type == block.TypePubkey {
+		_, err = ParsePubkey(b)
+	}
+	return h, err
+}

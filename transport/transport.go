@@ -1,0 +1,68 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
+)
+
+// Limits of the transport (docs/PROTOCOL.md, "Transport" and "Limits").
+const (
+	ALPN              = "flowmail/1"
+	MaxFrameSize      = block.MaxBlockSize + 1024
+	MaxConns          = 256
+	MaxStreamsPerConn = 32
+	MaxAdvertised     = 4
+	MaxNetworkName    = 32
+)
+
+// Contact is where to reach a peer. ID may be zero when only the address
+// is known (bootstrap); the handshake then tells who answered.
+type Contact struct {
+	ID   block.ID
+	Addr netip.AddrPort
+}
+
+// Peer is a remote node whose identity the handshake verified.
+type Peer struct {
+	ID     block.ID
+	Addr   netip.AddrPort // the address its packets come from
+	Pubkey *identity.PublicKey
+	// Client is set when the peer said it runs in client mode: it must not
+	// be added to routing tables.
+	Client bool
+	// Advertised are the addresses the peer says it is reachable at.
+	Advertised []netip.AddrPort
+}
+
+// Handler answers one request from a verified peer. It returns the
+// response payload; it must not keep req after returning. ctx is
+// cancelled when the request's deadline passes or the transport closes.
+type Handler func(ctx context.Context, from Peer, req []byte) []byte
+
+// Transport moves opaque request/response payloads between verified
+// nodes. It knows nothing of what the payloads mean.
+type Transport interface {
+	// Request sends req to c and returns the response and who answered.
+	// When c.ID is not zero, a peer with another ID is refused.
+	Request(ctx context.Context, c Contact, req []byte) ([]byte, Peer, error)
+	// LocalAddr is the address the transport listens on.
+	LocalAddr() netip.AddrPort
+	// Close stops listening, closes every connection and waits for every
+	// goroutine the transport started.
+	Close() error
+}
+
+// Errors a Request can return, wrapped with detail.
+var (
+	ErrClosed        = errors.New("transport: closed")
+	ErrFrameTooLarge = errors.New("transport: frame too large")
+	ErrHandshake     = errors.New("transport: handshake failed")
+	ErrWrongPeer     = errors.New("transport: peer has another ID")
+	ErrWrongNetwork  = errors.New("transport: peer is on another network")
+	ErrUnreachable   = errors.New("transport: peer unreachable")
+	ErrOverloaded    = errors.New("transport: peer overloaded")
+)
