@@ -28,7 +28,7 @@ const (
 	// slow enough to make guessing expensive, fast enough for every start.
 	DefaultScryptLogN = 17
 	minScryptLogN     = 10
-	maxScryptLogN     = 22
+	maxScryptLogN     = 20 // 1 GiB of memory: more would fail on small machines
 	scryptR, scryptP  = 8, 1
 	saltSize          = 16
 
