@@ -1,0 +1,67 @@
+// Package archtest holds the dependency rules of docs/../DESIGN.md: the
+// arrows run cmd -> testnet -> node -> {kademlia, mailbuilder} ->
+// {transport, blockstore, pow, identity} -> block, never back.
+package archtest
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/flowmail/flowmail/"
+
+// forbidden lists, for each package, the flowmail packages it must not
+// import (directly or through others).
+var forbidden = map[string][]string{
+	"block":       {"identity", "blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"identity":    {"blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"pow":         {"identity", "blockstore", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"blockstore":  {"pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"transport":   {"blockstore", "pow", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"kademlia":    {"mailbuilder", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"mailbuilder": {"transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"rendezvous":  {"identity", "blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "cmd/flowmail"},
+	"node":        {"testnet", "cmd/flowmail"},
+	"testnet":     {"cmd/flowmail"},
+}
+
+type pkg struct {
+	ImportPath string
+	Deps       []string
+}
+
+func TestImportRules(t *testing.T) {
+	out, err := exec.Command("go", "list", "-json=ImportPath,Deps", module+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	seen := 0
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimPrefix(p.ImportPath, module)
+		rules, ok := forbidden[name]
+		if !ok {
+			continue
+		}
+		seen++
+		for _, d := range p.Deps {
+			for _, f := range rules {
+				if d == module+f {
+					t.Errorf("%s imports %s (directly or indirectly), against the layering in its doc.go", name, f)
+				}
+			}
+		}
+	}
+	if seen < 4 {
+		t.Fatalf("only %d ruled packages found: go list output changed?", seen)
+	}
+}
