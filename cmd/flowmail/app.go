@@ -54,6 +54,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			initCommand(s),
 			whoamiCommand(s),
+			contactsCommand(s),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints the error once
 	}
