@@ -1,0 +1,97 @@
+package blockstore
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
+)
+
+// admitted is a block that passed every check a Put makes before it
+// touches the store's state.
+type admitted struct {
+	id      block.ID
+	header  block.Header
+	data    []byte
+	expires time.Time
+}
+
+// admit validates b as docs/PROTOCOL.md section 4 demands (layout, and the
+// signature of a pubkey block), computes its ID and its expiry at now.
+func admit(b []byte, lifetime time.Duration, now time.Time) (admitted, error) {
+	if lifetime <= 0 {
+		return admitted{}, fmt.Errorf("%w: lifetime %v is not positive", ErrInvalid, lifetime)
+	}
+	// Section 5 lets a node keep a block for less than asked.
+	lifetime = min(lifetime, block.MaxLifetime)
+	h, err := identity.Check(b)
+	if err != nil {
+		return admitted{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return admitted{id: block.Sum(b), header: h, data: b, expires: now.Add(lifetime)}, nil
+}
+
+// authorizeDeletion checks preimage against the deletion hash in the
+// header of the stored block b.
+func authorizeDeletion(id block.ID, b []byte, preimage [32]byte) error {
+	h, _, err := block.ParseHeader(b)
+	if err != nil {
+		return fmt.Errorf("%w: held block %v: %w", ErrCorrupt, id.Short(), err)
+	}
+	if !h.HasDeletion {
+		return fmt.Errorf("%w: %v block %v carries no deletion hash", ErrForbidden, h.Type, id.Short())
+	}
+	want := block.DeletionHash(preimage)
+	if subtle.ConstantTimeCompare(want[:], h.DeletionHash[:]) != 1 {
+		return fmt.Errorf("%w: for block %v", ErrForbidden, id.Short())
+	}
+	return nil
+}
+
+// checkListArgs rejects List arguments no caller should send.
+func checkListArgs(bits, limit int) error {
+	if bits < 0 || bits > 8*block.IDSize {
+		return fmt.Errorf("blockstore: list prefix of %d bits, want 0 to %d", bits, 8*block.IDSize)
+	}
+	if limit <= 0 {
+		return fmt.Errorf("blockstore: list limit %d, want at least 1", limit)
+	}
+	return nil
+}
+
+// prefixRange returns the first and last ID that share bits leading bits
+// with target: the contiguous ID range List scans.
+func prefixRange(target block.ID, bits int) (lo, hi block.ID) {
+	lo, hi = target, target
+	for i := range lo {
+		switch {
+		case (i+1)*8 <= bits:
+			// inside the prefix: keep the byte
+		case i*8 >= bits:
+			lo[i], hi[i] = 0, 0xff
+		default:
+			keep := byte(0xff) << (8 - (bits - i*8))
+			lo[i] &= keep
+			hi[i] |= ^keep
+		}
+	}
+	return lo, hi
+}
+
+// successor returns the next ID in ascending order and false when id is the
+// last one.
+func successor(id block.ID) (block.ID, bool) {
+	for i := len(id) - 1; i >= 0; i-- {
+		id[i]++
+		if id[i] != 0 {
+			return id, true
+		}
+	}
+	return id, false
+}
+
+// notExpired reports whether a block or tombstone that lasts until expires
+// is still alive at now.
+func notExpired(expires, now time.Time) bool { return now.Before(expires) }
