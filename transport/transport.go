@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"time"
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
@@ -17,6 +18,15 @@ const (
 	MaxStreamsPerConn = 32
 	MaxAdvertised     = 4
 	MaxNetworkName    = 32
+)
+
+// Deadlines of the transport (docs/PROTOCOL.md, "Transport"): the defaults
+// both implementations use when their config leaves a timeout zero.
+const (
+	DefaultDialTimeout      = 5 * time.Second
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultRequestTimeout   = 10 * time.Second
+	DefaultIdleTimeout      = 60 * time.Second
 )
 
 // Contact is where to reach a peer. ID may be zero when only the address
@@ -65,4 +75,14 @@ var (
 	ErrWrongNetwork  = errors.New("transport: peer is on another network")
 	ErrUnreachable   = errors.New("transport: peer unreachable")
 	ErrOverloaded    = errors.New("transport: peer overloaded")
+)
+
+// More errors a Request can return (added beside the ones above).
+var (
+	// ErrRefused: the peer reset the request's stream because it found
+	// the request malformed, or its handler gave no answer (code 0x02).
+	ErrRefused = errors.New("transport: peer refused the request")
+	// ErrEmptyPayload: a request or response of zero bytes; a frame holds
+	// 1 to MaxFrameSize bytes.
+	ErrEmptyPayload = errors.New("transport: empty payload")
 )
