@@ -16,6 +16,7 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/internal/atomicfile"
 )
 
 const contactsFileName = "contacts.toml"
@@ -52,7 +53,7 @@ func (b *contactBook) save(home string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(contactsPath(home), data, 0o600)
+	return atomicfile.Write(contactsPath(home), data, 0o600)
 }
 
 // resolveRecipient turns what a user typed after --to into an address: an
