@@ -50,15 +50,24 @@ func authorizeDeletion(id block.ID, b []byte, preimage [32]byte) error {
 	return nil
 }
 
-// checkListArgs rejects List arguments no caller should send.
-func checkListArgs(bits, limit int) error {
+// listBounds checks List's arguments and returns the range of IDs to
+// scan, empty (hi < lo) when after is at or past its end.
+func listBounds(target block.ID, bits int, after *block.ID, limit int) (lo, hi block.ID, err error) {
 	if bits < 0 || bits > 8*block.IDSize {
-		return fmt.Errorf("blockstore: list prefix of %d bits, want 0 to %d", bits, 8*block.IDSize)
+		return lo, hi, fmt.Errorf("blockstore: list prefix of %d bits, want 0 to %d", bits, 8*block.IDSize)
 	}
 	if limit <= 0 {
-		return fmt.Errorf("blockstore: list limit %d, want at least 1", limit)
+		return lo, hi, fmt.Errorf("blockstore: list limit %d, want at least 1", limit)
 	}
-	return nil
+	lo, hi = prefixRange(target, bits)
+	if after != nil && !block.Less(*after, lo) {
+		next, ok := successor(*after)
+		if !ok || block.Less(hi, next) {
+			return block.ID{1}, block.ID{}, nil
+		}
+		lo = next
+	}
+	return lo, hi, nil
 }
 
 // prefixRange returns the first and last ID that share bits leading bits

@@ -203,16 +203,9 @@ func (s *memoryStore) List(ctx context.Context, target block.ID, bits int, since
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
-	if err := checkListArgs(bits, limit); err != nil {
+	lo, hi, err := listBounds(target, bits, after, limit)
+	if err != nil || block.Less(hi, lo) {
 		return nil, false, err
-	}
-	lo, hi := prefixRange(target, bits)
-	if after != nil && !block.Less(*after, lo) {
-		next, ok := successor(*after)
-		if !ok {
-			return nil, false, nil
-		}
-		lo = next
 	}
 	if err := s.enter(ctx, s.cfg.Now()); err != nil {
 		return nil, false, err

@@ -44,6 +44,7 @@ type Stats struct {
 	QuotaBytes int64 // 0: no quota
 	Evicted    uint64
 	Expired    uint64
+	Corrupt    uint64 // blocks dropped because their bytes no longer hash to their ID
 }
 
 // Store keeps verified blocks by ID. Implementations are safe for

@@ -1,0 +1,399 @@
+package blockstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/flowmail/flowmail/block"
+)
+
+// badgerStore keeps blocks in a Badger directory (key layout in
+// badger_layout.go). Reads run concurrently on Badger snapshots; every
+// change goes through one writer goroutine that applies whatever Puts,
+// Deletes and sweeps are waiting in one transaction and one sync (group
+// commit), so a Put is acknowledged only once it is on disk, and the
+// decisions that read state (tombstones, quota, eviction, counters) never
+// race.
+type badgerStore struct {
+	cfg  Config
+	db   *badger.DB
+	life lifecycle
+
+	writes chan *writeOp
+	stop   chan struct{} // closed once no call is in progress: the writer ends
+	bg     context.Context
+	cancel context.CancelFunc // ends maintenance work in progress
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+
+	mu       sync.Mutex
+	counters counters // as last committed
+}
+
+// OpenBadger opens (or creates) a store in dir. A directory remembers the
+// Self it was created for, since its eviction order depends on it.
+func OpenBadger(dir string, cfg Config) (Store, error) {
+	cfg = cfg.withDefaults()
+	db, err := badger.Open(badgerOptions(dir, cfg.Logger))
+	if err != nil {
+		return nil, fmt.Errorf("blockstore: opening %s: %w", dir, err)
+	}
+	s := &badgerStore{
+		cfg:    cfg,
+		db:     db,
+		writes: make(chan *writeOp, maxBatchOps),
+		stop:   make(chan struct{}),
+	}
+	if err := s.load(); err != nil {
+		return nil, errors.Join(fmt.Errorf("blockstore: opening %s: %w", dir, err), db.Close())
+	}
+	s.bg, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(2)
+	go s.writer()
+	go s.maintain()
+	return s, nil
+}
+
+// load checks the layout key (writing it into a new directory) and reads
+// the counters.
+func (s *badgerStore) load() error {
+	want := append([]byte{layoutVersion}, s.cfg.Self[:]...)
+	return s.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte{familyLayout})
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+			return txn.Set([]byte{familyLayout}, want)
+		case err != nil:
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		if len(v) == 0 || v[0] != layoutVersion {
+			return fmt.Errorf("unknown layout version in %x, this code reads %d", v, layoutVersion)
+		}
+		if !bytes.Equal(v, want) {
+			return fmt.Errorf("store was created for node %x, not %v", v[1:], s.cfg.Self)
+		}
+		item, err = txn.Get([]byte{familyCounters})
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			s.counters, err = decodeCounters(v)
+			return err
+		})
+	})
+}
+
+func (s *badgerStore) Put(ctx context.Context, b []byte, lifetime time.Duration, opt PutOptions) (block.ID, error) {
+	if err := ctx.Err(); err != nil {
+		return block.ID{}, err
+	}
+	now := s.cfg.Now()
+	a, err := admit(b, lifetime, now)
+	if err != nil {
+		return block.ID{}, err
+	}
+	return a.id, s.submit(ctx, &writeOp{kind: opPut, now: now, put: a, pinned: opt.Pinned})
+}
+
+func (s *badgerStore) Delete(ctx context.Context, id block.ID, preimage [32]byte) error {
+	return s.submit(ctx, &writeOp{kind: opDelete, now: s.cfg.Now(), id: id, preimage: preimage})
+}
+
+// Sweep removes expired blocks now; the store also does so every
+// Config.SweepInterval.
+func (s *badgerStore) Sweep(ctx context.Context) error {
+	for {
+		op := &writeOp{kind: opSweep, now: s.cfg.Now()}
+		if err := s.submit(ctx, op); err != nil {
+			return err
+		}
+		if op.swept < sweepBatch {
+			return nil
+		}
+	}
+}
+
+// submit hands op to the writer and waits until it is committed.
+func (s *badgerStore) submit(ctx context.Context, op *writeOp) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.life.enter(); err != nil {
+		return err
+	}
+	defer s.life.leave()
+	op.reply = make(chan error, 1)
+	select {
+	case s.writes <- op:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-op.reply:
+		return err
+	case <-ctx.Done():
+		// The writer may still commit the op; it is just not acknowledged.
+		return ctx.Err()
+	}
+}
+
+// view runs fn on a read snapshot while the store is open.
+func (s *badgerStore) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.life.enter(); err != nil {
+		return err
+	}
+	defer s.life.leave()
+	return s.db.View(fn)
+}
+
+func (s *badgerStore) Get(ctx context.Context, id block.ID) ([]byte, Meta, error) {
+	now := s.cfg.Now()
+	var v []byte
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		item, err := txn.Get(idKey(familyBlock, id))
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, Meta{}, fmt.Errorf("%w: %v", ErrNotFound, id.Short())
+	}
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	r, b, err := decodeBlockValue(v)
+	if err == nil && block.Sum(b) != id {
+		err = fmt.Errorf("%w: %v", ErrCorrupt, id.Short())
+	}
+	if err != nil {
+		return nil, Meta{}, s.dropCorrupt(ctx, id, err)
+	}
+	if !notExpired(r.expires, now) {
+		return nil, Meta{}, fmt.Errorf("%w: %v expired", ErrNotFound, id.Short())
+	}
+	return b, r.meta(id), nil
+}
+
+// dropCorrupt forgets a block whose stored bytes failed verification, so
+// it reads as missing and a correct copy can be stored again.
+func (s *badgerStore) dropCorrupt(ctx context.Context, id block.ID, cause error) error {
+	s.cfg.Logger.Warn("blockstore: dropping corrupt block", "id", id.String(), "err", cause)
+	if err := s.submit(ctx, &writeOp{kind: opDropCorrupt, now: s.cfg.Now(), id: id}); err != nil {
+		cause = errors.Join(cause, err)
+	}
+	return fmt.Errorf("%w: %w", ErrNotFound, cause)
+}
+
+func (s *badgerStore) Stat(ctx context.Context, id block.ID) (Meta, error) {
+	var r record
+	var ok bool
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		var err error
+		r, ok, err = getRecord(txn, id)
+		return err
+	})
+	if err != nil {
+		return Meta{}, err
+	}
+	if !ok || !notExpired(r.expires, s.cfg.Now()) {
+		return Meta{}, fmt.Errorf("%w: %v", ErrNotFound, id.Short())
+	}
+	return r.meta(id), nil
+}
+
+// getRecord reads the 'm' record of id; ok is false when none exists.
+func getRecord(txn *badger.Txn, id block.ID) (r record, ok bool, err error) {
+	item, err := txn.Get(idKey(familyMeta, id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return record{}, false, nil
+	}
+	if err != nil {
+		return record{}, false, err
+	}
+	err = item.Value(func(v []byte) error {
+		r, err = decodeRecord(v)
+		return err
+	})
+	return r, err == nil, err
+}
+
+func (s *badgerStore) List(ctx context.Context, target block.ID, bits int, since time.Time, after *block.ID, limit int) ([]ListEntry, bool, error) {
+	lo, hi, err := listBounds(target, bits, after, limit)
+	if err != nil || block.Less(hi, lo) {
+		return nil, false, err
+	}
+	now := s.cfg.Now()
+	var entries []ListEntry
+	more := false
+	err = s.view(ctx, func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{familyIndex}})
+		defer it.Close()
+		last := idKey(familyIndex, hi)
+		for it.Seek(idKey(familyIndex, lo)); it.Valid(); it.Next() {
+			item := it.Item()
+			if bytes.Compare(item.Key(), last) > 0 {
+				return nil
+			}
+			id, err := parseFamilyKey(item.Key(), 1+block.IDSize)
+			if err != nil {
+				return err
+			}
+			var storedAt, expires time.Time
+			if err := item.Value(func(v []byte) error {
+				storedAt, expires, err = decodeIndexValue(v)
+				return err
+			}); err != nil {
+				return err
+			}
+			if storedAt.Before(since) || !notExpired(expires, now) {
+				continue
+			}
+			if len(entries) == limit {
+				more = true
+				return nil
+			}
+			entries = append(entries, ListEntry{ID: id, StoredAt: storedAt})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return entries, more, nil
+}
+
+// rangeChunk is how many records Range reads per snapshot; fn runs between
+// snapshots, outside any transaction, so it may call the store.
+const rangeChunk = 256
+
+func (s *badgerStore) Range(ctx context.Context, fn func(Meta) error) error {
+	seek := []byte{familyMeta}
+	for {
+		now := s.cfg.Now()
+		var metas []Meta
+		var next []byte
+		err := s.view(ctx, func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{familyMeta}})
+			defer it.Close()
+			for it.Seek(seek); it.Valid(); it.Next() {
+				item := it.Item()
+				if len(metas) == rangeChunk {
+					next = item.KeyCopy(nil)
+					return nil
+				}
+				id, err := parseFamilyKey(item.Key(), 1+block.IDSize)
+				if err != nil {
+					return err
+				}
+				var r record
+				if err := item.Value(func(v []byte) error {
+					r, err = decodeRecord(v)
+					return err
+				}); err != nil {
+					return err
+				}
+				if notExpired(r.expires, now) {
+					metas = append(metas, r.meta(id))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, m := range metas {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(m); err != nil {
+				return err
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		seek = next
+	}
+}
+
+func (s *badgerStore) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counters.stats(s.cfg.QuotaBytes)
+}
+
+// Close waits for calls in progress, stops the writer and the maintenance
+// goroutine, and closes Badger. Calls after Close return ErrClosed.
+func (s *badgerStore) Close() error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.life.shut()
+		close(s.stop)
+		s.wg.Wait()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("blockstore: closing Badger: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// maintain sweeps expired blocks and collects value-log garbage on their
+// intervals until Close.
+func (s *badgerStore) maintain() {
+	defer s.wg.Done()
+	sweep := time.NewTicker(s.cfg.SweepInterval)
+	defer sweep.Stop()
+	gc := time.NewTicker(s.cfg.GCInterval)
+	defer gc.Stop()
+	for {
+		select {
+		case <-s.bg.Done():
+			return
+		case <-sweep.C:
+			if err := s.Sweep(s.bg); err != nil && s.bg.Err() == nil {
+				s.cfg.Logger.Warn("blockstore: sweep failed", "err", err)
+			}
+		case <-gc.C:
+			s.collectGarbage(s.bg)
+		}
+	}
+}
+
+// collectGarbage rewrites value-log files that are at least half garbage,
+// one file per call to Badger, until none is left or ctx ends.
+func (s *badgerStore) collectGarbage(ctx context.Context) {
+	if err := s.life.enter(); err != nil {
+		return
+	}
+	defer s.life.leave()
+	for ctx.Err() == nil {
+		err := s.db.RunValueLogGC(0.5)
+		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+			return
+		}
+		if err != nil {
+			s.cfg.Logger.Warn("blockstore: value-log GC failed", "err", err)
+			return
+		}
+	}
+}

@@ -1,0 +1,427 @@
+package blockstore
+
+import (
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/flowmail/flowmail/block"
+)
+
+const (
+	// maxBatchOps bounds how many waiting operations share a transaction.
+	maxBatchOps = 256
+	// sweepBatch bounds how many expired blocks one sweep operation
+	// removes, so a sweep fits a transaction.
+	sweepBatch = 512
+)
+
+type opKind uint8
+
+const (
+	opPut opKind = iota
+	opDelete
+	opSweep
+	opDropCorrupt
+)
+
+// writeOp is one change waiting for the writer.
+type writeOp struct {
+	kind     opKind
+	now      time.Time
+	put      admitted // opPut
+	pinned   bool     // opPut
+	id       block.ID // opDelete, opDropCorrupt
+	preimage [32]byte // opDelete
+	swept    int      // opSweep: blocks removed, set before the reply
+	reply    chan error
+}
+
+// writer applies waiting operations, as many per transaction as are
+// queued, until Close.
+func (s *badgerStore) writer() {
+	defer s.wg.Done()
+	batch := make([]*writeOp, 0, maxBatchOps)
+	for {
+		select {
+		case <-s.stop:
+			// Only ops whose callers gave up waiting can be left.
+			for {
+				select {
+				case op := <-s.writes:
+					op.reply <- ErrClosed
+				default:
+					return
+				}
+			}
+		case op := <-s.writes:
+			batch = append(batch[:0], op)
+		gather:
+			for len(batch) < maxBatchOps {
+				select {
+				case op := <-s.writes:
+					batch = append(batch, op)
+				default:
+					break gather
+				}
+			}
+			for len(batch) > 0 {
+				batch = batch[s.commitPrefix(batch):]
+			}
+		}
+	}
+}
+
+// commitPrefix commits the longest prefix of ops that fits one Badger
+// transaction, replies to those ops, and returns how many it handled.
+func (s *badgerStore) commitPrefix(ops []*writeOp) int {
+	n := len(ops)
+	for {
+		results, c, fit, err := s.tryCommit(ops[:n])
+		if errors.Is(err, badger.ErrTxnTooBig) && n > 1 {
+			n = max(fit, 1)
+			continue
+		}
+		if err != nil {
+			err = fmt.Errorf("blockstore: committing to Badger: %w", err)
+		} else {
+			s.mu.Lock()
+			s.counters = c
+			s.mu.Unlock()
+		}
+		for i, op := range ops[:n] {
+			if err != nil {
+				op.reply <- err
+			} else {
+				op.reply <- results[i]
+			}
+		}
+		return n
+	}
+}
+
+// tryCommit applies ops in one transaction with the counters and commits
+// it (SyncWrites: it returns once the transaction is on disk). results
+// holds each op's own outcome; fit is how many ops fitted when err is
+// badger.ErrTxnTooBig.
+func (s *badgerStore) tryCommit(ops []*writeOp) (results []error, c counters, fit int, err error) {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	s.mu.Lock()
+	c = s.counters
+	s.mu.Unlock()
+	results = make([]error, len(ops))
+	for i, op := range ops {
+		if results[i], err = s.apply(txn, &c, op); err != nil {
+			return nil, c, i, err
+		}
+	}
+	if err := txn.Set([]byte{familyCounters}, c.encode()); err != nil {
+		return nil, c, len(ops) - 1, err
+	}
+	return results, c, len(ops), txn.Commit()
+}
+
+// apply makes op's changes in txn. result is what the op's caller gets;
+// err is a storage failure that aborts the transaction.
+func (s *badgerStore) apply(txn *badger.Txn, c *counters, op *writeOp) (result, err error) {
+	switch op.kind {
+	case opPut:
+		return s.applyPut(txn, c, op)
+	case opDelete:
+		return s.applyDelete(txn, c, op)
+	case opSweep:
+		op.swept, err = s.sweepExpired(txn, c, op.now, sweepBatch)
+		return nil, err
+	case opDropCorrupt:
+		return nil, s.applyDropCorrupt(txn, c, op.id)
+	}
+	return nil, fmt.Errorf("blockstore: unknown write op %d", op.kind)
+}
+
+// current returns the record of a live block. A block found expired is
+// removed (and counted) here, so the caller sees it as missing.
+func (s *badgerStore) current(txn *badger.Txn, c *counters, id block.ID, now time.Time) (record, bool, error) {
+	r, ok, err := getRecord(txn, id)
+	if err != nil || !ok {
+		return r, false, err
+	}
+	if notExpired(r.expires, now) {
+		return r, true, nil
+	}
+	c.expired++
+	return r, false, s.remove(txn, c, id, r)
+}
+
+func (s *badgerStore) applyPut(txn *badger.Txn, c *counters, op *writeOp) (result, err error) {
+	a := op.put
+	r, held, err := s.current(txn, c, a.id, op.now)
+	if err != nil {
+		return nil, err
+	}
+	if held {
+		return nil, s.extend(txn, a, r, op.pinned)
+	}
+	if until, ok, err := getTombstone(txn, a.id); err != nil {
+		return nil, err
+	} else if ok && notExpired(until, op.now) {
+		return fmt.Errorf("%w: %v is refused until %v", ErrDeleted, a.id.Short(), until), nil
+	}
+	size := int64(len(a.data))
+	if quota := s.cfg.QuotaBytes; quota > 0 && int64(c.bytes)+size > quota {
+		// Expired blocks make room before any live one is evicted.
+		if _, err := s.sweepExpired(txn, c, op.now, sweepBatch); err != nil {
+			return nil, err
+		}
+		if need := int64(c.bytes) + size - quota; need > 0 {
+			var iterErr error
+			victims, full := planEviction(need, block.Xor(a.id, s.cfg.Self), op.pinned, farthest(txn, &iterErr))
+			if iterErr != nil {
+				return nil, iterErr
+			}
+			if full != nil {
+				return full, nil
+			}
+			for _, d := range victims {
+				if err := s.evict(txn, c, block.Xor(d, s.cfg.Self)); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return nil, s.link(txn, c, a.id, a.data, record{
+		typ: a.header.Type, pinned: op.pinned, size: len(a.data), storedAt: op.now, expires: a.expires,
+	})
+}
+
+// extend applies a re-store of a held block: the later expiry, and a pin
+// once asked for. The stored-at time stays.
+func (s *badgerStore) extend(txn *badger.Txn, a admitted, r record, pin bool) error {
+	nr := r
+	if a.expires.After(r.expires) {
+		nr.expires = a.expires
+	}
+	nr.pinned = r.pinned || pin
+	if nr.expires.Equal(r.expires) && nr.pinned == r.pinned {
+		return nil
+	}
+	// Badger cannot change a key's TTL without writing its value again; the
+	// bytes are the same (same ID), and a corrupted copy is healed.
+	var c counters
+	if err := s.remove(txn, &c, a.id, r); err != nil {
+		return err
+	}
+	return s.link(txn, &c, a.id, a.data, nr)
+}
+
+func (s *badgerStore) evict(txn *badger.Txn, c *counters, id block.ID) error {
+	r, ok, err := getRecord(txn, id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// A distance key without its block: remove the stray key.
+		return txn.Delete(idKey(familyDistance, block.Xor(id, s.cfg.Self)))
+	}
+	c.evicted++
+	return s.remove(txn, c, id, r)
+}
+
+func (s *badgerStore) applyDelete(txn *badger.Txn, c *counters, op *writeOp) (result, err error) {
+	r, held, err := s.current(txn, c, op.id, op.now)
+	if err != nil {
+		return nil, err
+	}
+	if !held {
+		if until, ok, err := getTombstone(txn, op.id); err != nil {
+			return nil, err
+		} else if ok && notExpired(until, op.now) {
+			return fmt.Errorf("%w: %v already", ErrDeleted, op.id.Short()), nil
+		}
+		return fmt.Errorf("%w: %v", ErrNotFound, op.id.Short()), nil
+	}
+	b, err := s.verified(txn, c, op.id, r)
+	if err != nil || b == nil {
+		return fmt.Errorf("%w: %v", ErrNotFound, op.id.Short()), err
+	}
+	if err := authorizeDeletion(op.id, b, op.preimage); err != nil {
+		return err, nil
+	}
+	if err := s.remove(txn, c, op.id, r); err != nil {
+		return nil, err
+	}
+	return nil, txn.SetEntry(&badger.Entry{
+		Key: idKey(familyTombstone, op.id), Value: timeValue(r.expires), ExpiresAt: ttlSeconds(r.expires),
+	})
+}
+
+// verified returns the bytes of a held block if they hash to id. Bytes
+// that do not, and a block whose bytes Badger's TTL already dropped, are
+// removed; verified then returns nil bytes and no error.
+func (s *badgerStore) verified(txn *badger.Txn, c *counters, id block.ID, r record) ([]byte, error) {
+	item, err := txn.Get(idKey(familyBlock, id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		c.expired++
+		return nil, s.remove(txn, c, id, r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, b, err := decodeBlockValue(v); err == nil && block.Sum(b) == id {
+		return b, nil
+	}
+	s.cfg.Logger.Warn("blockstore: dropping corrupt block", "id", id.String())
+	c.corrupt++
+	return nil, s.remove(txn, c, id, r)
+}
+
+func (s *badgerStore) applyDropCorrupt(txn *badger.Txn, c *counters, id block.ID) error {
+	r, ok, err := getRecord(txn, id)
+	if err != nil || !ok {
+		return err
+	}
+	_, err = s.verified(txn, c, id, r)
+	return err
+}
+
+// sweepExpired removes up to limit blocks whose expiry is at or before now,
+// walking the expiry queue from its start.
+func (s *badgerStore) sweepExpired(txn *badger.Txn, c *counters, now time.Time, limit int) (int, error) {
+	type due struct {
+		key []byte
+		id  block.ID
+	}
+	var expired []due
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{familyExpiry}})
+	end := unixNanos(now)
+	for it.Rewind(); it.Valid() && len(expired) < limit; it.Next() {
+		k := it.Item().KeyCopy(nil)
+		id, err := parseFamilyKey(k, 1+8+block.IDSize)
+		if err != nil {
+			it.Close()
+			return 0, err
+		}
+		if decodeExpiryKeyTime(k) > end {
+			break
+		}
+		expired = append(expired, due{k, id})
+	}
+	it.Close()
+	for _, d := range expired {
+		r, ok, err := getRecord(txn, d.id)
+		if err != nil {
+			return 0, err
+		}
+		if !ok || unixNanos(r.expires) != decodeExpiryKeyTime(d.key) {
+			// A queue entry outliving its block: drop just the entry.
+			if err := txn.Delete(d.key); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		c.expired++
+		if err := s.remove(txn, c, d.id, r); err != nil {
+			return 0, err
+		}
+	}
+	return len(expired), nil
+}
+
+// link writes every key of a block and counts it.
+func (s *badgerStore) link(txn *badger.Txn, c *counters, id block.ID, b []byte, r record) error {
+	ttl := ttlSeconds(r.expires)
+	entries := []*badger.Entry{
+		{Key: idKey(familyBlock, id), Value: r.blockValue(b), ExpiresAt: ttl},
+		{Key: idKey(familyMeta, id), Value: r.encode()},
+		{Key: expiryKey(r.expires, id)},
+	}
+	if !r.pinned {
+		entries = append(entries, &badger.Entry{Key: idKey(familyDistance, block.Xor(id, s.cfg.Self)), Value: sizeValue(r.size)})
+	}
+	if r.typ == block.TypeIndex {
+		entries = append(entries, &badger.Entry{Key: idKey(familyIndex, id), Value: indexValue(r), ExpiresAt: ttl})
+	}
+	for _, e := range entries {
+		if err := txn.SetEntry(e); err != nil {
+			return err
+		}
+	}
+	c.blocks++
+	c.bytes += uint64(r.size)
+	return nil
+}
+
+// remove deletes every key of a held block and uncounts it.
+func (s *badgerStore) remove(txn *badger.Txn, c *counters, id block.ID, r record) error {
+	keys := [][]byte{idKey(familyBlock, id), idKey(familyMeta, id), expiryKey(r.expires, id)}
+	if !r.pinned {
+		keys = append(keys, idKey(familyDistance, block.Xor(id, s.cfg.Self)))
+	}
+	if r.typ == block.TypeIndex {
+		keys = append(keys, idKey(familyIndex, id))
+	}
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	c.blocks--
+	c.bytes -= uint64(r.size)
+	return nil
+}
+
+func getTombstone(txn *badger.Txn, id block.ID) (until time.Time, ok bool, err error) {
+	item, err := txn.Get(idKey(familyTombstone, id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return until, false, nil
+	}
+	if err != nil {
+		return until, false, err
+	}
+	err = item.Value(func(v []byte) error {
+		until, err = decodeTime(v)
+		return err
+	})
+	return until, err == nil, err
+}
+
+// farthest yields the unpinned blocks as (distance, size), farthest first:
+// a reverse walk of the distance family. A read failure ends the walk and
+// is left in *errp.
+func farthest(txn *badger.Txn, errp *error) iter.Seq2[block.ID, int64] {
+	return func(yield func(block.ID, int64) bool) {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{familyDistance}})
+		defer it.Close()
+		past := make([]byte, 1+block.IDSize+1)
+		for i := range past {
+			past[i] = 0xff
+		}
+		past[0] = familyDistance
+		for it.Seek(past); it.Valid(); it.Next() {
+			item := it.Item()
+			d, err := parseFamilyKey(item.Key(), 1+block.IDSize)
+			if err != nil {
+				*errp = err
+				return
+			}
+			var size int64
+			if err := item.Value(func(v []byte) error {
+				size, err = decodeSize(v)
+				return err
+			}); err != nil {
+				*errp = err
+				return
+			}
+			if !yield(d, size) {
+				return
+			}
+		}
+	}
+}
