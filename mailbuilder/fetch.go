@@ -1,0 +1,227 @@
+package mailbuilder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
+)
+
+// DefaultSinceMargin is how far before the last LIST a new LIST starts:
+// room for clocks that differ between nodes and for blocks that reached a
+// node late. The processed set makes the overlap cost nothing but bytes.
+const DefaultSinceMargin = time.Hour
+
+// FetchOptions tune Fetch.
+type FetchOptions struct {
+	// Maildir is where mail is delivered (new/ inside it). Required.
+	Maildir string
+	// Now is the current time. Required.
+	Now time.Time
+	// Keep leaves the blocks in the network after delivery instead of
+	// deleting them.
+	Keep bool
+	// Workers bounds the shards fetched at once per mail; 0 means 8.
+	Workers int
+	// SinceMargin is subtracted from the last LIST time; 0 means
+	// DefaultSinceMargin.
+	SinceMargin time.Duration
+	// Logger receives a line per mail; nil discards.
+	Logger *slog.Logger
+}
+
+// Delivered describes one mail written into the Maildir.
+type Delivered struct {
+	Index      block.ID // its index block
+	From       block.ID // the verified signer
+	Recipients []block.ID
+	Signed     time.Time
+	MessageID  [messageIDSize]byte
+	Path       string // the file in the Maildir's new/
+	Size       int
+	// DeleteErr is set when deleting the mail's blocks from the network
+	// failed; the mail is delivered all the same and the blocks expire.
+	DeleteErr error
+}
+
+// FetchReport is the outcome of one Fetch.
+type FetchReport struct {
+	Listed    int          // index blocks the LIST returned
+	Skipped   int          // already processed
+	Delivered []Delivered  // in the order fetched
+	Rejected  []*MailError // failed a check; remembered, never retried
+	Deferred  []*MailError // failed for now; retried by the next Fetch
+	NotForMe  int          // sealed to someone else in the same prefix
+}
+
+// Fetch collects me's mail (spec 9.6): it LISTs the index blocks in me's
+// D-bit prefix since the last LIST (less opt.SinceMargin), skips those in
+// st, retries the deferred ones, opens and verifies each, delivers it into
+// the Maildir, and then deletes its blocks unless opt.Keep. A mail that
+// fails does not stop the others: it is reported and remembered in st.
+// The returned error is for what stops the whole fetch (the LIST, the
+// disk, the state file, ctx); the report then holds what was done.
+func (c *Codec) Fetch(ctx context.Context, net Network, me *identity.Identity, st *State, opt FetchOptions) (*FetchReport, error) {
+	if opt.Maildir == "" {
+		return nil, errors.New("mailbuilder: fetch: no Maildir given")
+	}
+	if opt.Now.IsZero() {
+		return nil, errors.New("mailbuilder: fetch: no current time given")
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	margin := opt.SinceMargin
+	if margin == 0 {
+		margin = DefaultSinceMargin
+	}
+	var since time.Time
+	if last := st.LastList(); !last.IsZero() {
+		since = last.Add(-margin)
+	}
+	rep := &FetchReport{}
+	ids, err := net.List(ctx, me.ID(), me.Difficulty(), since)
+	if err != nil {
+		return rep, fmt.Errorf("mailbuilder: listing mail for %s: %w", me.Address(), err)
+	}
+	rep.Listed = len(ids)
+	var todo []block.ID
+	listed := make(map[block.ID]bool, len(ids))
+	for _, id := range ids {
+		if listed[id] {
+			continue
+		}
+		listed[id] = true
+		if st.done(id) {
+			rep.Skipped++
+			continue
+		}
+		todo = append(todo, id)
+	}
+	for _, id := range st.deferred() {
+		if !listed[id] {
+			todo = append(todo, id)
+		}
+	}
+
+	for _, id := range todo {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		d, outcome, err := c.fetchOne(ctx, net, me, id, opt)
+		if err != nil && ctx.Err() != nil {
+			return rep, ctx.Err() // cancelled: not the mail's fault, try again next time
+		}
+		st.record(id, opt.Now, outcome, err)
+		switch outcome {
+		case OutcomeNotForMe:
+			rep.NotForMe++
+			log.Debug("index block sealed to someone else", "index", id.Short())
+		case OutcomeRejected:
+			rep.Rejected = append(rep.Rejected, &MailError{Index: id, Err: err})
+			log.Warn("mail rejected", "index", id.Short(), "err", err)
+		case OutcomeDeferred:
+			rep.Deferred = append(rep.Deferred, &MailError{Index: id, Err: err})
+			log.Info("mail deferred", "index", id.Short(), "err", err)
+		case OutcomeDelivered:
+			rep.Delivered = append(rep.Delivered, d.Delivered)
+			log.Info("mail delivered", "index", id.Short(), "from", identity.FormatAddress(d.From), "path", d.Path)
+		}
+		if outcome == 0 {
+			return rep, err // the Maildir failed: nothing else will fare better
+		}
+		// Saved before the blocks are deleted: a crash between the two
+		// leaves blocks to expire, never a second delivery.
+		if err := st.Save(); err != nil {
+			return rep, err
+		}
+		if outcome == OutcomeDelivered && !opt.Keep {
+			rep.Delivered[len(rep.Delivered)-1].DeleteErr = c.deleteMail(ctx, net, id, d.manifest)
+		}
+	}
+	st.lastList = opt.Now
+	st.prune(opt.Now)
+	return rep, st.Save()
+}
+
+// delivered carries the manifest beside Delivered, for the deletion.
+type delivered struct {
+	Delivered
+	manifest *Manifest
+}
+
+// fetchOne gets, opens and delivers one index block. A zero outcome with
+// an error means the Maildir failed.
+func (c *Codec) fetchOne(ctx context.Context, net Network, me *identity.Identity, id block.ID, opt FetchOptions) (*delivered, Outcome, error) {
+	if cpl, d := block.CommonPrefixLen(id, me.ID()), me.Difficulty(); cpl < d {
+		// Never fetched, let alone opened (spec 6).
+		return nil, OutcomeRejected, fmt.Errorf("%w: its ID shares %d leading bits with %s, %d demanded", ErrProofOfWork, cpl, me.Address(), d)
+	}
+	blk, err := net.Get(ctx, id)
+	if err != nil {
+		return nil, OutcomeDeferred, fmt.Errorf("getting the index block: %w", err)
+	}
+	if got := block.Sum(blk); got != id {
+		// The network's fault, not the mail's: another holder may do better.
+		return nil, OutcomeDeferred, fmt.Errorf("%w: the network returned bytes that hash to %s", ErrIndexBlock, got.Short())
+	}
+	mail, err := c.Open(ctx, net, me, id, blk, OpenOptions{Workers: opt.Workers, Now: opt.Now})
+	switch {
+	case errors.Is(err, identity.ErrNotForMe):
+		return nil, OutcomeNotForMe, nil
+	case errors.Is(err, ErrShardsMissing):
+		return nil, OutcomeDeferred, err // shards may come back
+	case err != nil:
+		return nil, OutcomeRejected, err
+	}
+	path, err := DeliverMaildir(opt.Maildir, mail.Message(), opt.Now)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &delivered{
+		Delivered: Delivered{
+			Index: id, From: mail.Sender.ID, Recipients: mail.Envelope.Recipients,
+			Signed: mail.Envelope.Time, MessageID: mail.Envelope.MessageID,
+			Path: path, Size: len(mail.Message()),
+		},
+		manifest: mail.Manifest,
+	}, OutcomeDelivered, nil
+}
+
+// deleteMail asks the network to drop the index block and, when the
+// manifest holds their preimage, the data blocks.
+func (c *Codec) deleteMail(ctx context.Context, net Network, id block.ID, man *Manifest) error {
+	var errs []error
+	if err := net.Delete(ctx, id, man.IndexDeletion); err != nil {
+		errs = append(errs, fmt.Errorf("deleting index block %s: %w", id.Short(), err))
+	}
+	if man.HasDataDeletion {
+		ids := uniqueIDs(man.ShardIDs) // k = 1: the parity blocks are the data block
+		failed := make([]error, len(ids))
+		_ = forEach(ctx, len(ids), 8, func(ctx context.Context, i int) error {
+			if err := net.Delete(ctx, ids[i], man.DataDeletion); err != nil {
+				failed[i] = fmt.Errorf("deleting data block %s: %w", ids[i].Short(), err)
+			}
+			return nil
+		})
+		errs = append(errs, failed...)
+	}
+	return errors.Join(errs...)
+}
+
+func uniqueIDs(ids []block.ID) []block.ID {
+	seen := make(map[block.ID]bool, len(ids))
+	var out []block.ID
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}

@@ -1,0 +1,355 @@
+package mailbuilder
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/emersion/go-message/mail"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
+)
+
+// randomBytes returns n bytes that do not compress.
+func randomBytes(n int, seed uint64) []byte {
+	b := make([]byte, n)
+	r := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), 0xaa})
+	r.Read(b)
+	return b
+}
+
+func readMaildirFile(t *testing.T, d Delivered) []byte {
+	t.Helper()
+	if filepath.Base(filepath.Dir(d.Path)) != "new" {
+		t.Fatalf("delivered to %s, not into new/", d.Path)
+	}
+	b, err := os.ReadFile(d.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestSendFetchOneRecipient(t *testing.T) {
+	c := testCodec(t)
+	net := newMemNet(testNow)
+	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 6)
+	msg := composeTo(t, alice, []*identity.Identity{bob}, "hello", "Hi Bob,\nthe first flowmail.\n")
+	b := buildAndSend(t, c, net, alice, msg, bob)
+	defer b.Release()
+
+	if cpl := block.CommonPrefixLen(b.Index[0].ID, bob.ID()); cpl < 6 {
+		t.Fatalf("index block ground to %d bits, bob demands 6", cpl)
+	}
+	for _, d := range b.Data {
+		if h, _, _ := block.ParseHeader(d.Bytes); !h.HasDeletion {
+			t.Fatal("a single recipient's data blocks must carry a deletion hash")
+		}
+	}
+	mb := newMailbox(t, bob)
+	rep := mb.fetch(t, c, net, FetchOptions{})
+	if len(rep.Delivered) != 1 || len(rep.Rejected)+len(rep.Deferred) != 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	d := rep.Delivered[0]
+	if got := readMaildirFile(t, d); !bytes.Equal(got, msg) {
+		t.Fatal("the Maildir file differs from the message sent")
+	}
+	if d.From != alice.ID() || d.Index != b.Index[0].ID || d.MessageID != b.MessageID || !d.Signed.Equal(testNow) {
+		t.Fatalf("delivered %+v", d)
+	}
+	if d.DeleteErr != nil {
+		t.Fatalf("delete after delivery: %v", d.DeleteErr)
+	}
+	for _, x := range append(idsOf(b.Index), idsOf(b.Data)...) {
+		if net.has(x) {
+			t.Fatalf("block %s still stored after delivery", x.Short())
+		}
+	}
+}
+
+func TestThreeRecipientsShareShards(t *testing.T) {
+	c := testCodec(t)
+	net := newMemNet(testNow)
+	alice := testIdentity(t, seedAlice, 4)
+	rcpts := []*identity.Identity{testIdentity(t, seedBob, 5), testIdentity(t, seedCarol, 6), testIdentity(t, seedDave, 7)}
+	photo := randomBytes(3<<20, 1)
+	doc := bytes.Repeat([]byte("a page of text that compresses well. "), 1<<20/37)
+	msg := composeTo(t, alice, rcpts, "photos", "See attached.",
+		Attachment{Name: "photo.jpg", ContentType: "image/jpeg", Data: photo},
+		Attachment{Name: "notes.txt", ContentType: "text/plain", Data: doc})
+	if len(msg) < 5<<20 {
+		t.Fatalf("message of %d bytes, want at least 5 MiB", len(msg))
+	}
+	b := buildAndSend(t, c, net, alice, msg, rcpts...)
+	defer b.Release()
+
+	if got, want := net.putCount(), len(b.Data)+3; got != want {
+		t.Fatalf("%d Puts, want %d data blocks stored once plus 3 index blocks", got, want)
+	}
+	if b.ParityShards != (b.DataShards+1)/2 {
+		t.Fatalf("%d data and %d parity shards", b.DataShards, b.ParityShards)
+	}
+	for _, d := range b.Data {
+		if h, _, _ := block.ParseHeader(d.Bytes); h.HasDeletion {
+			t.Fatal("with several recipients data blocks must not carry a deletion hash")
+		}
+	}
+	for i, r := range rcpts {
+		mb := newMailbox(t, r)
+		rep := mb.fetch(t, c, net, FetchOptions{})
+		// The others' index blocks share no prefix with r at these
+		// difficulties only by chance; any that do are not for r.
+		if len(rep.Delivered) != 1 || len(rep.Rejected)+len(rep.Deferred) != 0 {
+			t.Fatalf("recipient %d: report %+v", i, rep)
+		}
+		if got := readMaildirFile(t, rep.Delivered[0]); !bytes.Equal(got, msg) {
+			t.Fatalf("recipient %d got different bytes", i)
+		}
+		if len(rep.Delivered[0].Recipients) != 3 {
+			t.Fatalf("recipient %d: envelope lists %d recipients", i, len(rep.Delivered[0].Recipients))
+		}
+	}
+	for _, x := range b.Index {
+		if net.has(x.ID) {
+			t.Fatal("an index block survived its recipient's fetch")
+		}
+	}
+	for _, x := range b.Data {
+		if !net.has(x.ID) {
+			t.Fatal("a shared data block was deleted")
+		}
+	}
+}
+
+func TestFetchRebuildsAroundLostAndCorruptShards(t *testing.T) {
+	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
+	msg := composeTo(t, alice, []*identity.Identity{bob}, "big", "see attachment",
+		Attachment{Name: "x.bin", Data: randomBytes(1<<20, 2)})
+	for _, tc := range []struct {
+		name          string
+		drop, corrupt func(k, m int) []int
+	}{
+		{"a third dropped, data first", func(k, m int) []int { return seq(0, m) }, nil},
+		{"a third dropped, spread", func(k, m int) []int { return spread(k+m, m) }, nil},
+		{"a third corrupted", nil, func(k, m int) []int { return seq(k-m/2, m) }},
+		{"dropped and corrupted", func(k, m int) []int { return seq(0, m/2) }, func(k, m int) []int { return seq(k+m-(m-m/2), m-m/2) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testCodec(t)
+			net := newMemNet(testNow)
+			b := buildAndSend(t, c, net, alice, msg, bob)
+			defer b.Release()
+			k, m := b.DataShards, b.ParityShards
+			if k < 4 {
+				t.Fatalf("k = %d: the mail is too small for this test", k)
+			}
+			lost := map[int]bool{}
+			if tc.drop != nil {
+				for _, i := range tc.drop(k, m) {
+					net.setDrop(b.Data[i].ID, true)
+					lost[i] = true
+				}
+			}
+			if tc.corrupt != nil {
+				for _, i := range tc.corrupt(k, m) {
+					net.setCorrupt(b.Data[i].ID, true)
+					lost[i] = true
+				}
+			}
+			if len(lost) != m {
+				t.Fatalf("lost %d shards, want m = %d", len(lost), m)
+			}
+			rep := newMailbox(t, bob).fetch(t, c, net, FetchOptions{Keep: true})
+			if len(rep.Delivered) != 1 {
+				t.Fatalf("report %+v", rep)
+			}
+			if got := readMaildirFile(t, rep.Delivered[0]); !bytes.Equal(got, msg) {
+				t.Fatal("rebuilt mail differs")
+			}
+			// Shards are asked for in coding order, one more for each that
+			// fails: exactly the shortest prefix holding k intact ones.
+			want, intact := 0, 0
+			for ; intact < k; want++ {
+				if !lost[want] {
+					intact++
+				}
+			}
+			for i, d := range b.Data {
+				if got := net.getCount(d.ID); got != btoi(i < want) {
+					t.Fatalf("shard %d fetched %d times; want the first %d shards once each", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestFetchGetsNoParityWhenDataShardsArrive(t *testing.T) {
+	c := testCodec(t)
+	net := newMemNet(testNow)
+	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
+	msg := composeTo(t, alice, []*identity.Identity{bob}, "big", "x", Attachment{Name: "x.bin", Data: randomBytes(300<<10, 3)})
+	b := buildAndSend(t, c, net, alice, msg, bob)
+	defer b.Release()
+	if rep := newMailbox(t, bob).fetch(t, c, net, FetchOptions{Keep: true}); len(rep.Delivered) != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	for i, d := range b.Data {
+		if got, want := net.getCount(d.ID), min(1, max(0, b.DataShards-i)); got != want {
+			t.Fatalf("shard %d (k=%d) fetched %d times, want %d", i, b.DataShards, got, want)
+		}
+	}
+}
+
+func TestFetchDefersWhenTooManyShardsAreLost(t *testing.T) {
+	c := testCodec(t)
+	net := newMemNet(testNow)
+	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
+	msg := composeTo(t, alice, []*identity.Identity{bob}, "big", "x", Attachment{Name: "x.bin", Data: randomBytes(1<<20, 4)})
+	b := buildAndSend(t, c, net, alice, msg, bob)
+	defer b.Release()
+	lost := spread(len(b.Data), b.ParityShards+1)
+	for _, i := range lost {
+		net.setDrop(b.Data[i].ID, true)
+	}
+	mb := newMailbox(t, bob)
+	rep := mb.fetch(t, c, net, FetchOptions{})
+	if len(rep.Delivered) != 0 || len(rep.Deferred) != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	err := rep.Deferred[0].Err
+	if !errors.Is(err, ErrShardsMissing) {
+		t.Fatalf("err = %v, want ErrShardsMissing", err)
+	}
+	t.Logf("error shown: %v", rep.Deferred[0])
+	if e, _ := mb.st.Lookup(b.Index[0].ID); e.Outcome != OutcomeDeferred {
+		t.Fatalf("state remembers %v, want deferred", e.Outcome)
+	}
+
+	// Still lost an hour later: deferred again.
+	rep = mb.fetch(t, c, net, FetchOptions{Now: testNow.Add(3 * DefaultSinceMargin)})
+	if rep.Listed != 1 || len(rep.Deferred) != 1 {
+		t.Fatalf("second fetch: report %+v", rep)
+	}
+	// The shards come back; the next fetch retries although its LIST no
+	// longer reaches back to the index block.
+	for _, i := range lost {
+		net.setDrop(b.Data[i].ID, false)
+	}
+	rep = mb.fetch(t, c, net, FetchOptions{Now: testNow.Add(6 * DefaultSinceMargin)})
+	if rep.Listed != 0 || len(rep.Delivered) != 1 {
+		t.Fatalf("retry: report %+v", rep)
+	}
+	if got := readMaildirFile(t, rep.Delivered[0]); !bytes.Equal(got, msg) {
+		t.Fatal("retried mail differs")
+	}
+}
+
+func TestProcessedSetPreventsDoubleDelivery(t *testing.T) {
+	c := testCodec(t)
+	net := newMemNet(testNow)
+	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
+	b := buildAndSend(t, c, net, alice, composeTo(t, alice, []*identity.Identity{bob}, "once", "only once"), bob)
+	defer b.Release()
+	mb := newMailbox(t, bob)
+	if rep := mb.fetch(t, c, net, FetchOptions{Keep: true}); len(rep.Delivered) != 1 {
+		t.Fatalf("first fetch: %+v", rep)
+	}
+	mb.reopen(t)
+	if mb.st.Len() != 1 || !mb.st.LastList().Equal(testNow) {
+		t.Fatalf("reopened state: %d entries, last list %v", mb.st.Len(), mb.st.LastList())
+	}
+	rep := mb.fetch(t, c, net, FetchOptions{Keep: true, Now: testNow.Add(1)})
+	if rep.Listed != 1 || rep.Skipped != 1 || len(rep.Delivered) != 0 {
+		t.Fatalf("second fetch: %+v", rep)
+	}
+	files, err := os.ReadDir(filepath.Join(mb.maildir, "new"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("Maildir new/ holds %d files (%v), want 1", len(files), err)
+	}
+}
+
+func TestMaildirFileParsesAsMIME(t *testing.T) {
+	c := testCodec(t)
+	net := newMemNet(testNow)
+	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
+	pdf := randomBytes(70000, 5)
+	msg := composeTo(t, alice, []*identity.Identity{bob}, "Grüße ☃", "Hallo Bob, schöne Grüße.\n",
+		Attachment{Name: "report.pdf", ContentType: "application/pdf", Data: pdf})
+	b := buildAndSend(t, c, net, alice, msg, bob)
+	defer b.Release()
+	rep := newMailbox(t, bob).fetch(t, c, net, FetchOptions{})
+	if len(rep.Delivered) != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	f, err := os.Open(rep.Delivered[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := mail.CreateReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := r.Header.Subject(); s != "Grüße ☃" {
+		t.Fatalf("subject %q", s)
+	}
+	from, _ := r.Header.AddressList("From")
+	if len(from) != 1 || from[0].Address != HeaderAddress(alice.ID()) {
+		t.Fatalf("From %v", from)
+	}
+	var text string
+	var att []byte
+	for {
+		p, err := r.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(p.Body)
+		switch h := p.Header.(type) {
+		case *mail.InlineHeader:
+			text = string(body)
+		case *mail.AttachmentHeader:
+			if name, _ := h.Filename(); name != "report.pdf" {
+				t.Fatalf("attachment name %q", name)
+			}
+			att = body
+		}
+	}
+	// Text parts travel with CRLF line ends (RFC 2046 canonical form).
+	if text != "Hallo Bob, schöne Grüße.\r\n" || !bytes.Equal(att, pdf) {
+		t.Fatalf("text %q, attachment of %d bytes equal=%v", text, len(att), bytes.Equal(att, pdf))
+	}
+}
+
+func seq(from, n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = from + i
+	}
+	return s
+}
+
+// spread picks n of total indices, evenly apart.
+func spread(total, n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i * total / n
+	}
+	return s
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

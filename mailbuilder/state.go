@@ -1,0 +1,280 @@
+package mailbuilder
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+)
+
+// Outcome is what became of one listed index block.
+type Outcome uint8
+
+// Outcomes remembered in State. Deferred mails are retried; the others
+// are never fetched again.
+const (
+	OutcomeDelivered Outcome = iota + 1
+	OutcomeRejected          // failed a check: under-ground, bad signature, ...
+	OutcomeNotForMe          // sealed to someone else whose ID shares my prefix
+	OutcomeDeferred          // failed for now (shards missing, network): retried
+)
+
+var outcomeNames = map[Outcome]string{
+	OutcomeDelivered: "delivered", OutcomeRejected: "rejected",
+	OutcomeNotForMe: "not-for-me", OutcomeDeferred: "deferred",
+}
+
+func (o Outcome) String() string {
+	if s, ok := outcomeNames[o]; ok {
+		return s
+	}
+	return fmt.Sprintf("outcome(%d)", uint8(o))
+}
+
+// StateFile is the name of the processed set in the directory given to
+// OpenState.
+const StateFile = "fetch-state.json"
+
+// stateKeep is how long an entry is remembered after its block was first
+// seen: the block cannot outlive block.MaxLifetime, and Open refuses
+// envelopes older than replayWindow, which is shorter than this.
+const stateKeep = replayWindow + clockSlack
+
+// maxStateFile bounds what OpenState reads: far above what 30 days of
+// index blocks at any difficulty can fill.
+const maxStateFile = 256 << 20
+
+// maxReason bounds the remembered text of a rejection.
+const maxReason = 300
+
+// StateEntry is one remembered index block.
+type StateEntry struct {
+	Seen    time.Time // first listed
+	Outcome Outcome
+	Reason  string // for rejected and deferred mails, the last error
+}
+
+// State is the processed set of one recipient: every index block it has
+// listed and what became of it, and the time of the last complete LIST.
+// It lives in one file that is rewritten atomically. One process at a
+// time may hold it; OpenState takes a lock that Close releases.
+type State struct {
+	path     string
+	unlock   func() error
+	lastList time.Time
+	entries  map[block.ID]StateEntry
+}
+
+// stateJSON is the file format.
+type stateJSON struct {
+	Version  int              `json:"version"`
+	LastList int64            `json:"last_list"` // Unix seconds; 0: never listed
+	Entries  []stateEntryJSON `json:"entries"`   // sorted by ID
+}
+
+type stateEntryJSON struct {
+	ID      string `json:"id"`   // hex
+	Seen    int64  `json:"seen"` // Unix seconds
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// OpenState reads the processed set from dir (created with mode 0700 if
+// missing) and locks it against other processes until Close.
+func OpenState(dir string) (*State, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("mailbuilder: state directory: %w", err)
+	}
+	unlock, err := lockDir(filepath.Join(dir, StateFile+".lock"))
+	if err != nil {
+		return nil, err
+	}
+	s := &State{path: filepath.Join(dir, StateFile), unlock: unlock, entries: map[block.ID]StateEntry{}}
+	f, err := os.Open(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		unlock()
+		return nil, fmt.Errorf("mailbuilder: state: %w", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxStateFile+1))
+	f.Close()
+	if err == nil {
+		err = s.decode(b)
+	}
+	if err != nil {
+		unlock()
+		return nil, fmt.Errorf("mailbuilder: state file %s: %w", s.path, err)
+	}
+	return s, nil
+}
+
+func (s *State) decode(b []byte) error {
+	if len(b) > maxStateFile {
+		return fmt.Errorf("larger than %d bytes", maxStateFile)
+	}
+	var j stateJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	if j.Version != 1 {
+		return fmt.Errorf("version %d, this code reads 1", j.Version)
+	}
+	if j.LastList != 0 {
+		s.lastList = time.Unix(j.LastList, 0)
+	}
+	for _, e := range j.Entries {
+		id, err := block.ParseHexID(e.ID)
+		if err != nil {
+			return err
+		}
+		o := outcomeByName(e.Outcome)
+		if o == 0 {
+			return fmt.Errorf("entry %s: unknown outcome %q", e.ID, e.Outcome)
+		}
+		s.entries[id] = StateEntry{Seen: time.Unix(e.Seen, 0), Outcome: o, Reason: e.Reason}
+	}
+	return nil
+}
+
+func (s *State) encode() ([]byte, error) {
+	j := stateJSON{Version: 1, Entries: make([]stateEntryJSON, 0, len(s.entries))}
+	if !s.lastList.IsZero() {
+		j.LastList = s.lastList.Unix()
+	}
+	for id, e := range s.entries {
+		j.Entries = append(j.Entries, stateEntryJSON{ID: id.String(), Seen: e.Seen.Unix(), Outcome: e.Outcome.String(), Reason: e.Reason})
+	}
+	sort.Slice(j.Entries, func(a, b int) bool { return j.Entries[a].ID < j.Entries[b].ID })
+	return json.MarshalIndent(j, "", " ")
+}
+
+func outcomeByName(name string) Outcome {
+	for o, n := range outcomeNames {
+		if n == name {
+			return o
+		}
+	}
+	return 0
+}
+
+// Lookup returns what is remembered of id.
+func (s *State) Lookup(id block.ID) (StateEntry, bool) {
+	e, ok := s.entries[id]
+	return e, ok
+}
+
+// Len returns how many index blocks are remembered.
+func (s *State) Len() int { return len(s.entries) }
+
+// LastList returns the time of the last complete LIST, zero if none.
+func (s *State) LastList() time.Time { return s.lastList }
+
+// done reports whether id needs no further work.
+func (s *State) done(id block.ID) bool {
+	e, ok := s.entries[id]
+	return ok && e.Outcome != OutcomeDeferred
+}
+
+// deferred returns the IDs waiting for a retry, in ascending order.
+func (s *State) deferred() []block.ID {
+	var ids []block.ID
+	for id, e := range s.entries {
+		if e.Outcome == OutcomeDeferred {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(a, b int) bool { return block.Less(ids[a], ids[b]) })
+	return ids
+}
+
+// record remembers the outcome for id, keeping the first time it was seen.
+func (s *State) record(id block.ID, now time.Time, o Outcome, err error) {
+	e, ok := s.entries[id]
+	if !ok {
+		e.Seen = now
+	}
+	e.Outcome, e.Reason = o, ""
+	if err != nil {
+		e.Reason = err.Error()
+		if len(e.Reason) > maxReason {
+			e.Reason = e.Reason[:maxReason]
+		}
+	}
+	s.entries[id] = e
+}
+
+// prune forgets entries first seen so long ago that their blocks are gone
+// and a replay of them would be refused as stale.
+func (s *State) prune(now time.Time) {
+	for id, e := range s.entries {
+		if now.Sub(e.Seen) > stateKeep {
+			delete(s.entries, id)
+		}
+	}
+}
+
+// Save rewrites the file atomically: a temporary file, synced, renamed
+// over the old one, and the directory synced.
+func (s *State) Save() error {
+	b, err := s.encode()
+	if err != nil {
+		return fmt.Errorf("mailbuilder: state: %w", err)
+	}
+	if err := writeFileAtomic(s.path, b); err != nil {
+		return fmt.Errorf("mailbuilder: saving state: %w", err)
+	}
+	return nil
+}
+
+// Close releases the lock. It does not save.
+func (s *State) Close() error {
+	if s.unlock == nil {
+		return nil
+	}
+	err := s.unlock()
+	s.unlock = nil
+	return err
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	if _, err = f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
