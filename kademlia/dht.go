@@ -1,0 +1,396 @@
+package kademlia
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/transport"
+)
+
+// Defaults of the Config knobs that the protocol does not fix.
+const (
+	DefaultBucketIPLimit   = 2
+	DefaultTableIPLimit    = 10
+	DefaultMaxFailures     = 3
+	DefaultRequestTimeout  = 10 * time.Second
+	DefaultRefreshInterval = time.Hour
+	// RepublishInterval is how often holders re-store what they hold
+	// (docs/PROTOCOL.md section 11), ±10% per block.
+	RepublishInterval = time.Hour
+)
+
+// Config holds what a DHT needs from the node that runs it. Time and
+// randomness come only from Now and Rand, so a simulation replays.
+type Config struct {
+	// ID is the node's own ID: the ID of the pubkey block its transport
+	// presents.
+	ID block.ID
+	// Transport carries requests; its handler must be DHT.Handle.
+	Transport transport.Transport
+	// Store holds the blocks of a full node; nil in client mode.
+	Store blockstore.Store
+	// Client runs the DHT in client mode: it looks up, stores and lists
+	// at others but stores nothing for them, and its transport tells
+	// peers so, which keeps it out of their routing tables.
+	Client bool
+
+	// K is the bucket size and replication factor, 1 to K (0: K). Only
+	// tests of small networks lower it.
+	K int
+	// Alpha is how many requests a lookup keeps in flight (0: Alpha).
+	Alpha int
+
+	// Now is the clock (required).
+	Now func() time.Time
+	// Rand drives jitter and refresh targets (required). The DHT
+	// serialises its use of it.
+	Rand *rand.Rand
+	// Logger receives debug and warning records (nil: discard).
+	Logger *slog.Logger
+
+	// BucketIPLimit and TableIPLimit bound the contacts of one IP group
+	// (/24 for IPv4, /48 for IPv6) in one bucket and in the whole table.
+	// Zero means the default; a negative value turns the limit off (for
+	// testnets on one loopback address).
+	BucketIPLimit int
+	TableIPLimit  int
+	// MaxFailures is how many consecutive failed requests remove a
+	// contact from the table (0: DefaultMaxFailures).
+	MaxFailures int
+	// RequestTimeout bounds each request (0: DefaultRequestTimeout).
+	RequestTimeout time.Duration
+	// RefreshInterval is how long a bucket may go without a lookup before
+	// Refresh looks up a random ID in it (0: DefaultRefreshInterval).
+	RefreshInterval time.Duration
+	// RepublishInterval is how long a held block waits between
+	// republishes, ±10% (0: RepublishInterval).
+	RepublishInterval time.Duration
+}
+
+// Errors of the DHT's operations, wrapped with detail.
+var (
+	ErrNoContacts = errors.New("kademlia: no contact answered")
+	ErrNotFound   = errors.New("kademlia: block not found")
+	ErrNotStored  = errors.New("kademlia: no node stored the block")
+	ErrBadReply   = errors.New("kademlia: unexpected reply")
+)
+
+// DHT is one node's view of the network. Its methods are safe for
+// concurrent use; every goroutine a method starts has returned when the
+// method returns.
+type DHT struct {
+	cfg   Config
+	log   *slog.Logger
+	table *table
+
+	rngMu sync.Mutex
+	rng   *rand.Rand
+
+	observed observedAddrs
+	repub    republishSchedule
+	stats    counters
+}
+
+// New checks cfg and returns a DHT with an empty routing table.
+func New(cfg Config) (*DHT, error) {
+	switch {
+	case cfg.Transport == nil:
+		return nil, errors.New("kademlia: Config.Transport is required")
+	case cfg.Now == nil:
+		return nil, errors.New("kademlia: Config.Now is required")
+	case cfg.Rand == nil:
+		return nil, errors.New("kademlia: Config.Rand is required")
+	case cfg.Client && cfg.Store != nil:
+		return nil, errors.New("kademlia: a client-mode DHT stores nothing; Config.Store must be nil")
+	case !cfg.Client && cfg.Store == nil:
+		return nil, errors.New("kademlia: a full node needs Config.Store")
+	case cfg.K < 0 || cfg.K > K:
+		return nil, fmt.Errorf("kademlia: Config.K = %d, want 1 to %d (0 for %d)", cfg.K, K, K)
+	case cfg.Alpha < 0:
+		return nil, fmt.Errorf("kademlia: Config.Alpha = %d is negative", cfg.Alpha)
+	}
+	if cfg.K == 0 {
+		cfg.K = K
+	}
+	if cfg.Alpha == 0 {
+		cfg.Alpha = Alpha
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.BucketIPLimit = limitOrDefault(cfg.BucketIPLimit, DefaultBucketIPLimit)
+	cfg.TableIPLimit = limitOrDefault(cfg.TableIPLimit, DefaultTableIPLimit)
+	if cfg.MaxFailures <= 0 {
+		cfg.MaxFailures = DefaultMaxFailures
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = DefaultRefreshInterval
+	}
+	if cfg.RepublishInterval <= 0 {
+		cfg.RepublishInterval = RepublishInterval
+	}
+	d := &DHT{
+		cfg: cfg,
+		log: cfg.Logger,
+		rng: cfg.Rand,
+		table: newTable(cfg.ID, tableLimits{
+			k:           cfg.K,
+			cache:       cfg.K,
+			maxFailures: cfg.MaxFailures,
+			bucketIP:    cfg.BucketIPLimit,
+			tableIP:     cfg.TableIPLimit,
+		}),
+	}
+	d.repub.due = make(map[block.ID]time.Time)
+	return d, nil
+}
+
+func limitOrDefault(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return -1
+	}
+	return v
+}
+
+// ID returns the node's own ID.
+func (d *DHT) ID() block.ID { return d.cfg.ID }
+
+// Size returns the number of contacts in the routing table.
+func (d *DHT) Size() int { return d.table.len() }
+
+// Contacts returns every routing-table contact with its bucket, when it
+// was last seen and its consecutive failures.
+func (d *DHT) Contacts() []ContactInfo { return d.table.contacts() }
+
+// Closest returns up to n contacts of the routing table closest to
+// target, closest first, without asking the network.
+func (d *DHT) Closest(target block.ID, n int) []transport.Contact {
+	return d.table.closest(target, n, block.ID{})
+}
+
+// counters are cumulative figures for metrics.
+type counters struct {
+	requestsSent    atomic.Uint64
+	requestsFailed  atomic.Uint64
+	requestsHandled atomic.Uint64
+	lookups         atomic.Uint64
+	lookupMessages  atomic.Uint64
+}
+
+// Stats are cumulative counts since New.
+type Stats struct {
+	RequestsSent    uint64
+	RequestsFailed  uint64
+	RequestsHandled uint64
+	Lookups         uint64
+	LookupMessages  uint64
+	TableSize       int
+}
+
+// Stats returns the cumulative counts.
+func (d *DHT) Stats() Stats {
+	return Stats{
+		RequestsSent:    d.stats.requestsSent.Load(),
+		RequestsFailed:  d.stats.requestsFailed.Load(),
+		RequestsHandled: d.stats.requestsHandled.Load(),
+		Lookups:         d.stats.lookups.Load(),
+		LookupMessages:  d.stats.lookupMessages.Load(),
+		TableSize:       d.table.len(),
+	}
+}
+
+func (d *DHT) now() time.Time { return d.cfg.Now() }
+
+// jitter returns interval scaled by a random factor in [0.9, 1.1).
+func (d *DHT) jitter(interval time.Duration) time.Duration {
+	d.rngMu.Lock()
+	f := 0.9 + 0.2*d.rng.Float64()
+	d.rngMu.Unlock()
+	return time.Duration(float64(interval) * f)
+}
+
+// randomID returns an ID drawn from Rand.
+func (d *DHT) randomID() block.ID {
+	var id block.ID
+	d.rngMu.Lock()
+	for j := 0; j < block.IDSize; j += 8 {
+		binary.BigEndian.PutUint64(id[j:], d.rng.Uint64())
+	}
+	d.rngMu.Unlock()
+	return id
+}
+
+// randomIDInBucket returns a random ID that shares exactly i leading bits
+// with the own ID: the own ID's first i bits, bit i flipped.
+func (d *DHT) randomIDInBucket(i int) block.ID {
+	self := d.cfg.ID
+	byteIdx, bit := i/8, byte(0x80)>>(i%8)
+	self[byteIdx] ^= bit
+	return d.randomIDInRegion(prefixRegion{prefix: self, bits: i + 1})
+}
+
+// observe adds a verified peer that talked to us or answered us to the
+// routing table, unless it runs in client mode.
+func (d *DHT) observe(p transport.Peer) {
+	if p.Client || p.ID.IsZero() {
+		return
+	}
+	d.table.seen(transport.Contact{ID: p.ID, Addr: p.Addr}, d.now())
+}
+
+// request sends m to c and returns the decoded reply. A peer that answers
+// is observed; one that does not answer (while ctx still runs) counts a
+// failure. An ERROR reply comes back as a *Error.
+func (d *DHT) request(ctx context.Context, c transport.Contact, m Message) (Message, transport.Peer, error) {
+	req, err := Encode(m)
+	if err != nil {
+		return nil, transport.Peer{}, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+	defer cancel()
+	d.stats.requestsSent.Add(1)
+	raw, peer, err := d.cfg.Transport.Request(rctx, c, req)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.stats.requestsFailed.Add(1)
+			if !c.ID.IsZero() && !errors.Is(err, transport.ErrOverloaded) {
+				d.table.failed(c.ID)
+			}
+		}
+		return nil, peer, fmt.Errorf("%v to %v: %w", m.Type(), c.Addr, err)
+	}
+	resp, err := Decode(raw)
+	if err != nil {
+		d.stats.requestsFailed.Add(1)
+		d.table.failed(peer.ID)
+		return nil, peer, fmt.Errorf("%w: %v from %v: %w", ErrBadReply, m.Type(), peer.ID.Short(), err)
+	}
+	d.observe(peer)
+	if e, ok := resp.(*Error); ok {
+		return nil, peer, e
+	}
+	return resp, peer, nil
+}
+
+// expect narrows the reply of request to the message type it awaits.
+func expect[T Message](m Message, _ transport.Peer, err error) (T, error) {
+	var zero T
+	if err != nil {
+		return zero, err
+	}
+	v, ok := m.(T)
+	if !ok {
+		return zero, fmt.Errorf("%w: got %v, want %v", ErrBadReply, m.Type(), zero.Type())
+	}
+	return v, nil
+}
+
+// fanOut runs fn for every contact at once and waits for all of them. It
+// returns how many succeeded and the errors of the others.
+func fanOut(ctx context.Context, cs []transport.Contact, fn func(context.Context, transport.Contact) error) (int, []error) {
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() { errs[i] = fn(ctx, c) })
+	}
+	wg.Wait()
+	ok := 0
+	var failed []error
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		} else {
+			failed = append(failed, err)
+		}
+	}
+	return ok, failed
+}
+
+// ObservedAddr is an address peers saw this node's packets come from.
+type ObservedAddr struct {
+	Addr      netip.AddrPort
+	Reporters int // distinct peers that reported it (counted up to 16)
+	LastSeen  time.Time
+}
+
+// Bounds of the observed-address record: a few addresses, a few
+// reporters each, so a flood of PONGs cannot grow it.
+const (
+	maxObservedAddrs     = 8
+	maxObservedReporters = 16
+)
+
+type observedAddrs struct {
+	mu    sync.Mutex
+	addrs map[netip.AddrPort]*observedEntry
+}
+
+type observedEntry struct {
+	reporters map[block.ID]struct{}
+	lastSeen  time.Time
+}
+
+func (o *observedAddrs) record(addr netip.AddrPort, reporter block.ID, now time.Time) {
+	if !addr.IsValid() {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.addrs == nil {
+		o.addrs = make(map[netip.AddrPort]*observedEntry)
+	}
+	e, ok := o.addrs[addr]
+	if !ok {
+		if len(o.addrs) >= maxObservedAddrs {
+			var oldest netip.AddrPort
+			for a, x := range o.addrs {
+				if !oldest.IsValid() || x.lastSeen.Before(o.addrs[oldest].lastSeen) {
+					oldest = a
+				}
+			}
+			delete(o.addrs, oldest)
+		}
+		e = &observedEntry{reporters: make(map[block.ID]struct{})}
+		o.addrs[addr] = e
+	}
+	if len(e.reporters) < maxObservedReporters {
+		e.reporters[reporter] = struct{}{}
+	}
+	e.lastSeen = now
+}
+
+// ObservedAddrs returns the addresses PONGs reported, most reporters
+// first: what the node can learn of its external address.
+func (d *DHT) ObservedAddrs() []ObservedAddr {
+	o := &d.observed
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]ObservedAddr, 0, len(o.addrs))
+	for a, e := range o.addrs {
+		out = append(out, ObservedAddr{Addr: a, Reporters: len(e.reporters), LastSeen: e.lastSeen})
+	}
+	slices.SortFunc(out, func(a, b ObservedAddr) int {
+		if a.Reporters != b.Reporters {
+			return b.Reporters - a.Reporters
+		}
+		return b.LastSeen.Compare(a.LastSeen)
+	})
+	return out
+}

@@ -1,0 +1,166 @@
+package kademlia
+
+import (
+	"context"
+	"errors"
+	"math"
+	"time"
+	"unicode/utf8"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/transport"
+)
+
+// Handle answers one request from a verified peer; it is the
+// transport.Handler of the node. A peer that is not in client mode and
+// sends a well-formed request enters the routing table.
+func (d *DHT) Handle(ctx context.Context, from transport.Peer, req []byte) []byte {
+	d.stats.requestsHandled.Add(1)
+	m, err := Decode(req)
+	if err != nil {
+		code := CodeMalformed
+		if errors.Is(err, ErrUnknownType) {
+			code = CodeUnknownType
+		}
+		return d.encodeReply(errorReply(code, err.Error()))
+	}
+	var resp Message
+	switch m := m.(type) {
+	case Ping:
+		resp = Pong{Observed: from.Addr}
+	case FindNode:
+		resp = Nodes{Contacts: d.table.closest(m.Target, d.cfg.K, from.ID)}
+	case FindBlock:
+		resp = d.handleFindBlock(ctx, from, m)
+	case Store:
+		resp = d.handleStore(ctx, m)
+	case List:
+		resp = d.handleList(ctx, m)
+	case Delete:
+		resp = d.handleDelete(ctx, m)
+	default:
+		// A well-formed reply sent as a request.
+		return d.encodeReply(errorReply(CodeMalformed, m.Type().String()+" is not a request"))
+	}
+	d.observe(from)
+	return d.encodeReply(resp)
+}
+
+// errorReply builds an ERROR whose text fits the limit (it is cut at a
+// UTF-8 boundary).
+func errorReply(code ErrorCode, text string) *Error {
+	if len(text) > MaxErrorText {
+		cut := MaxErrorText
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut]
+	}
+	return &Error{Code: code, Text: text}
+}
+
+func (d *DHT) encodeReply(m Message) []byte {
+	b, err := Encode(m)
+	if err != nil {
+		d.log.Error("kademlia: encoding a reply", "type", m.Type(), "err", err)
+		b, _ = Encode(&Error{Code: CodeInternal})
+	}
+	return b
+}
+
+// remainingSeconds is the lifetime left at now in whole seconds, capped at
+// the protocol maximum; 0 means the block is as good as expired.
+func remainingSeconds(m blockstore.Meta, now time.Time) uint32 {
+	s := m.Remaining(now) / time.Second
+	return uint32(min(s, time.Duration(MaxLifetimeSeconds)))
+}
+
+func (d *DHT) handleFindBlock(ctx context.Context, from transport.Peer, m FindBlock) Message {
+	if d.cfg.Store != nil {
+		data, meta, err := d.cfg.Store.Get(ctx, m.ID)
+		if err == nil {
+			if s := remainingSeconds(meta, d.now()); s > 0 {
+				return BlockReply{Lifetime: s, Block: data}
+			}
+		} else if !errors.Is(err, blockstore.ErrNotFound) {
+			d.log.Warn("kademlia: reading a block", "id", m.ID.Short(), "err", err)
+		}
+	}
+	return Nodes{Contacts: d.table.closest(m.ID, d.cfg.K, from.ID)}
+}
+
+// storeErrorCode maps a store error to the code a peer understands.
+func storeErrorCode(err error) ErrorCode {
+	switch {
+	case errors.Is(err, blockstore.ErrInvalid):
+		return CodeInvalidBlock
+	case errors.Is(err, blockstore.ErrNotFound):
+		return CodeNotFound
+	case errors.Is(err, blockstore.ErrForbidden), errors.Is(err, blockstore.ErrDeleted):
+		return CodeForbidden
+	case errors.Is(err, blockstore.ErrFull):
+		return CodeStorageFull
+	}
+	return CodeInternal
+}
+
+func (d *DHT) storeError(op string, err error) *Error {
+	code := storeErrorCode(err)
+	if code == CodeInternal {
+		// The peer learns nothing of our internals; the log does.
+		d.log.Warn("kademlia: store failed", "op", op, "err", err)
+		return errorReply(code, "")
+	}
+	return errorReply(code, err.Error())
+}
+
+func (d *DHT) handleStore(ctx context.Context, m Store) Message {
+	if d.cfg.Client {
+		return errorReply(CodeClientMode, "")
+	}
+	id, err := d.cfg.Store.Put(ctx, m.Block, time.Duration(m.Lifetime)*time.Second, blockstore.PutOptions{})
+	if err != nil {
+		return d.storeError("STORE", err)
+	}
+	// Another holder (or the owner) just stored it at the closest nodes,
+	// so this node need not republish it for an interval.
+	d.repub.schedule(id, d.now().Add(d.jitter(d.cfg.RepublishInterval)))
+	return OK{}
+}
+
+func (d *DHT) handleList(ctx context.Context, m List) Message {
+	if d.cfg.Client {
+		return errorReply(CodeClientMode, "")
+	}
+	var after *block.ID
+	if m.HasAfter {
+		after = &m.After
+	}
+	since := time.Unix(int64(min(m.Since, math.MaxInt64)), 0)
+	limit := min(int(m.Limit), MaxListEntries)
+	entries, more, err := d.cfg.Store.List(ctx, m.Target, int(m.Bits), since, after, max(limit, 1))
+	if err != nil {
+		return d.storeError("LIST", err)
+	}
+	if len(entries) > limit {
+		// limit 0: the peer only asks whether anything matches.
+		entries, more = entries[:limit], true
+	}
+	out := Listed{Entries: make([]ListedEntry, len(entries)), More: more}
+	for i, e := range entries {
+		out.Entries[i] = ListedEntry{ID: e.ID, StoredAt: uint64(max(e.StoredAt.Unix(), 0))}
+	}
+	return out
+}
+
+func (d *DHT) handleDelete(ctx context.Context, m Delete) Message {
+	if d.cfg.Client {
+		return errorReply(CodeClientMode, "")
+	}
+	if err := d.cfg.Store.Delete(ctx, m.ID, m.Preimage); err != nil {
+		return d.storeError("DELETE", err)
+	}
+	d.repub.forget(m.ID)
+	return OK{}
+}

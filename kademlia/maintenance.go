@@ -1,0 +1,95 @@
+package kademlia
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/flowmail/flowmail/transport"
+)
+
+// bootstrapParallel bounds the pings Bootstrap has in flight: a saved
+// table can hold hundreds of contacts.
+const bootstrapParallel = 16
+
+// Ping asks c for a PONG. c.ID may be zero when only the address is
+// known. It returns the address c saw this node's packets come from,
+// which is also recorded for ObservedAddrs.
+func (d *DHT) Ping(ctx context.Context, c transport.Contact) (netip.AddrPort, error) {
+	pong, _, err := d.ping(ctx, c)
+	return pong.Observed, err
+}
+
+func (d *DHT) ping(ctx context.Context, c transport.Contact) (Pong, transport.Peer, error) {
+	m, peer, err := d.request(ctx, c, Ping{})
+	pong, err := expect[Pong](m, peer, err)
+	if err != nil {
+		return Pong{}, peer, err
+	}
+	d.observed.record(pong.Observed, peer.ID, d.now())
+	return pong, peer, nil
+}
+
+// Bootstrap joins the network through contacts (a static list, or the
+// contacts saved by SaveContacts at the last run; IDs may be zero): it
+// pings them, so those that answer enter the routing table, looks up the
+// own ID, and then, for a full node, looks up a random ID in every bucket
+// farther than the own neighbourhood (Refresh with every bucket stale).
+func (d *DHT) Bootstrap(ctx context.Context, contacts []transport.Contact) error {
+	_, failed := fanOutLimited(ctx, contacts, bootstrapParallel, func(ctx context.Context, c transport.Contact) error {
+		_, _, err := d.ping(ctx, c)
+		return err
+	})
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d.table.len() == 0 {
+		return fmt.Errorf("%w: bootstrap through %d contacts: %w", ErrNoContacts, len(contacts), errors.Join(failed...))
+	}
+	if _, _, err := d.Lookup(ctx, d.cfg.ID); err != nil {
+		return fmt.Errorf("kademlia: bootstrap lookup of the own ID: %w", err)
+	}
+	if d.cfg.Client {
+		return nil
+	}
+	return d.refreshBuckets(ctx, d.now())
+}
+
+// Refresh runs the pending liveness checks (CheckLiveness) and looks up a
+// random ID in every bucket not looked up within RefreshInterval. The
+// node calls it periodically.
+func (d *DHT) Refresh(ctx context.Context) error {
+	d.CheckLiveness(ctx)
+	return d.refreshBuckets(ctx, d.now().Add(-d.cfg.RefreshInterval))
+}
+
+func (d *DHT) refreshBuckets(ctx context.Context, cutoff time.Time) error {
+	for _, i := range d.table.staleBuckets(cutoff) {
+		if _, _, err := d.Lookup(ctx, d.randomIDInBucket(i)); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			d.log.Debug("kademlia: bucket refresh failed", "bucket", i, "err", err)
+		}
+	}
+	return nil
+}
+
+// CheckLiveness pings the least recently seen contact of every full
+// bucket in which a newcomer waits, and evicts each one that does not
+// answer in favour of the newest waiting contact. It returns how many
+// were evicted. The node may call it more often than Refresh: it sends
+// nothing when no bucket has a waiting newcomer.
+func (d *DHT) CheckLiveness(ctx context.Context) int {
+	_, failed := fanOut(ctx, d.table.pendingChecks(), func(ctx context.Context, c transport.Contact) error {
+		_, _, err := d.ping(ctx, c)
+		if ctx.Err() != nil {
+			return nil // abandoned, not failed
+		}
+		d.table.checked(c.ID, err == nil)
+		return err
+	})
+	return len(failed)
+}

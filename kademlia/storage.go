@@ -1,0 +1,246 @@
+package kademlia
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/transport"
+)
+
+// lifetimeSeconds converts a lifetime for the wire: whole seconds, 1 to
+// MaxLifetimeSeconds.
+func lifetimeSeconds(lifetime time.Duration) (uint32, error) {
+	s := lifetime / time.Second
+	if s < 1 || s > time.Duration(MaxLifetimeSeconds) {
+		return 0, fmt.Errorf("%w: %v, want 1 s to %v", ErrLifetime, lifetime, block.MaxLifetime)
+	}
+	return uint32(s), nil
+}
+
+// selfAmong reports whether this node is one of the K closest to id,
+// given the K closest others a lookup found.
+func (d *DHT) selfAmong(id block.ID, closest []transport.Contact) bool {
+	if d.cfg.Store == nil {
+		return false
+	}
+	return len(closest) < d.cfg.K || compareDistance(d.cfg.ID, closest[len(closest)-1].ID, id) < 0
+}
+
+// Put stores blk at the K nodes closest to its ID for lifetime (whole
+// seconds, at most block.MaxLifetime), this node included when it is a
+// full node among them. It returns how many nodes acknowledged the block.
+func (d *DHT) Put(ctx context.Context, blk []byte, lifetime time.Duration) (int, error) {
+	secs, err := lifetimeSeconds(lifetime)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := identity.Check(blk); err != nil {
+		return 0, fmt.Errorf("kademlia: refusing to put an invalid block: %w", err)
+	}
+	id := block.Sum(blk)
+	closest, _, lerr := d.Lookup(ctx, id)
+	if lerr != nil && (d.cfg.Store == nil || ctx.Err() != nil) {
+		return 0, lerr
+	}
+	return d.storeAt(ctx, id, blk, secs, closest)
+}
+
+// storeAt stores blk at the closest contacts and, when this full node is
+// among the K closest, locally; the remote set is trimmed so K nodes in
+// all hold the block.
+func (d *DHT) storeAt(ctx context.Context, id block.ID, blk []byte, secs uint32, closest []transport.Contact) (int, error) {
+	stored := 0
+	var errs []error
+	if d.selfAmong(id, closest) {
+		if _, err := d.cfg.Store.Put(ctx, blk, time.Duration(secs)*time.Second, blockstore.PutOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("local store: %w", err))
+		} else {
+			stored++
+			d.repub.schedule(id, d.now().Add(d.jitter(d.cfg.RepublishInterval)))
+			if len(closest) == d.cfg.K {
+				closest = closest[:d.cfg.K-1]
+			}
+		}
+	}
+	ok, failed := d.requestAll(ctx, closest, Store{Lifetime: secs, Block: blk})
+	stored += ok
+	errs = append(errs, failed...)
+	if stored == 0 {
+		return 0, fmt.Errorf("%w: %v: %w", ErrNotStored, id.Short(), errors.Join(errs...))
+	}
+	return stored, nil
+}
+
+// requestAll sends m (STORE or DELETE) to every contact at once and
+// counts the OK replies.
+func (d *DHT) requestAll(ctx context.Context, cs []transport.Contact, m Message) (int, []error) {
+	return fanOut(ctx, cs, func(ctx context.Context, c transport.Contact) error {
+		_, err := expect[OK](d.request(ctx, c, m))
+		return err
+	})
+}
+
+// Get finds the block id: from the own store when held, else by a
+// FIND_BLOCK lookup that ends at the first block that hashes to id (a
+// peer that returns other bytes is dropped and the lookup goes on). It
+// returns the block and its remaining lifetime.
+func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, error) {
+	if d.cfg.Store != nil {
+		data, meta, err := d.cfg.Store.Get(ctx, id)
+		if err == nil {
+			if s := remainingSeconds(meta, d.now()); s > 0 {
+				return data, time.Duration(s) * time.Second, nil
+			}
+		} else if !errors.Is(err, blockstore.ErrNotFound) {
+			d.log.Warn("kademlia: reading a block", "id", id.Short(), "err", err)
+		}
+	}
+	l := d.newLookup(id, true)
+	if err := l.run(ctx); err != nil {
+		return nil, 0, err
+	}
+	if l.found == nil {
+		return nil, 0, fmt.Errorf("%w: %v (%d requests)", ErrNotFound, id.Short(), l.stats.Messages)
+	}
+	return l.found, time.Duration(l.lifetime) * time.Second, nil
+}
+
+// Delete asks the K nodes closest to id to drop it, proving the right
+// with preimage, and drops it from the own store. It returns how many
+// nodes deleted it.
+func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, error) {
+	deleted := 0
+	var errs []error
+	if d.cfg.Store != nil {
+		switch err := d.cfg.Store.Delete(ctx, id, preimage); {
+		case err == nil:
+			deleted++
+			d.repub.forget(id)
+		case !errors.Is(err, blockstore.ErrNotFound):
+			errs = append(errs, fmt.Errorf("local store: %w", err))
+		}
+	}
+	closest, _, err := d.Lookup(ctx, id)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	ok, failed := d.requestAll(ctx, closest, Delete{ID: id, Preimage: preimage})
+	deleted += ok
+	errs = append(errs, failed...)
+	if deleted == 0 {
+		return 0, fmt.Errorf("kademlia: no node deleted %v: %w", id.Short(), errors.Join(errs...))
+	}
+	return deleted, nil
+}
+
+// republishSchedule remembers when each held block is next due for
+// republishing. A STORE from another holder pushes the date back, so
+// usually one holder per interval republishes a block.
+type republishSchedule struct {
+	mu  sync.Mutex
+	due map[block.ID]time.Time
+}
+
+func (r *republishSchedule) schedule(id block.ID, at time.Time) {
+	r.mu.Lock()
+	r.due[id] = at
+	r.mu.Unlock()
+}
+
+func (r *republishSchedule) forget(id block.ID) {
+	r.mu.Lock()
+	delete(r.due, id)
+	r.mu.Unlock()
+}
+
+// Republish re-stores every held block whose republish date has passed at
+// the K nodes closest to it, with its remaining lifetime, and returns how
+// many it republished. A block first met here (after a restart) gets a
+// date spread over the next interval, so a restart does not send
+// everything at once. The node calls Republish often (every minute or
+// so); each call does only what is due.
+func (d *DHT) Republish(ctx context.Context) (int, error) {
+	if d.cfg.Store == nil {
+		return 0, nil
+	}
+	now := d.now()
+	var due []blockstore.Meta
+	held := make(map[block.ID]struct{})
+	d.repub.mu.Lock()
+	err := d.cfg.Store.Range(ctx, func(m blockstore.Meta) error {
+		held[m.ID] = struct{}{}
+		at, ok := d.repub.due[m.ID]
+		if !ok {
+			d.rngMu.Lock()
+			at = now.Add(time.Duration(d.rng.Int64N(int64(d.cfg.RepublishInterval))))
+			d.rngMu.Unlock()
+			d.repub.due[m.ID] = at
+		}
+		if !now.Before(at) {
+			due = append(due, m)
+		}
+		return nil
+	})
+	if err == nil {
+		for id := range d.repub.due {
+			if _, ok := held[id]; !ok {
+				delete(d.repub.due, id)
+			}
+		}
+	}
+	d.repub.mu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("kademlia: listing held blocks: %w", err)
+	}
+	// A few blocks at a time: each is a lookup plus K stores.
+	const parallel = 4
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	done := 0
+	for _, m := range due {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if d.republishOne(ctx, m) {
+				mu.Lock()
+				done++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return done, ctx.Err()
+}
+
+func (d *DHT) republishOne(ctx context.Context, m blockstore.Meta) bool {
+	d.repub.schedule(m.ID, d.now().Add(d.jitter(d.cfg.RepublishInterval)))
+	secs := remainingSeconds(m, d.now())
+	if secs == 0 {
+		return false
+	}
+	data, _, err := d.cfg.Store.Get(ctx, m.ID)
+	if err != nil {
+		return false
+	}
+	closest, _, err := d.Lookup(ctx, m.ID)
+	if err != nil {
+		d.log.Debug("kademlia: republish lookup failed", "id", m.ID.Short(), "err", err)
+		return false
+	}
+	// This node holds the block already; the others get it.
+	if d.selfAmong(m.ID, closest) && len(closest) == d.cfg.K {
+		closest = closest[:d.cfg.K-1]
+	}
+	ok, _ := d.requestAll(ctx, closest, Store{Lifetime: secs, Block: data})
+	return ok > 0
+}

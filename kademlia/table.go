@@ -1,0 +1,418 @@
+package kademlia
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/transport"
+)
+
+// numBuckets is one bucket per possible common prefix length with the own
+// ID; a prefix of 256 bits is the node itself, which is never stored.
+const numBuckets = block.IDSize * 8
+
+// ContactInfo is a routing-table entry as status pages and metrics see it.
+type ContactInfo struct {
+	transport.Contact
+	Bucket   int // common prefix length with the own ID
+	Added    time.Time
+	LastSeen time.Time
+	Failures int // consecutive failed requests
+}
+
+// tableLimits are the routing table's knobs (see Config).
+type tableLimits struct {
+	k           int
+	cache       int // replacement cache entries per bucket
+	maxFailures int
+	bucketIP    int // contacts per IP group in one bucket; < 0: no limit
+	tableIP     int // contacts per IP group in the table; < 0: no limit
+}
+
+type bucket struct {
+	live []*ContactInfo // least recently seen first
+	// cache holds contacts that found the bucket full, most recently seen
+	// last; one of them takes the place of a live contact that fails.
+	cache []*ContactInfo
+	// checking is the live contact whose liveness a newcomer waits on:
+	// set when a contact lands in a full bucket's cache, cleared when the
+	// ping is handed out (pendingChecks) and answered (checked).
+	needsCheck bool
+	checking   block.ID
+	lastLookup time.Time
+}
+
+// table is the routing table: K-buckets by common prefix length with the
+// own ID. It is safe for concurrent use; it does no I/O. Liveness checks
+// are handed out by pendingChecks and their outcome reported by checked,
+// so the mutex is never held across the network.
+type table struct {
+	self   block.ID
+	limits tableLimits
+
+	mu      sync.Mutex
+	buckets [numBuckets]bucket
+	groups  map[netip.Prefix]int // live contacts per IP group
+	size    int
+}
+
+func newTable(self block.ID, l tableLimits) *table {
+	return &table{self: self, limits: l, groups: make(map[netip.Prefix]int)}
+}
+
+// ipGroup is the prefix whose hosts are likely under one operator: /24
+// for IPv4, /48 for IPv6.
+func ipGroup(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	return p
+}
+
+// usableAddr reports whether a contact address can be dialed at all.
+func usableAddr(a netip.AddrPort) bool {
+	ip := a.Addr()
+	return a.IsValid() && a.Port() != 0 && !ip.IsUnspecified() && !ip.IsMulticast() && ip.Zone() == ""
+}
+
+func (t *table) bucketIndex(id block.ID) int {
+	return block.CommonPrefixLen(t.self, id)
+}
+
+func indexOf(es []*ContactInfo, id block.ID) int {
+	for i, e := range es {
+		if e.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// groupFits reports whether one more live contact of group g may enter b
+// (without counting the contact being replaced, if any).
+func (t *table) groupFits(b *bucket, g netip.Prefix, replacing *ContactInfo) bool {
+	if t.limits.tableIP >= 0 {
+		n := t.groups[g]
+		if replacing != nil && ipGroup(replacing.Addr.Addr()) == g {
+			n--
+		}
+		if n >= t.limits.tableIP {
+			return false
+		}
+	}
+	if t.limits.bucketIP >= 0 {
+		n := 0
+		for _, e := range b.live {
+			if e != replacing && ipGroup(e.Addr.Addr()) == g {
+				n++
+			}
+		}
+		if n >= t.limits.bucketIP {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *table) addLive(b *bucket, e *ContactInfo) {
+	b.live = append(b.live, e)
+	t.groups[ipGroup(e.Addr.Addr())]++
+	t.size++
+}
+
+func (t *table) dropLive(b *bucket, i int) {
+	e := b.live[i]
+	b.live = slices.Delete(b.live, i, i+1)
+	g := ipGroup(e.Addr.Addr())
+	if t.groups[g]--; t.groups[g] <= 0 {
+		delete(t.groups, g)
+	}
+	t.size--
+	if b.checking == e.ID {
+		b.checking = block.ID{}
+	}
+}
+
+// seen records that a verified full node with contact c talked to us or
+// answered us at now. It reports whether c is in the table afterwards.
+func (t *table) seen(c transport.Contact, now time.Time) bool {
+	if c.ID == t.self || !usableAddr(c.Addr) {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := &t.buckets[t.bucketIndex(c.ID)]
+	if i := indexOf(b.live, c.ID); i >= 0 {
+		e := b.live[i]
+		if e.Addr != c.Addr {
+			// The peer moved (a new NAT binding, a restart); the
+			// handshake proved it holds the key, so follow it if its
+			// new group has room.
+			t.dropLive(b, i)
+			if !t.groupFits(b, ipGroup(c.Addr.Addr()), nil) {
+				t.promote(b)
+				return false
+			}
+			e.Addr = c.Addr
+			t.addLive(b, e)
+		} else {
+			b.live = append(slices.Delete(b.live, i, i+1), e)
+		}
+		e.LastSeen, e.Failures = now, 0
+		if b.checking == c.ID {
+			b.checking = block.ID{}
+		}
+		return true
+	}
+	e := &ContactInfo{Contact: c, Bucket: t.bucketIndex(c.ID), Added: now}
+	if i := indexOf(b.cache, c.ID); i >= 0 {
+		e = b.cache[i]
+		b.cache = slices.Delete(b.cache, i, i+1)
+	}
+	e.Addr, e.LastSeen, e.Failures = c.Addr, now, 0
+	if len(b.live) < t.limits.k {
+		if !t.groupFits(b, ipGroup(c.Addr.Addr()), nil) {
+			return false
+		}
+		t.addLive(b, e)
+		return true
+	}
+	// Full: the newcomer waits in the cache until the least recently seen
+	// contact fails a liveness check (pendingChecks).
+	if t.limits.cache > 0 {
+		if len(b.cache) >= t.limits.cache {
+			b.cache = slices.Delete(b.cache, 0, 1)
+		}
+		b.cache = append(b.cache, e)
+		if b.checking.IsZero() {
+			b.needsCheck = true
+		}
+	}
+	return false
+}
+
+// promote moves the most recently seen cached contact that fits the IP
+// limits into the live list of b, which must have room.
+func (t *table) promote(b *bucket) {
+	for i := len(b.cache) - 1; i >= 0; i-- {
+		e := b.cache[i]
+		if t.groupFits(b, ipGroup(e.Addr.Addr()), nil) {
+			b.cache = slices.Delete(b.cache, i, i+1)
+			t.addLive(b, e)
+			return
+		}
+	}
+}
+
+// failed records that a request to id failed. The contact leaves the
+// table after maxFailures consecutive failures, and a cached contact takes
+// its place.
+func (t *table) failed(id block.ID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := &t.buckets[t.bucketIndex(id)]
+	if i := indexOf(b.live, id); i >= 0 {
+		e := b.live[i]
+		if e.Failures++; e.Failures >= t.limits.maxFailures {
+			t.dropLive(b, i)
+			t.promote(b)
+		}
+		return
+	}
+	if i := indexOf(b.cache, id); i >= 0 {
+		b.cache = slices.Delete(b.cache, i, i+1)
+	}
+}
+
+// pendingChecks returns, once per full bucket with a waiting newcomer,
+// its least recently seen contact: the caller pings each and reports the
+// outcome with checked.
+func (t *table) pendingChecks() []transport.Contact {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []transport.Contact
+	for i := range t.buckets {
+		b := &t.buckets[i]
+		if !b.needsCheck {
+			continue
+		}
+		b.needsCheck = false
+		if len(b.live) == 0 || len(b.cache) == 0 {
+			continue
+		}
+		b.checking = b.live[0].ID
+		out = append(out, b.live[0].Contact)
+	}
+	return out
+}
+
+// checked takes the outcome of a liveness check from pendingChecks. A
+// contact that answered was already moved to the tail by seen; one that
+// did not is evicted at once for the newest cached contact.
+func (t *table) checked(id block.ID, alive bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := &t.buckets[t.bucketIndex(id)]
+	if b.checking == id {
+		b.checking = block.ID{}
+	}
+	if alive {
+		return
+	}
+	if i := indexOf(b.live, id); i >= 0 {
+		t.dropLive(b, i)
+		t.promote(b)
+	}
+}
+
+// remove drops id from the table and its caches (a peer that lied).
+func (t *table) remove(id block.ID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := &t.buckets[t.bucketIndex(id)]
+	if i := indexOf(b.live, id); i >= 0 {
+		t.dropLive(b, i)
+		t.promote(b)
+	}
+	if i := indexOf(b.cache, id); i >= 0 {
+		b.cache = slices.Delete(b.cache, i, i+1)
+	}
+}
+
+// closest returns up to n live contacts closest to target by XOR
+// distance, closest first, leaving out except.
+//
+// Buckets are visited in distance order, so only the buckets that can
+// hold the answer are sorted: with c = cpl(self, target), contacts of
+// bucket c share more than c bits with target, those of buckets above c
+// share exactly c, and those of bucket i < c share exactly i.
+func (t *table) closest(target block.ID, n int, except block.ID) []transport.Contact {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closestLocked(target, n, except)
+}
+
+func (t *table) closestLocked(target block.ID, n int, except block.ID) []transport.Contact {
+	if n <= 0 {
+		return nil
+	}
+	out := make([]transport.Contact, 0, n)
+	take := func(group []transport.Contact) {
+		sortByDistance(group, target)
+		for _, c := range group {
+			if len(out) == n {
+				return
+			}
+			out = append(out, c)
+		}
+	}
+	collect := func(lo, hi int) []transport.Contact {
+		var g []transport.Contact
+		for i := lo; i < hi; i++ {
+			for _, e := range t.buckets[i].live {
+				if e.ID != except {
+					g = append(g, e.Contact)
+				}
+			}
+		}
+		return g
+	}
+	c := t.bucketIndex(target)
+	if c < numBuckets {
+		take(collect(c, c+1))
+		if len(out) < n {
+			take(collect(c+1, numBuckets))
+		}
+	} else {
+		c = numBuckets // target is self: every bucket i shares exactly i bits
+	}
+	for i := c - 1; i >= 0 && len(out) < n; i-- {
+		take(collect(i, i+1))
+	}
+	return out
+}
+
+// sortByDistance sorts cs by XOR distance to target, closest first.
+func sortByDistance(cs []transport.Contact, target block.ID) {
+	slices.SortFunc(cs, func(a, b transport.Contact) int {
+		return compareDistance(a.ID, b.ID, target)
+	})
+}
+
+// compareDistance compares a and b by XOR distance to target.
+func compareDistance(a, b, target block.ID) int {
+	for i := range target {
+		da, db := a[i]^target[i], b[i]^target[i]
+		if da != db {
+			if da < db {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// len returns the number of live contacts.
+func (t *table) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.size
+}
+
+// contacts returns every live contact, bucket by bucket, least recently
+// seen first within a bucket.
+func (t *table) contacts() []ContactInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]ContactInfo, 0, t.size)
+	for i := range t.buckets {
+		for _, e := range t.buckets[i].live {
+			out = append(out, *e)
+		}
+	}
+	return out
+}
+
+// lookedUp records a lookup for target, which refreshes target's bucket.
+func (t *table) lookedUp(target block.ID, now time.Time) {
+	i := t.bucketIndex(target)
+	if i >= numBuckets {
+		return
+	}
+	t.mu.Lock()
+	t.buckets[i].lastLookup = now
+	t.mu.Unlock()
+}
+
+// staleBuckets returns the buckets not looked up since before cutoff that
+// a lookup could still fill. With m the common prefix length of the K-th
+// closest contact to the own ID, buckets deeper than m hold only nodes
+// closer than that contact, and a lookup of the own ID finds all of them;
+// so buckets 0 to m remain (m is the farthest contact's bucket when the
+// table holds fewer than K).
+func (t *table) staleBuckets(cutoff time.Time) []int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	near := t.closestLocked(t.self, t.limits.k, block.ID{})
+	if len(near) == 0 {
+		return nil
+	}
+	last := t.bucketIndex(near[len(near)-1].ID)
+	var out []int
+	for i := 0; i <= last; i++ {
+		if t.buckets[i].lastLookup.Before(cutoff) {
+			out = append(out, i)
+		}
+	}
+	return out
+}

@@ -1,0 +1,581 @@
+package kademlia
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"unicode/utf8"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/transport"
+)
+
+// Protocol constants of docs/PROTOCOL.md sections 8 and 11.
+const (
+	// K is the replication factor, the bucket size and the most contacts
+	// a NODES message may carry.
+	K = 20
+	// Alpha is how many requests a lookup keeps in flight.
+	Alpha = 3
+	// MaxListEntries bounds the entries of one LISTED message.
+	MaxListEntries = 1000
+	// MaxErrorText bounds the text of an ERROR message, in bytes.
+	MaxErrorText = 256
+	// MaxLifetimeSeconds is block.MaxLifetime as the u32 the wire carries.
+	MaxLifetimeSeconds = uint32(block.MaxLifetime / 1e9)
+)
+
+// MsgType is the first byte of every request and response.
+type MsgType uint8
+
+// Message types (docs/PROTOCOL.md section 8). Numbers are never reused.
+const (
+	TypePing      MsgType = 0x10
+	TypePong      MsgType = 0x11
+	TypeFindNode  MsgType = 0x12
+	TypeNodes     MsgType = 0x13
+	TypeFindBlock MsgType = 0x14
+	TypeBlock     MsgType = 0x15
+	TypeStore     MsgType = 0x16
+	TypeOK        MsgType = 0x17
+	TypeList      MsgType = 0x18
+	TypeListed    MsgType = 0x19
+	TypeDelete    MsgType = 0x1a
+	TypeError     MsgType = 0x7f
+)
+
+func (t MsgType) String() string {
+	switch t {
+	case TypePing:
+		return "PING"
+	case TypePong:
+		return "PONG"
+	case TypeFindNode:
+		return "FIND_NODE"
+	case TypeNodes:
+		return "NODES"
+	case TypeFindBlock:
+		return "FIND_BLOCK"
+	case TypeBlock:
+		return "BLOCK"
+	case TypeStore:
+		return "STORE"
+	case TypeOK:
+		return "OK"
+	case TypeList:
+		return "LIST"
+	case TypeListed:
+		return "LISTED"
+	case TypeDelete:
+		return "DELETE"
+	case TypeError:
+		return "ERROR"
+	}
+	return fmt.Sprintf("type(%#02x)", uint8(t))
+}
+
+// ErrorCode is the code of an ERROR message.
+type ErrorCode uint16
+
+// Error codes (docs/PROTOCOL.md section 8).
+const (
+	CodeMalformed    ErrorCode = 1
+	CodeUnknownType  ErrorCode = 2
+	CodeInvalidBlock ErrorCode = 3
+	CodeNotFound     ErrorCode = 4
+	CodeForbidden    ErrorCode = 5
+	CodeStorageFull  ErrorCode = 6
+	CodeOverloaded   ErrorCode = 7
+	CodeClientMode   ErrorCode = 8
+	CodeInternal     ErrorCode = 9
+)
+
+func (c ErrorCode) String() string {
+	switch c {
+	case CodeMalformed:
+		return "malformed request"
+	case CodeUnknownType:
+		return "unknown message type"
+	case CodeInvalidBlock:
+		return "invalid block"
+	case CodeNotFound:
+		return "not found"
+	case CodeForbidden:
+		return "forbidden"
+	case CodeStorageFull:
+		return "storage full"
+	case CodeOverloaded:
+		return "overloaded"
+	case CodeClientMode:
+		return "client mode"
+	case CodeInternal:
+		return "internal error"
+	}
+	return fmt.Sprintf("error code %d", uint16(c))
+}
+
+// Errors of Decode and Encode, wrapped with detail. Test vectors name them
+// by the text after "kademlia: ".
+var (
+	ErrTruncated    = errors.New("kademlia: truncated")
+	ErrTrailing     = errors.New("kademlia: trailing bytes")
+	ErrUnknownType  = errors.New("kademlia: unknown message type")
+	ErrTooMany      = errors.New("kademlia: count above limit")
+	ErrFlag         = errors.New("kademlia: flag not 0 or 1")
+	ErrAfterNonzero = errors.New("kademlia: after is not zero while has_after is 0")
+	ErrTextTooLong  = errors.New("kademlia: error text too long")
+	ErrTextUTF8     = errors.New("kademlia: error text is not UTF-8")
+	ErrAddrFamily   = errors.New("kademlia: unknown address family")
+	ErrLifetime     = errors.New("kademlia: lifetime out of range")
+	ErrBlockSize    = errors.New("kademlia: block size out of range")
+)
+
+// wireErrors lists the sentinels above, for naming a decode error.
+var wireErrors = []error{ErrTruncated, ErrTrailing, ErrUnknownType, ErrTooMany, ErrFlag, ErrAfterNonzero, ErrTextTooLong, ErrTextUTF8, ErrAddrFamily, ErrLifetime, ErrBlockSize}
+
+// Message is one decoded request or response.
+type Message interface {
+	Type() MsgType
+	// appendBody appends the body after msg_type, or fails if the message
+	// breaks a rule of its layout.
+	appendBody(dst []byte) ([]byte, error)
+}
+
+// Ping asks for a Pong.
+type Ping struct{}
+
+// Pong tells the caller the address its packets came from.
+type Pong struct{ Observed netip.AddrPort }
+
+// FindNode asks for the contacts closest to Target.
+type FindNode struct{ Target block.ID }
+
+// Nodes lists at most K contacts.
+type Nodes struct{ Contacts []transport.Contact }
+
+// FindBlock asks for a block, or the contacts closest to its ID.
+type FindBlock struct{ ID block.ID }
+
+// BlockReply carries a block and its remaining lifetime in seconds.
+type BlockReply struct {
+	Lifetime uint32
+	Block    []byte
+}
+
+// Store asks the receiver to keep a block for Lifetime seconds.
+type Store struct {
+	Lifetime uint32
+	Block    []byte
+}
+
+// OK acknowledges a Store or a Delete.
+type OK struct{}
+
+// List asks for the index blocks whose IDs share at least Bits leading
+// bits with Target, stored at or after Since (Unix seconds), after After
+// when HasAfter, at most Limit of them.
+type List struct {
+	Target   block.ID
+	Bits     uint8
+	Since    uint64
+	HasAfter bool
+	After    block.ID
+	Limit    uint16
+}
+
+// Listed answers a List; More reports that entries were left out.
+type Listed struct {
+	Entries []ListedEntry
+	More    bool
+}
+
+// ListedEntry is one block in a Listed message.
+type ListedEntry struct {
+	ID       block.ID
+	StoredAt uint64 // Unix seconds
+}
+
+// Delete asks the receiver to drop ID, proving the right with Preimage.
+type Delete struct {
+	ID       block.ID
+	Preimage [32]byte
+}
+
+// Error is the ERROR message; it is also the Go error a request returns
+// when the peer answered with one.
+type Error struct {
+	Code ErrorCode
+	Text string
+}
+
+func (e *Error) Error() string {
+	if e.Text == "" {
+		return fmt.Sprintf("kademlia: peer answered error %d (%v)", e.Code, e.Code)
+	}
+	return fmt.Sprintf("kademlia: peer answered error %d (%v): %s", e.Code, e.Code, e.Text)
+}
+
+func (Ping) Type() MsgType       { return TypePing }
+func (Pong) Type() MsgType       { return TypePong }
+func (FindNode) Type() MsgType   { return TypeFindNode }
+func (Nodes) Type() MsgType      { return TypeNodes }
+func (FindBlock) Type() MsgType  { return TypeFindBlock }
+func (BlockReply) Type() MsgType { return TypeBlock }
+func (Store) Type() MsgType      { return TypeStore }
+func (OK) Type() MsgType         { return TypeOK }
+func (List) Type() MsgType       { return TypeList }
+func (Listed) Type() MsgType     { return TypeListed }
+func (Delete) Type() MsgType     { return TypeDelete }
+func (*Error) Type() MsgType     { return TypeError }
+
+// Encode returns msg_type || body, or an error when m breaks a rule of its
+// layout (too many contacts, a text too long, an invalid address...).
+func Encode(m Message) ([]byte, error) {
+	return m.appendBody([]byte{byte(m.Type())})
+}
+
+func (Ping) appendBody(dst []byte) ([]byte, error) { return dst, nil }
+func (OK) appendBody(dst []byte) ([]byte, error)   { return dst, nil }
+
+func (m Pong) appendBody(dst []byte) ([]byte, error) { return appendAddr(dst, m.Observed) }
+
+func (m FindNode) appendBody(dst []byte) ([]byte, error) { return append(dst, m.Target[:]...), nil }
+
+func (m FindBlock) appendBody(dst []byte) ([]byte, error) { return append(dst, m.ID[:]...), nil }
+
+func (m Nodes) appendBody(dst []byte) ([]byte, error) {
+	if len(m.Contacts) > K {
+		return nil, fmt.Errorf("%w: NODES with %d contacts, limit %d", ErrTooMany, len(m.Contacts), K)
+	}
+	dst = append(dst, byte(len(m.Contacts)))
+	var err error
+	for _, c := range m.Contacts {
+		dst = append(dst, c.ID[:]...)
+		if dst, err = appendAddr(dst, c.Addr); err != nil {
+			return nil, err
+		}
+	}
+	return dst, nil
+}
+
+func appendLifetimeBlock(dst []byte, lifetime uint32, b []byte) ([]byte, error) {
+	if lifetime == 0 || lifetime > MaxLifetimeSeconds {
+		return nil, fmt.Errorf("%w: %d s, want 1 to %d", ErrLifetime, lifetime, MaxLifetimeSeconds)
+	}
+	if len(b) == 0 || len(b) > block.MaxBlockSize {
+		return nil, fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBlockSize, len(b), block.MaxBlockSize)
+	}
+	dst = binary.BigEndian.AppendUint32(dst, lifetime)
+	return append(dst, b...), nil
+}
+
+func (m BlockReply) appendBody(dst []byte) ([]byte, error) {
+	return appendLifetimeBlock(dst, m.Lifetime, m.Block)
+}
+
+func (m Store) appendBody(dst []byte) ([]byte, error) {
+	return appendLifetimeBlock(dst, m.Lifetime, m.Block)
+}
+
+func (m List) appendBody(dst []byte) ([]byte, error) {
+	if !m.HasAfter && !m.After.IsZero() {
+		return nil, fmt.Errorf("%w: LIST", ErrAfterNonzero)
+	}
+	dst = append(dst, m.Target[:]...)
+	dst = append(dst, m.Bits)
+	dst = binary.BigEndian.AppendUint64(dst, m.Since)
+	dst = append(dst, boolByte(m.HasAfter))
+	dst = append(dst, m.After[:]...)
+	return binary.BigEndian.AppendUint16(dst, m.Limit), nil
+}
+
+func (m Listed) appendBody(dst []byte) ([]byte, error) {
+	if len(m.Entries) > MaxListEntries {
+		return nil, fmt.Errorf("%w: LISTED with %d entries, limit %d", ErrTooMany, len(m.Entries), MaxListEntries)
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Entries)))
+	for _, e := range m.Entries {
+		dst = append(dst, e.ID[:]...)
+		dst = binary.BigEndian.AppendUint64(dst, e.StoredAt)
+	}
+	return append(dst, boolByte(m.More)), nil
+}
+
+func (m Delete) appendBody(dst []byte) ([]byte, error) {
+	dst = append(dst, m.ID[:]...)
+	return append(dst, m.Preimage[:]...), nil
+}
+
+func (e *Error) appendBody(dst []byte) ([]byte, error) {
+	if len(e.Text) > MaxErrorText {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTextTooLong, len(e.Text), MaxErrorText)
+	}
+	if !utf8.ValidString(e.Text) {
+		return nil, ErrTextUTF8
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(e.Code))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(e.Text)))
+	return append(dst, e.Text...), nil
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// Address families of the addr layout (docs/PROTOCOL.md section 7).
+const (
+	familyIPv4 = 4
+	familyIPv6 = 6
+)
+
+// appendAddr appends family u8 || ip || port u16. An IPv4 address is
+// written as family 4; every other address (IPv4-mapped IPv6 included) as
+// family 6, so decoding and re-encoding give the same bytes.
+func appendAddr(dst []byte, a netip.AddrPort) ([]byte, error) {
+	ip := a.Addr()
+	switch {
+	case ip.Is4():
+		b := ip.As4()
+		dst = append(append(dst, familyIPv4), b[:]...)
+	case ip.Is6():
+		if ip.Zone() != "" {
+			return nil, fmt.Errorf("kademlia: address %v has a zone, which the wire cannot carry", a)
+		}
+		b := ip.As16()
+		dst = append(append(dst, familyIPv6), b[:]...)
+	default:
+		return nil, fmt.Errorf("kademlia: cannot encode invalid address %v", a)
+	}
+	return binary.BigEndian.AppendUint16(dst, a.Port()), nil
+}
+
+// reader walks a message, checking every length before it parses a byte.
+// The first failure sticks; later reads return zero values.
+type reader struct {
+	b    []byte
+	what string // the message being decoded, for error detail
+	err  error
+}
+
+func (r *reader) take(n int, field string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if len(r.b) < n {
+		r.err = fmt.Errorf("%w: %s needs %d bytes for %s, %d left", ErrTruncated, r.what, n, field, len(r.b))
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u8(field string) uint8 {
+	if v := r.take(1, field); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (r *reader) u16(field string) uint16 {
+	if v := r.take(2, field); v != nil {
+		return binary.BigEndian.Uint16(v)
+	}
+	return 0
+}
+
+func (r *reader) u32(field string) uint32 {
+	if v := r.take(4, field); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (r *reader) u64(field string) uint64 {
+	if v := r.take(8, field); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (r *reader) id(field string) block.ID {
+	var id block.ID
+	copy(id[:], r.take(block.IDSize, field))
+	return id
+}
+
+func (r *reader) flag(field string) bool {
+	v := r.u8(field)
+	if r.err == nil && v > 1 {
+		r.err = fmt.Errorf("%w: %s %s is %d", ErrFlag, r.what, field, v)
+	}
+	return v == 1
+}
+
+func (r *reader) addr(field string) netip.AddrPort {
+	family := r.u8(field + " family")
+	var ip netip.Addr
+	switch {
+	case r.err != nil:
+		return netip.AddrPort{}
+	case family == familyIPv4:
+		if v := r.take(4, field); v != nil {
+			ip = netip.AddrFrom4([4]byte(v))
+		}
+	case family == familyIPv6:
+		if v := r.take(16, field); v != nil {
+			ip = netip.AddrFrom16([16]byte(v))
+		}
+	default:
+		r.err = fmt.Errorf("%w: %s %s has family %d, want 4 or 6", ErrAddrFamily, r.what, field, family)
+		return netip.AddrPort{}
+	}
+	port := r.u16(field + " port")
+	if r.err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ip, port)
+}
+
+// lifetimeBlock takes lifetime u32 and the rest as a block, checking both.
+func (r *reader) lifetimeBlock() (uint32, []byte) {
+	lifetime := r.u32("lifetime")
+	if r.err != nil {
+		return 0, nil
+	}
+	if lifetime == 0 || lifetime > MaxLifetimeSeconds {
+		r.err = fmt.Errorf("%w: %s asks %d s, want 1 to %d", ErrLifetime, r.what, lifetime, MaxLifetimeSeconds)
+		return 0, nil
+	}
+	if len(r.b) == 0 || len(r.b) > block.MaxBlockSize {
+		r.err = fmt.Errorf("%w: %s carries %d bytes, want 1 to %d", ErrBlockSize, r.what, len(r.b), block.MaxBlockSize)
+		return 0, nil
+	}
+	b := r.b
+	r.b = nil
+	return lifetime, b
+}
+
+// done fails on trailing bytes and returns the sticky error.
+func (r *reader) done() error {
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%w: %d after %s", ErrTrailing, len(r.b), r.what)
+	}
+	return r.err
+}
+
+// Decode parses one message. A block in the result aliases b. Decoding is strict: every length is checked before
+// it is used, flags must be 0 or 1, and trailing bytes are an error, so
+// Encode of a decoded message gives b back.
+func Decode(b []byte) (Message, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%w: empty message", ErrTruncated)
+	}
+	t := MsgType(b[0])
+	r := &reader{b: b[1:], what: t.String()}
+	var m Message
+	switch t {
+	case TypePing:
+		m = Ping{}
+	case TypeOK:
+		m = OK{}
+	case TypePong:
+		m = Pong{Observed: r.addr("observed addr")}
+	case TypeFindNode:
+		m = FindNode{Target: r.id("target")}
+	case TypeFindBlock:
+		m = FindBlock{ID: r.id("id")}
+	case TypeNodes:
+		m = decodeNodes(r)
+	case TypeBlock:
+		lifetime, blk := r.lifetimeBlock()
+		m = BlockReply{Lifetime: lifetime, Block: blk}
+	case TypeStore:
+		lifetime, blk := r.lifetimeBlock()
+		m = Store{Lifetime: lifetime, Block: blk}
+	case TypeList:
+		m = decodeList(r)
+	case TypeListed:
+		m = decodeListed(r)
+	case TypeDelete:
+		d := Delete{ID: r.id("id")}
+		copy(d.Preimage[:], r.take(32, "preimage"))
+		m = d
+	case TypeError:
+		m = decodeError(r)
+	default:
+		return nil, fmt.Errorf("%w: %#02x", ErrUnknownType, b[0])
+	}
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func decodeNodes(r *reader) Nodes {
+	n := int(r.u8("count"))
+	if r.err == nil && n > K {
+		r.err = fmt.Errorf("%w: NODES count %d, limit %d", ErrTooMany, n, K)
+	}
+	if r.err != nil {
+		return Nodes{}
+	}
+	m := Nodes{Contacts: make([]transport.Contact, 0, n)}
+	for i := 0; i < n && r.err == nil; i++ {
+		c := transport.Contact{ID: r.id("contact id")}
+		c.Addr = r.addr("contact addr")
+		m.Contacts = append(m.Contacts, c)
+	}
+	return m
+}
+
+func decodeList(r *reader) List {
+	m := List{Target: r.id("target"), Bits: r.u8("bits"), Since: r.u64("since")}
+	m.HasAfter = r.flag("has_after")
+	m.After = r.id("after")
+	m.Limit = r.u16("limit")
+	if r.err == nil && !m.HasAfter && !m.After.IsZero() {
+		r.err = fmt.Errorf("%w: LIST", ErrAfterNonzero)
+	}
+	return m
+}
+
+func decodeListed(r *reader) Listed {
+	n := int(r.u16("count"))
+	if r.err == nil && n > MaxListEntries {
+		r.err = fmt.Errorf("%w: LISTED count %d, limit %d", ErrTooMany, n, MaxListEntries)
+	}
+	// The length check comes before the allocation, so a lying count
+	// cannot make us allocate.
+	const entrySize = block.IDSize + 8
+	if r.err == nil && len(r.b) < n*entrySize {
+		r.err = fmt.Errorf("%w: LISTED count %d needs %d bytes, %d left", ErrTruncated, n, n*entrySize, len(r.b))
+	}
+	if r.err != nil {
+		return Listed{}
+	}
+	m := Listed{Entries: make([]ListedEntry, n)}
+	for i := range m.Entries {
+		m.Entries[i] = ListedEntry{ID: r.id("entry id"), StoredAt: r.u64("stored_at")}
+	}
+	m.More = r.flag("more")
+	return m
+}
+
+func decodeError(r *reader) *Error {
+	e := &Error{Code: ErrorCode(r.u16("code"))}
+	n := int(r.u16("msg_len"))
+	if r.err == nil && n > MaxErrorText {
+		r.err = fmt.Errorf("%w: %d bytes, limit %d", ErrTextTooLong, n, MaxErrorText)
+	}
+	text := r.take(n, "msg")
+	if r.err == nil && !utf8.Valid(text) {
+		r.err = ErrTextUTF8
+	}
+	e.Text = string(text)
+	return e
+}
