@@ -1,0 +1,168 @@
+package rendezvous
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"testing"
+	"time"
+)
+
+// discoveryDeadline bounds every wait for the DHT; on loopback discovery
+// takes well under a second (see the report in the test log).
+const discoveryDeadline = 20 * time.Second
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("FLOWMAIL_DEBUG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func testNetwork(t *testing.T) string {
+	return "flowmail-test-" + rand.Text()[:10]
+}
+
+func startLocalMainline(t *testing.T, n int) *LocalMainline {
+	t.Helper()
+	m, err := StartLocalMainline(t.Context(), n, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return m
+}
+
+// startNode starts a rendezvous on loopback announcing quicPort.
+func startNode(t *testing.T, routers []string, network string, quicPort int) *Rendezvous {
+	t.Helper()
+	r, err := Start(t.Context(), Config{
+		Network:    network,
+		Port:       quicPort,
+		ListenAddr: "127.0.0.1",
+		Routers:    routers,
+		StateDir:   t.TempDir(),
+		Logger:     testLogger(t),
+		Interval:   200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return r
+}
+
+// waitFor waits until r has found every peer in want, and returns what it
+// has found then.
+func waitFor(t *testing.T, r *Rendezvous, want ...netip.AddrPort) []netip.AddrPort {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), discoveryDeadline)
+	defer cancel()
+	for {
+		changed := r.Changed()
+		got, err := r.Lookup(ctx)
+		if err != nil {
+			t.Fatalf("waiting for %v: have %v: %v", want, r.Peers(), err)
+		}
+		if containsAll(got, want) {
+			return got
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Fatalf("waiting for %v: have %v: %v", want, r.Peers(), ctx.Err())
+		}
+	}
+}
+
+func containsAll(have, want []netip.AddrPort) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func loopback(port int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port))
+}
+
+func sameSet(a, b []netip.AddrPort) bool {
+	return len(a) == len(b) && containsAll(a, b)
+}
+
+func TestNodesOfOneNetworkFindEachOther(t *testing.T) {
+	m := startLocalMainline(t, 0)
+	netA := testNetwork(t)
+	start := time.Now()
+	a := startNode(t, m.Routers, netA, 40001)
+	b := startNode(t, m.Routers, netA, 40002)
+	gotA := waitFor(t, a, loopback(40002))
+	gotB := waitFor(t, b, loopback(40001))
+	t.Logf("two nodes found each other in %v", time.Since(start))
+	// Each node's own announcement comes back from the DHT too; it must
+	// be filtered out.
+	if !sameSet(gotA, []netip.AddrPort{loopback(40002)}) || !sameSet(gotB, []netip.AddrPort{loopback(40001)}) {
+		t.Fatalf("a found %v, b found %v: want exactly the other node", gotA, gotB)
+	}
+
+	// Another network on the same DHT: its nodes meet each other under
+	// their own infohash and never see the first network's nodes, which
+	// are announced on the same DHT nodes already.
+	netC := testNetwork(t)
+	c := startNode(t, m.Routers, netC, 40003)
+	d := startNode(t, m.Routers, netC, 40004)
+	gotC := waitFor(t, c, loopback(40004))
+	gotD := waitFor(t, d, loopback(40003))
+	if !sameSet(gotC, []netip.AddrPort{loopback(40004)}) || !sameSet(gotD, []netip.AddrPort{loopback(40003)}) {
+		t.Fatalf("network %s found %v and %v: want only each other", netC, gotC, gotD)
+	}
+	if p := a.Peers(); !sameSet(p, []netip.AddrPort{loopback(40002)}) {
+		t.Fatalf("a (network %s) found %v: want only b", netA, p)
+	}
+}
+
+func TestLookupWaitsForContext(t *testing.T) {
+	m := startLocalMainline(t, 0)
+	a := startNode(t, m.Routers, testNetwork(t), 40001)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	got, err := a.Lookup(ctx)
+	if err != context.DeadlineExceeded || got != nil {
+		t.Fatalf("Lookup alone on the network = %v, %v; want nil, deadline exceeded", got, err)
+	}
+}
+
+func TestLookupAfterCloseFails(t *testing.T) {
+	m := startLocalMainline(t, 0)
+	a := startNode(t, m.Routers, testNetwork(t), 40001)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Lookup(t.Context()); err != ErrClosed {
+		t.Fatalf("Lookup after Close: %v, want ErrClosed", err)
+	}
+	select {
+	case <-a.Changed():
+	default:
+		t.Fatal("Changed is not closed after Close")
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+var _ = fmt.Sprint
