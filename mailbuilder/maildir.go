@@ -64,3 +64,15 @@ func maildirName(now time.Time) (string, error) {
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
 	return fmt.Sprintf("%d.M%06dP%dR%s.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), hex.EncodeToString(r[:]), host), nil
 }
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

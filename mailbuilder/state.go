@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/internal/atomicfile"
 )
 
 // Outcome is what became of one listed index block.
@@ -221,14 +222,13 @@ func (s *State) prune(now time.Time) {
 	}
 }
 
-// Save rewrites the file atomically: a temporary file, synced, renamed
-// over the old one, and the directory synced.
+// Save rewrites the file atomically (internal/atomicfile).
 func (s *State) Save() error {
 	b, err := s.encode()
 	if err != nil {
 		return fmt.Errorf("mailbuilder: state: %w", err)
 	}
-	if err := writeFileAtomic(s.path, b); err != nil {
+	if err := atomicfile.Write(s.path, b, 0o600); err != nil {
 		return fmt.Errorf("mailbuilder: saving state: %w", err)
 	}
 	return nil
@@ -241,40 +241,5 @@ func (s *State) Close() error {
 	}
 	err := s.unlock()
 	s.unlock = nil
-	return err
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	if _, err = f.Write(b); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
 	return err
 }
