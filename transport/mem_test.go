@@ -346,22 +346,23 @@ func TestMemNoHandlerYetIsOverloaded(t *testing.T) {
 
 func TestMemHandlerContextEndsAtRequestTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := NewMemNetwork(MemConfig{RequestTimeout: 4 * time.Second})
+		// With latency the requester's deadline passes a millisecond
+		// before the handler's, which starts when the request arrives.
+		n := NewMemNetwork(MemConfig{RequestTimeout: 4 * time.Second, Latency: time.Millisecond})
 		a := listenMem(t, n, 1, MemEndpointConfig{})
-		var waited time.Duration
+		waited := make(chan time.Duration, 1)
 		b := listenMem(t, n, 2, MemEndpointConfig{Handler: func(ctx context.Context, _ Peer, _ []byte) []byte {
 			start := time.Now()
 			<-ctx.Done()
-			waited = time.Since(start)
+			waited <- time.Since(start)
 			return []byte("late")
 		}})
 		_, _, err := a.Request(t.Context(), contactOf(b), []byte("x"))
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("got %v, want the request deadline", err)
 		}
-		b.Close() // waits for the handler
-		if waited != 4*time.Second {
-			t.Errorf("handler context lasted %v, want 4s", waited)
+		if got := <-waited; got != 4*time.Second {
+			t.Errorf("handler context lasted %v, want 4s", got)
 		}
 	})
 }
