@@ -1,0 +1,156 @@
+package mailbuilder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
+)
+
+func TestShardLayoutAtClassEdges(t *testing.T) {
+	for _, tc := range []struct{ zlen, s, k, m int }{
+		{0, 4096, 1, 1},
+		{4096 - 16, 4096, 1, 1},
+		{4096 - 15, 4096, 2, 1},
+		{16*4096 - 16, 4096, 16, 8},
+		{16*4096 - 15, 65536, 2, 1},
+		{16*65536 - 16, 65536, 16, 8},
+		{16*65536 - 15, 261120, 5, 3},
+		{16*261120 - 16, 261120, 16, 8},
+		{16 * 261120, 261120, 17, 9},
+		{MaxDataShards*261120 - 16, 261120, 170, 85},
+	} {
+		s, k, m, err := shardLayout(tc.zlen)
+		if err != nil || s != tc.s || k != tc.k || m != tc.m {
+			t.Errorf("shardLayout(%d) = %d, %d, %d, %v; want %d, %d, %d", tc.zlen, s, k, m, err, tc.s, tc.k, tc.m)
+		}
+		if k+m > 256 || k*s-tagSize < tc.zlen {
+			t.Errorf("shardLayout(%d): %d+%d shards of %d do not hold it", tc.zlen, k, m, s)
+		}
+	}
+	if _, _, _, err := shardLayout(MaxDataShards*261120 - 15); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("one byte past 170 shards: %v, want ErrTooLarge", err)
+	}
+}
+
+func TestBodyRoundTripAtClassEdges(t *testing.T) {
+	c := testCodec(t)
+	key := [keySize]byte{1, 2, 3}
+	for _, zlen := range []int{1, 4080, 4081, 65520, 65521, 1048560, 1048561} {
+		t.Run(fmt.Sprint(zlen), func(t *testing.T) {
+			z := randomBytes(zlen, uint64(zlen))
+			body, err := c.encode(z, &key, block.Header{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.putBuf(body.arena)
+			man := &Manifest{ContentKey: key, CompressedLen: zlen, ShardSize: body.shardSize, DataShards: body.k, ParityShards: body.m}
+			for _, b := range body.blocks {
+				if len(b) != block.HeaderSize+body.shardSize {
+					t.Fatalf("data block of %d bytes, want %d", len(b), block.HeaderSize+body.shardSize)
+				}
+				man.ShardIDs = append(man.ShardIDs, block.Sum(b))
+			}
+			if _, err := DecodeManifest(man.Encode()); err != nil {
+				t.Fatalf("the manifest of a built body does not decode: %v", err)
+			}
+			// Lose every data shard the parity can stand in for.
+			payloads := make([][]byte, len(body.blocks))
+			for i, b := range body.blocks {
+				if i >= body.m {
+					payloads[i] = b[block.HeaderSize:]
+				}
+			}
+			got, buf, err := c.decode(man, payloads)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.putBuf(buf)
+			if !bytes.Equal(got, z) {
+				t.Fatal("decoded body differs")
+			}
+		})
+	}
+}
+
+// messageWithZLen returns a message from alice to bob whose compressed
+// envelope, built with buildAndSend's randomness, is zlen bytes: its body
+// is random, so each added byte adds one compressed byte.
+func messageWithZLen(t *testing.T, c *Codec, alice, bob *identity.Identity, zlen int) []byte {
+	t.Helper()
+	head := fmt.Appendf(nil, "From: %s\r\nTo: %s\r\nSubject: edge\r\n\r\n", HeaderAddress(alice.ID()), HeaderAddress(bob.ID()))
+	n := max(zlen-2000, 0)
+	for range 8 {
+		msg := append(bytes.Clone(head), randomBytes(n, 77)...)
+		env := &Envelope{Time: testNow, Message: msg, Recipients: []block.ID{bob.ID()}}
+		if _, err := readKeys(detRand(7), 1, env.MessageID[:]); err != nil { // as Build does
+			t.Fatal(err)
+		}
+		eb, err := signEnvelope(env, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z := c.compress(eb)
+		got := len(z)
+		c.putBuf(z)
+		if got == zlen {
+			return msg
+		}
+		n += zlen - got
+		if n < 0 {
+			t.Fatalf("no body is small enough for %d compressed bytes", zlen)
+		}
+	}
+	t.Fatalf("found no body that compresses to %d bytes", zlen)
+	return nil
+}
+
+func TestSendFetchAtShardClassEdges(t *testing.T) {
+	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
+	c := testCodec(t)
+	empty := composeTo(t, alice, []*identity.Identity{bob}, "", "")
+	cases := []struct {
+		name string
+		msg  []byte
+	}{{"empty body", empty}}
+	for _, z := range []int{4080, 4081, 65520, 65521, 1048560, 1048561} {
+		cases = append(cases, struct {
+			name string
+			msg  []byte
+		}{fmt.Sprintf("compressed %d", z), messageWithZLen(t, c, alice, bob, z)})
+	}
+	if os.Getenv("FLOWMAIL_LONG") == "1" {
+		big := composeTo(t, alice, []*identity.Identity{bob}, "big", "x")
+		big = append(big, randomBytes(MaxMessageSize-len(big), 9)...)
+		cases = append(cases, struct {
+			name string
+			msg  []byte
+		}{"MaxMessageSize", big})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			net := newMemNet(testNow)
+			b := buildAndSend(t, c, net, alice, tc.msg, bob)
+			defer b.Release()
+			x := b.Index[0]
+			mail, err := c.Open(context.Background(), net, bob, x.ID, x.Bytes, OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			man := mail.Manifest
+			s, k, m, _ := shardLayout(man.CompressedLen)
+			if man.ShardSize != s || man.DataShards != k || man.ParityShards != m || len(b.Data) != k+m {
+				t.Fatalf("manifest %d+%d shards of %d for %d bytes", man.DataShards, man.ParityShards, man.ShardSize, man.CompressedLen)
+			}
+			t.Logf("message %d bytes, compressed %d: %d+%d shards of %d", len(tc.msg), man.CompressedLen, k, m, s)
+			if !bytes.Equal(mail.Message(), tc.msg) {
+				t.Fatal("opened message differs")
+			}
+		})
+	}
+}
