@@ -83,8 +83,21 @@ func Compose(m *Message, rand io.Reader) ([]byte, error) {
 	}
 
 	// WriteHeader emits fields last-added first, so they are added in
-	// reverse of the order a reader sees.
+	// reverse of the order a reader sees: From first, MIME fields last.
 	var h mail.Header
+	h.Set("MIME-Version", "1.0")
+	if len(m.Attachments) == 0 {
+		h.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
+		h.Set("Content-Transfer-Encoding", "quoted-printable")
+	} else {
+		var b [18]byte
+		if _, err := io.ReadFull(rand, b[:]); err != nil {
+			return nil, fmt.Errorf("mailbuilder: compose: reading randomness: %w", err)
+		}
+		// '=' followed by '_' occurs in neither base64 nor quoted-printable,
+		// so the boundary cannot collide with encoded content.
+		h.SetContentType("multipart/mixed", map[string]string{"boundary": "=_" + hex.EncodeToString(b[:])})
+	}
 	h.SetMessageID(msgID)
 	h.SetDate(m.Date)
 	h.SetSubject(m.Subject)
@@ -98,21 +111,12 @@ func Compose(m *Message, rand io.Reader) ([]byte, error) {
 
 	var out bytes.Buffer
 	if len(m.Attachments) == 0 {
-		h.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
-		h.Set("Content-Transfer-Encoding", "quoted-printable")
 		pw, err := message.CreateWriter(&out, h.Header)
 		if err := writeBody(pw, err, []byte(m.Text)); err != nil {
 			return nil, err
 		}
 		return out.Bytes(), nil
 	}
-	var b [18]byte
-	if _, err := io.ReadFull(rand, b[:]); err != nil {
-		return nil, fmt.Errorf("mailbuilder: compose: reading randomness: %w", err)
-	}
-	// '=' and '_' cannot occur in base64 or quoted-printable lines at that
-	// place, so the boundary cannot collide with encoded content.
-	h.SetContentType("multipart/mixed", map[string]string{"boundary": "=_" + hex.EncodeToString(b[:])})
 	mw, err := message.CreateWriter(&out, h.Header)
 	if err != nil {
 		return nil, fmt.Errorf("mailbuilder: compose: %w", err)
