@@ -1,49 +1,177 @@
 package pow
 
 import (
-	"crypto/sha512"
-	"encoding"
 	"encoding/binary"
+	"unsafe"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/pow/internal/sha512block"
 )
 
-// grinder holds the SHA-512/256 state after every complete 128-byte chunk
-// that precedes the nonce, so each trial hashes only the tail.
+// chunk is the SHA-512 block size.
+const chunk = 128
+
+// tail is where the nonce sits in a block, as the kernels see it. The
+// nonce's low bytes, those in the block's last 64-bit word, vary inside a
+// kernel call; its high bytes change only between runs of 2^(8·low)
+// nonces, so the chunks holding them are hashed once per run.
+type tail struct {
+	blk   []byte    // the block; nonce bytes are ignored
+	low   int       // nonce bytes in the block's last word, 1 to 8
+	first int       // the first chunk holding a nonce byte
+	fin   int       // the chunk holding the block's last byte
+	vary  int       // index of the block's last word within chunk fin
+	two   bool      // the padding needs a chunk after fin
+	pre   [8]uint64 // state after the chunks before first
+}
+
+func newTail(blk []byte) *tail {
+	n := len(blk)
+	t := &tail{
+		blk:   blk,
+		low:   (n-1)%8 + 1,
+		first: (n - block.NonceSize) / chunk,
+		fin:   (n - 1) / chunk,
+		vary:  (n - 1) % chunk / 8,
+		// 0x80 and the 16-byte length follow the message.
+		two: (n+17+chunk-1)/chunk > (n-1)/chunk+1,
+		pre: sha512block.IV256,
+	}
+	for c := range t.first {
+		w := sha512block.Words(blk[c*chunk:])
+		sha512block.Block(&t.pre, &w)
+	}
+	return t
+}
+
+// lowBits is the width of the varying nonce bits: 8 to 64.
+func (t *tail) lowBits() uint { return uint(8 * t.low) }
+
+// grinder searches nonces for one worker.
 type grinder struct {
-	mid  []byte // MarshalBinary of the state over prefix
-	tail []byte // bytes after prefix, nonce last
+	t      *tail
+	k      kernel
+	run    func(p *uint64, n uint64) (iters, mask uint64)
+	buf    []uint64 // the params block, 64-byte aligned, and the kernel's scratch
+	last   []byte   // padded chunks first..fin(+1), nonce high bytes filled in
+	hi     uint64   // the high nonce bits last prepared
+	ready  bool
+	target block.ID
+	bits   int
 }
 
-func newGrinder(blk []byte) *grinder {
-	cut := (len(blk) - block.NonceSize) / sha512.BlockSize * sha512.BlockSize
-	h := sha512.New512_256()
-	h.Write(blk[:cut])
-	mid, err := h.(encoding.BinaryMarshaler).MarshalBinary()
-	if err != nil {
-		panic("pow: sha512 state cannot be marshalled: " + err.Error())
+func newGrinder(t *tail, k kernel, target block.ID, bits int) *grinder {
+	raw := make([]uint64, kernelWords+8)
+	skip := (64 - int(uintptr(unsafe.Pointer(&raw[0]))%64)) % 64 / 8
+	g := &grinder{t: t, k: k, buf: raw[skip : skip+kernelWords], target: target, bits: bits}
+	switch {
+	case t.two:
+		g.run = k.anyTwo
+	case t.vary == 3:
+		g.run = k.v3
+	default:
+		g.run = k.any
 	}
-	return &grinder{mid: mid, tail: append([]byte(nil), blk[cut:]...)}
+	n := len(t.blk)
+	start := t.first * chunk
+	end := (n + 17 + chunk - 1) / chunk * chunk
+	g.last = make([]byte, end-start)
+	copy(g.last, t.blk[start:])
+	g.last[n-start] = 0x80
+	binary.BigEndian.PutUint64(g.last[len(g.last)-8:], uint64(n)*8)
+
+	p := g.buf
+	p[pSel+t.vary] = ^uint64(0)
+	p[pVary] = uint64(t.vary)
+	if t.two {
+		p[pTwo] = 1
+	}
+	p[pShift] = uint64(8 * (7 - (n-1)%8))
+	p[pTarget] = binary.BigEndian.Uint64(target[:8])
+	if bits < 64 {
+		p[pMask] = ^uint64(0) << (64 - bits) // bits 0: every ID matches
+	} else {
+		p[pMask] = ^uint64(0) // longer prefixes are checked in hit
+	}
+	return g
 }
 
-// search tries nonces base..base+n-1 and returns the first that works.
-func (g *grinder) search(base, n uint64, target block.ID, bits int) (uint64, bool) {
-	tail := append([]byte(nil), g.tail...)
-	h := sha512.New512_256()
-	u := h.(encoding.BinaryUnmarshaler)
-	var inner [32]byte
-	for i := uint64(0); i < n; i++ {
-		nonce := base + i
-		binary.BigEndian.PutUint64(tail[len(tail)-block.NonceSize:], nonce)
-		if err := u.UnmarshalBinary(g.mid); err != nil {
-			panic("pow: sha512 state cannot be restored: " + err.Error())
-		}
-		h.Write(tail)
-		h.Sum(inner[:0])
-		id := block.ID(sha512.Sum512_256(inner[:]))
-		if block.CommonPrefixLen(id, target) >= bits {
-			return nonce, true
-		}
+// prepare sets the nonce's high bits and hashes what depends on them.
+func (g *grinder) prepare(hi uint64) {
+	t, p := g.t, g.buf
+	n := len(t.blk)
+	var nonce [8]byte
+	if t.low < 8 {
+		binary.BigEndian.PutUint64(nonce[:], hi<<t.lowBits())
 	}
-	return 0, false
+	copy(g.last[n-block.NonceSize-t.first*chunk:], nonce[:])
+	st := t.pre
+	c := 0
+	for ; c < t.fin-t.first; c++ {
+		w := sha512block.Words(g.last[c*chunk:])
+		sha512block.Block(&st, &w)
+	}
+	copy(p[pState:pState+8], st[:])
+	w := sha512block.Words(g.last[c*chunk:])
+	copy(p[pMsg:pMsg+16], w[:])
+	if t.two {
+		w := sha512block.Words(g.last[(c+1)*chunk:])
+		copy(p[pMsg2:pMsg2+16], w[:])
+	}
+	g.hi, g.ready = hi, true
+}
+
+// search tries nonces base, base+1, ... (mod 2^64), count of them, and
+// returns the first that meets the target and how many it tried.
+func (g *grinder) search(base, count uint64) (nonce, tried uint64, found bool) {
+	t := g.t
+	for count > 0 {
+		var hi, lo, room uint64
+		if t.low == 8 {
+			lo, room = base, -base // 0: the whole nonce space
+		} else {
+			hi, lo = base>>t.lowBits(), base&(1<<t.lowBits()-1)
+			room = 1<<t.lowBits() - lo
+		}
+		n := count
+		if room != 0 && room < n {
+			n = room
+		}
+		if !g.ready || hi != g.hi {
+			g.prepare(hi)
+		}
+		for done := uint64(0); done < n; {
+			run, lanes := g.run, uint64(g.k.lanes)
+			iters := (n - done) / lanes
+			if iters == 0 { // a ragged end: one lane at a time
+				run, lanes, iters = goKernel, 1, n-done
+			}
+			g.buf[pBase] = lo + done
+			it, mask := run(&g.buf[0], iters)
+			if mask == 0 {
+				done += iters * lanes
+				continue
+			}
+			for l := range lanes {
+				if mask>>l&1 == 1 && g.hit(l, lanes) {
+					k := done + it*lanes + l
+					return base + k, tried + k + 1, true
+				}
+			}
+			done += (it + 1) * lanes
+		}
+		base += n
+		count -= n
+		tried += n
+	}
+	return 0, tried, false
+}
+
+// hit checks a lane's whole ID: the kernels test only its first word.
+func (g *grinder) hit(lane, lanes uint64) bool {
+	var id block.ID
+	for w := range uint64(4) {
+		binary.BigEndian.PutUint64(id[w*8:], g.buf[pOut+w*lanes+lane])
+	}
+	return block.CommonPrefixLen(id, g.target) >= g.bits
 }

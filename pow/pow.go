@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,9 @@ type Options struct {
 // absurd difficulties; 2^64 trials take centuries).
 var ErrNoSolution = errors.New("pow: nonce space exhausted")
 
+// MaxBits is the largest difficulty: an ID has 256 bits.
+const MaxBits = 8 * block.IDSize
+
 // Verify reports whether blk (an index block, nonce included) shares at
 // least bits leading bits with target.
 func Verify(blk []byte, target block.ID, bits int) bool {
@@ -49,13 +53,41 @@ func Verify(blk []byte, target block.ID, bits int) bool {
 
 // Solve finds a nonce for which Verify(blk, target, bits) holds, writes it
 // into the last 8 bytes of blk and returns it. It stops with ctx.Err()
-// when ctx is cancelled.
+// when ctx is cancelled; every goroutine it starts has exited when it
+// returns.
 func Solve(ctx context.Context, blk []byte, target block.ID, bits int, opt Options) (uint64, error) {
+	return solve(ctx, blk, target, bits, opt, config{})
+}
+
+// config holds what tests and benchmarks choose and Options does not offer.
+type config struct {
+	kernel string // a kernel by name; "" picks the fastest this CPU runs
+	// batch, if set, is called by worker w before it grinds n nonces
+	// from base.
+	batch func(w int, base, n uint64)
+}
+
+// batchSize is how many nonces a worker tries between checks of ctx: small
+// enough to stop within a millisecond, large enough to keep the check and
+// each kernel call's set-up off the hot path.
+const batchSize = 4096
+
+// batches is how many batches the nonce space holds.
+const batches = 1 << 64 / batchSize
+
+func solve(ctx context.Context, blk []byte, target block.ID, bits int, opt Options, cfg config) (uint64, error) {
 	if len(blk) < block.NonceSize {
 		return 0, fmt.Errorf("pow: block of %d bytes has no room for a nonce", len(blk))
 	}
-	if bits < 0 || bits > 256 {
-		return 0, fmt.Errorf("pow: difficulty %d outside 0..256", bits)
+	if bits < 0 || bits > MaxBits {
+		return 0, fmt.Errorf("pow: difficulty %d outside 0..%d", bits, MaxBits)
+	}
+	k := kernels()[0]
+	if cfg.kernel != "" {
+		var ok bool
+		if k, ok = kernelByName(cfg.kernel); !ok {
+			return 0, fmt.Errorf("pow: kernel %q not available on this machine", cfg.kernel)
+		}
 	}
 	workers := opt.Workers
 	if workers <= 0 {
@@ -65,38 +97,40 @@ func Solve(ctx context.Context, blk []byte, target block.ID, bits int, opt Optio
 	if interval <= 0 {
 		interval = 250 * time.Millisecond
 	}
-	g := newGrinder(blk)
+	t := newTail(blk)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
 		attempts atomic.Uint64
-		found    atomic.Bool
 		result   uint64
+		found    bool
 		once     sync.Once
 		wg       sync.WaitGroup
 	)
 	start := time.Now()
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			// Worker w tries batches start+(i*workers+w)*batch... so no two
-			// workers ever try the same nonce.
-			for i := uint64(0); ; i++ {
+	for w := range workers {
+		wg.Go(func() {
+			g := newGrinder(t, k, target, bits)
+			// Worker w takes batches w, w+workers, w+2·workers, ... of the
+			// nonces from Start, so no two workers try the same nonce.
+			for b := uint64(w); b < batches; b += uint64(workers) {
 				if ctx.Err() != nil {
 					return
 				}
-				base := opt.Start + (i*uint64(workers)+uint64(w))*batchSize
-				n, ok := g.search(base, batchSize, target, bits)
-				attempts.Add(batchSize)
+				base := opt.Start + b*batchSize
+				if cfg.batch != nil {
+					cfg.batch(w, base, batchSize)
+				}
+				n, tried, ok := g.search(base, batchSize)
+				attempts.Add(tried)
 				if ok {
-					once.Do(func() { result = n; found.Store(true) })
+					once.Do(func() { result, found = n, true })
 					cancel()
 					return
 				}
 			}
-		}(w)
+		})
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -109,31 +143,35 @@ func Solve(ctx context.Context, blk []byte, target block.ID, bits int, opt Optio
 		}
 		a := attempts.Load()
 		el := time.Since(start)
-		p := Progress{Attempts: a, Elapsed: el, Expected: float64(uint64(1) << min(bits, 63))}
+		p := Progress{Attempts: a, Elapsed: el, Expected: math.Ldexp(1, bits)}
 		if el > 0 {
 			p.Rate = float64(a) / el.Seconds()
 		}
 		if p.Rate > 0 && p.Expected > float64(a) {
-			p.Left = time.Duration((p.Expected - float64(a)) / p.Rate * float64(time.Second))
+			p.Left = math.MaxInt64 // for difficulties beyond any lifetime
+			if left := (p.Expected - float64(a)) / p.Rate * float64(time.Second); left < math.MaxInt64 {
+				p.Left = time.Duration(left)
+			}
 		}
 		opt.Progress(p)
 	}
 	for {
 		select {
 		case <-done:
-			if found.Load() {
-				report()
-				binary.BigEndian.PutUint64(blk[len(blk)-block.NonceSize:], result)
-				return result, nil
+			if !found {
+				if err := ctx.Err(); err != nil {
+					return 0, err
+				}
+				return 0, ErrNoSolution
 			}
-			return 0, ctx.Err()
+			binary.BigEndian.PutUint64(blk[len(blk)-block.NonceSize:], result)
+			if !Verify(blk, target, bits) {
+				return 0, fmt.Errorf("pow: internal error: kernel %s found nonce %d, which does not verify", k.name, result)
+			}
+			report()
+			return result, nil
 		case <-tick.C:
 			report()
 		}
 	}
 }
-
-// batchSize is how many nonces a worker tries between checks of ctx: small
-// enough to stop within a millisecond, large enough to keep the check off
-// the hot path.
-const batchSize = 4096
