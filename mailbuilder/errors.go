@@ -42,26 +42,6 @@ var (
 	ErrIndexBlock    = errors.New("mailbuilder: invalid index block")
 )
 
-// errName is the vector name of a mailbuilder error: its sentinel's text
-// without the package prefix, or "" for nil.
-func errName(err error) string {
-	if err == nil {
-		return ""
-	}
-	for _, s := range []error{
-		ErrTruncated, ErrTrailing, ErrVersion, ErrRecipientCount, ErrDuplicateRecipient,
-		ErrMessageSize, ErrFlags, ErrShardSize, ErrShardCount, ErrCompressedLen, ErrLayout,
-		ErrPadding, ErrSender, ErrSignature, ErrNotRecipient, ErrFromHeader, ErrFromMismatch,
-		ErrStale, ErrTooLarge, ErrDecompress, ErrDecrypt, ErrShardsMissing, ErrProofOfWork,
-		ErrIndexBlock,
-	} {
-		if errors.Is(err, s) {
-			return s.Error()[len("mailbuilder: "):]
-		}
-	}
-	return "unexpected: " + err.Error()
-}
-
 // MailError is the outcome of one mail that could not be delivered. Fetch
 // reports it and goes on with the other mails.
 type MailError struct {
