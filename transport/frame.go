@@ -34,13 +34,19 @@ func appendFrame(dst, payload []byte) []byte {
 	return append(dst, payload...)
 }
 
-// writeFrame writes payload as one frame in a single Write, so a stream
-// sends header and payload in the same packets.
+// writeFrame writes payload as one frame. The header goes in its own
+// Write: a QUIC stream buffers so small a write and sends it with the
+// payload, which saves copying the payload into a new buffer.
 func writeFrame(w io.Writer, payload []byte) error {
 	if err := checkPayload(len(payload)); err != nil {
 		return err
 	}
-	_, err := w.Write(appendFrame(make([]byte, 0, frameHeaderSize+len(payload)), payload))
+	var hdr [frameHeaderSize]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(payload)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(payload)
 	return err
 }
 

@@ -591,7 +591,7 @@ func (t *QUIC) acceptLoop() {
 			return
 		}
 		if err := t.track(qc); err != nil {
-			t.log.Warn("refusing connection", "addr", qc.RemoteAddr().String(), "reason", err)
+			t.log.Debug("refusing connection", "addr", qc.RemoteAddr().String(), "reason", err)
 			qc.CloseWithError(CodeOverloaded, "too many connections")
 			if t.cfg.Observer != nil {
 				t.cfg.Observer.ConnChanged(ConnEvent{State: ConnFailed, Dir: Incoming, Addr: remoteAddr(qc), Err: err})

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -700,5 +701,56 @@ func TestListenQUICRejectsBadConfig(t *testing.T) {
 				t.Error("accepted")
 			}
 		})
+	}
+}
+
+func TestQUICSilentDialerIsDroppedAtHandshakeTimeout(t *testing.T) {
+	b := listenQUIC(t, 2, func(c *QUICConfig) { c.HandshakeTimeout = 300 * time.Millisecond })
+	qc := rawClient(t, b.LocalAddr(), testIdentity(t, 3).SigningKey())
+	select {
+	case <-qc.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection without a HELLO still open after 5s")
+	}
+	if code, ok := appCode(context.Cause(qc.Context())); !ok || code != CodeHandshake {
+		t.Errorf("closed with %v, want code %#x", context.Cause(qc.Context()), CodeHandshake)
+	}
+}
+
+// TestQUICRedialsAfterIdleTimeout needs quic-go's minimum idle timeout
+// (5 s); TestQUICRedialsAfterPeerRestarts covers redialing in the default
+// suite.
+func TestQUICRedialsAfterIdleTimeout(t *testing.T) {
+	if os.Getenv("FLOWMAIL_LONG") != "1" {
+		t.Skip("set FLOWMAIL_LONG=1: waits for a 5 s idle timeout")
+	}
+	down := make(chan struct{}, 1)
+	a := listenQUIC(t, 1, func(c *QUICConfig) {
+		c.IdleTimeout = 5 * time.Second
+		c.Observer = connDownNotifier(down)
+	})
+	b := listenQUIC(t, 2, func(c *QUICConfig) { c.IdleTimeout = 5 * time.Second })
+	if _, _, err := a.Request(t.Context(), contactOf(b), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-down:
+	case <-time.After(20 * time.Second):
+		t.Fatal("idle connection still open after 20s")
+	}
+	if _, _, err := a.Request(t.Context(), contactOf(b), []byte("x")); err != nil {
+		t.Fatalf("after the idle timeout: %v", err)
+	}
+}
+
+type connDownNotifier chan struct{}
+
+func (connDownNotifier) RequestDone(RequestEvent) {}
+func (n connDownNotifier) ConnChanged(ev ConnEvent) {
+	if ev.State == ConnDown {
+		select {
+		case n <- struct{}{}:
+		default:
+		}
 	}
 }
