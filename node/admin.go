@@ -1,0 +1,96 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// adminServer answers /metrics (Prometheus) and /status (JSON) on a
+// loopback address. It is for the operator of this machine only.
+type adminServer struct {
+	srv  *http.Server
+	ln   net.Listener
+	done chan struct{}
+}
+
+// startAdmin listens on addr, which must be a loopback address: metrics
+// and status reveal peers and storage and are not for the network.
+func startAdmin(addr string, m *metrics, status func() Status) (*adminServer, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin address %q: want IP:port, e.g. 127.0.0.1:9180", addr)
+	}
+	if !ap.Addr().IsLoopback() {
+		return nil, fmt.Errorf("admin address %s is not a loopback address: metrics and status are for this machine only (use 127.0.0.1)", addr)
+	}
+	ln, err := net.Listen("tcp", ap.String())
+	if err != nil {
+		return nil, fmt.Errorf("admin endpoint: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(status())
+	})
+	a := &adminServer{
+		srv: &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+		},
+		ln:   ln,
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(a.done)
+		_ = a.srv.Serve(ln) // returns ErrServerClosed on Close
+	}()
+	return a, nil
+}
+
+// Addr is where the admin endpoint listens.
+func (a *adminServer) Addr() string { return a.ln.Addr().String() }
+
+func (a *adminServer) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := a.srv.Shutdown(ctx)
+	<-a.done
+	return err
+}
+
+// FetchStatus asks a running node's admin endpoint for its status.
+func FetchStatus(ctx context.Context, addr string) (*Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("no node answers at %s (is `flowmail node` running with --admin %s?): %w", addr, addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("node at %s answered %s", addr, resp.Status)
+	}
+	var st Status
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&st); err != nil {
+		return nil, fmt.Errorf("node at %s sent an unreadable status: %w", addr, err)
+	}
+	return &st, nil
+}

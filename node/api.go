@@ -1,0 +1,182 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/kademlia"
+	"github.com/flowmail/flowmail/transport"
+)
+
+// ID is the node's ID in the DHT.
+func (n *Node) ID() block.ID { return n.id.ID() }
+
+// Identity is the node's own key.
+func (n *Node) Identity() *identity.Identity { return n.id }
+
+// Addr is the address the node listens on.
+func (n *Node) Addr() netip.AddrPort { return n.tr.LocalAddr() }
+
+// Contact is how others reach this node.
+func (n *Node) Contact() transport.Contact { return transport.Contact{ID: n.ID(), Addr: n.Addr()} }
+
+// Handle answers a request from a peer; in-memory transports are wired to
+// it (QUIC is wired by Start).
+func (n *Node) Handle(ctx context.Context, from transport.Peer, req []byte) []byte {
+	return n.dht.Handle(ctx, from, req)
+}
+
+// Put stores blk at the K nodes closest to its ID for lifetime.
+func (n *Node) Put(ctx context.Context, blk []byte, lifetime time.Duration) (err error) {
+	defer func() { n.m.observeOp("put", err) }()
+	_, err = n.dht.Put(ctx, blk, lifetime)
+	return err
+}
+
+// Get finds the block named id: in the own store first, then in the
+// network. The bytes always hash to id.
+func (n *Node) Get(ctx context.Context, id block.ID) (b []byte, err error) {
+	defer func() { n.m.observeOp("get", err) }()
+	if n.store != nil {
+		if b, _, err := n.store.Get(ctx, id); err == nil {
+			return b, nil
+		}
+	}
+	b, _, err = n.dht.Get(ctx, id)
+	return b, err
+}
+
+// List returns the IDs of index blocks near target (see kademlia.List).
+func (n *Node) List(ctx context.Context, target block.ID, bits int, since time.Time) (ids []block.ID, err error) {
+	defer func() { n.m.observeOp("list", err) }()
+	entries, err := n.dht.List(ctx, target, bits, since)
+	if err != nil {
+		return nil, err
+	}
+	ids = make([]block.ID, len(entries))
+	for i, e := range entries {
+		ids[i] = e.ID
+	}
+	return ids, nil
+}
+
+// Delete asks the holders of id to drop it.
+func (n *Node) Delete(ctx context.Context, id block.ID, preimage [32]byte) (err error) {
+	defer func() { n.m.observeOp("delete", err) }()
+	_, err = n.dht.Delete(ctx, id, preimage)
+	return err
+}
+
+// Lookup returns the K closest live nodes to target.
+func (n *Node) Lookup(ctx context.Context, target block.ID) ([]transport.Contact, error) {
+	cs, _, err := n.dht.Lookup(ctx, target)
+	return cs, err
+}
+
+// Pubkey fetches and verifies the pubkey block of addr.
+func (n *Node) Pubkey(ctx context.Context, addr block.ID) (*identity.PublicKey, error) {
+	b, err := n.Get(ctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("looking up %s: %w", identity.FormatAddress(addr), err)
+	}
+	p, err := identity.ParsePubkey(b)
+	if err != nil {
+		return nil, fmt.Errorf("pubkey block of %s: %w", identity.FormatAddress(addr), err)
+	}
+	if p.ID != addr {
+		return nil, fmt.Errorf("looking up %s: got the pubkey block of %s", identity.FormatAddress(addr), p.Address())
+	}
+	return p, nil
+}
+
+// Store is the node's block store (nil in client mode), for tests and
+// tools that inspect what a node holds.
+func (n *Node) Store() blockstore.Store { return n.store }
+
+// DHT is the node's Kademlia instance.
+func (n *Node) DHT() *kademlia.DHT { return n.dht }
+
+// Status is what `flowmail node status` prints.
+type Status struct {
+	ID        string        `json:"id"`
+	Network   string        `json:"network"`
+	Listen    string        `json:"listen"`
+	Client    bool          `json:"client"`
+	Started   time.Time     `json:"started"`
+	Uptime    time.Duration `json:"uptime_ns"`
+	Peers     []PeerStatus  `json:"peers"`
+	Observed  []string      `json:"observed_addresses"`
+	Store     *StoreStatus  `json:"store,omitempty"`
+	Advertise []string      `json:"advertise,omitempty"`
+}
+
+// PeerStatus is one routing table contact.
+type PeerStatus struct {
+	ID       string    `json:"id"`
+	Addr     string    `json:"addr"`
+	Bucket   int       `json:"bucket"`
+	LastSeen time.Time `json:"last_seen"`
+	Failures int       `json:"failures"`
+}
+
+// StoreStatus describes the block store.
+type StoreStatus struct {
+	Blocks     int    `json:"blocks"`
+	Bytes      int64  `json:"bytes"`
+	QuotaBytes int64  `json:"quota_bytes"`
+	Evicted    uint64 `json:"evicted"`
+	Expired    uint64 `json:"expired"`
+}
+
+// Status describes the running node.
+func (n *Node) Status() Status {
+	st := Status{
+		ID:      n.ID().String(),
+		Network: n.cfg.Network,
+		Listen:  n.Addr().String(),
+		Client:  n.cfg.Client,
+		Started: n.started,
+		Uptime:  time.Since(n.started).Round(time.Second),
+	}
+	for _, c := range n.dht.Contacts() {
+		st.Peers = append(st.Peers, PeerStatus{ID: c.ID.String(), Addr: c.Addr.String(), Bucket: c.Bucket, LastSeen: c.LastSeen, Failures: c.Failures})
+	}
+	for _, o := range n.dht.ObservedAddrs() {
+		st.Observed = append(st.Observed, o.Addr.String())
+	}
+	for _, a := range n.cfg.Advertise {
+		st.Advertise = append(st.Advertise, a.String())
+	}
+	if n.store != nil {
+		s := n.store.Stats()
+		st.Store = &StoreStatus{Blocks: s.Blocks, Bytes: s.Bytes, QuotaBytes: s.QuotaBytes, Evicted: s.Evicted, Expired: s.Expired}
+	}
+	return st
+}
+
+// registerGauges exposes state read at scrape time.
+func (n *Node) registerGauges() {
+	n.m.gauge("flowmail_routing_table_contacts", "Contacts in the routing table.", func() float64 { return float64(n.dht.Size()) })
+	n.m.gauge("flowmail_uptime_seconds", "Seconds since the node started.", func() float64 { return time.Since(n.started).Seconds() })
+	n.m.gauge("flowmail_peers_failing", "Routing table contacts whose last request failed.", func() float64 {
+		failing := 0
+		for _, c := range n.dht.Contacts() {
+			if c.Failures > 0 {
+				failing++
+			}
+		}
+		return float64(failing)
+	})
+	if n.store != nil {
+		n.m.gauge("flowmail_store_blocks", "Blocks held.", func() float64 { return float64(n.store.Stats().Blocks) })
+		n.m.gauge("flowmail_store_bytes", "Bytes of blocks held.", func() float64 { return float64(n.store.Stats().Bytes) })
+		n.m.gauge("flowmail_store_quota_bytes", "Quota of the block store (0: none).", func() float64 { return float64(n.store.Stats().QuotaBytes) })
+		n.m.gauge("flowmail_store_evicted_total", "Blocks evicted for quota.", func() float64 { return float64(n.store.Stats().Evicted) })
+		n.m.gauge("flowmail_store_expired_total", "Blocks expired.", func() float64 { return float64(n.store.Stats().Expired) })
+	}
+}

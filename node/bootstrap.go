@@ -1,0 +1,101 @@
+package node
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/internal/atomicfile"
+	"github.com/flowmail/flowmail/transport"
+)
+
+// ParseContact parses a bootstrap peer: "host:port", or "ID@host:port"
+// with the node ID in hex (the ID is then checked at the handshake).
+// Host must be an IP address: a node must not depend on DNS to start.
+func ParseContact(s string) (transport.Contact, error) {
+	var c transport.Contact
+	s = strings.TrimSpace(s)
+	if idPart, addrPart, ok := strings.Cut(s, "@"); ok {
+		id, err := block.ParseHexID(idPart)
+		if err != nil {
+			return c, fmt.Errorf("bootstrap peer %q: node ID: %w", s, err)
+		}
+		c.ID, s = id, addrPart
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return c, fmt.Errorf("bootstrap peer %q: want IP:port or ID@IP:port (%v)", s, err)
+	}
+	if ap.Port() == 0 {
+		return c, fmt.Errorf("bootstrap peer %q: port 0", s)
+	}
+	c.Addr = ap
+	return c, nil
+}
+
+// FormatContact is the inverse of ParseContact.
+func FormatContact(c transport.Contact) string {
+	if c.ID.IsZero() {
+		return c.Addr.String()
+	}
+	return c.ID.String() + "@" + c.Addr.String()
+}
+
+// maxBootstrapLines bounds a bootstrap file: it is read at every start.
+const maxBootstrapLines = 4096
+
+// ReadBootstrapFile reads contacts, one per line; blank lines and lines
+// starting with # are skipped.
+func ReadBootstrapFile(path string) ([]transport.Contact, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseBootstrapLines(f, path)
+}
+
+func parseBootstrapLines(r io.Reader, name string) ([]transport.Contact, error) {
+	var out []transport.Contact
+	sc := bufio.NewScanner(io.LimitReader(r, 1<<20))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if len(out) == maxBootstrapLines {
+			return nil, fmt.Errorf("%s: more than %d peers", name, maxBootstrapLines)
+		}
+		c, err := ParseContact(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
+		}
+		out = append(out, c)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(out) == 0 {
+		return nil, errors.New(name + ": no peers in the file")
+	}
+	return out, nil
+}
+
+// WriteBootstrapFile writes contacts in the form ReadBootstrapFile reads.
+func WriteBootstrapFile(path string, cs []transport.Contact, comment string) error {
+	var b strings.Builder
+	for _, l := range strings.Split(comment, "\n") {
+		if l != "" {
+			fmt.Fprintf(&b, "# %s\n", l)
+		}
+	}
+	for _, c := range cs {
+		b.WriteString(FormatContact(c) + "\n")
+	}
+	return atomicfile.Write(path, []byte(b.String()), 0o644)
+}

@@ -1,0 +1,376 @@
+package node
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/internal/atomicfile"
+	"github.com/flowmail/flowmail/kademlia"
+	"github.com/flowmail/flowmail/transport"
+)
+
+// Files under a node's data directory.
+const (
+	NodeKeyFile      = "node.key"
+	StoreDir         = "store"
+	SavedContactFile = "contacts.bin"
+)
+
+// DefaultNetwork is the name of the public flowmail network.
+const DefaultNetwork = "flowmail"
+
+// Config says how to run a node.
+type Config struct {
+	// DataDir holds the node's key, block store and saved contacts. A
+	// client-mode node without DataDir keeps nothing on disk.
+	DataDir string
+	// Identity is the node's own key; nil loads DataDir/node.key (created
+	// on first start) or, in client mode, makes a throwaway one so the
+	// node ID does not link a client to its user.
+	Identity *identity.Identity
+	// Network is the network name peers must share (DefaultNetwork).
+	Network string
+	// Listen is the UDP address for QUIC ("0.0.0.0:0" if empty).
+	Listen string
+	// Bootstrap peers are tried with the contacts saved at the last run.
+	Bootstrap []transport.Contact
+	// Client runs the node in client mode: it stores nothing for others
+	// and stays out of their routing tables.
+	Client bool
+	// Advertise are addresses this node tells peers it is reachable at.
+	Advertise []netip.AddrPort
+	// QuotaBytes bounds the block store (0: no bound).
+	QuotaBytes int64
+	// Admin is a loopback address for /metrics and /status ("": none).
+	Admin string
+	// Logger receives the node's records (nil: discard).
+	Logger *slog.Logger
+	// NoIPLimits turns off the per-IP-group routing table limits, for
+	// testnets where every node shares 127.0.0.1.
+	NoIPLimits bool
+
+	// RefreshInterval, RepublishInterval and SaveInterval pace the
+	// background work (0: an hour, an hour, five minutes).
+	RefreshInterval   time.Duration
+	RepublishInterval time.Duration
+	SaveInterval      time.Duration
+
+	// Transport, when set, replaces QUIC (in-memory tests); the node does
+	// not close it. Its handler must be set by the caller to Node.Handle.
+	Transport transport.Transport
+}
+
+// Node is a running flowmail node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	id      *identity.Identity
+	store   blockstore.Store // nil in client mode
+	tr      transport.Transport
+	quic    *transport.QUIC // nil when Config.Transport was given
+	dht     *kademlia.DHT
+	m       *metrics
+	admin   *adminServer
+	started time.Time
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	errs   error
+}
+
+// ErrNotFound is returned by Get when no node holds the block.
+var ErrNotFound = kademlia.ErrNotFound
+
+// Start opens the store, listens, joins the network through the bootstrap
+// peers and saved contacts, and starts the background work. A full node
+// with nobody to join is the first node of its network and waits for
+// others; a client with nobody to join is an error.
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
+	if cfg.Network == "" {
+		cfg.Network = DefaultNetwork
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "0.0.0.0:0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.SaveInterval <= 0 {
+		cfg.SaveInterval = 5 * time.Minute
+	}
+	if !cfg.Client && cfg.DataDir == "" && cfg.Transport == nil {
+		return nil, errors.New("node: a full node needs a data directory for its store")
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, m: newMetrics(), started: time.Now()}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if n.id, err = n.loadIdentity(); err != nil {
+		return nil, err
+	}
+	n.log = n.log.With("node", n.id.ID().Short())
+
+	if !cfg.Client {
+		if cfg.DataDir == "" {
+			n.store = blockstore.NewMemory(blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log})
+		} else if n.store, err = blockstore.OpenBadger(filepath.Join(cfg.DataDir, StoreDir), blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log}); err != nil {
+			return nil, fmt.Errorf("node: opening the block store: %w", err)
+		}
+		if _, err := n.store.Put(ctx, n.id.Public().Block, block.MaxLifetime, blockstore.PutOptions{Pinned: true}); err != nil {
+			return nil, fmt.Errorf("node: storing the own pubkey block: %w", err)
+		}
+	}
+
+	n.tr = cfg.Transport
+	if n.tr == nil {
+		n.quic, err = transport.ListenQUIC(ctx, transport.QUICConfig{
+			Identity:   n.id,
+			Network:    cfg.Network,
+			ListenAddr: cfg.Listen,
+			Client:     cfg.Client,
+			Advertised: cfg.Advertise,
+			Logger:     n.log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("node: listening on %s: %w", cfg.Listen, err)
+		}
+		n.tr = n.quic
+	}
+
+	var seed [16]byte
+	_, _ = crand.Read(seed[:])
+	kcfg := kademlia.Config{
+		ID:                n.id.ID(),
+		Transport:         instrumented{Transport: n.tr, m: n.m},
+		Client:            cfg.Client,
+		Now:               time.Now,
+		Rand:              rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
+		Logger:            n.log,
+		RefreshInterval:   cfg.RefreshInterval,
+		RepublishInterval: cfg.RepublishInterval,
+	}
+	if n.store != nil {
+		kcfg.Store = n.store
+	}
+	if cfg.NoIPLimits {
+		kcfg.BucketIPLimit, kcfg.TableIPLimit = -1, -1
+	}
+	if n.dht, err = kademlia.New(kcfg); err != nil {
+		return nil, err
+	}
+	if n.quic != nil {
+		n.quic.SetHandler(n.m.instrumentHandler(n.dht.Handle))
+	}
+	n.registerGauges()
+
+	if cfg.Admin != "" {
+		if n.admin, err = startAdmin(cfg.Admin, n.m, n.Status); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := n.join(ctx); err != nil {
+		return nil, err
+	}
+
+	bg, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.goLoop(bg, "refresh", jittered(n.refreshInterval()), n.dht.Refresh)
+	if !cfg.Client {
+		n.goLoop(bg, "republish", jittered(n.republishInterval()/4), func(ctx context.Context) error {
+			_, err := n.dht.Republish(ctx)
+			return err
+		})
+		n.goLoop(bg, "pubkey", jittered(24*time.Hour), n.publishPubkey)
+		if cfg.DataDir != "" {
+			n.goLoop(bg, "save contacts", constant(cfg.SaveInterval), func(context.Context) error { return n.saveContacts() })
+		}
+	}
+	n.log.Info("node started", "id", n.id.ID().String(), "listen", n.tr.LocalAddr().String(), "client", cfg.Client, "peers", n.dht.Size())
+	return n, nil
+}
+
+func (n *Node) loadIdentity() (*identity.Identity, error) {
+	if n.cfg.Identity != nil {
+		return n.cfg.Identity, nil
+	}
+	if n.cfg.Client || n.cfg.DataDir == "" {
+		return identity.Generate(0, time.Now())
+	}
+	path := filepath.Join(n.cfg.DataDir, NodeKeyFile)
+	id, err := identity.ReadKeyFile(path, nil)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The node key only names the node in the DHT; it protects no
+		// mail, and a node must restart unattended, so no passphrase.
+		if id, err = identity.Generate(0, time.Now()); err != nil {
+			return nil, err
+		}
+		if err = identity.WriteKeyFile(path, id, identity.KeyFileOptions{NoPassphrase: true}); err != nil {
+			return nil, fmt.Errorf("node: writing %s: %w", path, err)
+		}
+		return id, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return id, nil
+}
+
+// join bootstraps from the configured peers and the saved contacts.
+func (n *Node) join(ctx context.Context) error {
+	contacts := append([]transport.Contact(nil), n.cfg.Bootstrap...)
+	contacts = append(contacts, n.savedContacts()...)
+	if len(contacts) == 0 {
+		if n.cfg.Client {
+			return errors.New("node: no peers to join: give bootstrap peers (--bootstrap IP:port, FLOWMAIL_BOOTSTRAP, or --testnet DIR)")
+		}
+		n.log.Info("no bootstrap peers: this node starts a new network and waits for others to join")
+		return nil
+	}
+	if err := n.dht.Bootstrap(ctx, contacts); err != nil {
+		if n.cfg.Client {
+			return fmt.Errorf("node: joining the network: %w (are the bootstrap peers running?)", err)
+		}
+		// A full node keeps running: peers that come up later find it.
+		n.log.Warn("bootstrap failed; waiting for peers", "err", err)
+	}
+	if !n.cfg.Client {
+		if err := n.publishPubkey(ctx); err != nil {
+			n.log.Warn("publishing the node's pubkey block", "err", err)
+		}
+	}
+	return nil
+}
+
+// publishPubkey stores the node's own pubkey block at the K closest, so
+// it never expires from the network while the node runs.
+func (n *Node) publishPubkey(ctx context.Context) error {
+	if n.dht.Size() == 0 {
+		return nil
+	}
+	_, err := n.dht.Put(ctx, n.id.Public().Block, block.MaxLifetime)
+	return err
+}
+
+func (n *Node) savedContacts() []transport.Contact {
+	if n.cfg.DataDir == "" {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, SavedContactFile))
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			n.log.Warn("reading saved contacts", "err", err)
+		}
+		return nil
+	}
+	saved, err := kademlia.DecodeContacts(b)
+	if err != nil {
+		n.log.Warn("saved contacts unreadable; ignoring them", "err", err)
+		return nil
+	}
+	out := make([]transport.Contact, len(saved))
+	for i, s := range saved {
+		out[i] = s.Contact
+	}
+	return out
+}
+
+func (n *Node) saveContacts() error {
+	if n.cfg.DataDir == "" || n.dht == nil || n.dht.Size() == 0 {
+		return nil
+	}
+	b, err := n.dht.SaveContacts()
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(n.cfg.DataDir, SavedContactFile), b, 0o600)
+}
+
+// schedule returns the wait before the next run of a loop.
+type schedule func(r *rand.Rand) time.Duration
+
+func constant(d time.Duration) schedule { return func(*rand.Rand) time.Duration { return d } }
+
+// jittered spreads runs ±10% so nodes started together do not act in step.
+func jittered(d time.Duration) schedule {
+	return func(r *rand.Rand) time.Duration { return d - d/10 + time.Duration(r.Int64N(int64(d/5)+1)) }
+}
+
+// goLoop runs fn on a schedule until ctx ends; Close waits for it.
+func (n *Node) goLoop(ctx context.Context, name string, next schedule, fn func(context.Context) error) {
+	var seed [16]byte
+	_, _ = crand.Read(seed[:])
+	r := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		t := time.NewTimer(next(r))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn(name+" failed", "err", err)
+			}
+			t.Reset(next(r))
+		}
+	}()
+}
+
+func (n *Node) refreshInterval() time.Duration {
+	if n.cfg.RefreshInterval > 0 {
+		return n.cfg.RefreshInterval
+	}
+	return kademlia.DefaultRefreshInterval
+}
+
+func (n *Node) republishInterval() time.Duration {
+	if n.cfg.RepublishInterval > 0 {
+		return n.cfg.RepublishInterval
+	}
+	return kademlia.RepublishInterval
+}
+
+// Close stops the background work, saves the routing table, and closes
+// the admin endpoint, the transport and the store, in that order.
+func (n *Node) Close() error {
+	n.once.Do(func() {
+		if n.cancel != nil {
+			n.cancel()
+		}
+		n.wg.Wait()
+		if err := n.saveContacts(); err != nil {
+			n.errs = errors.Join(n.errs, fmt.Errorf("saving contacts: %w", err))
+		}
+		if n.admin != nil {
+			n.errs = errors.Join(n.errs, n.admin.close())
+		}
+		if n.quic != nil {
+			n.errs = errors.Join(n.errs, n.quic.Close())
+		}
+		if n.store != nil {
+			n.errs = errors.Join(n.errs, n.store.Close())
+		}
+	})
+	return n.errs
+}
