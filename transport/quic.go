@@ -488,6 +488,12 @@ func (t *QUIC) dial(key dialKey, c Contact, call *dialCall) {
 }
 
 func (t *QUIC) dialPeer(c Contact) (*peerConn, error) {
+	t.mu.Lock()
+	open := len(t.all)
+	t.mu.Unlock()
+	if open >= t.cfg.MaxConns {
+		return nil, fmt.Errorf("%w: %d connections open, not dialing %v", ErrOverloaded, open, c.Addr)
+	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.DialTimeout)
 	qc, err := t.tr.Dial(ctx, net.UDPAddrFromAddrPort(c.Addr), t.clientTLS, t.qconf)
 	cancel()
@@ -505,7 +511,7 @@ func (t *QUIC) dialPeer(c Contact) (*peerConn, error) {
 		return nil, fmt.Errorf("%w: dialing %v: %w", ErrUnreachable, c.Addr, err)
 	}
 	if err := t.track(qc); err != nil {
-		qc.CloseWithError(CodeShuttingDown, "not accepting connections")
+		qc.CloseWithError(CodeOverloaded, "too many connections")
 		return nil, err
 	}
 	peer, err := t.handshake(qc, Outgoing, c.ID)

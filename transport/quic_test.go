@@ -161,7 +161,7 @@ func TestQUICConcurrentRequestsShareOneDial(t *testing.T) {
 }
 
 func TestQUICManyConcurrentRequests(t *testing.T) {
-	const nodes, each = 4, 40
+	const nodes, each = 4, 25
 	qs := make([]*quicNode, nodes)
 	for i := range qs {
 		qs[i] = listenQUIC(t, 10+i, nil)
@@ -587,7 +587,7 @@ func TestQUICDeadAddressFailsWithinDialTimeout(t *testing.T) {
 }
 
 func TestQUICRedialsAfterPeerRestarts(t *testing.T) {
-	a := listenQUIC(t, 1, nil)
+	a := listenQUIC(t, 1, func(c *QUICConfig) { c.DialTimeout = 500 * time.Millisecond })
 	b := listenQUIC(t, 2, nil)
 	addr := b.LocalAddr()
 	if _, _, err := a.Request(t.Context(), contactOf(b), []byte("x")); err != nil {
@@ -752,5 +752,20 @@ func (n connDownNotifier) ConnChanged(ev ConnEvent) {
 		case n <- struct{}{}:
 		default:
 		}
+	}
+}
+
+func TestQUICDoesNotDialBeyondMaxConns(t *testing.T) {
+	a := listenQUIC(t, 1, func(c *QUICConfig) { c.MaxConns = 1 })
+	b := listenQUIC(t, 2, nil)
+	c := listenQUIC(t, 3, nil)
+	if _, _, err := a.Request(t.Context(), contactOf(b), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Request(t.Context(), contactOf(c), []byte("x")); !errors.Is(err, ErrOverloaded) {
+		t.Errorf("second dial: %v, want ErrOverloaded", err)
+	}
+	if got := c.obs.connCount(ConnUp); got != 0 {
+		t.Errorf("c saw %d connections, want none", got)
 	}
 }
