@@ -3,7 +3,6 @@ package rendezvous
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -123,21 +122,28 @@ func TestNodesOfOneNetworkFindEachOther(t *testing.T) {
 	// their own infohash and never see the first network's nodes, which
 	// are announced on the same DHT nodes already.
 	netC := testNetwork(t)
+	start = time.Now()
 	c := startNode(t, m.Routers, netC, 40003)
 	d := startNode(t, m.Routers, netC, 40004)
 	gotC := waitFor(t, c, loopback(40004))
 	gotD := waitFor(t, d, loopback(40003))
+	t.Logf("the second network's nodes found each other in %v", time.Since(start))
 	if !sameSet(gotC, []netip.AddrPort{loopback(40004)}) || !sameSet(gotD, []netip.AddrPort{loopback(40003)}) {
 		t.Fatalf("network %s found %v and %v: want only each other", netC, gotC, gotD)
 	}
 	if p := a.Peers(); !sameSet(p, []netip.AddrPort{loopback(40002)}) {
 		t.Fatalf("a (network %s) found %v: want only b", netA, p)
 	}
+	for _, r := range []*Rendezvous{a, b, c, d} {
+		if restarts, _ := r.restartCount(); restarts != 0 {
+			t.Errorf("the watchdog replaced a healthy node %d times", restarts)
+		}
+	}
 }
 
 func TestLookupWaitsForContext(t *testing.T) {
-	m := startLocalMainline(t, 0)
-	a := startNode(t, m.Routers, testNetwork(t), 40001)
+	t.Parallel()
+	a := startNode(t, []string{deadAddr(t).String()}, testNetwork(t), 40001)
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	got, err := a.Lookup(ctx)
@@ -147,8 +153,8 @@ func TestLookupWaitsForContext(t *testing.T) {
 }
 
 func TestLookupAfterCloseFails(t *testing.T) {
-	m := startLocalMainline(t, 0)
-	a := startNode(t, m.Routers, testNetwork(t), 40001)
+	t.Parallel()
+	a := startNode(t, []string{deadAddr(t).String()}, testNetwork(t), 40001)
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -164,5 +170,3 @@ func TestLookupAfterCloseFails(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
-
-var _ = fmt.Sprint

@@ -40,7 +40,8 @@ type Rendezvous struct {
 	seq         uint64
 	changed     chan struct{} // closed and replaced when a new peer appears
 	closed      bool
-	restarts    int
+	restarts    int // by the watchdog
+	wedged      int // replaced nodes that would not stop
 
 	closeOnce sync.Once
 	closeErr  error

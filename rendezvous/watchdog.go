@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"net/netip"
 	"time"
 )
@@ -17,7 +18,8 @@ import (
 const (
 	maxProbeEvery       = 30 * time.Second
 	defaultProbeTimeout = 2 * time.Second
-	missesBeforeRestart = 2
+	pingsPerProbe       = 4
+	missesBeforeRestart = 3
 	maxRestartGap       = time.Hour
 )
 
@@ -55,6 +57,9 @@ func (r *Rendezvous) restart() {
 	r.cur = nil
 	r.mu.Lock()
 	r.restarts++
+	if errors.Is(err, ErrWedged) {
+		r.wedged++
+	}
 	r.mu.Unlock()
 	if err != nil {
 		r.log.Warn("abandoning wedged mainline DHT node", "err", err)
@@ -72,8 +77,9 @@ func (r *Rendezvous) restart() {
 	r.round()
 }
 
-// answers sends the node a KRPC ping and waits up to probeTimeout for
-// the reply, matched by a random transaction ID.
+// answers sends the node KRPC pings, pingsPerProbe of them spread over
+// probeTimeout, and reports whether any was answered. The node drops
+// packets past 100 a second, so one lost ping means little.
 func (r *Rendezvous) answers() bool {
 	target := r.Addr()
 	if target.Addr().IsUnspecified() {
@@ -84,18 +90,32 @@ func (r *Rendezvous) answers() bool {
 	rand.Read(id[:])
 	rand.Read(tx[:])
 	ping := []byte("d1:ad2:id20:" + string(id[:]) + "e1:q4:ping1:t4:" + string(tx[:]) + "1:y1:qe")
-	if _, err := r.probe.WriteToUDPAddrPort(ping, target); err != nil {
-		r.log.Debug("watchdog ping", "err", err)
-		return false
+	wantTx := []byte("1:t4:" + string(tx[:]))
+	buf := make([]byte, 1500)
+	for range pingsPerProbe {
+		if r.ctx.Err() != nil {
+			return false
+		}
+		if _, err := r.probe.WriteToUDPAddrPort(ping, target); err != nil {
+			r.log.Debug("watchdog ping", "err", err)
+			return false
+		}
+		if r.awaitPong(target, wantTx, buf) {
+			return true
+		}
 	}
-	if err := r.probe.SetReadDeadline(time.Now().Add(r.s.probeTimeout)); err != nil {
+	return false
+}
+
+// awaitPong reads the watchdog socket for one ping's share of
+// probeTimeout, looking for an answer carrying wantTx from target.
+func (r *Rendezvous) awaitPong(target netip.AddrPort, wantTx, buf []byte) bool {
+	if err := r.probe.SetReadDeadline(time.Now().Add(r.s.probeTimeout / pingsPerProbe)); err != nil {
 		return false
 	}
 	// Close must not wait out the probe.
 	stop := context.AfterFunc(r.ctx, func() { r.probe.SetReadDeadline(time.Now()) })
 	defer stop()
-	wantTx := []byte("1:t4:" + string(tx[:]))
-	buf := make([]byte, 1500)
 	for {
 		n, from, err := r.probe.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -108,4 +128,12 @@ func (r *Rendezvous) answers() bool {
 			return true
 		}
 	}
+}
+
+// restartCount is how many times the watchdog replaced the node, and
+// how many of the replaced nodes could not be stopped.
+func (r *Rendezvous) restartCount() (restarts, wedged int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.restarts, r.wedged
 }

@@ -1,0 +1,88 @@
+package rendezvous
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+const wedgeChildEnv = "FLOWMAIL_RENDEZVOUS_WEDGE_CHILD"
+
+// TestWedgedDHTIsReplaced shows the library bug and the watchdog: three
+// empty datagrams make a node deaf and unstoppable, and the watchdog
+// replaces it so the node finds peers that arrive afterwards. It runs in
+// a child process, because the wedged goroutines can never be stopped.
+func TestWedgedDHTIsReplaced(t *testing.T) {
+	if os.Getenv(wedgeChildEnv) == "" {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestWedgedDHTIsReplaced$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), wedgeChildEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		t.Logf("child:\n%s", out)
+		return
+	}
+
+	m := startLocalMainline(t, 0)
+	network := testNetwork(t)
+	a, err := Start(t.Context(), Config{
+		Network:      network,
+		Port:         40001,
+		ListenAddr:   "127.0.0.1",
+		Routers:      m.Routers,
+		StateDir:     t.TempDir(),
+		Logger:       testLogger(t),
+		Interval:     200 * time.Millisecond,
+		stopTimeout:  300 * time.Millisecond,
+		probeTimeout: 300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := a.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	b := startNode(t, m.Routers, network, 40002)
+	waitFor(t, a, loopback(40002))
+	waitFor(t, b, loopback(40001))
+
+	before := a.Addr()
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(before))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := c.Write(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+
+	// Poll (with a deadline) for the watchdog's verdict: it replaced a
+	// node that then would not stop, which shows the datagrams wedged it.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(discoveryDeadline)
+	for _, wedged := a.restartCount(); wedged == 0; _, wedged = a.restartCount() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("the watchdog never replaced a wedged node")
+		}
+	}
+	if a.Addr() != before {
+		t.Errorf("replacement node on %v, want the old address %v", a.Addr(), before)
+	}
+	// A node that joins now can only be found by a working DHT node.
+	d := startNode(t, m.Routers, network, 40003)
+	waitFor(t, a, loopback(40003))
+	waitFor(t, d, loopback(40001))
+}
