@@ -49,29 +49,25 @@ func (t *tail) lowBits() uint { return uint(8 * t.low) }
 
 // grinder searches nonces for one worker.
 type grinder struct {
-	t      *tail
-	k      kernel
-	run    func(p *uint64, n uint64) (iters, mask uint64)
-	buf    []uint64 // the params block, 64-byte aligned, and the kernel's scratch
-	last   []byte   // padded chunks first..fin(+1), nonce high bytes filled in
-	hi     uint64   // the high nonce bits last prepared
-	ready  bool
-	target block.ID
-	bits   int
+	t   *tail
+	k   kernel
+	run func(p *uint64, n uint64) (iters, mask uint64)
+	// tailRun is the portable kernel for the layout, for runs shorter
+	// than k's lanes.
+	tailRun func(p *uint64, n uint64) (iters, mask uint64)
+	buf     []uint64 // the params block, 64-byte aligned, and the kernel's scratch
+	last    []byte   // padded chunks first..fin(+1), nonce high bytes filled in
+	hi      uint64   // the high nonce bits last prepared
+	ready   bool
+	target  block.ID
+	bits    int
 }
 
 func newGrinder(t *tail, k kernel, target block.ID, bits int) *grinder {
 	raw := make([]uint64, kernelWords+8)
 	skip := (64 - int(uintptr(unsafe.Pointer(&raw[0]))%64)) % 64 / 8
 	g := &grinder{t: t, k: k, buf: raw[skip : skip+kernelWords], target: target, bits: bits}
-	switch {
-	case t.two:
-		g.run = k.anyTwo
-	case t.vary == 3:
-		g.run = k.v3
-	default:
-		g.run = k.any
-	}
+	g.run, g.tailRun = k.pick(t), portable.pick(t)
 	n := len(t.blk)
 	start := t.first * chunk
 	end := (n + 17 + chunk - 1) / chunk * chunk
@@ -82,10 +78,6 @@ func newGrinder(t *tail, k kernel, target block.ID, bits int) *grinder {
 
 	p := g.buf
 	p[pSel+t.vary] = ^uint64(0)
-	p[pVary] = uint64(t.vary)
-	if t.two {
-		p[pTwo] = 1
-	}
 	p[pShift] = uint64(8 * (7 - (n-1)%8))
 	p[pTarget] = binary.BigEndian.Uint64(target[:8])
 	if bits < 64 {
@@ -144,7 +136,7 @@ func (g *grinder) search(base, count uint64) (nonce, tried uint64, found bool) {
 			run, lanes := g.run, uint64(g.k.lanes)
 			iters := (n - done) / lanes
 			if iters == 0 { // a ragged end: one lane at a time
-				run, lanes, iters = goKernel, 1, n-done
+				run, lanes, iters = g.tailRun, 1, n-done
 			}
 			g.buf[pBase] = lo + done
 			it, mask := run(&g.buf[0], iters)

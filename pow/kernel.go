@@ -30,8 +30,11 @@ type kernel struct {
 	v3, any, anyTwo func(p *uint64, n uint64) (iters, mask uint64)
 }
 
-// portable is the pure-Go kernel: one lane, no folding, any layout.
-var portable = kernel{name: "go", lanes: 1, v3: goKernel, any: goKernel, anyTwo: goKernel}
+// portable is the pure-Go kernel: one lane, any machine.
+var portable = kernel{name: "go", lanes: 1, v3: goKernelOne, any: goKernelOne, anyTwo: goKernelTwo}
+
+func goKernelOne(p *uint64, n uint64) (iters, mask uint64) { return goKernel(p, n, false) }
+func goKernelTwo(p *uint64, n uint64) (iters, mask uint64) { return goKernel(p, n, true) }
 
 // kernels lists the kernels this machine can run, fastest first; the
 // portable one is always last.
@@ -46,16 +49,32 @@ func kernelByName(name string) (kernel, bool) {
 	return kernel{}, false
 }
 
-// goKernel is the one-lane kernel in Go.
-func goKernel(p *uint64, n uint64) (iters, mask uint64) {
+// pick returns k's kernel for the layout t.
+func (k kernel) pick(t *tail) func(p *uint64, n uint64) (iters, mask uint64) {
+	switch {
+	case t.two:
+		return k.anyTwo
+	case t.vary == 3:
+		return k.v3
+	}
+	return k.any
+}
+
+// goKernel is the portable kernel; two says a second chunk follows. It
+// finds the varying word from pSel, as the SIMD kernels for any layout do.
+func goKernel(p *uint64, n uint64, two bool) (iters, mask uint64) {
 	pp := unsafe.Slice(p, pWords)
-	v, two := pp[pVary]%16, pp[pTwo] != 0
+	v := 0
+	for i := range 16 {
+		if pp[pSel+i] != 0 {
+			v = i
+		}
+	}
 	base, shift := pp[pBase], pp[pShift]
 	target, m := pp[pTarget], pp[pMask]
 	var id [8]uint64
 	for i := range n {
-		var w [16]uint64
-		copy(w[:], pp[pMsg:pMsg+16])
+		w := [16]uint64(pp[pMsg : pMsg+16])
 		w[v] |= (base + i) << shift
 		st := [8]uint64(pp[pState : pState+8])
 		sha512block.Block(&st, &w)
@@ -63,6 +82,7 @@ func goKernel(p *uint64, n uint64) (iters, mask uint64) {
 			w2 := [16]uint64(pp[pMsg2 : pMsg2+16])
 			sha512block.Block(&st, &w2)
 		}
+		// The outer hash: the 32-byte inner digest, padded.
 		o := [16]uint64{st[0], st[1], st[2], st[3], 1 << 63, 15: 256}
 		id = sha512block.IV256
 		sha512block.Block(&id, &o)

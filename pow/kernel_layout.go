@@ -12,11 +12,9 @@ const (
 	pShift  = 57
 	pTarget = 58
 	pMask   = 59
-	pVary   = 60
-	pTwo    = 61
 	pOut    = 64
 	pWords  = 96 // the params block without scratch
 )
 
 // kernelWords is the size of the params block with the largest kernel's scratch.
-const kernelWords = 2228
+const kernelWords = 2236

@@ -73,12 +73,10 @@ const (
 	pShift  = %d
 	pTarget = %d
 	pMask   = %d
-	pVary   = %d
-	pTwo    = %d
 	pOut    = %d
 	pWords  = %d // the params block without scratch
 )
-`, pState, pMsg, pMsg2, pSel, pBase, pShift, pTarget, pMask, pVary, pTwo, pOut, pScr)
+`, pState, pMsg, pMsg2, pSel, pBase, pShift, pTarget, pMask, pOut, pScr)
 	most := 0
 	for _, be := range backends {
 		for _, sp := range specs {

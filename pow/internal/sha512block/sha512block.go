@@ -41,17 +41,21 @@ var IV256 = [8]uint64{
 // Block compresses one 16-word chunk into h.
 func Block(h *[8]uint64, w *[16]uint64) {
 	var s [80]uint64
-	copy(s[:], w[:])
-	for i := 16; i < 80; i++ {
-		v1, v2 := s[i-2], s[i-15]
-		s1 := bits.RotateLeft64(v1, -19) ^ bits.RotateLeft64(v1, -61) ^ (v1 >> 6)
-		s0 := bits.RotateLeft64(v2, -1) ^ bits.RotateLeft64(v2, -8) ^ (v2 >> 7)
-		s[i] = s1 + s[i-7] + s0 + s[i-16]
-	}
 	a, b, c, d, e, f, g, hh := h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]
+	bc := b ^ c // Maj(a, b, c) = b ^ ((a^b) & (b^c)), and a^b is the next b^c
 	for i := range 80 {
-		t1 := hh + (bits.RotateLeft64(e, -14) ^ bits.RotateLeft64(e, -18) ^ bits.RotateLeft64(e, -41)) + (e&f ^ ^e&g) + K[i] + s[i]
-		t2 := (bits.RotateLeft64(a, -28) ^ bits.RotateLeft64(a, -34) ^ bits.RotateLeft64(a, -39)) + (a&b ^ a&c ^ b&c)
+		if i < 16 {
+			s[i] = w[i]
+		} else {
+			v1, v2 := s[i-2], s[i-15]
+			s1 := bits.RotateLeft64(v1, -19) ^ bits.RotateLeft64(v1, -61) ^ (v1 >> 6)
+			s0 := bits.RotateLeft64(v2, -1) ^ bits.RotateLeft64(v2, -8) ^ (v2 >> 7)
+			s[i] = s1 + s[i-7] + s0 + s[i-16]
+		}
+		t1 := hh + (bits.RotateLeft64(e, -14) ^ bits.RotateLeft64(e, -18) ^ bits.RotateLeft64(e, -41)) + ((f^g)&e ^ g) + K[i] + s[i]
+		ab := a ^ b
+		t2 := (bits.RotateLeft64(a, -28) ^ bits.RotateLeft64(a, -34) ^ bits.RotateLeft64(a, -39)) + (ab&bc ^ b)
+		bc = ab
 		hh, g, f, e, d, c, b, a = g, f, e, d+t1, c, b, a, t1+t2
 	}
 	h[0] += a
