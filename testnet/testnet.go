@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flowmail/flowmail/internal/atomicfile"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/transport"
 )
@@ -17,6 +18,9 @@ import (
 // BootstrapFileName is the file in a testnet directory that lists its
 // nodes, one "ID@IP:port" per line; `send`/`fetch --testnet DIR` read it.
 const BootstrapFileName = "bootstrap.txt"
+
+// NetworkFileName holds the testnet's network name.
+const NetworkFileName = "network"
 
 // Config describes a local network.
 type Config struct {
@@ -192,8 +196,12 @@ func (n *Net) Contacts() []transport.Contact {
 	return out
 }
 
-// WriteBootstrapFile lists the running nodes in Dir/bootstrap.txt.
+// WriteBootstrapFile lists the running nodes in Dir/bootstrap.txt and
+// the network name in Dir/network.
 func (n *Net) WriteBootstrapFile() error {
+	if err := atomicfile.Write(filepath.Join(n.cfg.Dir, NetworkFileName), []byte(n.cfg.Network+"\n"), 0o644); err != nil {
+		return err
+	}
 	return node.WriteBootstrapFile(filepath.Join(n.cfg.Dir, BootstrapFileName), n.Contacts(),
 		fmt.Sprintf("flowmail testnet %q, %d nodes, written %s\nuse: flowmail send --testnet %s ...", n.cfg.Network, len(n.Running()), time.Now().UTC().Format(time.RFC3339), n.cfg.Dir))
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
 )
 
 // streams carries the process's standard streams to every command, so
@@ -38,23 +39,28 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 				EnvVars: []string{"FLOWMAIL_HOME"},
 				Value:   defaultHome(),
 			},
-			&cli.StringFlag{
+			altsrc.NewStringFlag(&cli.StringFlag{
 				Name:    "log-level",
 				Usage:   "debug, info, warn or error",
 				EnvVars: []string{"FLOWMAIL_LOG_LEVEL"},
 				Value:   "warn",
-			},
-			&cli.StringFlag{
+			}),
+			altsrc.NewStringFlag(&cli.StringFlag{
 				Name:    "log-format",
 				Usage:   "text or json",
 				EnvVars: []string{"FLOWMAIL_LOG_FORMAT"},
 				Value:   "text",
-			},
+			}),
 		},
 		Commands: []*cli.Command{
 			initCommand(s),
 			whoamiCommand(s),
 			contactsCommand(s),
+			sendCommand(s),
+			fetchCommand(s),
+			publishCommand(s),
+			nodeCommand(s),
+			testnetCommand(s),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints the error once
 	}

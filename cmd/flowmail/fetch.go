@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+	"github.com/urfave/cli/v2"
+
+	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/mailbuilder"
+)
+
+const (
+	maildirName  = "Maildir"
+	stateDirName = "state"
+)
+
+func fetchCommand(s *streams) *cli.Command {
+	return &cli.Command{
+		Name:  "fetch",
+		Usage: "fetch new mail into your Maildir",
+		Description: "fetch asks the nodes near your address for mail, checks and decrypts it, and\n" +
+			"writes it into <home>/Maildir/new, where mutt, neomutt or notmuch read it. The network\n" +
+			"then drops the mail (unless --keep). It also renews your published key.",
+		Flags: append(append([]cli.Flag{
+			&cli.StringFlag{Name: "maildir", Usage: "Maildir to deliver into (default: <home>/Maildir)", EnvVars: []string{"FLOWMAIL_MAILDIR"}},
+			&cli.BoolFlag{Name: "keep", Usage: "leave fetched mail in the network"},
+			&cli.BoolFlag{Name: "watch", Usage: "keep fetching until interrupted"},
+			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between fetches with --watch"},
+		}, networkFlags...), passphraseFlags...),
+		Action: func(c *cli.Context) error { return runFetch(c, s) },
+	}
+}
+
+func runFetch(c *cli.Context, s *streams) error {
+	ctx := c.Context
+	me, err := loadIdentity(c, s)
+	if err != nil {
+		return err
+	}
+	home := c.String("home")
+	maildir := c.String("maildir")
+	if maildir == "" {
+		maildir = filepath.Join(home, maildirName)
+	}
+	st, err := mailbuilder.OpenState(filepath.Join(home, stateDirName))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, err := startClient(ctx, c, s)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	codec, err := mailbuilder.NewCodec()
+	if err != nil {
+		return err
+	}
+	defer codec.Close()
+	log, err := newLogger(c, s.err)
+	if err != nil {
+		return err
+	}
+	book, _ := loadContacts(home) // names are a nicety; a broken file is reported by `contacts list`
+
+	once := func(ctx context.Context) error {
+		if err := publishOwnPubkey(ctx, n, me); err != nil {
+			fmt.Fprintf(s.err, "warning: %v\n", err)
+		}
+		rep, err := codec.Fetch(ctx, n, me, st, mailbuilder.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log})
+		if rep != nil {
+			printReport(s, book, rep)
+		}
+		return err
+	}
+	if !c.Bool("watch") {
+		return once(ctx)
+	}
+	t := time.NewTicker(c.Duration("interval"))
+	defer t.Stop()
+	for {
+		if err := once(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			fmt.Fprintf(s.err, "fetch failed: %v (trying again in %s)\n", err, c.Duration("interval"))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func printReport(s *streams, book *contactBook, rep *mailbuilder.FetchReport) {
+	for _, d := range rep.Delivered {
+		from := identity.FormatAddress(d.From)
+		if book != nil {
+			for name, a := range book.Contacts {
+				if a == from {
+					from = name + " <" + from + ">"
+				}
+			}
+		}
+		subject, date := headerSummary(d.Path)
+		fmt.Fprintf(s.out, "From:    %s\nSubject: %s\nDate:    %s\nFile:    %s\n\n", from, subject, date, d.Path)
+		if d.DeleteErr != nil {
+			fmt.Fprintf(s.err, "note: the mail stays in the network until it expires (deleting it failed: %v)\n", d.DeleteErr)
+		}
+	}
+	for _, r := range rep.Rejected {
+		fmt.Fprintf(s.err, "rejected %v\n", r)
+	}
+	for _, r := range rep.Deferred {
+		fmt.Fprintf(s.err, "will retry %v\n", r)
+	}
+	if len(rep.Delivered) == 0 {
+		fmt.Fprintln(s.err, "no new mail")
+	}
+}
+
+// headerSummary reads Subject and Date from a delivered file.
+func headerSummary(path string) (subject, date string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "?", "?"
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(b)))
+	if err != nil {
+		return "?", "?"
+	}
+	mh := mail.Header{Header: message.Header{Header: h}}
+	subject, _ = mh.Subject()
+	if d, err := mh.Date(); err == nil {
+		date = d.Local().Format(time.RFC1123Z)
+	}
+	return subject, date
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+
+	"github.com/flowmail/flowmail/node"
+	"github.com/flowmail/flowmail/transport"
+)
+
+const (
+	configFileName = "config.toml"
+	defaultAdmin   = "127.0.0.1:9180"
+	defaultListen  = "0.0.0.0:4410"
+)
+
+// nodeFlags can each be set on the command line, by environment variable,
+// or in the config file under the same name (in that order of precedence).
+func nodeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Usage: "TOML config file; keys are these flags' names (default: <home>/config.toml if present)", EnvVars: []string{"FLOWMAIL_CONFIG"}},
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", Value: defaultListen, Usage: "UDP address for QUIC", EnvVars: []string{"FLOWMAIL_LISTEN"}}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "bootstrap", Usage: "peer to join through, IP:port or NODEID@IP:port (repeatable)", EnvVars: []string{"FLOWMAIL_BOOTSTRAP"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", Usage: "node key, block store and saved peers (default: <home>/node)", EnvVars: []string{"FLOWMAIL_DATA_DIR"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "network", Value: node.DefaultNetwork, Usage: "network name", EnvVars: []string{"FLOWMAIL_NETWORK"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "quota", Value: "10GiB", Usage: "most bytes of blocks to keep for others (0: no limit)", EnvVars: []string{"FLOWMAIL_QUOTA"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "loopback address for /metrics and /status (empty: off)", EnvVars: []string{"FLOWMAIL_ADMIN"}}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "advertise", Usage: "IP:port others can reach this node at, if not its listen address (repeatable)", EnvVars: []string{"FLOWMAIL_ADVERTISE"}}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "client", Usage: "run in client mode: store nothing for others", EnvVars: []string{"FLOWMAIL_CLIENT"}}),
+	}
+}
+
+// loadConfig applies the config file to the flags not set otherwise. An
+// explicit --config must exist; the default one may be missing.
+func loadConfig(flags []cli.Flag) cli.BeforeFunc {
+	return func(c *cli.Context) error {
+		path, explicit := c.String("config"), true
+		if path == "" {
+			path, explicit = filepath.Join(c.String("home"), configFileName), false
+		}
+		if _, err := os.Stat(path); err != nil {
+			if !explicit && errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return fmt.Errorf("config file: %w", err)
+		}
+		src, err := altsrc.NewTomlSourceFromFile(path)
+		if err != nil {
+			return fmt.Errorf("config file %s: %w", path, err)
+		}
+		if err := altsrc.ApplyInputSourceValues(c, src, flags); err != nil {
+			return fmt.Errorf("config file %s: %w", path, err)
+		}
+		// The global flags (log level and format) can be set there too.
+		lineage := c.Lineage()
+		root := lineage[len(lineage)-1]
+		if err := altsrc.ApplyInputSourceValues(root, src, c.App.Flags); err != nil {
+			return fmt.Errorf("config file %s: %w", path, err)
+		}
+		return nil
+	}
+}
+
+func nodeCommand(s *streams) *cli.Command {
+	flags := nodeFlags()
+	return &cli.Command{
+		Name:  "node",
+		Usage: "run a storage node until interrupted",
+		Description: "A node stores encrypted blocks for the network and answers lookups. It runs until\n" +
+			"SIGINT or SIGTERM, then saves its peers and shuts down cleanly. A restarted node\n" +
+			"rejoins through the peers it saved, without a bootstrap list.\n\n" +
+			"Metrics (Prometheus) and status are served on --admin, on this machine only.",
+		Flags:  flags,
+		Before: loadConfig(flags),
+		Action: func(c *cli.Context) error { return runNode(c, s) },
+		Subcommands: []*cli.Command{{
+			Name:  "status",
+			Usage: "show a running node's peers, storage and uptime",
+			Flags: []cli.Flag{&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "the node's --admin address", EnvVars: []string{"FLOWMAIL_ADMIN"}}},
+			Action: func(c *cli.Context) error {
+				st, err := node.FetchStatus(c.Context, c.String("admin"))
+				if err != nil {
+					return err
+				}
+				printStatus(s, st)
+				return nil
+			},
+		}},
+	}
+}
+
+func runNode(c *cli.Context, s *streams) error {
+	ctx := c.Context
+	log, err := newLogger(c, s.err)
+	if err != nil {
+		return err
+	}
+	dataDir := c.String("data-dir")
+	if dataDir == "" {
+		dataDir = filepath.Join(c.String("home"), "node")
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	quota, err := parseQuota(c.String("quota"))
+	if err != nil {
+		return err
+	}
+	var boot []transport.Contact
+	for _, b := range c.StringSlice("bootstrap") {
+		for _, part := range strings.FieldsFunc(b, func(r rune) bool { return r == ',' || r == ' ' }) {
+			ct, err := node.ParseContact(part)
+			if err != nil {
+				return err
+			}
+			boot = append(boot, ct)
+		}
+	}
+	var adv []netip.AddrPort
+	for _, a := range c.StringSlice("advertise") {
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil {
+			return fmt.Errorf("--advertise %q: want IP:port", a)
+		}
+		adv = append(adv, ap)
+	}
+	n, err := node.Start(ctx, node.Config{
+		DataDir:    dataDir,
+		Network:    c.String("network"),
+		Listen:     c.String("listen"),
+		Bootstrap:  boot,
+		Client:     c.Bool("client"),
+		Advertise:  adv,
+		QuotaBytes: quota,
+		Admin:      c.String("admin"),
+		Logger:     log,
+		NoIPLimits: isLoopbackListen(c.String("listen")),
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "node %s listening on %s (network %q, %d peers)\n", n.ID().Short(), n.Addr(), c.String("network"), n.DHT().Size())
+	if a := c.String("admin"); a != "" {
+		fmt.Fprintf(s.out, "metrics at http://%s/metrics, status: flowmail node status --admin %s\n", a, a)
+	}
+	<-ctx.Done()
+	fmt.Fprintln(s.out, "shutting down")
+	return n.Close()
+}
+
+func isLoopbackListen(s string) bool {
+	ap, err := netip.ParseAddrPort(s)
+	return err == nil && ap.Addr().IsLoopback()
+}
+
+func parseQuota(s string) (int64, error) {
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	b, err := humanize.ParseBytes(s)
+	if err != nil || b > 1<<62 {
+		return 0, fmt.Errorf("--quota %q: want a size such as 500MB or 10GiB", s)
+	}
+	return int64(b), nil
+}
+
+func printStatus(s *streams, st *node.Status) {
+	mode := "full node"
+	if st.Client {
+		mode = "client"
+	}
+	fmt.Fprintf(s.out, "node     %s (%s)\nnetwork  %s\nlisten   %s\nuptime   %s (since %s)\n",
+		st.ID, mode, st.Network, st.Listen, st.Uptime.Round(time.Second), st.Started.Local().Format(time.RFC3339))
+	if len(st.Observed) > 0 {
+		fmt.Fprintf(s.out, "seen as  %s\n", strings.Join(st.Observed, ", "))
+	}
+	if st.Store != nil {
+		quota := "no quota"
+		if st.Store.QuotaBytes > 0 {
+			quota = "of " + humanize.IBytes(uint64(st.Store.QuotaBytes))
+		}
+		fmt.Fprintf(s.out, "storage  %d blocks, %s %s (%d evicted, %d expired)\n",
+			st.Store.Blocks, humanize.IBytes(uint64(st.Store.Bytes)), quota, st.Store.Evicted, st.Store.Expired)
+	}
+	fmt.Fprintf(s.out, "peers    %d\n", len(st.Peers))
+	sort.Slice(st.Peers, func(i, j int) bool { return st.Peers[i].Bucket > st.Peers[j].Bucket })
+	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "  ID\tADDRESS\tBUCKET\tLAST SEEN\tFAILURES")
+	for _, p := range st.Peers {
+		fmt.Fprintf(w, "  %s\t%s\t%d\t%s ago\t%d\n", p.ID[:16], p.Addr, p.Bucket, time.Since(p.LastSeen).Round(time.Second), p.Failures)
+	}
+	w.Flush()
+}

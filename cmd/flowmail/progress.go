@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/pow"
+)
+
+// sendProgress draws the phases of building and storing a mail: a bar
+// while grinding each recipient's proof of work and while storing blocks
+// on a terminal, one line per finished phase otherwise (logs, scripts).
+type sendProgress struct {
+	w     io.Writer
+	tty   bool
+	names []string // recipient display names, by index
+	bar   *progressbar.ProgressBar
+	phase mailbuilder.Phase
+	who   int // recipient of the current grind
+	pow   pow.Progress
+	start time.Time
+}
+
+func newSendProgress(w io.Writer, names []string) *sendProgress {
+	f, ok := w.(*os.File)
+	return &sendProgress{w: w, tty: ok && term.IsTerminal(int(f.Fd())), names: names, who: -1}
+}
+
+func (p *sendProgress) newBar(max int64, desc string, bytes bool) {
+	p.finishBar()
+	if !p.tty {
+		return
+	}
+	opts := []progressbar.Option{
+		progressbar.OptionSetWriter(p.w),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionShowCount(),
+		progressbar.OptionThrottle(100 * time.Millisecond),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }),
+	}
+	if bytes {
+		opts = append(opts, progressbar.OptionShowBytes(true))
+	}
+	p.bar = progressbar.NewOptions64(max, opts...)
+}
+
+func (p *sendProgress) finishBar() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+		p.bar = nil
+	}
+}
+
+// Report is the mailbuilder progress callback.
+func (p *sendProgress) Report(pr mailbuilder.Progress) {
+	if pr.Phase != p.phase || (pr.Phase == mailbuilder.PhaseGrind && pr.Recipient != p.who) {
+		p.phase, p.who, p.start = pr.Phase, pr.Recipient, time.Now()
+		switch pr.Phase {
+		case mailbuilder.PhaseGrind:
+			p.newBar(int64(max(pr.PoW.Expected, 1)), "proof of work for "+p.name(pr.Recipient), false)
+		case mailbuilder.PhaseStore:
+			p.newBar(pr.Total, "storing blocks", false)
+		}
+	}
+	switch pr.Phase {
+	case mailbuilder.PhaseGrind:
+		if pr.PoW.Attempts > 0 {
+			p.pow = pr.PoW
+		}
+		if p.bar != nil && pr.PoW.Attempts > 0 {
+			// Grinding is a lottery: the bar shows trials against the
+			// expected count and may stop short or run past it.
+			_ = p.bar.Set64(min(int64(pr.PoW.Attempts), p.bar.GetMax64()-1))
+		}
+		// Recipient i is done when Done reaches i+1.
+		if pr.Done == int64(pr.Recipient)+1 {
+			p.finishBar()
+			if !p.tty {
+				fmt.Fprintf(p.w, "proof of work for %s: %d trials in %s (%.1fM trials/s)\n",
+					p.name(pr.Recipient), p.pow.Attempts, p.pow.Elapsed.Round(time.Millisecond), p.pow.Rate/1e6)
+			}
+			p.pow = pow.Progress{}
+		}
+	case mailbuilder.PhaseStore:
+		if p.bar != nil {
+			_ = p.bar.Set64(pr.Done)
+		}
+		if pr.Done == pr.Total && pr.Total > 0 {
+			p.finishBar()
+			if !p.tty {
+				fmt.Fprintf(p.w, "stored %d blocks in %s\n", pr.Total, time.Since(p.start).Round(time.Millisecond))
+			}
+		}
+	}
+}
+
+func (p *sendProgress) name(i int) string {
+	if i >= 0 && i < len(p.names) {
+		return p.names[i]
+	}
+	return "recipient"
+}

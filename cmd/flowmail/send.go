@@ -1,0 +1,158 @@
+package main
+
+import (
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/mailbuilder"
+)
+
+func sendCommand(s *streams) *cli.Command {
+	return &cli.Command{
+		Name:      "send",
+		Usage:     "send an encrypted mail",
+		ArgsUsage: " ",
+		Description: "send encrypts a mail to each recipient, stores it in the network, and grinds the\n" +
+			"proof of work each recipient demands. The body comes from --body or standard input.\n\n" +
+			"   echo 'See you at noon.' | flowmail send --to bob --subject Lunch --attach map.png",
+		Flags: append(append([]cli.Flag{
+			&cli.StringSliceFlag{Name: "to", Usage: "recipient: an address or a contact name (repeatable)", Required: true},
+			&cli.StringSliceFlag{Name: "cc", Usage: "copy recipient (repeatable)"},
+			&cli.StringFlag{Name: "subject", Usage: "subject line"},
+			&cli.StringFlag{Name: "body", Usage: "message text (default: read standard input)"},
+			&cli.StringSliceFlag{Name: "attach", Usage: "file to attach (repeatable)"},
+			&cli.StringFlag{Name: "from-name", Usage: "your display name in the From header"},
+		}, networkFlags...), passphraseFlags...),
+		Action: func(c *cli.Context) error { return runSend(c, s) },
+	}
+}
+
+func runSend(c *cli.Context, s *streams) error {
+	ctx := c.Context
+	me, err := loadIdentity(c, s)
+	if err != nil {
+		return err
+	}
+	home := c.String("home")
+	var to, cc []mailbuilder.Mailbox
+	var names []string
+	seen := map[block.ID]bool{}
+	for _, list := range []struct {
+		args []string
+		dst  *[]mailbuilder.Mailbox
+	}{{c.StringSlice("to"), &to}, {c.StringSlice("cc"), &cc}} {
+		for _, a := range list.args {
+			id, err := resolveRecipient(home, a)
+			if err != nil {
+				return err
+			}
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			*list.dst = append(*list.dst, mailbuilder.Mailbox{Address: id})
+			names = append(names, displayName(a, id))
+		}
+	}
+	text, err := readBody(c, s)
+	if err != nil {
+		return err
+	}
+	var atts []mailbuilder.Attachment
+	for _, path := range c.StringSlice("attach") {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("--attach: %w", err)
+		}
+		ct := mime.TypeByExtension(filepath.Ext(path))
+		atts = append(atts, mailbuilder.Attachment{Name: filepath.Base(path), ContentType: ct, Data: data})
+	}
+	msg, err := mailbuilder.Compose(&mailbuilder.Message{
+		From:        mailbuilder.Mailbox{Name: c.String("from-name"), Address: me.ID()},
+		To:          to,
+		Cc:          cc,
+		Subject:     c.String("subject"),
+		Text:        text,
+		Attachments: atts,
+		Date:        time.Now(),
+	}, crand.Reader)
+	if err != nil {
+		return err
+	}
+
+	n, err := startClient(ctx, c, s)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	if err := publishOwnPubkey(ctx, n, me); err != nil {
+		fmt.Fprintf(s.err, "warning: %v (replies may not find you)\n", err)
+	}
+	var keys []*identity.PublicKey
+	for i, mb := range append(append([]mailbuilder.Mailbox{}, to...), cc...) {
+		k, err := mailbuilder.LookupPubkey(ctx, n, mb.Address)
+		if err != nil {
+			return fmt.Errorf("%s has no published key in the network (%w): ask them to run `flowmail publish` or `flowmail fetch` once", names[i], err)
+		}
+		keys = append(keys, k)
+	}
+
+	codec, err := mailbuilder.NewCodec()
+	if err != nil {
+		return err
+	}
+	defer codec.Close()
+	prog := newSendProgress(s.err, names)
+	start := time.Now()
+	built, err := codec.Build(ctx, mailbuilder.BuildInput{Sender: me, Recipients: keys, Message: msg, Now: time.Now()},
+		mailbuilder.BuildOptions{Progress: prog.Report})
+	if err != nil {
+		return err
+	}
+	defer built.Release()
+	if err := mailbuilder.Send(ctx, n, built, mailbuilder.SendOptions{Progress: prog.Report}); err != nil {
+		return fmt.Errorf("storing the mail in the network: %w (nothing was delivered; run send again)", err)
+	}
+	fmt.Fprintf(s.out, "sent %d bytes to %d recipient(s) in %s: %d data + %d parity blocks of %d bytes\n",
+		len(msg), len(keys), time.Since(start).Round(time.Millisecond), built.DataShards, built.ParityShards, built.ShardSize)
+	return nil
+}
+
+// displayName shows a recipient as typed when it was a contact name.
+func displayName(typed string, id block.ID) string {
+	if a := identity.FormatAddress(id); typed != a {
+		return typed
+	}
+	return identity.FormatAddress(id)[:12] + "…"
+}
+
+// readBody takes --body, else standard input.
+func readBody(c *cli.Context, s *streams) (string, error) {
+	if c.IsSet("body") {
+		return c.String("body"), nil
+	}
+	if f, ok := s.in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprintln(s.err, "Type the message; end it with Ctrl-D on an empty line.")
+	}
+	b, err := io.ReadAll(io.LimitReader(s.in, maxBodyFromStdin+1))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > maxBodyFromStdin {
+		return "", errors.New("the message text is over 16 MiB: send large content as an attachment (--attach FILE)")
+	}
+	return string(b), nil
+}
+
+const maxBodyFromStdin = 16 << 20
