@@ -59,9 +59,10 @@ type Config struct {
 	// DefaultInterval. Lookup may start a round sooner.
 	Interval time.Duration
 	// PerIPLimit caps the packets per minute the DHT answers from one
-	// source IP (a host over the cap is ignored until it calms down). 0
-	// means DefaultPerIPLimit, or no cap when ListenAddr is loopback;
-	// negative means no cap.
+	// source IP. The library bans a host over the cap for good (it only
+	// forgets the oldest of 1000 banned hosts). 0 means
+	// DefaultPerIPLimit, or no cap when ListenAddr is loopback; negative
+	// means no cap.
 	PerIPLimit int
 
 	// Tests shorten these; zero means the defaults.
