@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildBinary compiles the flowmail binary once for a test.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "flowmail")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestBinaryAcrossProcesses drives the real binary: a testnet in one
+// process, then init, publish, send and fetch each in their own.
+func TestBinaryAcrossProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	tn := exec.CommandContext(ctx, bin, "testnet", "--nodes", "6", "--dir", filepath.Join(dir, "net"))
+	tn.Cancel = func() error { return tn.Process.Signal(syscall.SIGINT) }
+	stdout, err := tn.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tnErr bytes.Buffer
+	tn.Stderr = &tnErr
+	if err := tn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		ok := false
+		for sc.Scan() {
+			if !ok && strings.Contains(sc.Text(), "is running") {
+				ok = true
+				ready <- true
+			}
+		}
+		if !ok {
+			ready <- false
+		}
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("testnet exited before it was ready: %s", tnErr.String())
+		}
+	case <-ctx.Done():
+		t.Fatalf("testnet not ready: %s", tnErr.String())
+	}
+
+	flowmail := func(home string, stdin string, args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, bin, append([]string{"--home", filepath.Join(dir, home)}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("flowmail %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, out.String(), errb.String())
+		}
+		return out.String()
+	}
+	netDir := filepath.Join(dir, "net")
+	flowmail("alice", "", "init", "--no-passphrase", "--difficulty", "10")
+	flowmail("bob", "", "init", "--no-passphrase", "--difficulty", "10")
+	bob := strings.TrimSpace(flowmail("bob", "", "whoami"))
+	flowmail("bob", "", "publish", "--testnet", netDir)
+	flowmail("alice", "", "contacts", "add", "bob", bob)
+	attach := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(attach, []byte("attached notes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	flowmail("alice", "Meet at noon by the fountain.\n", "send", "--testnet", netDir, "--to", "bob", "--subject", "Across processes", "--attach", attach)
+	got := flowmail("bob", "", "fetch", "--testnet", netDir)
+	if !strings.Contains(got, "Subject: Across processes") {
+		t.Fatalf("fetch printed %q", got)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "bob", "Maildir", "new", "*"))
+	if len(files) != 1 {
+		t.Fatalf("%d files in bob's Maildir/new, want 1", len(files))
+	}
+	msg, _ := os.ReadFile(files[0])
+	for _, want := range []string{"Meet at noon by the fountain.", "notes.txt", "Subject: Across processes"} {
+		if !bytes.Contains(msg, []byte(want)) {
+			t.Errorf("delivered mail lacks %q", want)
+		}
+	}
+	if again := flowmail("bob", "", "fetch", "--testnet", netDir); strings.Contains(again, "Subject:") {
+		t.Fatalf("second fetch delivered again: %q", again)
+	}
+
+	if err := tn.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.Wait(); err != nil {
+		t.Fatalf("testnet did not stop cleanly on SIGINT: %v\n%s", err, tnErr.String())
+	}
+}
