@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-message/mail"
+
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
 )
@@ -146,4 +148,48 @@ func idsOf(bs []Block) []block.ID {
 		ids[i] = b.ID
 	}
 	return ids
+}
+
+// sentMail is one mail from alice to bob (difficulty 4 each) stored in a
+// fresh network.
+type sentMail struct {
+	c          *Codec
+	net        *memNet
+	alice, bob *identity.Identity
+	msg        []byte
+	b          *Built
+}
+
+func sendOneMail(t testing.TB, subject, text string, att ...Attachment) *sentMail {
+	t.Helper()
+	s := &sentMail{c: testCodec(t), net: newMemNet(testNow), alice: testIdentity(t, seedAlice, 4), bob: testIdentity(t, seedBob, 4)}
+	s.msg = composeTo(t, s.alice, []*identity.Identity{s.bob}, subject, text, att...)
+	s.b = buildAndSend(t, s.c, s.net, s.alice, s.msg, s.bob)
+	t.Cleanup(s.b.Release)
+	return s
+}
+
+// readParts reads a MIME mail: its text part and its attachments by name.
+func readParts(t testing.TB, r *mail.Reader) (text string, att map[string][]byte) {
+	t.Helper()
+	att = map[string][]byte{}
+	for {
+		p, err := r.NextPart()
+		if err == io.EOF {
+			return text, att
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(p.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, ok := p.Header.(*mail.AttachmentHeader); ok {
+			name, _ := h.Filename()
+			att[name] = body
+		} else {
+			text = string(body)
+		}
+	}
 }

@@ -85,25 +85,9 @@ func TestComposeMultipartWithBinaryAttachments(t *testing.T) {
 	if len(cc) != 1 || cc[0].Name != "Çarol" {
 		t.Fatalf("Cc %v", cc)
 	}
-	got := map[string][]byte{}
-	for {
-		p, err := r.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(p.Body)
-		if h, ok := p.Header.(*mail.AttachmentHeader); ok {
-			name, _ := h.Filename()
-			got[name] = body
-		} else {
-			got["text"] = body
-		}
-	}
-	if string(got["text"]) != "two files" || !bytes.Equal(got["a.bin"], bin) || string(got["résumé.txt"]) != "cv" {
-		t.Fatalf("parts %q", mapKeys(got))
+	text, got := readParts(t, r)
+	if text != "two files" || !bytes.Equal(got["a.bin"], bin) || string(got["résumé.txt"]) != "cv" {
+		t.Fatalf("text %q, attachments %q", text, mapKeys(got))
 	}
 }
 

@@ -3,7 +3,6 @@ package mailbuilder
 import (
 	"bytes"
 	"errors"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -190,13 +189,9 @@ func TestFetchRebuildsAroundLostAndCorruptShards(t *testing.T) {
 }
 
 func TestFetchGetsNoParityWhenDataShardsArrive(t *testing.T) {
-	c := testCodec(t)
-	net := newMemNet(testNow)
-	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
-	msg := composeTo(t, alice, []*identity.Identity{bob}, "big", "x", Attachment{Name: "x.bin", Data: randomBytes(300<<10, 3)})
-	b := buildAndSend(t, c, net, alice, msg, bob)
-	defer b.Release()
-	if rep := newMailbox(t, bob).fetch(t, c, net, FetchOptions{Keep: true}); len(rep.Delivered) != 1 {
+	s := sendOneMail(t, "big", "x", Attachment{Name: "x.bin", Data: randomBytes(300<<10, 3)})
+	c, net, b := s.c, s.net, s.b
+	if rep := newMailbox(t, s.bob).fetch(t, c, net, FetchOptions{Keep: true}); len(rep.Delivered) != 1 {
 		t.Fatalf("report %+v", rep)
 	}
 	for i, d := range b.Data {
@@ -207,12 +202,8 @@ func TestFetchGetsNoParityWhenDataShardsArrive(t *testing.T) {
 }
 
 func TestFetchDefersWhenTooManyShardsAreLost(t *testing.T) {
-	c := testCodec(t)
-	net := newMemNet(testNow)
-	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
-	msg := composeTo(t, alice, []*identity.Identity{bob}, "big", "x", Attachment{Name: "x.bin", Data: randomBytes(1<<20, 4)})
-	b := buildAndSend(t, c, net, alice, msg, bob)
-	defer b.Release()
+	s := sendOneMail(t, "big", "x", Attachment{Name: "x.bin", Data: randomBytes(1<<20, 4)})
+	c, net, b, bob, msg := s.c, s.net, s.b, s.bob, s.msg
 	lost := spread(len(b.Data), b.ParityShards+1)
 	for _, i := range lost {
 		net.setDrop(b.Data[i].ID, true)
@@ -251,12 +242,9 @@ func TestFetchDefersWhenTooManyShardsAreLost(t *testing.T) {
 }
 
 func TestProcessedSetPreventsDoubleDelivery(t *testing.T) {
-	c := testCodec(t)
-	net := newMemNet(testNow)
-	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
-	b := buildAndSend(t, c, net, alice, composeTo(t, alice, []*identity.Identity{bob}, "once", "only once"), bob)
-	defer b.Release()
-	mb := newMailbox(t, bob)
+	s := sendOneMail(t, "once", "only once")
+	c, net := s.c, s.net
+	mb := newMailbox(t, s.bob)
 	if rep := mb.fetch(t, c, net, FetchOptions{Keep: true}); len(rep.Delivered) != 1 {
 		t.Fatalf("first fetch: %+v", rep)
 	}
@@ -275,15 +263,9 @@ func TestProcessedSetPreventsDoubleDelivery(t *testing.T) {
 }
 
 func TestMaildirFileParsesAsMIME(t *testing.T) {
-	c := testCodec(t)
-	net := newMemNet(testNow)
-	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
 	pdf := randomBytes(70000, 5)
-	msg := composeTo(t, alice, []*identity.Identity{bob}, "Grüße ☃", "Hallo Bob, schöne Grüße.\n",
-		Attachment{Name: "report.pdf", ContentType: "application/pdf", Data: pdf})
-	b := buildAndSend(t, c, net, alice, msg, bob)
-	defer b.Release()
-	rep := newMailbox(t, bob).fetch(t, c, net, FetchOptions{})
+	s := sendOneMail(t, "Grüße ☃", "Hallo Bob, schöne Grüße.\n", Attachment{Name: "report.pdf", ContentType: "application/pdf", Data: pdf})
+	rep := newMailbox(t, s.bob).fetch(t, s.c, s.net, FetchOptions{})
 	if len(rep.Delivered) != 1 {
 		t.Fatalf("report %+v", rep)
 	}
@@ -300,33 +282,13 @@ func TestMaildirFileParsesAsMIME(t *testing.T) {
 		t.Fatalf("subject %q", s)
 	}
 	from, _ := r.Header.AddressList("From")
-	if len(from) != 1 || from[0].Address != HeaderAddress(alice.ID()) {
+	if len(from) != 1 || from[0].Address != HeaderAddress(s.alice.ID()) {
 		t.Fatalf("From %v", from)
 	}
-	var text string
-	var att []byte
-	for {
-		p, err := r.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(p.Body)
-		switch h := p.Header.(type) {
-		case *mail.InlineHeader:
-			text = string(body)
-		case *mail.AttachmentHeader:
-			if name, _ := h.Filename(); name != "report.pdf" {
-				t.Fatalf("attachment name %q", name)
-			}
-			att = body
-		}
-	}
+	text, att := readParts(t, r)
 	// Text parts travel with CRLF line ends (RFC 2046 canonical form).
-	if text != "Hallo Bob, schöne Grüße.\r\n" || !bytes.Equal(att, pdf) {
-		t.Fatalf("text %q, attachment of %d bytes equal=%v", text, len(att), bytes.Equal(att, pdf))
+	if text != "Hallo Bob, schöne Grüße.\r\n" || len(att) != 1 || !bytes.Equal(att["report.pdf"], pdf) {
+		t.Fatalf("text %q, attachments %d, pdf intact %v", text, len(att), bytes.Equal(att["report.pdf"], pdf))
 	}
 }
 

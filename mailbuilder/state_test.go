@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
-	"github.com/flowmail/flowmail/identity"
 )
 
 func TestStateSurvivesReopen(t *testing.T) {
@@ -126,12 +125,9 @@ func TestStateRefusesDamagedFile(t *testing.T) {
 }
 
 func TestReplayAfterPruneIsStale(t *testing.T) {
-	c := testCodec(t)
-	net := newMemNet(testNow)
-	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
-	b := buildAndSend(t, c, net, alice, composeTo(t, alice, []*identity.Identity{bob}, "once", "x"), bob)
-	defer b.Release()
-	mb := newMailbox(t, bob)
+	s := sendOneMail(t, "once", "x")
+	c, net := s.c, s.net
+	mb := newMailbox(t, s.bob)
 	if rep := mb.fetch(t, c, net, FetchOptions{Keep: true}); len(rep.Delivered) != 1 {
 		t.Fatalf("%+v", rep)
 	}
