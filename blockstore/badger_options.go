@@ -11,24 +11,45 @@ import (
 )
 
 // badgerOptions tunes Badger for a small machine holding blocks of up to
-// 256 KiB. Measurements: see the package's report in docs and
-// /work/shared/MEASUREMENTS.md.
+// 256 KiB.
+//
+// Measured with blockstore/internal/rssprobe (50,000 blocks of 4 KiB, 16
+// concurrent durable Puts, 2 shared cores; throughput varied up to 8x with
+// the load of the machine, so variants ran alternately and are compared
+// pairwise; memory is after a GC, anonymous memory only):
+//
+//	these options                         4.4-11.7k blocks/s, 18-31 MB
+//	same, 8 MiB memtables, 2 MiB tables,  0.8-6.2k blocks/s,  13-38 MB
+//	  4 MiB block cache
+//	Badger defaults (64 MiB memtables x5, 7.5-9.0k blocks/s,  23-26 MB, but
+//	  256 MiB block cache), threshold 256 B                   111 MB anonymous
+//	                                                          right after the fill
+//	4 KiB values inline (threshold 64 KiB), 0.9-3.4k blocks/s, 96-104 MB
+//	  4 MiB memtables
+//
+// 100,000 blocks of 4 KiB: see the package's report; the value log is
+// memory-mapped, so VmRSS also counts its cached pages (file-backed,
+// reclaimable), about the size of the data written.
 func badgerOptions(dir string, logger *slog.Logger) badger.Options {
 	return badger.DefaultOptions(dir).
 		// A Put is acknowledged once on disk; the writer batches
 		// concurrent Puts into one transaction, so they share a sync.
 		WithSyncWrites(true).
 		// Blocks (all but the tiniest data blocks) go to the value log;
-		// the LSM tree holds only keys and small metadata. Shrinking the
-		// memtables while 4 KiB values stay inline drops writes to ~7k/s.
+		// the LSM tree holds only keys and small metadata (about 5 keys,
+		// 300 bytes per block). Small memtables are only safe because of
+		// this: with 4 KiB values inline they fill and flush constantly.
 		WithValueThreshold(256).
-		WithMemTableSize(8 << 20).
+		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
-		WithBaseTableSize(2 << 20).
+		WithBaseTableSize(1 << 20).
 		WithBaseLevelSize(8 << 20).
-		WithBlockCacheSize(4 << 20).
+		// Tables are uncompressed and memory-mapped: a block cache only
+		// copies what the page cache holds (at 4 MiB it hit a third of the
+		// time and Get ran slower than without it).
+		WithBlockCacheSize(0).
 		WithIndexCacheSize(0).
 		// Keys are hashes and blocks are ciphertext: nothing compresses.
 		WithCompression(options.None).

@@ -85,9 +85,14 @@ func (s *badgerStore) commitPrefix(ops []*writeOp) int {
 			n = max(fit, 1)
 			continue
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, badger.ErrTxnTooBig):
+			// One op alone: a Put that would evict more blocks than a
+			// transaction can delete.
+			err = fmt.Errorf("%w: making room takes more changes than one transaction holds: %w", ErrFull, err)
+		case err != nil:
 			err = fmt.Errorf("blockstore: committing to Badger: %w", err)
-		} else {
+		default:
 			s.mu.Lock()
 			s.counters = c
 			s.mu.Unlock()

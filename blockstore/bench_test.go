@@ -1,0 +1,191 @@
+package blockstore
+
+import (
+	"encoding/binary"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/flowmail/flowmail/block"
+)
+
+// Benchmarks compare the store with plain Badger under the same options
+// (badgerOptions: SyncWrites on) and the same concurrency, so results read
+// as ratios:
+//
+//	go test -run '^$' -bench '4KiB' -benchtime=1s -count=3 ./blockstore
+const (
+	benchBlockSize = 4096
+	// putParallelism × GOMAXPROCS goroutines put at once, so concurrent
+	// commits share a sync in both the store and plain Badger.
+	putParallelism = 8
+	// benchHeld is how many blocks the Get benchmarks read from.
+	benchHeld = 10_000
+)
+
+// blockMaker makes distinct valid 4 KiB data blocks cheaply: one random
+// block, a counter in its last bytes.
+type blockMaker struct {
+	base []byte
+	next atomic.Uint64
+}
+
+func newBlockMaker(seed uint64) *blockMaker {
+	b, _ := newFixtures(seed).data(benchBlockSize)
+	return &blockMaker{base: b}
+}
+
+func (m *blockMaker) make() []byte {
+	b := append([]byte(nil), m.base...)
+	binary.BigEndian.PutUint64(b[len(b)-8:], m.next.Add(1))
+	return b
+}
+
+func openRawBadger(b *testing.B) *badger.DB {
+	b.Helper()
+	db, err := badger.Open(badgerOptions(b.TempDir(), slog.New(slog.DiscardHandler)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db
+}
+
+// rawPut is the plain-Badger equivalent of a Put: one key, the block, a TTL.
+func rawPut(db *badger.DB, key, value []byte) error {
+	return db.Update(func(txn *badger.Txn) error {
+		return txn.SetEntry(badger.NewEntry(key, value).WithTTL(time.Hour))
+	})
+}
+
+func rawKey(n uint64) []byte {
+	var k [1 + block.IDSize]byte
+	k[0] = familyBlock
+	binary.BigEndian.PutUint64(k[1:], n)
+	binary.BigEndian.PutUint64(k[25:], n*0x9e3779b97f4a7c15)
+	return k[:]
+}
+
+func BenchmarkPut4KiB(b *testing.B) {
+	s := openBadgerB(b)
+	m := newBlockMaker(1)
+	b.SetBytes(benchBlockSize)
+	b.ReportAllocs()
+	b.SetParallelism(putParallelism)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Put(b.Context(), m.make(), time.Hour, PutOptions{}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkRawBadgerPut4KiB(b *testing.B) {
+	db := openRawBadger(b)
+	m := newBlockMaker(1)
+	b.SetBytes(benchBlockSize)
+	b.ReportAllocs()
+	b.SetParallelism(putParallelism)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			v := m.make()
+			if err := rawPut(db, rawKey(binary.BigEndian.Uint64(v[len(v)-8:])), v); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func openBadgerB(b *testing.B) Store {
+	b.Helper()
+	s, err := OpenBadger(b.TempDir(), Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// fill stores n blocks with put from putParallelism goroutines per core
+// and returns their keys.
+func fill[K any](b *testing.B, n int, put func(v []byte) (K, error)) []K {
+	b.Helper()
+	m := newBlockMaker(2)
+	keys := make([]K, n)
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range putParallelism * 2 {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				k, err := put(m.make())
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				keys[i] = k
+			}
+		})
+	}
+	wg.Wait()
+	return keys
+}
+
+// getParallel reads random keys from all cores.
+func getParallel[K any](b *testing.B, keys []K, get func(K) ([]byte, error)) {
+	b.SetBytes(benchBlockSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var seed atomic.Uint64
+	b.RunParallel(func(pb *testing.PB) {
+		rng := rand.New(rand.NewPCG(seed.Add(1), 0))
+		for pb.Next() {
+			v, err := get(keys[rng.IntN(len(keys))])
+			if err != nil || len(v) != benchBlockSize {
+				b.Errorf("got %d bytes, err %v", len(v), err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkGet4KiB(b *testing.B) {
+	s := openBadgerB(b)
+	ids := fill(b, benchHeld, func(v []byte) (block.ID, error) {
+		return s.Put(b.Context(), v, time.Hour, PutOptions{})
+	})
+	b.Run("random", func(b *testing.B) {
+		getParallel(b, ids, func(id block.ID) ([]byte, error) {
+			v, _, err := s.Get(b.Context(), id)
+			return v, err
+		})
+	})
+}
+
+func BenchmarkRawBadgerGet4KiB(b *testing.B) {
+	db := openRawBadger(b)
+	keys := fill(b, benchHeld, func(v []byte) ([]byte, error) {
+		k := rawKey(binary.BigEndian.Uint64(v[len(v)-8:]))
+		return k, rawPut(db, k, v)
+	})
+	b.Run("random", func(b *testing.B) {
+		getParallel(b, keys, func(k []byte) (v []byte, err error) {
+			err = db.View(func(txn *badger.Txn) error {
+				item, err := txn.Get(k)
+				if err != nil {
+					return err
+				}
+				v, err = item.ValueCopy(nil)
+				return err
+			})
+			return v, err
+		})
+	})
+}
