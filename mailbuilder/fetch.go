@@ -16,6 +16,14 @@ import (
 // node late. The processed set makes the overlap cost nothing but bytes.
 const DefaultSinceMargin = time.Hour
 
+// A deferred mail is retried by every Fetch until it has failed
+// giveUpAttempts times over at least giveUpAfter; it is then rejected, so
+// a mail whose blocks are gone is not reported for the rest of the month.
+const (
+	giveUpAttempts = 10
+	giveUpAfter    = 24 * time.Hour
+)
+
 // FetchOptions tune Fetch.
 type FetchOptions struct {
 	// Maildir is where mail is delivered (new/ inside it). Required.
@@ -117,6 +125,14 @@ func (c *Codec) Fetch(ctx context.Context, net Network, me *identity.Identity, s
 		if err != nil && ctx.Err() != nil {
 			return rep, ctx.Err() // cancelled: not the mail's fault, try again next time
 		}
+		if outcome == 0 {
+			return rep, err // the Maildir failed: nothing else will fare better
+		}
+		if e, ok := st.Lookup(id); ok && outcome == OutcomeDeferred &&
+			e.Attempts+1 >= giveUpAttempts && opt.Now.Sub(e.Seen) >= giveUpAfter {
+			outcome = OutcomeRejected
+			err = fmt.Errorf("gave up after %d attempts since %s: %w", e.Attempts+1, e.Seen.UTC().Format(time.DateTime), err)
+		}
 		st.record(id, opt.Now, outcome, err)
 		switch outcome {
 		case OutcomeNotForMe:
@@ -132,15 +148,15 @@ func (c *Codec) Fetch(ctx context.Context, net Network, me *identity.Identity, s
 			rep.Delivered = append(rep.Delivered, d.Delivered)
 			log.Info("mail delivered", "index", id.Short(), "from", identity.FormatAddress(d.From), "path", d.Path)
 		}
-		if outcome == 0 {
-			return rep, err // the Maildir failed: nothing else will fare better
+		if outcome != OutcomeDelivered {
+			continue // saved at the end; a crash before then only repeats work
 		}
 		// Saved before the blocks are deleted: a crash between the two
 		// leaves blocks to expire, never a second delivery.
 		if err := st.Save(); err != nil {
 			return rep, err
 		}
-		if outcome == OutcomeDelivered && !opt.Keep {
+		if !opt.Keep {
 			rep.Delivered[len(rep.Delivered)-1].DeleteErr = c.deleteMail(ctx, net, id, d.manifest)
 		}
 	}

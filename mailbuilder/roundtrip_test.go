@@ -2,11 +2,14 @@ package mailbuilder
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-message/mail"
 
@@ -314,4 +317,48 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+func TestFetchGivesUpOnMailWhoseShardsStayLost(t *testing.T) {
+	s := sendOneMail(t, "lost", "x")
+	for _, d := range s.b.Data {
+		s.net.setDrop(d.ID, true)
+	}
+	mb := newMailbox(t, s.bob)
+	// Ten attempts within a day: kept for later.
+	for i := range giveUpAttempts {
+		now := testNow.Add(time.Duration(i) * 2 * time.Hour)
+		if rep := mb.fetch(t, s.c, s.net, FetchOptions{Now: now}); len(rep.Deferred) != 1 {
+			t.Fatalf("attempt %d: %+v", i+1, rep)
+		}
+	}
+	rep := mb.fetch(t, s.c, s.net, FetchOptions{Now: testNow.Add(giveUpAfter)})
+	if len(rep.Rejected) != 1 || !errors.Is(rep.Rejected[0], ErrShardsMissing) || !strings.Contains(rep.Rejected[0].Error(), "gave up after 11 attempts") {
+		t.Fatalf("after a day: %+v", rep)
+	}
+	if rep := mb.fetch(t, s.c, s.net, FetchOptions{Now: testNow.Add(giveUpAfter + time.Hour)}); len(rep.Deferred)+len(rep.Rejected) != 0 {
+		t.Fatalf("retried after giving up: %+v", rep)
+	}
+}
+
+func TestFetchStopsWhenTheMaildirFails(t *testing.T) {
+	s := sendOneMail(t, "disk", "x")
+	mb := newMailbox(t, s.bob)
+	if err := os.WriteFile(mb.maildir, []byte("a file, not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.c.Fetch(context.Background(), s.net, s.bob, mb.st, FetchOptions{Maildir: mb.maildir, Now: testNow})
+	if err == nil {
+		t.Fatal("fetch into a broken Maildir succeeded")
+	}
+	if _, ok := mb.st.Lookup(s.b.Index[0].ID); ok {
+		t.Fatal("a mail that could not be delivered was remembered")
+	}
+	if !s.net.has(s.b.Index[0].ID) {
+		t.Fatal("an undelivered mail was deleted")
+	}
+	os.Remove(mb.maildir)
+	if rep := mb.fetch(t, s.c, s.net, FetchOptions{}); len(rep.Delivered) != 1 {
+		t.Fatalf("after the disk recovered: %+v", rep)
+	}
 }

@@ -56,9 +56,10 @@ const maxReason = 300
 
 // StateEntry is one remembered index block.
 type StateEntry struct {
-	Seen    time.Time // first listed
-	Outcome Outcome
-	Reason  string // for rejected and deferred mails, the last error
+	Seen     time.Time // first listed
+	Outcome  Outcome
+	Reason   string // for rejected and deferred mails, the last error
+	Attempts int    // how many times it was deferred
 }
 
 // State is the processed set of one recipient: every index block it has
@@ -80,10 +81,11 @@ type stateJSON struct {
 }
 
 type stateEntryJSON struct {
-	ID      string `json:"id"`   // hex
-	Seen    int64  `json:"seen"` // Unix seconds
-	Outcome string `json:"outcome"`
-	Reason  string `json:"reason,omitempty"`
+	ID       string `json:"id"`   // hex
+	Seen     int64  `json:"seen"` // Unix seconds
+	Outcome  string `json:"outcome"`
+	Reason   string `json:"reason,omitempty"`
+	Attempts int    `json:"attempts,omitempty"`
 }
 
 // OpenState reads the processed set from dir (created with mode 0700 if
@@ -140,7 +142,10 @@ func (s *State) decode(b []byte) error {
 		if o == 0 {
 			return fmt.Errorf("entry %s: unknown outcome %q", e.ID, e.Outcome)
 		}
-		s.entries[id] = StateEntry{Seen: time.Unix(e.Seen, 0), Outcome: o, Reason: e.Reason}
+		if e.Attempts < 0 {
+			return fmt.Errorf("entry %s: %d attempts", e.ID, e.Attempts)
+		}
+		s.entries[id] = StateEntry{Seen: time.Unix(e.Seen, 0), Outcome: o, Reason: e.Reason, Attempts: e.Attempts}
 	}
 	return nil
 }
@@ -151,7 +156,7 @@ func (s *State) encode() ([]byte, error) {
 		j.LastList = s.lastList.Unix()
 	}
 	for id, e := range s.entries {
-		j.Entries = append(j.Entries, stateEntryJSON{ID: id.String(), Seen: e.Seen.Unix(), Outcome: e.Outcome.String(), Reason: e.Reason})
+		j.Entries = append(j.Entries, stateEntryJSON{ID: id.String(), Seen: e.Seen.Unix(), Outcome: e.Outcome.String(), Reason: e.Reason, Attempts: e.Attempts})
 	}
 	sort.Slice(j.Entries, func(a, b int) bool { return j.Entries[a].ID < j.Entries[b].ID })
 	return json.MarshalIndent(j, "", " ")
@@ -203,6 +208,9 @@ func (s *State) record(id block.ID, now time.Time, o Outcome, err error) {
 		e.Seen = now
 	}
 	e.Outcome, e.Reason = o, ""
+	if o == OutcomeDeferred {
+		e.Attempts++
+	}
 	if err != nil {
 		e.Reason = err.Error()
 		if len(e.Reason) > maxReason {
