@@ -71,15 +71,16 @@ func rawKey(n uint64) []byte {
 	return k[:]
 }
 
-func BenchmarkPut4KiB(b *testing.B) {
-	s := openBadgerB(b)
+// putParallel stores distinct 4 KiB blocks with put from
+// putParallelism goroutines per core.
+func putParallel(b *testing.B, put func(v []byte) error) {
 	m := newBlockMaker(1)
 	b.SetBytes(benchBlockSize)
 	b.ReportAllocs()
 	b.SetParallelism(putParallelism)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := s.Put(b.Context(), m.make(), time.Hour, PutOptions{}); err != nil {
+			if err := put(m.make()); err != nil {
 				b.Error(err)
 				return
 			}
@@ -87,20 +88,18 @@ func BenchmarkPut4KiB(b *testing.B) {
 	})
 }
 
+func BenchmarkPut4KiB(b *testing.B) {
+	s := openBadgerB(b)
+	putParallel(b, func(v []byte) error {
+		_, err := s.Put(b.Context(), v, time.Hour, PutOptions{})
+		return err
+	})
+}
+
 func BenchmarkRawBadgerPut4KiB(b *testing.B) {
 	db := openRawBadger(b)
-	m := newBlockMaker(1)
-	b.SetBytes(benchBlockSize)
-	b.ReportAllocs()
-	b.SetParallelism(putParallelism)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			v := m.make()
-			if err := rawPut(db, rawKey(binary.BigEndian.Uint64(v[len(v)-8:])), v); err != nil {
-				b.Error(err)
-				return
-			}
-		}
+	putParallel(b, func(v []byte) error {
+		return rawPut(db, rawKey(binary.BigEndian.Uint64(v[len(v)-8:])), v)
 	})
 }
 
