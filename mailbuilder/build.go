@@ -88,8 +88,12 @@ type Block struct {
 // Built is a mail ready to store: data blocks stored once for all
 // recipients, and one index block per recipient.
 type Built struct {
-	MessageID    [messageIDSize]byte
-	Data         []Block // k data then m parity shards, in coding order
+	MessageID [messageIDSize]byte
+	// Data holds k data then m parity shards, in coding order. With k = 1
+	// the parity block repeats the data block byte for byte (a code of
+	// dimension 1 is a repetition code), so both have one ID; Send stores
+	// it once.
+	Data         []Block
 	Index        []Block // in the order of BuildInput.Recipients
 	Lifetime     time.Duration
 	ShardSize    int

@@ -48,8 +48,9 @@ type Delivered struct {
 	From       block.ID // the verified signer
 	Recipients []block.ID
 	Signed     time.Time
-	MessageID  [messageIDSize]byte
-	Path       string // the file in the Maildir's new/
+	MessageID  [messageIDSize]byte // the envelope's
+	Subject    string              // decoded, for display
+	Path       string              // the file in the Maildir's new/
 	Size       int
 	// DeleteErr is set when deleting the mail's blocks from the network
 	// failed; the mail is delivered all the same and the blocks expire.
@@ -203,7 +204,7 @@ func (c *Codec) fetchOne(ctx context.Context, net Network, me *identity.Identity
 		Delivered: Delivered{
 			Index: id, From: mail.Sender.ID, Recipients: mail.Envelope.Recipients,
 			Signed: mail.Envelope.Time, MessageID: mail.Envelope.MessageID,
-			Path: path, Size: len(mail.Message()),
+			Subject: subjectOf(mail.Message()), Path: path, Size: len(mail.Message()),
 		},
 		manifest: mail.Manifest,
 	}, OutcomeDelivered, nil

@@ -179,6 +179,18 @@ func writeBody(pw *message.Writer, err error, body []byte) error {
 	return nil
 }
 
+// subjectOf returns the decoded Subject of msg, or "" if it has none
+// that parses.
+func subjectOf(msg []byte) string {
+	hdr, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
+	if err != nil {
+		return ""
+	}
+	h := mail.Header{Header: message.Header{Header: hdr}}
+	s, _ := h.Subject()
+	return s
+}
+
 // CheckFrom checks that an RFC 5322 message has exactly one From header
 // naming exactly one mailbox, and that the mailbox is signer's address at
 // flowmail.invalid (spec 9.1, 9.2). Senders check raw messages (from an

@@ -62,7 +62,7 @@ func TestSendFetchOneRecipient(t *testing.T) {
 	if got := readMaildirFile(t, d); !bytes.Equal(got, msg) {
 		t.Fatal("the Maildir file differs from the message sent")
 	}
-	if d.From != alice.ID() || d.Index != b.Index[0].ID || d.MessageID != b.MessageID || !d.Signed.Equal(testNow) {
+	if d.From != alice.ID() || d.Index != b.Index[0].ID || d.MessageID != b.MessageID || !d.Signed.Equal(testNow) || d.Subject != "hello" {
 		t.Fatalf("delivered %+v", d)
 	}
 	if d.DeleteErr != nil {
@@ -360,5 +360,25 @@ func TestFetchStopsWhenTheMaildirFails(t *testing.T) {
 	os.Remove(mb.maildir)
 	if rep := mb.fetch(t, s.c, s.net, FetchOptions{}); len(rep.Delivered) != 1 {
 		t.Fatalf("after the disk recovered: %+v", rep)
+	}
+}
+
+func TestLookupPubkeyVerifiesWhatTheNetworkReturns(t *testing.T) {
+	net := newMemNet(testNow)
+	alice := testIdentity(t, seedAlice, 4)
+	ctx := context.Background()
+	if _, err := LookupPubkey(ctx, net, alice.ID()); !errors.Is(err, errNotFound) {
+		t.Fatalf("unknown address: %v", err)
+	}
+	if err := net.Put(ctx, alice.Public().Block, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	p, err := LookupPubkey(ctx, net, alice.ID())
+	if err != nil || p.ID != alice.ID() || p.Difficulty != 4 {
+		t.Fatalf("LookupPubkey = %v, %v", p, err)
+	}
+	net.setCorrupt(alice.ID(), true)
+	if _, err := LookupPubkey(ctx, net, alice.ID()); err == nil || !strings.Contains(err.Error(), "returned a block with ID") {
+		t.Fatalf("corrupted block: %v", err)
 	}
 }
