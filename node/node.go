@@ -69,6 +69,14 @@ type Config struct {
 	RepublishInterval time.Duration
 	SaveInterval      time.Duration
 
+	// K is the replication factor and bucket size (0: kademlia.K). Lower
+	// it only for tests of small networks, where K would cover every node.
+	K int
+	// DialTimeout and RequestTimeout bound QUIC dials and requests
+	// (0: the transport's defaults); tests of churn shorten them.
+	DialTimeout    time.Duration
+	RequestTimeout time.Duration
+
 	// Transport, when set, replaces QUIC (in-memory tests); the node does
 	// not close it. Its handler must be set by the caller to Node.Handle.
 	Transport transport.Transport
@@ -147,6 +155,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			Client:     cfg.Client,
 			Advertised: cfg.Advertise,
 			Logger:     n.log,
+
+			DialTimeout:    cfg.DialTimeout,
+			RequestTimeout: cfg.RequestTimeout,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("node: listening on %s: %w", cfg.Listen, err)
@@ -158,6 +169,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	_, _ = crand.Read(seed[:])
 	kcfg := kademlia.Config{
 		ID:                n.id.ID(),
+		K:                 cfg.K,
+		RequestTimeout:    cfg.RequestTimeout,
 		Transport:         instrumented{Transport: n.tr, m: n.m},
 		Client:            cfg.Client,
 		Now:               time.Now,

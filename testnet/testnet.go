@@ -37,6 +37,8 @@ type Config struct {
 	Tune func(i int, c *node.Config)
 	// Progress, when set, is told each time a node is up.
 	Progress func(started, total int)
+	// TuneClient, when set, adjusts the config of clients made by Client.
+	TuneClient func(c *node.Config)
 	// SingleSeed makes every node bootstrap from node 0 only, instead of
 	// from every node already up.
 	SingleSeed bool
@@ -230,14 +232,18 @@ func (n *Net) Restart(ctx context.Context, i int) error {
 // Client starts a client-mode node that joins this network, for sending
 // and fetching. The caller closes it.
 func (n *Net) Client(ctx context.Context) (*node.Node, error) {
-	return node.Start(ctx, node.Config{
+	c := node.Config{
 		Network:    n.cfg.Network,
 		Listen:     "127.0.0.1:0",
 		Bootstrap:  n.Contacts(),
 		Client:     true,
 		Logger:     n.cfg.Logger.With("testnet_client", true),
 		NoIPLimits: true,
-	})
+	}
+	if n.cfg.TuneClient != nil {
+		n.cfg.TuneClient(&c)
+	}
+	return node.Start(ctx, c)
 }
 
 // Close stops every node.

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	crand "crypto/rand"
 	"fmt"
 	"os"
@@ -16,9 +15,9 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"github.com/urfave/cli/v2"
 
+	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/mailbuilder"
-	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/testnet"
 )
 
@@ -120,11 +119,11 @@ func runDemo(c *cli.Context, s *streams) error {
 	}
 	defer net.Close()
 
-	alice, err := demoIdentity(filepath.Join(dir, "alice"))
+	alice, err := testnet.NewUser(filepath.Join(dir, "alice"), demoDifficulty)
 	if err != nil {
 		return err
 	}
-	bob, err := demoIdentity(filepath.Join(dir, "bob"))
+	bob, err := testnet.NewUser(filepath.Join(dir, "bob"), demoDifficulty)
 	if err != nil {
 		return err
 	}
@@ -135,7 +134,7 @@ func runDemo(c *cli.Context, s *streams) error {
 		return err
 	}
 	defer client.Close()
-	if err := publishOwnPubkey(ctx, client, bob); err != nil {
+	if err := publishOwnPubkey(ctx, client, bob.Identity); err != nil {
 		return err
 	}
 	fmt.Fprintln(s.out, "bob published his key")
@@ -155,9 +154,13 @@ func runDemo(c *cli.Context, s *streams) error {
 	if err != nil {
 		return err
 	}
-	if err := demoSend(ctx, s, client, alice, bob, sent); err != nil {
+	built, err := testnet.SendMail(ctx, client, alice.Identity, []block.ID{bob.ID()}, sent, newSendProgress(s.err, []string{"bob"}).Report)
+	if err != nil {
 		return err
 	}
+	fmt.Fprintf(s.out, "alice sent %d bytes: %d data + %d parity blocks of %d bytes, index block ground to %d bits\n",
+		len(sent), built.DataShards, built.ParityShards, built.ShardSize, bob.Difficulty())
+	built.Release()
 
 	// Bob fetches through a client of his own, as a separate process would.
 	bobClient, err := net.Client(ctx)
@@ -165,7 +168,19 @@ func runDemo(c *cli.Context, s *streams) error {
 		return err
 	}
 	defer bobClient.Close()
-	got, err := demoFetch(ctx, s, bobClient, bob, filepath.Join(dir, "bob"))
+	rep, err := testnet.FetchMail(ctx, bobClient, bob, mailbuilder.FetchOptions{})
+	if err != nil {
+		return err
+	}
+	if len(rep.Delivered) != 1 {
+		var why []string
+		for _, r := range append(rep.Rejected, rep.Deferred...) {
+			why = append(why, r.Error())
+		}
+		return fmt.Errorf("bob fetched %d mails, want 1 (listed %d; %s)", len(rep.Delivered), rep.Listed, strings.Join(why, "; "))
+	}
+	fmt.Fprintf(s.out, "bob fetched 1 mail from %s\n", identity.FormatAddress(rep.Delivered[0].From))
+	got, err := os.ReadFile(rep.Delivered[0].Path)
 	if err != nil {
 		return err
 	}
@@ -177,68 +192,6 @@ func runDemo(c *cli.Context, s *streams) error {
 	}
 	fmt.Fprintf(s.out, "OK: bob received exactly the %d bytes alice sent (%s in all)\n", len(sent), time.Since(began).Round(time.Millisecond))
 	return nil
-}
-
-func demoIdentity(home string) (*identity.Identity, error) {
-	id, err := identity.Generate(demoDifficulty, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	if err := identity.WriteKeyFile(filepath.Join(home, keyFileName), id, identity.KeyFileOptions{NoPassphrase: true}); err != nil {
-		return nil, err
-	}
-	return id, nil
-}
-
-func demoSend(ctx context.Context, s *streams, n *node.Node, alice, bob *identity.Identity, msg []byte) error {
-	key, err := mailbuilder.LookupPubkey(ctx, n, bob.ID())
-	if err != nil {
-		return err
-	}
-	codec, err := mailbuilder.NewCodec()
-	if err != nil {
-		return err
-	}
-	defer codec.Close()
-	prog := newSendProgress(s.err, []string{"bob"})
-	built, err := codec.Build(ctx, mailbuilder.BuildInput{Sender: alice, Recipients: []*identity.PublicKey{key}, Message: msg, Now: time.Now()},
-		mailbuilder.BuildOptions{Progress: prog.Report})
-	if err != nil {
-		return err
-	}
-	defer built.Release()
-	if err := mailbuilder.Send(ctx, n, built, mailbuilder.SendOptions{Progress: prog.Report}); err != nil {
-		return err
-	}
-	fmt.Fprintf(s.out, "alice sent %d bytes: %d data + %d parity blocks of %d bytes, index block ground to %d bits\n",
-		len(msg), built.DataShards, built.ParityShards, built.ShardSize, bob.Difficulty())
-	return nil
-}
-
-func demoFetch(ctx context.Context, s *streams, n *node.Node, bob *identity.Identity, home string) ([]byte, error) {
-	st, err := mailbuilder.OpenState(filepath.Join(home, stateDirName))
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
-	codec, err := mailbuilder.NewCodec()
-	if err != nil {
-		return nil, err
-	}
-	defer codec.Close()
-	rep, err := codec.Fetch(ctx, n, bob, st, mailbuilder.FetchOptions{Maildir: filepath.Join(home, maildirName), Now: time.Now()})
-	if err != nil {
-		return nil, err
-	}
-	if len(rep.Delivered) != 1 {
-		var why []string
-		for _, r := range append(rep.Rejected, rep.Deferred...) {
-			why = append(why, r.Error())
-		}
-		return nil, fmt.Errorf("bob fetched %d mails, want 1 (listed %d; %s)", len(rep.Delivered), rep.Listed, strings.Join(why, "; "))
-	}
-	fmt.Fprintf(s.out, "bob fetched 1 mail from %s\n", identity.FormatAddress(rep.Delivered[0].From))
-	return os.ReadFile(rep.Delivered[0].Path)
 }
 
 // printMailSummary prints the main headers of a message and its size.
