@@ -17,8 +17,10 @@ import (
 // MemConfig shapes an in-memory network. The zero value is a network with
 // no latency and no loss.
 //
-// Everything waits on ordinary timers, so a whole network runs on the
-// virtual clock of a testing/synctest bubble when it is created inside one.
+// Everything waits on ordinary timers and channels, so a whole network
+// runs on the virtual clock of a testing/synctest bubble. Create the
+// network and its endpoints inside the bubble: a goroutine waiting on a
+// channel made outside it is not durably blocked, and time would stop.
 type MemConfig struct {
 	// Seed makes link latencies and losses reproducible.
 	Seed uint64
@@ -111,7 +113,8 @@ type MemEndpointConfig struct {
 	Advertised []netip.AddrPort
 	// Addr is the endpoint's address; zero lets the network pick one.
 	Addr netip.AddrPort
-	// Observer, when set, is told about every finished request.
+	// Observer, when set, is told about every finished request. The
+	// in-memory network has no connections: ConnChanged is never called.
 	Observer Observer
 }
 
