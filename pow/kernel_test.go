@@ -2,8 +2,9 @@ package pow
 
 import (
 	"bytes"
+	"crypto/sha512"
 	"encoding/binary"
-	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -17,20 +18,36 @@ func withNonce(blk []byte, nonce uint64) []byte {
 	return b
 }
 
-// kernelIDs runs k over iters iterations from nonce base, with a target
-// no lane can meet (mask all ones, target chosen by the caller), and
-// returns what the kernel reported: iterations run, hit mask and the IDs
-// of the last iteration's lanes.
-func kernelIDs(t *testing.T, k kernel, blk []byte, base, iters uint64, target block.ID, bits int) (uint64, uint64, []block.ID) {
-	t.Helper()
-	tl := newTail(blk)
-	g := newGrinder(tl, k, target, bits)
-	lb := tl.lowBits()
-	var hi, lo uint64
-	if lb < 64 {
+// refID is the block ID computed the long way, straight from crypto/sha512.
+func refID(blk []byte) block.ID {
+	inner := sha512.Sum512_256(blk)
+	return sha512.Sum512_256(inner[:])
+}
+
+func randomBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func randomID(r *rand.Rand) (id block.ID) {
+	copy(id[:], randomBytes(r, len(id)))
+	return id
+}
+
+// runKernel runs k's kernel for blk's layout directly: iters iterations
+// from nonce base, which must leave room in its run of low bits. It
+// returns what the kernel reports and the IDs it left for the last
+// iteration's lanes.
+func runKernel(k kernel, blk []byte, base, iters uint64, target block.ID, bits int) (uint64, uint64, []block.ID) {
+	t := newTail(blk)
+	g := newGrinder(t, k, target, bits)
+	var hi uint64
+	lo := base
+	if lb := t.lowBits(); lb < 64 {
 		hi, lo = base>>lb, base&(1<<lb-1)
-	} else {
-		lo = base
 	}
 	g.prepare(hi)
 	g.buf[pBase] = lo
@@ -45,50 +62,43 @@ func kernelIDs(t *testing.T, k kernel, blk []byte, base, iters uint64, target bl
 	return it, mask, ids
 }
 
-// randomBase picks a nonce whose low varying bits leave room for iters
-// iterations of lanes before the high bits change.
-func randomBase(r *rand.Rand, blkLen, lanes int, iters uint64) uint64 {
+// roomyBase picks a nonce whose run of low bits has room for need more.
+func roomyBase(r *rand.Rand, blkLen int, need uint64) uint64 {
 	lb := uint(8 * ((blkLen-1)%8 + 1))
-	need := iters * uint64(lanes)
 	if lb == 64 {
-		return r.Uint64() % (1<<63 - need)
+		return r.Uint64() // lanes wrap past 2^64 exactly as nonces do
 	}
 	span := uint64(1) << lb
-	if need > span {
-		panic("test asks for more nonces than a run holds")
-	}
 	return r.Uint64()>>lb<<lb | r.Uint64()%(span-need+1)
 }
 
+// TestKernelsMatchSHA512 runs every kernel this machine has against
+// crypto/sha512 on random blocks of every length mod 128 (final chunks of
+// one and two compressions, nonces straddling chunk boundaries, varying
+// words at every index), from random nonces, for one to three iterations.
 func TestKernelsMatchSHA512(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
+	lengths := []int{block.MinIndexSize, block.MinIndexSize + 128*7, 2000, 4096}
+	for n := 8; n < 8+3*chunk; n++ {
+		lengths = append(lengths, n)
+	}
 	for _, k := range kernels() {
 		t.Run(k.name, func(t *testing.T) {
-			// Every residue mod 128 (one- and two-compression tails, nonces
-			// straddling a chunk boundary), short and multi-chunk blocks.
-			for n := 8; n < 8+3*chunk; n++ {
-				blk := make([]byte, n)
-				for i := range blk {
-					blk[i] = byte(r.Uint32())
-				}
+			for _, n := range lengths {
+				blk := randomBytes(r, n)
 				iters := uint64(1 + r.IntN(3))
-				if n*8 > 64*8 || (n-1)%8 > 0 {
-					iters = 1 + uint64(r.IntN(3))
-				}
-				base := randomBase(r, n, k.lanes, iters)
-				var target block.ID
-				for i := range target {
-					target[i] = byte(r.Uint32())
-				}
-				it, mask, ids := kernelIDs(t, k, blk, base, iters, target, 64)
+				base := roomyBase(r, n, iters*uint64(k.lanes))
+				// A random 64-bit prefix: no lane meets it (2^-64 each).
+				target := randomID(r)
+				it, mask, ids := runKernel(k, blk, base, iters, target, 64)
 				if it != iters || mask != 0 {
-					t.Fatalf("len %d: ran %d of %d iterations, mask %b against a random 64-bit target", n, it, iters, mask)
+					t.Fatalf("len %d: ran %d of %d iterations, mask %b, against a random 64-bit target", n, it, iters, mask)
 				}
 				last := base + (iters-1)*uint64(k.lanes)
 				for l, id := range ids {
-					want := block.Sum(withNonce(blk, last+uint64(l)))
-					if id != want {
-						t.Fatalf("len %d (mod 128 = %d), nonce %#x, lane %d:\n got %x\nwant %x", n, n%chunk, last+uint64(l), l, id, want)
+					nonce := last + uint64(l)
+					if want := refID(withNonce(blk, nonce)); id != want {
+						t.Fatalf("len %d (%d mod 128), nonce %#x, lane %d:\n got %v\nwant %v", n, n%chunk, nonce, l, id, want)
 					}
 				}
 			}
@@ -96,8 +106,126 @@ func TestKernelsMatchSHA512(t *testing.T) {
 	}
 }
 
-func ExampleSolve_kernels() {
+// TestKernelsStopAtFirstMatch checks the in-register target test: with a
+// short prefix several lanes match, and the kernel must stop at the first
+// iteration holding one and flag exactly the lanes that match.
+func TestKernelsStopAtFirstMatch(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
 	for _, k := range kernels() {
-		fmt.Println(k.name)
+		t.Run(k.name, func(t *testing.T) {
+			for range 200 {
+				n := block.MinIndexSize + 128*r.IntN(3)
+				if r.IntN(2) == 0 {
+					n = 8 + r.IntN(3*chunk)
+				}
+				blk := randomBytes(r, n)
+				bits := r.IntN(5)
+				target := randomID(r)
+				const iters = 16
+				base := roomyBase(r, n, iters*uint64(k.lanes))
+				it, mask, ids := runKernel(k, blk, base, iters, target, bits)
+				// The reference: the first iteration with a matching lane.
+				wantIt, wantMask := uint64(iters), uint64(0)
+				for i := range uint64(iters) {
+					for l := range uint64(k.lanes) {
+						if block.CommonPrefixLen(refID(withNonce(blk, base+i*uint64(k.lanes)+l)), target) >= bits {
+							wantMask |= 1 << l
+						}
+					}
+					if wantMask != 0 {
+						wantIt = i
+						break
+					}
+				}
+				if it != wantIt || mask != wantMask {
+					t.Fatalf("len %d, %d bits: stopped at iteration %d with lanes %b, want %d with %b", n, bits, it, mask, wantIt, wantMask)
+				}
+				if it < iters {
+					for l, id := range ids {
+						if want := refID(withNonce(blk, base+it*uint64(k.lanes)+uint64(l))); id != want {
+							t.Fatalf("lane %d of the matching iteration: got %v, want %v", l, id, want)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// firstValid is the reference search: the first nonce of count from base
+// whose block meets the target.
+func firstValid(blk []byte, base, count uint64, target block.ID, bits int) (uint64, bool) {
+	for i := range count {
+		if Verify(withNonce(blk, base+i), target, bits) {
+			return base + i, true
+		}
+	}
+	return 0, false
+}
+
+// TestSearchFindsFirstNonce checks the grinder over ranges that start
+// anywhere, cross runs of low nonce bits (one low byte: runs of 256),
+// end raggedly, and wrap past 2^64: it must return exactly the first
+// valid nonce, which means it tried every nonce before it, in order.
+func TestSearchFindsFirstNonce(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, k := range kernels() {
+		t.Run(k.name, func(t *testing.T) {
+			for range 60 {
+				// Lengths ≡ 1 mod 8 leave one varying byte per run.
+				n := []int{25, 17 + 128, 129, block.MinIndexSize, 120, 128, 136}[r.IntN(7)]
+				blk := randomBytes(r, n)
+				bits := 4 + r.IntN(6)
+				target := randomID(r)
+				count := uint64(1 + r.IntN(1500))
+				base := r.Uint64()
+				if r.IntN(4) == 0 {
+					base = math.MaxUint64 - uint64(r.IntN(700)) // wraps past 2^64
+				}
+				want, wantOK := firstValid(blk, base, count, target, bits)
+				g := newGrinder(newTail(blk), k, target, bits)
+				got, tried, ok := g.search(base, count)
+				if ok != wantOK || got != want {
+					t.Fatalf("len %d, %d bits, %d nonces from %#x: got %#x (found %v), want %#x (found %v)", n, bits, count, base, got, ok, want, wantOK)
+				}
+				wantTried := count
+				if ok {
+					wantTried = want - base + 1
+				}
+				if tried != wantTried {
+					t.Fatalf("reported %d nonces tried, want %d", tried, wantTried)
+				}
+			}
+		})
+	}
+}
+
+// TestSearchChecksBitsBeyondTheFirstWord: the kernels test only the first
+// 64 bits; the grinder must check the rest and reject a lane that matches
+// only those.
+func TestSearchChecksBitsBeyondTheFirstWord(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	blk := randomBytes(r, block.MinIndexSize)
+	const base, at = 1000, 1013
+	id := refID(withNonce(blk, at))
+	for _, k := range kernels() {
+		t.Run(k.name, func(t *testing.T) {
+			// The exact ID at 256 bits is found.
+			g := newGrinder(newTail(blk), k, id, 256)
+			if got, _, ok := g.search(base, 64); !ok || got != at {
+				t.Fatalf("target = ID of nonce %d at 256 bits: got %d (found %v)", at, got, ok)
+			}
+			// The same ID with bit 64 flipped matches 64 bits, not 65.
+			near := id
+			near[8] ^= 0x80
+			g = newGrinder(newTail(blk), k, near, 65)
+			if got, _, ok := g.search(base, 64); ok {
+				t.Fatalf("a 64-bit match accepted at 65 bits: nonce %d", got)
+			}
+			g = newGrinder(newTail(blk), k, near, 64)
+			if got, _, ok := g.search(base, 64); !ok || got != at {
+				t.Fatalf("64 bits against an ID sharing 64 with nonce %d's: got %d (found %v)", at, got, ok)
+			}
+		})
 	}
 }

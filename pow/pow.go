@@ -35,9 +35,15 @@ type Options struct {
 	Start uint64
 }
 
-// ErrNoSolution is returned when every nonce was tried (only possible with
-// absurd difficulties; 2^64 trials take centuries).
-var ErrNoSolution = errors.New("pow: nonce space exhausted")
+var (
+	// ErrNoSolution is returned when every nonce was tried (only possible
+	// with absurd difficulties; 2^64 trials take centuries).
+	ErrNoSolution = errors.New("pow: nonce space exhausted")
+	// ErrShortBlock: the block cannot hold its 8-byte nonce.
+	ErrShortBlock = errors.New("pow: block shorter than its nonce")
+	// ErrDifficulty: a difficulty outside 0..MaxBits.
+	ErrDifficulty = errors.New("pow: difficulty outside 0..256")
+)
 
 // MaxBits is the largest difficulty: an ID has 256 bits.
 const MaxBits = 8 * block.IDSize
@@ -77,10 +83,10 @@ const batches = 1 << 64 / batchSize
 
 func solve(ctx context.Context, blk []byte, target block.ID, bits int, opt Options, cfg config) (uint64, error) {
 	if len(blk) < block.NonceSize {
-		return 0, fmt.Errorf("pow: block of %d bytes has no room for a nonce", len(blk))
+		return 0, fmt.Errorf("%w: %d bytes", ErrShortBlock, len(blk))
 	}
 	if bits < 0 || bits > MaxBits {
-		return 0, fmt.Errorf("pow: difficulty %d outside 0..%d", bits, MaxBits)
+		return 0, fmt.Errorf("%w: %d", ErrDifficulty, bits)
 	}
 	k := kernels()[0]
 	if cfg.kernel != "" {
