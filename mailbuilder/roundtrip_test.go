@@ -382,3 +382,65 @@ func TestLookupPubkeyVerifiesWhatTheNetworkReturns(t *testing.T) {
 		t.Fatalf("corrupted block: %v", err)
 	}
 }
+
+func TestProgressReportsEveryPhaseInOrder(t *testing.T) {
+	c := testCodec(t)
+	alice := testIdentity(t, seedAlice, 4)
+	rcpts := []*identity.Identity{testIdentity(t, seedBob, 10), testIdentity(t, seedCarol, 10)}
+	msg := composeTo(t, alice, rcpts, "progress", "x")
+	var got []Progress
+	b, err := c.Build(context.Background(), BuildInput{Sender: alice, Recipients: publicKeys(rcpts...), Message: msg, Now: testNow},
+		BuildOptions{Workers: 1, ProgressInterval: time.Microsecond, Progress: func(p Progress) { got = append(got, p) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	net := newMemNet(testNow)
+	if err := Send(context.Background(), net, b, SendOptions{Workers: 2, Progress: func(p Progress) { got = append(got, p) }}); err != nil {
+		t.Fatal(err)
+	}
+	var phases []string
+	for _, p := range got {
+		if len(phases) == 0 || phases[len(phases)-1] != p.Phase.String() {
+			phases = append(phases, p.Phase.String())
+		}
+		if p.Recipients != 2 && p.Phase != PhaseStore {
+			t.Fatalf("%v reports %d recipients", p.Phase, p.Recipients)
+		}
+		if (p.Phase == PhaseGrind) != (p.Recipient >= 0) {
+			t.Fatalf("%v names recipient %d", p.Phase, p.Recipient)
+		}
+	}
+	if s := strings.Join(phases, " "); s != "sign compress encrypt encode grind store" {
+		t.Fatalf("phases %q", s)
+	}
+	last := got[len(got)-1]
+	if last.Done != last.Total || last.Total != int64(len(uniqueIDs(idsOf(b.Data)))+2) {
+		t.Fatalf("last store report %+v", last)
+	}
+	grinds := map[int]bool{}
+	for _, p := range got {
+		if p.Phase == PhaseGrind {
+			grinds[p.Recipient] = true
+		}
+	}
+	if len(grinds) != 2 {
+		t.Fatalf("grind reports for recipients %v", grinds)
+	}
+}
+
+func TestBuildStopsGrindingWhenCancelled(t *testing.T) {
+	c := testCodec(t)
+	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, block.MaxDifficulty)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := c.Build(ctx, BuildInput{Sender: alice, Recipients: publicKeys(bob), Message: composeTo(t, alice, []*identity.Identity{bob}, "s", "t"), Now: testNow},
+		BuildOptions{ProgressInterval: time.Millisecond, Progress: func(p Progress) {
+			if p.Phase == PhaseGrind {
+				cancel()
+			}
+		}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
