@@ -8,6 +8,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
 )
@@ -152,5 +154,44 @@ func TestSendFetchAtShardClassEdges(t *testing.T) {
 				t.Fatal("opened message differs")
 			}
 		})
+	}
+}
+
+func TestDecompressStopsAtTheBound(t *testing.T) {
+	c := testCodec(t)
+	zeros := make([]byte, MaxDecompressed+1)
+	// A frame that states its size, and a streamed one that does not: the
+	// decoder must stop at the bound either way.
+	withSize := c.zenc.EncodeAll(zeros, nil)
+	var streamed bytes.Buffer
+	w, err := zstd.NewWriter(&streamed, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(zeros); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if h := new(zstd.Header); h.Decode(streamed.Bytes()) != nil || h.HasFCS {
+		t.Fatal("the streamed frame states its size; the test needs one that does not")
+	}
+	for name, z := range map[string][]byte{"with size": withSize, "streamed": streamed.Bytes()} {
+		if _, err := c.decompress(z); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("%s: %v, want ErrTooLarge", name, err)
+		}
+	}
+	if out, err := c.decompress(c.zenc.EncodeAll(zeros[:MaxDecompressed], nil)); err != nil || len(out) != MaxDecompressed {
+		t.Fatalf("exactly the bound: %d bytes, %v", len(out), err)
+	}
+}
+
+func TestBufferClassesBoundWaste(t *testing.T) {
+	for _, n := range []int{0, 1, 4096, 4097, 1 << 20, 1<<20 + 1, 44390400, 64 << 20} {
+		c := bufClass(n)
+		if c < n || c-n > max(n, 4096) || c-n >= 1<<20 && n > 1<<20 || bufClass(c) != c {
+			t.Errorf("bufClass(%d) = %d", n, c)
+		}
 	}
 }

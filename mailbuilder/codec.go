@@ -62,11 +62,21 @@ func (c *Codec) coder(k, m int) (reedsolomon.Encoder, error) {
 	return e, nil
 }
 
-// getBuf returns a buffer of length n with unspecified contents. Its
-// capacity is n rounded up to a power of two, so a few pools serve every
-// size.
+// bufClass is the capacity of the buffers that serve n bytes: a power of
+// two up to 1 MiB, a multiple of 1 MiB above, so that a few dozen pools
+// serve every size and no buffer wastes more than 1 MiB.
+func bufClass(n int) int {
+	const mib = 1 << 20
+	if n <= mib {
+		return 1 << bits.Len(uint(max(n, 4096)-1))
+	}
+	return (n + mib - 1) / mib * mib
+}
+
+// getBuf returns a buffer of length n with unspecified contents and
+// capacity bufClass(n).
 func (c *Codec) getBuf(n int) []byte {
-	size := 1 << bits.Len(uint(max(n, 4096)-1))
+	size := bufClass(n)
 	c.mu.Lock()
 	p := c.buf[size]
 	if p == nil {
@@ -82,7 +92,7 @@ func (c *Codec) getBuf(n int) []byte {
 
 // putBuf hands a buffer from getBuf back for reuse.
 func (c *Codec) putBuf(b []byte) {
-	if cap(b) == 0 || cap(b)&(cap(b)-1) != 0 {
+	if cap(b) == 0 || bufClass(cap(b)) != cap(b) {
 		return // not from getBuf
 	}
 	c.mu.Lock()
