@@ -74,6 +74,7 @@ func (r *Rendezvous) restart() {
 		return
 	}
 	r.cur = in
+	r.log.Info("mainline DHT node replaced", "dht_addr", r.Addr())
 	r.round()
 }
 
