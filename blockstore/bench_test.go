@@ -188,3 +188,19 @@ func BenchmarkRawBadgerGet4KiB(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkBlockSum4KiB is the re-verification every Get makes, at the
+// Get benchmarks' parallelism: BenchmarkGet4KiB should cost about this
+// plus BenchmarkRawBadgerGet4KiB.
+func BenchmarkBlockSum4KiB(b *testing.B) {
+	v := newBlockMaker(3).make()
+	b.SetBytes(benchBlockSize)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if block.Sum(v).IsZero() {
+				b.Error("zero ID")
+			}
+		}
+	})
+}
