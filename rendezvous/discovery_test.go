@@ -170,3 +170,71 @@ func TestLookupAfterCloseFails(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// TestLookupKeepsSearchingUntilFirstPeer: a node alone on its network
+// waits in Lookup; a node that joins later is found long before the
+// (hour-long) Interval, by the rounds Lookup starts or by the newcomer's
+// announce reaching the waiting node directly.
+func TestLookupKeepsSearchingUntilFirstPeer(t *testing.T) {
+	m := startLocalMainline(t, 0)
+	network := testNetwork(t)
+	a, err := Start(t.Context(), Config{
+		Network:    network,
+		Port:       40001,
+		ListenAddr: "127.0.0.1",
+		Routers:    m.Routers,
+		StateDir:   t.TempDir(),
+		Logger:     testLogger(t),
+		Interval:   time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), discoveryDeadline)
+	defer cancel()
+	found := lookupAsync(ctx, a)
+	b := startNode(t, m.Routers, network, 40002)
+	if res := <-found; res.err != nil || !sameSet(res.peers, []netip.AddrPort{loopback(40002)}) {
+		t.Fatalf("Lookup returned %v, %v; want %v", res.peers, res.err, loopback(40002))
+	}
+	waitFor(t, b, loopback(40001))
+}
+
+// TestLookupStartsRoundsWhileEmpty: with no peer known, Lookup asks the
+// round loop for a new round every second, not only once.
+func TestLookupStartsRoundsWhileEmpty(t *testing.T) {
+	r := testRendezvous(true)
+	r.kick = make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := lookupAsync(ctx, r)
+	deadline := time.After(discoveryDeadline)
+	for range 2 {
+		select {
+		case <-r.kick:
+		case <-deadline:
+			t.Fatal("Lookup stopped asking for rounds")
+		}
+	}
+	r.addValues([]string{compact("127.0.0.1:5000")})
+	if res := <-done; res.err != nil || !sameSet(res.peers, []netip.AddrPort{loopback(5000)}) {
+		t.Fatalf("Lookup returned %v, %v", res.peers, res.err)
+	}
+}
+
+type lookupResult struct {
+	peers []netip.AddrPort
+	err   error
+}
+
+// lookupAsync runs r.Lookup(ctx) in a goroutine that ends with ctx at
+// the latest; its result arrives on the (buffered) channel.
+func lookupAsync(ctx context.Context, r *Rendezvous) <-chan lookupResult {
+	out := make(chan lookupResult, 1)
+	go func() {
+		peers, err := r.Lookup(ctx)
+		out <- lookupResult{peers, err}
+	}()
+	return out
+}

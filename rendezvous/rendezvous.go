@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"time"
 )
 
 // ErrClosed is returned by Lookup after Close.
@@ -119,16 +120,18 @@ func (r *Rendezvous) Addr() netip.AddrPort {
 // InfoHash returns the infohash this node announces under.
 func (r *Rendezvous) InfoHash() [20]byte { return r.s.infohash }
 
-// Lookup starts a lookup round (at most one per second) and returns the
-// peers found so far, most recently seen first, as soon as there is at
-// least one. With none yet it waits for the first or for ctx. The
+// Lookup starts a lookup round and returns the peers found so far, most
+// recently seen first, as soon as there is at least one. With none yet it
+// keeps searching, a round a second, until the first peer or ctx. The
 // addresses are unauthenticated: dial them and let the handshake decide.
 func (r *Rendezvous) Lookup(ctx context.Context) ([]netip.AddrPort, error) {
-	select {
-	case r.kick <- struct{}{}:
-	default: // a round is already pending
-	}
+	again := time.NewTicker(minRoundGap)
+	defer again.Stop()
 	for {
+		select {
+		case r.kick <- struct{}{}:
+		default: // a round is already pending
+		}
 		r.mu.Lock()
 		closed, peers, ch := r.closed, r.snapshotLocked(), r.changed
 		r.mu.Unlock()
@@ -140,6 +143,7 @@ func (r *Rendezvous) Lookup(ctx context.Context) ([]netip.AddrPort, error) {
 		}
 		select {
 		case <-ch:
+		case <-again.C:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
