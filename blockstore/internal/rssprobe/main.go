@@ -7,7 +7,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"flag"
@@ -18,13 +17,13 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/blockstore/internal/memstat"
 )
 
 func main() {
@@ -122,28 +121,5 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 // report prints the process's memory figures.
 func report(out io.Writer, when string) {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	fmt.Fprintf(out, "%-12s %s  Go heap in use %.1f MB, Go sys %.1f MB\n", when, procStatus(), float64(ms.HeapInuse)/1e6, float64(ms.Sys)/1e6)
-}
-
-// procStatus returns the memory lines of /proc/self/status (Linux).
-func procStatus() string {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return "(no /proc/self/status)"
-	}
-	defer f.Close()
-	var fields []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		switch k {
-		case "VmHWM", "VmRSS", "RssAnon", "RssFile":
-			if ok {
-				fields = append(fields, k+" "+strings.Join(strings.Fields(v), " "))
-			}
-		}
-	}
-	return strings.Join(fields, ", ")
+	fmt.Fprintf(out, "%-12s %s\n", when, memstat.Report())
 }
