@@ -292,3 +292,21 @@ func sealIndex(ctx context.Context, man *Manifest, r *identity.PublicKey, worker
 	}
 	return blk, nil
 }
+
+// Reseal builds a mail around envelope bytes exactly as given, for the
+// recipients in to, without checking the envelope: what anyone holding a
+// signed envelope (a recipient forwarding it, an attacker replaying it)
+// can do. Recipients' checks (spec 9.2) are what stop misuse, and tests
+// use Reseal to prove they do. Honest senders use Build.
+func (c *Codec) Reseal(ctx context.Context, envelope []byte, to []*identity.PublicKey, opt BuildOptions) (*Built, error) {
+	keys, err := readKeys(rand.Reader, len(to), make([]byte, messageIDSize))
+	if err != nil {
+		return nil, err
+	}
+	b, err := c.seal(ctx, envelope, to, keys, int64(len(envelope)), opt)
+	if err != nil {
+		return nil, err
+	}
+	b.Lifetime = block.MaxLifetime
+	return b, nil
+}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -275,5 +277,65 @@ func TestUnderGroundIndexIsNeverDelivered(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Join(bob.Maildir(), "new")); len(entries) != 0 {
 		t.Fatalf("Maildir holds %d files", len(entries))
+	}
+}
+
+// forged builds an envelope for msg naming recipients, carrying sender's
+// pubkey block, signed by signer, and reseals it to sealTo.
+func forged(t *testing.T, ctx context.Context, sender, signer *User, msg []byte, recipients []block.ID, sealTo *User) *mailbuilder.Built {
+	t.Helper()
+	e := &mailbuilder.Envelope{Time: time.Now().Truncate(time.Second), Sender: sender.Public().Block, Recipients: recipients, Message: msg}
+	enc := e.Encode()
+	e.Signature = signer.Sign(block.LabelEnvelope, enc[:len(enc)-block.SignatureSize])
+	codec, err := mailbuilder.NewCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer codec.Close()
+	b, err := codec.Reseal(ctx, e.Encode(), []*identity.PublicKey{sealTo.Public()}, mailbuilder.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestForgedMailIsRejectedWithAClearMessage: over the real network, a
+// mail whose signature is not the claimed sender's, and a mail signed for
+// someone else and forwarded, are both rejected and say why.
+func TestForgedMailIsRejectedWithAClearMessage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	net := smallNet(t, ctx, 20, 5)
+	c := client(t, ctx, net)
+	us := users(t, ctx, c, 8, "alice", "bob", "carol", "mallory")
+	alice, bob, carol, mallory := us[0], us[1], us[2], us[3]
+	toBob := bigMail(t, alice, []*User{bob}, 8<<10)
+	toCarol := bigMail(t, alice, []*User{carol}, 8<<10)
+	for _, tc := range []struct {
+		name string
+		mail *mailbuilder.Built
+		want error
+		says string
+	}{
+		{"signed by mallory, claims alice", forged(t, ctx, alice, mallory, toBob, []block.ID{bob.ID()}, bob),
+			mailbuilder.ErrSignature, "signature is not by the envelope's sender " + alice.Address()},
+		{"signed by alice for carol, forwarded to bob", forged(t, ctx, alice, alice, toCarol, []block.ID{carol.ID()}, bob),
+			mailbuilder.ErrNotRecipient, "not for " + bob.Address()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := mailbuilder.Send(ctx, c, tc.mail, mailbuilder.SendOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := FetchMail(ctx, client(t, ctx, net), bob, mailbuilder.FetchOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Delivered) != 0 || len(rep.Rejected) != 1 || rep.Rejected[0].Index != tc.mail.Index[0].ID {
+				t.Fatalf("delivered %d, rejected %v", len(rep.Delivered), rep.Rejected)
+			}
+			if err := rep.Rejected[0]; !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("rejected with %v; want %v saying %q", err, tc.want, tc.says)
+			}
+		})
 	}
 }
