@@ -3,6 +3,14 @@
 // prefix, and a byte quota that evicts what lies farthest from the node's
 // own ID. Badger holds them on disk; a memory store passes the same suite.
 //
+// The memory store (NewMemory) starts no goroutine and reads no clock but
+// Config.Now, so simulations run it on a virtual clock. The Badger store
+// (OpenBadger) reads on Badger snapshots in parallel and makes every change
+// in one writer goroutine that commits all waiting Puts, Deletes and
+// sweeps in one synced transaction (group commit): a Put returns once its
+// block is on disk, and quota, tombstone and counter decisions never race.
+// Its key layout is in badger_layout.go.
+//
 // It may import block and identity; it must not import transport,
 // kademlia, mailbuilder, node, testnet or cmd.
 package blockstore
