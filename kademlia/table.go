@@ -57,6 +57,7 @@ type table struct {
 	buckets [numBuckets]bucket
 	groups  map[netip.Prefix]int // live contacts per IP group
 	size    int
+	top     int // deepest bucket that may hold live contacts
 }
 
 func newTable(self block.ID, l tableLimits) *table {
@@ -124,6 +125,7 @@ func (t *table) groupFits(b *bucket, g netip.Prefix, replacing *ContactInfo) boo
 }
 
 func (t *table) addLive(b *bucket, e *ContactInfo) {
+	t.top = max(t.top, e.Bucket)
 	b.live = append(b.live, e)
 	t.groups[ipGroup(e.Addr.Addr())]++
 	t.size++
@@ -213,16 +215,18 @@ func (t *table) promote(b *bucket) {
 	}
 }
 
-// failed records that a request to id failed. The contact leaves the
-// table after maxFailures consecutive failures, and a cached contact takes
-// its place.
+// failed records that a request to id failed. When a newcomer waits in
+// the bucket's cache it takes the place at once (the failure was the
+// liveness check); otherwise the contact leaves after maxFailures
+// consecutive failures, so a lone link hiccup does not empty a sparse
+// bucket.
 func (t *table) failed(id block.ID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := &t.buckets[t.bucketIndex(id)]
 	if i := indexOf(b.live, id); i >= 0 {
 		e := b.live[i]
-		if e.Failures++; e.Failures >= t.limits.maxFailures {
+		if e.Failures++; e.Failures >= t.limits.maxFailures || len(b.cache) > 0 {
 			t.dropLive(b, i)
 			t.promote(b)
 		}
@@ -290,53 +294,64 @@ func (t *table) remove(id block.ID) {
 
 // closest returns up to n live contacts closest to target by XOR
 // distance, closest first, leaving out except.
-//
-// Buckets are visited in distance order, so only the buckets that can
-// hold the answer are sorted: with c = cpl(self, target), contacts of
-// bucket c share more than c bits with target, those of buckets above c
-// share exactly c, and those of bucket i < c share exactly i.
 func (t *table) closest(target block.ID, n int, except block.ID) []transport.Contact {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.closestLocked(target, n, except)
+	return t.closestLocked(target, n, except, false)
 }
 
-func (t *table) closestLocked(target block.ID, n int, except block.ID) []transport.Contact {
+// closestAnswer is closest for a NODES answer: it leaves out contacts
+// whose last request failed too, so a node that just noticed a peer die
+// stops sending others to it.
+func (t *table) closestAnswer(target block.ID, n int, requester block.ID) []transport.Contact {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closestLocked(target, n, requester, true)
+}
+
+// closestLocked visits whole buckets in distance order, so it sorts only
+// the few buckets the answer comes from. With c = cpl(self, target):
+//   - bucket c shares more than c bits with target: it comes first;
+//   - a bucket i > c shares exactly c bits, and its distances agree with
+//     self^target on bits 0..i-1 and differ at bit i; so it is closer than
+//     every deeper bucket when bit i of self^target is 1, farther when 0;
+//   - a bucket i < c shares exactly i bits: farther as i falls.
+func (t *table) closestLocked(target block.ID, n int, except block.ID, skipFailing bool) []transport.Contact {
 	if n <= 0 {
 		return nil
 	}
 	out := make([]transport.Contact, 0, n)
-	take := func(group []transport.Contact) {
-		sortByDistance(group, target)
-		for _, c := range group {
-			if len(out) == n {
-				return
-			}
-			out = append(out, c)
+	take := func(i int) {
+		if len(out) == n || len(t.buckets[i].live) == 0 {
+			return
 		}
-	}
-	collect := func(lo, hi int) []transport.Contact {
-		var g []transport.Contact
-		for i := lo; i < hi; i++ {
-			for _, e := range t.buckets[i].live {
-				if e.ID != except {
-					g = append(g, e.Contact)
-				}
+		from := len(out)
+		for _, e := range t.buckets[i].live {
+			if e.ID != except && (!skipFailing || e.Failures == 0) {
+				out = append(out, e.Contact)
 			}
 		}
-		return g
+		sortByDistance(out[from:], target)
+		out = out[:min(len(out), n)]
 	}
 	c := t.bucketIndex(target)
 	if c < numBuckets {
-		take(collect(c, c+1))
-		if len(out) < n {
-			take(collect(c+1, numBuckets))
+		take(c)
+		dist := block.Xor(t.self, target)
+		bitSet := func(i int) bool { return dist[i/8]&(0x80>>(i%8)) != 0 }
+		for i := c + 1; i <= t.top && len(out) < n; i++ {
+			if bitSet(i) {
+				take(i)
+			}
 		}
-	} else {
-		c = numBuckets // target is self: every bucket i shares exactly i bits
+		for i := t.top; i > c && len(out) < n; i-- {
+			if !bitSet(i) {
+				take(i)
+			}
+		}
 	}
-	for i := c - 1; i >= 0 && len(out) < n; i-- {
-		take(collect(i, i+1))
+	for i := min(c, t.top+1) - 1; i >= 0 && len(out) < n; i-- {
+		take(i)
 	}
 	return out
 }
@@ -401,16 +416,26 @@ func (t *table) lookedUp(target block.ID, now time.Time) {
 // so buckets 0 to m remain (m is the farthest contact's bucket when the
 // table holds fewer than K).
 func (t *table) staleBuckets(cutoff time.Time) []int {
+	return t.farBuckets(func(b *bucket) bool { return b.lastLookup.Before(cutoff) })
+}
+
+// emptyBuckets returns the buckets staleBuckets would consider that hold
+// no contact at all.
+func (t *table) emptyBuckets() []int {
+	return t.farBuckets(func(b *bucket) bool { return len(b.live) == 0 })
+}
+
+func (t *table) farBuckets(keep func(*bucket) bool) []int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	near := t.closestLocked(t.self, t.limits.k, block.ID{})
+	near := t.closestLocked(t.self, t.limits.k, block.ID{}, false)
 	if len(near) == 0 {
 		return nil
 	}
 	last := t.bucketIndex(near[len(near)-1].ID)
 	var out []int
 	for i := 0; i <= last; i++ {
-		if t.buckets[i].lastLookup.Before(cutoff) {
+		if keep(&t.buckets[i]) {
 			out = append(out, i)
 		}
 	}

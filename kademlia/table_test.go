@@ -1,0 +1,274 @@
+package kademlia
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/transport"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// idInBucket returns an ID that shares exactly i (< 248) leading bits
+// with self, with tail mixed into the last byte so IDs differ.
+func idInBucket(self block.ID, i int, tail byte) block.ID {
+	id := self
+	id[i/8] ^= 0x80 >> (i % 8)
+	id[block.IDSize-1] ^= tail
+	return id
+}
+
+// addrN returns a distinct address in its own /24 for every n.
+func addrN(n int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(n >> 8), byte(n), 1}), 4433)
+}
+
+func newTestTable(self block.ID, k int) *table {
+	return newTable(self, tableLimits{k: k, cache: k, maxFailures: 3, bucketIP: -1, tableIP: -1})
+}
+
+func liveIDs(t *table, bucket int) []block.ID {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var ids []block.ID
+	for _, e := range t.buckets[bucket].live {
+		ids = append(ids, e.ID)
+	}
+	return ids
+}
+
+func TestTableNeverAddsSelf(t *testing.T) {
+	self := testID(1)
+	tb := newTestTable(self, K)
+	if tb.seen(transport.Contact{ID: self, Addr: addrN(1)}, t0) || tb.len() != 0 {
+		t.Fatal("the table took its own ID")
+	}
+}
+
+func TestTableRefusesUnusableAddresses(t *testing.T) {
+	self := testID(1)
+	tb := newTestTable(self, K)
+	for _, a := range []netip.AddrPort{{}, netip.MustParseAddrPort("0.0.0.0:4433"), netip.MustParseAddrPort("10.0.0.1:0"), netip.MustParseAddrPort("[ff02::1]:4433")} {
+		if tb.seen(transport.Contact{ID: idInBucket(self, 3, 1), Addr: a}, t0) {
+			t.Errorf("took a contact at %v", a)
+		}
+	}
+}
+
+func TestTableFullBucketEvictsOnlyAfterFailedPing(t *testing.T) {
+	const k = 4
+	self := testID(1)
+	tb := newTestTable(self, k)
+	var ids []block.ID
+	for i := range k {
+		id := idInBucket(self, 5, byte(i+1))
+		ids = append(ids, id)
+		if !tb.seen(transport.Contact{ID: id, Addr: addrN(i)}, t0.Add(time.Duration(i)*time.Second)) {
+			t.Fatalf("contact %d not added to a bucket with room", i)
+		}
+	}
+	newcomer := idInBucket(self, 5, 0x40)
+	if tb.seen(transport.Contact{ID: newcomer, Addr: addrN(100)}, t0.Add(time.Minute)) {
+		t.Fatal("a full bucket took a newcomer without a liveness check")
+	}
+	checks := tb.pendingChecks()
+	if len(checks) != 1 || checks[0].ID != ids[0] {
+		t.Fatalf("pending checks %v, want the least recently seen contact %v", checks, ids[0].Short())
+	}
+	if again := tb.pendingChecks(); len(again) != 0 {
+		t.Fatalf("the same check was handed out twice: %v", again)
+	}
+	// The old contact answers: it stays (now most recently seen), and the
+	// newcomer keeps waiting.
+	tb.seen(checks[0], t0.Add(2*time.Minute))
+	tb.checked(ids[0], true)
+	if got := liveIDs(tb, 5); !slices.Contains(got, ids[0]) || slices.Contains(got, newcomer) || got[len(got)-1] != ids[0] {
+		t.Fatalf("after a good ping the bucket is %v", got)
+	}
+	// Another newcomer arrives: now ids[1] is the least recently seen.
+	second := idInBucket(self, 5, 0x41)
+	tb.seen(transport.Contact{ID: second, Addr: addrN(101)}, t0.Add(3*time.Minute))
+	checks = tb.pendingChecks()
+	if len(checks) != 1 || checks[0].ID != ids[1] {
+		t.Fatalf("pending checks %v, want %v", checks, ids[1].Short())
+	}
+	tb.checked(ids[1], false)
+	got := liveIDs(tb, 5)
+	if slices.Contains(got, ids[1]) {
+		t.Fatal("a contact that failed its liveness check is still live")
+	}
+	if !slices.Contains(got, second) || slices.Contains(got, newcomer) {
+		t.Fatalf("the most recent cached contact should replace it, bucket is %v", got)
+	}
+}
+
+func TestTableRemovesAfterRepeatedFailures(t *testing.T) {
+	self := testID(1)
+	tb := newTestTable(self, K)
+	id := idInBucket(self, 2, 1)
+	tb.seen(transport.Contact{ID: id, Addr: addrN(1)}, t0)
+	tb.failed(id)
+	tb.failed(id)
+	if tb.len() != 1 {
+		t.Fatal("removed before MaxFailures consecutive failures")
+	}
+	tb.seen(transport.Contact{ID: id, Addr: addrN(1)}, t0)
+	tb.failed(id)
+	tb.failed(id)
+	if tb.len() != 1 {
+		t.Fatal("an answer did not reset the failure count")
+	}
+	tb.failed(id)
+	if tb.len() != 0 {
+		t.Fatal("still there after MaxFailures consecutive failures")
+	}
+}
+
+func TestTableFailureEvictsAtOnceWhenReplacementWaits(t *testing.T) {
+	const k = 2
+	self := testID(1)
+	tb := newTestTable(self, k)
+	a, b, c := idInBucket(self, 0, 1), idInBucket(self, 0, 2), idInBucket(self, 0, 3)
+	tb.seen(transport.Contact{ID: a, Addr: addrN(1)}, t0)
+	tb.seen(transport.Contact{ID: b, Addr: addrN(2)}, t0)
+	tb.seen(transport.Contact{ID: c, Addr: addrN(3)}, t0) // cached
+	tb.failed(b)
+	if got := liveIDs(tb, 0); !slices.Equal(got, []block.ID{a, c}) {
+		t.Fatalf("bucket %v, want the failed contact replaced by the cached one", got)
+	}
+}
+
+func TestTableIPGroupLimits(t *testing.T) {
+	self := testID(1)
+	cases := []struct {
+		name             string
+		bucketIP, table  int
+		addrs            []string
+		bucket           int // all contacts go to this bucket unless spread
+		spread           bool
+		wantLive         int
+		wantRefusedIndex []int
+	}{
+		{name: "two per bucket from one IPv4 /24", bucketIP: 2, table: -1, addrs: []string{"192.0.2.1:1", "192.0.2.2:1", "192.0.2.3:1", "192.0.3.1:1"}, bucket: 0, wantLive: 3, wantRefusedIndex: []int{2}},
+		{name: "two per bucket from one IPv6 /48", bucketIP: 2, table: -1, addrs: []string{"[2001:db8:1:1::1]:1", "[2001:db8:1:2::1]:1", "[2001:db8:1:3::1]:1", "[2001:db8:2::1]:1"}, bucket: 0, wantLive: 3, wantRefusedIndex: []int{2}},
+		{name: "IPv4-mapped counts as IPv4", bucketIP: 1, table: -1, addrs: []string{"192.0.2.1:1", "[::ffff:192.0.2.9]:1"}, bucket: 0, wantLive: 1, wantRefusedIndex: []int{1}},
+		{name: "table limit across buckets", bucketIP: -1, table: 3, addrs: []string{"192.0.2.1:1", "192.0.2.2:1", "192.0.2.3:1", "192.0.2.4:1"}, spread: true, wantLive: 3, wantRefusedIndex: []int{3}},
+		{name: "limits off", bucketIP: -1, table: -1, addrs: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}, bucket: 0, wantLive: 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := newTable(self, tableLimits{k: K, cache: K, maxFailures: 3, bucketIP: tc.bucketIP, tableIP: tc.table})
+			for i, a := range tc.addrs {
+				bucket := tc.bucket
+				if tc.spread {
+					bucket = i
+				}
+				added := tb.seen(transport.Contact{ID: idInBucket(self, bucket, byte(i+1)), Addr: netip.MustParseAddrPort(a)}, t0)
+				if refused := slices.Contains(tc.wantRefusedIndex, i); added == refused {
+					t.Errorf("contact %d at %s: added=%v", i, a, added)
+				}
+			}
+			if tb.len() != tc.wantLive {
+				t.Fatalf("%d live contacts, want %d", tb.len(), tc.wantLive)
+			}
+		})
+	}
+}
+
+// TestTableClosestIsExact compares closest with sorting every contact, for
+// targets near and far from the own ID and the own ID itself.
+func TestTableClosestIsExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	randomID := func() block.ID {
+		var id block.ID
+		for i := range id {
+			id[i] = byte(rng.Uint32())
+		}
+		return id
+	}
+	self := randomID()
+	tb := newTestTable(self, K)
+	var all []transport.Contact
+	for i := range 3000 {
+		var id block.ID
+		if i%3 == 0 {
+			// Crowd the deep buckets too.
+			id = idInBucket(self, 8+rng.IntN(12), byte(rng.Uint32()))
+			id[block.IDSize-2] = byte(rng.Uint32())
+		} else {
+			id = randomID()
+		}
+		c := transport.Contact{ID: id, Addr: addrN(i)}
+		if tb.seen(c, t0) {
+			all = append(all, c)
+		}
+	}
+	targets := []block.ID{self, idInBucket(self, 0, 9), idInBucket(self, 10, 9)}
+	for range 200 {
+		targets = append(targets, randomID())
+	}
+	for _, c := range all[:20] {
+		targets = append(targets, c.ID)
+	}
+	for _, target := range targets {
+		for _, n := range []int{1, 7, K, 3 * K} {
+			want := slices.Clone(all)
+			sortByDistance(want, target)
+			want = want[:min(n, len(want))]
+			got := tb.closest(target, n, block.ID{})
+			if !slices.Equal(got, want) {
+				t.Fatalf("closest(%v, %d) differs from brute force", target.Short(), n)
+			}
+		}
+	}
+	// except leaves one contact out.
+	got := tb.closest(all[0].ID, 1, all[0].ID)
+	if len(got) != 1 || got[0].ID == all[0].ID {
+		t.Fatalf("closest with except returned %v", got)
+	}
+}
+
+func TestTableStaleBucketsStopAtNeighbourhood(t *testing.T) {
+	const k = 3
+	self := testID(1)
+	tb := newTestTable(self, k)
+	for i, b := range []int{0, 0, 1, 4, 6, 6, 9} {
+		tb.seen(transport.Contact{ID: idInBucket(self, b, byte(i+1)), Addr: addrN(i)}, t0)
+	}
+	// The 3 closest to self are in buckets 9, 6, 6: buckets 0 to 6 may
+	// hold nodes not yet known.
+	if got, want := tb.staleBuckets(t0), []int{0, 1, 2, 3, 4, 5, 6}; !slices.Equal(got, want) {
+		t.Fatalf("stale buckets %v, want %v", got, want)
+	}
+	tb.lookedUp(idInBucket(self, 4, 1), t0.Add(time.Second))
+	if got := tb.staleBuckets(t0.Add(time.Second)); slices.Contains(got, 4) {
+		t.Fatalf("bucket 4 was just looked up but is stale: %v", got)
+	}
+}
+
+func TestTableFollowsAMovedPeer(t *testing.T) {
+	self := testID(1)
+	tb := newTestTable(self, K)
+	id := idInBucket(self, 3, 1)
+	tb.seen(transport.Contact{ID: id, Addr: addrN(1)}, t0)
+	tb.seen(transport.Contact{ID: id, Addr: addrN(2)}, t0.Add(time.Second))
+	cs := tb.contacts()
+	if len(cs) != 1 || cs[0].Addr != addrN(2) {
+		t.Fatalf("contacts %v, want one at the new address", cs)
+	}
+}
+
+func TestRandomIDInBucket(t *testing.T) {
+	d := &DHT{cfg: Config{ID: testID(3)}, rng: rand.New(rand.NewPCG(3, 4))}
+	for i := range numBuckets {
+		for range 4 {
+			if got := block.CommonPrefixLen(d.randomIDInBucket(i), d.cfg.ID); got != i {
+				t.Fatalf("random ID for bucket %d shares %d bits", i, got)
+			}
+		}
+	}
+}
