@@ -229,3 +229,31 @@ func TestSearchChecksBitsBeyondTheFirstWord(t *testing.T) {
 		})
 	}
 }
+
+// TestSearchAcrossRunBoundaries: the only valid nonce (the target is its
+// full ID) sits at every position around a boundary between runs of low
+// nonce bits, including the ragged ends the lanes do not fill and the
+// wrap past 2^64; the search must find exactly it.
+func TestSearchAcrossRunBoundaries(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	// Low nonce bytes per run: 1, 2, 3 (index blocks), 8 (wraps at 2^64).
+	for _, n := range []int{25, 130, block.MinIndexSize, 136} {
+		blk := randomBytes(r, n)
+		lb := newTail(blk).lowBits()
+		boundary := uint64(0) // 2^64 for 8 low bytes
+		if lb < 64 {
+			boundary = (r.Uint64()>>lb + 1) << lb
+		}
+		for _, k := range kernels() {
+			for d := -10; d < 10; d++ {
+				at := boundary + uint64(d)
+				id := refID(withNonce(blk, at))
+				g := newGrinder(newTail(blk), k, id, MaxBits)
+				// 51 before: 6 groups of 8 and a ragged 3 before the boundary.
+				if got, _, ok := g.search(boundary-51, 102); !ok || got != at {
+					t.Fatalf("%s, %d bytes, only valid nonce %#x: got %#x (found %v)", k.name, n, at, got, ok)
+				}
+			}
+		}
+	}
+}
