@@ -1,9 +1,11 @@
 package rendezvous
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -86,6 +88,28 @@ func waitFor(t *testing.T, r *Rendezvous, want ...netip.AddrPort) []netip.AddrPo
 	}
 }
 
+// waitAnnounced waits until some node of m hands out r's announcement.
+// Tests start the next node only then: nictuku nodes hand out only the
+// newest announcer (see LocalMainline), so a node that starts while the
+// previous one's first announce is still in flight may miss it.
+func waitAnnounced(t *testing.T, m *LocalMainline, r *Rendezvous) {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	want := []byte("6:" + compact(loopback(r.s.Port).String()))
+	deadline := time.Now().Add(discoveryDeadline)
+	for i := 0; time.Now().Before(deadline); i++ {
+		router := netip.MustParseAddrPort(m.Routers[i%len(m.Routers)])
+		if bytes.Contains(askGetPeers(t, conn, router, r.InfoHash()), want) {
+			return
+		}
+	}
+	t.Fatalf("no node of the local mainline hands out %v", loopback(r.s.Port))
+}
+
 func containsAll(have, want []netip.AddrPort) bool {
 	for _, w := range want {
 		if !slices.Contains(have, w) {
@@ -108,6 +132,7 @@ func TestNodesOfOneNetworkFindEachOther(t *testing.T) {
 	netA := testNetwork(t)
 	start := time.Now()
 	a := startNode(t, m.Routers, netA, 40001)
+	waitAnnounced(t, m, a)
 	b := startNode(t, m.Routers, netA, 40002)
 	gotA := waitFor(t, a, loopback(40002))
 	gotB := waitFor(t, b, loopback(40001))
@@ -124,6 +149,7 @@ func TestNodesOfOneNetworkFindEachOther(t *testing.T) {
 	netC := testNetwork(t)
 	start = time.Now()
 	c := startNode(t, m.Routers, netC, 40003)
+	waitAnnounced(t, m, c)
 	d := startNode(t, m.Routers, netC, 40004)
 	gotC := waitFor(t, c, loopback(40004))
 	gotD := waitFor(t, d, loopback(40003))

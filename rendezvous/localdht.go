@@ -15,6 +15,15 @@ import (
 // and local testnets: point Config.Routers at Routers and set
 // Config.ListenAddr to "127.0.0.1", and flowmail nodes find each other
 // without the Internet.
+//
+// Every node here runs nictuku/dht, whose get_peers answer carries only
+// one peer per infohash: the newest one that announced to it (its peer
+// ring never advances). A node therefore finds every node that joins
+// after it, and on joining the newest before it; older ones only when
+// they announce to its own DHT node. That is enough to connect a flowmail
+// network (each dials what it finds, and Kademlia does the rest), not to
+// list it. On the public mainline the nodes that hold an infohash run
+// other implementations and answer with many peers.
 type LocalMainline struct {
 	// Routers are the "127.0.0.1:port" addresses of every node.
 	Routers []string

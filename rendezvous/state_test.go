@@ -21,6 +21,7 @@ func TestStateStaysInStateDir(t *testing.T) {
 	m := startLocalMainline(t, 0)
 	network := testNetwork(t)
 	a := startNode(t, m.Routers, network, 40001)
+	waitAnnounced(t, m, a)
 	b := startNode(t, m.Routers, network, 40002)
 	waitFor(t, a, loopback(40002))
 	waitFor(t, b, loopback(40001))
@@ -62,8 +63,9 @@ func TestStateStaysInStateDir(t *testing.T) {
 }
 
 // askGetPeers sends a KRPC get_peers query from conn to addr until it
-// is answered (the DHT may drop a packet under load, as UDP does).
-func askGetPeers(t *testing.T, conn *net.UDPConn, to netip.AddrPort, ih [20]byte) {
+// is answered (the DHT may drop a packet under load, as UDP does), and
+// returns the answer.
+func askGetPeers(t *testing.T, conn *net.UDPConn, to netip.AddrPort, ih [20]byte) []byte {
 	t.Helper()
 	id := make([]byte, 20)
 	rand.Read(id)
@@ -81,11 +83,12 @@ func askGetPeers(t *testing.T, conn *net.UDPConn, to netip.AddrPort, ih [20]byte
 				break // resend
 			}
 			if from == to && bytes.Contains(buf[:n], []byte("1:y1:r")) {
-				return
+				return buf[:n]
 			}
 		}
 	}
 	t.Fatalf("no answer to get_peers from %v", to)
+	return nil
 }
 
 // filesUnder lists the files under dir, relative to it.
@@ -115,6 +118,7 @@ func TestRestartBootstrapsFromSavedContacts(t *testing.T) {
 	m := startLocalMainline(t, 0)
 	network := testNetwork(t)
 	a := startNode(t, m.Routers, network, 40001)
+	waitAnnounced(t, m, a)
 
 	var saved []netip.AddrPort
 	for _, s := range m.Routers {

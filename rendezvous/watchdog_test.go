@@ -50,6 +50,7 @@ func TestWedgedDHTIsReplaced(t *testing.T) {
 			t.Error(err)
 		}
 	}()
+	waitAnnounced(t, m, a)
 	b := startNode(t, m.Routers, network, 40002)
 	waitFor(t, a, loopback(40002))
 	waitFor(t, b, loopback(40001))
@@ -83,8 +84,9 @@ func TestWedgedDHTIsReplaced(t *testing.T) {
 	}
 	// A node that joins now can only be found by a working DHT node (the
 	// last empty datagrams may have wedged the replacement too; the
-	// watchdog replaces it again).
-	d := startNode(t, m.Routers, network, 40003)
+	// watchdog replaces it again). The reverse, d finding a, is not
+	// checked: nictuku nodes hand out only the newest announcer (see
+	// LocalMainline), so d sees a only if a announces to d itself.
+	startNode(t, m.Routers, network, 40003)
 	waitFor(t, a, loopback(40003))
-	waitFor(t, d, loopback(40001))
 }
