@@ -42,10 +42,9 @@ func startLocalMainline(t *testing.T, n int) *LocalMainline {
 	return m
 }
 
-// startNode starts a rendezvous on loopback announcing quicPort.
-func startNode(t *testing.T, routers []string, network string, quicPort int) *Rendezvous {
-	t.Helper()
-	r, err := Start(t.Context(), Config{
+// testConfig is the config of a test node on loopback announcing quicPort.
+func testConfig(t *testing.T, routers []string, network string, quicPort int) Config {
+	return Config{
 		Network:    network,
 		Port:       quicPort,
 		ListenAddr: "127.0.0.1",
@@ -53,7 +52,18 @@ func startNode(t *testing.T, routers []string, network string, quicPort int) *Re
 		StateDir:   t.TempDir(),
 		Logger:     testLogger(t),
 		Interval:   200 * time.Millisecond,
-	})
+	}
+}
+
+// startNode starts a rendezvous with testConfig, closed when t ends.
+func startNode(t *testing.T, routers []string, network string, quicPort int) *Rendezvous {
+	t.Helper()
+	return startConfigured(t, testConfig(t, routers, network, quicPort))
+}
+
+func startConfigured(t *testing.T, c Config) *Rendezvous {
+	t.Helper()
+	r, err := Start(t.Context(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,19 +214,9 @@ func TestLookupAfterCloseFails(t *testing.T) {
 func TestLookupKeepsSearchingUntilFirstPeer(t *testing.T) {
 	m := startLocalMainline(t, 0)
 	network := testNetwork(t)
-	a, err := Start(t.Context(), Config{
-		Network:    network,
-		Port:       40001,
-		ListenAddr: "127.0.0.1",
-		Routers:    m.Routers,
-		StateDir:   t.TempDir(),
-		Logger:     testLogger(t),
-		Interval:   time.Hour,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	c := testConfig(t, m.Routers, network, 40001)
+	c.Interval = time.Hour
+	a := startConfigured(t, c)
 	ctx, cancel := context.WithTimeout(t.Context(), discoveryDeadline)
 	defer cancel()
 	found := lookupAsync(ctx, a)

@@ -128,19 +128,9 @@ func TestRestartBootstrapsFromSavedContacts(t *testing.T) {
 	if err := saveContacts(dir, saved); err != nil {
 		t.Fatal(err)
 	}
-	b, err := Start(t.Context(), Config{
-		Network:    network,
-		Port:       40002,
-		ListenAddr: "127.0.0.1",
-		Routers:    []string{deadAddr(t).String()},
-		StateDir:   dir,
-		Logger:     testLogger(t),
-		Interval:   200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	c := testConfig(t, []string{deadAddr(t).String()}, network, 40002)
+	c.StateDir = dir
+	b := startConfigured(t, c)
 	waitFor(t, b, loopback(40001))
 	waitFor(t, a, loopback(40002))
 }

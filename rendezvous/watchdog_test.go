@@ -31,25 +31,10 @@ func TestWedgedDHTIsReplaced(t *testing.T) {
 
 	m := startLocalMainline(t, 0)
 	network := testNetwork(t)
-	a, err := Start(t.Context(), Config{
-		Network:      network,
-		Port:         40001,
-		ListenAddr:   "127.0.0.1",
-		Routers:      m.Routers,
-		StateDir:     t.TempDir(),
-		Logger:       testLogger(t),
-		Interval:     200 * time.Millisecond,
-		stopTimeout:  300 * time.Millisecond,
-		probeTimeout: 300 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := a.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	cfg := testConfig(t, m.Routers, network, 40001)
+	cfg.stopTimeout = 300 * time.Millisecond
+	cfg.probeTimeout = 300 * time.Millisecond
+	a := startConfigured(t, cfg)
 	waitAnnounced(t, m, a)
 	b := startNode(t, m.Routers, network, 40002)
 	waitFor(t, a, loopback(40002))
