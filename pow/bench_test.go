@@ -65,10 +65,11 @@ func BenchmarkSolve(b *testing.B) {
 	b.Run("workers=all", func(b *testing.B) { benchSolve(b, 0, "") })
 }
 
-// BenchmarkKernel runs each available kernel on one worker.
+// BenchmarkKernel runs Solve with each kernel this machine has.
 func BenchmarkKernel(b *testing.B) {
 	for _, k := range kernels() {
-		b.Run(k.name, func(b *testing.B) { benchSolve(b, 1, k.name) })
+		b.Run(k.name+"/workers=1", func(b *testing.B) { benchSolve(b, 1, k.name) })
+		b.Run(k.name+"/workers=all", func(b *testing.B) { benchSolve(b, 0, k.name) })
 	}
 }
 

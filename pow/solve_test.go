@@ -146,17 +146,33 @@ func TestSolveDefaultsToEveryCore(t *testing.T) {
 
 // TestSolveStopsOnCancel: at a difficulty no nonce meets, Solve returns
 // context.Canceled once the caller cancels (from the progress callback,
-// so no clock is involved), and its goroutines are gone (TestMain checks).
+// so no clock is involved), each worker taking at most the one batch it
+// was starting (promptness counted in work, not time), and its goroutines
+// are gone (TestMain checks).
 func TestSolveStopsOnCancel(t *testing.T) {
+	const workers = 2
 	for _, k := range kernels() {
 		t.Run(k.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			opt := Options{Workers: 2, Interval: time.Millisecond, Progress: func(Progress) { cancel() }}
+			var cancelled atomic.Bool
+			var late atomic.Int64
+			cfg := config{kernel: k.name, batch: func(int, uint64, uint64) {
+				if cancelled.Load() {
+					late.Add(1)
+				}
+			}}
+			opt := Options{Workers: workers, Interval: time.Millisecond, Progress: func(Progress) {
+				cancel()
+				cancelled.Store(true)
+			}}
 			blk := make([]byte, block.MinIndexSize)
-			_, err := solve(ctx, blk, unreachable, MaxBits, opt, config{kernel: k.name})
+			_, err := solve(ctx, blk, unreachable, MaxBits, opt, cfg)
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("Solve: %v, want context.Canceled", err)
+			}
+			if n := late.Load(); n > workers {
+				t.Fatalf("%d batches taken after cancel by %d workers", n, workers)
 			}
 			if !bytes.Equal(blk, make([]byte, block.MinIndexSize)) {
 				t.Fatal("a cancelled Solve wrote into the block")
