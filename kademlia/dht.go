@@ -153,7 +153,7 @@ func New(cfg Config) (*DHT, error) {
 			maxFailures: cfg.MaxFailures,
 			bucketIP:    cfg.BucketIPLimit,
 			tableIP:     cfg.TableIPLimit,
-		}),
+		}, cfg.Now()),
 	}
 	d.repub.due = make(map[block.ID]time.Time)
 	return d, nil

@@ -60,8 +60,14 @@ type table struct {
 	top     int // deepest bucket that may hold live contacts
 }
 
-func newTable(self block.ID, l tableLimits) *table {
-	return &table{self: self, limits: l, groups: make(map[netip.Prefix]int)}
+// newTable returns an empty table; its buckets count as looked up at now,
+// so the first refresh comes an interval after the bootstrap.
+func newTable(self block.ID, l tableLimits, now time.Time) *table {
+	t := &table{self: self, limits: l, groups: make(map[netip.Prefix]int)}
+	for i := range t.buckets {
+		t.buckets[i].lastLookup = now
+	}
+	return t
 }
 
 // ipGroup is the prefix whose hosts are likely under one operator: /24

@@ -28,7 +28,7 @@ func addrN(n int) netip.AddrPort {
 }
 
 func newTestTable(self block.ID, k int) *table {
-	return newTable(self, tableLimits{k: k, cache: k, maxFailures: 3, bucketIP: -1, tableIP: -1})
+	return newTable(self, tableLimits{k: k, cache: k, maxFailures: 3, bucketIP: -1, tableIP: -1}, time.Time{})
 }
 
 func liveIDs(t *table, bucket int) []block.ID {
@@ -161,7 +161,7 @@ func TestTableIPGroupLimits(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tb := newTable(self, tableLimits{k: K, cache: K, maxFailures: 3, bucketIP: tc.bucketIP, tableIP: tc.table})
+			tb := newTable(self, tableLimits{k: K, cache: K, maxFailures: 3, bucketIP: tc.bucketIP, tableIP: tc.table}, time.Time{})
 			for i, a := range tc.addrs {
 				bucket := tc.bucket
 				if tc.spread {

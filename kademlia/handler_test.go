@@ -1,0 +1,317 @@
+package kademlia
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/transport"
+)
+
+// handlerFixture is one DHT whose Handle is called directly: no network,
+// a memory store on a clock the test moves.
+type handlerFixture struct {
+	d     *DHT
+	store blockstore.Store
+	now   time.Time
+	peer  transport.Peer
+	rng   *rand.Rand
+}
+
+// nopTransport satisfies Config; handler tests never send.
+type nopTransport struct{}
+
+func (nopTransport) Request(context.Context, transport.Contact, []byte) ([]byte, transport.Peer, error) {
+	return nil, transport.Peer{}, transport.ErrUnreachable
+}
+func (nopTransport) LocalAddr() netip.AddrPort { return netip.MustParseAddrPort("192.0.2.1:4433") }
+func (nopTransport) Close() error              { return nil }
+
+func newHandlerFixture(t *testing.T, client bool) *handlerFixture {
+	t.Helper()
+	f := &handlerFixture{now: t0, rng: rand.New(rand.NewPCG(7, 8))}
+	self := testID(0xaa)
+	cfg := Config{ID: self, Transport: nopTransport{}, Client: client, Now: func() time.Time { return f.now }, Rand: rand.New(rand.NewPCG(1, 1))}
+	if !client {
+		f.store = blockstore.NewMemory(blockstore.Config{Self: self, Now: func() time.Time { return f.now }})
+		t.Cleanup(func() { f.store.Close() })
+		cfg.Store = f.store
+	}
+	var err error
+	if f.d, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	f.peer = transport.Peer{ID: testID(0x11), Addr: netip.MustParseAddrPort("198.51.100.7:5000")}
+	return f
+}
+
+// call sends m to Handle and decodes the answer.
+func (f *handlerFixture) call(t *testing.T, m Message) Message {
+	t.Helper()
+	return f.callRaw(t, mustEncode(t, m))
+}
+
+func (f *handlerFixture) callRaw(t *testing.T, req []byte) Message {
+	t.Helper()
+	resp, err := Decode(f.d.Handle(t.Context(), f.peer, req))
+	if err != nil {
+		t.Fatalf("Handle answered with an undecodable message: %v", err)
+	}
+	return resp
+}
+
+func wantError(t *testing.T, m Message, code ErrorCode) {
+	t.Helper()
+	e, ok := m.(*Error)
+	if !ok || e.Code != code {
+		t.Fatalf("got %#v, want ERROR %d (%v)", m, code, code)
+	}
+}
+
+func wantOK(t *testing.T, m Message) {
+	t.Helper()
+	if _, ok := m.(OK); !ok {
+		t.Fatalf("got %#v, want OK", m)
+	}
+}
+
+// indexBlock returns a valid index block whose ID shares at least bits
+// leading bits with target, and its deletion preimage.
+func indexBlock(rng *rand.Rand, target block.ID, bits int) ([]byte, [32]byte) {
+	var pre [32]byte
+	for i := 0; i < 32; i += 8 {
+		binary.LittleEndian.PutUint64(pre[i:], rng.Uint64())
+	}
+	sealed := make([]byte, block.MinIndexSize-block.HeaderSizeWithDeletion-block.NonceSize)
+	for i := range sealed {
+		sealed[i] = byte(rng.Uint32())
+	}
+	x := block.Index{Header: block.Header{HasDeletion: true, DeletionHash: block.DeletionHash(pre)}, Sealed: sealed}
+	for {
+		b := x.Encode()
+		if block.CommonPrefixLen(block.Sum(b), target) >= bits {
+			return b, pre
+		}
+		x.Nonce++
+	}
+}
+
+// dataBlockWithDeletion returns a data block carrying a deletion hash.
+func dataBlockWithDeletion(payload string) ([]byte, [32]byte) {
+	var pre [32]byte
+	copy(pre[:], payload)
+	h := block.Header{HasDeletion: true, DeletionHash: block.DeletionHash(pre)}
+	return block.Data{Header: h, Payload: []byte(payload)}.Encode(), pre
+}
+
+func TestHandlePingAnswersObservedAddress(t *testing.T) {
+	f := newHandlerFixture(t, false)
+	pong, ok := f.call(t, Ping{}).(Pong)
+	if !ok || pong.Observed != f.peer.Addr {
+		t.Fatalf("got %#v, want PONG with %v", pong, f.peer.Addr)
+	}
+}
+
+func TestHandleRejectsBadRequests(t *testing.T) {
+	f := newHandlerFixture(t, false)
+	cases := []struct {
+		name string
+		req  []byte
+		code ErrorCode
+	}{
+		{"empty", nil, CodeMalformed},
+		{"unknown type", []byte{0x33}, CodeUnknownType},
+		{"truncated FIND_NODE", []byte{byte(TypeFindNode), 1, 2}, CodeMalformed},
+		{"trailing byte after PING", []byte{byte(TypePing), 0}, CodeMalformed},
+		{"STORE lifetime zero", append([]byte{byte(TypeStore), 0, 0, 0, 0}, block.Data{Payload: []byte{1}}.Encode()...), CodeMalformed},
+		{"a reply sent as a request", mustEncode(t, OK{}), CodeMalformed},
+		{"an ERROR sent as a request", mustEncode(t, &Error{Code: CodeInternal}), CodeMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			wantError(t, f.callRaw(t, tc.req), tc.code)
+		})
+	}
+	if f.d.Size() != 0 {
+		t.Fatal("a peer that sent only bad requests entered the routing table")
+	}
+}
+
+func TestHandleStoreFindDelete(t *testing.T) {
+	f := newHandlerFixture(t, false)
+	blk, pre := dataBlockWithDeletion("hello from a shard")
+	id := block.Sum(blk)
+
+	if _, ok := f.call(t, FindBlock{ID: id}).(Nodes); !ok {
+		t.Fatal("FIND_BLOCK of a block not held should answer NODES")
+	}
+	wantOK(t, f.call(t, Store{Lifetime: 3600, Block: blk}))
+	f.now = f.now.Add(10 * time.Minute)
+	got, ok := f.call(t, FindBlock{ID: id}).(BlockReply)
+	if !ok || !bytes.Equal(got.Block, blk) {
+		t.Fatalf("FIND_BLOCK after STORE: %#v", got)
+	}
+	if got.Lifetime != 3000 {
+		t.Fatalf("BLOCK lifetime %d, want the remaining 3000 s", got.Lifetime)
+	}
+
+	bad := bytes.Clone(blk)
+	bad[0] = 9 // version
+	wantError(t, f.call(t, Store{Lifetime: 60, Block: bad}), CodeInvalidBlock)
+
+	var wrong [32]byte
+	wantError(t, f.call(t, Delete{ID: id, Preimage: wrong}), CodeForbidden)
+	wantError(t, f.call(t, Delete{ID: testID(3), Preimage: pre}), CodeNotFound)
+	wantOK(t, f.call(t, Delete{ID: id, Preimage: pre}))
+	if _, ok := f.call(t, FindBlock{ID: id}).(Nodes); !ok {
+		t.Fatal("a deleted block is still served")
+	}
+	// The tombstone keeps republishing holders from bringing it back.
+	wantError(t, f.call(t, Store{Lifetime: 3600, Block: blk}), CodeForbidden)
+
+	// A pubkey block carries no deletion hash: nobody may delete it.
+	pub := identityBlock(t)
+	wantOK(t, f.call(t, Store{Lifetime: 60, Block: pub}))
+	wantError(t, f.call(t, Delete{ID: block.Sum(pub), Preimage: pre}), CodeForbidden)
+}
+
+func TestHandleExpiredBlockIsNotServed(t *testing.T) {
+	f := newHandlerFixture(t, false)
+	blk := block.Data{Payload: []byte("short-lived")}.Encode()
+	wantOK(t, f.call(t, Store{Lifetime: 60, Block: blk}))
+	f.now = f.now.Add(61 * time.Second)
+	if m, ok := f.call(t, FindBlock{ID: block.Sum(blk)}).(Nodes); !ok {
+		t.Fatalf("an expired block was served: %#v", m)
+	}
+}
+
+func TestHandleList(t *testing.T) {
+	f := newHandlerFixture(t, false)
+	target := testID(0x42)
+	var inPrefix []block.ID
+	for range 5 {
+		b, _ := indexBlock(f.rng, target, 4)
+		wantOK(t, f.call(t, Store{Lifetime: 3600, Block: b}))
+		inPrefix = append(inPrefix, block.Sum(b))
+		f.now = f.now.Add(time.Second)
+	}
+	far, _ := indexBlock(f.rng, block.Xor(target, testID(0xff)), 4) // outside the prefix
+	wantOK(t, f.call(t, Store{Lifetime: 3600, Block: far}))
+	wantOK(t, f.call(t, Store{Lifetime: 3600, Block: block.Data{Payload: []byte("not an index block")}.Encode()}))
+
+	all, ok := f.call(t, List{Target: target, Bits: 4, Limit: 100}).(Listed)
+	if !ok || len(all.Entries) != 5 || all.More {
+		t.Fatalf("LIST: %#v, want the 5 index blocks in the prefix", all)
+	}
+	for i, e := range all.Entries {
+		if i > 0 && !block.Less(all.Entries[i-1].ID, e.ID) {
+			t.Fatal("LISTED entries are not in ascending ID order")
+		}
+		if block.CommonPrefixLen(e.ID, target) < 4 {
+			t.Fatalf("LISTED %v outside the prefix", e.ID.Short())
+		}
+	}
+
+	// Paging with the cursor visits each entry once.
+	var paged []ListedEntry
+	req := List{Target: target, Bits: 4, Limit: 2}
+	for {
+		page := f.call(t, req).(Listed)
+		paged = append(paged, page.Entries...)
+		if !page.More {
+			break
+		}
+		req.HasAfter, req.After = true, page.Entries[len(page.Entries)-1].ID
+	}
+	if len(paged) != 5 {
+		t.Fatalf("paging gave %d entries, want 5", len(paged))
+	}
+
+	since := all.Entries[0].StoredAt
+	for _, e := range all.Entries {
+		since = max(since, e.StoredAt)
+	}
+	recent := f.call(t, List{Target: target, Bits: 4, Since: since, Limit: 100}).(Listed)
+	if len(recent.Entries) != 1 {
+		t.Fatalf("LIST since the last store gave %d entries, want 1", len(recent.Entries))
+	}
+	probe := f.call(t, List{Target: target, Bits: 4, Limit: 0}).(Listed)
+	if len(probe.Entries) != 0 || !probe.More {
+		t.Fatalf("LIST with limit 0: %#v, want no entries and more", probe)
+	}
+}
+
+func TestClientModeRefusesToStore(t *testing.T) {
+	f := newHandlerFixture(t, true)
+	blk := block.Data{Payload: []byte("x")}.Encode()
+	wantError(t, f.call(t, Store{Lifetime: 60, Block: blk}), CodeClientMode)
+	wantError(t, f.call(t, List{Target: testID(1), Bits: 3, Limit: 10}), CodeClientMode)
+	wantError(t, f.call(t, Delete{ID: block.Sum(blk)}), CodeClientMode)
+	if _, ok := f.call(t, FindBlock{ID: block.Sum(blk)}).(Nodes); !ok {
+		t.Fatal("a client should answer FIND_BLOCK with NODES")
+	}
+	if _, ok := f.call(t, Ping{}).(Pong); !ok {
+		t.Fatal("a client should answer PING")
+	}
+	if n, err := f.d.Republish(t.Context()); n != 0 || err != nil {
+		t.Fatalf("a client republished %d blocks (%v)", n, err)
+	}
+}
+
+func TestNewChecksConfig(t *testing.T) {
+	store := blockstore.NewMemory(blockstore.Config{})
+	defer store.Close()
+	now := func() time.Time { return t0 }
+	rng := rand.New(rand.NewPCG(1, 2))
+	cases := map[string]Config{
+		"no transport":         {Store: store, Now: now, Rand: rng},
+		"no clock":             {Transport: nopTransport{}, Store: store, Rand: rng},
+		"no rand":              {Transport: nopTransport{}, Store: store, Now: now},
+		"full node, no store":  {Transport: nopTransport{}, Now: now, Rand: rng},
+		"client with a store":  {Transport: nopTransport{}, Store: store, Client: true, Now: now, Rand: rng},
+		"K above the protocol": {Transport: nopTransport{}, Store: store, Now: now, Rand: rng, K: K + 1},
+	}
+	for name, cfg := range cases {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("%s: New accepted it", name)
+		}
+	}
+}
+
+func TestHandleAddsOnlyFullNodePeers(t *testing.T) {
+	f := newHandlerFixture(t, false)
+	f.peer.Client = true
+	f.call(t, Ping{})
+	f.call(t, FindNode{Target: testID(5)})
+	if f.d.Size() != 0 {
+		t.Fatal("a client-mode peer entered the routing table")
+	}
+	f.peer.Client = false
+	f.call(t, Ping{})
+	cs := f.d.Contacts()
+	if len(cs) != 1 || cs[0].ID != f.peer.ID || cs[0].Addr != f.peer.Addr || !cs[0].LastSeen.Equal(f.now) {
+		t.Fatalf("contacts %+v, want the full-node peer", cs)
+	}
+	// NODES never names the requester itself.
+	nodes := f.call(t, FindNode{Target: f.peer.ID}).(Nodes)
+	if len(nodes.Contacts) != 0 {
+		t.Fatalf("NODES named the requester: %v", nodes.Contacts)
+	}
+}
+
+func TestErrorReplyCutsLongText(t *testing.T) {
+	long := string(bytes.Repeat([]byte("é"), MaxErrorText)) // 2 bytes a rune
+	e := errorReply(CodeInternal, long+"x")
+	if len(e.Text) > MaxErrorText {
+		t.Fatalf("text of %d bytes", len(e.Text))
+	}
+	if _, err := Encode(e); err != nil {
+		t.Fatalf("cut text does not encode: %v", err)
+	}
+}
