@@ -8,4 +8,35 @@
 // interface, so thousands of nodes can be simulated on a virtual clock.
 // It may import block, identity, blockstore and transport; it must not
 // import mailbuilder, node, testnet or cmd.
+//
+// # Pieces
+//
+//   - wire.go: Encode and Decode of every message (msg_type u8 || body),
+//     strict: lengths checked before use, flags 0 or 1, no trailing bytes.
+//   - table.go: the routing table. One bucket per common prefix length with
+//     the own ID, K live contacts each, least recently seen first, and a
+//     replacement cache. A newcomer to a full bucket waits in the cache
+//     until the least recently seen contact fails a ping (CheckLiveness) or
+//     any request; a contact with no waiting replacement leaves after
+//     MaxFailures consecutive failures. Contacts of one IP group (/24,
+//     /48) are capped per bucket and per table. Client-mode peers and the
+//     node itself never enter.
+//   - lookup.go: the iterative lookup. Alpha requests in flight to the
+//     closest contacts not yet asked among the K closest that have not
+//     failed; it ends when those K have all answered.
+//   - handler.go: DHT.Handle, the transport.Handler.
+//   - storage.go, list.go: Put, Get, Delete, Republish, List with its
+//     prefix sweep.
+//   - maintenance.go: Ping, Bootstrap, Refresh, CheckLiveness.
+//   - saved.go: the saved-contacts file, for rejoining without a bootstrap
+//     list.
+//
+// # Who runs what
+//
+// The DHT starts no goroutine of its own: every goroutine a method starts
+// (the Alpha requests of a lookup, the K stores of a Put) has returned
+// when the method returns. The node package owns the schedule: it calls
+// Refresh every few minutes (it only looks up buckets idle for
+// RefreshInterval), CheckLiveness more often if it likes, and Republish
+// every minute or so (each call handles only the blocks that are due).
 package kademlia

@@ -153,6 +153,34 @@ func (r *republishSchedule) schedule(id block.ID, at time.Time) {
 	r.mu.Unlock()
 }
 
+// dueAmong returns the held blocks whose date has passed at now, gives
+// blocks met for the first time the date now + spread(), and forgets past
+// dates of blocks no longer held.
+func (r *republishSchedule) dueAmong(held []blockstore.Meta, now time.Time, spread func() time.Duration) []blockstore.Meta {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var due []blockstore.Meta
+	ids := make(map[block.ID]struct{}, len(held))
+	for _, m := range held {
+		ids[m.ID] = struct{}{}
+		at, ok := r.due[m.ID]
+		if !ok {
+			at = now.Add(spread())
+			r.due[m.ID] = at
+		}
+		if !now.Before(at) {
+			due = append(due, m)
+		}
+	}
+	// A date still ahead may belong to a block stored after the listing.
+	for id, at := range r.due {
+		if _, ok := ids[id]; !ok && !at.After(now) {
+			delete(r.due, id)
+		}
+	}
+	return due
+}
+
 func (r *republishSchedule) forget(id block.ID) {
 	r.mu.Lock()
 	delete(r.due, id)
@@ -169,35 +197,18 @@ func (d *DHT) Republish(ctx context.Context) (int, error) {
 	if d.cfg.Store == nil {
 		return 0, nil
 	}
-	now := d.now()
-	var due []blockstore.Meta
-	held := make(map[block.ID]struct{})
-	d.repub.mu.Lock()
-	err := d.cfg.Store.Range(ctx, func(m blockstore.Meta) error {
-		held[m.ID] = struct{}{}
-		at, ok := d.repub.due[m.ID]
-		if !ok {
-			d.rngMu.Lock()
-			at = now.Add(time.Duration(d.rng.Int64N(int64(d.cfg.RepublishInterval))))
-			d.rngMu.Unlock()
-			d.repub.due[m.ID] = at
-		}
-		if !now.Before(at) {
-			due = append(due, m)
-		}
+	var held []blockstore.Meta
+	if err := d.cfg.Store.Range(ctx, func(m blockstore.Meta) error {
+		held = append(held, m)
 		return nil
-	})
-	if err == nil {
-		for id := range d.repub.due {
-			if _, ok := held[id]; !ok {
-				delete(d.repub.due, id)
-			}
-		}
-	}
-	d.repub.mu.Unlock()
-	if err != nil {
+	}); err != nil {
 		return 0, fmt.Errorf("kademlia: listing held blocks: %w", err)
 	}
+	due := d.repub.dueAmong(held, d.now(), func() time.Duration {
+		d.rngMu.Lock()
+		defer d.rngMu.Unlock()
+		return time.Duration(d.rng.Int64N(int64(d.cfg.RepublishInterval)))
+	})
 	// A few blocks at a time: each is a lookup plus K stores.
 	const parallel = 4
 	sem := make(chan struct{}, parallel)

@@ -172,7 +172,7 @@ func (t *table) seen(c transport.Contact, now time.Time) bool {
 			}
 			e.Addr = c.Addr
 			t.addLive(b, e)
-		} else {
+		} else if i != len(b.live)-1 {
 			b.live = append(slices.Delete(b.live, i, i+1), e)
 		}
 		e.LastSeen, e.Failures = now, 0
