@@ -311,6 +311,11 @@ func fanOut(ctx context.Context, cs []transport.Contact, fn func(context.Context
 		wg.Go(func() { errs[i] = fn(ctx, c) })
 	}
 	wg.Wait()
+	return countErrors(errs)
+}
+
+// countErrors returns how many of errs are nil, and the others.
+func countErrors(errs []error) (int, []error) {
 	ok := 0
 	var failed []error
 	for _, err := range errs {

@@ -485,3 +485,28 @@ func TestRefreshLooksUpStaleBuckets(t *testing.T) {
 		}
 	})
 }
+
+func TestLookupStopsWhenCancelled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newSimNet(t, 13, transport.MemConfig{DialTimeout: time.Minute})
+		nodes := s.addNodes(6, false)
+		meshSeed(nodes)
+		for _, n := range nodes[1:] {
+			s.kill(n) // requests to them hang until the dial timeout
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		start := time.Now()
+		_, _, err := nodes[0].dht.Lookup(ctx, s.randomID())
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want the context's error", err)
+		}
+		if waited := time.Since(start); waited != time.Second {
+			t.Fatalf("Lookup returned after %v, want at the 1 s cancellation", waited)
+		}
+		// Abandoned requests are not failures: the table keeps them.
+		if nodes[0].dht.Size() != 5 {
+			t.Fatalf("table of %d after a cancelled lookup, want 5", nodes[0].dht.Size())
+		}
+	})
+}

@@ -315,3 +315,29 @@ func TestErrorReplyCutsLongText(t *testing.T) {
 		t.Fatalf("cut text does not encode: %v", err)
 	}
 }
+
+func TestStorePushesRepublishBack(t *testing.T) {
+	f := newHandlerFixture(t, false)
+	blk := block.Data{Payload: []byte("held by several")}.Encode()
+	id := block.Sum(blk)
+	due := func() time.Time {
+		f.d.repub.mu.Lock()
+		defer f.d.repub.mu.Unlock()
+		return f.d.repub.due[id]
+	}
+	wantOK(t, f.call(t, Store{Lifetime: 86400, Block: blk}))
+	first := due()
+	if d := first.Sub(f.now); d < RepublishInterval*9/10 || d > RepublishInterval*11/10 {
+		t.Fatalf("republish due in %v, want the interval ±10%%", d)
+	}
+	// Another holder republishes it half an interval later: this node
+	// need not republish it before an interval from then.
+	f.now = f.now.Add(RepublishInterval / 2)
+	wantOK(t, f.call(t, Store{Lifetime: 86400, Block: blk}))
+	if second := due(); second.Sub(f.now) < RepublishInterval*9/10 {
+		t.Fatalf("a fresh STORE left the date at %v (now %v)", second, f.now)
+	}
+	if n, _ := f.d.Republish(t.Context()); n != 0 {
+		t.Fatalf("republished %d blocks that are not due", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
@@ -261,16 +262,21 @@ func (d *DHT) randomIDInRegion(r prefixRegion) block.ID {
 	return id
 }
 
-// fanOutLimited is fanOut with at most limit calls running at once.
+// fanOutLimited is fanOut with at most limit calls running at once (and
+// at most limit goroutines: a saved table can hold thousands of contacts).
 func fanOutLimited(ctx context.Context, cs []transport.Contact, limit int, fn func(context.Context, transport.Contact) error) (int, []error) {
-	sem := make(chan struct{}, limit)
-	return fanOut(ctx, cs, func(ctx context.Context, c transport.Contact) error {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		defer func() { <-sem }()
-		return fn(ctx, c)
-	})
+	errs := make([]error, len(cs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(limit, len(cs)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(cs); i = int(next.Add(1) - 1) {
+				if errs[i] = ctx.Err(); errs[i] == nil {
+					errs[i] = fn(ctx, cs[i])
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return countErrors(errs)
 }

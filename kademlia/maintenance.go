@@ -118,7 +118,7 @@ func (d *DHT) refreshBuckets(ctx context.Context, buckets []int) error {
 // were evicted. The node may call it more often than Refresh: it sends
 // nothing when no bucket has a waiting newcomer.
 func (d *DHT) CheckLiveness(ctx context.Context) int {
-	_, failed := fanOut(ctx, d.table.pendingChecks(), func(ctx context.Context, c transport.Contact) error {
+	_, failed := fanOutLimited(ctx, d.table.pendingChecks(), d.cfg.K, func(ctx context.Context, c transport.Contact) error {
 		_, _, err := d.ping(ctx, c)
 		if ctx.Err() != nil {
 			return nil // abandoned, not failed

@@ -286,3 +286,44 @@ func meanTableSize(nodes []*simNode) float64 {
 	}
 	return float64(sum) / float64(len(nodes))
 }
+
+// benchNet joins n nodes on a network without latency, on the real clock
+// (benchmarks cannot run in a synctest bubble; with no latency nothing
+// waits on a timer).
+func benchNet(b *testing.B, n int) *simNet {
+	s := newSimNet(b, defaultSimSeed, transport.MemConfig{})
+	nodes := s.addNodes(n, false)
+	s.join(b.Context(), nodes, 50)
+	return s
+}
+
+// BenchmarkSimLookup measures lookups per second through the simulator:
+// the CPU cost of the Kademlia logic plus the in-memory transport.
+// BenchmarkSimPing, one request and answer, is its baseline.
+func BenchmarkSimLookup(b *testing.B) {
+	s := benchNet(b, 500)
+	live := s.live()
+	msgs := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		_, st, err := live[s.rng.IntN(len(live))].dht.Lookup(b.Context(), s.randomID())
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs += st.Messages
+	}
+	b.ReportMetric(float64(msgs)/float64(b.N), "msgs/lookup")
+}
+
+func BenchmarkSimPing(b *testing.B) {
+	s := benchNet(b, 2)
+	from, to := s.nodes[0], s.nodes[1].contact()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := from.dht.Ping(b.Context(), to); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -326,7 +326,8 @@ func (t *table) closestLocked(target block.ID, n int, except block.ID, skipFaili
 	if n <= 0 {
 		return nil
 	}
-	out := make([]transport.Contact, 0, n)
+	// Room for a whole bucket past n: take appends one before trimming.
+	out := make([]transport.Contact, 0, n+t.limits.k)
 	take := func(i int) {
 		if len(out) == n || len(t.buckets[i].live) == 0 {
 			return

@@ -232,7 +232,26 @@ func (*Error) Type() MsgType     { return TypeError }
 // Encode returns msg_type || body, or an error when m breaks a rule of its
 // layout (too many contacts, a text too long, an invalid address...).
 func Encode(m Message) ([]byte, error) {
-	return m.appendBody([]byte{byte(m.Type())})
+	return m.appendBody(append(make([]byte, 0, 1+bodySizeHint(m)), byte(m.Type())))
+}
+
+// bodySizeHint is an upper bound of the body size for the variable
+// messages, so Encode allocates once.
+func bodySizeHint(m Message) int {
+	const maxAddr = 1 + 16 + 2
+	switch m := m.(type) {
+	case Nodes:
+		return 1 + len(m.Contacts)*(block.IDSize+maxAddr)
+	case Listed:
+		return 2 + len(m.Entries)*(block.IDSize+8) + 1
+	case Store:
+		return 4 + len(m.Block)
+	case BlockReply:
+		return 4 + len(m.Block)
+	case *Error:
+		return 4 + len(m.Text)
+	}
+	return 2*block.IDSize + 64
 }
 
 func (Ping) appendBody(dst []byte) ([]byte, error) { return dst, nil }
@@ -416,8 +435,10 @@ func (r *reader) flag(field string) bool {
 	return v == 1
 }
 
+// addr reads the addr layout; field names it in errors, which are the
+// only place the name is built (no allocation on the good path).
 func (r *reader) addr(field string) netip.AddrPort {
-	family := r.u8(field + " family")
+	family := r.u8("addr family")
 	var ip netip.Addr
 	switch {
 	case r.err != nil:
@@ -434,7 +455,7 @@ func (r *reader) addr(field string) netip.AddrPort {
 		r.err = fmt.Errorf("%w: %s %s has family %d, want 4 or 6", ErrAddrFamily, r.what, field, family)
 		return netip.AddrPort{}
 	}
-	port := r.u16(field + " port")
+	port := r.u16("addr port")
 	if r.err != nil {
 		return netip.AddrPort{}
 	}
