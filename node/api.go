@@ -180,3 +180,11 @@ func (n *Node) registerGauges() {
 		n.m.gauge("flowmail_store_expired_total", "Blocks expired.", func() float64 { return float64(n.store.Stats().Expired) })
 	}
 }
+
+// AdminAddr is where the admin endpoint listens ("" when off).
+func (n *Node) AdminAddr() string {
+	if n.admin == nil {
+		return ""
+	}
+	return n.admin.Addr()
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/atomicfile"
 	"github.com/flowmail/flowmail/kademlia"
+	"github.com/flowmail/flowmail/rendezvous"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -69,6 +70,10 @@ type Config struct {
 	RepublishInterval time.Duration
 	SaveInterval      time.Duration
 
+	// Mainline, when set, finds peers through the BitTorrent mainline DHT
+	// (full nodes with a DataDir only; clients never announce themselves).
+	Mainline *MainlineConfig
+
 	// K is the replication factor and bucket size (0: kademlia.K). Lower
 	// it only for tests of small networks, where K would cover every node.
 	K int
@@ -93,6 +98,7 @@ type Node struct {
 	dht     *kademlia.DHT
 	m       *metrics
 	admin   *adminServer
+	rz      *rendezvous.Rendezvous // nil when the mainline DHT is off
 	started time.Time
 
 	cancel context.CancelFunc
@@ -193,6 +199,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.registerGauges()
 
+	if cfg.Mainline != nil && !cfg.Client && cfg.DataDir != "" {
+		if err := n.startMainline(ctx); err != nil {
+			return nil, err
+		}
+	}
+
 	if cfg.Admin != "" {
 		if n.admin, err = startAdmin(cfg.Admin, n.m, n.Status); err != nil {
 			return nil, err
@@ -206,6 +218,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	n.goLoop(bg, "refresh", jittered(n.refreshInterval()), n.dht.Refresh)
+	if n.rz != nil {
+		n.watchMainline(bg)
+	}
 	if !cfg.Client {
 		n.goLoop(bg, "republish", jittered(n.republishInterval()/4), func(ctx context.Context) error {
 			_, err := n.dht.Republish(ctx)
@@ -250,6 +265,9 @@ func (n *Node) loadIdentity() (*identity.Identity, error) {
 func (n *Node) join(ctx context.Context) error {
 	contacts := append([]transport.Contact(nil), n.cfg.Bootstrap...)
 	contacts = append(contacts, n.savedContacts()...)
+	if len(contacts) == 0 {
+		contacts = n.mainlinePeers(ctx)
+	}
 	if len(contacts) == 0 {
 		if n.cfg.Client {
 			return errors.New("node: no peers to join: give bootstrap peers (--bootstrap IP:port, FLOWMAIL_BOOTSTRAP, or --testnet DIR)")
@@ -377,6 +395,9 @@ func (n *Node) Close() error {
 		}
 		if n.admin != nil {
 			n.errs = errors.Join(n.errs, n.admin.close())
+		}
+		if n.rz != nil {
+			n.errs = errors.Join(n.errs, n.rz.Close())
 		}
 		if n.quic != nil {
 			n.errs = errors.Join(n.errs, n.quic.Close())

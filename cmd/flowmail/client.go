@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,7 +85,32 @@ func planJoin(c *cli.Context) (joinPlan, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return p, err
 	}
-	return p, errors.New("no network to join: give --bootstrap IP:port (or FLOWMAIL_BOOTSTRAP), or start a local one with `flowmail testnet` and pass --testnet DIR")
+	// A node running on this machine is the best way in.
+	ctx, cancel := context.WithTimeout(c.Context, 2*time.Second)
+	defer cancel()
+	if st, err := node.FetchStatus(ctx, defaultAdmin); err == nil {
+		if ct, err := node.ParseContact(st.ID + "@" + loopbackOf(st.Listen)); err == nil {
+			p.peers, p.source = []transport.Contact{ct}, "the local node at "+st.Listen
+			if p.network == "" {
+				p.network = st.Network
+			}
+			return p, nil
+		}
+	}
+	return p, errors.New("no network to join: run `flowmail node` on this machine, give --bootstrap IP:port (or FLOWMAIL_BOOTSTRAP), or start a local network with `flowmail testnet` and pass --testnet DIR")
+}
+
+// loopbackOf turns a node's listen address into one this machine can dial:
+// a node listening on every interface is reached on loopback.
+func loopbackOf(listen string) string {
+	ap, err := netip.ParseAddrPort(listen)
+	if err != nil || !ap.Addr().IsUnspecified() {
+		return listen
+	}
+	if ap.Addr().Is4() {
+		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port()).String()
+	}
+	return netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port()).String()
 }
 
 // readTestnet reads the bootstrap and network files a testnet writes.

@@ -39,6 +39,9 @@ func nodeFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "loopback address for /metrics and /status (empty: off)", EnvVars: []string{"FLOWMAIL_ADMIN"}}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "advertise", Usage: "IP:port others can reach this node at, if not its listen address (repeatable)", EnvVars: []string{"FLOWMAIL_ADVERTISE"}}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "client", Usage: "run in client mode: store nothing for others", EnvVars: []string{"FLOWMAIL_CLIENT"}}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "no-mainline", Usage: "do not look for peers in the BitTorrent mainline DHT", EnvVars: []string{"FLOWMAIL_NO_MAINLINE"}}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "mainline-router", Usage: "mainline DHT router host:port (default: the public routers; repeatable)", EnvVars: []string{"FLOWMAIL_MAINLINE_ROUTER"}}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "mainline-port", Usage: "UDP port of the mainline DHT (0: any free port; never the QUIC port)", EnvVars: []string{"FLOWMAIL_MAINLINE_PORT"}}),
 	}
 }
 
@@ -136,7 +139,12 @@ func runNode(c *cli.Context, s *streams) error {
 		}
 		adv = append(adv, ap)
 	}
+	var mainline *node.MainlineConfig
+	if !c.Bool("no-mainline") {
+		mainline = &node.MainlineConfig{Routers: c.StringSlice("mainline-router"), Port: c.Int("mainline-port")}
+	}
 	n, err := node.Start(ctx, node.Config{
+		Mainline:   mainline,
 		DataDir:    dataDir,
 		Network:    c.String("network"),
 		Listen:     c.String("listen"),
@@ -152,7 +160,7 @@ func runNode(c *cli.Context, s *streams) error {
 		return err
 	}
 	fmt.Fprintf(s.out, "node %s listening on %s (network %q, %d peers)\n", n.ID().Short(), n.Addr(), c.String("network"), n.DHT().Size())
-	if a := c.String("admin"); a != "" {
+	if a := n.AdminAddr(); a != "" {
 		fmt.Fprintf(s.out, "metrics at http://%s/metrics, status: flowmail node status --admin %s\n", a, a)
 	}
 	<-ctx.Done()

@@ -1,0 +1,238 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/rendezvous"
+	"github.com/flowmail/flowmail/transport"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testNetwork = "node-test"
+
+func startNode(t *testing.T, ctx context.Context, c Config) *Node {
+	t.Helper()
+	if c.Network == "" {
+		c.Network = testNetwork
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:0"
+	}
+	c.NoIPLimits = true
+	if c.DialTimeout == 0 {
+		c.DialTimeout = time.Second
+	}
+	n, err := Start(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func dataBlock(t *testing.T, size int) []byte {
+	t.Helper()
+	p := make([]byte, size)
+	if _, err := crand.Read(p); err != nil {
+		t.Fatal(err)
+	}
+	return block.Data{Payload: p}.Encode()
+}
+
+// TestNodesMeetThroughTheMainlineDHT: two nodes with no peer list find
+// each other through a mainline DHT on loopback and exchange a block.
+func TestNodesMeetThroughTheMainlineDHT(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := rendezvous.StartLocalMainline(ctx, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	mc := &MainlineConfig{Routers: m.Routers, Interval: 200 * time.Millisecond}
+	// The first node has nobody to find: it waits briefly, then serves.
+	first := *mc
+	first.JoinTimeout = time.Second
+	a := startNode(t, ctx, Config{DataDir: t.TempDir(), Mainline: &first})
+	blk := dataBlock(t, 2000)
+	id, err := a.Store().Put(ctx, blk, time.Hour, blockstore.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startNode(t, ctx, Config{DataDir: t.TempDir(), Mainline: mc})
+	if b.DHT().Size() == 0 {
+		t.Fatal("the second node found nobody through the mainline DHT")
+	}
+	if _, err := b.Store().Stat(ctx, id); !errors.Is(err, blockstore.ErrNotFound) {
+		t.Fatalf("b holds the block before fetching it: %v", err)
+	}
+	got, err := b.Get(ctx, id)
+	if err != nil || block.Sum(got) != id {
+		t.Fatalf("b could not fetch a's block: %v", err)
+	}
+}
+
+// TestRestartedNodeRejoinsWithoutPeerList: a node restarted on its data
+// directory rejoins through the peers it saved and serves its blocks.
+func TestRestartedNodeRejoinsWithoutPeerList(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	seed := startNode(t, ctx, Config{DataDir: t.TempDir()})
+	boot := []transport.Contact{seed.Contact()}
+	_ = []*Node{startNode(t, ctx, Config{DataDir: t.TempDir(), Bootstrap: boot}), startNode(t, ctx, Config{DataDir: t.TempDir(), Bootstrap: boot})}
+	dir := t.TempDir()
+	c := startNode(t, ctx, Config{DataDir: dir, Bootstrap: boot, Listen: "127.0.0.1:0"})
+	var ids []block.ID
+	for range 10 {
+		b := dataBlock(t, 1500)
+		if err := c.Put(ctx, b, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, block.Sum(b))
+	}
+	port := c.Addr().Port()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	again := startNode(t, ctx, Config{DataDir: dir, Listen: "127.0.0.1:" + strconv.Itoa(int(port))})
+	if again.ID() != c.ID() {
+		t.Fatal("the restarted node has another ID")
+	}
+	if again.DHT().Size() == 0 {
+		t.Fatal("the restarted node knows no peers: it did not rejoin through its saved contacts")
+	}
+	for _, id := range ids {
+		if _, err := again.Store().Stat(ctx, id); err != nil {
+			t.Fatalf("block %s lost across the restart: %v", id.Short(), err)
+		}
+	}
+	// A client that knows only the restarted node fetches through it.
+	cl := startNode(t, ctx, Config{Client: true, Bootstrap: []transport.Contact{again.Contact()}})
+	for _, id := range ids {
+		if _, err := cl.Get(ctx, id); err != nil {
+			t.Fatalf("fetching %s through the restarted node: %v", id.Short(), err)
+		}
+	}
+}
+
+// scrape returns the value of one sample of the admin endpoint's metrics.
+func scrape(t *testing.T, addr, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if name, v, ok := strings.Cut(sc.Text(), " "); ok && name == sample {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// TestMetricsMoveWithStoresAndFetches: the admin endpoint's counters
+// follow what the node does.
+func TestMetricsMoveWithStoresAndFetches(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a := startNode(t, ctx, Config{DataDir: t.TempDir(), Admin: "127.0.0.1:0"})
+	b := startNode(t, ctx, Config{DataDir: t.TempDir(), Bootstrap: []transport.Contact{a.Contact()}})
+	addr := a.AdminAddr()
+	putsBefore := scrape(t, addr, `flowmail_operations_total{op="put",outcome="ok"}`)
+	storesBefore := scrape(t, addr, `flowmail_rpc_server_duration_seconds_count{type="store"}`)
+	blocksBefore := scrape(t, addr, "flowmail_store_blocks")
+	for range 3 {
+		if err := a.Put(ctx, dataBlock(t, 1000), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Put(ctx, dataBlock(t, 1000), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := scrape(t, addr, `flowmail_operations_total{op="put",outcome="ok"}`); got != putsBefore+3 {
+		t.Errorf("put counter %v, want %v", got, putsBefore+3)
+	}
+	if got := scrape(t, addr, `flowmail_rpc_server_duration_seconds_count{type="store"}`); got < storesBefore+3 {
+		t.Errorf("STOREs answered %v, want at least %v", got, storesBefore+3)
+	}
+	if got := scrape(t, addr, "flowmail_store_blocks"); got != blocksBefore+6 {
+		t.Errorf("blocks held %v, want %v", got, blocksBefore+6)
+	}
+	if _, err := a.Get(ctx, block.Sum([]byte("nothing"))); err == nil {
+		t.Fatal("found a block that does not exist")
+	}
+	if got := scrape(t, addr, `flowmail_operations_total{op="get",outcome="not_found"}`); got != 1 {
+		t.Errorf("failed gets %v, want 1", got)
+	}
+	if scrape(t, addr, "flowmail_routing_table_contacts") != 1 {
+		t.Error("routing table gauge does not show the one peer")
+	}
+	st, err := FetchStatus(ctx, addr)
+	if err != nil || st.ID != a.ID().String() || len(st.Peers) != 1 || st.Store == nil || st.Store.Blocks != int(blocksBefore)+6 {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+}
+
+// TestQuotaKeepsTheBlocksNearestTheNode: storing twice the quota leaves
+// the node holding, within its quota, the blocks closest to its own ID.
+func TestQuotaKeepsTheBlocksNearestTheNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const quota = 200 << 10
+	n := startNode(t, ctx, Config{DataDir: t.TempDir(), QuotaBytes: quota})
+	cl := startNode(t, ctx, Config{Client: true, Bootstrap: []transport.Contact{n.Contact()}})
+	var sent []block.ID
+	for total := 0; total < 2*quota; {
+		b := dataBlock(t, 4000)
+		_ = cl.Put(ctx, b, time.Hour) // far blocks are refused once the quota is full
+		sent = append(sent, block.Sum(b))
+		total += len(b)
+	}
+	st := n.Store().Stats()
+	if st.Bytes > quota {
+		t.Fatalf("store holds %d bytes, quota %d", st.Bytes, quota)
+	}
+	if st.Bytes < quota/2 {
+		t.Fatalf("store holds only %d bytes of a %d quota", st.Bytes, quota)
+	}
+	// Every held block must be nearer the node than every dropped one.
+	sort.Slice(sent, func(i, j int) bool { return block.Less(block.Xor(sent[i], n.ID()), block.Xor(sent[j], n.ID())) })
+	seenDropped := false
+	for _, id := range sent {
+		_, err := n.Store().Stat(ctx, id)
+		held := err == nil
+		if held && seenDropped {
+			t.Fatalf("block %s is held although a nearer block was dropped", id.Short())
+		}
+		if !held {
+			seenDropped = true
+		}
+	}
+	if !seenDropped {
+		t.Fatal("nothing was dropped: the test stored too little")
+	}
+	if _, err := n.Store().Stat(ctx, n.ID()); err != nil {
+		t.Fatalf("the node's own pubkey block was evicted: %v", err)
+	}
+}
