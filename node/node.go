@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -70,6 +71,13 @@ type Config struct {
 	RepublishInterval time.Duration
 	SaveInterval      time.Duration
 
+	// Reachability says whether a full node checks that others can reach
+	// it (ReachAuto, the default) or is told so (ReachPublic).
+	Reachability Reachability
+	// LocalAddrs lists this machine's IP addresses (nil: the interfaces'
+	// addresses); tests replace it to stand for a machine behind NAT.
+	LocalAddrs func() ([]netip.Addr, error)
+
 	// Mainline, when set, finds peers through the BitTorrent mainline DHT
 	// (full nodes with a DataDir only; clients never announce themselves).
 	Mainline *MainlineConfig
@@ -81,6 +89,14 @@ type Config struct {
 	// (0: the transport's defaults); tests of churn shorten them.
 	DialTimeout    time.Duration
 	RequestTimeout time.Duration
+
+	// Now is the DHT's clock (nil: time.Now). Tests move it forward to
+	// make republishing due; the block store always uses the wall clock.
+	Now func() time.Time
+
+	// PacketConn, when set, is the UDP socket QUIC uses instead of
+	// listening on Listen; the node does not close it.
+	PacketConn net.PacketConn
 
 	// Transport, when set, replaces QUIC (in-memory tests); the node does
 	// not close it. Its handler must be set by the caller to Node.Handle.
@@ -152,50 +168,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}
 
-	n.tr = cfg.Transport
-	if n.tr == nil {
-		n.quic, err = transport.ListenQUIC(ctx, transport.QUICConfig{
-			Identity:   n.id,
-			Network:    cfg.Network,
-			ListenAddr: cfg.Listen,
-			Client:     cfg.Client,
-			Advertised: cfg.Advertise,
-			Logger:     n.log,
-
-			DialTimeout:    cfg.DialTimeout,
-			RequestTimeout: cfg.RequestTimeout,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("node: listening on %s: %w", cfg.Listen, err)
-		}
-		n.tr = n.quic
-	}
-
-	var seed [16]byte
-	_, _ = crand.Read(seed[:])
-	kcfg := kademlia.Config{
-		ID:                n.id.ID(),
-		K:                 cfg.K,
-		RequestTimeout:    cfg.RequestTimeout,
-		Transport:         instrumented{Transport: n.tr, m: n.m},
-		Client:            cfg.Client,
-		Now:               time.Now,
-		Rand:              rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
-		Logger:            n.log,
-		RefreshInterval:   cfg.RefreshInterval,
-		RepublishInterval: cfg.RepublishInterval,
-	}
-	if n.store != nil {
-		kcfg.Store = n.store
-	}
-	if cfg.NoIPLimits {
-		kcfg.BucketIPLimit, kcfg.TableIPLimit = -1, -1
-	}
-	if n.dht, err = kademlia.New(kcfg); err != nil {
+	// A full node that must check its reachability joins as a client
+	// first, so it enters nobody's routing table before it knows peers
+	// can reach it.
+	probing := !cfg.Client && cfg.Reachability == ReachAuto && cfg.Transport == nil
+	if err := n.openNetwork(ctx, cfg.Listen, cfg.Client || probing); err != nil {
 		return nil, err
-	}
-	if n.quic != nil {
-		n.quic.SetHandler(n.m.instrumentHandler(n.dht.Handle))
 	}
 	n.registerGauges()
 
@@ -205,14 +183,19 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}
 
+	contacts := n.gatherContacts(ctx)
+	if probing {
+		if contacts, err = n.settleReachability(ctx, contacts); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.join(ctx, contacts); err != nil {
+		return nil, err
+	}
 	if cfg.Admin != "" {
 		if n.admin, err = startAdmin(cfg.Admin, n.m, n.Status); err != nil {
 			return nil, err
 		}
-	}
-
-	if err := n.join(ctx); err != nil {
-		return nil, err
 	}
 
 	bg, cancel := context.WithCancel(context.Background())
@@ -221,18 +204,84 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.rz != nil {
 		n.watchMainline(bg)
 	}
-	if !cfg.Client {
-		n.goLoop(bg, "republish", jittered(n.republishInterval()/4), func(ctx context.Context) error {
+	if !n.cfg.Client {
+		// Republish handles only the blocks whose date has come, and the
+		// liveness check only contacts a newcomer waits on: both are cheap
+		// to call often, and calling often keeps their timing close.
+		n.goLoop(bg, "republish", jittered(time.Minute), func(ctx context.Context) error {
 			_, err := n.dht.Republish(ctx)
 			return err
+		})
+		n.goLoop(bg, "liveness", jittered(time.Minute), func(ctx context.Context) error {
+			n.dht.CheckLiveness(ctx)
+			return nil
 		})
 		n.goLoop(bg, "pubkey", jittered(24*time.Hour), n.publishPubkey)
 		if cfg.DataDir != "" {
 			n.goLoop(bg, "save contacts", constant(cfg.SaveInterval), func(context.Context) error { return n.saveContacts() })
 		}
 	}
-	n.log.Info("node started", "id", n.id.ID().String(), "listen", n.tr.LocalAddr().String(), "client", cfg.Client, "peers", n.dht.Size())
+	n.log.Info("node started", "id", n.id.ID().String(), "listen", n.tr.LocalAddr().String(), "client", n.cfg.Client, "peers", n.dht.Size())
 	return n, nil
+}
+
+// openNetwork starts the transport (unless one was given) and the DHT,
+// in client mode or not.
+func (n *Node) openNetwork(ctx context.Context, listen string, client bool) error {
+	n.tr = n.cfg.Transport
+	if n.tr == nil {
+		q, err := transport.ListenQUIC(ctx, transport.QUICConfig{
+			Identity:   n.id,
+			Network:    n.cfg.Network,
+			ListenAddr: listen,
+			PacketConn: n.cfg.PacketConn,
+			Client:     client,
+			Advertised: n.cfg.Advertise,
+			Logger:     n.log,
+
+			DialTimeout:    n.cfg.DialTimeout,
+			RequestTimeout: n.cfg.RequestTimeout,
+		})
+		if err != nil {
+			return fmt.Errorf("node: listening on %s: %w", listen, err)
+		}
+		n.quic, n.tr = q, q
+	}
+	var seed [16]byte
+	_, _ = crand.Read(seed[:])
+	kcfg := kademlia.Config{
+		ID:                n.id.ID(),
+		K:                 n.cfg.K,
+		RequestTimeout:    n.cfg.RequestTimeout,
+		Transport:         instrumented{Transport: n.tr, m: n.m},
+		Client:            client,
+		Now:               n.now,
+		Rand:              rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
+		Logger:            n.log,
+		RefreshInterval:   n.cfg.RefreshInterval,
+		RepublishInterval: n.cfg.RepublishInterval,
+	}
+	if n.store != nil && !client {
+		kcfg.Store = n.store
+	}
+	if n.cfg.NoIPLimits {
+		kcfg.BucketIPLimit, kcfg.TableIPLimit = -1, -1
+	}
+	var err error
+	if n.dht, err = kademlia.New(kcfg); err != nil {
+		return err
+	}
+	if n.quic != nil {
+		n.quic.SetHandler(n.m.instrumentHandler(n.dht.Handle))
+	}
+	return nil
+}
+
+func (n *Node) now() time.Time {
+	if n.cfg.Now != nil {
+		return n.cfg.Now()
+	}
+	return time.Now()
 }
 
 func (n *Node) loadIdentity() (*identity.Identity, error) {
@@ -261,13 +310,19 @@ func (n *Node) loadIdentity() (*identity.Identity, error) {
 	return id, nil
 }
 
-// join bootstraps from the configured peers and the saved contacts.
-func (n *Node) join(ctx context.Context) error {
+// gatherContacts collects the ways in: bootstrap peers, the contacts saved
+// at the last run, and, when there are none, the mainline rendezvous.
+func (n *Node) gatherContacts(ctx context.Context) []transport.Contact {
 	contacts := append([]transport.Contact(nil), n.cfg.Bootstrap...)
 	contacts = append(contacts, n.savedContacts()...)
 	if len(contacts) == 0 {
 		contacts = n.mainlinePeers(ctx)
 	}
+	return contacts
+}
+
+// join bootstraps through contacts.
+func (n *Node) join(ctx context.Context, contacts []transport.Contact) error {
 	if len(contacts) == 0 {
 		if n.cfg.Client {
 			return errors.New("node: no peers to join: give bootstrap peers (--bootstrap IP:port, FLOWMAIL_BOOTSTRAP, or --testnet DIR)")
@@ -373,13 +428,6 @@ func (n *Node) refreshInterval() time.Duration {
 		return n.cfg.RefreshInterval
 	}
 	return kademlia.DefaultRefreshInterval
-}
-
-func (n *Node) republishInterval() time.Duration {
-	if n.cfg.RepublishInterval > 0 {
-		return n.cfg.RepublishInterval
-	}
-	return kademlia.RepublishInterval
 }
 
 // Close stops the background work, saves the routing table, and closes

@@ -39,6 +39,7 @@ func nodeFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "loopback address for /metrics and /status (empty: off)", EnvVars: []string{"FLOWMAIL_ADMIN"}}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "advertise", Usage: "IP:port others can reach this node at, if not its listen address (repeatable)", EnvVars: []string{"FLOWMAIL_ADVERTISE"}}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "client", Usage: "run in client mode: store nothing for others", EnvVars: []string{"FLOWMAIL_CLIENT"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "reachability", Value: "auto", Usage: "auto: check that peers can reach this node, else run as a client; public: trust --listen/--advertise", EnvVars: []string{"FLOWMAIL_REACHABILITY"}}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "no-mainline", Usage: "do not look for peers in the BitTorrent mainline DHT", EnvVars: []string{"FLOWMAIL_NO_MAINLINE"}}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "mainline-router", Usage: "mainline DHT router host:port (default: the public routers; repeatable)", EnvVars: []string{"FLOWMAIL_MAINLINE_ROUTER"}}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "mainline-port", Usage: "UDP port of the mainline DHT (0: any free port; never the QUIC port)", EnvVars: []string{"FLOWMAIL_MAINLINE_PORT"}}),
@@ -139,22 +140,27 @@ func runNode(c *cli.Context, s *streams) error {
 		}
 		adv = append(adv, ap)
 	}
+	reach, err := node.ParseReachability(c.String("reachability"))
+	if err != nil {
+		return err
+	}
 	var mainline *node.MainlineConfig
 	if !c.Bool("no-mainline") {
 		mainline = &node.MainlineConfig{Routers: c.StringSlice("mainline-router"), Port: c.Int("mainline-port")}
 	}
 	n, err := node.Start(ctx, node.Config{
-		Mainline:   mainline,
-		DataDir:    dataDir,
-		Network:    c.String("network"),
-		Listen:     c.String("listen"),
-		Bootstrap:  boot,
-		Client:     c.Bool("client"),
-		Advertise:  adv,
-		QuotaBytes: quota,
-		Admin:      c.String("admin"),
-		Logger:     log,
-		NoIPLimits: isLoopbackListen(c.String("listen")),
+		Mainline:     mainline,
+		Reachability: reach,
+		DataDir:      dataDir,
+		Network:      c.String("network"),
+		Listen:       c.String("listen"),
+		Bootstrap:    boot,
+		Client:       c.Bool("client"),
+		Advertise:    adv,
+		QuotaBytes:   quota,
+		Admin:        c.String("admin"),
+		Logger:       log,
+		NoIPLimits:   isLoopbackListen(c.String("listen")),
 	})
 	if err != nil {
 		return err
