@@ -1,0 +1,151 @@
+package testnet
+
+import (
+	"context"
+	crand "crypto/rand"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/internal/rawquic"
+	"github.com/flowmail/flowmail/mailbuilder"
+)
+
+// benchNet starts n full nodes and a client for a benchmark.
+func benchNet(b *testing.B, nodes int) (*Net, context.Context) {
+	b.Helper()
+	ctx := b.Context()
+	net, err := Start(ctx, Config{Nodes: nodes, Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { net.Close() })
+	return net, ctx
+}
+
+// oneMiBMail is a mail whose RFC 5322 form is about 1 MiB, most of it an
+// incompressible attachment, so every byte crosses the network.
+func oneMiBMail(b *testing.B, from, to *User) []byte {
+	b.Helper()
+	att := make([]byte, 3<<18) // 768 KiB, about 1 MiB once base64-encoded
+	crand.Read(att)
+	msg, err := mailbuilder.Compose(&mailbuilder.Message{
+		From: mailbuilder.Mailbox{Address: from.ID()}, To: []mailbuilder.Mailbox{{Address: to.ID()}},
+		Subject: "bench", Text: "bench\n", Attachments: []mailbuilder.Attachment{{Name: "a.bin", Data: att}}, Date: time.Now(),
+	}, crand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return msg
+}
+
+// BenchmarkSendFetch1MiB sends a 1 MiB mail and fetches it, through
+// client nodes of a 20-node loopback network, with D = 4 so the proof of
+// work does not dominate. Compare with BenchmarkRawQUICCopy1MiB.
+func BenchmarkSendFetch1MiB(b *testing.B) {
+	net, ctx := benchNet(b, 20)
+	sender, err := net.Client(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sender.Close()
+	fetcher, err := net.Client(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fetcher.Close()
+	dir := b.TempDir()
+	alice, err := NewUser(filepath.Join(dir, "alice"), 4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bob, err := NewUser(filepath.Join(dir, "bob"), 4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := sender.Put(ctx, bob.Public().Block, block.MaxLifetime); err != nil {
+		b.Fatal(err)
+	}
+	key, err := mailbuilder.LookupPubkey(ctx, sender, bob.ID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := oneMiBMail(b, alice, bob)
+	codec, err := mailbuilder.NewCodec()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer codec.Close()
+	st, err := mailbuilder.OpenState(bob.StateDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+
+	b.SetBytes(int64(len(msg)))
+	b.ResetTimer()
+	for range b.N {
+		built, err := codec.Build(ctx, mailbuilder.BuildInput{Sender: alice.Identity, Recipients: []*identity.PublicKey{key}, Message: msg, Now: time.Now()}, mailbuilder.BuildOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := mailbuilder.Send(ctx, sender, built, mailbuilder.SendOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		built.Release()
+		rep, err := codec.Fetch(ctx, fetcher, bob.Identity, st, mailbuilder.FetchOptions{Maildir: bob.Maildir(), Now: time.Now()})
+		if err != nil || len(rep.Delivered) != 1 {
+			b.Fatalf("fetch: %v, %+v", err, rep)
+		}
+	}
+}
+
+// BenchmarkRawQUICCopy1MiB moves the bytes of BenchmarkSendFetch1MiB's
+// mail once over a plain quic-go stream on loopback: the floor a send and
+// fetch could approach.
+func BenchmarkRawQUICCopy1MiB(b *testing.B) {
+	p, err := rawquic.Open(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	payload := make([]byte, 1<<20)
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	for range b.N {
+		if err := p.Copy(b.Context(), payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLookup runs iterative lookups of random IDs from a client of a
+// 30-node loopback network and reports lookups per second and the median
+// latency.
+func BenchmarkLookup(b *testing.B) {
+	net, ctx := benchNet(b, 30)
+	c, err := net.Client(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	lat := make([]time.Duration, 0, b.N)
+	start := time.Now()
+	b.ResetTimer()
+	for range b.N {
+		var target block.ID
+		crand.Read(target[:])
+		t0 := time.Now()
+		if _, err := c.Lookup(ctx, target); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "lookups/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "median-ms")
+}
