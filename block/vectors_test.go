@@ -3,7 +3,6 @@ package block
 import (
 	"bytes"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -16,15 +15,7 @@ var sentinels = []error{ErrTruncated, ErrTooLarge, ErrVersion, ErrType, ErrFlags
 
 // errName names the protocol rule err breaks: its sentinel's text.
 func errName(err error) string {
-	if err == nil {
-		return ""
-	}
-	for _, s := range sentinels {
-		if errors.Is(err, s) {
-			return strings.TrimPrefix(s.Error(), "block: ")
-		}
-	}
-	return "unexpected: " + err.Error()
+	return vectors.RuleName(err, sentinels...)
 }
 
 func headerOut(h Header, b []byte) map[string]string {
@@ -94,31 +85,22 @@ func checkBlockVector(v vectors.Vector) (map[string]string, string) {
 	return nil, "unknown function " + v.Function
 }
 
-// patterned returns n bytes of a recognisable, non-constant pattern.
-func patterned(n int, seed byte) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = seed + byte(i*7)
-	}
-	return b
-}
-
 func genBlockVectors() vectors.File {
 	var del [32]byte
-	copy(del[:], patterned(32, 0xd0))
+	copy(del[:], vectors.Pattern(32, 0xd0))
 	delHash := DeletionHash(del)
 	hdrDel := Header{Version: Version, Type: TypeData, HasDeletion: true, DeletionHash: delHash}
 
 	data := Data{Payload: []byte("hello, shard")}.Encode()
-	dataDel := Data{Header: hdrDel, Payload: patterned(64, 1)}.Encode()
-	idx := Index{Header: Header{HasDeletion: true, DeletionHash: delHash}, Sealed: patterned(MinIndexSize-HeaderSizeWithDeletion-NonceSize+128, 9), Nonce: 0x0102030405060708}.Encode()
+	dataDel := Data{Header: hdrDel, Payload: vectors.Pattern(64, 1)}.Encode()
+	idx := Index{Header: Header{HasDeletion: true, DeletionHash: delHash}, Sealed: vectors.Pattern(MinIndexSize-HeaderSizeWithDeletion-NonceSize+128, 9), Nonce: 0x0102030405060708}.Encode()
 
 	// A pubkey layout with fixed fields; its signature is not checked here
 	// (identity's vectors check signatures).
 	pk := &Pubkey{Created: 1767225600, Difficulty: 22, KEM: KEMMLKEM768X25519, KDF: KDFHKDFSHA256, AEAD: AEADChaCha20Poly1305}
-	copy(pk.SignKey[:], patterned(32, 3))
-	copy(pk.EncKey[:], patterned(EncKeySize, 5))
-	copy(pk.Signature[:], patterned(64, 7))
+	copy(pk.SignKey[:], vectors.Pattern(32, 3))
+	copy(pk.EncKey[:], vectors.Pattern(EncKeySize, 5))
+	copy(pk.Signature[:], vectors.Pattern(64, 7))
 	pkb := pk.Encode()
 
 	with := func(b []byte, i int, v byte) []byte {

@@ -3,11 +3,9 @@ package blockstore
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,15 +18,7 @@ var storeSentinels = []error{ErrNotFound, ErrInvalid, ErrForbidden, ErrDeleted, 
 
 // storeErrName names the storage rule err breaks: its sentinel's text.
 func storeErrName(err error) string {
-	if err == nil {
-		return ""
-	}
-	for _, s := range storeSentinels {
-		if errors.Is(err, s) {
-			return strings.TrimPrefix(s.Error(), "blockstore: ")
-		}
-	}
-	return "unexpected: " + err.Error()
+	return vectors.RuleName(err, storeSentinels...)
 }
 
 func genStoreVectors() vectors.File {

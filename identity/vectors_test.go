@@ -3,7 +3,6 @@ package identity
 import (
 	"bytes"
 	"encoding/hex"
-	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,15 +12,7 @@ import (
 )
 
 func identityErrName(err error) string {
-	for _, s := range []error{ErrAddressTypo, ErrAddressFormat, block.ErrSignature, block.ErrPubkey, block.ErrTruncated, block.ErrTrailing, block.ErrWrongType, block.ErrFlags, block.ErrType, block.ErrVersion} {
-		if errors.Is(err, s) {
-			return strings.TrimPrefix(s.Error(), "block: ")
-		}
-	}
-	if err != nil {
-		return "unexpected: " + err.Error()
-	}
-	return ""
+	return vectors.RuleName(err, ErrAddressTypo, ErrAddressFormat, block.ErrSignature, block.ErrPubkey, block.ErrTruncated, block.ErrTrailing, block.ErrWrongType, block.ErrFlags, block.ErrType, block.ErrVersion)
 }
 
 func checkIdentityVector(v vectors.Vector) (map[string]string, string) {

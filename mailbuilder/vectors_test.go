@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,21 +18,7 @@ const vectorFile = "mailbuilder_codecs.json"
 // errName is the vector name of a mailbuilder error: its sentinel's text
 // without the package prefix, or "" for nil.
 func errName(err error) string {
-	if err == nil {
-		return ""
-	}
-	for _, s := range []error{
-		ErrTruncated, ErrTrailing, ErrVersion, ErrRecipientCount, ErrDuplicateRecipient,
-		ErrMessageSize, ErrFlags, ErrShardSize, ErrShardCount, ErrCompressedLen, ErrLayout,
-		ErrPadding, ErrSender, ErrSignature, ErrNotRecipient, ErrFromHeader, ErrFromMismatch,
-		ErrStale, ErrTooLarge, ErrDecompress, ErrDecrypt, ErrShardsMissing, ErrProofOfWork,
-		ErrIndexBlock,
-	} {
-		if errors.Is(err, s) {
-			return s.Error()[len("mailbuilder: "):]
-		}
-	}
-	return "unexpected: " + err.Error()
+	return vectors.RuleName(err, ErrTruncated, ErrTrailing, ErrVersion, ErrRecipientCount, ErrDuplicateRecipient, ErrMessageSize, ErrFlags, ErrShardSize, ErrShardCount, ErrCompressedLen, ErrLayout, ErrPadding, ErrSender, ErrSignature, ErrNotRecipient, ErrFromHeader, ErrFromMismatch, ErrStale, ErrTooLarge, ErrDecompress, ErrDecrypt, ErrShardsMissing, ErrProofOfWork, ErrIndexBlock)
 }
 
 func TestVectors(t *testing.T) {

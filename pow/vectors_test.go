@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/flowmail/flowmail/block"
@@ -15,12 +14,7 @@ import (
 // ruleName names the rule a Verify or Solve input breaks, as vectors
 // state it: the sentinel's text without the package prefix.
 func ruleName(err error) string {
-	for _, s := range []error{ErrShortBlock, ErrDifficulty, errInsufficient} {
-		if errors.Is(err, s) {
-			return strings.TrimPrefix(s.Error(), "pow: ")
-		}
-	}
-	return "unexpected: " + err.Error()
+	return vectors.RuleName(err, ErrShortBlock, ErrDifficulty, errInsufficient)
 }
 
 // errInsufficient names the MUST of section 6 a block that Verify rejects
@@ -75,17 +69,8 @@ func checkPowVector(v vectors.Vector) (map[string]string, string) {
 	return nil, "unknown function " + v.Function
 }
 
-// patterned returns n bytes of a recognisable, non-constant pattern.
-func patterned(n int, seed byte) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = seed + byte(i*7)
-	}
-	return b
-}
-
 func genPowVectors() vectors.File {
-	target := block.ID(patterned(block.IDSize, 0x5a))
+	target := block.ID(vectors.Pattern(block.IDSize, 0x5a))
 	hx := hex.EncodeToString
 	solved := func(blk []byte, bits int) []byte {
 		if _, err := Solve(context.Background(), blk, target, bits, Options{Workers: 1}); err != nil {
@@ -93,9 +78,9 @@ func genPowVectors() vectors.File {
 		}
 		return blk
 	}
-	index := solved(patterned(block.MinIndexSize, 1), 12)
+	index := solved(vectors.Pattern(block.MinIndexSize, 1), 12)
 	indexBits := block.CommonPrefixLen(block.Sum(index), target)
-	twoChunks := solved(patterned(120, 2), 10)
+	twoChunks := solved(vectors.Pattern(120, 2), 10)
 	ownID := block.Sum(index)
 	params := func(t block.ID, bits int) map[string]string {
 		return map[string]string{"target": t.String(), "bits": strconv.Itoa(bits)}
@@ -114,18 +99,18 @@ func genPowVectors() vectors.File {
 		{Name: "two_compression_tail_10_bits", Function: "Verify", Input: hx(twoChunks), Params: params(target, 10),
 			Note: "120 bytes: the padding needs a second SHA-512 chunk"},
 		{Name: "own_id_256_bits", Function: "Verify", Input: hx(index), Params: params(ownID, 256)},
-		{Name: "zero_bits_any_block", Function: "Verify", Input: hx(patterned(8, 3)), Params: params(target, 0)},
-		{Name: "block_shorter_than_nonce", Function: "Verify", Input: hx(patterned(7, 4)), Params: params(target, 0), Error: "block shorter than its nonce",
+		{Name: "zero_bits_any_block", Function: "Verify", Input: hx(vectors.Pattern(8, 3)), Params: params(target, 0)},
+		{Name: "block_shorter_than_nonce", Function: "Verify", Input: hx(vectors.Pattern(7, 4)), Params: params(target, 0), Error: "block shorter than its nonce",
 			Note: "the last 8 bytes of a block are its nonce"},
 		{Name: "negative_difficulty", Function: "Verify", Input: hx(index), Params: params(target, -1), Error: "difficulty outside 0..256"},
 		{Name: "difficulty_257", Function: "Verify", Input: hx(index), Params: params(target, 257), Error: "difficulty outside 0..256"},
 
-		{Name: "solve_index_block", Function: "Solve", Input: hx(patterned(block.MinIndexSize, 1)), Params: solveParams(12, 0),
+		{Name: "solve_index_block", Function: "Solve", Input: hx(vectors.Pattern(block.MinIndexSize, 1)), Params: solveParams(12, 0),
 			Note: "one worker from nonce 0 returns the first nonce that meets the target"},
-		{Name: "solve_from_start", Function: "Solve", Input: hx(patterned(block.MinIndexSize+128, 5)), Params: solveParams(8, 1<<40)},
-		{Name: "solve_two_compression_tail", Function: "Solve", Input: hx(patterned(120, 2)), Params: solveParams(10, 0)},
-		{Name: "solve_block_shorter_than_nonce", Function: "Solve", Input: hx(patterned(7, 4)), Params: solveParams(1, 0), Error: "block shorter than its nonce"},
-		{Name: "solve_difficulty_257", Function: "Solve", Input: hx(patterned(64, 4)), Params: solveParams(257, 0), Error: "difficulty outside 0..256"},
+		{Name: "solve_from_start", Function: "Solve", Input: hx(vectors.Pattern(block.MinIndexSize+128, 5)), Params: solveParams(8, 1<<40)},
+		{Name: "solve_two_compression_tail", Function: "Solve", Input: hx(vectors.Pattern(120, 2)), Params: solveParams(10, 0)},
+		{Name: "solve_block_shorter_than_nonce", Function: "Solve", Input: hx(vectors.Pattern(7, 4)), Params: solveParams(1, 0), Error: "block shorter than its nonce"},
+		{Name: "solve_difficulty_257", Function: "Solve", Input: hx(vectors.Pattern(64, 4)), Params: solveParams(257, 0), Error: "difficulty outside 0..256"},
 	}
 	return vectors.File{Description: "Proof of work (docs/PROTOCOL.md section 6): Verify(block, target, bits), and Solve with one worker from a start nonce. id is the block ID, prefix_bits the bits it shares with target.", Vectors: vs}
 }

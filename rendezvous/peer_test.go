@@ -1,7 +1,6 @@
 package rendezvous
 
 import (
-	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -10,15 +9,7 @@ import (
 )
 
 func peerErrName(err error) string {
-	for _, e := range []error{ErrPeerLength, ErrPeerPortZero, ErrPeerUnspecified, ErrPeerMulticast, ErrPeerBroadcast, ErrNetworkLen} {
-		if errors.Is(err, e) {
-			return strings.TrimPrefix(e.Error(), "rendezvous: ")
-		}
-	}
-	if err != nil {
-		return "unexpected: " + err.Error()
-	}
-	return ""
+	return vectors.RuleName(err, ErrPeerLength, ErrPeerPortZero, ErrPeerUnspecified, ErrPeerMulticast, ErrPeerBroadcast, ErrNetworkLen)
 }
 
 func TestPeerVectors(t *testing.T) {

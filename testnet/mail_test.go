@@ -69,6 +69,18 @@ func users(t *testing.T, ctx context.Context, c *node.Node, d int, names ...stri
 	return out
 }
 
+// mailScene is the setting of the mail tests: a 20-node network with
+// K = 5, a client, and users with difficulty d whose keys are published.
+// The context ends with the test or after limit.
+func mailScene(t *testing.T, limit time.Duration, d int, names ...string) (context.Context, *Net, *node.Node, []*User) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	t.Cleanup(cancel)
+	net := smallNet(t, ctx, 20, 5)
+	c := client(t, ctx, net)
+	return ctx, net, c, users(t, ctx, c, d, names...)
+}
+
 // bigMail composes a mail of about size bytes (mostly two random
 // attachments) from sender to recipients.
 func bigMail(t *testing.T, from *User, to []*User, size int) []byte {
@@ -130,11 +142,7 @@ func fetchOne(t *testing.T, ctx context.Context, net mailbuilder.Network, u *Use
 // byte-identical copy from a 20-node network, and the shards are stored
 // once for all of them.
 func TestFiveMiBMailToThreeRecipients(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	net := smallNet(t, ctx, 20, 5)
-	c := client(t, ctx, net)
-	us := users(t, ctx, c, 8, "alice", "bob", "carol", "dave")
+	ctx, net, c, us := mailScene(t, 3*time.Minute, 8, "alice", "bob", "carol", "dave")
 	alice, rcpts := us[0], us[1:]
 	msg := bigMail(t, alice, rcpts, 5<<20)
 	built, err := SendMail(ctx, c, alice.Identity, ids(rcpts), msg, nil)
@@ -153,11 +161,7 @@ func TestFiveMiBMailToThreeRecipients(t *testing.T) {
 // 20 nodes, stopping 6 right after sending loses shard replicas; erasure
 // coding and the remaining replicas still deliver the mail.
 func TestMailSurvivesThirtyPercentOfNodesStoppedAfterSending(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	net := smallNet(t, ctx, 20, 5)
-	c := client(t, ctx, net)
-	us := users(t, ctx, c, 8, "alice", "bob", "carol", "dave")
+	ctx, net, c, us := mailScene(t, 4*time.Minute, 8, "alice", "bob", "carol", "dave")
 	alice, rcpts := us[0], us[1:]
 	msg := bigMail(t, alice, rcpts, 1<<20)
 	if _, err := SendMail(ctx, c, alice.Identity, ids(rcpts), msg, nil); err != nil {
@@ -199,11 +203,7 @@ func (c *corrupting) Get(ctx context.Context, id block.ID) ([]byte, error) {
 // TestCorruptedShardsAreRebuiltAround: shards that come back altered are
 // treated as missing and the mail is rebuilt from the others.
 func TestCorruptedShardsAreRebuiltAround(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	net := smallNet(t, ctx, 20, 5)
-	c := client(t, ctx, net)
-	us := users(t, ctx, c, 8, "alice", "bob")
+	ctx, net, c, us := mailScene(t, 2*time.Minute, 8, "alice", "bob")
 	msg := bigMail(t, us[0], us[1:], 1<<20)
 	built, err := SendMail(ctx, c, us[0].Identity, ids(us[1:]), msg, nil)
 	if err != nil {
@@ -235,11 +235,7 @@ func (l *listing) List(ctx context.Context, target block.ID, bits int, since tim
 // TestUnderGroundIndexIsNeverDelivered: an index block ground to fewer
 // bits than the recipient demands is not delivered even when listed.
 func TestUnderGroundIndexIsNeverDelivered(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	net := smallNet(t, ctx, 20, 5)
-	c := client(t, ctx, net)
-	us := users(t, ctx, c, 12, "alice", "bob")
+	ctx, net, c, us := mailScene(t, 2*time.Minute, 12, "alice", "bob")
 	alice, bob := us[0], us[1]
 
 	// Build for a copy of bob's key that demands nothing.
@@ -303,11 +299,7 @@ func forged(t *testing.T, ctx context.Context, sender, signer *User, msg []byte,
 // mail whose signature is not the claimed sender's, and a mail signed for
 // someone else and forwarded, are both rejected and say why.
 func TestForgedMailIsRejectedWithAClearMessage(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	net := smallNet(t, ctx, 20, 5)
-	c := client(t, ctx, net)
-	us := users(t, ctx, c, 8, "alice", "bob", "carol", "mallory")
+	ctx, net, c, us := mailScene(t, 2*time.Minute, 8, "alice", "bob", "carol", "mallory")
 	alice, bob, carol, mallory := us[0], us[1], us[2], us[3]
 	toBob := bigMail(t, alice, []*User{bob}, 8<<10)
 	toCarol := bigMail(t, alice, []*User{carol}, 8<<10)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -19,16 +18,7 @@ import (
 // transportErrName names an error as the vectors do: the text after
 // "transport: " or "block: ".
 func transportErrName(err error) string {
-	for _, s := range []error{ErrMsgType, ErrHelloFlags, ErrNetworkName, ErrAddrFamily, ErrAddrCount, ErrTruncated, ErrTrailing, ErrFrameTooLarge, ErrMalformed, block.ErrSignature, block.ErrPubkey, block.ErrTruncated} {
-		if errors.Is(err, s) {
-			name := strings.TrimPrefix(s.Error(), "transport: ")
-			return strings.TrimPrefix(name, "block: ")
-		}
-	}
-	if err != nil {
-		return "unexpected: " + err.Error()
-	}
-	return ""
+	return vectors.RuleName(err, ErrMsgType, ErrHelloFlags, ErrNetworkName, ErrAddrFamily, ErrAddrCount, ErrTruncated, ErrTrailing, ErrFrameTooLarge, ErrMalformed, block.ErrSignature, block.ErrPubkey, block.ErrTruncated)
 }
 
 func checkTransportVector(v vectors.Vector) (map[string]string, string) {

@@ -5,11 +5,13 @@ package vectors
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -112,3 +114,32 @@ func Check(t *testing.T, name string, gen func() File, check func(v Vector) (out
 
 // MustHex is fmt.Sprintf("%x") for readability at call sites.
 func MustHex(b []byte) string { return fmt.Sprintf("%x", b) }
+
+// RuleName names the rule err breaks, as vector files do: the text of the
+// first sentinel err wraps, after its "package: " prefix. It is "" for a
+// nil error and "unexpected: ..." for an error wrapping none of them.
+func RuleName(err error, sentinels ...error) string {
+	if err == nil {
+		return ""
+	}
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			msg := s.Error()
+			if _, rest, ok := strings.Cut(msg, ": "); ok {
+				return rest
+			}
+			return msg
+		}
+	}
+	return "unexpected: " + err.Error()
+}
+
+// Pattern returns n recognisable, non-constant bytes starting from seed,
+// for inputs of generated vectors.
+func Pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*7)
+	}
+	return b
+}
