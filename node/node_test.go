@@ -236,3 +236,29 @@ func TestQuotaKeepsTheBlocksNearestTheNode(t *testing.T) {
 		t.Fatalf("the node's own pubkey block was evicted: %v", err)
 	}
 }
+
+// TestPubkeyIsRestoredBeforeItExpires: the upkeep the node runs daily
+// pushes its pubkey block's expiry forward at the nodes holding it.
+func TestPubkeyIsRestoredBeforeItExpires(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a := startNode(t, ctx, Config{DataDir: t.TempDir()})
+	b := startNode(t, ctx, Config{DataDir: t.TempDir(), Bootstrap: []transport.Contact{a.Contact()}})
+	before, err := a.Store().Stat(ctx, b.ID())
+	if err != nil {
+		t.Fatalf("b's pubkey block was not published at join: %v", err)
+	}
+	if err := b.publishPubkey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, err := a.Store().Stat(ctx, b.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.Expires.After(before.Expires) {
+		t.Fatalf("expiry did not move: %v then %v", before.Expires, after.Expires)
+	}
+	if got := after.Remaining(time.Now()); got < block.MaxLifetime-time.Minute {
+		t.Fatalf("re-stored with %v left, want about %v", got, block.MaxLifetime)
+	}
+}
