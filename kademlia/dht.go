@@ -70,6 +70,14 @@ type Config struct {
 	MaxFailures int
 	// RequestTimeout bounds each request (0: DefaultRequestTimeout).
 	RequestTimeout time.Duration
+	// StallTimeout is how long a lookup request may go unanswered before
+	// the lookup stops counting it against Alpha and passes over it: the
+	// request goes on and its answer is still used, and it fails only at
+	// RequestTimeout or the dial timeout (docs/PROTOCOL.md section 8).
+	// Zero means adaptive: srtt + 4·rttvar of this node's answered lookup
+	// requests, 250 ms to 2 s (500 ms before the first answer). Negative
+	// turns stall handling off.
+	StallTimeout time.Duration
 	// RefreshInterval is how long a bucket may go without a lookup before
 	// Refresh looks up a random ID in it (0: DefaultRefreshInterval).
 	RefreshInterval time.Duration
@@ -99,6 +107,7 @@ type DHT struct {
 
 	observed observedAddrs
 	repub    republishSchedule
+	rtt      rttEstimator
 	stats    counters
 }
 
@@ -192,6 +201,7 @@ type counters struct {
 	requestsHandled atomic.Uint64
 	lookups         atomic.Uint64
 	lookupMessages  atomic.Uint64
+	lookupStalls    atomic.Uint64
 }
 
 // Stats are cumulative counts since New.
@@ -201,7 +211,9 @@ type Stats struct {
 	RequestsHandled uint64
 	Lookups         uint64
 	LookupMessages  uint64
-	TableSize       int
+	// LookupStalls counts lookup requests unanswered for the stall time.
+	LookupStalls uint64
+	TableSize    int
 }
 
 // Stats returns the cumulative counts.
@@ -212,6 +224,7 @@ func (d *DHT) Stats() Stats {
 		RequestsHandled: d.stats.requestsHandled.Load(),
 		Lookups:         d.stats.lookups.Load(),
 		LookupMessages:  d.stats.lookupMessages.Load(),
+		LookupStalls:    d.stats.lookupStalls.Load(),
 		TableSize:       d.table.len(),
 	}
 }
@@ -259,34 +272,46 @@ func (d *DHT) observe(p transport.Peer) {
 // is observed; one that does not answer (while ctx still runs) counts a
 // failure. An ERROR reply comes back as a *Error.
 func (d *DHT) request(ctx context.Context, c transport.Contact, m Message) (Message, transport.Peer, error) {
+	resp, peer, blame, err := d.exchange(ctx, c, m)
+	if !blame.IsZero() {
+		d.table.failed(blame)
+	}
+	return resp, peer, err
+}
+
+// exchange is request without charging the failure to the routing table:
+// it returns the ID of the peer at fault instead (zero when none is: an
+// answer, an overloaded peer, or ctx ended first), so a lookup that
+// charged a stalled peer already does not charge it twice.
+func (d *DHT) exchange(ctx context.Context, c transport.Contact, m Message) (Message, transport.Peer, block.ID, error) {
 	req, err := Encode(m)
 	if err != nil {
-		return nil, transport.Peer{}, err
+		return nil, transport.Peer{}, block.ID{}, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
 	d.stats.requestsSent.Add(1)
 	raw, peer, err := d.cfg.Transport.Request(rctx, c, req)
 	if err != nil {
+		var blame block.ID
 		if ctx.Err() == nil {
 			d.stats.requestsFailed.Add(1)
-			if !c.ID.IsZero() && !errors.Is(err, transport.ErrOverloaded) {
-				d.table.failed(c.ID)
+			if !errors.Is(err, transport.ErrOverloaded) {
+				blame = c.ID
 			}
 		}
-		return nil, peer, fmt.Errorf("%v to %v: %w", m.Type(), c.Addr, err)
+		return nil, peer, blame, fmt.Errorf("%v to %v: %w", m.Type(), c.Addr, err)
 	}
 	resp, err := Decode(raw)
 	if err != nil {
 		d.stats.requestsFailed.Add(1)
-		d.table.failed(peer.ID)
-		return nil, peer, fmt.Errorf("%w: %v from %v: %w", ErrBadReply, m.Type(), peer.ID.Short(), err)
+		return nil, peer, peer.ID, fmt.Errorf("%w: %v from %v: %w", ErrBadReply, m.Type(), peer.ID.Short(), err)
 	}
 	d.observe(peer)
 	if e, ok := resp.(*Error); ok {
-		return nil, peer, e
+		return nil, peer, block.ID{}, e
 	}
-	return resp, peer, nil
+	return resp, peer, block.ID{}, nil
 }
 
 // expect narrows the reply of request to the message type it awaits.

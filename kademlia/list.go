@@ -63,9 +63,7 @@ func (d *DHT) List(ctx context.Context, target block.ID, bits int, since time.Ti
 		}
 		nodes = swept
 	}
-	ok, failed := fanOutLimited(ctx, nodes, listParallelism, func(ctx context.Context, c transport.Contact) error {
-		return d.listAt(ctx, c, col)
-	})
+	ok, failed := d.listAll(ctx, nodes, col)
 	sources += ok
 	errs = append(errs, failed...)
 	out := col.sorted()
@@ -142,6 +140,14 @@ func (col *listCollector) fromStore(ctx context.Context, s blockstore.Store) err
 		after = &last
 	}
 	return nil
+}
+
+// listAll lists at every node, listParallelism at a time, and returns
+// how many answered and the errors of the others.
+func (d *DHT) listAll(ctx context.Context, nodes []transport.Contact, col *listCollector) (int, []error) {
+	return fanOutLimited(ctx, nodes, listParallelism, func(ctx context.Context, c transport.Contact) error {
+		return d.listAt(ctx, c, col)
+	})
 }
 
 // listAt pages through one node's listing with the after cursor. A node

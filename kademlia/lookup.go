@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
@@ -26,6 +27,9 @@ type LookupStats struct {
 	Messages int
 	// Failed counts requests that got no answer, an error, or a lie.
 	Failed int
+	// Stalled counts requests that went unanswered for the stall time
+	// (Config.StallTimeout), whatever became of them.
+	Stalled int
 }
 
 // Bounds that keep one lookup finite whatever its peers answer: a liar
@@ -38,16 +42,20 @@ const (
 type candState uint8
 
 const (
-	fresh candState = iota
-	waiting
-	answered
-	failed
+	fresh    candState = iota
+	waiting            // asked; counts against Alpha
+	stalled            // asked, unanswered for the stall time; may still answer
+	answered           // answered NODES, or a verified BLOCK
+	failed             // no answer, an error, or a lie
 )
 
 type candidate struct {
 	transport.Contact
 	state candState
 	depth int
+
+	// When the request in flight stalls (zero: never).
+	stallAt time.Time
 }
 
 // lookup is the state of one iterative lookup. Only run's goroutine
@@ -66,15 +74,18 @@ type lookup struct {
 }
 
 type lookupReply struct {
-	c   *candidate
-	msg Message
-	err error
+	c     *candidate
+	msg   Message
+	blame block.ID // the peer to charge a failure, zero if none
+	err   error
 }
 
 // Lookup finds the K nodes closest to target: it keeps Alpha requests in
 // flight to the closest contacts not yet asked, and ends when the K
-// closest contacts it has heard of that did not fail have all answered.
-// It returns them closest first.
+// closest contacts it has heard of that neither failed nor stalled have
+// all answered (see done). A request unanswered for the stall time stops
+// counting against Alpha but may still answer. It returns the K closest
+// contacts that answered, closest first.
 func (d *DHT) Lookup(ctx context.Context, target block.ID) ([]transport.Contact, LookupStats, error) {
 	l := d.newLookup(target, false)
 	if err := l.run(ctx); err != nil {
@@ -106,26 +117,40 @@ func (l *lookup) run(ctx context.Context) error {
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	replies := make(chan lookupReply, d.cfg.Alpha)
-	inflight := 0
+	stallTimer := time.NewTimer(0)
+	stallTimer.Stop()
+	defer stallTimer.Stop()
+	active, inflight := 0, 0 // active: the waiting requests, which count against Alpha
 	maxMessages := maxLookupMessagesPerK * d.cfg.K
 	for l.found == nil && !l.done() {
-		for inflight < d.cfg.Alpha && l.stats.Messages < maxMessages {
+		for active < d.cfg.Alpha && l.stats.Messages < maxMessages {
 			c := l.next()
 			if c == nil {
 				break
 			}
-			c.state = waiting
+			l.send(qctx, c, replies)
+			active++
 			inflight++
-			l.stats.Messages++
-			go l.query(qctx, c, replies)
 		}
 		if inflight == 0 {
 			break // the message budget ran out
 		}
+		var stallC <-chan time.Time
+		if at := l.nextStall(); at.IsZero() {
+			stallTimer.Stop()
+		} else {
+			stallTimer.Reset(time.Until(at))
+			stallC = stallTimer.C
+		}
 		select {
 		case r := <-replies:
 			inflight--
+			if r.c.state == waiting {
+				active--
+			}
 			l.handle(r)
+		case <-stallC:
+			active -= l.markStalled(time.Now())
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
@@ -133,14 +158,62 @@ func (l *lookup) run(ctx context.Context) error {
 		}
 	}
 	// Requests to contacts that no longer matter are abandoned, not
-	// counted as failures (request checks the parent context).
+	// counted as failures (exchange checks the context); those that
+	// stalled were charged when they stalled.
 	cancel()
 	for ; inflight > 0; inflight-- {
-		<-replies
+		r := <-replies
+		l.charge(r)
+		if r.c.state == stalled && r.err != nil && ctx.Err() == nil {
+			r.c.state = failed
+			l.stats.Failed++
+		}
 	}
 	d.stats.lookupMessages.Add(uint64(l.stats.Messages))
 	l.finishStats()
 	return ctx.Err()
+}
+
+// send starts the request to c.
+func (l *lookup) send(ctx context.Context, c *candidate, out chan<- lookupReply) {
+	c.state = waiting
+	l.stats.Messages++
+	if stall := l.d.stallTimeout(); stall > 0 {
+		c.stallAt = time.Now().Add(stall)
+	}
+	go l.query(ctx, c, out)
+}
+
+// nextStall returns when the next waiting request stalls, zero if none
+// will.
+func (l *lookup) nextStall() time.Time {
+	var at time.Time
+	for _, c := range l.cands {
+		if c.state == waiting && !c.stallAt.IsZero() && (at.IsZero() || c.stallAt.Before(at)) {
+			at = c.stallAt
+		}
+	}
+	return at
+}
+
+// markStalled moves the waiting requests whose stall time has come at now
+// to stalled and returns how many it moved. Each stalled peer is charged
+// a failure at once, so this node's NODES answers stop naming it while
+// it is silent (an answer clears the charge): after a mass failure the
+// dead are then noticed within the stall time, by every lookup that
+// meets them, instead of at the dial timeout or never.
+func (l *lookup) markStalled(now time.Time) int {
+	n := 0
+	for _, c := range l.cands {
+		if c.state == waiting && !c.stallAt.IsZero() && !now.Before(c.stallAt) {
+			c.state = stalled
+			l.stats.Stalled++
+			l.d.stats.lookupStalls.Add(1)
+			l.d.table.failed(c.ID)
+			n++
+		}
+	}
+	return n
 }
 
 func (l *lookup) query(ctx context.Context, c *candidate, out chan<- lookupReply) {
@@ -148,8 +221,12 @@ func (l *lookup) query(ctx context.Context, c *candidate, out chan<- lookupReply
 	if l.wantBlock {
 		m = FindBlock{ID: l.target}
 	}
-	resp, _, err := l.d.request(ctx, c.Contact, m)
-	out <- lookupReply{c: c, msg: resp, err: err}
+	start := time.Now()
+	resp, _, blame, err := l.d.exchange(ctx, c.Contact, m)
+	if err == nil {
+		l.d.rtt.add(time.Since(start))
+	}
+	out <- lookupReply{c: c, msg: resp, blame: blame, err: err}
 }
 
 // add inserts a contact heard of at depth, unless it is known already, is
@@ -172,18 +249,18 @@ func (l *lookup) add(c transport.Contact, depth int) {
 	cand := &candidate{Contact: c, depth: depth}
 	l.known[c.ID] = cand
 	l.cands = slices.Insert(l.cands, pos, cand)
-	if len(l.cands) > limit && l.cands[len(l.cands)-1].state != waiting {
+	if last := l.cands[len(l.cands)-1]; len(l.cands) > limit && last.state != waiting && last.state != stalled {
 		l.cands = l.cands[:len(l.cands)-1]
 	}
 }
 
 // next returns the closest fresh contact among the K closest that have
-// not failed, or nil when all of those were asked.
+// neither failed nor stalled, or nil when all of those were asked.
 func (l *lookup) next() *candidate {
 	n := 0
 	for _, c := range l.cands {
 		switch c.state {
-		case failed:
+		case failed, stalled:
 			continue
 		case fresh:
 			return c
@@ -196,24 +273,40 @@ func (l *lookup) next() *candidate {
 }
 
 // done reports the termination rule: the K closest contacts heard of that
-// did not fail have all answered.
+// neither failed nor stalled have all answered, and either K contacts
+// answered or no stalled request is left to wait for. A stalled contact
+// is passed over like a failed one, so a dead contact among the closest
+// costs the stall time, not the timeout; when fewer than K answered, the
+// stalled requests are all the lookup has left, and it waits for them.
 func (l *lookup) done() bool {
-	n := 0
+	n, stalledLeft := 0, false
 	for _, c := range l.cands {
 		switch c.state {
 		case failed:
+			continue
+		case stalled:
+			stalledLeft = true
 			continue
 		case fresh, waiting:
 			return false
 		}
 		if n++; n == l.d.cfg.K {
-			break
+			return true
 		}
 	}
-	return true
+	return !stalledLeft
+}
+
+// charge passes a failure on to the routing table, unless it is that of
+// a stalled peer, charged already.
+func (l *lookup) charge(r lookupReply) {
+	if !r.blame.IsZero() && (r.c.state != stalled || r.blame != r.c.ID) {
+		l.d.table.failed(r.blame)
+	}
 }
 
 func (l *lookup) handle(r lookupReply) {
+	l.charge(r)
 	c := r.c
 	if r.err != nil {
 		c.state = failed

@@ -16,7 +16,10 @@ import (
 	"github.com/flowmail/flowmail/transport"
 )
 
-var seedFlag = flag.Uint64("seed", 0, "replay the simulation from this seed (0: FLOWMAIL_SEED, else the default)")
+var (
+	seedFlag     = flag.Uint64("seed", 0, "replay the simulation from this seed (0: FLOWMAIL_SEED, else the default)")
+	simNodesFlag = flag.Int("simnodes", 0, "nodes in each simulation (0: each test's default)")
+)
 
 // defaultSimSeed keeps CI runs identical; pass -seed or FLOWMAIL_SEED to
 // explore others.
@@ -73,33 +76,57 @@ func parallel(n, width int, fn func(i int)) {
 type simFigures struct {
 	lookups, exact   int
 	hops, msgs, rnds []int
+	stalled, failed  []int
+	millis           []int // virtual time per lookup
 }
 
 func (f *simFigures) String() string {
-	return fmt.Sprintf("%d/%d lookups exact (%.2f%%); hops median %d p95 %d; rounds median %d p95 %d; messages median %d p95 %d",
+	return fmt.Sprintf("%d/%d lookups exact (%.2f%%); hops median %d p95 %d; rounds median %d p95 %d; messages median %d p95 %d; stalled median %d p95 %d; failed median %d p95 %d; time median %d ms p95 %d ms",
 		f.exact, f.lookups, 100*float64(f.exact)/float64(f.lookups),
 		percentile(f.hops, 50), percentile(f.hops, 95),
 		percentile(f.rnds, 50), percentile(f.rnds, 95),
-		percentile(f.msgs, 50), percentile(f.msgs, 95))
+		percentile(f.msgs, 50), percentile(f.msgs, 95),
+		percentile(f.stalled, 50), percentile(f.stalled, 95),
+		percentile(f.failed, 50), percentile(f.failed, 95),
+		percentile(f.millis, 50), percentile(f.millis, 95))
 }
 
-// runLookups looks up random targets from random live nodes and checks
-// each answer against the true K closest live nodes.
-func runLookups(ctx context.Context, t *testing.T, s *simNet, count int) *simFigures {
-	live := s.live()
-	type job struct {
-		from   *simNode
-		target block.ID
-	}
-	jobs := make([]job, count)
+// lookupJob is one lookup of a simulation run.
+type lookupJob struct {
+	from   *simNode
+	target block.ID
+}
+
+// randomJobs draws count lookups of random targets from random nodes of
+// from.
+func randomJobs(s *simNet, from []*simNode, count int) []lookupJob {
+	jobs := make([]lookupJob, count)
 	for i := range jobs {
-		jobs[i] = job{live[s.rng.IntN(len(live))], s.randomID()}
+		jobs[i] = lookupJob{from[s.rng.IntN(len(from))], s.randomID()}
 	}
-	f := &simFigures{lookups: count, hops: make([]int, count), msgs: make([]int, count), rnds: make([]int, count)}
+	return jobs
+}
+
+// runLookups looks up random targets from random nodes of from and
+// checks each answer against the true K closest live nodes.
+func runLookups(ctx context.Context, t *testing.T, s *simNet, from []*simNode, count int) *simFigures {
+	return runJobs(ctx, t, s.live(), randomJobs(s, from, count))
+}
+
+// runJobs runs the lookups, 50 at a time, and checks each answer against
+// the true K closest of live.
+func runJobs(ctx context.Context, t *testing.T, live []*simNode, jobs []lookupJob) *simFigures {
+	count := len(jobs)
+	f := &simFigures{lookups: count}
+	for _, xs := range []*[]int{&f.hops, &f.msgs, &f.rnds, &f.stalled, &f.failed, &f.millis} {
+		*xs = make([]int, count)
+	}
 	var mu sync.Mutex
 	parallel(count, 50, func(i int) {
 		j := jobs[i]
+		start := time.Now()
 		got, st, err := j.from.dht.Lookup(ctx, j.target)
+		took := time.Since(start)
 		if err != nil {
 			t.Errorf("lookup of %v from %v: %v", j.target.Short(), j.from.dht.ID().Short(), err)
 			return
@@ -112,12 +139,18 @@ func runLookups(ctx context.Context, t *testing.T, s *simNet, count int) *simFig
 			f.exact++
 		}
 		f.hops[i], f.msgs[i], f.rnds[i] = st.Hops, st.Messages, st.Rounds
+		f.stalled[i], f.failed[i], f.millis[i] = st.Stalled, st.Failed, int(took/time.Millisecond)
 	})
 	return f
 }
 
+// simSize returns the nodes of TestSimulation: -simnodes, else 10,000
+// with FLOWMAIL_LONG=1, else 2,000.
 func simSize() int {
-	if os.Getenv("FLOWMAIL_LONG") == "1" {
+	switch {
+	case *simNodesFlag > 0:
+		return *simNodesFlag
+	case os.Getenv("FLOWMAIL_LONG") == "1":
 		return 10000
 	}
 	return 2000
@@ -140,7 +173,7 @@ func TestSimulation(t *testing.T) {
 		s.join(ctx, nodes, 50)
 		t.Logf("%d nodes joined in %v virtual; mean table size %.1f; %d requests", n, time.Since(start), meanTableSize(s.live()), totalRequests(s))
 
-		f := runLookups(ctx, t, s, 500)
+		f := runLookups(ctx, t, s, s.live(), 500)
 		t.Logf("N=%d: %v", n, f)
 		if f.exact*100 < 99*f.lookups {
 			t.Errorf("only %d of %d lookups found the true %d closest", f.exact, f.lookups, K)
@@ -149,7 +182,7 @@ func TestSimulation(t *testing.T) {
 		ids := storeFromClients(ctx, t, s, 25, 20)
 		failFraction(s, 0.25)
 		before := replicasAtClosest(ctx, s, ids)
-		t.Logf("lookups right after the failures: %v", runLookups(ctx, t, s, 200))
+		t.Logf("lookups right after the failures: %v", runLookups(ctx, t, s, s.live(), 200))
 		republishRound(ctx, t, s)
 		after := replicasAtClosest(ctx, s, ids)
 		full := 0
