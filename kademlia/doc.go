@@ -3,9 +3,12 @@
 // docs/PROTOCOL.md section 8, iterative lookups, storing at the K closest,
 // republishing, LIST by ID prefix, and client mode.
 //
-// The logic reads no clock and opens no socket: time and randomness come
-// in through its Config, and the network through the transport.Transport
-// interface, so thousands of nodes can be simulated on a virtual clock.
+// The logic opens no socket and reads no date but Config.Now: time and
+// randomness come in through its Config, and the network through the
+// transport.Transport interface. Durations of requests (timeouts, the
+// stall time) run on the runtime's timers, as context deadlines do, which
+// testing/synctest makes virtual; so thousands of nodes can be simulated
+// on a virtual clock.
 // It may import block, identity, blockstore and transport; it must not
 // import mailbuilder, node, testnet or cmd.
 //
@@ -22,8 +25,14 @@
 //     /48) are capped per bucket and per table. Client-mode peers and the
 //     node itself never enter.
 //   - lookup.go: the iterative lookup. Alpha requests in flight to the
-//     closest contacts not yet asked among the K closest that have not
-//     failed; it ends when those K have all answered.
+//     closest contacts not yet asked among the K closest that have
+//     neither failed nor stalled; it ends when those K have all answered
+//     (docs/PROTOCOL.md section 8). A request unanswered for the stall
+//     time frees its slot and is charged a failure, but its answer is
+//     still used; a contact the table knows as failing is asked as
+//     stalled from the start.
+//   - stall.go: the stall time, adaptive (RFC 6298's srtt + 4·rttvar of
+//     answered lookup requests, 250 ms to 2 s) unless Config fixes it.
 //   - handler.go: DHT.Handle, the transport.Handler.
 //   - storage.go, list.go: Put, Get, Delete, Republish, List with its
 //     prefix sweep.

@@ -28,7 +28,9 @@ type LookupStats struct {
 	// Failed counts requests that got no answer, an error, or a lie.
 	Failed int
 	// Stalled counts requests that went unanswered for the stall time
-	// (Config.StallTimeout), whatever became of them.
+	// (Config.StallTimeout), whatever became of them, and those sent as
+	// stalled from the start to contacts the routing table knows as
+	// failing.
 	Stalled int
 }
 
@@ -53,9 +55,13 @@ type candidate struct {
 	transport.Contact
 	state candState
 	depth int
+	// failing: the routing table says the last request to it failed.
+	failing bool
 
-	// When the request in flight stalls (zero: never).
+	// When the request in flight stalls (zero: never), and whether the
+	// stall was charged to the table as a failure.
 	stallAt time.Time
+	charged bool
 }
 
 // lookup is the state of one iterative lookup. Only run's goroutine
@@ -129,8 +135,10 @@ func (l *lookup) run(ctx context.Context) error {
 				break
 			}
 			l.send(qctx, c, replies)
-			active++
 			inflight++
+			if c.state == waiting {
+				active++
+			}
 		}
 		if inflight == 0 {
 			break // the message budget ran out
@@ -174,12 +182,21 @@ func (l *lookup) run(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// send starts the request to c.
+// send starts the request to c. A contact the table knows as failing is
+// asked as stalled from the start: it holds no slot and no termination,
+// but is still used if it answers (a node back from a restart).
 func (l *lookup) send(ctx context.Context, c *candidate, out chan<- lookupReply) {
-	c.state = waiting
 	l.stats.Messages++
-	if stall := l.d.stallTimeout(); stall > 0 {
+	switch stall := l.d.stallTimeout(); {
+	case c.failing && stall > 0:
+		c.state = stalled
+		l.stats.Stalled++
+		l.d.stats.lookupStalls.Add(1)
+	case stall > 0:
+		c.state = waiting
 		c.stallAt = time.Now().Add(stall)
+	default:
+		c.state = waiting
 	}
 	go l.query(ctx, c, out)
 }
@@ -210,6 +227,7 @@ func (l *lookup) markStalled(now time.Time) int {
 			l.stats.Stalled++
 			l.d.stats.lookupStalls.Add(1)
 			l.d.table.failed(c.ID)
+			c.charged = true
 			n++
 		}
 	}
@@ -246,7 +264,7 @@ func (l *lookup) add(c transport.Contact, depth int) {
 	if pos >= limit {
 		return
 	}
-	cand := &candidate{Contact: c, depth: depth}
+	cand := &candidate{Contact: c, depth: depth, failing: l.d.table.failing(c.ID)}
 	l.known[c.ID] = cand
 	l.cands = slices.Insert(l.cands, pos, cand)
 	if last := l.cands[len(l.cands)-1]; len(l.cands) > limit && last.state != waiting && last.state != stalled {
@@ -300,7 +318,7 @@ func (l *lookup) done() bool {
 // charge passes a failure on to the routing table, unless it is that of
 // a stalled peer, charged already.
 func (l *lookup) charge(r lookupReply) {
-	if !r.blame.IsZero() && (r.c.state != stalled || r.blame != r.c.ID) {
+	if !r.blame.IsZero() && (!r.c.charged || r.blame != r.c.ID) {
 		l.d.table.failed(r.blame)
 	}
 }

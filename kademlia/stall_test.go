@@ -163,6 +163,41 @@ func failuresOf(d *DHT, id block.ID) int {
 	return -1
 }
 
+// meshAroundTarget builds 40 meshed nodes whose peers answer with K = 8
+// while the searcher, returned first, runs with K = 4, so answers name
+// enough live nodes for a lookup to end before dead contacts fail. It
+// returns a random target and the 8 nodes closest to it; prepare runs
+// on those before the ones listed in dead are killed.
+func meshAroundTarget(t *testing.T, stall time.Duration, dead func(closest []block.ID) []block.ID, prepare func(from *simNode, closest []block.ID)) (from *simNode, target block.ID, closest []block.ID) {
+	s := stallNet(t, 2, 8, stall, nil)
+	nodes := s.addNodes(40, false)
+	from = nodes[0]
+	from.dht.cfg.K = 4
+	meshSeed(nodes)
+	target = s.randomID()
+	closest = trueClosest(nodes[1:], target, 8)
+	prepare(from, closest)
+	gone := dead(closest)
+	for _, n := range nodes {
+		if slices.Contains(gone, n.dht.ID()) {
+			s.kill(n)
+		}
+	}
+	return from, target, closest
+}
+
+// timedLookup runs a lookup from from and returns how long it took.
+func timedLookup(t *testing.T, from *simNode, target block.ID) ([]block.ID, LookupStats, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	got, st, err := from.dht.Lookup(t.Context(), target)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return contactIDs(got), st, took
+}
+
 // TestLookupPassesOverStalledDeadContacts kills the three contacts closest
 // to the target, which the lookup asks first and which fill all Alpha
 // slots. With stall handling they cost the stall time (300 ms) and two
@@ -181,27 +216,12 @@ func TestLookupPassesOverStalledDeadContacts(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := stallNet(t, 2, 8, tc.stall, nil)
-				nodes := s.addNodes(40, false)
-				from := nodes[0]
-				from.dht.cfg.K = 4
-				meshSeed(nodes)
-				target := s.randomID()
-				closest := trueClosest(nodes[1:], target, 8)
-				dead := closest[:3]
-				for _, n := range nodes {
-					if slices.Contains(dead, n.dht.ID()) {
-						s.kill(n)
-					}
-				}
-				start := time.Now()
-				got, st, err := from.dht.Lookup(t.Context(), target)
-				took := time.Since(start)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !slices.Equal(contactIDs(got), closest[3:7]) {
-					t.Errorf("lookup found %v, want the 4 closest live %v", contactIDs(got), closest[3:7])
+				first3 := func(closest []block.ID) []block.ID { return closest[:3] }
+				from, target, closest := meshAroundTarget(t, tc.stall, first3, func(*simNode, []block.ID) {})
+				dead := first3(closest)
+				got, st, took := timedLookup(t, from, target)
+				if !slices.Equal(got, closest[3:7]) {
+					t.Errorf("lookup found %v, want the 4 closest live %v", got, closest[3:7])
 				}
 				if took != tc.took {
 					t.Errorf("lookup took %v, want %v", took, tc.took)
@@ -251,13 +271,7 @@ func TestLookupUsesLateAnswerOfStalledContact(t *testing.T) {
 		know(sn, x, a, b, from)
 		know(x, sn)
 
-		start := time.Now()
-		got, st, err := from.dht.Lookup(t.Context(), s.randomID())
-		took := time.Since(start)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids := contactIDs(got)
+		ids, st, took := timedLookup(t, from, s.randomID())
 		if len(ids) != 4 || !slices.Contains(ids, sn.dht.ID()) || !slices.Contains(ids, x.dht.ID()) {
 			t.Errorf("lookup found %v, want S %v and X %v among all 4", ids, sn.dht.ID().Short(), x.dht.ID().Short())
 		}
@@ -313,6 +327,42 @@ func TestFanOutsToDeadNodesOverlap(t *testing.T) {
 			}
 			if ok != step.wantOK || len(failed) != len(cs)-step.wantOK {
 				t.Errorf("%s: %d answered, %d failed, want %d and %d", step.name, ok, len(failed), step.wantOK, len(cs)-step.wantOK)
+			}
+		}
+	})
+}
+
+// TestLookupAsksFailingContactsWithoutWaiting: the three contacts closest
+// to the target failed a request before, so the lookup sends to them
+// without giving them a slot. Two of them are dead and cost nothing; the
+// third is alive again, answers, is used, and is forgiven.
+func TestLookupAsksFailingContactsWithoutWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		from, target, closest := meshAroundTarget(t, 300*time.Millisecond,
+			func(closest []block.ID) []block.ID { return closest[1:3] },
+			func(from *simNode, closest []block.ID) {
+				for _, id := range closest[:3] {
+					from.dht.table.failed(id)
+				}
+			})
+		back, dead := closest[0], closest[1:3]
+		got, st, took := timedLookup(t, from, target)
+		if want := append([]block.ID{back}, closest[3:6]...); !slices.Equal(got, want) {
+			t.Errorf("lookup found %v, want %v", got, want)
+		}
+		// Two round trips of 10 ms: the dead hold nothing.
+		if want := 20 * time.Millisecond; took != want {
+			t.Errorf("lookup took %v, want %v", took, want)
+		}
+		if st.Stalled != 3 || st.Failed != 2 {
+			t.Errorf("stats %+v, want 3 stalled, 2 failed", st)
+		}
+		if f := failuresOf(from.dht, back); f != 0 {
+			t.Errorf("the contact that answered has %d failures, want 0", f)
+		}
+		for _, id := range dead {
+			if f := failuresOf(from.dht, id); f != 1 {
+				t.Errorf("dead contact %v has %d failures, want the 1 it had (abandoned, not charged again)", id.Short(), f)
 			}
 		}
 	})

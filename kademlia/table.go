@@ -58,6 +58,55 @@ type table struct {
 	groups  map[netip.Prefix]int // live contacts per IP group
 	size    int
 	top     int // deepest bucket that may hold live contacts
+	dropped droppedSet
+}
+
+// droppedMemory bounds the contacts remembered as dropped for failing:
+// enough for a mass failure of a few hundred of the contacts a node meets
+// in lookups, 32 KiB of IDs.
+const droppedMemory = 1024
+
+// droppedSet remembers, oldest out first, contacts the table dropped
+// because requests to them failed, until they are seen again. Other
+// nodes' NODES answers go on naming a dead node for as long as those
+// nodes have not asked it themselves; this memory lets lookups treat it
+// as failing at once instead of waiting on it again.
+type droppedSet struct {
+	ids   map[block.ID]uint64 // the sequence number of the entry in order
+	order []droppedEntry      // oldest first; entries of IDs seen again linger
+	seq   uint64
+}
+
+type droppedEntry struct {
+	id  block.ID
+	seq uint64
+}
+
+func (d *droppedSet) add(id block.ID) {
+	if d.has(id) {
+		return
+	}
+	if d.ids == nil {
+		d.ids = make(map[block.ID]uint64)
+	}
+	current := func(e droppedEntry) bool { s, ok := d.ids[e.id]; return ok && s == e.seq }
+	if len(d.order) >= droppedMemory {
+		d.order = slices.DeleteFunc(d.order, func(e droppedEntry) bool { return !current(e) })
+	}
+	if len(d.order) >= droppedMemory {
+		delete(d.ids, d.order[0].id)
+		d.order = d.order[1:]
+	}
+	d.seq++
+	d.ids[id] = d.seq
+	d.order = append(d.order, droppedEntry{id, d.seq})
+}
+
+func (d *droppedSet) remove(id block.ID) { delete(d.ids, id) }
+
+func (d *droppedSet) has(id block.ID) bool {
+	_, ok := d.ids[id]
+	return ok
 }
 
 // newTable returns an empty table; its buckets count as looked up at now,
@@ -158,6 +207,7 @@ func (t *table) seen(c transport.Contact, now time.Time) bool {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.dropped.remove(c.ID)
 	b := &t.buckets[t.bucketIndex(c.ID)]
 	if i := indexOf(b.live, c.ID); i >= 0 {
 		e := b.live[i]
@@ -235,12 +285,30 @@ func (t *table) failed(id block.ID) {
 		if e.Failures++; e.Failures >= t.limits.maxFailures || len(b.cache) > 0 {
 			t.dropLive(b, i)
 			t.promote(b)
+			t.dropped.add(id)
 		}
 		return
 	}
 	if i := indexOf(b.cache, id); i >= 0 {
 		b.cache = slices.Delete(b.cache, i, i+1)
 	}
+	t.dropped.add(id)
+}
+
+// failing reports whether the last request to id failed: a contact of
+// the table or its caches with failures, or one dropped for failing and
+// not seen since.
+func (t *table) failing(id block.ID) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dropped.has(id) {
+		return true
+	}
+	b := &t.buckets[t.bucketIndex(id)]
+	if i := indexOf(b.live, id); i >= 0 {
+		return b.live[i].Failures > 0
+	}
+	return false
 }
 
 // pendingChecks returns, once per full bucket with a waiting newcomer,
@@ -281,6 +349,7 @@ func (t *table) checked(id block.ID, alive bool) {
 	if i := indexOf(b.live, id); i >= 0 {
 		t.dropLive(b, i)
 		t.promote(b)
+		t.dropped.add(id)
 	}
 }
 

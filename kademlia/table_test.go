@@ -272,3 +272,57 @@ func TestRandomIDInBucket(t *testing.T) {
 		}
 	}
 }
+
+// TestTableRemembersFailingContacts: a contact is failing from its first
+// failure, stays so once dropped, and is forgiven when seen again; a
+// contact never in the table that fails is remembered too.
+func TestTableRemembersFailingContacts(t *testing.T) {
+	self := testID(1)
+	tb := newTestTable(self, K)
+	c := transport.Contact{ID: idInBucket(self, 4, 1), Addr: addrN(1)}
+	stranger := idInBucket(self, 9, 2)
+	tb.seen(c, t0)
+	steps := []struct {
+		do   func()
+		want bool
+		why  string
+	}{
+		{func() {}, false, "seen, never failed"},
+		{func() { tb.failed(c.ID) }, true, "one failure"},
+		{func() { tb.failed(c.ID); tb.failed(c.ID) }, true, "dropped after three"},
+		{func() { tb.seen(c, t0) }, false, "seen again"},
+	}
+	for _, st := range steps {
+		st.do()
+		if got := tb.failing(c.ID); got != st.want {
+			t.Errorf("%s: failing %v, want %v", st.why, got, st.want)
+		}
+	}
+	if tb.failing(stranger) {
+		t.Error("a stranger is failing before any request")
+	}
+	tb.failed(stranger)
+	if !tb.failing(stranger) {
+		t.Error("a stranger whose request failed is not failing")
+	}
+}
+
+func TestTableForgetsOldestDroppedBeyondMemory(t *testing.T) {
+	var d droppedSet
+	id := func(i int) block.ID { return block.ID{0: byte(i >> 8), 1: byte(i), 31: 1} }
+	d.add(id(0))
+	d.remove(id(0)) // seen again: its entry lingers in the order
+	d.add(id(0))    // and fails again: a new entry
+	for i := 1; i <= droppedMemory; i++ {
+		d.add(id(i))
+	}
+	if len(d.ids) != droppedMemory || len(d.order) != droppedMemory {
+		t.Fatalf("%d IDs in %d entries, want %d of each", len(d.ids), len(d.order), droppedMemory)
+	}
+	if d.has(id(0)) {
+		t.Error("the oldest ID is still remembered")
+	}
+	if !d.has(id(1)) || !d.has(id(droppedMemory)) {
+		t.Error("a newer ID was forgotten")
+	}
+}
