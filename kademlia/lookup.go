@@ -226,7 +226,7 @@ func (l *lookup) markStalled(now time.Time) int {
 			c.state = stalled
 			l.stats.Stalled++
 			l.d.stats.lookupStalls.Add(1)
-			l.d.table.failed(c.ID)
+			l.d.table.stalled(c.ID)
 			c.charged = true
 			n++
 		}

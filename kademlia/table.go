@@ -276,13 +276,21 @@ func (t *table) promote(b *bucket) {
 // liveness check); otherwise the contact leaves after maxFailures
 // consecutive failures, so a lone link hiccup does not empty a sparse
 // bucket.
-func (t *table) failed(id block.ID) {
+func (t *table) failed(id block.ID) { t.charge(id, true) }
+
+// stalled records that a lookup request to id went unanswered for the
+// stall time. It counts as a failure, but is weaker evidence than one: a
+// waiting newcomer does not take the place of a contact that may yet
+// answer, which leaves only after maxFailures.
+func (t *table) stalled(id block.ID) { t.charge(id, false) }
+
+func (t *table) charge(id block.ID, replaceAtOnce bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := &t.buckets[t.bucketIndex(id)]
 	if i := indexOf(b.live, id); i >= 0 {
 		e := b.live[i]
-		if e.Failures++; e.Failures >= t.limits.maxFailures || len(b.cache) > 0 {
+		if e.Failures++; e.Failures >= t.limits.maxFailures || replaceAtOnce && len(b.cache) > 0 {
 			t.dropLive(b, i)
 			t.promote(b)
 			t.dropped.add(id)
@@ -295,9 +303,9 @@ func (t *table) failed(id block.ID) {
 	t.dropped.add(id)
 }
 
-// failing reports whether the last request to id failed: a contact of
-// the table or its caches with failures, or one dropped for failing and
-// not seen since.
+// failing reports whether the last request to id failed (or stalled):
+// a live contact with failures, or one dropped or never held whose
+// request failed, not seen since.
 func (t *table) failing(id block.ID) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()

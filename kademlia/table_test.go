@@ -128,17 +128,39 @@ func TestTableRemovesAfterRepeatedFailures(t *testing.T) {
 	}
 }
 
+// TestTableFailureEvictsAtOnceWhenReplacementWaits: a failed request
+// gives a waiting newcomer the place at once; a stall, which may yet be
+// answered, only after maxFailures.
 func TestTableFailureEvictsAtOnceWhenReplacementWaits(t *testing.T) {
 	const k = 2
 	self := testID(1)
-	tb := newTestTable(self, k)
 	a, b, c := idInBucket(self, 0, 1), idInBucket(self, 0, 2), idInBucket(self, 0, 3)
-	tb.seen(transport.Contact{ID: a, Addr: addrN(1)}, t0)
-	tb.seen(transport.Contact{ID: b, Addr: addrN(2)}, t0)
-	tb.seen(transport.Contact{ID: c, Addr: addrN(3)}, t0) // cached
-	tb.failed(b)
-	if got := liveIDs(tb, 0); !slices.Equal(got, []block.ID{a, c}) {
-		t.Fatalf("bucket %v, want the failed contact replaced by the cached one", got)
+	tests := map[string]struct {
+		charge func(*table, block.ID)
+		times  int
+		want   []block.ID
+	}{
+		"failure":      {(*table).failed, 1, []block.ID{a, c}},
+		"one stall":    {(*table).stalled, 1, []block.ID{a, b}},
+		"three stalls": {(*table).stalled, 3, []block.ID{a, c}},
+		"two stalls":   {(*table).stalled, 2, []block.ID{a, b}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			tb := newTestTable(self, k)
+			tb.seen(transport.Contact{ID: a, Addr: addrN(1)}, t0)
+			tb.seen(transport.Contact{ID: b, Addr: addrN(2)}, t0)
+			tb.seen(transport.Contact{ID: c, Addr: addrN(3)}, t0) // cached
+			for range tc.times {
+				tc.charge(tb, b)
+			}
+			if got := liveIDs(tb, 0); !slices.Equal(got, tc.want) {
+				t.Fatalf("bucket %v, want %v", got, tc.want)
+			}
+			if !tb.failing(b) {
+				t.Error("the charged contact is not failing")
+			}
+		})
 	}
 }
 
