@@ -162,8 +162,8 @@ func (n *Node) Status() Status {
 // registerGauges exposes state read at scrape time.
 func (n *Node) registerGauges() {
 	n.m.gauge("flowmail_routing_table_contacts", "Contacts in the routing table.", func() float64 { return float64(n.dht.Size()) })
-	n.m.gauge("flowmail_lookups_total", "Iterative lookups run.", func() float64 { return float64(n.dht.Stats().Lookups) })
-	n.m.gauge("flowmail_lookup_stalls_total", "Lookup requests that stalled (no answer within the stall time).", func() float64 { return float64(n.dht.Stats().LookupStalls) })
+	n.m.counter("flowmail_lookups_total", "Iterative lookups run.", func() float64 { return float64(n.dht.Stats().Lookups) })
+	n.m.counter("flowmail_lookup_stalls_total", "Lookup requests that stalled (no answer within the stall time).", func() float64 { return float64(n.dht.Stats().LookupStalls) })
 	n.m.gauge("flowmail_uptime_seconds", "Seconds since the node started.", func() float64 { return time.Since(n.started).Seconds() })
 	n.m.gauge("flowmail_peers_failing", "Routing table contacts whose last request failed.", func() float64 {
 		failing := 0
@@ -178,8 +178,8 @@ func (n *Node) registerGauges() {
 		n.m.gauge("flowmail_store_blocks", "Blocks held.", func() float64 { return float64(n.store.Stats().Blocks) })
 		n.m.gauge("flowmail_store_bytes", "Bytes of blocks held.", func() float64 { return float64(n.store.Stats().Bytes) })
 		n.m.gauge("flowmail_store_quota_bytes", "Quota of the block store (0: none).", func() float64 { return float64(n.store.Stats().QuotaBytes) })
-		n.m.gauge("flowmail_store_evicted_total", "Blocks evicted for quota.", func() float64 { return float64(n.store.Stats().Evicted) })
-		n.m.gauge("flowmail_store_expired_total", "Blocks expired.", func() float64 { return float64(n.store.Stats().Expired) })
+		n.m.counter("flowmail_store_evicted_total", "Blocks evicted for quota.", func() float64 { return float64(n.store.Stats().Evicted) })
+		n.m.counter("flowmail_store_expired_total", "Blocks expired.", func() float64 { return float64(n.store.Stats().Expired) })
 	}
 }
 

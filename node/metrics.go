@@ -47,6 +47,12 @@ func (m *metrics) gauge(name, help string, fn func() float64) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
 
+// counter registers a counter read from fn at scrape time; fn must never
+// decrease.
+func (m *metrics) counter(name, help string, fn func() float64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn))
+}
+
 // observeOp counts one node API operation.
 func (m *metrics) observeOp(op string, err error) {
 	m.ops.WithLabelValues(op, outcome(err)).Inc()
