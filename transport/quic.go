@@ -321,12 +321,21 @@ func (t *QUIC) exchange(ctx context.Context, pc *peerConn, req []byte) ([]byte, 
 	}
 	sctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	// failed says why the request failed; when the connection itself died
+	// under it (the peer closed or restarted), it is marked stale so a
+	// reused connection is replaced and the request tried once more. All
+	// requests are idempotent, so a retry is safe even if the peer saw it.
+	failed := func(err error) error {
+		rerr := t.requestError(ctx, pc, err)
+		var sr *quic.StatelessResetError
+		if ctx.Err() == nil && (pc.qc.Context().Err() != nil || errors.As(err, &sr)) {
+			return fmt.Errorf("%w: %w", errStaleConn, rerr)
+		}
+		return rerr
+	}
 	s, err := pc.qc.OpenStreamSync(sctx)
 	if err != nil {
-		if pc.qc.Context().Err() != nil && ctx.Err() == nil {
-			return nil, fmt.Errorf("%w: %w", errStaleConn, t.requestError(ctx, pc, err))
-		}
-		return nil, t.requestError(ctx, pc, err)
+		return nil, failed(err)
 	}
 	s.SetDeadline(deadline)
 	// A caller that gives up aborts the stream, which ends the reads and
@@ -337,24 +346,17 @@ func (t *QUIC) exchange(ctx context.Context, pc *peerConn, req []byte) ([]byte, 
 	})
 	defer stop()
 	if err := writeFrame(s, req); err != nil {
-		return nil, t.requestError(ctx, pc, err)
+		return nil, failed(err)
 	}
 	if err := s.Close(); err != nil {
-		return nil, t.requestError(ctx, pc, err)
+		return nil, failed(err)
 	}
 	resp, err := readFrame(s, MaxFrameSize)
 	if err != nil {
 		if code, ours := frameErrorCode(err); ours {
 			s.CancelRead(code)
 		}
-		rerr := t.requestError(ctx, pc, err)
-		// A stateless reset means the peer holds no state for this
-		// connection (it restarted): it never saw the request.
-		var sr *quic.StatelessResetError
-		if errors.As(err, &sr) {
-			return nil, fmt.Errorf("%w: %w", errStaleConn, rerr)
-		}
-		return nil, rerr
+		return nil, failed(err)
 	}
 	return resp, nil
 }
