@@ -165,15 +165,19 @@ func (n *Node) registerGauges() {
 	n.m.counter("flowmail_lookups_total", "Iterative lookups run.", func() float64 { return float64(n.dht.Stats().Lookups) })
 	n.m.counter("flowmail_lookup_stalls_total", "Lookup requests that stalled (no answer within the stall time).", func() float64 { return float64(n.dht.Stats().LookupStalls) })
 	n.m.gauge("flowmail_uptime_seconds", "Seconds since the node started.", func() float64 { return time.Since(n.started).Seconds() })
-	n.m.gauge("flowmail_peers_failing", "Routing table contacts whose last request failed.", func() float64 {
-		failing := 0
-		for _, c := range n.dht.Contacts() {
-			if c.Failures > 0 {
-				failing++
+	peers := func(failing bool) func() float64 {
+		return func() float64 {
+			count := 0
+			for _, c := range n.dht.Contacts() {
+				if (c.Failures > 0) == failing {
+					count++
+				}
 			}
+			return float64(count)
 		}
-		return float64(failing)
-	})
+	}
+	n.m.labelled("flowmail_peers", "Routing table contacts by state: responsive (last request answered) or failing.", "state", "responsive", peers(false))
+	n.m.labelled("flowmail_peers", "Routing table contacts by state: responsive (last request answered) or failing.", "state", "failing", peers(true))
 	if n.store != nil {
 		n.m.gauge("flowmail_store_blocks", "Blocks held.", func() float64 { return float64(n.store.Stats().Blocks) })
 		n.m.gauge("flowmail_store_bytes", "Bytes of blocks held.", func() float64 { return float64(n.store.Stats().Bytes) })

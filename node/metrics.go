@@ -47,6 +47,11 @@ func (m *metrics) gauge(name, help string, fn func() float64) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
 
+// labelled registers one labelled series of a gauge read at scrape time.
+func (m *metrics) labelled(name, help, label, value string, fn func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: prometheus.Labels{label: value}}, fn))
+}
+
 // counter registers a counter read from fn at scrape time; fn must never
 // decrease.
 func (m *metrics) counter(name, help string, fn func() float64) {

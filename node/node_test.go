@@ -185,8 +185,8 @@ func TestMetricsMoveWithStoresAndFetches(t *testing.T) {
 	if got := scrape(t, addr, `flowmail_operations_total{op="get",outcome="not_found"}`); got != 1 {
 		t.Errorf("failed gets %v, want 1", got)
 	}
-	if scrape(t, addr, "flowmail_routing_table_contacts") != 1 {
-		t.Error("routing table gauge does not show the one peer")
+	if scrape(t, addr, "flowmail_routing_table_contacts") != 1 || scrape(t, addr, `flowmail_peers{state="responsive"}`) != 1 {
+		t.Error("routing table gauges do not show the one responsive peer")
 	}
 	st, err := FetchStatus(ctx, addr)
 	if err != nil || st.ID != a.ID().String() || len(st.Peers) != 1 || st.Store == nil || st.Store.Blocks != int(blocksBefore)+6 {
