@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	crand "crypto/rand"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -29,6 +31,7 @@ func sendCommand(s *streams) *cli.Command {
 		Flags: append(append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "to", Usage: "recipient: an address or a contact name (repeatable)", Required: true},
 			&cli.StringSliceFlag{Name: "cc", Usage: "copy recipient (repeatable)"},
+			&cli.StringSliceFlag{Name: "bcc", Usage: "blind copy recipient, sent a separate mail that names nobody else's copy (repeatable)"},
 			&cli.StringFlag{Name: "subject", Usage: "subject line"},
 			&cli.StringFlag{Name: "body", Usage: "message text (default: read standard input)"},
 			&cli.StringSliceFlag{Name: "attach", Usage: "file to attach (repeatable)"},
@@ -45,13 +48,14 @@ func runSend(c *cli.Context, s *streams) error {
 		return err
 	}
 	home := c.String("home")
-	var to, cc []mailbuilder.Mailbox
-	var names []string
+	var to, cc, bcc []mailbuilder.Mailbox
+	var names, bccNames []string
 	seen := map[block.ID]bool{}
 	for _, list := range []struct {
-		args []string
-		dst  *[]mailbuilder.Mailbox
-	}{{c.StringSlice("to"), &to}, {c.StringSlice("cc"), &cc}} {
+		args  []string
+		dst   *[]mailbuilder.Mailbox
+		names *[]string
+	}{{c.StringSlice("to"), &to, &names}, {c.StringSlice("cc"), &cc, &names}, {c.StringSlice("bcc"), &bcc, &bccNames}} {
 		for _, a := range list.args {
 			id, err := resolveRecipient(home, a)
 			if err != nil {
@@ -62,7 +66,7 @@ func runSend(c *cli.Context, s *streams) error {
 			}
 			seen[id] = true
 			*list.dst = append(*list.dst, mailbuilder.Mailbox{Address: id})
-			names = append(names, displayName(a, id))
+			*list.names = append(*list.names, displayName(a, id))
 		}
 	}
 	text, err := readBody(c, s)
@@ -99,13 +103,24 @@ func runSend(c *cli.Context, s *streams) error {
 	if err := publishOwnPubkey(ctx, n, me); err != nil {
 		fmt.Fprintf(s.err, "warning: %v (replies may not find you)\n", err)
 	}
-	var keys []*identity.PublicKey
-	for i, mb := range append(append([]mailbuilder.Mailbox{}, to...), cc...) {
-		k, err := mailbuilder.LookupPubkey(ctx, n, mb.Address)
-		if err != nil {
-			return fmt.Errorf("%s has no published key in the network (%w): ask them to run `flowmail publish` or `flowmail fetch` once", names[i], err)
+	lookup := func(mbs []mailbuilder.Mailbox, names []string) ([]*identity.PublicKey, error) {
+		keys := make([]*identity.PublicKey, len(mbs))
+		for i, mb := range mbs {
+			k, err := mailbuilder.LookupPubkey(ctx, n, mb.Address)
+			if err != nil {
+				return nil, fmt.Errorf("%s has no published key in the network (%w): ask them to run `flowmail publish` or `flowmail fetch` once", names[i], err)
+			}
+			keys[i] = k
 		}
-		keys = append(keys, k)
+		return keys, nil
+	}
+	keys, err := lookup(append(append([]mailbuilder.Mailbox{}, to...), cc...), names)
+	if err != nil {
+		return err
+	}
+	bccKeys, err := lookup(bcc, bccNames)
+	if err != nil {
+		return err
 	}
 
 	codec, err := mailbuilder.NewCodec()
@@ -113,19 +128,49 @@ func runSend(c *cli.Context, s *streams) error {
 		return err
 	}
 	defer codec.Close()
-	prog := newSendProgress(s.err, names)
+	// The envelope every recipient verifies lists all of its recipients
+	// (spec 9.2), so each blind copy is a mail of its own: same message,
+	// an envelope naming only that recipient.
+	mails := []mailSend{{keys: keys, names: names}}
+	for i, k := range bccKeys {
+		mails = append(mails, mailSend{keys: []*identity.PublicKey{k}, names: bccNames[i : i+1], blind: true})
+	}
+	for i, m := range mails {
+		if err := sendOne(ctx, s, n, codec, me, msg, m); err != nil {
+			if i > 0 {
+				return fmt.Errorf("%w; the mail itself and %d blind copies before this one were sent: resend only the rest with --to", err, i-1)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// mailSend is one mail of a send: the main one, or one blind copy.
+type mailSend struct {
+	keys  []*identity.PublicKey
+	names []string
+	blind bool
+}
+
+func sendOne(ctx context.Context, s *streams, n mailbuilder.Network, codec *mailbuilder.Codec, me *identity.Identity, msg []byte, m mailSend) error {
+	prog := newSendProgress(s.err, m.names)
 	start := time.Now()
-	built, err := codec.Build(ctx, mailbuilder.BuildInput{Sender: me, Recipients: keys, Message: msg, Now: time.Now()},
+	built, err := codec.Build(ctx, mailbuilder.BuildInput{Sender: me, Recipients: m.keys, Message: msg, Now: time.Now()},
 		mailbuilder.BuildOptions{Progress: prog.Report})
 	if err != nil {
 		return err
 	}
 	defer built.Release()
 	if err := mailbuilder.Send(ctx, n, built, mailbuilder.SendOptions{Progress: prog.Report}); err != nil {
-		return fmt.Errorf("storing the mail in the network: %w (nothing was delivered; run send again)", err)
+		return fmt.Errorf("storing the mail in the network: %w (nothing was delivered to %s; run send again)", err, strings.Join(m.names, ", "))
 	}
-	fmt.Fprintf(s.out, "sent %d bytes to %d recipient(s) in %s: %d data + %d parity blocks of %d bytes\n",
-		len(msg), len(keys), time.Since(start).Round(time.Millisecond), built.DataShards, built.ParityShards, built.ShardSize)
+	what := "sent"
+	if m.blind {
+		what = "sent a blind copy of"
+	}
+	fmt.Fprintf(s.out, "%s %d bytes to %s in %s: %d data + %d parity blocks of %d bytes\n",
+		what, len(msg), strings.Join(m.names, ", "), time.Since(start).Round(time.Millisecond), built.DataShards, built.ParityShards, built.ShardSize)
 	return nil
 }
 

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/testnet"
+)
+
+// TestSendBlindCopyIsASeparateMail sends to bob with carol in Bcc through
+// the CLI and checks, from what each one fetches, that bob's mail names
+// only bob (envelope and headers) and carol gets a mail of her own.
+func TestSendBlindCopyIsASeparateMail(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a loopback testnet")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	net, err := testnet.Start(ctx, testnet.Config{Nodes: 4, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	if err := net.WriteBootstrapFile(); err != nil {
+		t.Fatal(err)
+	}
+	homes := t.TempDir()
+	users := map[string]*testnet.User{}
+	for _, name := range []string{"bob", "carol"} {
+		u, err := testnet.NewUser(filepath.Join(homes, name), 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, stderr, err := runCLI(t, "--home", u.Home, "publish", "--testnet", net.Dir()); err != nil {
+			t.Fatalf("publish %s: %v\n%s", name, err, stderr)
+		}
+		users[name] = u
+	}
+	bob, carol := users["bob"], users["carol"]
+	alice := filepath.Join(homes, "alice")
+	if _, stderr, err := runCLI(t, "--home", alice, "init", "--no-passphrase"); err != nil {
+		t.Fatalf("init: %v\n%s", err, stderr)
+	}
+	out, stderr, err := runCLI(t, "--home", alice, "send", "--testnet", net.Dir(),
+		"--to", identity.FormatAddress(bob.ID()), "--bcc", identity.FormatAddress(carol.ID()),
+		"--subject", "Surprise party", "--body", "Saturday at eight.")
+	if err != nil {
+		t.Fatalf("send: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(out, "blind copy") {
+		t.Errorf("send output does not mention the blind copy: %q", out)
+	}
+
+	c, err := net.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	carolAddr := identity.FormatAddress(carol.ID())
+	for _, u := range []*testnet.User{bob, carol} {
+		rep, err := testnet.FetchMail(ctx, c, u, mailbuilder.FetchOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Delivered) != 1 {
+			t.Fatalf("%s: %d mails delivered, want 1 (rejected %v, deferred %v)", u.Home, len(rep.Delivered), rep.Rejected, rep.Deferred)
+		}
+		d := rep.Delivered[0]
+		if !slices.Equal(d.Recipients, []block.ID{u.ID()}) {
+			t.Errorf("%s: envelope names %d recipients, want only this one", u.Home, len(d.Recipients))
+		}
+		msg, err := os.ReadFile(d.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(msg, []byte("Saturday at eight.")) || d.Subject != "Surprise party" {
+			t.Errorf("%s: wrong mail delivered: %q", u.Home, msg)
+		}
+		// Both copies carry the same headers: To bob, and no trace of carol.
+		if bytes.Contains(bytes.ToLower(msg), []byte(strings.ToLower(carolAddr))) {
+			t.Errorf("%s: the message names the blind copy recipient:\n%s", u.Home, msg)
+		}
+	}
+}
