@@ -40,6 +40,17 @@ type FetchOptions struct {
 	SinceMargin time.Duration
 	// Logger receives a line per mail; nil discards.
 	Logger *slog.Logger
+	// Progress, if set, follows the shards of each mail as they arrive,
+	// so a big mail does not look like a hang. Calls come from one
+	// goroutine.
+	Progress func(FetchProgress)
+}
+
+// FetchProgress is where a Fetch stands in one mail's download.
+type FetchProgress struct {
+	Mail, Mails int      // this mail's place (from 0) among those Fetch opens, and how many
+	Index       block.ID // its index block
+	ShardProgress
 }
 
 // Delivered describes one mail written into the Maildir.
@@ -118,11 +129,11 @@ func (c *Codec) Fetch(ctx context.Context, net Network, me *identity.Identity, s
 		}
 	}
 
-	for _, id := range todo {
+	for i, id := range todo {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		d, outcome, err := c.fetchOne(ctx, net, me, id, opt)
+		d, outcome, err := c.fetchOne(ctx, net, me, id, opt, i, len(todo))
 		if err != nil && ctx.Err() != nil {
 			return rep, ctx.Err() // cancelled: not the mail's fault, try again next time
 		}
@@ -174,7 +185,7 @@ type delivered struct {
 
 // fetchOne gets, opens and delivers one index block. A zero outcome with
 // an error means the Maildir failed.
-func (c *Codec) fetchOne(ctx context.Context, net Network, me *identity.Identity, id block.ID, opt FetchOptions) (*delivered, Outcome, error) {
+func (c *Codec) fetchOne(ctx context.Context, net Network, me *identity.Identity, id block.ID, opt FetchOptions, nth, of int) (*delivered, Outcome, error) {
 	if cpl, d := block.CommonPrefixLen(id, me.ID()), me.Difficulty(); cpl < d {
 		// Never fetched, let alone opened (spec 6).
 		return nil, OutcomeRejected, fmt.Errorf("%w: its ID shares %d leading bits with %s, %d demanded", ErrProofOfWork, cpl, me.Address(), d)
@@ -187,7 +198,13 @@ func (c *Codec) fetchOne(ctx context.Context, net Network, me *identity.Identity
 		// The network's fault, not the mail's: another holder may do better.
 		return nil, OutcomeDeferred, fmt.Errorf("%w: the network returned bytes that hash to %s", ErrIndexBlock, got.Short())
 	}
-	mail, err := c.Open(ctx, net, me, id, blk, OpenOptions{Workers: opt.Workers, Now: opt.Now})
+	oo := OpenOptions{Workers: opt.Workers, Now: opt.Now}
+	if opt.Progress != nil {
+		oo.Progress = func(p ShardProgress) {
+			opt.Progress(FetchProgress{Mail: nth, Mails: of, Index: id, ShardProgress: p})
+		}
+	}
+	mail, err := c.Open(ctx, net, me, id, blk, oo)
 	switch {
 	case errors.Is(err, identity.ErrNotForMe):
 		return nil, OutcomeNotForMe, nil

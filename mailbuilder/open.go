@@ -26,6 +26,17 @@ type OpenOptions struct {
 	Workers int
 	// Now is the current time, for the staleness check; zero skips it.
 	Now time.Time
+	// Progress, if set, is told how many of the needed shards have
+	// arrived intact: once before the first request, then after each.
+	// Calls come from one goroutine.
+	Progress func(ShardProgress)
+}
+
+// ShardProgress is where the download of one mail's shards stands.
+type ShardProgress struct {
+	Done      int // shards arrived intact
+	Needed    int // shards needed to rebuild the mail
+	ShardSize int // bytes per shard
 }
 
 // Open opens the index block blk, listed under id, for me, and makes every
@@ -53,7 +64,7 @@ func (c *Codec) Open(ctx context.Context, net Network, me *identity.Identity, id
 	if err != nil {
 		return nil, err
 	}
-	payloads, err := fetchShards(ctx, net, man, workersOr(opt.Workers, 8))
+	payloads, err := fetchShards(ctx, net, man, workersOr(opt.Workers, 8), opt.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -80,8 +91,13 @@ func (c *Codec) Open(ctx context.Context, net Network, me *identity.Identity, id
 // and a parity shard for each that fails, at most workers at once. A
 // shard that does not hash to its ID, is not a data block, or has the
 // wrong size counts as missing (spec 9.5). The result has the payloads in
-// coding order, nil where missing.
-func fetchShards(ctx context.Context, net Network, man *Manifest, workers int) ([][]byte, error) {
+// coding order, nil where missing. progress may be nil.
+func fetchShards(ctx context.Context, net Network, man *Manifest, workers int, report func(ShardProgress)) ([][]byte, error) {
+	progress := func(done, needed int) {
+		if report != nil {
+			report(ShardProgress{Done: done, Needed: needed, ShardSize: man.ShardSize})
+		}
+	}
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	k, n := man.DataShards, len(man.ShardIDs)
@@ -94,6 +110,7 @@ func fetchShards(ctx context.Context, net Network, man *Manifest, workers int) (
 	payloads := make([][]byte, n)
 	next, inflight, have := 0, 0, 0
 	var firstErr error
+	progress(0, k)
 	for have < k {
 		for inflight < workers && next < n && have+inflight < k {
 			go func(i int) {
@@ -116,6 +133,7 @@ func fetchShards(ctx context.Context, net Network, man *Manifest, workers int) (
 		}
 		payloads[r.i] = r.p
 		have++
+		progress(have, k)
 	}
 	cancel()
 	for ; inflight > 0; inflight-- {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -442,5 +443,44 @@ func TestBuildStopsGrindingWhenCancelled(t *testing.T) {
 		}})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestFetchProgressFollowsEachMailsShards(t *testing.T) {
+	c := testCodec(t)
+	net := newMemNet(testNow)
+	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
+	var sent []*Built
+	for i, size := range []int{100, 300 << 10} {
+		msg := composeTo(t, alice, []*identity.Identity{bob}, fmt.Sprint("mail ", i), "see attached",
+			Attachment{Name: "a.bin", Data: randomBytes(size, uint64(i))})
+		b := buildAndSend(t, c, net, alice, msg, bob)
+		defer b.Release()
+		sent = append(sent, b)
+	}
+	var got []FetchProgress
+	mb := newMailbox(t, bob)
+	rep := mb.fetch(t, c, net, FetchOptions{Keep: true, Progress: func(p FetchProgress) { got = append(got, p) }})
+	if len(rep.Delivered) != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+	// Per mail: a report at 0, then one per shard, up to the data shard count.
+	byIndex := map[block.ID][]FetchProgress{}
+	for _, p := range got {
+		if p.Mails != 2 || p.Mail < 0 || p.Mail > 1 {
+			t.Fatalf("report %+v: mail %d of %d", p, p.Mail, p.Mails)
+		}
+		byIndex[p.Index] = append(byIndex[p.Index], p)
+	}
+	for _, b := range sent {
+		ps := byIndex[b.Index[0].ID]
+		if len(ps) != b.DataShards+1 {
+			t.Fatalf("%d reports for a mail of %d data shards", len(ps), b.DataShards)
+		}
+		for i, p := range ps {
+			if p.Done != i || p.Needed != b.DataShards || p.ShardSize != b.ShardSize || p.Mail != ps[0].Mail {
+				t.Fatalf("report %d: %+v, want done %d of %d shards of %d bytes", i, p, i, b.DataShards, b.ShardSize)
+			}
+		}
 	}
 }

@@ -76,7 +76,9 @@ func runFetch(c *cli.Context, s *streams) error {
 		if err := publishOwnPubkey(ctx, n, me); err != nil {
 			fmt.Fprintf(s.err, "warning: %v\n", err)
 		}
-		rep, err := codec.Fetch(ctx, n, me, st, mailbuilder.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log})
+		prog := newFetchProgress(s.err)
+		rep, err := codec.Fetch(ctx, n, me, st, mailbuilder.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log, Progress: prog.Report})
+		prog.finish()
 		if rep != nil {
 			printReport(s, book, rep)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/mailbuilder"
 	"github.com/flowmail/flowmail/pow"
 )
@@ -107,4 +108,63 @@ func (p *sendProgress) name(i int) string {
 		return p.names[i]
 	}
 	return "recipient"
+}
+
+// bigFetch is the size from which a mail's download shows progress;
+// smaller ones arrive before a bar could say anything.
+const bigFetch = 256 << 10
+
+// fetchProgress draws a bar while a big mail's shards arrive on a
+// terminal, and a line when one has arrived otherwise.
+type fetchProgress struct {
+	w     io.Writer
+	tty   bool
+	bar   *progressbar.ProgressBar
+	index block.ID
+	start time.Time
+}
+
+func newFetchProgress(w io.Writer) *fetchProgress {
+	f, ok := w.(*os.File)
+	return &fetchProgress{w: w, tty: ok && term.IsTerminal(int(f.Fd()))}
+}
+
+// Report is the mailbuilder fetch progress callback.
+func (p *fetchProgress) Report(pr mailbuilder.FetchProgress) {
+	total := int64(pr.Needed) * int64(pr.ShardSize)
+	if total < bigFetch {
+		return
+	}
+	if pr.Index != p.index || pr.Done == 0 {
+		p.finish()
+		p.index, p.start = pr.Index, time.Now()
+		if p.tty {
+			p.bar = progressbar.NewOptions64(total,
+				progressbar.OptionSetWriter(p.w),
+				progressbar.OptionSetDescription(fmt.Sprintf("mail %d of %d", pr.Mail+1, pr.Mails)),
+				progressbar.OptionShowBytes(true),
+				progressbar.OptionSetPredictTime(true),
+				progressbar.OptionThrottle(100*time.Millisecond),
+				progressbar.OptionSetWidth(30),
+				progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }))
+		}
+	}
+	if p.bar != nil {
+		_ = p.bar.Set64(int64(pr.Done) * int64(pr.ShardSize))
+	}
+	if pr.Done == pr.Needed {
+		p.finish()
+		if !p.tty {
+			fmt.Fprintf(p.w, "mail %d of %d: %d shards, %d KiB in %s\n",
+				pr.Mail+1, pr.Mails, pr.Needed, total>>10, time.Since(p.start).Round(time.Millisecond))
+		}
+	}
+}
+
+// finish closes a bar left open by a mail whose shards stopped arriving.
+func (p *fetchProgress) finish() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+		p.bar = nil
+	}
 }
