@@ -5,7 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/flowmail/flowmail/block"
-	"github.com/flowmail/flowmail/pow/internal/sha512block"
+	"github.com/flowmail/flowmail/internal/sha512block"
 )
 
 // chunk is the SHA-512 block size.

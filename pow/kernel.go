@@ -3,10 +3,10 @@ package pow
 import (
 	"unsafe"
 
-	"github.com/flowmail/flowmail/pow/internal/sha512block"
+	"github.com/flowmail/flowmail/internal/sha512block"
 )
 
-//go:generate go run ./internal/asmgen -out .
+//go:generate go run ../internal/asmgen -pkg pow -out .
 
 // A kernel grinds one run of nonces that differ only in their low bytes
 // (those in the block's last 64-bit word; see tail). It reads a params

@@ -30,9 +30,11 @@ const (
 	opMaj // majority of x, y, z, bitwise
 	opRotr
 	opShr
+	opLoad // vec: a vector of the kernel's memory, read at the top of each iteration
+	opMsg  // vec: a word of each lane's current message chunk
 )
 
-var opNames = [...]string{"input", "add", "and", "or", "xor", "xor3", "ch", "maj", "rotr", "shr"}
+var opNames = [...]string{"input", "add", "and", "or", "xor", "xor3", "ch", "maj", "rotr", "shr", "load", "msg"}
 
 func (o opcode) String() string { return opNames[o] }
 
@@ -54,7 +56,7 @@ type node struct {
 	op    opcode
 	args  []Val
 	amt   int // rotate or shift count
-	param int // opInput uni: params word index
+	param int // opInput uni: params word index; opLoad: vector index; opMsg: word index
 	seq   int // creation order
 	live  bool
 }
@@ -77,6 +79,22 @@ func (b *builder) newNode(k kind, op opcode, amt int, args ...Val) Val {
 // param is a uni input read from the kernel's params block.
 func (b *builder) param(i int) Val {
 	v := b.newNode(kUni, opInput, 0)
+	v.n.param = i
+	return v
+}
+
+// load is a vec input: vector i of the kernel's memory (one word per
+// lane), as it stands at the top of each iteration.
+func (b *builder) load(i int) Val {
+	v := b.newNode(kVec, opLoad, 0)
+	v.n.param = i
+	return v
+}
+
+// msg is a vec input: big-endian word i of each lane's current 128-byte
+// message chunk.
+func (b *builder) msg(i int) Val {
+	v := b.newNode(kVec, opMsg, 0)
 	v.n.param = i
 	return v
 }
@@ -189,9 +207,10 @@ func markLive(roots []Val) {
 	}
 }
 
-// eval computes v for given params and lane input, the reference the
-// emitted code must match (used by the generator's tests).
-func eval(v Val, params []uint64, lane uint64, memo map[*node]uint64) uint64 {
+// eval computes v in one lane, taking the inputs (opInput, opLoad, opMsg
+// nodes) from in: the reference the emitted code must match (used by the
+// generator's tests).
+func eval(v Val, in func(*node) uint64, memo map[*node]uint64) uint64 {
 	if v.n == nil {
 		return v.imm
 	}
@@ -199,16 +218,13 @@ func eval(v Val, params []uint64, lane uint64, memo map[*node]uint64) uint64 {
 		return r
 	}
 	var r uint64
-	if v.n.op == opInput {
-		if v.n.kind == kVec {
-			r = lane
-		} else {
-			r = params[v.n.param]
-		}
-	} else {
+	switch v.n.op {
+	case opInput, opLoad, opMsg:
+		r = in(v.n)
+	default:
 		a := make([]uint64, len(v.n.args))
 		for i, x := range v.n.args {
-			a[i] = eval(x, params, lane, memo)
+			a[i] = eval(x, in, memo)
 		}
 		r = evalOp(v.n.op, v.n.amt, a)
 	}

@@ -1,6 +1,8 @@
 // Package sha512block is the SHA-512 compression function on words, shared
-// by the grinder (midstates, the portable kernel) and the generator of its
-// SIMD kernels (FIPS 180-4, sections 4.2.3, 5.3.6.2 and 6.4.2).
+// by the pow grinder (midstates, its portable kernel), the portable kernel
+// of block/internal/sha512x and the generator of both packages' SIMD
+// kernels (FIPS 180-4, sections 4.2.3, 5.3.6.2 and 6.4.2). It is a leaf:
+// it imports only the standard library.
 package sha512block
 
 import (

@@ -30,40 +30,44 @@ const paramsReg = "DI"
 // emitter turns one kernel's nodes into Go assembly: the uni nodes into a
 // scalar prologue run once per call, the vec nodes into the loop body, with
 // a register allocator for straight-line code that spills the value used
-// furthest in the future (Belady) when registers run out.
+// furthest in the future (Belady) when registers run out. The last
+// register is reserved for the kernel's loop-carried vec input (the nonce
+// lanes) or its loop-invariant one (the message offsets); what surrounds
+// the loop body is each kernel's own (pow.go, lanes.go).
 type emitter struct {
-	be                    backend
-	sp                    spec
-	b                     *builder
-	outs                  [4]Val
-	pro                   strings.Builder
-	body                  strings.Builder
-	scr                   int // next free scratch byte offset from the params pointer
-	vecs                  []*node
-	slot                  map[*node]int   // uni: scalar slot (or params word)
-	immS                  map[uint64]int  // imm used by vec code: scalar slot
-	bcast                 map[Val]int     // AVX2: 32-byte broadcast slot of a uni or imm value
-	step                  int             // scalar slot: lanes << shift
-	stepB, targetB, maskB int             // AVX2: broadcast slots of the step, target and mask
-	uses                  map[*node][]int // vec: body positions that read it
-	pos                   int             // current body position
-	regOf                 map[*node]int   // vec: register, absent if none
-	valIn                 []*node         // register contents
-	pin                   []bool          // registers the current node reads or writes
-	spill                 map[*node]int   // vec: spill slot
-	free                  []int           // released spill slots
-	later                 []int           // spill slots to release after the current node
-	nreg                  int             // the register holding the nonce lanes
-	spills, reloads       int
+	be      backend
+	b       *builder
+	roots   []Val // what the loop body computes, live to its end
+	consts  *constTable
+	pro     strings.Builder
+	body    strings.Builder
+	scr     int // next free scratch byte offset from the params pointer
+	vecs    []*node
+	slot    map[*node]int   // uni: scalar slot (or params word)
+	immS    map[uint64]int  // imm used by vec code: scalar slot
+	bcast   map[Val]int     // AVX2: 32-byte broadcast slot of a uni or imm value
+	uses    map[*node][]int // vec: body positions that read it
+	pos     int             // current body position
+	regOf   map[*node]int   // vec: register, absent if none
+	valIn   []*node         // register contents
+	pin     []bool          // registers the current node reads or writes
+	spill   map[*node]int   // vec: spill slot
+	free    []int           // released spill slots
+	later   []int           // spill slots to release after the current node
+	nreg    int             // the reserved register
+	spills  int
+	reloads int
 }
 
-func newEmitter(be backend, sp spec) *emitter {
-	b, outs := build(sp)
-	roots := outs[:]
+// newEmitter prepares the loop body computing roots; scratch starts at
+// byte scr of the params block. With consts, imm values the vector code
+// reads come from that read-only table instead of scratch slots the
+// prologue fills.
+func newEmitter(be backend, b *builder, roots []Val, scr int, consts *constTable) *emitter {
 	markLive(roots)
 	e := &emitter{
-		be: be, sp: sp, b: b, outs: outs,
-		scr:   pScr * 8,
+		be: be, b: b, roots: roots, consts: consts,
+		scr:   scr,
 		slot:  map[*node]int{},
 		immS:  map[uint64]int{},
 		bcast: map[Val]int{},
@@ -86,13 +90,11 @@ func newEmitter(be backend, sp spec) *emitter {
 			}
 		}
 	}
-	for _, o := range outs {
+	for _, o := range roots {
 		e.uses[o.n] = append(e.uses[o.n], len(e.vecs))
 	}
 	return e
 }
-
-func (e *emitter) fn() string { return "kernel" + e.sp.name + e.be.name }
 
 func p(w *strings.Builder, format string, args ...any) {
 	fmt.Fprintf(w, "\t"+format+"\n", args...)
@@ -166,6 +168,10 @@ func (e *emitter) prologue() {
 	// Constants the vector code reads from memory.
 	need := func(v Val) {
 		if v.n == nil {
+			if e.consts != nil {
+				e.consts.add(v.imm)
+				return
+			}
 			if _, ok := e.immS[v.imm]; !ok {
 				e.immS[v.imm] = e.alloc(8, 8)
 				p(w, "MOVQ $0x%x, AX", v.imm)
@@ -185,26 +191,6 @@ func (e *emitter) prologue() {
 			}
 		}
 	}
-	// The lane nonces: (base + lane) << shift, stepping by lanes << shift.
-	e.step = e.alloc(8, 8)
-	p(w, "MOVQ %s, CX", mem(pShift*8))
-	p(w, "MOVQ $%d, AX", e.be.lanes)
-	p(w, "SHLQ CX, AX")
-	p(w, "MOVQ AX, %s", mem(e.step))
-	n := e.r(e.nreg)
-	p(w, "VPBROADCASTQ %s, %s", mem(pBase*8), n)
-	p(w, "VPADDQ laneidx<>(SB), %s, %s", n, n)
-	if e.be.avx512 {
-		p(w, "VPSLLVQ.BCST %s, %s, %s", mem(pShift*8), n, n)
-		return
-	}
-	p(w, "VPBROADCASTQ %s, Y0", mem(pShift*8))
-	p(w, "VPSLLVQ Y0, %s, %s", n, n)
-	// AVX2 has no broadcast memory operands: the step, target and mask are
-	// laid out as full vectors too.
-	e.stepB = e.broadcast(e.step)
-	e.targetB = e.broadcast(pTarget * 8)
-	e.maskB = e.broadcast(pMask * 8)
 }
 
 func (e *emitter) broadcast(off int) int {
@@ -220,6 +206,24 @@ func (e *emitter) scalarSlot(v Val) int {
 		return e.immS[v.imm]
 	}
 	return e.slot[v.n]
+}
+
+// scalarMem is the memory operand of a uni or imm value as one 64-bit
+// word (AVX-512 reads it broadcast).
+func (e *emitter) scalarMem(v Val) string {
+	if v.n == nil && e.consts != nil {
+		return e.consts.at(v.imm)
+	}
+	return mem(e.scalarSlot(v))
+}
+
+// bcastMem is the memory operand of a uni or imm value broadcast to a
+// 32-byte vector (AVX2).
+func (e *emitter) bcastMem(v Val) string {
+	if v.n == nil && e.consts != nil {
+		return e.consts.at(v.imm)
+	}
+	return mem(e.bcast[v])
 }
 
 func (e *emitter) r(i int) string { return fmt.Sprintf("%s%d", e.be.reg, i) }
@@ -307,9 +311,9 @@ type operand struct {
 func (e *emitter) useAny(v Val) operand {
 	if v.kind() != kVec {
 		if e.be.avx512 {
-			return operand{text: mem(e.scalarSlot(v)), bcast: true}
+			return operand{text: e.scalarMem(v), bcast: true}
 		}
-		return operand{text: mem(e.bcast[v])}
+		return operand{text: e.bcastMem(v)}
 	}
 	if _, ok := e.regOf[v.n]; ok || v.n == e.b.nonce {
 		return operand{text: e.useReg(v.n)}
@@ -413,7 +417,7 @@ func (e *emitter) ternlog(n *node) {
 		i := nonvec[0]
 		nonvec = nonvec[1:]
 		r := e.getReg()
-		p(&e.body, "VPBROADCASTQ %s, %s", mem(e.scalarSlot(args[i])), e.r(r))
+		p(&e.body, "VPBROADCASTQ %s, %s", e.scalarMem(args[i]), e.r(r))
 		owned[i] = r
 	}
 	c := -1
@@ -528,9 +532,36 @@ func (e *emitter) vector(n *node) {
 		}
 	case opRotr, opShr:
 		e.shift(n)
+	case opLoad:
+		d := e.getReg()
+		p(&e.body, "%s %s, %s", e.vmov(), mem(n.param*e.be.vbytes), e.r(d))
+		e.define(n, d)
+	case opMsg:
+		e.gather(n)
 	default:
 		panic(n.op.String())
 	}
+}
+
+// gather loads message word n.param of every lane: lane l's chunk is at
+// msgBase plus lane l's offset in the reserved register; the words are
+// big-endian.
+func (e *emitter) gather(n *node) {
+	addr := fmt.Sprintf("%d(%s)(%s*1)", 8*n.param, msgBase, e.r(e.nreg))
+	if e.be.avx512 {
+		d := e.getReg()
+		p(&e.body, "KXNORW K1, K1, K1")
+		p(&e.body, "VPGATHERQQ %s, K1, %s", addr, e.r(d))
+		p(&e.body, "VPSHUFB bswap64<>(SB), %s, %s", e.r(d), e.r(d))
+		e.define(n, d)
+		return
+	}
+	m := e.getReg() // the mask: all lanes
+	d := e.getReg()
+	p(&e.body, "VPCMPEQQ %s, %s, %s", e.r(m), e.r(m), e.r(m))
+	p(&e.body, "VPGATHERQQ %s, %s, %s", e.r(m), addr, e.r(d))
+	p(&e.body, "VPSHUFB bswap64<>(SB), %s, %s", e.r(d), e.r(d))
+	e.define(n, d)
 }
 
 func (e *emitter) shift(n *node) {
@@ -580,7 +611,7 @@ func (e *emitter) logic2(n *node) {
 			return e.useReg(v.n)
 		}
 		r := e.getReg()
-		p(&e.body, "VMOVDQU %s, %s", mem(e.bcast[v]), e.r(r))
+		p(&e.body, "VMOVDQU %s, %s", e.bcastMem(v), e.r(r))
 		return e.r(r)
 	}
 	w := &e.body
@@ -642,80 +673,22 @@ func (e *emitter) logic2(n *node) {
 	}
 }
 
-// text assembles the kernel: prologue, loop body, target test, exit.
-func (e *emitter) text() string {
-	e.prologue()
+// emitBody emits the vec nodes into the loop body; afterwards the roots
+// are in registers or spill slots.
+func (e *emitter) emitBody() {
 	for i, n := range e.vecs {
 		e.pos = i
 		e.vector(n)
 		e.endNode()
 	}
 	e.pos = len(e.vecs)
-	w := &e.body
-	// Does any lane's first ID word match the target in its leading bits?
-	h0 := e.useReg(e.outs[0].n)
-	t := e.getReg()
-	if e.be.avx512 {
-		p(w, "VPXORQ.BCST %s, %s, %s", mem(pTarget*8), h0, e.r(t))
-		p(w, "VPTESTNMQ.BCST %s, %s, K1", mem(pMask*8), e.r(t))
-		p(w, "KORTESTW K1, K1")
-		p(w, "JNZ found")
-		p(w, "VPADDQ.BCST %s, %s, %s", mem(e.step), e.r(e.nreg), e.r(e.nreg))
-	} else {
-		z := e.getReg()
-		p(w, "VPXOR %s, %s, %s", mem(e.targetB), h0, e.r(t))
-		p(w, "VPAND %s, %s, %s", mem(e.maskB), e.r(t), e.r(t))
-		p(w, "VPXOR %s, %s, %s", e.r(z), e.r(z), e.r(z))
-		p(w, "VPCMPEQQ %s, %s, %s", e.r(z), e.r(t), e.r(t))
-		p(w, "VMOVMSKPD %s, AX", e.r(t))
-		p(w, "TESTL AX, AX")
-		p(w, "JNZ found")
-		p(w, "VPADDQ %s, %s, %s", mem(e.stepB), e.r(e.nreg), e.r(e.nreg))
-	}
-	e.endNode()
-
-	var s strings.Builder
-	fmt.Fprintf(&s, "// func %s(p *uint64, n uint64) (iters uint64, mask uint64)\n", e.fn())
-	fmt.Fprintf(&s, "// Requires: %s\n", map[bool]string{true: "AVX512F", false: "AVX2"}[e.be.avx512])
-	fmt.Fprintf(&s, "TEXT ·%s(SB), NOSPLIT, $0-32\n", e.fn())
-	p(&s, "MOVQ p+0(FP), DI")
-	p(&s, "MOVQ n+8(FP), SI")
-	p(&s, "XORL CX, CX")
-	p(&s, "XORL AX, AX")
-	p(&s, "TESTQ SI, SI")
-	p(&s, "JZ none")
-	s.WriteString(e.pro.String())
-	p(&s, "XORL CX, CX")
-	s.WriteString("\nloop:\n")
-	s.WriteString(e.body.String())
-	p(&s, "INCQ CX")
-	p(&s, "CMPQ CX, SI")
-	p(&s, "JB loop")
-	p(&s, "XORL AX, AX")
-	p(&s, "JMP done")
-	s.WriteString("\nfound:\n")
-	if e.be.avx512 {
-		p(&s, "KMOVW K1, AX")
-	}
-	s.WriteString("\ndone:\n")
-	// The ID words of the last iteration run; the nonce register is free
-	// now and carries spilled words to memory.
-	for i, o := range e.outs {
-		dst := mem(pOut*8 + i*e.be.vbytes)
-		if r, ok := e.regOf[o.n]; ok {
-			p(&s, "%s %s, %s", e.vmov(), e.r(r), dst)
-			continue
-		}
-		p(&s, "%s %s, %s", e.vmov(), mem(e.spill[o.n]), e.r(e.nreg))
-		p(&s, "%s %s, %s", e.vmov(), e.r(e.nreg), dst)
-	}
-	p(&s, "VZEROUPPER")
-	s.WriteString("\nnone:\n")
-	p(&s, "MOVQ CX, iters+16(FP)")
-	p(&s, "MOVQ AX, mask+24(FP)")
-	p(&s, "RET")
-	return s.String()
 }
 
 // scratchBytes is how far past the params pointer the kernel writes.
 func (e *emitter) scratchBytes() int { return e.scr }
+
+// stats is one line of counts for -stats.
+func (e *emitter) stats(fn string) string {
+	return fmt.Sprintf("%-18s %5d instructions in the loop, %3d spills, %3d reloads, %5d scratch bytes\n",
+		fn, strings.Count(e.body.String(), "\n"), e.spills, e.reloads, e.scratchBytes())
+}
