@@ -21,9 +21,10 @@ type adminServer struct {
 	done chan struct{}
 }
 
-// startAdmin listens on addr, which must be a loopback address: metrics
-// and status reveal peers and storage and are not for the network.
-func startAdmin(addr string, m *metrics, status func() Status) (*adminServer, error) {
+// listenAdmin listens on addr, which must be a loopback address: metrics
+// and status reveal peers and storage and are not for the network. Start
+// calls it first, so a taken port fails before the node joins anything.
+func listenAdmin(addr string) (net.Listener, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin address %q: want IP:port, e.g. 127.0.0.1:9180", addr)
@@ -33,8 +34,13 @@ func startAdmin(addr string, m *metrics, status func() Status) (*adminServer, er
 	}
 	ln, err := net.Listen("tcp", ap.String())
 	if err != nil {
-		return nil, fmt.Errorf("admin endpoint: %w", err)
+		return nil, fmt.Errorf("admin endpoint: %w (is another node running here? pass --admin 127.0.0.1:PORT, or --admin '' to turn it off)", err)
 	}
+	return ln, nil
+}
+
+// serveAdmin answers on ln until close.
+func serveAdmin(ln net.Listener, m *metrics, status func() Status) *adminServer {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
@@ -58,7 +64,7 @@ func startAdmin(addr string, m *metrics, status func() Status) (*adminServer, er
 		defer close(a.done)
 		_ = a.srv.Serve(ln) // returns ErrServerClosed on Close
 	}()
-	return a, nil
+	return a
 }
 
 // Addr is where the admin endpoint listens.

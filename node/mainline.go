@@ -37,6 +37,7 @@ func (n *Node) startMainline(ctx context.Context) error {
 	rz, err := rendezvous.Start(ctx, rendezvous.Config{
 		Network:    n.cfg.Network,
 		Port:       int(n.tr.LocalAddr().Port()),
+		LookupOnly: n.cfg.Client,
 		ListenAddr: listen,
 		DHTPort:    mc.Port,
 		Routers:    mc.Routers,

@@ -13,7 +13,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
@@ -114,6 +116,7 @@ type Node struct {
 	dht     *kademlia.DHT
 	m       *metrics
 	admin   *adminServer
+	adminLn net.Listener           // from Start's beginning until admin serves on it
 	rz      *rendezvous.Rendezvous // nil when the mainline DHT is off
 	started time.Time
 
@@ -125,6 +128,10 @@ type Node struct {
 
 // ErrNotFound is returned by Get when no node holds the block.
 var ErrNotFound = kademlia.ErrNotFound
+
+// ErrNoPeers: a client node found nobody to join through. The caller
+// knows which settings could give peers and says so.
+var ErrNoPeers = errors.New("node: no peers to join")
 
 // Start opens the store, listens, joins the network through the bootstrap
 // peers and saved contacts, and starts the background work. A full node
@@ -152,6 +159,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.Close()
 		}
 	}()
+	if cfg.Admin != "" {
+		if n.adminLn, err = listenAdmin(cfg.Admin); err != nil {
+			return nil, err
+		}
+	}
 	if n.id, err = n.loadIdentity(); err != nil {
 		return nil, err
 	}
@@ -161,6 +173,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if cfg.DataDir == "" {
 			n.store = blockstore.NewMemory(blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log})
 		} else if n.store, err = blockstore.OpenBadger(filepath.Join(cfg.DataDir, StoreDir), blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log}); err != nil {
+			if strings.Contains(err.Error(), "directory lock") {
+				return nil, fmt.Errorf("node: another flowmail node is using %s: stop it, or give this one its own --data-dir (%w)", cfg.DataDir, err)
+			}
 			return nil, fmt.Errorf("node: opening the block store: %w", err)
 		}
 		if _, err := n.store.Put(ctx, n.id.Public().Block, block.MaxLifetime, blockstore.PutOptions{Pinned: true}); err != nil {
@@ -177,7 +192,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.registerGauges()
 
-	if cfg.Mainline != nil && !cfg.Client && cfg.DataDir != "" {
+	// A client node looks the network up without announcing itself: it
+	// serves nobody. Short-lived clients (no DataDir) are given peers.
+	if cfg.Mainline != nil && cfg.DataDir != "" {
 		if err := n.startMainline(ctx); err != nil {
 			return nil, err
 		}
@@ -192,10 +209,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.join(ctx, contacts); err != nil {
 		return nil, err
 	}
-	if cfg.Admin != "" {
-		if n.admin, err = startAdmin(cfg.Admin, n.m, n.Status); err != nil {
-			return nil, err
-		}
+	if n.adminLn != nil {
+		n.admin, n.adminLn = serveAdmin(n.adminLn, n.m, n.Status), nil
 	}
 
 	bg, cancel := context.WithCancel(context.Background())
@@ -243,6 +258,9 @@ func (n *Node) openNetwork(ctx context.Context, listen string, client bool) erro
 			RequestTimeout: n.cfg.RequestTimeout,
 		})
 		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("node: listening on %s: %w (another program, perhaps another node, has that port: pick another with --listen)", listen, err)
+			}
 			return fmt.Errorf("node: listening on %s: %w", listen, err)
 		}
 		n.quic, n.tr = q, q
@@ -325,7 +343,7 @@ func (n *Node) gatherContacts(ctx context.Context) []transport.Contact {
 func (n *Node) join(ctx context.Context, contacts []transport.Contact) error {
 	if len(contacts) == 0 {
 		if n.cfg.Client {
-			return errors.New("node: no peers to join: give bootstrap peers (--bootstrap IP:port, FLOWMAIL_BOOTSTRAP, or --testnet DIR)")
+			return ErrNoPeers
 		}
 		n.log.Info("no bootstrap peers: this node starts a new network and waits for others to join")
 		return nil
@@ -443,6 +461,9 @@ func (n *Node) Close() error {
 		}
 		if n.admin != nil {
 			n.errs = errors.Join(n.errs, n.admin.close())
+		}
+		if n.adminLn != nil {
+			n.errs = errors.Join(n.errs, n.adminLn.Close())
 		}
 		if n.rz != nil {
 			n.errs = errors.Join(n.errs, n.rz.Close())

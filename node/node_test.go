@@ -5,7 +5,11 @@ import (
 	"context"
 	crand "crypto/rand"
 	"errors"
+	"io/fs"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -83,6 +87,41 @@ func TestNodesMeetThroughTheMainlineDHT(t *testing.T) {
 	got, err := b.Get(ctx, id)
 	if err != nil || block.Sum(got) != id {
 		t.Fatalf("b could not fetch a's block: %v", err)
+	}
+
+	// A client node (flowmail node --client) finds the network the same
+	// way, without announcing itself.
+	c := startNode(t, ctx, Config{DataDir: t.TempDir(), Mainline: mc, Client: true})
+	if got, err := c.Get(ctx, id); err != nil || block.Sum(got) != id {
+		t.Fatalf("a client found through the mainline DHT could not fetch a's block: %v", err)
+	}
+}
+
+// TestTakenAdminPortFailsBeforeJoining: a second node on this machine
+// with the same admin address fails at once, before it opens a store or
+// joins (and, with the mainline DHT, announces) anything.
+func TestTakenAdminPortFailsBeforeJoining(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := t.TempDir()
+	_, err = Start(t.Context(), Config{DataDir: dir, Network: testNetwork, Listen: "127.0.0.1:0", Admin: ln.Addr().String()})
+	if err == nil || !strings.Contains(err.Error(), "--admin") {
+		t.Fatalf("start with a taken admin port: %v, want an error naming --admin", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, StoreDir)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the store was opened before the admin port was checked: %v", err)
+	}
+}
+
+func TestSecondNodeOnADataDirSaysWhatToDo(t *testing.T) {
+	dir := t.TempDir()
+	startNode(t, t.Context(), Config{DataDir: dir})
+	_, err := Start(t.Context(), Config{DataDir: dir, Network: testNetwork, Listen: "127.0.0.1:0"})
+	if err == nil || !strings.Contains(err.Error(), "another flowmail node is using") {
+		t.Fatalf("second node on one data dir: %v", err)
 	}
 }
 

@@ -37,6 +37,9 @@ type Config struct {
 	Network string
 	// Port is the node's QUIC port: the port announced to the DHT.
 	Port int
+	// LookupOnly finds the network's nodes without announcing this one:
+	// for client nodes, which serve nobody and must not be handed out.
+	LookupOnly bool
 	// ListenAddr is the IPv4 address the DHT's UDP socket binds; empty
 	// means every IPv4 address. A loopback address marks a local mainline
 	// (a testnet): then loopback peers are accepted and the per-IP packet

@@ -264,3 +264,36 @@ func lookupAsync(ctx context.Context, r *Rendezvous) <-chan lookupResult {
 	}()
 	return out
 }
+
+// TestLookupOnlyFindsWithoutAnnouncing: a lookup-only node (a client)
+// finds an announcing one but is never handed out itself. nictuku nodes
+// hand out the newest announcer, so an announcement would show at once.
+func TestLookupOnlyFindsWithoutAnnouncing(t *testing.T) {
+	m := startLocalMainline(t, 0)
+	network := testNetwork(t)
+	a := startNode(t, m.Routers, network, 40021)
+	waitAnnounced(t, m, a)
+	cfg := testConfig(t, m.Routers, network, 40022)
+	cfg.LookupOnly = true
+	l := startConfigured(t, cfg)
+	waitFor(t, l, loopback(40021))
+
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sawA := false
+	for pass := range 3 {
+		for _, r := range m.Routers {
+			got := askGetPeers(t, conn, netip.MustParseAddrPort(r), a.InfoHash())
+			if bytes.Contains(got, []byte(compact(loopback(40022).String()))) {
+				t.Fatalf("pass %d: %s hands out the lookup-only node", pass, r)
+			}
+			sawA = sawA || bytes.Contains(got, []byte(compact(loopback(40021).String())))
+		}
+	}
+	if !sawA {
+		t.Fatal("no node hands out the announcing node either: the check sees nothing")
+	}
+}

@@ -58,9 +58,9 @@ func (r *Rendezvous) rounds() {
 	}
 }
 
-// round asks the DHT for the network's peers; the library announces our
-// QUIC port (explicitly, not "implied port") to every node that answers
-// with a token.
+// round asks the DHT for the network's peers; unless LookupOnly, the
+// library announces our QUIC port (explicitly, not "implied port") to
+// every node that answers with a token.
 func (r *Rendezvous) round() {
 	if r.cur == nil {
 		return
@@ -71,7 +71,7 @@ func (r *Rendezvous) round() {
 	if !haveRouters {
 		r.retryRouters()
 	}
-	r.cur.d.PeersRequestPort(string(r.s.infohash[:]), true, r.s.Port)
+	r.cur.d.PeersRequestPort(string(r.s.infohash[:]), !r.s.LookupOnly, r.s.Port)
 }
 
 // retryRouters resolves the routers again (a node started offline) and

@@ -3,7 +3,11 @@ package testnet
 import (
 	"context"
 	crand "crypto/rand"
+	"errors"
+	"io/fs"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -181,4 +185,38 @@ func TestThirtyNodesStoreFetchAndSurviveChurn(t *testing.T) {
 		t.Fatalf("after stopping 9 of 30 nodes and republishing, %d of %d blocks are lost, first %s", len(missing), len(blocks), missing[0].Short())
 	}
 	phase("200 blocks fetched after churn")
+}
+
+// TestStartAgainOnTheSameDirectory restarts a whole testnet on its
+// directory. Its nodes come back on new ports, so what they saved of each
+// other is dead; with dials that would hang for a minute, the second
+// start only succeeds in time if nobody waits on those old contacts
+// (10 s when they did, 0.1 s now).
+func TestStartAgainOnTheSameDirectory(t *testing.T) {
+	dir := t.TempDir()
+	start := func() *Net {
+		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+		defer cancel()
+		net, err := Start(ctx, Config{Nodes: 4, Dir: dir, Tune: func(_ int, c *node.Config) { c.DialTimeout = time.Minute }})
+		if err != nil {
+			t.Fatalf("start on %s: %v", dir, err)
+		}
+		return net
+	}
+	net := start()
+	bootstrap := filepath.Join(dir, BootstrapFileName)
+	if _, err := os.Stat(bootstrap); err != nil {
+		t.Fatalf("no bootstrap file while running: %v", err)
+	}
+	if err := net.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bootstrap); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("bootstrap file left behind by a stopped testnet: %v", err)
+	}
+	net = start()
+	defer net.Close()
+	if got := len(net.Running()); got != 4 {
+		t.Fatalf("%d nodes running after the second start", got)
+	}
 }

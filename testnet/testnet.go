@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -50,6 +51,8 @@ type Net struct {
 
 	mu    sync.Mutex
 	nodes []*node.Node // nil where a node is stopped
+
+	restartMu sync.Mutex // one Restart at a time: check and start as one step
 }
 
 // Start brings up cfg.Nodes full nodes on 127.0.0.1: the first alone,
@@ -63,14 +66,25 @@ func Start(ctx context.Context, cfg Config) (_ *Net, err error) {
 		return nil, errors.New("testnet: a directory is needed")
 	}
 	if cfg.Network == "" {
-		abs, _ := filepath.Abs(cfg.Dir)
+		abs, err := filepath.Abs(cfg.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("testnet: %w", err)
+		}
 		cfg.Network = NetworkName(abs)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("testnet: %w (pick another directory with --dir)", err)
+	}
+	// A testnet started again on its directory gets new ports: the
+	// contacts its nodes saved last time are all dead, and waiting them
+	// out costs seconds per node. Fresh nodes join through each other.
+	for i := range cfg.Nodes {
+		if err := os.Remove(filepath.Join(cfg.Dir, fmt.Sprintf("node-%02d", i), node.SavedContactFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("testnet: %w", err)
+		}
 	}
 	n := &Net{cfg: cfg, nodes: make([]*node.Node, cfg.Nodes)}
 	defer func() {
@@ -145,6 +159,8 @@ func (n *Net) start(ctx context.Context, i int, boot []transport.Contact) error 
 		Bootstrap:  boot,
 		Logger:     n.cfg.Logger.With("testnet_node", i),
 		NoIPLimits: true,
+		// Every peer is on this machine: nothing stands between them.
+		Reachability: node.ReachPublic,
 	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return err
@@ -223,6 +239,8 @@ func (n *Net) Stop(i int) error {
 // Restart starts node i again on its data directory with no bootstrap
 // list: it rejoins through the contacts it saved when it stopped.
 func (n *Net) Restart(ctx context.Context, i int) error {
+	n.restartMu.Lock()
+	defer n.restartMu.Unlock()
 	if n.Node(i) != nil {
 		return fmt.Errorf("testnet: node %d is running", i)
 	}
@@ -246,8 +264,12 @@ func (n *Net) Client(ctx context.Context) (*node.Node, error) {
 	return node.Start(ctx, c)
 }
 
-// Close stops every node.
+// Close stops every node and removes the bootstrap file, so that clients
+// looking for a running testnet do not wait on dead peers.
 func (n *Net) Close() error {
+	if err := os.Remove(filepath.Join(n.cfg.Dir, BootstrapFileName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		n.cfg.Logger.Warn("testnet: removing the bootstrap file", "err", err)
+	}
 	n.mu.Lock()
 	nodes := n.nodes
 	n.nodes = make([]*node.Node, len(nodes))
