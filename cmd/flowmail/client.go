@@ -20,97 +20,180 @@ import (
 	"github.com/flowmail/flowmail/transport"
 )
 
-// networkFlags say how a short-lived client finds the network.
-var networkFlags = []cli.Flag{
-	&cli.StringSliceFlag{
-		Name:    "bootstrap",
-		Usage:   "peer to join through, IP:port or NODEID@IP:port (repeatable)",
-		EnvVars: []string{"FLOWMAIL_BOOTSTRAP"},
-	},
-	&cli.StringFlag{
-		Name:    "testnet",
-		Usage:   "join the local testnet started by `flowmail testnet --dir DIR`",
-		EnvVars: []string{"FLOWMAIL_TESTNET"},
-	},
-	&cli.StringFlag{
-		Name:    "network",
-		Usage:   "network name (default: flowmail, or the testnet's)",
-		EnvVars: []string{"FLOWMAIL_NETWORK"},
-	},
+// networkFlags say how a short-lived client finds the network. Each app
+// gets its own: a flag remembers having been set.
+func networkFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{
+			Name:    "bootstrap",
+			Usage:   "peer to join through, IP:port or NODEID@IP:port (repeatable)",
+			EnvVars: []string{"FLOWMAIL_BOOTSTRAP"},
+		},
+		&cli.StringFlag{
+			Name:    "testnet",
+			Usage:   "join the local testnet started by flowmail testnet --dir `DIR`",
+			EnvVars: []string{"FLOWMAIL_TESTNET"},
+		},
+		&cli.StringFlag{
+			Name:    "network",
+			Usage:   "network name (default: flowmail, or the testnet's)",
+			EnvVars: []string{"FLOWMAIL_NETWORK"},
+		},
+	}
 }
 
 // defaultTestnetDir is where `flowmail testnet` runs without --dir, and
 // where send and fetch look for a running testnet when told nothing else.
-func defaultTestnetDir() string { return filepath.Join(os.TempDir(), "flowmail-testnet") }
+// It is per user: another user's testnet is never joined by accident.
+func defaultTestnetDir() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "flowmail-testnet")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("flowmail-testnet-%d", os.Getuid()))
+}
 
 // joinPlan is where a client goes: peers and network name.
 type joinPlan struct {
 	network string
 	peers   []transport.Contact
 	source  string // for messages: which setting gave the peers
+	// loopback: every peer is a local testnet's, so the client binds
+	// 127.0.0.1 and is seen by nobody else.
+	loopback bool
+	// implicit: found without being named (a local node, the default
+	// testnet), so the user is told where the mail goes.
+	implicit bool
 }
 
+// setOnCommandLine tells a flag given on the command line from one that
+// only took its environment variable's value: the command line wins.
+func setOnCommandLine(c *cli.Context, name, env string) bool {
+	if !c.IsSet(name) {
+		return false
+	}
+	v, ok := os.LookupEnv(env)
+	if !ok {
+		return true
+	}
+	switch f := c.Value(name).(type) {
+	case cli.StringSlice:
+		return strings.Join(f.Value(), ",") != v
+	case string:
+		return f != v
+	}
+	return true
+}
+
+// planJoin picks the peers of a short-lived client, from the most to the
+// least explicit: --bootstrap or --testnet on the command line, then the
+// same from the environment, then a node running on this machine, then
+// the user's own testnet in its default directory.
 func planJoin(c *cli.Context) (joinPlan, error) {
 	p := joinPlan{network: c.String("network")}
-	for _, s := range c.StringSlice("bootstrap") {
-		for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-			ct, err := node.ParseContact(part)
-			if err != nil {
-				return p, err
-			}
-			p.peers = append(p.peers, ct)
-		}
+	bootCLI, testnetCLI := setOnCommandLine(c, "bootstrap", "FLOWMAIL_BOOTSTRAP"), setOnCommandLine(c, "testnet", "FLOWMAIL_TESTNET")
+	useBoot, useTestnet := c.IsSet("bootstrap"), c.IsSet("testnet")
+	switch {
+	case bootCLI && testnetCLI:
+		return p, errors.New("give --bootstrap or --testnet, not both")
+	case bootCLI:
+		useTestnet = false
+	case testnetCLI:
+		useBoot = false
+	case useBoot && useTestnet:
+		return p, errors.New("FLOWMAIL_BOOTSTRAP and FLOWMAIL_TESTNET are both set: unset one, or say which to use with --bootstrap or --testnet")
 	}
-	if len(p.peers) > 0 {
+	if useBoot {
+		for _, s := range c.StringSlice("bootstrap") {
+			for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+				ct, err := node.ParseContact(part)
+				if err != nil {
+					return p, fmt.Errorf("--bootstrap: %w", err)
+				}
+				p.peers = append(p.peers, ct)
+			}
+		}
+		if len(p.peers) == 0 {
+			return p, errors.New("--bootstrap is empty: give IP:port of a node")
+		}
 		p.source = "--bootstrap"
 		if p.network == "" {
 			p.network = node.DefaultNetwork
 		}
 		return p, nil
 	}
-	dir, explicit := c.String("testnet"), true
-	if dir == "" {
-		dir, explicit = defaultTestnetDir(), false
-	}
-	peers, network, err := readTestnet(dir)
-	switch {
-	case err == nil:
-		p.peers, p.source = peers, "the testnet in "+dir
-		if p.network == "" {
-			p.network = network
-		}
-		return p, nil
-	case explicit:
-		return p, err
-	case !errors.Is(err, fs.ErrNotExist):
-		return p, err
+	if useTestnet {
+		return planTestnet(p, c.String("testnet"))
 	}
 	// A node running on this machine is the best way in.
-	ctx, cancel := context.WithTimeout(c.Context, 2*time.Second)
-	defer cancel()
-	if st, err := node.FetchStatus(ctx, defaultAdmin); err == nil {
-		if ct, err := node.ParseContact(st.ID + "@" + loopbackOf(st.Listen)); err == nil {
-			p.peers, p.source = []transport.Contact{ct}, "the local node at "+st.Listen
-			if p.network == "" {
-				p.network = st.Network
+	if admin := localAdmin(c); admin != "" {
+		ctx, cancel := context.WithTimeout(c.Context, 2*time.Second)
+		defer cancel()
+		if st, err := node.FetchStatus(ctx, admin); err == nil {
+			if ct, err := node.ParseContact(st.ID + "@" + loopbackOf(st.Listen)); err == nil {
+				p.peers, p.source, p.implicit = []transport.Contact{ct}, "the local node at "+st.Listen, true
+				if p.network == "" {
+					p.network = st.Network
+				}
+				return p, nil
 			}
-			return p, nil
 		}
+	}
+	dir := defaultTestnetDir()
+	if err := ownedByMe(dir); err == nil {
+		if plan, err := planTestnet(p, dir); err == nil {
+			plan.implicit = true
+			return plan, nil
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return p, err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return p, err
 	}
 	return p, errors.New("no network to join: run `flowmail node` on this machine, give --bootstrap IP:port (or FLOWMAIL_BOOTSTRAP), or start a local network with `flowmail testnet` and pass --testnet DIR")
 }
 
+func planTestnet(p joinPlan, dir string) (joinPlan, error) {
+	peers, network, err := readTestnet(dir)
+	if err != nil {
+		return p, err
+	}
+	p.peers, p.source, p.loopback = peers, "the testnet in "+dir, true
+	if p.network == "" {
+		p.network = network
+	}
+	for _, ct := range peers {
+		p.loopback = p.loopback && ct.Addr.Addr().IsLoopback()
+	}
+	return p, nil
+}
+
+// localAdmin is the admin address of a node on this machine: the one its
+// config or FLOWMAIL_ADMIN names, else the default.
+func localAdmin(c *cli.Context) string {
+	if v, ok := os.LookupEnv("FLOWMAIL_ADMIN"); ok {
+		return v
+	}
+	path := os.Getenv("FLOWMAIL_CONFIG")
+	if path == "" {
+		path = filepath.Join(c.String("home"), configFileName)
+	}
+	if settings, err := readConfigFile(path); err == nil {
+		if a, ok := settings["admin"].(string); ok {
+			return a
+		}
+	}
+	return defaultAdmin
+}
+
 // loopbackOf turns a node's listen address into one this machine can dial:
-// a node listening on every interface is reached on loopback.
+// a node listening on every interface is reached on 127.0.0.1, which a
+// socket bound to [::] (Go's dual-stack wildcard) answers too.
 func loopbackOf(listen string) string {
 	ap, err := netip.ParseAddrPort(listen)
 	if err != nil || !ap.Addr().IsUnspecified() {
 		return listen
 	}
-	if ap.Addr().Is4() {
-		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port()).String()
-	}
-	return netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port()).String()
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port()).String()
 }
 
 // readTestnet reads the bootstrap and network files a testnet writes.
@@ -122,7 +205,7 @@ func readTestnet(dir string) ([]transport.Contact, string, error) {
 		}
 		return nil, "", err
 	}
-	name, err := os.ReadFile(filepath.Join(dir, testnet.NetworkFileName))
+	name, err := readSmallFile(filepath.Join(dir, testnet.NetworkFileName), 1<<10)
 	if err != nil {
 		return nil, "", fmt.Errorf("testnet in %s: %w", dir, err)
 	}
@@ -143,7 +226,7 @@ func startClient(ctx context.Context, c *cli.Context, s *streams) (*node.Node, e
 	defer cancel()
 	n, err := node.Start(ctx, node.Config{
 		Network:    plan.network,
-		Listen:     listenFor(plan.peers),
+		Listen:     listenFor(plan),
 		Bootstrap:  plan.peers,
 		Client:     true,
 		Logger:     log,
@@ -152,21 +235,20 @@ func startClient(ctx context.Context, c *cli.Context, s *streams) (*node.Node, e
 	if err != nil {
 		return nil, fmt.Errorf("joining through %s: %w", plan.source, err)
 	}
+	if plan.implicit {
+		fmt.Fprintf(s.err, "using %s (network %q)\n", plan.source, plan.network)
+	}
 	return n, nil
 }
 
-// listenFor picks a loopback socket when every peer is on loopback (a
-// local testnet), and all interfaces otherwise.
-func listenFor(peers []transport.Contact) string {
-	for _, p := range peers {
-		if !p.Addr.Addr().IsLoopback() {
-			if p.Addr.Addr().Is6() && !p.Addr.Addr().Is4In6() {
-				return "[::]:0"
-			}
-			return "0.0.0.0:0"
-		}
+// listenFor binds a local testnet's client to loopback, and any other
+// client to every interface (both families: Go's wildcard socket is
+// dual-stack), since the peers it meets may be anywhere.
+func listenFor(p joinPlan) string {
+	if p.loopback {
+		return "127.0.0.1:0"
 	}
-	return "127.0.0.1:0"
+	return "0.0.0.0:0"
 }
 
 // publishOwnPubkey stores the user's pubkey block in the network, so
@@ -184,7 +266,7 @@ func publishCommand(s *streams) *cli.Command {
 		Usage: "store your pubkey block in the network so others can write to you",
 		Description: "send and fetch publish it too; publish is for a new address that has not\n" +
 			"fetched yet. The network keeps it 30 days; any fetch renews it.",
-		Flags: append(append([]cli.Flag{}, networkFlags...), passphraseFlags...),
+		Flags: append(append([]cli.Flag{}, networkFlags()...), passphraseFlags()...),
 		Action: func(c *cli.Context) error {
 			id, err := loadIdentity(c, s)
 			if err != nil {

@@ -46,4 +46,8 @@ func TestExampleConfigCoversEveryNodeFlag(t *testing.T) {
 	if len(missing) > 0 || len(unknown) > 0 {
 		t.Fatalf("example config: missing flags %v, unknown keys %v", missing, unknown)
 	}
+	// And the node's own check of config keys accepts it.
+	if err := checkConfigKeys("../../contrib/config.example.toml", nodeFlags(), newApp(nil, nil, nil).Flags); err != nil {
+		t.Fatal(err)
+	}
 }

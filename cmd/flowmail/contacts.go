@@ -32,7 +32,7 @@ func contactsPath(home string) string { return filepath.Join(home, contactsFileN
 
 func loadContacts(home string) (*contactBook, error) {
 	book := &contactBook{Contacts: map[string]string{}}
-	b, err := os.ReadFile(contactsPath(home))
+	b, err := readSmallFile(contactsPath(home), maxContactsFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return book, nil
 	}
@@ -47,6 +47,9 @@ func loadContacts(home string) (*contactBook, error) {
 	}
 	return book, nil
 }
+
+// maxContactsFile bounds the contacts file: 16 MiB is some 150,000 names.
+const maxContactsFile = 16 << 20
 
 func (b *contactBook) save(home string) error {
 	data, err := toml.Marshal(b)
@@ -68,6 +71,9 @@ func resolveRecipient(home, s string) (block.ID, error) {
 		return block.ID{}, err
 	}
 	addr, ok := book.Contacts[strings.ToLower(s)]
+	if !ok && strings.HasPrefix(strings.ToLower(s), identity.AddressPrefix+"1") {
+		return block.ID{}, fmt.Errorf("%q looks like a cut-off address: an address is %d characters long; copy it whole from `flowmail whoami`", s, len(identity.FormatAddress(block.ID{})))
+	}
 	if !ok {
 		return block.ID{}, fmt.Errorf("unknown recipient %q: not an address and not in your contacts (add it: flowmail contacts add %s fm1...)", s, s)
 	}

@@ -2,9 +2,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,6 +17,9 @@ import (
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/mailbuilder"
 )
+
+// maxHeaderRead bounds what headerSummary reads of a mail.
+const maxHeaderRead = 1 << 20
 
 const (
 	maildirName  = "Maildir"
@@ -35,13 +38,16 @@ func fetchCommand(s *streams) *cli.Command {
 			&cli.BoolFlag{Name: "keep", Usage: "leave fetched mail in the network"},
 			&cli.BoolFlag{Name: "watch", Usage: "keep fetching until interrupted"},
 			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between fetches with --watch"},
-		}, networkFlags...), passphraseFlags...),
+		}, networkFlags()...), passphraseFlags()...),
 		Action: func(c *cli.Context) error { return runFetch(c, s) },
 	}
 }
 
 func runFetch(c *cli.Context, s *streams) error {
 	ctx := c.Context
+	if c.Bool("watch") && c.Duration("interval") <= 0 {
+		return fmt.Errorf("--interval %s: give a positive time between fetches, e.g. 30s", c.Duration("interval"))
+	}
 	me, err := loadIdentity(c, s)
 	if err != nil {
 		return err
@@ -131,13 +137,15 @@ func printReport(s *streams, book *contactBook, rep *mailbuilder.FetchReport) {
 	}
 }
 
-// headerSummary reads Subject and Date from a delivered file.
+// headerSummary reads Subject and Date from a delivered file's header,
+// which is all it reads of a mail of up to 32 MiB.
 func headerSummary(path string) (subject, date string) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return "?", "?"
 	}
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(b)))
+	defer f.Close()
+	h, err := textproto.ReadHeader(bufio.NewReader(io.LimitReader(f, maxHeaderRead)))
 	if err != nil {
 		return "?", "?"
 	}

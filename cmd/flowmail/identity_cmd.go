@@ -20,12 +20,14 @@ const keyFileName = "identity.key"
 
 func keyPath(c *cli.Context) string { return filepath.Join(c.String("home"), keyFileName) }
 
-var passphraseFlags = []cli.Flag{
-	&cli.StringFlag{
-		Name:    "passphrase-file",
-		Usage:   "read the passphrase from the first line of this file instead of asking",
-		EnvVars: []string{"FLOWMAIL_PASSPHRASE_FILE"},
-	},
+func passphraseFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name:    "passphrase-file",
+			Usage:   "read the passphrase from the first line of this file instead of asking (or set FLOWMAIL_PASSPHRASE)",
+			EnvVars: []string{"FLOWMAIL_PASSPHRASE_FILE"},
+		},
+	}
 }
 
 func initCommand(s *streams) *cli.Command {
@@ -38,7 +40,7 @@ func initCommand(s *streams) *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "no-passphrase", Usage: "store the key unprotected (tests, throwaway identities)"},
 			&cli.IntFlag{Name: "difficulty", Value: block.DefaultDifficulty, Usage: fmt.Sprintf("proof-of-work bits you demand of senders (0-%d; each bit doubles their cost)", block.MaxDifficulty)},
-		}, passphraseFlags...),
+		}, passphraseFlags()...),
 		Action: func(c *cli.Context) error {
 			path := keyPath(c)
 			if _, err := os.Stat(path); err == nil {
@@ -73,7 +75,7 @@ func whoamiCommand(s *streams) *cli.Command {
 	return &cli.Command{
 		Name:  "whoami",
 		Usage: "print your address and identity details",
-		Flags: passphraseFlags,
+		Flags: passphraseFlags(),
 		Action: func(c *cli.Context) error {
 			id, err := loadIdentity(c, s)
 			if err != nil {
@@ -105,7 +107,7 @@ func loadIdentity(c *cli.Context, s *streams) (*identity.Identity, error) {
 // FLOWMAIL_PASSPHRASE, then the terminal.
 func readPassphrase(c *cli.Context, s *streams, prompt string) ([]byte, error) {
 	if f := c.String("passphrase-file"); f != "" {
-		b, err := os.ReadFile(f)
+		b, err := readSmallFile(f, 64<<10)
 		if err != nil {
 			return nil, fmt.Errorf("--passphrase-file: %w", err)
 		}
@@ -117,7 +119,7 @@ func readPassphrase(c *cli.Context, s *streams, prompt string) ([]byte, error) {
 	}
 	f, ok := s.in.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return nil, errors.New("a passphrase is needed but stdin is not a terminal: set FLOWMAIL_PASSPHRASE or --passphrase-file")
+		return nil, errors.New("a passphrase is needed but stdin is not a terminal: set FLOWMAIL_PASSPHRASE or --passphrase-file (or, for a throwaway identity, init --no-passphrase)")
 	}
 	fmt.Fprint(s.err, prompt)
 	p, err := term.ReadPassword(int(f.Fd()))

@@ -60,6 +60,9 @@ func loadConfig(flags []cli.Flag) cli.BeforeFunc {
 			}
 			return fmt.Errorf("config file: %w", err)
 		}
+		if err := checkConfigKeys(path, flags, c.App.Flags); err != nil {
+			return err
+		}
 		src, err := altsrc.NewTomlSourceFromFile(path)
 		if err != nil {
 			return fmt.Errorf("config file %s: %w", path, err)
@@ -75,6 +78,32 @@ func loadConfig(flags []cli.Flag) cli.BeforeFunc {
 		}
 		return nil
 	}
+}
+
+// checkConfigKeys refuses a config file with a setting that is no flag:
+// a misspelt key would otherwise be ignored, and the node would run with
+// a default the operator meant to change (say, listening everywhere).
+func checkConfigKeys(path string, flagSets ...[]cli.Flag) error {
+	settings, err := readConfigFile(path)
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, flags := range flagSets {
+		for _, f := range flags {
+			for _, name := range f.Names() {
+				known[name] = true
+			}
+		}
+	}
+	delete(known, "config")
+	delete(known, "home") // where the config file itself is found
+	for key := range settings {
+		if !known[key] {
+			return fmt.Errorf("config file %s: unknown setting %q: settings are the flags of `flowmail node --help` without the dashes (see contrib/config.example.toml)", path, key)
+		}
+	}
+	return nil
 }
 
 func nodeCommand(s *streams) *cli.Command {
@@ -94,7 +123,13 @@ func nodeCommand(s *streams) *cli.Command {
 			Usage: "show a running node's peers, storage and uptime",
 			Flags: []cli.Flag{&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "the node's --admin address", EnvVars: []string{"FLOWMAIL_ADMIN"}}},
 			Action: func(c *cli.Context) error {
-				st, err := node.FetchStatus(c.Context, c.String("admin"))
+				admin := c.String("admin")
+				if !c.IsSet("admin") {
+					// The node command's own --admin holds what the config
+					// file says.
+					admin = c.Lineage()[1].String("admin")
+				}
+				st, err := node.FetchStatus(c.Context, admin)
 				if err != nil {
 					return err
 				}
@@ -116,7 +151,7 @@ func runNode(c *cli.Context, s *streams) error {
 		dataDir = filepath.Join(c.String("home"), "node")
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return err
+		return fmt.Errorf("%w: choose a data directory you can write with --data-dir or --home", err)
 	}
 	quota, err := parseQuota(c.String("quota"))
 	if err != nil {
@@ -162,6 +197,9 @@ func runNode(c *cli.Context, s *streams) error {
 		Logger:       log,
 		NoIPLimits:   isLoopbackListen(c.String("listen")),
 	})
+	if errors.Is(err, node.ErrNoPeers) {
+		return fmt.Errorf("%w: give --bootstrap IP:port (or FLOWMAIL_BOOTSTRAP, or bootstrap in the config file), or leave the mainline DHT on (no --no-mainline)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -213,7 +251,11 @@ func printStatus(s *streams, st *node.Status) {
 	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "  ID\tADDRESS\tBUCKET\tLAST SEEN\tFAILURES")
 	for _, p := range st.Peers {
-		fmt.Fprintf(w, "  %s\t%s\t%d\t%s ago\t%d\n", p.ID[:16], p.Addr, p.Bucket, time.Since(p.LastSeen).Round(time.Second), p.Failures)
+		id := p.ID
+		if len(id) > 16 {
+			id = id[:16]
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%d\t%s ago\t%d\n", id, p.Addr, p.Bucket, time.Since(p.LastSeen).Round(time.Second), p.Failures)
 	}
 	w.Flush()
 }

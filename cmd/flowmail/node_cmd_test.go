@@ -3,13 +3,19 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowmail/flowmail/node"
 )
 
 // TestNodeRunsFromConfigAndAnswersStatus starts `flowmail node` with a
@@ -23,6 +29,10 @@ func TestNodeRunsFromConfigAndAnswersStatus(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// A node that hangs while starting is stopped, which ends the wait
+	// for its admin line below.
+	hung := time.AfterFunc(time.Minute, cancel)
+	defer hung.Stop()
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
@@ -66,5 +76,50 @@ func TestNodeRunsFromConfigAndAnswersStatus(t *testing.T) {
 	}
 	if _, _, err := runCLI(t, "node", "status", "--admin", admin); err == nil || !strings.Contains(err.Error(), "flowmail node") {
 		t.Fatalf("status of a stopped node: %v", err)
+	}
+}
+
+// TestNodeStatusFindsTheAdminAddressInTheConfig: `node status` asks the
+// address the config file gives the node, and prints what it gets even
+// when the answer is odd (a short peer ID).
+func TestNodeStatusFindsTheAdminAddressInTheConfig(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(node.Status{ID: "abc", Network: "from-the-config", Listen: "127.0.0.1:1",
+			Peers: []node.PeerStatus{{ID: "short", Addr: "127.0.0.1:2"}}})
+	}))
+	defer srv.Close()
+	home := t.TempDir()
+	cfg := fmt.Sprintf("admin = %q\n", srv.Listener.Addr().String())
+	if err := os.WriteFile(filepath.Join(home, "config.toml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runCLI(t, "--home", home, "node", "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "from-the-config") || !strings.Contains(out, "short") {
+		t.Fatalf("status did not come from the config's admin address:\n%s", out)
+	}
+}
+
+func TestConfigWithAnUnknownSettingIsRefused(t *testing.T) {
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, "config.toml"), []byte("lisen = \"127.0.0.1:0\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := runCLI(t, "--home", home, "node", "--no-mainline")
+	if err == nil || !strings.Contains(err.Error(), `unknown setting "lisen"`) {
+		t.Fatalf("node with a misspelt setting: %v", err)
+	}
+}
+
+func TestFetchWatchRefusesANonPositiveInterval(t *testing.T) {
+	home := t.TempDir()
+	if _, _, err := runCLI(t, "--home", home, "init", "--no-passphrase"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := runCLI(t, "--home", home, "fetch", "--watch", "--interval", "0s", "--bootstrap", "127.0.0.1:9")
+	if err == nil || !strings.Contains(err.Error(), "--interval") {
+		t.Fatalf("fetch --watch --interval 0: %v", err)
 	}
 }

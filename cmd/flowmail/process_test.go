@@ -37,6 +37,7 @@ func TestBinaryAcrossProcesses(t *testing.T) {
 
 	tn := exec.CommandContext(ctx, bin, "testnet", "--nodes", "6", "--dir", filepath.Join(dir, "net"))
 	tn.Cancel = func() error { return tn.Process.Signal(syscall.SIGINT) }
+	tn.WaitDelay = 10 * time.Second // then killed, before its directory goes
 	stdout, err := tn.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

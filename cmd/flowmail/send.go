@@ -18,6 +18,7 @@ import (
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/node"
 )
 
 func sendCommand(s *streams) *cli.Command {
@@ -36,7 +37,7 @@ func sendCommand(s *streams) *cli.Command {
 			&cli.StringFlag{Name: "body", Usage: "message text (default: read standard input)"},
 			&cli.StringSliceFlag{Name: "attach", Usage: "file to attach (repeatable)"},
 			&cli.StringFlag{Name: "from-name", Usage: "your display name in the From header"},
-		}, networkFlags...), passphraseFlags...),
+		}, networkFlags()...), passphraseFlags()...),
 		Action: func(c *cli.Context) error { return runSend(c, s) },
 	}
 }
@@ -73,6 +74,9 @@ func runSend(c *cli.Context, s *streams) error {
 	if err != nil {
 		return err
 	}
+	if err := checkAttachmentSizes(c.StringSlice("attach"), len(text)); err != nil {
+		return err
+	}
 	var atts []mailbuilder.Attachment
 	for _, path := range c.StringSlice("attach") {
 		data, err := os.ReadFile(path)
@@ -107,8 +111,11 @@ func runSend(c *cli.Context, s *streams) error {
 		keys := make([]*identity.PublicKey, len(mbs))
 		for i, mb := range mbs {
 			k, err := mailbuilder.LookupPubkey(ctx, n, mb.Address)
-			if err != nil {
+			if errors.Is(err, node.ErrNotFound) {
 				return nil, fmt.Errorf("%s has no published key in the network (%w): ask them to run `flowmail publish` or `flowmail fetch` once", names[i], err)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("looking up the key of %s: %w", names[i], err)
 			}
 			keys[i] = k
 		}
@@ -171,6 +178,27 @@ func sendOne(ctx context.Context, s *streams, n mailbuilder.Network, codec *mail
 	}
 	fmt.Fprintf(s.out, "%s %d bytes to %s in %s: %d data + %d parity blocks of %d bytes\n",
 		what, len(msg), strings.Join(m.names, ", "), time.Since(start).Round(time.Millisecond), built.DataShards, built.ParityShards, built.ShardSize)
+	return nil
+}
+
+// checkAttachmentSizes refuses, before anything is read or sent, files
+// that cannot fit in one mail once base64 has grown them by a third.
+func checkAttachmentSizes(paths []string, textLen int) error {
+	total := int64(textLen)
+	for _, path := range paths {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return fmt.Errorf("--attach: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("--attach %s: not a regular file", path)
+		}
+		total += (fi.Size() + 2) / 3 * 4
+	}
+	if total > mailbuilder.MaxMessageSize-64<<10 {
+		return fmt.Errorf("the attachments come to %d MiB once encoded, over the %d MiB a mail can hold (about %d MiB of files): send fewer or smaller files",
+			total>>20, mailbuilder.MaxMessageSize>>20, (mailbuilder.MaxMessageSize*3/4)>>20)
+	}
 	return nil
 }
 

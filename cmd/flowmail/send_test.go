@@ -91,3 +91,53 @@ func TestSendBlindCopyIsASeparateMail(t *testing.T) {
 		}
 	}
 }
+
+// TestSendErrorsSayWhatToDo: the mistakes a sender makes are caught
+// before anything is stored, each with the next step.
+func TestSendErrorsSayWhatToDo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a loopback testnet")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	net, err := testnet.Start(ctx, testnet.Config{Nodes: 3, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	home := t.TempDir()
+	if _, stderr, err := runCLI(t, "--home", home, "init", "--no-passphrase"); err != nil {
+		t.Fatalf("init: %v\n%s", err, stderr)
+	}
+	stranger, err := identity.Generate(8, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(t.TempDir(), "big.bin")
+	if err := os.WriteFile(big, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, 30<<20); err != nil { // sparse: costs no disk
+		t.Fatal(err)
+	}
+	addr := identity.FormatAddress(stranger.ID())
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unpublished recipient", []string{"--to", addr}, "ask them to run `flowmail publish`"},
+		{"cut-off address", []string{"--to", addr[:20]}, "looks like a cut-off address"},
+		{"unknown name", []string{"--to", "nobody"}, "flowmail contacts add nobody"},
+		{"attachment too big", []string{"--to", addr, "--attach", big}, "send fewer or smaller files"},
+		{"missing attachment", []string{"--to", addr, "--attach", big + ".nope"}, "--attach"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--home", home, "send", "--testnet", net.Dir(), "--body", "hi"}, tc.args...)
+			_, _, err := runCLI(t, args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("send %v: %v, want an error saying %q", tc.args, err, tc.want)
+			}
+		})
+	}
+}

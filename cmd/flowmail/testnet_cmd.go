@@ -113,6 +113,11 @@ func runDemo(c *cli.Context, s *streams) error {
 		defer os.RemoveAll(tmp)
 		dir = tmp
 	}
+	for _, user := range []string{"alice", "bob"} {
+		if _, err := os.Stat(filepath.Join(dir, user)); err == nil {
+			return fmt.Errorf("%s already holds a demo's %s: give --demo an empty --dir, or none for a temporary one", dir, user)
+		}
+	}
 	net, err := startTestnet(c, s, dir)
 	if err != nil {
 		return err
