@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -43,8 +44,13 @@ func (n *Node) Put(ctx context.Context, blk []byte, lifetime time.Duration) (err
 func (n *Node) Get(ctx context.Context, id block.ID) (b []byte, err error) {
 	defer func() { n.m.observeOp("get", err) }()
 	if n.store != nil {
-		if b, _, err := n.store.Get(ctx, id); err == nil {
+		b, _, err := n.store.Get(ctx, id)
+		if err == nil {
 			return b, nil
+		}
+		if !errors.Is(err, blockstore.ErrNotFound) {
+			// The network may still have it; the operator should know.
+			n.log.Warn("reading the local store", "id", id.Short(), "err", err)
 		}
 	}
 	b, _, err = n.dht.Get(ctx, id)

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -60,9 +61,21 @@ func ReadBootstrapFile(path string) ([]transport.Contact, error) {
 	return parseBootstrapLines(f, path)
 }
 
+// maxBootstrapFile bounds a bootstrap list: maxBootstrapLines lines of
+// NODEID@[IPv6]:port and some comments fit well within it.
+const maxBootstrapFile = 1 << 20
+
 func parseBootstrapLines(r io.Reader, name string) ([]transport.Contact, error) {
 	var out []transport.Contact
-	sc := bufio.NewScanner(io.LimitReader(r, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(r, maxBootstrapFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(b) > maxBootstrapFile {
+		// Cut short, its last line could read as a wrong port.
+		return nil, fmt.Errorf("%s: over %d bytes: is it a bootstrap list?", name, maxBootstrapFile)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {

@@ -67,8 +67,10 @@ func outcome(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "cancelled" // the caller gave up (shutdown, enough shards): not the peer's fault
 	case errors.Is(err, ErrNotFound):
 		return "not_found"
 	}

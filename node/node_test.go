@@ -172,7 +172,8 @@ func TestRestartedNodeRejoinsWithoutPeerList(t *testing.T) {
 // scrape returns the value of one sample of the admin endpoint's metrics.
 func scrape(t *testing.T, addr, sample string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -238,8 +238,9 @@ func (a slogAdapter) Errorf(format string, args ...any) { a.log(slog.LevelWarn, 
 // resolveRouters turns "host:port" routers into the IPv4 "ip:port" form
 // the library wants, under ctx. The library would otherwise resolve names
 // itself, inside its main loop, with no deadline, on every lookup that
-// falls back to the routers.
-func resolveRouters(ctx context.Context, routers []string, logger *slog.Logger) []string {
+// falls back to the routers. Names that do not resolve are logged at
+// failLevel: a warning at start, debug for the retries of every round.
+func resolveRouters(ctx context.Context, routers []string, logger *slog.Logger, failLevel slog.Level) []string {
 	var res net.Resolver
 	var out []string
 	seen := map[netip.AddrPort]bool{}
@@ -253,7 +254,7 @@ func resolveRouters(ctx context.Context, routers []string, logger *slog.Logger) 
 		if ip, err := netip.ParseAddr(r.host); err == nil {
 			ips = []netip.Addr{ip.Unmap()}
 		} else if ips, err = res.LookupNetIP(ctx, "ip4", r.host); err != nil {
-			logger.Warn("mainline router did not resolve", "router", s, "err", err)
+			logger.Log(ctx, failLevel, "mainline router did not resolve", "router", s, "err", err)
 			continue
 		}
 		for _, ip := range ips {

@@ -80,7 +80,7 @@ func Start(ctx context.Context, cfg Config) (*Rendezvous, error) {
 		r.noteContact(c)
 	}
 	r.contactsNew = false
-	r.routers = resolveRouters(ctx, s.Routers, r.log)
+	r.routers = resolveRouters(ctx, s.Routers, r.log, slog.LevelWarn)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package rendezvous
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -79,7 +80,7 @@ func (r *Rendezvous) round() {
 func (r *Rendezvous) retryRouters() {
 	ctx, cancel := context.WithTimeout(r.ctx, resolveTimeout)
 	defer cancel()
-	routers := resolveRouters(ctx, r.s.Routers, r.log)
+	routers := resolveRouters(ctx, r.s.Routers, r.log, slog.LevelDebug)
 	if len(routers) == 0 {
 		return
 	}

@@ -59,6 +59,7 @@ func SendMail(ctx context.Context, net mailbuilder.Network, from *identity.Ident
 		return nil, err
 	}
 	if err := mailbuilder.Send(ctx, net, built, mailbuilder.SendOptions{Progress: progress}); err != nil {
+		built.Release()
 		return nil, fmt.Errorf("storing the mail: %w", err)
 	}
 	return built, nil

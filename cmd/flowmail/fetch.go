@@ -78,9 +78,16 @@ func runFetch(c *cli.Context, s *streams) error {
 	}
 	book, _ := loadContacts(home) // names are a nicety; a broken file is reported by `contacts list`
 
+	// The key is renewed once per run and then daily: the network keeps
+	// it 30 days, and --watch need not store it again every minute.
+	var published time.Time
 	once := func(ctx context.Context) error {
-		if err := publishOwnPubkey(ctx, n, me); err != nil {
-			fmt.Fprintf(s.err, "warning: %v\n", err)
+		if time.Since(published) > 24*time.Hour {
+			if err := publishOwnPubkey(ctx, n, me); err != nil {
+				fmt.Fprintf(s.err, "warning: %v\n", err)
+			} else {
+				published = time.Now()
+			}
 		}
 		prog := newFetchProgress(s.err)
 		rep, err := codec.Fetch(ctx, n, me, st, mailbuilder.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log, Progress: prog.Report})
