@@ -22,3 +22,42 @@ func TestBootstrapListOverTheLimitIsRefusedNotCut(t *testing.T) {
 		t.Fatalf("a small list: %v, %v", got, err)
 	}
 }
+
+// FuzzBootstrapLines: a bootstrap list (a file, a flag, an environment
+// variable) never panics the parser, and what it accepts formats back to
+// lines that parse to the same contacts.
+func FuzzBootstrapLines(f *testing.F) {
+	for _, s := range []string{
+		"127.0.0.1:4410\n",
+		"# comment\n\n[::1]:9\n",
+		"0000000000000000000000000000000000000000000000000000000000000001@10.0.0.1:1\n",
+		"host.example:4410\n",
+		"1.2.3.4:0\n",
+		"@1.2.3.4:5\n",
+		"[fe80::1%eth0]:7\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cs, err := parseBootstrapLines(bytes.NewReader(data), "fuzz")
+		if err != nil {
+			return
+		}
+		var lines strings.Builder
+		for _, c := range cs {
+			lines.WriteString(FormatContact(c) + "\n")
+		}
+		again, err := parseBootstrapLines(strings.NewReader(lines.String()), "again")
+		if err != nil {
+			t.Fatalf("formatted contacts do not parse: %v\n%s", err, lines.String())
+		}
+		if len(again) != len(cs) {
+			t.Fatalf("%d contacts, %d after a round trip", len(cs), len(again))
+		}
+		for i := range cs {
+			if again[i] != cs[i] {
+				t.Fatalf("contact %d: %v, %v after a round trip", i, cs[i], again[i])
+			}
+		}
+	})
+}
