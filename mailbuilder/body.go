@@ -1,8 +1,10 @@
 package mailbuilder
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -35,7 +37,22 @@ func (c *Codec) compress(envelope []byte) []byte {
 // decompress undoes compress and stops at MaxDecompressed bytes of output
 // (spec 9.3 step 1), whatever the frame claims.
 func (c *Codec) decompress(z []byte) ([]byte, error) {
-	out, err := c.zdec.DecodeAll(z, nil)
+	n, h, err := zstdFrameLen(z)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDecompress, err)
+	}
+	if n != len(z) {
+		return nil, fmt.Errorf("%w: %d bytes follow the zstd frame (spec 9.3: one frame)", ErrDecompress, len(z)-n)
+	}
+	if !h.HasFCS {
+		return decompressStream(z)
+	}
+	// The decoder stops at the capacity of its output: the size the frame
+	// declares (ours always do).
+	if h.FrameContentSize > MaxDecompressed {
+		return nil, fmt.Errorf("%w: the body declares %d bytes, more than %d", ErrTooLarge, h.FrameContentSize, MaxDecompressed)
+	}
+	out, err := c.zdec.DecodeAll(z, make([]byte, 0, h.FrameContentSize))
 	switch {
 	case errors.Is(err, zstd.ErrDecoderSizeExceeded), errors.Is(err, zstd.ErrWindowSizeExceeded):
 		return nil, fmt.Errorf("%w: the body decompresses to more than %d bytes", ErrTooLarge, MaxDecompressed)
@@ -45,6 +62,67 @@ func (c *Codec) decompress(z []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: the body decompresses to %d bytes, more than %d", ErrTooLarge, len(out), MaxDecompressed)
 	}
 	return out, nil
+}
+
+// decompressStream decodes a frame that does not declare its size (other
+// encoders may stream) through a reader cut at the bound.
+func decompressStream(z []byte) ([]byte, error) {
+	d, err := zstd.NewReader(bytes.NewReader(z), zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxMemory(MaxDecompressed), zstd.WithDecoderMaxWindow(MaxDecompressed))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDecompress, err)
+	}
+	defer d.Close()
+	out, err := io.ReadAll(io.LimitReader(d, MaxDecompressed+1))
+	switch {
+	case len(out) > MaxDecompressed, errors.Is(err, zstd.ErrDecoderSizeExceeded), errors.Is(err, zstd.ErrWindowSizeExceeded):
+		return nil, fmt.Errorf("%w: the body decompresses to more than %d bytes", ErrTooLarge, MaxDecompressed)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrDecompress, err)
+	}
+	return out, nil
+}
+
+// zstdFrameLen returns the length of the zstd frame that starts z, by
+// walking its block headers (RFC 8878 3.1.1): the library decodes
+// concatenated frames without saying where the first one ended. Written
+// by hand because no zstd library exposes frame boundaries.
+func zstdFrameLen(z []byte) (int, zstd.Header, error) {
+	var h zstd.Header
+	if err := h.Decode(z); err != nil {
+		return 0, h, fmt.Errorf("zstd frame header: %w", err)
+	}
+	if h.Skippable {
+		return 0, h, errors.New("a skippable zstd frame, not a body")
+	}
+	checksum := z[4]&0x04 != 0 // Frame_Header_Descriptor, Content_Checksum_flag
+	off := h.HeaderSize
+	for last := false; !last; {
+		if len(z)-off < 3 {
+			return 0, h, errors.New("zstd frame cut short in a block header")
+		}
+		bh := int(z[off]) | int(z[off+1])<<8 | int(z[off+2])<<16
+		off += 3
+		last = bh&1 == 1
+		size := bh >> 3
+		switch (bh >> 1) & 3 {
+		case 1: // RLE: one byte, repeated size times
+			size = 1
+		case 3:
+			return 0, h, errors.New("zstd block of the reserved type")
+		}
+		if len(z)-off < size {
+			return 0, h, errors.New("zstd frame cut short in a block")
+		}
+		off += size
+	}
+	if checksum {
+		if len(z)-off < 4 {
+			return 0, h, errors.New("zstd frame cut short in its checksum")
+		}
+		off += 4
+	}
+	return off, h, nil
 }
 
 // encode is spec 9.3 steps 2 to 4 and 9.4: pad Z, encrypt it under key,

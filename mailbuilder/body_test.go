@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -194,4 +195,48 @@ func TestBufferClassesBoundWaste(t *testing.T) {
 			t.Errorf("bufClass(%d) = %d", n, c)
 		}
 	}
+}
+
+// TestDecompressTakesOneFrame: spec 9.3 allows one zstd frame. A second
+// one would also slip past a bound checked only between frames.
+func TestDecompressTakesOneFrame(t *testing.T) {
+	c := testCodec(t)
+	one := c.zenc.EncodeAll([]byte("one frame of envelope bytes"), nil)
+	if out, err := c.decompress(one); err != nil || string(out) != "one frame of envelope bytes" {
+		t.Fatalf("one frame: %q, %v", out, err)
+	}
+	for name, z := range map[string][]byte{
+		"two frames":    append(bytes.Clone(one), one...),
+		"trailing byte": append(bytes.Clone(one), 0),
+		"cut short":     one[:len(one)-1],
+	} {
+		if _, err := c.decompress(z); !errors.Is(err, ErrDecompress) {
+			t.Errorf("%s: %v, want ErrDecompress", name, err)
+		}
+	}
+}
+
+// FuzzZstdFrameLen: the frame walker never panics or runs past its
+// input, and finds exactly the frames the encoder writes.
+func FuzzZstdFrameLen(f *testing.F) {
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer enc.Close()
+	for _, s := range []string{"", "a", strings.Repeat("flowmail ", 5000)} {
+		f.Add(enc.EncodeAll([]byte(s), nil))
+	}
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x00, 0x01, 0x00, 0x00})
+	f.Fuzz(func(t *testing.T, z []byte) {
+		n, _, err := zstdFrameLen(z)
+		if err == nil && (n < 4 || n > len(z)) {
+			t.Fatalf("frame of %d bytes in %d", n, len(z))
+		}
+		// Whatever the input, its compressed form is one whole frame.
+		frame := enc.EncodeAll(z, nil)
+		if n, _, err := zstdFrameLen(frame); err != nil || n != len(frame) {
+			t.Fatalf("encoder frame of %d bytes: walker says %d, %v", len(frame), n, err)
+		}
+	})
 }

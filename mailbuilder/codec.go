@@ -31,7 +31,9 @@ func NewCodec() (*Codec, error) {
 	}
 	zdec, err := zstd.NewReader(nil,
 		zstd.WithDecoderMaxMemory(MaxDecompressed),
-		zstd.WithDecoderMaxWindow(MaxDecompressed))
+		zstd.WithDecoderMaxWindow(MaxDecompressed),
+		// Without it the limit is checked only between frames and blocks.
+		zstd.WithDecodeAllCapLimit(true))
 	if err != nil {
 		zenc.Close()
 		return nil, fmt.Errorf("mailbuilder: zstd decoder: %w", err)
