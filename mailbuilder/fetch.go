@@ -24,6 +24,12 @@ const (
 	giveUpAfter    = 24 * time.Hour
 )
 
+// maxOpenPerFetch bounds the index blocks one Fetch gets and opens. A
+// LIST can return tens of thousands of IDs, made up by a lying node at
+// no cost; the rest wait for the next Fetch, whose LIST starts where
+// this one did.
+const maxOpenPerFetch = 1000
+
 // FetchOptions tune Fetch.
 type FetchOptions struct {
 	// Maildir is where mail is delivered (new/ inside it). Required.
@@ -75,6 +81,8 @@ type FetchReport struct {
 	Delivered []Delivered  // in the order fetched
 	Rejected  []*MailError // failed a check; remembered, never retried
 	Deferred  []*MailError // failed for now; retried by the next Fetch
+	Missing   int          // listed, but the index block could not be fetched
+	Remaining int          // left for the next Fetch (over maxOpenPerFetch)
 	NotForMe  int          // sealed to someone else in the same prefix
 }
 
@@ -110,7 +118,9 @@ func (c *Codec) Fetch(ctx context.Context, net Network, me *identity.Identity, s
 		return rep, fmt.Errorf("mailbuilder: listing mail for %s: %w", me.Address(), err)
 	}
 	rep.Listed = len(ids)
-	var todo []block.ID
+	// Never seen first, then the retries: made-up IDs listed again and
+	// again must not keep new mail waiting.
+	var todo, again []block.ID
 	listed := make(map[block.ID]bool, len(ids))
 	for _, id := range ids {
 		if listed[id] {
@@ -121,14 +131,23 @@ func (c *Codec) Fetch(ctx context.Context, net Network, me *identity.Identity, s
 			rep.Skipped++
 			continue
 		}
-		todo = append(todo, id)
+		if _, seen := st.Lookup(id); seen {
+			again = append(again, id)
+		} else {
+			todo = append(todo, id)
+		}
 	}
+	todo = append(todo, again...)
 	for _, id := range st.deferred() {
 		if !listed[id] {
 			todo = append(todo, id)
 		}
 	}
 
+	if len(todo) > maxOpenPerFetch {
+		rep.Remaining = len(todo) - maxOpenPerFetch
+		todo = todo[:maxOpenPerFetch]
+	}
 	for i, id := range todo {
 		if err := ctx.Err(); err != nil {
 			return rep, err
@@ -140,8 +159,8 @@ func (c *Codec) Fetch(ctx context.Context, net Network, me *identity.Identity, s
 		if outcome == 0 {
 			return rep, err // the Maildir failed: nothing else will fare better
 		}
-		if e, ok := st.Lookup(id); ok && outcome == OutcomeDeferred &&
-			e.Attempts+1 >= giveUpAttempts && opt.Now.Sub(e.Seen) >= giveUpAfter {
+		if e, ok := st.Lookup(id); ok && (outcome == OutcomeDeferred && opt.Now.Sub(e.Seen) >= giveUpAfter || outcome == OutcomeMissing) &&
+			e.Attempts+1 >= giveUpAttempts {
 			outcome = OutcomeRejected
 			err = fmt.Errorf("gave up after %d attempts since %s: %w", e.Attempts+1, e.Seen.UTC().Format(time.DateTime), err)
 		}
@@ -153,6 +172,9 @@ func (c *Codec) Fetch(ctx context.Context, net Network, me *identity.Identity, s
 		case OutcomeRejected:
 			rep.Rejected = append(rep.Rejected, &MailError{Index: id, Err: err})
 			log.Warn("mail rejected", "index", id.Short(), "err", err)
+		case OutcomeMissing:
+			rep.Missing++
+			log.Debug("index block listed but not found", "index", id.Short(), "err", err)
 		case OutcomeDeferred:
 			rep.Deferred = append(rep.Deferred, &MailError{Index: id, Err: err})
 			log.Info("mail deferred", "index", id.Short(), "err", err)
@@ -172,7 +194,9 @@ func (c *Codec) Fetch(ctx context.Context, net Network, me *identity.Identity, s
 			rep.Delivered[len(rep.Delivered)-1].DeleteErr = c.deleteMail(ctx, net, id, d.manifest)
 		}
 	}
-	st.lastList = opt.Now
+	if rep.Remaining == 0 {
+		st.lastList = opt.Now // else the next LIST starts where this one did
+	}
 	st.prune(opt.Now)
 	return rep, st.Save()
 }
@@ -192,7 +216,7 @@ func (c *Codec) fetchOne(ctx context.Context, net Network, me *identity.Identity
 	}
 	blk, err := net.Get(ctx, id)
 	if err != nil {
-		return nil, OutcomeDeferred, fmt.Errorf("getting the index block: %w", err)
+		return nil, OutcomeMissing, fmt.Errorf("getting the index block: %w", err)
 	}
 	if got := block.Sum(blk); got != id {
 		// The network's fault, not the mail's: another holder may do better.

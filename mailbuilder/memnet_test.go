@@ -25,7 +25,8 @@ type memNet struct {
 	now      time.Time // stored_at of the next Put
 	drop     map[block.ID]bool
 	corrupt  map[block.ID]bool
-	listAll  bool // LIST ignores bits, as a malicious node may
+	listAll  bool       // LIST ignores bits, as a malicious node may
+	made     []block.ID // listed first, though nobody holds them, as a lying node may
 	puts     int
 	gets     map[block.ID]int
 	deletes  int
@@ -93,7 +94,7 @@ func (n *memNet) List(ctx context.Context, target block.ID, bits int, since time
 		}
 	}
 	sort.Slice(ids, func(a, b int) bool { return block.Less(ids[a], ids[b]) })
-	return ids, nil
+	return append(append([]block.ID(nil), n.made...), ids...), nil
 }
 
 func (n *memNet) Delete(ctx context.Context, id block.ID, preimage [32]byte) error {

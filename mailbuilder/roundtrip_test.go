@@ -3,6 +3,7 @@ package mailbuilder
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -482,5 +483,80 @@ func TestFetchProgressFollowsEachMailsShards(t *testing.T) {
 				t.Fatalf("report %d: %+v, want done %d of %d shards of %d bytes", i, p, i, b.DataShards, b.ShardSize)
 			}
 		}
+	}
+}
+
+// TestMadeUpListEntriesCostBoundedWork: a LIST padded with thousands of
+// IDs that nobody holds (they only need the right prefix, which costs a
+// liar nothing) gets a bounded number of lookups per Fetch, never joins
+// the retry list, and does not keep the real mail from arriving.
+func TestMadeUpListEntriesCostBoundedWork(t *testing.T) {
+	s := sendOneMail(t, "real", "the one real mail")
+	made := make([]block.ID, 2*maxOpenPerFetch+10)
+	for i := range made {
+		made[i] = s.bob.ID()
+		binary.BigEndian.PutUint64(made[i][24:], uint64(i)+1) // same prefix as bob
+	}
+	s.net.made = made
+	mb := newMailbox(t, s.bob)
+	var delivered int
+	for round := 0; round < 3; round++ {
+		rep := mb.fetch(t, s.c, s.net, FetchOptions{})
+		delivered += len(rep.Delivered)
+		if rep.Missing > maxOpenPerFetch || len(rep.Deferred) != 0 {
+			t.Fatalf("round %d: %d missing, %d deferred", round, rep.Missing, len(rep.Deferred))
+		}
+		if want := len(made) + 1 - maxOpenPerFetch; rep.Remaining != want {
+			t.Fatalf("round %d: %d left for later, want %d", round, rep.Remaining, want)
+		}
+		if got := mb.st.LastList(); rep.Remaining > 0 != got.IsZero() {
+			t.Fatalf("round %d: last LIST %v with %d remaining: the next LIST must start over while work remains", round, got, rep.Remaining)
+		}
+	}
+	if delivered != 1 {
+		t.Fatalf("the real mail was delivered %d times", delivered)
+	}
+	if d := mb.st.deferred(); len(d) != 0 {
+		t.Fatalf("%d made-up IDs wait for a retry", len(d))
+	}
+	// Retried only when listed again, and new IDs went first: the first
+	// made-up ID was tried in rounds 0 and 2 (after the new ones), not 1.
+	if e, ok := mb.st.Lookup(made[0]); !ok || e.Outcome != OutcomeMissing || e.Attempts != 2 {
+		t.Fatalf("a made-up ID is remembered as %+v", e)
+	}
+}
+
+func TestStateStaysBoundedAndKeepsDeliveries(t *testing.T) {
+	old := maxStateEntries
+	maxStateEntries = 100
+	defer func() { maxStateEntries = old }()
+	st, err := OpenState(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	id := func(i int) (x block.ID) { binary.BigEndian.PutUint64(x[:8], uint64(i)+1); return x }
+	for i := range 60 {
+		st.record(id(i), testNow.Add(time.Duration(i)*time.Second), OutcomeDelivered, nil)
+	}
+	for i := 60; i < 300; i++ {
+		st.record(id(i), testNow.Add(time.Duration(i)*time.Second), OutcomeMissing, errors.New("not found"))
+	}
+	if err := st.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if st.Len() != 100 {
+		t.Fatalf("%d entries after Save, want the cap of 100", st.Len())
+	}
+	for i := range 60 {
+		if e, ok := st.Lookup(id(i)); !ok || e.Outcome != OutcomeDelivered {
+			t.Fatalf("delivery %d forgotten", i)
+		}
+	}
+	if _, ok := st.Lookup(id(299)); !ok {
+		t.Fatal("the newest missing entry was dropped before older ones")
+	}
+	if _, ok := st.Lookup(id(60)); ok {
+		t.Fatal("the oldest missing entry was kept")
 	}
 }

@@ -24,11 +24,16 @@ const (
 	OutcomeRejected          // failed a check: under-ground, bad signature, ...
 	OutcomeNotForMe          // sealed to someone else whose ID shares my prefix
 	OutcomeDeferred          // failed for now (shards missing, network): retried
+	// OutcomeMissing: listed, but its index block could not be fetched.
+	// Retried only if listed again: IDs alone cost a liar nothing, so a
+	// LIST full of made-up ones must not become a retry list.
+	OutcomeMissing
 )
 
 var outcomeNames = map[Outcome]string{
 	OutcomeDelivered: "delivered", OutcomeRejected: "rejected",
 	OutcomeNotForMe: "not-for-me", OutcomeDeferred: "deferred",
+	OutcomeMissing: "missing",
 }
 
 func (o Outcome) String() string {
@@ -50,6 +55,12 @@ const stateKeep = replayWindow + clockSlack
 // maxStateFile bounds what OpenState reads: far above what 30 days of
 // index blocks at any difficulty can fill.
 const maxStateFile = 256 << 20
+
+// maxStateEntries bounds the processed set, so the file stays far below
+// maxStateFile (an entry takes about 200 bytes) however many IDs a lying
+// node lists. Save forgets the oldest entries that are not deliveries
+// first; forgetting one costs at most a second look at it.
+var maxStateEntries = 200_000 // a variable for tests
 
 // maxReason bounds the remembered text of a rejection.
 const maxReason = 300
@@ -183,10 +194,10 @@ func (s *State) Len() int { return len(s.entries) }
 // LastList returns the time of the last complete LIST, zero if none.
 func (s *State) LastList() time.Time { return s.lastList }
 
-// done reports whether id needs no further work.
+// done reports whether id needs no further work when listed.
 func (s *State) done(id block.ID) bool {
 	e, ok := s.entries[id]
-	return ok && e.Outcome != OutcomeDeferred
+	return ok && e.Outcome != OutcomeDeferred && e.Outcome != OutcomeMissing
 }
 
 // deferred returns the IDs waiting for a retry, in ascending order.
@@ -208,7 +219,7 @@ func (s *State) record(id block.ID, now time.Time, o Outcome, err error) {
 		e.Seen = now
 	}
 	e.Outcome, e.Reason = o, ""
-	if o == OutcomeDeferred {
+	if o == OutcomeDeferred || o == OutcomeMissing {
 		e.Attempts++
 	}
 	if err != nil {
@@ -230,8 +241,44 @@ func (s *State) prune(now time.Time) {
 	}
 }
 
-// Save rewrites the file atomically (internal/atomicfile).
+// shrink forgets entries beyond maxStateEntries: the oldest missing ones
+// first, then other non-deliveries, oldest first. Deliveries are kept, as
+// forgetting one could deliver the mail twice.
+func (s *State) shrink() {
+	over := len(s.entries) - maxStateEntries
+	if over <= 0 {
+		return
+	}
+	type aged struct {
+		id   block.ID
+		rank int // 0 missing, 1 other non-delivery
+		seen time.Time
+	}
+	var drop []aged
+	for id, e := range s.entries {
+		switch e.Outcome {
+		case OutcomeDelivered:
+		case OutcomeMissing:
+			drop = append(drop, aged{id, 0, e.Seen})
+		default:
+			drop = append(drop, aged{id, 1, e.Seen})
+		}
+	}
+	sort.Slice(drop, func(a, b int) bool {
+		if drop[a].rank != drop[b].rank {
+			return drop[a].rank < drop[b].rank
+		}
+		return drop[a].seen.Before(drop[b].seen)
+	})
+	for _, d := range drop[:min(over, len(drop))] {
+		delete(s.entries, d.id)
+	}
+}
+
+// Save rewrites the file atomically (internal/atomicfile), first
+// forgetting what lies beyond maxStateEntries.
 func (s *State) Save() error {
+	s.shrink()
 	b, err := s.encode()
 	if err != nil {
 		return fmt.Errorf("mailbuilder: state: %w", err)

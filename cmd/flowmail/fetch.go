@@ -139,6 +139,12 @@ func printReport(s *streams, book *contactBook, rep *mailbuilder.FetchReport) {
 	for _, r := range rep.Deferred {
 		fmt.Fprintf(s.err, "will retry %v\n", r)
 	}
+	if rep.Missing > 0 {
+		fmt.Fprintf(s.err, "%d listed mail(s) could not be found in the network (tried again if listed again)\n", rep.Missing)
+	}
+	if rep.Remaining > 0 {
+		fmt.Fprintf(s.err, "%d more listed mail(s) wait: run fetch again\n", rep.Remaining)
+	}
 	if len(rep.Delivered) == 0 {
 		fmt.Fprintln(s.err, "no new mail")
 	}
