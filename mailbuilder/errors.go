@@ -32,6 +32,7 @@ var (
 	ErrFromHeader   = errors.New("mailbuilder: no usable From header")
 	ErrFromMismatch = errors.New("mailbuilder: From header does not name the signer")
 	ErrStale        = errors.New("mailbuilder: signed too long ago")
+	ErrDuplicate    = errors.New("mailbuilder: delivered already")
 
 	// The body (spec 9.3, 9.4) and the proof of work (spec 6).
 	ErrTooLarge      = errors.New("mailbuilder: mail too large")

@@ -152,7 +152,7 @@ func (c *Codec) Fetch(ctx context.Context, net Network, me *identity.Identity, s
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		d, outcome, err := c.fetchOne(ctx, net, me, id, opt, i, len(todo))
+		d, outcome, err := c.fetchOne(ctx, net, me, st, id, opt, i, len(todo))
 		if err != nil && ctx.Err() != nil {
 			return rep, ctx.Err() // cancelled: not the mail's fault, try again next time
 		}
@@ -165,6 +165,9 @@ func (c *Codec) Fetch(ctx context.Context, net Network, me *identity.Identity, s
 			err = fmt.Errorf("gave up after %d attempts since %s: %w", e.Attempts+1, e.Seen.UTC().Format(time.DateTime), err)
 		}
 		st.record(id, opt.Now, outcome, err)
+		if outcome == OutcomeDelivered {
+			st.delivered(id, messageKey(d.From, d.MessageID))
+		}
 		switch outcome {
 		case OutcomeNotForMe:
 			rep.NotForMe++
@@ -209,7 +212,7 @@ type delivered struct {
 
 // fetchOne gets, opens and delivers one index block. A zero outcome with
 // an error means the Maildir failed.
-func (c *Codec) fetchOne(ctx context.Context, net Network, me *identity.Identity, id block.ID, opt FetchOptions, nth, of int) (*delivered, Outcome, error) {
+func (c *Codec) fetchOne(ctx context.Context, net Network, me *identity.Identity, st *State, id block.ID, opt FetchOptions, nth, of int) (*delivered, Outcome, error) {
 	if cpl, d := block.CommonPrefixLen(id, me.ID()), me.Difficulty(); cpl < d {
 		// Never fetched, let alone opened (spec 6).
 		return nil, OutcomeRejected, fmt.Errorf("%w: its ID shares %d leading bits with %s, %d demanded", ErrProofOfWork, cpl, me.Address(), d)
@@ -236,6 +239,12 @@ func (c *Codec) fetchOne(ctx context.Context, net Network, me *identity.Identity
 		return nil, OutcomeDeferred, err // shards may come back
 	case err != nil:
 		return nil, OutcomeRejected, err
+	}
+	// Another recipient of the same mail can store its envelope again
+	// under a new index block: one signed mail is delivered once.
+	key := messageKey(mail.Sender.ID, mail.Envelope.MessageID)
+	if first, ok := st.deliveredAs(key); ok {
+		return nil, OutcomeRejected, fmt.Errorf("%w: message %x from %s came in index block %s", ErrDuplicate, mail.Envelope.MessageID, identity.FormatAddress(mail.Sender.ID), first.Short())
 	}
 	path, err := DeliverMaildir(opt.Maildir, mail.Message(), opt.Now)
 	if err != nil {

@@ -2,6 +2,7 @@ package mailbuilder
 
 import (
 	"context"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"path/filepath"
@@ -85,11 +86,18 @@ func publicKeys(ids ...*identity.Identity) []*identity.PublicKey {
 	return p
 }
 
+func msgSeed(msg []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(msg)
+	return h.Sum64()
+}
+
 // buildAndSend builds msg from sender to recipients and stores it in net.
 func buildAndSend(t testing.TB, c *Codec, net Network, sender *identity.Identity, msg []byte, rcpts ...*identity.Identity) *Built {
 	t.Helper()
 	b, err := c.Build(context.Background(), BuildInput{
-		Sender: sender, Recipients: publicKeys(rcpts...), Message: msg, Now: testNow, Rand: detRand(7),
+		// Randomness follows the message: two mails never share a message ID.
+		Sender: sender, Recipients: publicKeys(rcpts...), Message: msg, Now: testNow, Rand: detRand(7 ^ msgSeed(msg)),
 	}, BuildOptions{Workers: 2})
 	if err != nil {
 		t.Fatal(err)

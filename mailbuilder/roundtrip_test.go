@@ -560,3 +560,40 @@ func TestStateStaysBoundedAndKeepsDeliveries(t *testing.T) {
 		t.Fatal("the oldest missing entry was kept")
 	}
 }
+
+// TestResealedEnvelopeIsNotDeliveredTwice: a co-recipient (or anyone who
+// kept the envelope) can store a delivered mail again under a new index
+// block; the recipient delivers one signed mail once.
+func TestResealedEnvelopeIsNotDeliveredTwice(t *testing.T) {
+	s := sendOneMail(t, "once", "deliver me once")
+	mb := newMailbox(t, s.bob)
+	rep := mb.fetch(t, s.c, s.net, FetchOptions{Keep: true})
+	if len(rep.Delivered) != 1 {
+		t.Fatalf("first fetch: %+v", rep)
+	}
+	env := &Envelope{Time: testNow, MessageID: s.b.MessageID,
+		Recipients: []block.ID{s.bob.ID()}, Message: s.msg}
+	// Re-signed by alice here, as the test has no co-recipient's copy:
+	// the bytes are what alice signed for this message ID.
+	signed, err := signEnvelope(env, s.alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.c.Reseal(context.Background(), signed, publicKeys(s.bob), BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Release()
+	if err := Send(context.Background(), s.net, again, SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rep = mb.fetch(t, s.c, s.net, FetchOptions{Keep: true})
+	if len(rep.Delivered) != 0 || len(rep.Rejected) != 1 || !errors.Is(rep.Rejected[0].Err, ErrDuplicate) {
+		t.Fatalf("the re-sealed mail: %+v", rep)
+	}
+	// And the memory survives a restart.
+	mb.reopen(t)
+	if first, ok := mb.st.deliveredAs(messageKey(s.alice.ID(), s.b.MessageID)); !ok || first != s.b.Index[0].ID {
+		t.Fatalf("after reopening, the delivered message is remembered as %v, %v", first, ok)
+	}
+}

@@ -71,6 +71,12 @@ type StateEntry struct {
 	Outcome  Outcome
 	Reason   string // for rejected and deferred mails, the last error
 	Attempts int    // how many times it was deferred
+	Message  string // for deliveries: sender ID and message ID, in hex
+}
+
+// messageKey names one signed mail: its sender and envelope message ID.
+func messageKey(sender block.ID, messageID [messageIDSize]byte) string {
+	return fmt.Sprintf("%x%x", sender[:], messageID[:])
 }
 
 // State is the processed set of one recipient: every index block it has
@@ -82,6 +88,7 @@ type State struct {
 	unlock   func() error
 	lastList time.Time
 	entries  map[block.ID]StateEntry
+	messages map[string]block.ID // delivered mails by messageKey
 }
 
 // stateJSON is the file format.
@@ -97,6 +104,7 @@ type stateEntryJSON struct {
 	Outcome  string `json:"outcome"`
 	Reason   string `json:"reason,omitempty"`
 	Attempts int    `json:"attempts,omitempty"`
+	Message  string `json:"message,omitempty"`
 }
 
 // OpenState reads the processed set from dir (created with mode 0700 if
@@ -109,7 +117,7 @@ func OpenState(dir string) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &State{path: filepath.Join(dir, StateFile), unlock: unlock, entries: map[block.ID]StateEntry{}}
+	s := &State{path: filepath.Join(dir, StateFile), unlock: unlock, entries: map[block.ID]StateEntry{}, messages: map[string]block.ID{}}
 	f, err := os.Open(s.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
@@ -156,7 +164,10 @@ func (s *State) decode(b []byte) error {
 		if e.Attempts < 0 {
 			return fmt.Errorf("entry %s: %d attempts", e.ID, e.Attempts)
 		}
-		s.entries[id] = StateEntry{Seen: time.Unix(e.Seen, 0), Outcome: o, Reason: e.Reason, Attempts: e.Attempts}
+		s.entries[id] = StateEntry{Seen: time.Unix(e.Seen, 0), Outcome: o, Reason: e.Reason, Attempts: e.Attempts, Message: e.Message}
+		if e.Message != "" {
+			s.messages[e.Message] = id
+		}
 	}
 	return nil
 }
@@ -167,7 +178,7 @@ func (s *State) encode() ([]byte, error) {
 		j.LastList = s.lastList.Unix()
 	}
 	for id, e := range s.entries {
-		j.Entries = append(j.Entries, stateEntryJSON{ID: id.String(), Seen: e.Seen.Unix(), Outcome: e.Outcome.String(), Reason: e.Reason, Attempts: e.Attempts})
+		j.Entries = append(j.Entries, stateEntryJSON{ID: id.String(), Seen: e.Seen.Unix(), Outcome: e.Outcome.String(), Reason: e.Reason, Attempts: e.Attempts, Message: e.Message})
 	}
 	sort.Slice(j.Entries, func(a, b int) bool { return j.Entries[a].ID < j.Entries[b].ID })
 	return json.MarshalIndent(j, "", " ")
@@ -231,12 +242,34 @@ func (s *State) record(id block.ID, now time.Time, o Outcome, err error) {
 	s.entries[id] = e
 }
 
+// delivered remembers which signed mail the delivered index block id held.
+func (s *State) delivered(id block.ID, key string) {
+	e := s.entries[id]
+	e.Message = key
+	s.entries[id] = e
+	s.messages[key] = id
+}
+
+// deliveredAs returns the index block a signed mail was delivered from.
+func (s *State) deliveredAs(key string) (block.ID, bool) {
+	id, ok := s.messages[key]
+	return id, ok
+}
+
+// forget drops id and what it delivered.
+func (s *State) forget(id block.ID) {
+	if m := s.entries[id].Message; m != "" && s.messages[m] == id {
+		delete(s.messages, m)
+	}
+	delete(s.entries, id)
+}
+
 // prune forgets entries first seen so long ago that their blocks are gone
 // and a replay of them would be refused as stale.
 func (s *State) prune(now time.Time) {
 	for id, e := range s.entries {
 		if now.Sub(e.Seen) > stateKeep {
-			delete(s.entries, id)
+			s.forget(id)
 		}
 	}
 }
@@ -271,7 +304,7 @@ func (s *State) shrink() {
 		return drop[a].seen.Before(drop[b].seen)
 	})
 	for _, d := range drop[:min(over, len(drop))] {
-		delete(s.entries, d.id)
+		s.forget(d.id)
 	}
 }
 
