@@ -32,7 +32,7 @@ func buildLanes() (*builder, []Val) {
 	for i := range st {
 		st[i] = b.load(i)
 	}
-	out := compress(b, st, b.msg)
+	out := compress(b, st, b.msg, true)
 	return b, out[:]
 }
 

@@ -69,13 +69,13 @@ func build(sp spec) (*builder, [4]Val) {
 		}
 	}
 	words := func(m *[16]Val) func(int) Val { return func(i int) Val { return m[i] } }
-	inner := compress(b, st, words(&m))
+	inner := compress(b, st, words(&m), false)
 	if sp.two {
 		var m2 [16]Val
 		for i := range m2 {
 			m2[i] = b.param(pMsg2 + i)
 		}
-		inner = compress(b, inner, words(&m2))
+		inner = compress(b, inner, words(&m2), false)
 	}
 	// The outer hash of the 32-byte inner digest: one chunk, padding and
 	// length fixed.
@@ -90,7 +90,7 @@ func build(sp spec) (*builder, [4]Val) {
 	for i := range iv {
 		iv[i] = imm(sha512block.IV256[i])
 	}
-	id := compress(b, iv, words(&o))
+	id := compress(b, iv, words(&o), false)
 	return b, [4]Val{id[0], id[1], id[2], id[3]}
 }
 
