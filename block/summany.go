@@ -20,6 +20,17 @@ func SumMany(blocks [][]byte, ids []ID) {
 	sumMany(sha512x.Best(), blocks, ids)
 }
 
+// Lanes is how many blocks SumMany hashes side by side on this machine:
+// 8 with AVX-512, 4 with AVX2, 1 without a SIMD kernel (other
+// architectures, the purego build tag). Callers that gather blocks for
+// SumMany gain nothing from batches larger than this.
+func Lanes() int {
+	if k := sha512x.Best(); k != nil {
+		return k.Lanes
+	}
+	return 1
+}
+
 // chunk is the SHA-512 block size.
 const chunk = sha512x.ChunkSize
 

@@ -164,3 +164,13 @@ func FuzzSumMany(f *testing.F) {
 		}
 	})
 }
+
+func TestLanesMatchesKernel(t *testing.T) {
+	want := 1
+	if k := sha512x.Best(); k != nil {
+		want = k.Lanes
+	}
+	if got := Lanes(); got != want || got < 1 || got > sha512x.MaxLanes {
+		t.Fatalf("Lanes() = %d, want %d", got, want)
+	}
+}

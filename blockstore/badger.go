@@ -36,6 +36,8 @@ type badgerStore struct {
 
 	mu       sync.Mutex
 	counters counters // as last committed
+
+	verifier *verifier // of the bytes Get reads back
 }
 
 // OpenBadger opens (or creates) a store in dir. A directory remembers the
@@ -47,10 +49,11 @@ func OpenBadger(dir string, cfg Config) (Store, error) {
 		return nil, fmt.Errorf("blockstore: opening %s: %w", dir, err)
 	}
 	s := &badgerStore{
-		cfg:    cfg,
-		db:     db,
-		writes: make(chan *writeOp, maxBatchOps),
-		stop:   make(chan struct{}),
+		cfg:      cfg,
+		db:       db,
+		writes:   make(chan *writeOp, maxBatchOps),
+		stop:     make(chan struct{}),
+		verifier: newVerifier(block.SumMany, block.Lanes()),
 	}
 	if err := s.load(); err != nil {
 		return nil, errors.Join(fmt.Errorf("blockstore: opening %s: %w", dir, err), db.Close())
@@ -166,14 +169,21 @@ func (s *badgerStore) view(ctx context.Context, fn func(txn *badger.Txn) error) 
 
 func (s *badgerStore) Get(ctx context.Context, id block.ID) ([]byte, Meta, error) {
 	now := s.cfg.Now()
-	var v []byte
+	var r record
+	var b []byte
+	var bad error // the stored value does not parse
 	err := s.view(ctx, func(txn *badger.Txn) error {
 		item, err := txn.Get(idKey(familyBlock, id))
 		if err != nil {
 			return err
 		}
-		v, err = item.ValueCopy(nil)
-		return err
+		return item.Value(func(v []byte) error {
+			// v is Badger's memory: keep a copy of the block alone, and
+			// verify the copy.
+			r, b, bad = decodeBlockValue(v)
+			b = bytes.Clone(b)
+			return nil
+		})
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, Meta{}, fmt.Errorf("%w: %v", ErrNotFound, id.Short())
@@ -181,12 +191,11 @@ func (s *badgerStore) Get(ctx context.Context, id block.ID) ([]byte, Meta, error
 	if err != nil {
 		return nil, Meta{}, err
 	}
-	r, b, err := decodeBlockValue(v)
-	if err == nil && block.Sum(b) != id {
-		err = fmt.Errorf("%w: %v", ErrCorrupt, id.Short())
+	if bad == nil && !s.verifier.verify(b, id) {
+		bad = fmt.Errorf("%w: %v", ErrCorrupt, id.Short())
 	}
-	if err != nil {
-		return nil, Meta{}, s.dropCorrupt(ctx, id, err)
+	if bad != nil {
+		return nil, Meta{}, s.dropCorrupt(ctx, id, bad)
 	}
 	if !notExpired(r.expires, now) {
 		return nil, Meta{}, fmt.Errorf("%w: %v expired", ErrNotFound, id.Short())

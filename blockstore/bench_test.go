@@ -137,10 +137,15 @@ func fill[K any](b *testing.B, n int, put func(v []byte) (K, error)) []K {
 	return keys
 }
 
-// getParallel reads random keys from all cores.
+// getParallel reads random keys from putParallelism goroutines per core,
+// for the store and plain Badger alike: the store verifies every block it
+// reads, and concurrent Gets share that work (verifier.go), as concurrent
+// Puts share a sync. Requests come in concurrently in a node too (many
+// peers fetching); getSerial shows the one-goroutine figure beside it.
 func getParallel[K any](b *testing.B, keys []K, get func(K) ([]byte, error)) {
 	b.SetBytes(benchBlockSize)
 	b.ReportAllocs()
+	b.SetParallelism(putParallelism)
 	b.ResetTimer()
 	var seed atomic.Uint64
 	b.RunParallel(func(pb *testing.PB) {
@@ -155,17 +160,42 @@ func getParallel[K any](b *testing.B, keys []K, get func(K) ([]byte, error)) {
 	})
 }
 
+// getSerial reads random keys from one goroutine: every verification is
+// a batch of one.
+func getSerial[K any](b *testing.B, keys []K, get func(K) ([]byte, error)) {
+	b.SetBytes(benchBlockSize)
+	b.ReportAllocs()
+	rng := rand.New(rand.NewPCG(1, 0))
+	for b.Loop() {
+		v, err := get(keys[rng.IntN(len(keys))])
+		if err != nil || len(v) != benchBlockSize {
+			b.Fatalf("got %d bytes, err %v", len(v), err)
+		}
+	}
+}
+
 func BenchmarkGet4KiB(b *testing.B) {
 	s := openBadgerB(b)
 	ids := fill(b, benchHeld, func(v []byte) (block.ID, error) {
 		return s.Put(b.Context(), v, time.Hour, PutOptions{})
 	})
+	get := func(id block.ID) ([]byte, error) {
+		v, _, err := s.Get(b.Context(), id)
+		return v, err
+	}
+	vf := s.(*badgerStore).verifier
 	b.Run("random", func(b *testing.B) {
-		getParallel(b, ids, func(id block.ID) ([]byte, error) {
-			v, _, err := s.Get(b.Context(), id)
-			return v, err
-		})
+		batches, batched := vf.batches.Load(), vf.batched.Load()
+		getParallel(b, ids, get)
+		// Blocks per SumMany batch (Gets that hashed alone not counted)
+		// and the share of Gets whose block went through a batch.
+		if n := vf.batches.Load() - batches; n > 0 {
+			blocks := vf.batched.Load() - batched
+			b.ReportMetric(float64(blocks)/float64(n), "blocks/batch")
+			b.ReportMetric(float64(blocks)/float64(b.N), "batched/op")
+		}
 	})
+	b.Run("random-serial", func(b *testing.B) { getSerial(b, ids, get) })
 }
 
 func BenchmarkRawBadgerGet4KiB(b *testing.B) {
@@ -174,24 +204,23 @@ func BenchmarkRawBadgerGet4KiB(b *testing.B) {
 		k := rawKey(binary.BigEndian.Uint64(v[len(v)-8:]))
 		return k, rawPut(db, k, v)
 	})
-	b.Run("random", func(b *testing.B) {
-		getParallel(b, keys, func(k []byte) (v []byte, err error) {
-			err = db.View(func(txn *badger.Txn) error {
-				item, err := txn.Get(k)
-				if err != nil {
-					return err
-				}
-				v, err = item.ValueCopy(nil)
+	get := func(k []byte) (v []byte, err error) {
+		err = db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(k)
+			if err != nil {
 				return err
-			})
-			return v, err
+			}
+			v, err = item.ValueCopy(nil)
+			return err
 		})
-	})
+		return v, err
+	}
+	b.Run("random", func(b *testing.B) { getParallel(b, keys, get) })
+	b.Run("random-serial", func(b *testing.B) { getSerial(b, keys, get) })
 }
 
-// BenchmarkBlockSum4KiB is the re-verification every Get makes, at the
-// Get benchmarks' parallelism: BenchmarkGet4KiB should cost about this
-// plus BenchmarkRawBadgerGet4KiB.
+// BenchmarkBlockSum4KiB is the re-verification of one block, one at a
+// time, from all cores: what a Get that hashes alone pays.
 func BenchmarkBlockSum4KiB(b *testing.B) {
 	v := newBlockMaker(3).make()
 	b.SetBytes(benchBlockSize)
@@ -199,6 +228,36 @@ func BenchmarkBlockSum4KiB(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if block.Sum(v).IsZero() {
+				b.Error("zero ID")
+			}
+		}
+	})
+}
+
+// BenchmarkSumMany4KiB is the re-verification of blocks in full batches
+// of block.Lanes(), from all cores; an op is one block, as in
+// BenchmarkBlockSum4KiB.
+func BenchmarkSumMany4KiB(b *testing.B) {
+	m := newBlockMaker(4)
+	blocks := make([][]byte, block.Lanes())
+	for i := range blocks {
+		blocks[i] = m.make()
+	}
+	b.SetBytes(benchBlockSize)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ids := make([]block.ID, len(blocks))
+		for {
+			// Claim a whole batch of ops, or what is left of b.N.
+			n := 0
+			for n < len(blocks) && pb.Next() {
+				n++
+			}
+			if n == 0 {
+				return
+			}
+			block.SumMany(blocks[:n], ids[:n])
+			if ids[0].IsZero() {
 				b.Error("zero ID")
 			}
 		}

@@ -11,6 +11,14 @@
 // block is on disk, and quota, tombstone and counter decisions never race.
 // Its key layout is in badger_layout.go.
 //
+// The Badger store re-hashes every block it reads before Get returns it,
+// so bytes that changed on disk are dropped, never served. Concurrent Gets
+// share that work: block.SumMany hashes up to block.Lanes() blocks at
+// once in SIMD lanes, and the verifier (verifier.go) batches the blocks
+// of Gets already waiting for a hasher, in the callers' goroutines; a Get
+// that finds nobody hashing hashes its block at once, alone. The memory
+// store keeps private copies and does not re-hash.
+//
 // It may import block and identity; it must not import transport,
 // kademlia, mailbuilder, node, testnet or cmd.
 package blockstore
