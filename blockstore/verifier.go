@@ -18,8 +18,10 @@ import (
 //     with its own): it hashes that batch itself, beside the other
 //     hasher, so no core idles while blocks wait;
 //   - a hasher that is done wakes the owners of its batch with their
-//     verdicts and, if blocks are still queued, hands its role to the
-//     oldest, whose owner wakes to hash it and up to lanes-1 more.
+//     verdicts; if blocks are still queued and it was the last hasher,
+//     it hands its role to the oldest, whose owner wakes to hash it and
+//     up to lanes-1 more. (While another hasher runs, the queue is left
+//     to grow until that one is done: batches come out larger.)
 //
 // So every Get hashes at most one batch, batches form only from Gets
 // already waiting, and while a block is queued someone is hashing.
@@ -139,7 +141,8 @@ func (v *verifier) hash(s *scratch, b []byte, id block.ID) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.spare = append(v.spare, s)
-	if len(v.queue) == 0 {
+	if len(v.queue) == 0 || v.hashers > 1 {
+		// Nothing queued, or another hasher will hand on when done.
 		v.hashers--
 		return ok
 	}

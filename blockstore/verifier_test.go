@@ -47,8 +47,9 @@ func checkCases(r *rand.Rand, n int) []checkCase {
 // TestVerifierBatchesQueuedChecks steps the verifier through its cases
 // with every hash held until the test lets it go: a lone check hashes
 // alone; checks that find it hashing queue; the one that fills a batch
-// hashes the batch beside it; when the lone hash ends, the oldest queued
-// check is woken to hash what queued after; every verdict is Sum's.
+// hashes the batch beside it; more queue; the lone hash ends and leaves
+// them to the other hasher, which, when done, hands its role to the
+// oldest of them, to hash them all; every verdict is Sum's.
 func TestVerifierBatchesQueuedChecks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
@@ -89,8 +90,10 @@ func TestVerifierBatchesQueuedChecks(t *testing.T) {
 		expect("four more", 4, 2, 1, 8)
 		close(gates[0])
 		synctest.Wait()
-		expect("the lone hash done", 0, 2, 1, 8, 4)
+		expect("the lone hash done", 4, 1, 1, 8)
 		close(gates[1])
+		synctest.Wait()
+		expect("the batch of eight done", 0, 1, 1, 8, 4)
 		close(gates[2])
 		wg.Wait()
 		expect("all done", 0, 0, 1, 8, 4)
