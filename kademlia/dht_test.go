@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/netip"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -509,4 +510,86 @@ func TestLookupStopsWhenCancelled(t *testing.T) {
 			t.Fatalf("table of %d after a cancelled lookup, want 5", nodes[0].dht.Size())
 		}
 	})
+}
+
+// TestListDropsANodeThatNeverStopsListing: one node among those listed
+// answers every LIST page with made-up entries and "more". Its entries
+// are dropped and the List stays complete: one liar must not flood a
+// recipient with fake IDs nor make its fetch fail.
+func TestListDropsANodeThatNeverStopsListing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k, bits = 8, 2
+		s := smallNet(t, 11, k, 3)
+		nodes := s.addNodes(12, false)
+		client := s.addNodes(1, true)[0]
+		meshSeed(nodes)
+		for _, n := range nodes {
+			client.dht.table.seen(n.contact(), time.Now())
+		}
+		target := s.randomID()
+		b, _ := indexBlock(s.rng, target, bits)
+		if _, err := client.dht.Put(t.Context(), b, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		liarNode := trueClosestNode(nodes, target)
+		var made int
+		liarNode.ep.SetHandler(func(ctx context.Context, from transport.Peer, req []byte) []byte {
+			m, err := Decode(req)
+			l, ok := m.(List)
+			if err != nil || !ok {
+				return liarNode.dht.Handle(ctx, from, req)
+			}
+			resp := Listed{More: true}
+			for range 4 {
+				made++
+				id := target
+				id[31], id[30], id[29] = byte(made), byte(made>>8), byte(made>>16)
+				if l.HasAfter && !block.Less(l.After, id) {
+					continue
+				}
+				resp.Entries = append(resp.Entries, ListedEntry{ID: id, StoredAt: uint64(time.Now().Unix())})
+			}
+			out, _ := Encode(resp)
+			return out
+		})
+		entries, err := client.dht.List(t.Context(), target, bits, time.Unix(0, 0))
+		if err != nil {
+			t.Fatalf("one endless lister made the List fail: %v", err)
+		}
+		if len(entries) != 1 || entries[0].ID != block.Sum(b) {
+			t.Fatalf("List returned %d entries (the liar made %d), want only the real block", len(entries), made)
+		}
+		if made < maxListPages {
+			t.Fatalf("the liar was asked for %d entries: the test did not reach the page limit", made)
+		}
+	})
+}
+
+func trueClosestNode(nodes []*simNode, target block.ID) *simNode {
+	best := nodes[0]
+	for _, n := range nodes[1:] {
+		if compareDistance(n.dht.ID(), best.dht.ID(), target) < 0 {
+			best = n
+		}
+	}
+	return best
+}
+
+func TestUsableAddrRefusesUndialableAddresses(t *testing.T) {
+	for s, want := range map[string]bool{
+		"192.0.2.1:4410":                true,
+		"[2001:db8::1]:4410":            true,
+		"[::ffff:192.0.2.1]:4410":       true,
+		"0.0.0.0:4410":                  false,
+		"[::]:4410":                     false,
+		"[::ffff:0.0.0.0]:4410":         false, // mapped unspecified
+		"255.255.255.255:4410":          false,
+		"[::ffff:255.255.255.255]:4410": false,
+		"224.0.0.1:4410":                false,
+		"192.0.2.1:0":                   false,
+	} {
+		if got := usableAddr(netip.MustParseAddrPort(s)); got != want {
+			t.Errorf("usableAddr(%s) = %v, want %v", s, got, want)
+		}
+	}
 }

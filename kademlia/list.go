@@ -151,10 +151,17 @@ func (d *DHT) listAll(ctx context.Context, nodes []transport.Contact, col *listC
 }
 
 // listAt pages through one node's listing with the after cursor. A node
-// that lists an entry out of order, outside the prefix or before since
-// is cut off there.
+// that lists an entry out of order, outside the prefix or before since,
+// or more than maxListPages pages, is a bad source: none of its entries
+// are kept. One lying node must neither flood the result nor, by always
+// saying "more", make the whole List incomplete.
 func (d *DHT) listAt(ctx context.Context, c transport.Contact, col *listCollector) error {
 	req := List{Target: col.target, Bits: uint8(col.bits), Since: uint64(col.since.Unix()), Limit: MaxListEntries}
+	type entry struct {
+		id block.ID
+		at time.Time
+	}
+	var got []entry
 	for range maxListPages {
 		resp, err := expect[Listed](d.request(ctx, c, req))
 		if err != nil {
@@ -170,17 +177,20 @@ func (d *DHT) listAt(ctx context.Context, c transport.Contact, col *listCollecto
 			case storedAt.Before(col.since):
 				return fmt.Errorf("%w: LISTED from %v holds an entry stored before since", ErrBadReply, c.ID.Short())
 			}
-			col.add(e.ID, storedAt)
+			got = append(got, entry{e.ID, storedAt})
 			req.HasAfter, req.After = true, e.ID
 		}
 		if !resp.More {
+			for _, e := range got {
+				col.add(e.id, e.at)
+			}
 			return nil
 		}
 		if len(resp.Entries) == 0 {
 			return fmt.Errorf("%w: LISTED from %v says more but lists nothing", ErrBadReply, c.ID.Short())
 		}
 	}
-	return fmt.Errorf("%w: %v listed more than %d pages", ErrListIncomplete, c.ID.Short(), maxListPages)
+	return fmt.Errorf("%w: %v listed more than %d pages; its entries are dropped", ErrBadReply, c.ID.Short(), maxListPages)
 }
 
 // prefixRegion is the set of IDs that share bits leading bits with

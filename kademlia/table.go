@@ -136,8 +136,9 @@ func ipGroup(a netip.Addr) netip.Prefix {
 
 // usableAddr reports whether a contact address can be dialed at all.
 func usableAddr(a netip.AddrPort) bool {
-	ip := a.Addr()
-	return a.IsValid() && a.Port() != 0 && !ip.IsUnspecified() && !ip.IsMulticast() && ip.Zone() == ""
+	ip := a.Addr().Unmap() // ::ffff:0.0.0.0 is unspecified too
+	return a.IsValid() && a.Port() != 0 && !ip.IsUnspecified() && !ip.IsMulticast() && ip.Zone() == "" &&
+		ip != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 func (t *table) bucketIndex(id block.ID) int {

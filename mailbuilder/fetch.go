@@ -83,6 +83,7 @@ type FetchReport struct {
 	Deferred  []*MailError // failed for now; retried by the next Fetch
 	Missing   int          // listed, but the index block could not be fetched
 	Remaining int          // left for the next Fetch (over maxOpenPerFetch)
+	ListErr   error        // the LIST reached only part of the nodes: the next Fetch lists again from the same time
 	NotForMe  int          // sealed to someone else in the same prefix
 }
 
@@ -114,8 +115,14 @@ func (c *Codec) Fetch(ctx context.Context, net Network, me *identity.Identity, s
 	}
 	rep := &FetchReport{}
 	ids, err := net.List(ctx, me.ID(), me.Difficulty(), since)
-	if err != nil {
+	if err != nil && (len(ids) == 0 || ctx.Err() != nil) {
 		return rep, fmt.Errorf("mailbuilder: listing mail for %s: %w", me.Address(), err)
+	}
+	if err != nil {
+		// Some of the listing: fetch what it found, and list from the
+		// same time again next time.
+		rep.ListErr = err
+		log.Warn("listing was incomplete; fetching what it found", "err", err)
 	}
 	rep.Listed = len(ids)
 	// Never seen first, then the retries: made-up IDs listed again and
@@ -197,7 +204,7 @@ func (c *Codec) Fetch(ctx context.Context, net Network, me *identity.Identity, s
 			rep.Delivered[len(rep.Delivered)-1].DeleteErr = c.deleteMail(ctx, net, id, d.manifest)
 		}
 	}
-	if rep.Remaining == 0 {
+	if rep.Remaining == 0 && rep.ListErr == nil {
 		st.lastList = opt.Now // else the next LIST starts where this one did
 	}
 	st.prune(opt.Now)

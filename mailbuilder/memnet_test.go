@@ -27,6 +27,7 @@ type memNet struct {
 	corrupt  map[block.ID]bool
 	listAll  bool       // LIST ignores bits, as a malicious node may
 	made     []block.ID // listed first, though nobody holds them, as a lying node may
+	listErr  error      // returned with the listing, as an incomplete one is
 	puts     int
 	gets     map[block.ID]int
 	deletes  int
@@ -94,7 +95,7 @@ func (n *memNet) List(ctx context.Context, target block.ID, bits int, since time
 		}
 	}
 	sort.Slice(ids, func(a, b int) bool { return block.Less(ids[a], ids[b]) })
-	return append(append([]block.ID(nil), n.made...), ids...), nil
+	return append(append([]block.ID(nil), n.made...), ids...), n.listErr
 }
 
 func (n *memNet) Delete(ctx context.Context, id block.ID, preimage [32]byte) error {

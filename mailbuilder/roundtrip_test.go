@@ -597,3 +597,18 @@ func TestResealedEnvelopeIsNotDeliveredTwice(t *testing.T) {
 		t.Fatalf("after reopening, the delivered message is remembered as %v, %v", first, ok)
 	}
 }
+
+// TestIncompleteListingStillDelivers: a LIST that reached only some nodes
+// delivers what it found and lists from the same time next time.
+func TestIncompleteListingStillDelivers(t *testing.T) {
+	s := sendOneMail(t, "partial", "found by half a listing")
+	s.net.listErr = errors.New("listing incomplete: 3 of 20 nodes did not answer")
+	mb := newMailbox(t, s.bob)
+	rep := mb.fetch(t, s.c, s.net, FetchOptions{})
+	if len(rep.Delivered) != 1 || rep.ListErr == nil {
+		t.Fatalf("report %+v", rep)
+	}
+	if !mb.st.LastList().IsZero() {
+		t.Fatal("an incomplete listing moved the next LIST's start forward")
+	}
+}

@@ -58,17 +58,19 @@ func (n *Node) Get(ctx context.Context, id block.ID) (b []byte, err error) {
 }
 
 // List returns the IDs of index blocks near target (see kademlia.List).
+// When the listing is incomplete it returns the IDs found with an error
+// wrapping kademlia.ErrListIncomplete.
 func (n *Node) List(ctx context.Context, target block.ID, bits int, since time.Time) (ids []block.ID, err error) {
 	defer func() { n.m.observeOp("list", err) }()
 	entries, err := n.dht.List(ctx, target, bits, since)
-	if err != nil {
+	if err != nil && !errors.Is(err, kademlia.ErrListIncomplete) {
 		return nil, err
 	}
 	ids = make([]block.ID, len(entries))
 	for i, e := range entries {
 		ids[i] = e.ID
 	}
-	return ids, nil
+	return ids, err // an incomplete listing still returns what it found
 }
 
 // Delete asks the holders of id to drop it.
