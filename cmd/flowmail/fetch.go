@@ -139,6 +139,9 @@ func printReport(s *streams, book *contactBook, rep *mailbuilder.FetchReport) {
 	for _, r := range rep.Deferred {
 		fmt.Fprintf(s.err, "will retry %v\n", r)
 	}
+	if rep.ListErr != nil {
+		fmt.Fprintf(s.err, "some nodes near your address did not answer (%v): fetch again later for mail they hold\n", rep.ListErr)
+	}
 	if rep.Missing > 0 {
 		fmt.Fprintf(s.err, "%d listed mail(s) could not be found in the network (tried again if listed again)\n", rep.Missing)
 	}
