@@ -69,9 +69,23 @@ type QUICConfig struct {
 	// zero lets idle connections close, which frees them for others.
 	KeepAlivePeriod time.Duration
 
-	MaxConns          int // connections open or in handshake (MaxConns)
+	MaxConns          int // verified connections plus our dials in progress (MaxConns)
 	MaxStreamsPerConn int // concurrent incoming streams per connection (MaxStreamsPerConn)
 	MaxHandlers       int // handlers running at once; more streams are reset as overloaded (DefaultMaxHandlers)
+	// MaxInbound is how many of MaxConns peers that dialed us may hold;
+	// the rest stays for our dials. Zero: MaxConns less a quarter (at
+	// least one); it must be below MaxConns.
+	MaxInbound int
+	// MaxHandshakes bounds incoming connections still in their HELLO
+	// exchange, beside MaxConns (MaxHandshakes).
+	MaxHandshakes int
+	// MaxInboundPerIPGroup bounds incoming connections from one IP group
+	// (/24 for IPv4, /48 for IPv6; see IPGroup): zero means
+	// MaxInboundPerIPGroup, negative no limit. Loopback peers are exempt
+	// unless LimitLoopback is set, since testnets run every node on one
+	// loopback address.
+	MaxInboundPerIPGroup int
+	LimitLoopback        bool
 }
 
 // QUIC is the transport over QUIC: one UDP socket for listening and
@@ -91,6 +105,7 @@ type QUIC struct {
 	local     netip.AddrPort
 	handler   atomic.Pointer[Handler]
 	slots     chan struct{} // one per running handler
+	marks     atomic.Uint64 // advances at each request's start and end: the order of connections' last use
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -98,7 +113,8 @@ type QUIC struct {
 
 	mu     sync.Mutex
 	closed bool
-	all    map[*quic.Conn]struct{} // open or in handshake, for MaxConns and Close
+	budget *budget
+	conns  map[*quic.Conn]*slot // every open connection, for Close (retired ones too)
 	byID   map[block.ID]*peerConn
 	byAddr map[netip.AddrPort]*peerConn
 	dials  map[dialKey]*dialCall
@@ -111,6 +127,8 @@ type peerConn struct {
 	qc   *quic.Conn
 	peer Peer
 	dir  Direction
+	slot *slot
+	act  *activity
 }
 
 // dialKey names one dial in flight: by ID when the caller knows it, else
@@ -142,6 +160,21 @@ func ListenQUIC(ctx context.Context, cfg QUICConfig) (*QUIC, error) {
 	setDefault(&cfg.MaxConns, MaxConns)
 	setDefault(&cfg.MaxStreamsPerConn, MaxStreamsPerConn)
 	setDefault(&cfg.MaxHandlers, DefaultMaxHandlers)
+	setDefault(&cfg.MaxHandshakes, MaxHandshakes)
+	if cfg.MaxInbound == 0 {
+		cfg.MaxInbound = cfg.MaxConns - max(1, cfg.MaxConns/4)
+	}
+	if cfg.MaxInbound < 0 || cfg.MaxInbound >= cfg.MaxConns {
+		return nil, fmt.Errorf("transport: QUICConfig.MaxInbound is %d, want 0 to %d so that dials keep a share of MaxConns (%d)", cfg.MaxInbound, cfg.MaxConns-1, cfg.MaxConns)
+	}
+	if cfg.MaxInboundPerIPGroup == 0 {
+		cfg.MaxInboundPerIPGroup = MaxInboundPerIPGroup
+	}
+	for _, a := range cfg.Advertised {
+		if err := checkAdvertised(a); err != nil {
+			return nil, fmt.Errorf("transport: QUICConfig.Advertised: %w", err)
+		}
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -211,10 +244,17 @@ func ListenQUIC(ctx context.Context, cfg QUICConfig) (*QUIC, error) {
 		slots:     make(chan struct{}, cfg.MaxHandlers),
 		ctx:       tctx,
 		cancel:    cancel,
-		all:       make(map[*quic.Conn]struct{}),
-		byID:      make(map[block.ID]*peerConn),
-		byAddr:    make(map[netip.AddrPort]*peerConn),
-		dials:     make(map[dialKey]*dialCall),
+		budget: newBudget(budgetLimits{
+			conns:         cfg.MaxConns,
+			inbound:       cfg.MaxInbound,
+			handshakes:    cfg.MaxHandshakes,
+			perGroup:      cfg.MaxInboundPerIPGroup,
+			limitLoopback: cfg.LimitLoopback,
+		}),
+		conns:  make(map[*quic.Conn]*slot),
+		byID:   make(map[block.ID]*peerConn),
+		byAddr: make(map[netip.AddrPort]*peerConn),
+		dials:  make(map[dialKey]*dialCall),
 	}
 	if cfg.Handler != nil {
 		t.SetHandler(cfg.Handler)
@@ -259,8 +299,8 @@ func (t *QUIC) Close() error {
 		return nil
 	}
 	t.closed = true
-	conns := make([]*quic.Conn, 0, len(t.all))
-	for qc := range t.all {
+	conns := make([]*quic.Conn, 0, len(t.conns))
+	for qc := range t.conns {
 		conns = append(conns, qc)
 	}
 	t.mu.Unlock()
@@ -290,7 +330,12 @@ func (t *QUIC) Request(ctx context.Context, c Contact, req []byte) ([]byte, Peer
 
 // errStaleConn marks a request that failed because its cached connection
 // had died before the request went out: it is retried on a fresh one.
-var errStaleConn = errors.New("connection closed")
+// errRetired says the connection was replaced or evicted and is closing;
+// the request is retried on its successor even when it was just dialed.
+var (
+	errStaleConn = errors.New("connection closed")
+	errRetired   = errors.New("connection replaced")
+)
 
 func (t *QUIC) request(ctx context.Context, c Contact, req []byte) ([]byte, Peer, error) {
 	if err := checkPayload(len(req)); err != nil {
@@ -302,7 +347,7 @@ func (t *QUIC) request(ctx context.Context, c Contact, req []byte) ([]byte, Peer
 			return nil, Peer{}, err
 		}
 		resp, err := t.exchange(ctx, pc, req)
-		if errors.Is(err, errStaleConn) && reused && attempt == 0 {
+		if errors.Is(err, errStaleConn) && (reused || errors.Is(err, errRetired)) && attempt == 0 {
 			t.forget(pc)
 			continue
 		}
@@ -333,6 +378,10 @@ func (t *QUIC) exchange(ctx context.Context, pc *peerConn, req []byte) ([]byte, 
 		}
 		return rerr
 	}
+	if !pc.act.begin(t.marks.Add(1)) {
+		return nil, fmt.Errorf("%w: %w", errStaleConn, errRetired)
+	}
+	defer func() { pc.act.end(t.marks.Add(1)) }()
 	s, err := pc.qc.OpenStreamSync(sctx)
 	if err != nil {
 		return nil, failed(err)
@@ -340,25 +389,36 @@ func (t *QUIC) exchange(ctx context.Context, pc *peerConn, req []byte) ([]byte, 
 	s.SetDeadline(deadline)
 	// A caller that gives up aborts the stream, which ends the reads and
 	// writes below at once.
-	stop := context.AfterFunc(ctx, func() {
-		s.CancelWrite(CodeNoError)
-		s.CancelRead(CodeNoError)
-	})
+	stop := context.AfterFunc(ctx, func() { abortStream(s, CodeNoError) })
 	defer stop()
+	// A request that fails for any reason (a deadline too) aborts its
+	// stream, so a late response is refused rather than buffered: a
+	// frame this node refuses with its code, anything else with 0x00.
+	aborted := func(err error) error {
+		code, ours := frameErrorCode(err)
+		if !ours {
+			code = CodeNoError
+		}
+		abortStream(s, code)
+		return failed(err)
+	}
 	if err := writeFrame(s, req); err != nil {
-		return nil, failed(err)
+		return nil, aborted(err)
 	}
 	if err := s.Close(); err != nil {
-		return nil, failed(err)
+		return nil, aborted(err)
 	}
 	resp, err := readFrame(s, MaxFrameSize)
 	if err != nil {
-		if code, ours := frameErrorCode(err); ours {
-			s.CancelRead(code)
-		}
-		return nil, failed(err)
+		return nil, aborted(err)
 	}
 	return resp, nil
+}
+
+// abortStream resets both sides of s with code.
+func abortStream(s *quic.Stream, code quic.StreamErrorCode) {
+	s.CancelRead(code)
+	s.CancelWrite(code)
 }
 
 // frameErrorCode returns the reset code for a frame this node refuses,
@@ -491,15 +551,25 @@ func (t *QUIC) dial(key dialKey, c Contact, call *dialCall) {
 
 func (t *QUIC) dialPeer(c Contact) (*peerConn, error) {
 	t.mu.Lock()
-	open := len(t.all)
+	if t.closed {
+		t.mu.Unlock()
+		return nil, ErrClosed
+	}
+	s, victim, err := t.budget.reserveOutbound()
+	if victim != nil {
+		t.retireLocked(victim.pc, CodeOverloaded, "evicted: too many connections")
+	}
 	t.mu.Unlock()
-	if open >= t.cfg.MaxConns {
-		return nil, fmt.Errorf("%w: %d connections open, not dialing %v", ErrOverloaded, open, c.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not dialing %v: %w", ErrOverloaded, c.Addr, err)
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.DialTimeout)
 	qc, err := t.tr.Dial(ctx, net.UDPAddrFromAddrPort(c.Addr), t.clientTLS, t.qconf)
 	cancel()
 	if err != nil {
+		t.mu.Lock()
+		t.budget.release(s)
+		t.mu.Unlock()
 		if t.ctx.Err() != nil {
 			return nil, ErrClosed
 		}
@@ -512,23 +582,16 @@ func (t *QUIC) dialPeer(c Contact) (*peerConn, error) {
 		}
 		return nil, fmt.Errorf("%w: dialing %v: %w", ErrUnreachable, c.Addr, err)
 	}
-	if err := t.track(qc); err != nil {
-		qc.CloseWithError(CodeOverloaded, "too many connections")
+	if err := t.track(qc, s); err != nil {
+		qc.CloseWithError(CodeShuttingDown, "shutting down")
 		return nil, err
 	}
-	peer, err := t.handshake(qc, Outgoing, c.ID)
+	pc, err := t.handshake(qc, Outgoing, c.ID)
 	if err != nil {
 		t.untrack(qc)
 		return nil, err
 	}
-	pc := &peerConn{qc: qc, peer: peer, dir: Outgoing}
-	if !t.register(pc) {
-		qc.CloseWithError(CodeShuttingDown, "shutting down")
-		t.untrack(qc)
-		return nil, ErrClosed
-	}
-	t.wg.Add(1)
-	go t.serveConn(pc)
+	t.start(pc)
 	return pc, nil
 }
 
@@ -540,46 +603,100 @@ func (t *QUIC) forget(pc *peerConn) {
 	t.mu.Unlock()
 }
 
-// track counts a connection against MaxConns.
-func (t *QUIC) track(qc *quic.Conn) error {
+// track records a connection with the budget slot it holds, so Close
+// finds it. On a closed transport it releases the slot instead.
+func (t *QUIC) track(qc *quic.Conn, s *slot) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
+		t.budget.release(s)
 		return ErrClosed
 	}
-	if len(t.all) >= t.cfg.MaxConns {
-		return fmt.Errorf("%w: %d connections open", ErrOverloaded, len(t.all))
-	}
-	t.all[qc] = struct{}{}
+	t.conns[qc] = s
 	return nil
 }
 
+// untrack forgets a connection that closed or failed its handshake and
+// frees its slot.
 func (t *QUIC) untrack(qc *quic.Conn) {
 	t.mu.Lock()
-	delete(t.all, qc)
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	s := t.conns[qc]
+	if s == nil {
+		return
+	}
+	if s.pc != nil {
+		t.unregisterLocked(s.pc)
+	}
+	t.budget.release(s)
+	delete(t.conns, qc)
 }
 
-// register makes a verified connection available for requests. A newer
-// incoming connection from the same peer replaces an older incoming one,
-// so one peer cannot hold many of our MaxConns slots.
-func (t *QUIC) register(pc *peerConn) bool {
+// admit makes a connection whose peer passed the HELLO checks available
+// for requests. A newer connection with a peer's ID replaces the older
+// one, whichever side dialed either, so one peer holds one slot. An
+// incoming connection takes a place in the inbound share, which may
+// evict the longest-idle connection; it is refused when none can give
+// way.
+func (t *QUIC) admit(qc *quic.Conn, dir Direction, peer Peer) (*peerConn, error) {
 	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return false
+	defer t.mu.Unlock()
+	s := t.conns[qc]
+	if t.closed || s == nil {
+		return nil, ErrClosed
 	}
-	old := t.byID[pc.peer.ID]
-	t.byID[pc.peer.ID] = pc
-	t.byAddr[pc.peer.Addr] = pc
-	t.mu.Unlock()
-	if old != nil && old.dir == Incoming && pc.dir == Incoming {
-		old.qc.CloseWithError(CodeNoError, "replaced by a newer connection")
+	pc := &peerConn{qc: qc, peer: peer, dir: dir, slot: s, act: newActivity(t.marks.Add(1))}
+	if old := t.byID[peer.ID]; old != nil {
+		t.retireLocked(old, CodeNoError, "replaced by a newer connection")
 	}
+	victim, err := t.budget.verify(s, pc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOverloaded, err)
+	}
+	if victim != nil {
+		t.retireLocked(victim.pc, CodeOverloaded, "evicted: too many connections")
+	}
+	t.byID[peer.ID] = pc
+	t.byAddr[peer.Addr] = pc
+	return pc, nil
+}
+
+// retireLocked takes pc out of use and frees its slot at once; drain
+// closes it when its requests in flight end.
+func (t *QUIC) retireLocked(pc *peerConn, code quic.ApplicationErrorCode, reason string) {
+	t.log.Debug("closing connection", "peer", pc.peer.ID.Short(), "addr", pc.peer.Addr.String(), "dir", pc.dir.String(), "reason", reason)
+	t.unregisterLocked(pc)
+	t.budget.release(pc.slot)
+	pc.act.retire()
+	t.wg.Add(1)
+	go t.drain(pc, code, reason)
+}
+
+// drain closes a retired connection once no request is in flight on it,
+// and at the latest after RequestTimeout, so a peer cannot keep it open
+// with new requests.
+func (t *QUIC) drain(pc *peerConn, code quic.ApplicationErrorCode, reason string) {
+	defer t.wg.Done()
+	timer := time.NewTimer(t.cfg.RequestTimeout)
+	defer timer.Stop()
+	select {
+	case <-pc.act.drained:
+	case <-timer.C:
+	case <-pc.qc.Context().Done():
+		return
+	case <-t.ctx.Done():
+		return // Close closes every connection
+	}
+	pc.qc.CloseWithError(code, reason)
+}
+
+// start announces a verified connection and serves its requests.
+func (t *QUIC) start(pc *peerConn) {
 	if t.cfg.Observer != nil {
 		t.cfg.Observer.ConnChanged(ConnEvent{State: ConnUp, Dir: pc.dir, Peer: pc.peer.ID, Addr: pc.peer.Addr})
 	}
-	return true
+	t.wg.Add(1)
+	go t.serveConn(pc)
 }
 
 func (t *QUIC) unregisterLocked(pc *peerConn) {
@@ -598,7 +715,7 @@ func (t *QUIC) acceptLoop() {
 		if err != nil {
 			return
 		}
-		if err := t.track(qc); err != nil {
+		if err := t.trackIncoming(qc); err != nil {
 			t.log.Debug("refusing connection", "addr", qc.RemoteAddr().String(), "reason", err)
 			qc.CloseWithError(CodeOverloaded, "too many connections")
 			if t.cfg.Observer != nil {
@@ -611,9 +728,24 @@ func (t *QUIC) acceptLoop() {
 	}
 }
 
+// trackIncoming gives a new incoming connection a handshake slot.
+func (t *QUIC) trackIncoming(qc *quic.Conn) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return ErrClosed
+	}
+	s, err := t.budget.reserveHandshake(remoteAddr(qc).Addr())
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrOverloaded, err)
+	}
+	t.conns[qc] = s
+	return nil
+}
+
 func (t *QUIC) acceptConn(qc *quic.Conn) {
 	defer t.wg.Done()
-	peer, err := t.handshake(qc, Incoming, block.ID{})
+	pc, err := t.handshake(qc, Incoming, block.ID{})
 	if err != nil {
 		t.untrack(qc)
 		if t.cfg.Observer != nil {
@@ -621,14 +753,7 @@ func (t *QUIC) acceptConn(qc *quic.Conn) {
 		}
 		return
 	}
-	pc := &peerConn{qc: qc, peer: peer, dir: Incoming}
-	if !t.register(pc) {
-		qc.CloseWithError(CodeShuttingDown, "shutting down")
-		t.untrack(qc)
-		return
-	}
-	t.wg.Add(1)
-	go t.serveConn(pc)
+	t.start(pc)
 }
 
 func remoteAddr(qc *quic.Conn) netip.AddrPort {
@@ -637,9 +762,10 @@ func remoteAddr(qc *quic.Conn) netip.AddrPort {
 }
 
 // handshake exchanges HELLOs on the connection's first stream: the
-// dialer sends first, and the listener checks the dialer's HELLO before it
-// answers with its own. expect is the ID a dialer asked for, if any.
-func (t *QUIC) handshake(qc *quic.Conn, dir Direction, expect block.ID) (Peer, error) {
+// dialer sends first, and the listener checks the dialer's HELLO, and
+// admits the connection, before it answers with its own. expect is the
+// ID a dialer asked for, if any. The connection returned is admitted.
+func (t *QUIC) handshake(qc *quic.Conn, dir Direction, expect block.ID) (*peerConn, error) {
 	deadline := time.Now().Add(t.cfg.HandshakeTimeout)
 	ctx, cancel := context.WithDeadline(t.ctx, deadline)
 	defer cancel()
@@ -649,28 +775,38 @@ func (t *QUIC) handshake(qc *quic.Conn, dir Direction, expect block.ID) (Peer, e
 	}
 	s, err := firstStream(ctx)
 	if err != nil {
-		return Peer{}, t.handshakeFailed(qc, err)
+		return nil, t.handshakeFailed(qc, err)
 	}
 	s.SetDeadline(deadline)
 	if dir == Outgoing {
 		if err := t.sendHello(s); err != nil {
-			return Peer{}, t.handshakeFailed(qc, err)
+			return nil, t.handshakeFailed(qc, err)
 		}
 	}
 	b, err := readFrame(s, maxHelloSize)
 	if err != nil {
-		return Peer{}, t.handshakeFailed(qc, err)
+		return nil, t.handshakeFailed(qc, err)
 	}
 	peer, code, err := t.checkHello(qc, b, expect)
 	if err != nil {
-		return Peer{}, t.refuse(qc, code, err)
+		return nil, t.refuse(qc, code, err)
+	}
+	pc, err := t.admit(qc, dir, peer)
+	if err != nil {
+		t.log.Debug("refusing connection", "addr", peer.Addr.String(), "peer", peer.ID.Short(), "reason", err)
+		if errors.Is(err, ErrClosed) {
+			qc.CloseWithError(CodeShuttingDown, "shutting down")
+		} else {
+			qc.CloseWithError(CodeOverloaded, "too many connections")
+		}
+		return nil, err
 	}
 	if dir == Incoming {
 		if err := t.sendHello(s); err != nil {
-			return Peer{}, t.handshakeFailed(qc, err)
+			return nil, t.handshakeFailed(qc, err)
 		}
 	}
-	return peer, nil
+	return pc, nil
 }
 
 func (t *QUIC) sendHello(s *quic.Stream) error {
@@ -738,7 +874,28 @@ func (t *QUIC) checkHello(qc *quic.Conn, b []byte, expect block.ID) (Peer, quic.
 	if !expect.IsZero() && pk.ID != expect {
 		return Peer{}, CodeHandshake, fmt.Errorf("%w: dialed %s, peer is %s", ErrWrongPeer, expect.Short(), pk.ID.Short())
 	}
-	return Peer{ID: pk.ID, Addr: remoteAddr(qc), Pubkey: pk, Client: h.Client, Advertised: h.Addrs}, 0, nil
+	addr := remoteAddr(qc)
+	return Peer{ID: pk.ID, Addr: addr, Pubkey: pk, Client: h.Client, Advertised: t.usableAdvertised(pk.ID, addr, h.Addrs)}, 0, nil
+}
+
+// usableAdvertised returns the addresses of a HELLO that can be dialed,
+// logging each it drops: those checkAdvertised refuses, and loopback and
+// link-local ones unless this node's socket is on loopback.
+func (t *QUIC) usableAdvertised(id block.ID, from netip.AddrPort, addrs []netip.AddrPort) []netip.AddrPort {
+	kept := addrs[:0]
+	for _, a := range addrs {
+		err := checkAdvertised(a)
+		ip := a.Addr().Unmap()
+		if err == nil && !t.local.Addr().IsLoopback() && (ip.IsLoopback() || ip.IsLinkLocalUnicast()) {
+			err = fmt.Errorf("%w: %v is loopback or link-local", ErrAddrUnusable, a)
+		}
+		if err != nil {
+			t.log.Warn("dropping an advertised address", "peer", id.Short(), "addr", from.String(), "reason", err.Error())
+			continue
+		}
+		kept = append(kept, a)
+	}
+	return kept
 }
 
 // serveConn accepts request streams of one verified connection until it
@@ -753,18 +910,14 @@ func (t *QUIC) serveConn(pc *peerConn) {
 		select {
 		case t.slots <- struct{}{}:
 		default:
-			s.CancelRead(CodeOverloaded)
-			s.CancelWrite(CodeOverloaded)
+			abortStream(s, CodeOverloaded)
 			t.log.Debug("request refused: too many handlers", "peer", pc.peer.ID.Short())
 			continue
 		}
 		t.wg.Add(1)
 		go t.serveStream(pc, s)
 	}
-	t.mu.Lock()
-	t.unregisterLocked(pc)
-	delete(t.all, pc.qc)
-	t.mu.Unlock()
+	t.untrack(pc.qc)
 	if t.cfg.Observer != nil {
 		t.cfg.Observer.ConnChanged(ConnEvent{State: ConnDown, Dir: pc.dir, Peer: pc.peer.ID, Addr: pc.peer.Addr, Err: context.Cause(pc.qc.Context())})
 	}
@@ -782,15 +935,18 @@ func (t *QUIC) serveStream(pc *peerConn, s *quic.Stream) {
 		var err error
 		if req, err = readFrame(s, MaxFrameSize); err != nil {
 			code, _ := frameErrorCode(err)
-			s.CancelRead(code)
-			s.CancelWrite(code)
+			abortStream(s, code)
 			return err
 		}
 		h := t.handler.Load()
 		if h == nil {
-			s.CancelRead(CodeOverloaded)
-			s.CancelWrite(CodeOverloaded)
+			abortStream(s, CodeOverloaded)
 			return fmt.Errorf("%w: no handler yet", ErrOverloaded)
+		}
+		// From a whole request to its answer the connection is busy: it
+		// is not evicted, and a retired one stays open until it ends.
+		if pc.act.begin(t.marks.Add(1)) {
+			defer pc.act.end(t.marks.Add(1))
 		}
 		ctx, cancel := context.WithDeadline(t.ctx, deadline)
 		resp = (*h)(ctx, pc.peer, req)

@@ -14,10 +14,20 @@ import (
 const (
 	ALPN              = "flowmail/1"
 	MaxFrameSize      = block.MaxBlockSize + 1024
-	MaxConns          = 256
+	MaxConns          = 256 // verified connections plus our dials in progress
 	MaxStreamsPerConn = 32
 	MaxAdvertised     = 4
 	MaxNetworkName    = 32
+
+	// MaxInbound of the MaxConns places are for connections peers
+	// dialed; the rest is kept for our dials.
+	MaxInbound = MaxConns - MaxConns/4
+	// MaxHandshakes incoming connections may be in their HELLO exchange
+	// at once, beside MaxConns.
+	MaxHandshakes = 32
+	// MaxInboundPerIPGroup bounds the incoming connections of one IP
+	// group (/24 for IPv4, /48 for IPv6).
+	MaxInboundPerIPGroup = 8
 )
 
 // Deadlines of the transport (docs/PROTOCOL.md, "Transport"): the defaults
