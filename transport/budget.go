@@ -1,254 +1,263 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"net/netip"
-	"sync"
+
+	"github.com/quic-go/quic-go"
 )
 
-// budgetLimits are the connection limits of docs/PROTOCOL.md section 7,
-// as a QUICConfig sets them.
+// budgetLimits are the limits of docs/PROTOCOL.md section 7 ("Limits per
+// source") as a QUICConfig sets them.
 type budgetLimits struct {
-	conns      int // verified connections plus our dials in progress
-	inbound    int // of conns, verified connections peers dialed
-	handshakes int // incoming connections before their HELLO, beside conns
-	perGroup   int // incoming connections (either stage) of one IP group; < 0: no limit
-	// limitLoopback counts loopback peers against perGroup too; by
-	// default they are exempt, since testnets run every node on one
-	// loopback address.
-	limitLoopback bool
+	inbound            int // verified connections peers dialed
+	inboundPerGroup    int // of those, from one source
+	outbound           int // our dials in progress and verified connections we dialed
+	handshakes         int // incoming connections before their HELLO is verified
+	handshakesPerGroup int // of those, from one source
+	handlers           int // requests being read or answered, node-wide
+	handlersPerGroup   int // of those, on connections of one source
 }
 
-// errBudget is why the budget refused a connection; callers wrap it in
+// errBudget is why a limit refused something; callers wrap it in
 // ErrOverloaded.
-var errBudget = errors.New("connection limit")
+var errBudget = errors.New("limit reached")
 
-// slot is one connection's place in the budget, from the moment it is
-// admitted (before the QUIC dial for ours, after the QUIC handshake for
-// theirs) until it closes, is replaced or is evicted.
-type slot struct {
-	dir      Direction
-	group    netip.Prefix // the IP group an incoming connection counts against; invalid when exempt
-	verified bool         // the HELLO exchange succeeded and pc is set
-	pc       *peerConn
-	held     bool // counts against the limits
+// preConn is an incoming connection from its first QUIC packet until its
+// HELLO is verified or it fails: it holds a place in the small pre-HELLO
+// budget and nothing else.
+type preConn struct {
+	group Group
+	seq   uint64          // arrival order: the oldest is evicted first
+	ctx   context.Context // quic-go's context for the connection: done when it closes
+	// qc is set once quic-go hands the connection over; only such a
+	// connection can be evicted.
+	qc   *quic.Conn
+	held bool
 }
 
-// budget counts connections against the limits and chooses which one
-// gives way when a direction is full. It does no I/O and reads no clock:
-// "longest idle" is the lowest use mark a connection's activity holds.
-// The QUIC transport keeps it under its mutex.
+// budget counts connections and requests against the limits and chooses
+// who gives way when one is full. It does no I/O and reads no clock: the
+// QUIC transport keeps it under its mutex, and "idle" is an order of
+// marks the transport hands out.
 //
-// Incoming and outgoing connections have separate shares: peers that
-// dial us hold at most lim.inbound verified connections, so at least
-// lim.conns - lim.inbound stay for our dials whatever peers do. Our dials
-// may also use what the inbound share leaves free, and give it back (the
-// longest-idle dial is evicted) when a verified peer needs it. A full
-// share makes room by evicting its longest-idle connection that carries
-// no request; a peer is refused only when every one is busy. Connections
-// still in their HELLO exchange never evict anyone: they have their own
-// small cap, and an IP group cap bounds what one operator can open.
+// Inbound and outbound have separate shares, so peers that dial us can
+// never take the room we need to dial out. A full inbound share (or a
+// source at its cap) makes room by evicting a connection of the
+// most-represented source (or of that source): connections that are
+// retired first, then those that never completed a request (oldest
+// first), then the one idle longest. A newcomer is never refused for
+// lack of inbound room. A full outbound share evicts our own
+// longest-idle connection that carries no request, and refuses the dial
+// when every one is busy. The pre-HELLO budget evicts the oldest
+// connection still waiting for its HELLO, of the most-represented
+// source; connections still in their QUIC handshake cannot be evicted,
+// and a newcomer is refused (at QUIC level) only when all are.
 type budget struct {
-	lim        budgetLimits
-	in, out    int                  // held verified incoming; held outgoing (dialing or verified)
-	handshakes int                  // held incoming before the HELLO
-	groups     map[netip.Prefix]int // held incoming per IP group
-	slots      map[*slot]struct{}   // held slots, to choose whom to evict
+	lim budgetLimits
+
+	in       map[*peerConn]struct{}
+	inGroups map[Group]int
+	out      int // dials in progress plus outConns
+	outConns map[*peerConn]struct{}
+
+	pre       map[*preConn]struct{}
+	preGroups map[Group]int
+
+	handlers      int
+	handlerGroups map[Group]int
 }
 
 func newBudget(lim budgetLimits) *budget {
-	return &budget{lim: lim, groups: make(map[netip.Prefix]int), slots: make(map[*slot]struct{})}
-}
-
-// IPGroup returns the prefix whose hosts are likely under one operator:
-// /24 for IPv4, /48 for IPv6. Limits per IP group use it.
-func IPGroup(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	bits := 48
-	if a.Is4() {
-		bits = 24
+	return &budget{
+		lim:           lim,
+		in:            make(map[*peerConn]struct{}),
+		inGroups:      make(map[Group]int),
+		outConns:      make(map[*peerConn]struct{}),
+		pre:           make(map[*preConn]struct{}),
+		preGroups:     make(map[Group]int),
+		handlerGroups: make(map[Group]int),
 	}
-	p, _ := a.Prefix(bits) // invalid for an invalid address
-	return p
 }
 
-// reserveOutbound takes a place for a dial. When every place is taken,
-// the longest-idle verified outgoing connection gives way: victim is
-// that connection, already released, for the caller to close.
-func (b *budget) reserveOutbound() (s *slot, victim *slot, err error) {
-	if b.in+b.out >= b.lim.conns {
-		if victim = b.idlest(Outgoing); victim == nil {
-			return nil, nil, fmt.Errorf("%w: %d connections open (%d dialed by peers), every dial busy", errBudget, b.in+b.out, b.in)
+// reservePre gives p a place in the pre-HELLO budget. When p's source
+// or the whole budget is full, victim is the accepted connection that
+// gives way, already released: the caller closes it. err says p is
+// refused: every place is held by a connection still in its QUIC
+// handshake.
+func (b *budget) reservePre(p *preConn) (victim *preConn, err error) {
+	b.sweepPre()
+	switch {
+	case b.preGroups[p.group] >= b.lim.handshakesPerGroup:
+		victim = b.oldestPre(func(q *preConn) bool { return q.group == p.group })
+		if victim == nil {
+			return nil, fmt.Errorf("%w: %d handshakes in progress from %v", errBudget, b.preGroups[p.group], p.group)
 		}
-		b.release(victim)
-	}
-	s = &slot{dir: Outgoing}
-	b.hold(s)
-	return s, victim, nil
-}
-
-// reserveHandshake takes a place for an incoming connection from addr
-// until its HELLO exchange ends.
-func (b *budget) reserveHandshake(addr netip.Addr) (*slot, error) {
-	s := &slot{dir: Incoming}
-	if b.lim.perGroup >= 0 && (b.lim.limitLoopback || !addr.Unmap().IsLoopback()) {
-		s.group = IPGroup(addr)
-		if n := b.groups[s.group]; n >= b.lim.perGroup {
-			return nil, fmt.Errorf("%w: %d connections from %v", errBudget, n, s.group)
-		}
-	}
-	if b.handshakes >= b.lim.handshakes {
-		return nil, fmt.Errorf("%w: %d connections in handshake", errBudget, b.handshakes)
-	}
-	b.hold(s)
-	return s, nil
-}
-
-// verify marks s's HELLO exchange done. An incoming connection moves to
-// the inbound share; when that is full, or our dials borrowed what it
-// lacks, the longest-idle connection of the side that must give way is
-// released and returned as victim for the caller to close. When none can
-// give way, s is released and an error returned.
-func (b *budget) verify(s *slot, pc *peerConn) (victim *slot, err error) {
-	if !s.held {
-		return nil, fmt.Errorf("%w: connection was released", errBudget)
-	}
-	if s.dir == Incoming {
-		if b.in >= b.lim.inbound || b.in+b.out >= b.lim.conns {
-			side := Incoming
-			if b.in < b.lim.inbound {
-				side = Outgoing // our dials borrowed the inbound share
+	case len(b.pre) >= b.lim.handshakes:
+		most := 0
+		for q := range b.pre {
+			if q.qc != nil {
+				most = max(most, b.preGroups[q.group])
 			}
-			if victim = b.idlest(side); victim == nil {
-				b.release(s)
-				return nil, fmt.Errorf("%w: %d connections open (%d dialed by peers), none idle", errBudget, b.in+b.out, b.in)
-			}
-			b.release(victim)
 		}
-		b.handshakes--
-		b.in++
+		victim = b.oldestPre(func(q *preConn) bool { return b.preGroups[q.group] == most })
+		if victim == nil {
+			return nil, fmt.Errorf("%w: %d handshakes in progress", errBudget, len(b.pre))
+		}
 	}
-	s.verified, s.pc = true, pc
+	b.releasePre(victim)
+	p.held = true
+	b.pre[p] = struct{}{}
+	b.preGroups[p.group]++
 	return victim, nil
 }
 
-// idlest returns the held verified connection of direction dir that has
-// gone longest without a request and carries none now, or nil.
-func (b *budget) idlest(dir Direction) *slot {
-	var best *slot
-	var bestMark uint64
-	for s := range b.slots {
-		if s.dir != dir || !s.verified {
-			continue
+// sweepPre releases connections that closed before quic-go handed them
+// over: nothing else learns of them.
+func (b *budget) sweepPre() {
+	for q := range b.pre {
+		if q.qc == nil && q.ctx != nil && q.ctx.Err() != nil {
+			b.releasePre(q)
 		}
-		mark, busy := s.pc.act.idle()
-		if busy {
-			continue
-		}
-		if best == nil || mark < bestMark {
-			best, bestMark = s, mark
+	}
+}
+
+// oldestPre returns the oldest accepted connection that ok admits.
+func (b *budget) oldestPre(ok func(*preConn) bool) *preConn {
+	var best *preConn
+	for q := range b.pre {
+		if q.qc != nil && ok(q) && (best == nil || q.seq < best.seq) {
+			best = q
 		}
 	}
 	return best
 }
 
-func (b *budget) hold(s *slot) {
-	s.held = true
-	b.slots[s] = struct{}{}
-	switch {
-	case s.dir == Outgoing:
-		b.out++
-	case s.verified:
-		b.in++
-	default:
-		b.handshakes++
-	}
-	if s.group.IsValid() {
-		b.groups[s.group]++
-	}
-}
-
-// release frees s's place; releasing twice does nothing.
-func (b *budget) release(s *slot) {
-	if s == nil || !s.held {
+// releasePre frees p's place; releasing twice (or nil) does nothing.
+func (b *budget) releasePre(p *preConn) {
+	if p == nil || !p.held {
 		return
 	}
-	s.held = false
-	delete(b.slots, s)
-	switch {
-	case s.dir == Outgoing:
-		b.out--
-	case s.verified:
-		b.in--
-	default:
-		b.handshakes--
+	p.held = false
+	delete(b.pre, p)
+	if b.preGroups[p.group]--; b.preGroups[p.group] <= 0 {
+		delete(b.preGroups, p.group)
 	}
-	if s.group.IsValid() {
-		if b.groups[s.group]--; b.groups[s.group] <= 0 {
-			delete(b.groups, s.group)
+}
+
+// preCount is how many connections hold a pre-HELLO place.
+func (b *budget) preCount() int { return len(b.pre) }
+
+// admitIn gives a verified incoming connection its inbound place. When
+// its source or the inbound share is full, victim is the connection
+// that gives way, already released: the caller closes it.
+func (b *budget) admitIn(pc *peerConn) (victim *peerConn) {
+	switch {
+	case b.inGroups[pc.group] >= b.lim.inboundPerGroup:
+		victim = b.victim(b.in, func(q *peerConn) bool { return q.group == pc.group })
+	case len(b.in) >= b.lim.inbound:
+		most := 0
+		for _, n := range b.inGroups {
+			most = max(most, n)
+		}
+		victim = b.victim(b.in, func(q *peerConn) bool { return b.inGroups[q.group] == most })
+	}
+	b.remove(victim)
+	pc.held = true
+	b.in[pc] = struct{}{}
+	b.inGroups[pc.group]++
+	return victim
+}
+
+// reserveOut takes an outbound place for a dial. When the share is
+// full, victim is our idlest connection that carries no request, already
+// released: the caller closes it.
+func (b *budget) reserveOut() (victim *peerConn, err error) {
+	if b.out >= b.lim.outbound {
+		victim = b.victim(b.outConns, func(q *peerConn) bool { return q.inflight == 0 })
+		if victim == nil {
+			return nil, fmt.Errorf("%w: %d outgoing connections, every one busy", errBudget, b.out)
+		}
+		b.remove(victim)
+	}
+	b.out++
+	return victim, nil
+}
+
+// addOut moves a dial's place to the verified connection it made.
+func (b *budget) addOut(pc *peerConn) {
+	pc.held = true
+	b.outConns[pc] = struct{}{}
+}
+
+// releaseOut frees the place of a dial that made no connection.
+func (b *budget) releaseOut() { b.out-- }
+
+// remove frees a verified connection's place; removing twice (or nil)
+// does nothing.
+func (b *budget) remove(pc *peerConn) {
+	if pc == nil || !pc.held {
+		return
+	}
+	pc.held = false
+	if pc.dir == Outgoing {
+		delete(b.outConns, pc)
+		b.out--
+		return
+	}
+	delete(b.in, pc)
+	if b.inGroups[pc.group]--; b.inGroups[pc.group] <= 0 {
+		delete(b.inGroups, pc.group)
+	}
+}
+
+// victim returns the connection of set that ok admits and that should
+// give way first (see evictsBefore), or nil.
+func (b *budget) victim(set map[*peerConn]struct{}, ok func(*peerConn) bool) *peerConn {
+	var best *peerConn
+	for q := range set {
+		if ok(q) && (best == nil || evictsBefore(q, best)) {
+			best = q
 		}
 	}
+	return best
 }
 
-// activity is what eviction and replacement need to know of a verified
-// connection: when it last carried a request, as a mark from a counter
-// the transport advances, how many requests it carries now, and whether
-// it is retired (waiting for those to end before it closes).
-type activity struct {
-	mu       sync.Mutex
-	mark     uint64
-	busy     int
-	retired  bool
-	drained  chan struct{} // closed once retired with no request in flight
-	signaled bool
-}
-
-func newActivity(mark uint64) *activity {
-	return &activity{mark: mark, drained: make(chan struct{})}
-}
-
-// begin and end bracket one request, incoming or outgoing. begin
-// reports false, and counts nothing, once the connection is retired and
-// drained: it is closing, and an outgoing request should take its
-// successor.
-func (a *activity) begin(mark uint64) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.signaled {
-		return false
+// evictsBefore orders connections for eviction: retired ones (closing
+// anyway) first, then those that never completed a request, oldest
+// first (a connection that only holds a place), then the one whose last
+// request completed longest ago.
+func evictsBefore(a, b *peerConn) bool {
+	if a.retired != b.retired {
+		return a.retired
 	}
-	a.busy++
-	a.mark = mark
-	return true
-}
-
-func (a *activity) end(mark uint64) {
-	a.mu.Lock()
-	a.busy--
-	a.mark = mark
-	a.signalLocked()
-	a.mu.Unlock()
-}
-
-// retire marks the connection as going: drained closes once no request
-// is in flight.
-func (a *activity) retire() {
-	a.mu.Lock()
-	a.retired = true
-	a.signalLocked()
-	a.mu.Unlock()
-}
-
-func (a *activity) signalLocked() {
-	if a.retired && a.busy == 0 && !a.signaled {
-		a.signaled = true
-		close(a.drained)
+	if a.completed != b.completed {
+		return !a.completed
 	}
+	if !a.completed {
+		return a.seq < b.seq
+	}
+	return a.lastDone < b.lastDone
 }
 
-func (a *activity) idle() (mark uint64, busy bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.mark, a.busy > 0
+// acquireHandler takes a place for one request on a connection of
+// source g.
+func (b *budget) acquireHandler(g Group) error {
+	if b.handlers >= b.lim.handlers {
+		return fmt.Errorf("%w: %d requests running", errBudget, b.handlers)
+	}
+	if b.handlerGroups[g] >= b.lim.handlersPerGroup {
+		return fmt.Errorf("%w: %d requests running from %v", errBudget, b.handlerGroups[g], g)
+	}
+	b.handlers++
+	b.handlerGroups[g]++
+	return nil
+}
+
+func (b *budget) releaseHandler(g Group) {
+	b.handlers--
+	if b.handlerGroups[g]--; b.handlerGroups[g] <= 0 {
+		delete(b.handlerGroups, g)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // frameHeaderSize is the u32 length before every frame's payload.
@@ -50,10 +51,25 @@ func writeFrame(w io.Writer, payload []byte) error {
 	return err
 }
 
+// frameFirstChunk is the buffer a reader starts a frame with; it grows
+// by frameGrowth as the payload arrives, so a peer that announces a large
+// frame and sends little of it costs little memory.
+const (
+	frameFirstChunk = 16 << 10
+	frameGrowth     = 4
+)
+
 // readFrame reads the one frame a stream carries and checks that the
 // stream ends right after it. The length is checked against max before a
-// byte of payload is read or allocated.
+// byte of payload is read, and the buffer is never larger than
+// frameFirstChunk or frameGrowth times what has arrived.
 func readFrame(r io.Reader, max int) ([]byte, error) {
+	return readFrameAlloc(r, max, nil)
+}
+
+// readFrameAlloc is readFrame with the buffer allocator a test may count;
+// nil means make.
+func readFrameAlloc(r io.Reader, max int, alloc func(n int) []byte) ([]byte, error) {
 	var hdr [frameHeaderSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, frameReadError("length", err)
@@ -65,9 +81,24 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 	case uint64(n) > uint64(max):
 		return nil, fmt.Errorf("%w: length %d, limit %d", ErrFrameTooLarge, n, max)
 	}
-	payload := make([]byte, n)
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return nil, frameReadError("payload", err)
+	if alloc == nil {
+		alloc = func(n int) []byte { return make([]byte, n) }
+	}
+	size := int(n)
+	payload := alloc(min(size, frameFirstChunk))[:0]
+	for len(payload) < size {
+		if len(payload) == cap(payload) {
+			grown := alloc(min(size, frameGrowth*cap(payload)))
+			payload = grown[:copy(grown, payload)]
+		}
+		k, err := r.Read(payload[len(payload):cap(payload)])
+		payload = payload[:len(payload)+k]
+		if err != nil && len(payload) < size {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, frameReadError("payload", err)
+		}
 	}
 	var one [1]byte
 	switch k, err := r.Read(one[:]); {
@@ -88,6 +119,60 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 	default:
 		return nil, frameReadError("end", err)
 	}
+}
+
+// readDeadliner is the part of a QUIC stream a pacedReader needs.
+type readDeadliner interface {
+	io.Reader
+	SetReadDeadline(time.Time) error
+}
+
+// pacedReader enforces the progress deadline on a request's bytes
+// (docs/PROTOCOL.md section 7): they must all have arrived by start +
+// FrameGrace + received/MinFrameRate, and never later than end. So a
+// peer that trickles bytes, or announces a length and stalls, loses the
+// stream within FrameGrace plus what its bytes bought, while an honest
+// request of any size keeps its time.
+type pacedReader struct {
+	s        readDeadliner
+	start    time.Time
+	grace    time.Duration
+	rate     int // bytes per second
+	end      time.Time
+	received int
+	deadline time.Time // the read deadline set on s
+}
+
+// deadlineStep is how far the deadline must move before it is set
+// again, so a fast stream does not reset it on every read.
+const deadlineStep = 50 * time.Millisecond
+
+func newPacedReader(s readDeadliner, start time.Time, grace time.Duration, rate int, end time.Time) *pacedReader {
+	p := &pacedReader{s: s, start: start, grace: grace, rate: rate, end: end}
+	p.deadline = p.due()
+	s.SetReadDeadline(p.deadline)
+	return p
+}
+
+// due is when the bytes after those received must have arrived.
+func (p *pacedReader) due() time.Time {
+	d := p.start.Add(p.grace + time.Duration(float64(p.received)/float64(p.rate)*float64(time.Second)))
+	if d.After(p.end) {
+		return p.end
+	}
+	return d
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	n, err := p.s.Read(b)
+	if n > 0 {
+		p.received += n
+		if d := p.due(); d.Sub(p.deadline) >= deadlineStep || (d.Equal(p.end) && !p.deadline.Equal(p.end)) {
+			p.deadline = d
+			p.s.SetReadDeadline(d)
+		}
+	}
+	return n, err
 }
 
 // frameReadError turns an early end of stream into ErrMalformed and keeps

@@ -10,24 +10,39 @@ import (
 	"github.com/flowmail/flowmail/identity"
 )
 
-// Limits of the transport (docs/PROTOCOL.md, "Transport" and "Limits").
+// Limits of the transport (docs/PROTOCOL.md sections 7 and 11). A
+// source is a Group: an IPv4 /24 or IPv6 /48.
 const (
 	ALPN              = "flowmail/1"
 	MaxFrameSize      = block.MaxBlockSize + 1024
-	MaxConns          = 256 // verified connections plus our dials in progress
-	MaxStreamsPerConn = 32
+	MaxStreamsPerConn = 32 // concurrent requests a peer may open on one connection
 	MaxAdvertised     = 4
 	MaxNetworkName    = 32
 
-	// MaxInbound of the MaxConns places are for connections peers
-	// dialed; the rest is kept for our dials.
-	MaxInbound = MaxConns - MaxConns/4
-	// MaxHandshakes incoming connections may be in their HELLO exchange
-	// at once, beside MaxConns.
-	MaxHandshakes = 32
-	// MaxInboundPerIPGroup bounds the incoming connections of one IP
-	// group (/24 for IPv4, /48 for IPv6).
-	MaxInboundPerIPGroup = 8
+	// MaxInbound verified connections that peers dialed, and MaxOutbound
+	// dials in progress and verified connections this node dialed: two
+	// shares, so peers can never take the room a node needs to dial out.
+	MaxInbound  = 192
+	MaxOutbound = 64
+	// MaxInboundPerGroup of the inbound connections may come from one
+	// source.
+	MaxInboundPerGroup = 8
+	// MaxHandshakes incoming connections may be waiting for their HELLO
+	// to be verified (the pre-HELLO budget, beside MaxInbound), at most
+	// MaxHandshakesPerGroup from one source.
+	MaxHandshakes         = 32
+	MaxHandshakesPerGroup = 4
+	// MaxHandlersPerGroup of the requests a node reads or answers at
+	// once (DefaultMaxHandlers) may come over connections of one source.
+	MaxHandlersPerGroup = 64
+	// FrameGrace and MinFrameRate make the progress deadline of a
+	// request's bytes: all must have arrived FrameGrace after its stream
+	// opened, plus one second for each MinFrameRate bytes received
+	// (never later than the request's deadline). A request trickled a
+	// byte at a time loses its stream after FrameGrace; one that keeps
+	// MinFrameRate keeps its whole RequestTimeout.
+	FrameGrace   = 5 * time.Second
+	MinFrameRate = 4 << 10 // bytes per second
 )
 
 // Deadlines of the transport (docs/PROTOCOL.md, "Transport"): the defaults

@@ -37,10 +37,6 @@ var (
 	ErrAddrCount   = errors.New("transport: too many addresses")
 	ErrTruncated   = errors.New("transport: truncated")
 	ErrTrailing    = errors.New("transport: trailing bytes")
-	// ErrAddrUnusable: an address no peer can be reached at (port 0,
-	// unspecified, multicast or broadcast IP). A HELLO carrying one is
-	// accepted without it.
-	ErrAddrUnusable = errors.New("transport: unusable address")
 )
 
 // Hello is the handshake message each side sends first.
@@ -174,20 +170,4 @@ func ParseAddr(b []byte) (netip.AddrPort, []byte, error) {
 	ip, _ := netip.AddrFromSlice(b[1 : 1+size])
 	port := binary.BigEndian.Uint16(b[1+size:])
 	return netip.AddrPortFrom(ip, port), b[1+size+2:], nil
-}
-
-// checkAdvertised applies the HELLO rule for advertised addresses: a
-// port other than 0, and an IP that is not unspecified, multicast or
-// 255.255.255.255 (in IPv4-mapped form neither).
-func checkAdvertised(a netip.AddrPort) error {
-	ip := a.Addr().Unmap()
-	switch {
-	case !ip.IsValid():
-		return fmt.Errorf("%w: invalid address", ErrAddrUnusable)
-	case a.Port() == 0:
-		return fmt.Errorf("%w: %v has port 0", ErrAddrUnusable, a)
-	case ip.IsUnspecified(), ip.IsMulticast(), ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return fmt.Errorf("%w: %v is not a unicast address", ErrAddrUnusable, a)
-	}
-	return nil
 }
