@@ -73,13 +73,22 @@ func (t *QUIC) acceptLoop() {
 			t.mu.Unlock()
 			qc.CloseWithError(CodeShuttingDown, "shutting down")
 			continue
-		case p == nil || !p.held:
-			// Evicted (or never counted): its place is gone.
+		case p == nil:
 			t.mu.Unlock()
 			qc.CloseWithError(CodeOverloaded, "too many connections")
 			continue
 		}
-		p.qc = qc
+		victim, ok := t.budget.acceptPre(p, qc)
+		if !ok {
+			// Evicted before quic-go handed it over: its place is gone.
+			t.mu.Unlock()
+			qc.CloseWithError(CodeOverloaded, "too many connections")
+			continue
+		}
+		if victim != nil {
+			t.wg.Add(1)
+			go t.closeEvicted(victim.qc, victim.group)
+		}
 		t.open[qc] = struct{}{}
 		t.wg.Add(1)
 		t.mu.Unlock()

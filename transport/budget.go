@@ -14,8 +14,9 @@ type budgetLimits struct {
 	inbound            int // verified connections peers dialed
 	inboundPerGroup    int // of those, from one source
 	outbound           int // our dials in progress and verified connections we dialed
-	handshakes         int // incoming connections before their HELLO is verified
-	handshakesPerGroup int // of those, from one source
+	handshakes         int // incoming connections quic-go handed over, before their HELLO is verified
+	handshakesPerGroup int // incoming connections before their HELLO (in either stage) from one source
+	quicHandshakes     int // incoming connections still in their QUIC handshake
 	handlers           int // requests being read or answered, node-wide
 	handlersPerGroup   int // of those, on connections of one source
 }
@@ -50,10 +51,13 @@ type preConn struct {
 // first), then the one idle longest. A newcomer is never refused for
 // lack of inbound room. A full outbound share evicts our own
 // longest-idle connection that carries no request, and refuses the dial
-// when every one is busy. The pre-HELLO budget evicts the oldest
-// connection still waiting for its HELLO, of the most-represented
-// source; connections still in their QUIC handshake cannot be evicted,
-// and a newcomer is refused (at QUIC level) only when all are.
+// when every one is busy. Before its HELLO, a connection holds a place
+// in the small pre-HELLO budget: once quic-go hands it over, a newcomer
+// evicts the oldest such connection of the most-represented source.
+// Connections still in their QUIC handshake cannot be closed from
+// outside quic-go, so they are only counted: a newcomer is refused (at
+// QUIC level) when its own source's places are all held by them, or when
+// quicHandshakes of them are in progress.
 type budget struct {
 	lim budgetLimits
 
@@ -64,6 +68,7 @@ type budget struct {
 
 	pre       map[*preConn]struct{}
 	preGroups map[Group]int
+	accepted  int // of pre, those quic-go handed over
 
 	handlers      int
 	handlerGroups map[Group]int
@@ -81,20 +86,43 @@ func newBudget(lim budgetLimits) *budget {
 	}
 }
 
-// reservePre gives p a place in the pre-HELLO budget. When p's source
-// or the whole budget is full, victim is the accepted connection that
-// gives way, already released: the caller closes it. err says p is
-// refused: every place is held by a connection still in its QUIC
-// handshake.
+// reservePre gives p, a connection whose first QUIC packet just
+// arrived, a place before its HELLO. When p's source is at its cap, the
+// oldest of its connections that quic-go handed over gives way: victim,
+// already released, for the caller to close. err says p is refused:
+// its source's places are all held by connections still in their QUIC
+// handshake (which cannot be closed from outside quic-go), or
+// quicHandshakes connections are in their QUIC handshake.
 func (b *budget) reservePre(p *preConn) (victim *preConn, err error) {
 	b.sweepPre()
-	switch {
-	case b.preGroups[p.group] >= b.lim.handshakesPerGroup:
+	if b.preGroups[p.group] >= b.lim.handshakesPerGroup {
 		victim = b.oldestPre(func(q *preConn) bool { return q.group == p.group })
 		if victim == nil {
-			return nil, fmt.Errorf("%w: %d handshakes in progress from %v", errBudget, b.preGroups[p.group], p.group)
+			return nil, fmt.Errorf("%w: %d connections before HELLO from %v", errBudget, b.preGroups[p.group], p.group)
 		}
-	case len(b.pre) >= b.lim.handshakes:
+	}
+	if n := len(b.pre) - b.accepted; n >= b.lim.quicHandshakes {
+		return nil, fmt.Errorf("%w: %d QUIC handshakes in progress", errBudget, n)
+	}
+	b.releasePre(victim)
+	p.held = true
+	b.pre[p] = struct{}{}
+	b.preGroups[p.group]++
+	return victim, nil
+}
+
+// acceptPre records that quic-go handed p over as qc: from now on it
+// waits for its HELLO and can be evicted. When more than handshakes
+// connections wait so, the oldest of the most-represented source gives
+// way: victim, already released, for the caller to close (never p, the
+// newest). It reports false when p no longer holds a place.
+func (b *budget) acceptPre(p *preConn, qc *quic.Conn) (victim *preConn, ok bool) {
+	if !p.held {
+		return nil, false
+	}
+	p.qc = qc
+	b.accepted++
+	if b.accepted > b.lim.handshakes {
 		most := 0
 		for q := range b.pre {
 			if q.qc != nil {
@@ -102,15 +130,9 @@ func (b *budget) reservePre(p *preConn) (victim *preConn, err error) {
 			}
 		}
 		victim = b.oldestPre(func(q *preConn) bool { return b.preGroups[q.group] == most })
-		if victim == nil {
-			return nil, fmt.Errorf("%w: %d handshakes in progress", errBudget, len(b.pre))
-		}
+		b.releasePre(victim)
 	}
-	b.releasePre(victim)
-	p.held = true
-	b.pre[p] = struct{}{}
-	b.preGroups[p.group]++
-	return victim, nil
+	return victim, true
 }
 
 // sweepPre releases connections that closed before quic-go handed them
@@ -141,6 +163,9 @@ func (b *budget) releasePre(p *preConn) {
 	}
 	p.held = false
 	delete(b.pre, p)
+	if p.qc != nil {
+		b.accepted--
+	}
 	if b.preGroups[p.group]--; b.preGroups[p.group] <= 0 {
 		delete(b.preGroups, p.group)
 	}

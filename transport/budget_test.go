@@ -134,49 +134,64 @@ func TestBudgetInboundNeverTakesOutboundRoom(t *testing.T) {
 }
 
 func TestBudgetPreHello(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	pre := func(g Group, seq uint64, accepted bool) *preConn {
-		p := &preConn{group: g, seq: seq, ctx: ctx}
-		if accepted {
-			p.qc = new(quic.Conn)
-		}
-		return p
-	}
-	b := newBudget(budgetLimits{handshakes: 4, handshakesPerGroup: 2})
-	a1, a2 := pre(groupA, 1, true), pre(groupA, 2, false)
-	for _, p := range []*preConn{a1, a2} {
+	pre := func(g Group, seq uint64) *preConn { return &preConn{group: g, seq: seq, ctx: t.Context()} }
+	reserve := func(b *budget, p *preConn) {
+		t.Helper()
 		if v, err := b.reservePre(p); v != nil || err != nil {
-			t.Fatal(v, err)
+			t.Fatalf("reservePre(%v): %v, %v", p.seq, v, err)
 		}
 	}
-	// Source A at its cap: its oldest accepted connection gives way.
-	a3 := pre(groupA, 3, false)
+	accept := func(b *budget, p *preConn) *preConn {
+		t.Helper()
+		v, ok := b.acceptPre(p, new(quic.Conn))
+		if !ok {
+			t.Fatalf("acceptPre(%v): no place", p.seq)
+		}
+		return v
+	}
+	b := newBudget(budgetLimits{handshakes: 2, handshakesPerGroup: 2, quicHandshakes: 3})
+	a1, a2 := pre(groupA, 1), pre(groupA, 2)
+	reserve(b, a1)
+	reserve(b, a2)
+	accept(b, a1)
+	// Source A at its cap: its oldest connection quic-go handed over
+	// gives way.
+	a3 := pre(groupA, 3)
 	if v, err := b.reservePre(a3); v != a1 || err != nil {
 		t.Fatalf("source at cap: evicted %v, %v; want a1", v, err)
 	}
-	// Again: only connections still in their QUIC handshake are left.
-	if v, err := b.reservePre(pre(groupA, 4, false)); !errors.Is(err, errBudget) || v != nil {
-		t.Fatalf("source at cap, none accepted: %v, %v; want refusal", v, err)
+	if _, ok := b.acceptPre(a1, new(quic.Conn)); ok {
+		t.Error("an evicted connection was accepted")
 	}
-	// The whole budget full: the oldest accepted connection of the
-	// most-represented source with one gives way.
-	h1, b1 := pre(groupH, 5, true), pre(groupB, 6, true)
-	for _, p := range []*preConn{h1} {
-		if v, err := b.reservePre(p); v != nil || err != nil {
-			t.Fatal(v, err)
-		}
+	// Again: only connections in their QUIC handshake are left.
+	if v, err := b.reservePre(pre(groupA, 4)); !errors.Is(err, errBudget) || v != nil {
+		t.Fatalf("source at cap, all in their QUIC handshake: %v, %v; want refusal", v, err)
 	}
-	b.reservePre(pre(groupH, 7, true))
-	if v, err := b.reservePre(b1); v != h1 || err != nil {
-		t.Fatalf("budget full: evicted %v, %v; want h1", v, err)
+	// Three QUIC handshakes in progress: a newcomer of any source waits.
+	h1 := pre(groupH, 5)
+	reserve(b, h1)
+	if v, err := b.reservePre(pre(groupB, 6)); !errors.Is(err, errBudget) || v != nil {
+		t.Fatalf("QUIC handshakes at cap: %v, %v; want refusal", v, err)
 	}
-	// Connections quic-go closed before handing them over are swept.
+	// Past their QUIC handshake, at most two wait for their HELLO: the
+	// oldest of the most-represented source gives way.
+	if v := accept(b, a2); v != nil {
+		t.Fatalf("evicted %v with room", v.seq)
+	}
+	if v := accept(b, h1); v != nil {
+		t.Fatalf("evicted %v with room", v.seq)
+	}
+	if v := accept(b, a3); v != a2 {
+		t.Fatalf("pre-HELLO budget full: evicted %v, want a2", v)
+	}
+	// A connection quic-go closed before handing it over is swept.
+	ctx, cancel := context.WithCancel(t.Context())
+	b1 := &preConn{group: groupB, seq: 7, ctx: ctx}
+	reserve(b, b1)
 	cancel()
-	if v, err := b.reservePre(pre(groupB, 8, false)); v != nil || err != nil {
-		t.Fatalf("after the unaccepted ones closed: %v, %v", v, err)
-	}
-	if b.preCount() != 3 || b.preGroups[groupA] != 0 {
-		t.Errorf("%d held, source A %d; want 3 (a2, a3 swept)", b.preCount(), b.preGroups[groupA])
+	reserve(b, pre(groupB, 8))
+	if b1.held || b.preCount() != 3 || b.preGroups[groupB] != 1 {
+		t.Errorf("after sweeping: %d held, source B %d", b.preCount(), b.preGroups[groupB])
 	}
 }
 

@@ -74,8 +74,9 @@ type QUICConfig struct {
 	MaxInbound            int // verified connections peers dialed
 	MaxOutbound           int // our dials in progress and verified connections we dialed
 	MaxInboundPerGroup    int // of MaxInbound, from one source (Group)
-	MaxHandshakes         int // incoming connections before their HELLO is verified
-	MaxHandshakesPerGroup int // of those, from one source
+	MaxHandshakes         int // incoming connections past their QUIC handshake, before their HELLO is verified
+	MaxHandshakesPerGroup int // incoming connections before their HELLO (in either stage) from one source
+	MaxQUICHandshakes     int // incoming connections in their QUIC handshake
 	MaxStreamsPerConn     int // concurrent incoming streams per connection
 	MaxHandlers           int // requests being read or answered at once (DefaultMaxHandlers)
 	MaxHandlersPerGroup   int // of those, on connections of one source
@@ -148,6 +149,7 @@ func ListenQUIC(ctx context.Context, cfg QUICConfig) (*QUIC, error) {
 	setDefault(&cfg.MaxInboundPerGroup, MaxInboundPerGroup)
 	setDefault(&cfg.MaxHandshakes, MaxHandshakes)
 	setDefault(&cfg.MaxHandshakesPerGroup, MaxHandshakesPerGroup)
+	setDefault(&cfg.MaxQUICHandshakes, MaxQUICHandshakes)
 	setDefault(&cfg.MaxStreamsPerConn, MaxStreamsPerConn)
 	setDefault(&cfg.MaxHandlers, DefaultMaxHandlers)
 	setDefault(&cfg.MaxHandlersPerGroup, MaxHandlersPerGroup)
@@ -216,6 +218,7 @@ func ListenQUIC(ctx context.Context, cfg QUICConfig) (*QUIC, error) {
 			outbound:           cfg.MaxOutbound,
 			handshakes:         cfg.MaxHandshakes,
 			handshakesPerGroup: cfg.MaxHandshakesPerGroup,
+			quicHandshakes:     cfg.MaxQUICHandshakes,
 			handlers:           cfg.MaxHandlers,
 			handlersPerGroup:   cfg.MaxHandlersPerGroup,
 		}),
@@ -230,9 +233,9 @@ func ListenQUIC(ctx context.Context, cfg QUICConfig) (*QUIC, error) {
 		Conn:              udp,
 		StatelessResetKey: &resetKey,
 		// Every incoming connection takes a pre-HELLO place from its
-		// first packet; when half of them are taken, a newcomer must
-		// first prove its address (a Retry), so spoofed packets cannot
-		// hold places in another source's name.
+		// first packet; when half as many as MaxHandshakes are taken, a
+		// newcomer must first prove its address (a Retry), so spoofed
+		// packets cannot hold places in another source's name.
 		ConnContext:         t.connContext,
 		VerifySourceAddress: func(net.Addr) bool { return t.preCount.Load() >= int64(max(1, cfg.MaxHandshakes/2)) },
 	}

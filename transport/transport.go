@@ -27,11 +27,14 @@ const (
 	// MaxInboundPerGroup of the inbound connections may come from one
 	// source.
 	MaxInboundPerGroup = 8
-	// MaxHandshakes incoming connections may be waiting for their HELLO
-	// to be verified (the pre-HELLO budget, beside MaxInbound), at most
-	// MaxHandshakesPerGroup from one source.
+	// MaxHandshakes incoming connections past their QUIC handshake may
+	// wait for their HELLO to be verified (the pre-HELLO budget, beside
+	// MaxInbound); at most MaxHandshakesPerGroup connections before
+	// their HELLO (in either stage) come from one source, and at most
+	// MaxQUICHandshakes are in their QUIC handshake.
 	MaxHandshakes         = 32
 	MaxHandshakesPerGroup = 4
+	MaxQUICHandshakes     = 128
 	// MaxHandlersPerGroup of the requests a node reads or answers at
 	// once (DefaultMaxHandlers) may come over connections of one source.
 	MaxHandlersPerGroup = 64
