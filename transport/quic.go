@@ -78,7 +78,7 @@ type QUICConfig struct {
 	MaxHandshakesPerGroup int // incoming connections before their HELLO (in either stage) from one source
 	MaxQUICHandshakes     int // incoming connections in their QUIC handshake
 	MaxStreamsPerConn     int // concurrent incoming streams per connection
-	MaxHandlers           int // requests being read or answered at once (DefaultMaxHandlers)
+	MaxHandlers           int // requests being read or answered at once
 	MaxHandlersPerGroup   int // of those, on connections of one source
 	// FrameGrace and MinFrameRate make the progress deadline of a
 	// request's bytes: all must have arrived FrameGrace after the stream
@@ -151,7 +151,7 @@ func ListenQUIC(ctx context.Context, cfg QUICConfig) (*QUIC, error) {
 	setDefault(&cfg.MaxHandshakesPerGroup, MaxHandshakesPerGroup)
 	setDefault(&cfg.MaxQUICHandshakes, MaxQUICHandshakes)
 	setDefault(&cfg.MaxStreamsPerConn, MaxStreamsPerConn)
-	setDefault(&cfg.MaxHandlers, DefaultMaxHandlers)
+	setDefault(&cfg.MaxHandlers, MaxHandlers)
 	setDefault(&cfg.MaxHandlersPerGroup, MaxHandlersPerGroup)
 	setDefault(&cfg.FrameGrace, FrameGrace)
 	setDefault(&cfg.MinFrameRate, MinFrameRate)

@@ -35,8 +35,11 @@ const (
 	MaxHandshakes         = 32
 	MaxHandshakesPerGroup = 4
 	MaxQUICHandshakes     = 128
-	// MaxHandlersPerGroup of the requests a node reads or answers at
-	// once (DefaultMaxHandlers) may come over connections of one source.
+	// MaxHandlers requests a node reads or answers at once: enough for
+	// every stream of dozens of busy peers, few enough that their frames
+	// fit in memory. MaxHandlersPerGroup of them may come over
+	// connections of one source.
+	MaxHandlers         = 256
 	MaxHandlersPerGroup = 64
 	// FrameGrace and MinFrameRate make the progress deadline of a
 	// request's bytes: all must have arrived FrameGrace after its stream
