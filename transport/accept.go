@@ -85,6 +85,7 @@ func (t *QUIC) acceptLoop() {
 			qc.CloseWithError(CodeOverloaded, "too many connections")
 			continue
 		}
+		t.preCount.Store(int64(t.budget.preCount()))
 		if victim != nil {
 			t.wg.Add(1)
 			go t.closeEvicted(victim.qc, victim.group)
