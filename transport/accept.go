@@ -302,7 +302,7 @@ func (t *QUIC) serveStream(pc *peerConn, s *quic.Stream) {
 	err := func() error {
 		var err error
 		in := newPacedReader(s, start, t.cfg.FrameGrace, t.cfg.MinFrameRate, deadline)
-		if req, err = readFrameAlloc(in, MaxFrameSize, t.cfg.frameAlloc); err != nil {
+		if req, err = readFrameFrom(in, MaxFrameSize, t.frames); err != nil {
 			code, ours := frameErrorCode(err)
 			if !ours {
 				code = CodeOverloaded // too slow, or the peer gave up

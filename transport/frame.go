@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -64,12 +65,53 @@ const (
 // byte of payload is read, and the buffer is never larger than
 // frameFirstChunk or frameGrowth times what has arrived.
 func readFrame(r io.Reader, max int) ([]byte, error) {
-	return readFrameAlloc(r, max, nil)
+	return readFrameFrom(r, max, nil)
 }
 
-// readFrameAlloc is readFrame with the buffer allocator a test may count;
-// nil means make.
-func readFrameAlloc(r io.Reader, max int, alloc func(n int) []byte) ([]byte, error) {
+// frameBuffers hands out the buffers a frame reader grows through and
+// takes back those it outgrew (they never leave the reader, unlike the
+// last, which its caller keeps). A nil *frameBuffers allocates each.
+type frameBuffers struct {
+	// alloc, when set, makes every buffer and nothing is recycled: tests
+	// count with it.
+	alloc func(n int) []byte
+	small sync.Pool // *[frameFirstChunk]byte
+	large sync.Pool // *[frameFirstChunk * frameGrowth]byte
+}
+
+func (f *frameBuffers) get(n int) []byte {
+	switch {
+	case f == nil:
+		return make([]byte, n)
+	case f.alloc != nil:
+		return f.alloc(n)
+	case n == frameFirstChunk:
+		if b, ok := f.small.Get().(*[frameFirstChunk]byte); ok {
+			return b[:]
+		}
+	case n == frameFirstChunk*frameGrowth:
+		if b, ok := f.large.Get().(*[frameFirstChunk * frameGrowth]byte); ok {
+			return b[:]
+		}
+	}
+	return make([]byte, n)
+}
+
+// put takes back a buffer the reader outgrew.
+func (f *frameBuffers) put(b []byte) {
+	if f == nil || f.alloc != nil {
+		return
+	}
+	switch b = b[:cap(b)]; len(b) {
+	case frameFirstChunk:
+		f.small.Put((*[frameFirstChunk]byte)(b))
+	case frameFirstChunk * frameGrowth:
+		f.large.Put((*[frameFirstChunk * frameGrowth]byte)(b))
+	}
+}
+
+// readFrameFrom is readFrame with the buffers of bufs.
+func readFrameFrom(r io.Reader, max int, bufs *frameBuffers) ([]byte, error) {
 	var hdr [frameHeaderSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, frameReadError("length", err)
@@ -81,19 +123,19 @@ func readFrameAlloc(r io.Reader, max int, alloc func(n int) []byte) ([]byte, err
 	case uint64(n) > uint64(max):
 		return nil, fmt.Errorf("%w: length %d, limit %d", ErrFrameTooLarge, n, max)
 	}
-	if alloc == nil {
-		alloc = func(n int) []byte { return make([]byte, n) }
-	}
 	size := int(n)
-	payload := alloc(min(size, frameFirstChunk))[:0]
+	payload := bufs.get(min(size, frameFirstChunk))[:0]
 	for len(payload) < size {
 		if len(payload) == cap(payload) {
-			grown := alloc(min(size, frameGrowth*cap(payload)))
-			payload = grown[:copy(grown, payload)]
+			grown := bufs.get(min(size, frameGrowth*cap(payload)))
+			grown = grown[:copy(grown, payload)]
+			bufs.put(payload)
+			payload = grown
 		}
 		k, err := r.Read(payload[len(payload):cap(payload)])
 		payload = payload[:len(payload)+k]
 		if err != nil && len(payload) < size {
+			bufs.put(payload)
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
@@ -145,7 +187,7 @@ type pacedReader struct {
 
 // deadlineStep is how far the deadline must move before it is set
 // again, so a fast stream does not reset it on every read.
-const deadlineStep = 50 * time.Millisecond
+const deadlineStep = time.Second
 
 func newPacedReader(s readDeadliner, start time.Time, grace time.Duration, rate int, end time.Time) *pacedReader {
 	p := &pacedReader{s: s, start: start, grace: grace, rate: rate, end: end}

@@ -49,7 +49,7 @@ func TestReadFrameAllocatesOnlyAsBytesArrive(t *testing.T) {
 				total += n
 				return make([]byte, n)
 			}
-			got, err := readFrameAlloc(d, MaxFrameSize, alloc)
+			got, err := readFrameFrom(d, MaxFrameSize, &frameBuffers{alloc: alloc})
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("got %v, want %v", err, tt.want)
 			}
@@ -86,6 +86,38 @@ func TestReadFrameAllocations(t *testing.T) {
 }
 
 const block256K = 256 << 10
+
+func TestFrameBuffersRecycleOnlyWhatWasOutgrown(t *testing.T) {
+	var bufs frameBuffers
+	read := func(size int, fill byte) []byte {
+		t.Helper()
+		p, err := readFrameFrom(&dribble{b: appendFrame(nil, bytes.Repeat([]byte{fill}, size)), step: 5000}, MaxFrameSize, &bufs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var kept [][]byte
+	for i, size := range []int{frameFirstChunk, frameFirstChunk * frameGrowth, block256K, frameFirstChunk, frameFirstChunk * frameGrowth, block256K} {
+		kept = append(kept, read(size, byte('a'+i)))
+	}
+	for i, p := range kept {
+		if !bytes.Equal(p, bytes.Repeat([]byte{byte('a' + i)}, len(p))) {
+			t.Errorf("frame %d changed after later reads: a buffer the caller kept was recycled", i)
+		}
+	}
+	// Once warm, a block costs its own buffer (beside the reader and the
+	// two probes of the stream).
+	frame := appendFrame(nil, make([]byte, block256K))
+	got := testing.AllocsPerRun(20, func() {
+		if _, err := readFrameFrom(&dribble{b: frame, step: 8000}, MaxFrameSize, &bufs); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got > 4 {
+		t.Errorf("block with recycled buffers: %v allocations, want at most 4", got)
+	}
+}
 
 // deadlineLog is a stream that records its read deadlines.
 type deadlineLog struct {

@@ -76,12 +76,12 @@ func FuzzFrame(f *testing.F) {
 		step := 1 + len(b)%97
 		for _, max := range []int{32, MaxFrameSize} {
 			p, err := readFrame(bytes.NewReader(b), max)
-			q, qerr := readFrameAlloc(&dribble{b: b, step: step}, max, func(n int) []byte {
+			q, qerr := readFrameFrom(&dribble{b: b, step: step}, max, &frameBuffers{alloc: func(n int) []byte {
 				if n > max {
 					t.Fatalf("allocated %d bytes under limit %d", n, max)
 				}
 				return make([]byte, n)
-			})
+			}})
 			if (err == nil) != (qerr == nil) || !bytes.Equal(p, q) {
 				t.Fatalf("read whole: %v; read %d bytes at a time: %v", err, step, qerr)
 			}

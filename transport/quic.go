@@ -113,7 +113,8 @@ type QUIC struct {
 	local     netip.AddrPort
 	loopback  bool // our socket is on loopback, so loopback peer addresses are usable
 	handler   atomic.Pointer[Handler]
-	preCount  atomic.Int64 // connections before their HELLO, for VerifySourceAddress
+	frames    *frameBuffers // buffers of the frames read from peers
+	preCount  atomic.Int64  // connections before their HELLO, for VerifySourceAddress
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -210,6 +211,7 @@ func ListenQUIC(ctx context.Context, cfg QUICConfig) (*QUIC, error) {
 		ownUDP:    ownUDP,
 		local:     local,
 		loopback:  loopback,
+		frames:    &frameBuffers{alloc: cfg.frameAlloc},
 		ctx:       tctx,
 		cancel:    cancel,
 		budget: newBudget(budgetLimits{

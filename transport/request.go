@@ -152,7 +152,7 @@ func (t *QUIC) exchange(ctx context.Context, pc *peerConn, req []byte) ([]byte, 
 	if err := s.Close(); err != nil {
 		return nil, aborted(err)
 	}
-	resp, err := readFrameAlloc(s, MaxFrameSize, t.cfg.frameAlloc)
+	resp, err := readFrameFrom(s, MaxFrameSize, t.frames)
 	if err != nil {
 		return nil, aborted(err)
 	}
