@@ -24,6 +24,7 @@ var forbidden = map[string][]string{
 	"kademlia":    {"mailbuilder", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"mailbuilder": {"transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"rendezvous":  {"identity", "blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "cmd/flowmail"},
+	"onion":       {"transport", "kademlia", "blockstore", "mailbuilder", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"node":        {"testnet", "cmd/flowmail"},
 	"testnet":     {"cmd/flowmail"},
 }
