@@ -3,7 +3,7 @@ package onion
 import "fmt"
 
 // DefaultReplayEntries bounds the tags a relay remembers per epoch.
-const DefaultReplayEntries = 1 << 20
+const DefaultReplayEntries = 1 << 18
 
 // replayCache remembers, per epoch, the replay tag of every layer a relay
 // opened, with the first 8 bytes of the payload it came with. Since a
