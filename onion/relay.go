@@ -13,13 +13,13 @@ import (
 
 // Defaults of RelayConfig.
 const (
-	// DefaultQueueSize is how many packets wait for their layer to be
+	// QueueSize is how many packets wait for their layer to be
 	// opened: 8 MiB.
-	DefaultQueueSize = 256
-	// DefaultHoldSize is how many peeled packets wait out their delays:
+	QueueSize = 256
+	// HoldSize is how many peeled packets wait out their delays:
 	// 32 MiB, 10 minutes of 1.7 packets/s at MaxHopDelay, two hours at the
 	// default store delay.
-	DefaultHoldSize = 1024
+	HoldSize = 1024
 )
 
 // RelayConfig is what a relay needs from its node.
@@ -89,13 +89,13 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		cfg.MinWork = MinStampWork
 	}
 	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = DefaultQueueSize
+		cfg.QueueSize = QueueSize
 	}
 	if cfg.HoldSize <= 0 {
-		cfg.HoldSize = DefaultHoldSize
+		cfg.HoldSize = HoldSize
 	}
 	if cfg.ReplayEntries <= 0 {
-		cfg.ReplayEntries = DefaultReplayEntries
+		cfg.ReplayEntries = ReplayEntries
 	}
 	return &Relay{
 		cfg:    cfg,

@@ -2,8 +2,8 @@ package onion
 
 import "fmt"
 
-// DefaultReplayEntries bounds the tags a relay remembers per epoch.
-const DefaultReplayEntries = 1 << 18
+// ReplayEntries bounds the tags a relay remembers per epoch.
+const ReplayEntries = 1 << 18
 
 // replayCache remembers, per epoch, the replay tag of every layer a relay
 // opened, with the first 8 bytes of the payload it came with. Since a
