@@ -57,11 +57,12 @@ type Relay struct {
 
 // layerView is everything a relay sees of one packet: the bytes that
 // came, the command it opened, what it hands on and, at an exit, the
-// body.
+// body; and the output it will release.
 type layerView struct {
 	in, out []byte
 	cmd     Command
 	body    []byte
+	output  Output
 }
 
 // Output is something due: a packet to send or a request to execute.
@@ -176,7 +177,7 @@ func (r *Relay) process(now time.Time, q queued) error {
 		o.Exit = &ExitRequest{Request: e.Request, surbs: e.SURBs}
 	}
 	if r.observe != nil {
-		r.observe(layerView{in: q.pkt, out: out, cmd: l.cmd, body: body})
+		r.observe(layerView{in: q.pkt, out: out, cmd: l.cmd, body: body, output: o})
 	}
 	r.seq++
 	if !r.held.add(held{out: o, work: q.work, seq: r.seq}) {
@@ -275,6 +276,15 @@ func (e *ExitRequest) Reply(r Reply) (*Forwarded, error) {
 	}
 	e.surbs = e.surbs[1:]
 	return &Forwarded{To: s.FirstHop, Addr: s.Addr, Packet: pkt}, nil
+}
+
+// TakeReplyBlocks hands the unused reply blocks over, for answers that
+// come later (an exit assembling a PUT answers when the last part comes,
+// through the blocks of every part).
+func (e *ExitRequest) TakeReplyBlocks() []SURB {
+	s := e.surbs
+	e.surbs = nil
+	return s
 }
 
 // SealReply builds the packet that carries reply r through reply block s.

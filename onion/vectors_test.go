@@ -57,7 +57,7 @@ func TestVectors(t *testing.T) {
 	})
 }
 
-func loadVectors(t *testing.T) *vectors.File {
+func loadVectors(t testing.TB) *vectors.File {
 	b, err := os.ReadFile(vectors.Path(vectorFile))
 	if err != nil {
 		t.Fatalf("reading vectors (regenerate with -update): %v", err)
