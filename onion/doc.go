@@ -26,6 +26,30 @@
 // clock; randomness comes in through their configs. The node package owns
 // the loop that feeds them.
 //
+// # What the node provides (the wiring)
+//
+// A relay (every full node) needs its ID and HPKE private key
+// (identity.EncryptionKey) in RelayConfig, and a loop that: hands every
+// MsgOnion body to Receive with the clock's time and answers OK, or ERROR
+// 7 for ErrOutbid and ERROR 1 for the other refusals; calls Process while
+// Pending is non-zero; wakes at Next and sends what Due returns — a
+// Forwarded packet as MsgOnion to To (at Addr, or over the existing
+// connection when Addr is invalid), an ExitRequest executed through the
+// DHT (Put parts through an Assembler, then STORE at the K closest; LIST
+// as a recipient does; GET by FIND_BLOCK) and answered with its Reply or
+// SealReply per reply block. Stats feeds the metrics.
+//
+// A client (send, fetch, publish, the bridge) needs ClientConfig: its node
+// ID (the throwaway client-mode identity), where the guard reaches it
+// (usually over its connection), a crypto-seeded Rand; the routing table's
+// contacts as Hops with verified pubkey blocks; the guard, kept in the
+// data directory with EncodeGuard/ParseGuard and refreshed by KeepGuard;
+// paths from ForwardPath and ReplyPath; a connection to the guard kept open
+// while answers are due; Receive for every MsgOnion the guard delivers; a
+// bounded wait per request (the drawn delays plus a margin) after which it
+// marks the guard Failed if the guard did not take the packet, and retries
+// on new paths; Expire now and then.
+//
 // It imports block, identity and the standard library (plus
 // golang.org/x/crypto for ChaCha20); it must not import transport,
 // kademlia, blockstore, mailbuilder, node, testnet or cmd.

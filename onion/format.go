@@ -54,6 +54,10 @@ const (
 	stampOffset  = EncSize + SealedCommandSize
 )
 
+// MsgOnion is the message type of a packet between nodes (section 14.11,
+// numbered with section 8's messages): the body is the packet.
+const MsgOnion = 0x20
+
 // Protocol rules a relay enforces (section 11 and 14).
 const (
 	// MinStampWork is the least work (leading zero bits of the stamp
@@ -138,6 +142,9 @@ func (c Command) Encode() ([CommandSize]byte, error) {
 	}
 	if c.Type == Exit && (c.Next != block.ID{} || c.Addr.IsValid()) {
 		return b, fmt.Errorf("%w: exit names a next hop", ErrCommand)
+	}
+	if c.Type == Forward && (c.Next == block.ID{}) {
+		return b, fmt.Errorf("%w: forward to the zero ID", ErrCommand)
 	}
 	b[0] = byte(c.Type)
 	binary.BigEndian.PutUint32(b[2:], c.Epoch)

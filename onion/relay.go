@@ -158,7 +158,7 @@ func (r *Relay) process(now time.Time, q queued) error {
 	if err := r.replay.check(EpochOf(now), l.cmd.Epoch, l.keys.tag, fingerprint); err != nil {
 		return r.drop(err)
 	}
-	out := make([]byte, PacketSize)
+	out := newPacket()
 	peel(&l.keys, q.pkt, out)
 	o := Output{At: now.Add(l.cmd.Delay)}
 	var body []byte
@@ -212,12 +212,12 @@ func (r *Relay) drop(err error) error {
 			return err
 		}
 	}
-	r.stats.Dropped[len(DropReasons)-1]++ // internal errors count with the last reason
+	r.stats.Dropped[numReasons-1]++ // errInternal
 	return err
 }
 
 // DropReasons are the reasons a relay counts, in Stats.Dropped order.
-var DropReasons = []error{
+var DropReasons = [...]error{
 	ErrPacketSize, ErrVersion, ErrStampRelay, ErrStampWork, ErrOutbid,
 	ErrLayerMAC, ErrCommand, ErrDelay, ErrEpoch, ErrReplay, ErrReplyReused,
 	ErrReplayFull, ErrHoldFull, ErrExitMAC, ErrExitBody, errInternal,
@@ -230,8 +230,10 @@ type Stats struct {
 	Received  uint64 // packets given to Receive
 	Forwarded uint64 // packets handed on
 	Exits     uint64 // requests handed to the node to execute
-	Dropped   [16]uint64
+	Dropped   [numReasons]uint64 // by DropReasons
 }
+
+const numReasons = len(DropReasons)
 
 // DroppedFor returns how many packets were dropped for reason (one of
 // DropReasons).
