@@ -227,9 +227,9 @@ var errInternal = errors.New("onion: internal error")
 
 // Stats counts what a relay did.
 type Stats struct {
-	Received  uint64 // packets given to Receive
-	Forwarded uint64 // packets handed on
-	Exits     uint64 // requests handed to the node to execute
+	Received  uint64             // packets given to Receive
+	Forwarded uint64             // packets handed on
+	Exits     uint64             // requests handed to the node to execute
 	Dropped   [numReasons]uint64 // by DropReasons
 }
 
