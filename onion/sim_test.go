@@ -418,11 +418,17 @@ func (s *sim) get(name string, c *simNode, id block.ID) []byte {
 			answers = min(MaxSURBs, (cap(blk)-len(blk)+MaxGetChunk-1)/MaxGetChunk)
 		}
 		got := s.do(name, c, id, Get{ID: id, Offset: uint32(len(blk))}, answers)
+		var ranges []GetReply
 		for _, r := range got {
 			g, ok := r.(GetReply)
 			if !ok {
 				s.t.Fatalf("%s: answer %+v", name, r)
 			}
+			ranges = append(ranges, g)
+		}
+		// Answers cross the network on their own delays: in any order.
+		slices.SortFunc(ranges, func(a, b GetReply) int { return int(a.Offset) - int(b.Offset) })
+		for _, g := range ranges {
 			if blk == nil {
 				blk = make([]byte, 0, g.Total)
 			}
