@@ -51,6 +51,6 @@
 // on new paths; Expire now and then.
 //
 // It imports block, identity and the standard library (plus
-// golang.org/x/crypto for ChaCha20); it must not import transport,
-// kademlia, blockstore, mailbuilder, node, testnet or cmd.
+// golang.org/x/crypto for ChaCha20-Poly1305); it must not import transport,
+// kademlia, blockstore, mail, delivery, mailbox, node, testnet or cmd.
 package onion
