@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
 )
 
@@ -123,5 +122,3 @@ func mustStep(t testing.TB, r *testRelay, now time.Time, pkt []byte) Output {
 	}
 	return o
 }
-
-var _ = block.IDSize
