@@ -9,9 +9,10 @@ import (
 	"github.com/flowmail/flowmail/block"
 )
 
-// roundTrip sends req from a client through r[0..2] with one reply block
-// over r[3..5] and returns the request the exit got and the reply the
-// client opened.
+// TestRequestAndReplyThroughSixRelays sends a GET from a client through
+// relays 0..2 with two reply blocks over relays 3..5: the exit gets the
+// request, each answer reaches the client once, a third answer finds no
+// reply block.
 func TestRequestAndReplyThroughSixRelays(t *testing.T) {
 	seed := testSeed(t)
 	rs := make([]*testRelay, 6)
