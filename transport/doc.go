@@ -28,5 +28,5 @@
 // connection survives, by a rule both ends apply alike.
 //
 // It knows nothing of Kademlia or mail and must not import kademlia,
-// blockstore, mailbuilder, node, testnet or cmd.
+// blockstore, mail, delivery, mailbox, node, testnet or cmd.
 package transport

@@ -106,17 +106,6 @@ func TestFrameBuffersRecycleOnlyWhatWasOutgrown(t *testing.T) {
 			t.Errorf("frame %d changed after later reads: a buffer the caller kept was recycled", i)
 		}
 	}
-	// Once warm, a block costs its own buffer (beside the reader and the
-	// two probes of the stream).
-	frame := appendFrame(nil, make([]byte, block256K))
-	got := testing.AllocsPerRun(20, func() {
-		if _, err := readFrameFrom(&dribble{b: frame, step: 8000}, MaxFrameSize, &bufs); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if got > 4 {
-		t.Errorf("block with recycled buffers: %v allocations, want at most 4", got)
-	}
 }
 
 // deadlineLog is a stream that records its read deadlines.
