@@ -29,19 +29,20 @@ type peerConn struct {
 }
 
 // Which of two connections between the same nodes survives
-// (docs/PROTOCOL.md section 7, "One connection per peer"):
+// (docs/PROTOCOL.md section 7.3):
 //   - both dialed by the peer: the newer one; we retire the older.
 //   - one dialed by each side: the one the node with the lower ID
 //     dialed. Only the dialer of the other retires it, so the two ends
-//     agree without a message, and a node that restarted and dialed us
-//     anew is served on its new connection while our old one (if it was
-//     the winner) dies at its first use.
-//   - both dialed by us: the newer is used; the peer retires the other.
+//     agree without a message.
+//   - both dialed by us: the peer retires one of them.
 //
-// A retired connection carries no new request of ours and is closed
-// (0x00) once no request is in flight on it, or RequestTimeout after it
-// was retired. A request of the peer's that crosses that close is
-// retried once on the surviving connection (requests are idempotent).
+// Requests go on the newest connection that is not retired: until the
+// loser's dialer closes it, both may carry requests, and a connection we
+// hold from before a peer restarted is not used once the peer dialed us
+// anew. A retired connection carries no new request of ours and is
+// closed (0x00) once no request is in flight on it, or RequestTimeout
+// after it was retired. A request of the peer's that crosses that close
+// is retried once on the surviving connection (requests are idempotent).
 
 // lowDialer is the direction, seen from this node, of connections that
 // win against a connection the other way to peer id: those dialed by the
@@ -94,27 +95,18 @@ func (t *QUIC) admitLocked(pc *peerConn, pre *preConn) (victim *peerConn) {
 	return victim
 }
 
-// preferredLocked returns the connection requests to id use: among the
-// live ones, the one dialed by the lower ID, else the newest.
+// preferredLocked returns the connection requests to id use: the newest
+// live one. A peer that dialed us anew knows that connection; one we hold
+// from before may be stale (the peer restarted) and is left to die at its
+// idle timeout, or to be retired by its dialer.
 func (t *QUIC) preferredLocked(id block.ID) *peerConn {
-	low := t.lowDialer(id)
 	var best *peerConn
 	for _, pc := range t.byID[id] {
-		if !usable(pc) {
-			continue
-		}
-		if best == nil || preferredOver(pc, best, low) {
+		if usable(pc) && (best == nil || pc.seq > best.seq) {
 			best = pc
 		}
 	}
 	return best
-}
-
-func preferredOver(a, b *peerConn, low Direction) bool {
-	if (a.dir == low) != (b.dir == low) {
-		return a.dir == low
-	}
-	return a.seq > b.seq
 }
 
 // usable reports whether new requests may go on pc (under QUIC.mu).
@@ -168,6 +160,15 @@ func (t *QUIC) retireLocked(pc *peerConn, reason string) {
 	t.signalLocked(pc)
 	t.wg.Add(1)
 	go t.drain(pc, reason)
+}
+
+// retire is retireLocked for a caller without the lock.
+func (t *QUIC) retire(pc *peerConn, reason string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.closed {
+		t.retireLocked(pc, reason)
+	}
 }
 
 func (t *QUIC) signalLocked(pc *peerConn) {

@@ -3,8 +3,11 @@ package transport
 import (
 	"bytes"
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // liveConns returns the directions of q's usable connections to id.
@@ -201,10 +204,15 @@ func TestQUICRestartedHigherPeerIsServedWhileTheOldConnectionLooksOpen(t *testin
 	if _, _, err := hi2.Request(t.Context(), contactOf(lo), []byte("x")); err != nil {
 		t.Fatalf("restarted peer's request: %v", err)
 	}
-	// lo's next request finds its old connection dead (a stateless reset
-	// answers it) and goes over hi2's connection instead.
+	// lo's requests go on the newest connection, hi2's, at once: the old
+	// one is never tried (a small request on it could go unanswered until
+	// its deadline, since QUIC answers only packets of some size with a
+	// stateless reset).
 	if _, _, err := lo.Request(t.Context(), contactOf(hi2), []byte("x")); err != nil {
 		t.Fatalf("request to the restarted peer: %v", err)
+	}
+	if strings.Contains(lo.log.String(), "tried again") {
+		t.Errorf("lo tried its stale connection first:\n%s", lo.log)
 	}
 	if _, _, err := hi2.Request(t.Context(), contactOf(lo), []byte("x")); err != nil {
 		t.Fatalf("restarted peer's second request: %v", err)
@@ -214,3 +222,28 @@ func TestQUICRestartedHigherPeerIsServedWhileTheOldConnectionLooksOpen(t *testin
 type errUnexpected []byte
 
 func (e errUnexpected) Error() string { return "unexpected response " + string(e) }
+
+func TestQUICRequestTimeoutRetiresStaleConnection(t *testing.T) {
+	a := listenQUIC(t, 1, func(c *QUICConfig) { c.RequestTimeout = 300 * time.Millisecond })
+	b := listenQUIC(t, 2, nil)
+	bID, addr := b.cfg.Identity, b.LocalAddr()
+	if _, _, err := a.Request(t.Context(), contactOf(b), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// b crashes: nothing answers at its address, so a's request on the
+	// old connection meets its deadline.
+	b.tr.Close()
+	b.udp.Close()
+	if _, _, err := a.Request(t.Context(), contactOf(b), []byte("x")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("request to the crashed peer: %v, want its deadline", err)
+	}
+	// b restarts at the same address. The connection that timed out was
+	// retired, so a dials anew, whatever the size of its request.
+	b2 := listenQUIC(t, 0, func(c *QUICConfig) { c.Identity = bID; c.ListenAddr = addr.String() })
+	if _, _, err := a.Request(t.Context(), contactOf(b2), []byte("x")); err != nil {
+		t.Fatalf("request after the restart: %v", err)
+	}
+	if got := a.obs.connCount(ConnUp); got != 2 {
+		t.Errorf("a saw %d connections come up, want 2 (the retired one not reused)", got)
+	}
+}

@@ -615,11 +615,14 @@ func TestQUICRedialsAfterPeerRestarts(t *testing.T) {
 
 	// Crash: b2's socket vanishes without a CONNECTION_CLOSE. The restarted
 	// node answers the stale connection with a stateless reset, and the
-	// request goes through on a fresh connection.
+	// request goes through on a fresh connection. (quic-go answers only
+	// packets over 42 bytes so: the request is made big enough. A small
+	// one would go unanswered until RequestTimeout, see
+	// TestQUICRequestTimeoutRetiresStaleConnection.)
 	b2.tr.Close()
 	b2.udp.Close()
 	b3 := listenQUIC(t, 2, func(c *QUICConfig) { c.ListenAddr = addr.String() })
-	if _, _, err := a.Request(t.Context(), contactOf(b3), []byte("x")); err != nil {
+	if _, _, err := a.Request(t.Context(), contactOf(b3), bytes.Repeat([]byte("x"), 100)); err != nil {
 		t.Fatalf("after b crashed and restarted: %v", err)
 	}
 	if got := a.obs.connCount(ConnUp); got != 3 {

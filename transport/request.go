@@ -72,6 +72,7 @@ func (t *QUIC) request(ctx context.Context, c Contact, req []byte) ([]byte, Peer
 		case errors.Is(err, errRetired):
 			continue
 		case errors.Is(err, errConnGone) && !retried && (reused || closedByPeerWith(err, CodeNoError)):
+			t.log.Debug("request tried again on another connection", "peer", pc.peer.ID.Short(), "addr", pc.peer.Addr.String(), "err", err)
 			retried = true
 			continue
 		}
@@ -112,16 +113,27 @@ func (t *QUIC) exchange(ctx context.Context, pc *peerConn, req []byte) ([]byte, 
 	ok := false
 	defer func() { t.end(pc, ok) }()
 	deadline := time.Now().Add(t.cfg.RequestTimeout)
+	callerFirst := false // the caller's deadline comes before RequestTimeout
 	if d, has := ctx.Deadline(); has && d.Before(deadline) {
-		deadline = d
+		deadline, callerFirst = d, true
 	}
 	sctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	failed := func(err error) error {
 		rerr := t.requestError(ctx, pc, err)
-		if ctx.Err() == nil && t.ctx.Err() == nil && connGone(err) {
+		var ne net.Error
+		switch {
+		case ctx.Err() != nil || t.ctx.Err() != nil:
+		case connGone(err):
 			t.markDead(pc)
 			return fmt.Errorf("%w: %w", errConnGone, rerr)
+		case errors.As(err, &ne) && ne.Timeout() && !callerFirst:
+			// No answer within RequestTimeout: the peer may have
+			// restarted without our knowing (QUIC answers only packets of
+			// some size with a stateless reset, so a small request on a
+			// stale connection just goes unanswered). New requests take a
+			// new connection; this one closes once drained.
+			t.retire(pc, "a request timed out")
 		}
 		return rerr
 	}
