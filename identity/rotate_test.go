@@ -8,30 +8,16 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/internal/testseed"
 )
 
-// testRand is a deterministic source of key material for one test: its
-// seed comes from FLOWMAIL_SEED when set, and is logged.
-func testRand(t testing.TB) *rand.ChaCha8 {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FLOWMAIL_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FLOWMAIL_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("FLOWMAIL_SEED=%d", seed)
-	var k [32]byte
-	binary.BigEndian.PutUint64(k[:], seed)
-	return rand.NewChaCha8(k)
-}
+// testRand is a deterministic source of key material for one test, from
+// its seed (FLOWMAIL_SEED when set).
+func testRand(t testing.TB) *rand.ChaCha8 { return testseed.ChaCha8(t) }
 
 func mustNew(t testing.TB, r *rand.ChaCha8) (*Identity, *NextKey) {
 	t.Helper()

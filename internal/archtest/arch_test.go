@@ -1,6 +1,6 @@
 // Package archtest holds the dependency rules of docs/../DESIGN.md: the
 // arrows run cmd -> testnet -> node -> {kademlia, mailbuilder} ->
-// {transport, blockstore, pow, identity} -> block, never back.
+// {transport, blockstore, pow, record} -> identity -> block, never back.
 package archtest
 
 import (
@@ -16,8 +16,9 @@ const module = "github.com/flowmail/flowmail/"
 // forbidden lists, for each package, the flowmail packages it must not
 // import (directly or through others).
 var forbidden = map[string][]string{
-	"block":       {"identity", "blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
-	"identity":    {"blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"block":       {"identity", "record", "blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"identity":    {"record", "blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"record":      {"blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"pow":         {"identity", "blockstore", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"blockstore":  {"pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"transport":   {"blockstore", "pow", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
