@@ -223,6 +223,9 @@ func ParsePubkey(b []byte) (*PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	if SmallOrder(p.SignKey[:]) {
+		return nil, fmt.Errorf("%w: signing key of small order (anyone could sign for it)", block.ErrPubkey)
+	}
 	if !ed25519.Verify(p.SignKey[:], block.SignedMessage(block.LabelPubkey, b[:len(b)-block.SignatureSize]), p.Signature[:]) {
 		return nil, fmt.Errorf("%w: pubkey block self-signature does not verify", block.ErrSignature)
 	}

@@ -114,6 +114,7 @@ func genIdentityVectors() vectors.File {
 		{Name: "pubkey_flipped_signature", Function: "ParsePubkey", Input: flip(block.PubkeySize - 1), Error: "bad signature", Note: "the self-signature MUST verify"},
 		{Name: "pubkey_flipped_difficulty", Function: "ParsePubkey", Input: flip(11), Error: "bad signature"},
 		{Name: "pubkey_invalid_enc_key", Function: "ParsePubkey", Input: hex.EncodeToString(signedPubkey(id, badEnc)), Error: "invalid pubkey block", Note: "enc_key MUST deserialize"},
+		{Name: "pubkey_small_order_sign_key", Function: "ParsePubkey", Input: hex.EncodeToString(forgedSmallOrder(good)), Error: "invalid pubkey block", Note: "sign_key MUST NOT be of small order: under the identity point this made-up self-signature verifies"},
 		{Name: "address", Function: "ParseAddress", Input: addr},
 		{Name: "address_upper_case", Function: "ParseAddress", Input: strings.ToUpper(addr)},
 		{Name: "address_typo", Function: "ParseAddress", Input: sub(10, other), Error: "address has a typo", Note: "checksum mismatch MUST be rejected"},
@@ -169,4 +170,17 @@ func keyFileVectors() []vectors.Vector {
 		{Name: "key_file_trailing_byte", Function: "DecodeKeyFile", Input: hx(append(bytes.Clone(idf), 0)), Error: "not a valid flowmail key file"},
 		{Name: "key_file_next_generation_0", Function: "DecodeNextKeyFile", Input: set(nf, len(nf)-1, 0), Error: "not a valid flowmail key file", Note: "a next key is for generation 1 or later"},
 	}
+}
+
+// forgedSmallOrder rewrites a pubkey block to carry the identity point as
+// its signing key and the signature (R = identity, S = 0), which
+// ed25519.Verify accepts under that key for any message.
+func forgedSmallOrder(good []byte) []byte {
+	p, err := block.ParsePubkey(good)
+	if err != nil {
+		panic(err)
+	}
+	p.SignKey = [32]byte{1}
+	p.Signature = [64]byte{1}
+	return p.Encode()
 }

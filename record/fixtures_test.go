@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
-	"github.com/flowmail/flowmail/internal/testseed"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/internal/testseed"
 	"github.com/flowmail/flowmail/internal/vectors"
 )
 
@@ -89,3 +89,8 @@ func withEvent(log *Record, e Event) []byte {
 }
 
 func privateOf(id *identity.Identity) ed25519.PrivateKey { return id.SigningKey() }
+
+// ed25519Key is a fixed Ed25519 key from a pattern, for a domain's key.
+func ed25519Key(seed byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(vectors.Pattern(32, seed))
+}

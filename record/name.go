@@ -3,6 +3,7 @@ package record
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -78,9 +79,17 @@ func normaliseDomain(s string) (string, error) {
 	if s == "" || strings.HasPrefix(s, "[") {
 		return "", fmt.Errorf("no domain name (address literals are not names)")
 	}
+	if !utf8.ValidString(s) {
+		return "", fmt.Errorf("domain is not UTF-8")
+	}
 	a, err := domainProfile.ToASCII(s)
 	if err != nil {
 		return "", fmt.Errorf("domain: %v", err)
+	}
+	// The A-label form must be a fixed point, or one name would have two
+	// slots.
+	if again, err := domainProfile.ToASCII(a); err != nil || again != a {
+		return "", fmt.Errorf("domain %q does not survive its own normalisation", a)
 	}
 	if len(a) > maxDomain {
 		return "", fmt.Errorf("domain of %d bytes, at most %d", len(a), maxDomain)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
 )
 
 // Kind is the byte after a record's header: what the record says.
@@ -193,10 +194,13 @@ func (r *reader) u64() uint64        { return binary.BigEndian.Uint64(r.bytes(8)
 func (r *reader) key() (k [32]byte)  { copy(k[:], r.bytes(32)); return k }
 func (r *reader) sig() (s [64]byte)  { copy(s[:], r.bytes(64)); return s }
 
-// verifySig checks an Ed25519 signature over SM(record label, msg).
+// verifySig checks an Ed25519 signature over SM(record label, msg). A key
+// of small order verifies nothing: under it anyone can make signatures up.
 func verifySig(key [ed25519.PublicKeySize]byte, msg []byte, sig [ed25519.SignatureSize]byte) bool {
-	return ed25519.Verify(key[:], block.SignedMessage(block.LabelRecord, msg), sig[:])
+	return !smallOrder(key) && ed25519.Verify(key[:], block.SignedMessage(block.LabelRecord, msg), sig[:])
 }
+
+func smallOrder(key [ed25519.PublicKeySize]byte) bool { return identity.SmallOrder(key[:]) }
 
 // Signer is a key that signs records: an identity.Identity (the current
 // key), an identity.NextKey, or a domain key (KeySigner).
