@@ -12,6 +12,6 @@
 // certificate against the states a resolver learnt. SafetyCode is the
 // number two people compare to verify each other.
 //
-// It imports block and identity only; it does no I/O and reads no clock:
-// times are arguments.
+// Of flowmail it imports block and identity only (and golang.org/x/net/idna
+// for names); it does no I/O and reads no clock: times are arguments.
 package record
