@@ -200,10 +200,13 @@ type KeyState struct {
 	Pubkey     block.ID                    // the current pubkey block's ID (Address at generation 0)
 	// Keys is every generation's signing key, oldest first: a co-signature
 	// by the identity (a move to it, a name certificate) may come from any.
-	Keys    [][ed25519.PublicKeySize]byte
-	Events  int
-	Changed time.Time // time of the last event; zero without events
-	Head    [32]byte  // chain hash after the last event (the address without events)
+	Keys [][ed25519.PublicKeySize]byte
+	// RetiredAt[g] is when generation g's key stopped being current (the
+	// time of the rotation that followed it), for every g < Generation.
+	RetiredAt []time.Time
+	Events    int
+	Changed   time.Time // time of the last event; zero without events
+	Head      [32]byte  // chain hash after the last event (the address without events)
 
 	Revoked  bool
 	Moved    bool
@@ -252,6 +255,32 @@ func (s *KeyState) Sendable() error {
 		return fmt.Errorf("%w: %s moved to %s", ErrMoved, identity.FormatAddress(s.Address), identity.FormatAddress(s.MovedTo))
 	}
 	return nil
+}
+
+// SignedBy checks a signature a recipient received from this identity,
+// made by key at time signed (an envelope's time): the identity must be
+// usable (not revoked, not forked; a moved identity's earlier mail still
+// counts), and key the current key, or an earlier generation's key when
+// signed is no later than the rotation that retired it.
+func (s *KeyState) SignedBy(key [ed25519.PublicKeySize]byte, signed time.Time) error {
+	switch {
+	case s.Revoked:
+		return fmt.Errorf("%w: %s revoked its key; its mail is refused", ErrRevoked, identity.FormatAddress(s.Address))
+	case s.Forked:
+		return fmt.Errorf("%w: the key history of %s forked; its mail is refused", ErrForked, identity.FormatAddress(s.Address))
+	case key == s.SignKey:
+		return nil
+	}
+	for g, k := range s.Keys[:s.Generation] {
+		if k == key {
+			if signed.After(s.RetiredAt[g]) {
+				return fmt.Errorf("%w: signed at %s by generation %d of %s, retired at %s", ErrWrongKey,
+					signed.UTC().Format(time.RFC3339), g, identity.FormatAddress(s.Address), s.RetiredAt[g].UTC().Format(time.RFC3339))
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: not a key of %s", ErrWrongKey, identity.FormatAddress(s.Address))
 }
 
 // CheckPubkey checks that p is the current pubkey block: its ID, its
@@ -306,6 +335,7 @@ func (l *KeyLog) verify() (KeyState, error) {
 			s.Generation++
 			s.SignKey, s.Next, s.Pubkey = e.Signer, e.Next, e.Pubkey
 			s.Keys = append(s.Keys, e.Signer)
+			s.RetiredAt = append(s.RetiredAt, time.Unix(int64(e.Time), 0))
 		case EventRevoke:
 			s.Revoked = true
 		case EventMove:

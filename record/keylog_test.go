@@ -268,3 +268,36 @@ func TestRevokeByCurrentKeyIsARace(t *testing.T) {
 		t.Fatalf("resolved %+v", s)
 	}
 }
+
+// TestSignedByAcceptsRetiredKeysOnlyForEarlierMail: the recipient's rule
+// for envelope signatures (13.5).
+func TestSignedByAcceptsRetiredKeysOnlyForEarlierMail(t *testing.T) {
+	r := testRand(t)
+	o := newOwner(t, r)
+	o.rotate(t, 10, r) // generation 0 retired at t0 + 10 h
+	s := o.state(t)
+	k0, k1 := keyOf(o.gens[0]), keyOf(o.gens[1])
+	stranger := keyOf(newOwner(t, r).id)
+	for name, tc := range map[string]struct {
+		key  [32]byte
+		at   time.Time
+		want error
+	}{
+		"current key":                 {k1, t0.Add(20 * time.Hour), nil},
+		"old key before the rotation": {k0, t0.Add(10 * time.Hour), nil},
+		"old key after the rotation":  {k0, t0.Add(10*time.Hour + time.Second), ErrWrongKey},
+		"a stranger's key":            {stranger, t0, ErrWrongKey},
+	} {
+		if err := s.SignedBy(tc.key, tc.at); !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
+	revoked, err := Revoke(o.log, o.id, t0.Add(30*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := revoked.KeyLog.State()
+	if err := rs.SignedBy(k1, t0.Add(20*time.Hour)); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("mail of a revoked identity: %v", err)
+	}
+}
