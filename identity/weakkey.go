@@ -1,58 +1,65 @@
 package identity
 
 import (
-	"crypto/ecdh"
-	"math/big"
+	"bytes"
+	"encoding/hex"
 )
 
-// fieldP is 2^255 - 19, the prime of Curve25519's field.
-var fieldP = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 255), big.NewInt(19))
-
-// probeScalar is any X25519 private key: clamping makes it a multiple of
-// the cofactor, so its product with a point is zero exactly when the
-// point's order divides 8.
-var probeScalar = func() *ecdh.PrivateKey {
-	k, err := ecdh.X25519().NewPrivateKey([]byte("flowmail/v1 small-order probe!!!"))
-	if err != nil {
-		panic(err)
+// smallOrderY are the y coordinates (little-endian, x's sign bit cleared)
+// of Ed25519's eight points of small order: 1 (the identity), p-1 (order
+// 2), 0 (order 4) and the two of order 8. x and -x share a y, so five
+// values cover all eight points.
+var smallOrderY = func() [][]byte {
+	var out [][]byte
+	for _, h := range []string{
+		"0100000000000000000000000000000000000000000000000000000000000000",
+		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"0000000000000000000000000000000000000000000000000000000000000000",
+		"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+		"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+	} {
+		b, err := hex.DecodeString(h)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, b)
 	}
-	return k
+	return out
 }()
 
 // SmallOrder reports whether an Ed25519 public key is a point of small
-// order, or not canonically encoded. Go's ed25519.Verify accepts such keys,
-// and under them signatures can be made up without any private key (for
-// the identity point, every signature with R = identity and S = 0
-// verifies), so a key anyone may choose must be checked before its
-// signature means anything. The test maps the Edwards y to the Montgomery
-// u = (1+y)/(1-y), which has small order exactly when the Edwards point
-// does, and lets X25519 refuse the low-order result.
+// order, or not canonically encoded (y at least 2^255 - 19). Go's
+// ed25519.Verify accepts such keys, and under them signatures can be made
+// up without any private key (for the identity point, every signature with
+// R = identity and S = 0 verifies), so a key anyone may choose must be
+// checked before its signature means anything.
 func SmallOrder(key []byte) bool {
 	if len(key) != 32 {
 		return true
 	}
-	le := make([]byte, 32)
-	for i := range 32 {
-		le[31-i] = key[i]
-	}
-	le[0] &= 0x7f // the sign of x; it does not change the order
-	y := new(big.Int).SetBytes(le)
-	if y.Cmp(fieldP) >= 0 || y.Cmp(big.NewInt(1)) == 0 {
-		return true // not canonical, or the identity point
-	}
-	num := new(big.Int).Add(y, big.NewInt(1))
-	den := new(big.Int).Sub(big.NewInt(1), y)
-	den.Mod(den, fieldP)
-	u := num.Mul(num, den.ModInverse(den, fieldP))
-	u.Mod(u, fieldP)
-	be := u.FillBytes(make([]byte, 32))
-	for i := range 16 {
-		be[i], be[31-i] = be[31-i], be[i]
-	}
-	pub, err := ecdh.X25519().NewPublicKey(be)
-	if err != nil {
+	var y [32]byte
+	copy(y[:], key)
+	y[31] &= 0x7f // x's sign: x and -x have the same order
+	if !canonical(y) {
 		return true
 	}
-	_, err = probeScalar.ECDH(pub)
-	return err != nil
+	for _, s := range smallOrderY {
+		if bytes.Equal(y[:], s) {
+			return true
+		}
+	}
+	return false
+}
+
+// canonical reports whether the little-endian y is below p = 2^255 - 19.
+func canonical(y [32]byte) bool {
+	if y[31] != 0x7f {
+		return true
+	}
+	for i := 30; i >= 1; i-- {
+		if y[i] != 0xff {
+			return true
+		}
+	}
+	return y[0] < 0xed
 }
