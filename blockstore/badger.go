@@ -105,7 +105,7 @@ func (s *badgerStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 	if err := ctx.Err(); err != nil {
 		return block.ID{}, err
 	}
-	now := s.cfg.Now()
+	now := s.cfg.Clock.Now()
 	a, err := admit(b, lifetime, now)
 	if err != nil {
 		return block.ID{}, err
@@ -114,14 +114,14 @@ func (s *badgerStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 }
 
 func (s *badgerStore) Delete(ctx context.Context, id block.ID, preimage [32]byte) error {
-	return s.submit(ctx, &writeOp{kind: opDelete, now: s.cfg.Now(), id: id, preimage: preimage})
+	return s.submit(ctx, &writeOp{kind: opDelete, now: s.cfg.Clock.Now(), id: id, preimage: preimage})
 }
 
 // Sweep removes expired blocks now; the store also does so every
 // Config.SweepInterval.
 func (s *badgerStore) Sweep(ctx context.Context) error {
 	for {
-		op := &writeOp{kind: opSweep, now: s.cfg.Now()}
+		op := &writeOp{kind: opSweep, now: s.cfg.Clock.Now()}
 		if err := s.submit(ctx, op); err != nil {
 			return err
 		}
@@ -168,7 +168,7 @@ func (s *badgerStore) view(ctx context.Context, fn func(txn *badger.Txn) error) 
 }
 
 func (s *badgerStore) Get(ctx context.Context, id block.ID) ([]byte, Meta, error) {
-	now := s.cfg.Now()
+	now := s.cfg.Clock.Now()
 	var r record
 	var b []byte
 	var bad error // the stored value does not parse
@@ -207,7 +207,7 @@ func (s *badgerStore) Get(ctx context.Context, id block.ID) ([]byte, Meta, error
 // it reads as missing and a correct copy can be stored again.
 func (s *badgerStore) dropCorrupt(ctx context.Context, id block.ID, cause error) error {
 	s.cfg.Logger.Warn("blockstore: dropping corrupt block", "id", id.String(), "err", cause)
-	if err := s.submit(ctx, &writeOp{kind: opDropCorrupt, now: s.cfg.Now(), id: id}); err != nil {
+	if err := s.submit(ctx, &writeOp{kind: opDropCorrupt, now: s.cfg.Clock.Now(), id: id}); err != nil {
 		cause = errors.Join(cause, err)
 	}
 	return fmt.Errorf("%w: %w", ErrNotFound, cause)
@@ -224,7 +224,7 @@ func (s *badgerStore) Stat(ctx context.Context, id block.ID) (Meta, error) {
 	if err != nil {
 		return Meta{}, err
 	}
-	if !ok || !notExpired(r.expires, s.cfg.Now()) {
+	if !ok || !notExpired(r.expires, s.cfg.Clock.Now()) {
 		return Meta{}, fmt.Errorf("%w: %v", ErrNotFound, id.Short())
 	}
 	return r.meta(id), nil
@@ -251,7 +251,7 @@ func (s *badgerStore) List(ctx context.Context, target block.ID, bits int, since
 	if err != nil || block.Less(hi, lo) {
 		return nil, false, err
 	}
-	now := s.cfg.Now()
+	now := s.cfg.Clock.Now()
 	var entries []ListEntry
 	more := false
 	err = s.view(ctx, func(txn *badger.Txn) error {
@@ -298,7 +298,7 @@ const rangeChunk = 256
 func (s *badgerStore) Range(ctx context.Context, fn func(Meta) error) error {
 	seek := []byte{familyMeta}
 	for {
-		now := s.cfg.Now()
+		now := s.cfg.Clock.Now()
 		var metas []Meta
 		var next []byte
 		err := s.view(ctx, func(txn *badger.Txn) error {
@@ -370,9 +370,9 @@ func (s *badgerStore) Close() error {
 // intervals until Close.
 func (s *badgerStore) maintain() {
 	defer s.wg.Done()
-	sweep := time.NewTicker(s.cfg.SweepInterval)
+	sweep := s.cfg.Clock.NewTicker(s.cfg.SweepInterval)
 	defer sweep.Stop()
-	gc := time.NewTicker(s.cfg.GCInterval)
+	gc := s.cfg.Clock.NewTicker(s.cfg.GCInterval)
 	defer gc.Stop()
 	for {
 		select {

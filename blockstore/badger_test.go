@@ -89,7 +89,7 @@ func TestBadgerTTLHidesExpiredBlock(t *testing.T) {
 	// The store's clock stands still; only Badger's TTL, on the wall
 	// clock, can hide the block.
 	clock := newFakeClock(time.Now())
-	s := openBadger(t, Config{Now: clock.Now})
+	s := openBadger(t, Config{Clock: clock})
 	fx := newFixtures(11)
 	short, _ := fx.index()
 	long, _ := fx.index()
@@ -131,7 +131,7 @@ func TestBadgerTTLHidesExpiredBlock(t *testing.T) {
 
 func TestBadgerSweepsInTheBackground(t *testing.T) {
 	clock := newFakeClock(time.Now())
-	s := openBadger(t, Config{Now: clock.Now, SweepInterval: 10 * time.Millisecond, GCInterval: 10 * time.Millisecond})
+	s := openBadger(t, Config{Clock: clock, SweepInterval: 10 * time.Millisecond, GCInterval: 10 * time.Millisecond})
 	b, _ := newFixtures(12).data(5000)
 	if _, err := s.Put(t.Context(), b, time.Minute, PutOptions{}); err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func TestCountersSurviveReopen(t *testing.T) {
 	dir := t.TempDir()
 	clock := newFakeClock(time.Now())
 	fx := newFixtures(13)
-	cfg := Config{Self: fx.id(), QuotaBytes: 20 * 1000, Now: clock.Now}
+	cfg := Config{Self: fx.id(), QuotaBytes: 20 * 1000, Clock: clock}
 	s, err := OpenBadger(dir, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/internal/clock"
 )
 
 // Config is shared by both implementations; the memory store ignores the
@@ -15,11 +16,12 @@ type Config struct {
 	Self block.ID
 	// QuotaBytes bounds the sum of block sizes held; 0 means no quota.
 	QuotaBytes int64
-	// Now is the store's clock (nil: time.Now). The memory store reads
-	// nothing else, so it runs on a simulator's virtual clock. The Badger
-	// store uses it for stored-at, expiry and sweeps; Badger's own TTL
-	// runs on the wall clock and can only drop a block earlier.
-	Now func() time.Time
+	// Clock is the store's one source of time (nil: clock.Real{}). The
+	// memory store reads nothing else, so it runs on a simulator's
+	// virtual clock. The Badger store uses it for stored-at, expiry,
+	// sweeps and its maintenance tickers; Badger's own TTL runs on the
+	// wall clock and can only drop a block earlier.
+	Clock clock.Clock
 	// Logger receives warnings, including Badger's own (nil: discard).
 	Logger *slog.Logger
 
@@ -37,9 +39,7 @@ const (
 )
 
 func (c Config) withDefaults() Config {
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	c.Clock = clock.Or(c.Clock)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

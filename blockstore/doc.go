@@ -4,7 +4,7 @@
 // own ID. Badger holds them on disk; a memory store passes the same suite.
 //
 // The memory store (NewMemory) starts no goroutine and reads no clock but
-// Config.Now, so simulations run it on a virtual clock. The Badger store
+// Config.Clock, so simulations run it on a virtual clock. The Badger store
 // (OpenBadger) reads on Badger snapshots in parallel and makes every change
 // in one writer goroutine that commits all waiting Puts, Deletes and
 // sweeps in one synced transaction (group commit): a Put returns once its

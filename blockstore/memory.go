@@ -10,7 +10,7 @@ import (
 	"github.com/flowmail/flowmail/block"
 )
 
-// memoryStore keeps blocks in maps. It reads no clock but Config.Now and
+// memoryStore keeps blocks in maps. It reads no clock but Config.Clock and
 // starts no goroutine, so thousands of simulated nodes can each hold one.
 type memoryStore struct {
 	cfg Config
@@ -43,7 +43,7 @@ func NewMemory(cfg Config) Store {
 }
 
 func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration, opt PutOptions) (block.ID, error) {
-	now := s.cfg.Now()
+	now := s.cfg.Clock.Now()
 	a, err := admit(b, lifetime, now)
 	if err != nil {
 		return block.ID{}, err
@@ -167,7 +167,7 @@ func (s *memoryStore) Stat(ctx context.Context, id block.ID) (Meta, error) {
 
 // lookup returns a copy of a held block, so callers cannot alter the store.
 func (s *memoryStore) lookup(ctx context.Context, id block.ID) (memBlock, error) {
-	if err := s.enter(ctx, s.cfg.Now()); err != nil {
+	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
 		return memBlock{}, err
 	}
 	defer s.mu.Unlock()
@@ -179,7 +179,7 @@ func (s *memoryStore) lookup(ctx context.Context, id block.ID) (memBlock, error)
 }
 
 func (s *memoryStore) Delete(ctx context.Context, id block.ID, preimage [32]byte) error {
-	if err := s.enter(ctx, s.cfg.Now()); err != nil {
+	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
@@ -207,7 +207,7 @@ func (s *memoryStore) List(ctx context.Context, target block.ID, bits int, since
 	if err != nil || block.Less(hi, lo) {
 		return nil, false, err
 	}
-	if err := s.enter(ctx, s.cfg.Now()); err != nil {
+	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
 		return nil, false, err
 	}
 	defer s.mu.Unlock()
@@ -230,7 +230,7 @@ func (s *memoryStore) List(ctx context.Context, target block.ID, bits int, since
 }
 
 func (s *memoryStore) Range(ctx context.Context, fn func(Meta) error) error {
-	if err := s.enter(ctx, s.cfg.Now()); err != nil {
+	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
 		return err
 	}
 	metas := make([]Meta, 0, len(s.blocks))
@@ -253,7 +253,7 @@ func (s *memoryStore) Range(ctx context.Context, fn func(Meta) error) error {
 // Sweep drops expired blocks and tombstones now. Every other method does
 // so too; Sweep lets callers drive both stores the same way.
 func (s *memoryStore) Sweep(ctx context.Context) error {
-	if err := s.enter(ctx, s.cfg.Now()); err != nil {
+	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
@@ -264,7 +264,7 @@ func (s *memoryStore) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
-		s.expire(s.cfg.Now())
+		s.expire(s.cfg.Clock.Now())
 	}
 	st := s.stats
 	st.QuotaBytes = max(s.cfg.QuotaBytes, 0)

@@ -57,7 +57,7 @@ func newEnv(t *testing.T, open opener, cfg Config) *env {
 	t.Helper()
 	// The fake clock starts at the wall clock: Badger's TTL runs on it.
 	clock := newFakeClock(time.Now().Truncate(time.Second))
-	cfg.Now = clock.Now
+	cfg.Clock = clock
 	return &env{t: t, ctx: t.Context(), s: open(t, cfg), clock: clock, fx: newFixtures(uint64(len(t.Name())))}
 }
 
