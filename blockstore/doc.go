@@ -11,13 +11,15 @@
 // block is on disk, and quota, tombstone and counter decisions never race.
 // Its key layout is in badger_layout.go.
 //
-// The Badger store re-hashes every block it reads before Get returns it,
-// so bytes that changed on disk are dropped, never served. Concurrent Gets
-// share that work: block.SumMany hashes up to block.Lanes() blocks at
-// once in SIMD lanes, and the verifier (verifier.go) batches the blocks
-// of Gets already waiting for a hasher, in the callers' goroutines; a Get
-// that finds nobody hashing hashes its block at once, alone. The memory
-// store keeps private copies and does not re-hash.
+// Put checks every block in full (layout, signature, ID). The Badger
+// store then keeps a 64-bit checksum of the block in its metadata, and
+// Get compares it with the bytes it reads: bytes that changed on disk are
+// dropped, never served, for the price of XXH64 rather than SHA-512
+// (docs/PROTOCOL.md section 5 says what is checked where). A Delete reads
+// the metadata only: the deletion hash is kept there. A re-store that
+// moves a block's expiry rewrites its metadata, never its bytes, and one
+// that would not move it writes nothing. The memory store keeps private
+// copies and checks nothing on Get.
 //
 // It may import block and identity; it must not import transport,
 // kademlia, mailbuilder, node, testnet or cmd.

@@ -54,9 +54,9 @@ func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 	defer s.mu.Unlock()
 	dist := block.Xor(a.id, s.cfg.Self)
 	if held, ok := s.blocks[a.id]; ok {
-		if a.expires.After(held.meta.Expires) {
-			held.meta.Expires = a.expires
-			heap.Push(&s.deadlines, deadline{at: a.expires, id: a.id})
+		if expires, moved := extension(held.meta.Expires, a.expires, now); moved {
+			held.meta.Expires = expires
+			heap.Push(&s.deadlines, deadline{at: expires, id: a.id})
 		}
 		if opt.Pinned && !held.meta.Pinned {
 			held.meta.Pinned = true
@@ -190,7 +190,11 @@ func (s *memoryStore) Delete(ctx context.Context, id block.ID, preimage [32]byte
 		}
 		return fmt.Errorf("%w: %v", ErrNotFound, id.Short())
 	}
-	if err := authorizeDeletion(id, held.data, preimage); err != nil {
+	h, _, err := block.ParseHeader(held.data)
+	if err != nil {
+		return fmt.Errorf("%w: held block %v: %w", ErrCorrupt, id.Short(), err)
+	}
+	if err := authorizeDeletion(id, h.Type, h.HasDeletion, h.DeletionHash, preimage); err != nil {
 		return err
 	}
 	s.drop(id)

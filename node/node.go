@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -173,7 +172,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if cfg.DataDir == "" {
 			n.store = blockstore.NewMemory(blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log})
 		} else if n.store, err = blockstore.OpenBadger(filepath.Join(cfg.DataDir, StoreDir), blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log}); err != nil {
-			if strings.Contains(err.Error(), "directory lock") {
+			if errors.Is(err, blockstore.ErrLocked) {
 				return nil, fmt.Errorf("node: another flowmail node is using %s: stop it, or give this one its own --data-dir (%w)", cfg.DataDir, err)
 			}
 			return nil, fmt.Errorf("node: opening the block store: %w", err)
