@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -36,6 +37,15 @@ type badgerStore struct {
 
 	mu       sync.Mutex
 	counters counters // as last committed
+
+	budgets    *budgets
+	overBudget atomic.Uint64
+
+	// Writer-only state: charges of the transaction being built, and the
+	// bytes of blocks removed since value-log GC last ran.
+	pending []charge
+	garbage int64
+	collect chan struct{} // the GC ticker asks the writer to collect
 }
 
 // OpenBadger opens (or creates) a store in dir. A directory remembers the
@@ -45,15 +55,17 @@ func OpenBadger(dir string, cfg Config) (Store, error) {
 	if err := probeLock(dir); err != nil {
 		return nil, err
 	}
-	db, err := badger.Open(badgerOptions(dir, cfg.Logger))
+	db, err := badger.Open(badgerOptions(dir, cfg))
 	if err != nil {
 		return nil, fmt.Errorf("blockstore: opening %s: %w", dir, err)
 	}
 	s := &badgerStore{
 		cfg:    cfg,
 		db:     db,
-		writes: make(chan *writeOp, maxBatchOps),
-		stop:   make(chan struct{}),
+		writes:  make(chan *writeOp, maxBatchOps),
+		stop:    make(chan struct{}),
+		budgets: newBudgets(cfg),
+		collect: make(chan struct{}, 1),
 	}
 	if err := s.load(); err != nil {
 		return nil, errors.Join(fmt.Errorf("blockstore: opening %s: %w", dir, err), db.Close())
@@ -113,7 +125,7 @@ func (s *badgerStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 	if unchanged, err := s.replay(ctx, a, opt, now); err != nil || unchanged {
 		return a.id, err
 	}
-	return a.id, s.submit(ctx, &writeOp{kind: opPut, now: now, put: a, pinned: opt.Pinned})
+	return a.id, s.submit(ctx, &writeOp{kind: opPut, now: now, put: a, pinned: opt.Pinned, source: opt.Source})
 }
 
 // replay reports whether a Put would change nothing: the block is held,
@@ -383,7 +395,9 @@ func (s *badgerStore) Range(ctx context.Context, fn func(Meta) error) error {
 func (s *badgerStore) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.counters.stats(s.cfg.QuotaBytes)
+	st := s.counters.stats(s.cfg.QuotaBytes)
+	st.OverBudget = s.overBudget.Load()
+	return st
 }
 
 // Close waits for calls in progress, stops the writer and the maintenance
@@ -418,26 +432,11 @@ func (s *badgerStore) maintain() {
 				s.cfg.Logger.Warn("blockstore: sweep failed", "err", err)
 			}
 		case <-gc.C:
-			s.collectGarbage(s.bg)
+			select {
+			case s.collect <- struct{}{}:
+			default: // one is already asked for
+			}
 		}
 	}
 }
 
-// collectGarbage rewrites value-log files that are at least half garbage,
-// one file per call to Badger, until none is left or ctx ends.
-func (s *badgerStore) collectGarbage(ctx context.Context) {
-	if err := s.life.enter(); err != nil {
-		return
-	}
-	defer s.life.leave()
-	for ctx.Err() == nil {
-		err := s.db.RunValueLogGC(0.5)
-		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
-			return
-		}
-		if err != nil {
-			s.cfg.Logger.Warn("blockstore: value-log GC failed", "err", err)
-			return
-		}
-	}
-}

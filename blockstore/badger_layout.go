@@ -30,6 +30,8 @@ import (
 //	'i' || key                    stored_at u64 || expires u64
 //	                              (index blocks only)
 //	't' || key                    until u64 (tombstone after DELETE)
+//	'z'                           empty: written and dropped to flush
+//	                              memtables before value-log GC
 //
 // key is the block's ID (records, later, will use their slot). flags: bit
 // 0 pinned, bit 1 the block carries a deletion hash (copied here so a
@@ -54,6 +56,7 @@ const (
 	familyDistance  = 'd'
 	familyIndex     = 'i'
 	familyTombstone = 't'
+	familyFlush     = 'z'
 
 	layoutVersion = 2
 

@@ -30,7 +30,7 @@ import (
 // 100,000 blocks of 4 KiB: see the package's report; the value log is
 // memory-mapped, so VmRSS also counts its cached pages (file-backed,
 // reclaimable), about the size of the data written.
-func badgerOptions(dir string, logger *slog.Logger) badger.Options {
+func badgerOptions(dir string, cfg Config) badger.Options {
 	return badger.DefaultOptions(dir).
 		// A Put is acknowledged once on disk; the writer batches
 		// concurrent Puts into one transaction, so they share a sync.
@@ -53,14 +53,29 @@ func badgerOptions(dir string, logger *slog.Logger) badger.Options {
 		WithIndexCacheSize(0).
 		// Keys are hashes and blocks are ciphertext: nothing compresses.
 		WithCompression(options.None).
-		// Small value-log files: garbage collection rewrites whole files.
-		WithValueLogFileSize(64 << 20).
+		// Small value-log files: garbage collection rewrites whole files,
+		// and up to a file's worth of garbage waits for it (valueLogFileSize).
+		WithValueLogFileSize(valueLogFileSize(cfg)).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
 		// One writer goroutine makes every change: no conflicts to detect.
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
-		WithLogger(badgerLogger{logger})
+		WithLogger(badgerLogger{cfg.Logger})
+}
+
+// valueLogFileSize is a sixteenth of the quota, within Badger's minimum
+// of 1 MiB and 64 MiB: a collection rewrites whole files, and the disk
+// holds up to about three files beyond the live blocks (the one being
+// written, the garbage that triggers a collection, and what a rewrite
+// copies), which must stay a small part of the quota (docs/PROTOCOL.md
+// section 5.2).
+func valueLogFileSize(cfg Config) int64 {
+	const lo, hi = 1 << 20, 64 << 20
+	if cfg.QuotaBytes <= 0 {
+		return hi
+	}
+	return min(max(cfg.QuotaBytes/16, lo), hi)
 }
 
 // badgerLogger passes Badger's warnings and errors to slog; its info and

@@ -2,7 +2,6 @@ package blockstore
 
 import (
 	"errors"
-	"log/slog"
 	"maps"
 	"testing"
 	"time"
@@ -333,7 +332,7 @@ func TestOpenRefusesAnotherSelf(t *testing.T) {
 
 func TestOpenRefusesAnotherLayout(t *testing.T) {
 	dir := t.TempDir()
-	db, err := badger.Open(badgerOptions(dir, slog.New(slog.DiscardHandler)))
+	db, err := badger.Open(badgerOptions(dir, Config{}.withDefaults()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +366,7 @@ func TestOpenRefusesADirectoryInUse(t *testing.T) {
 // replaces the value of key.
 func rewriteRaw(t *testing.T, dir string, key []byte, edit func([]byte) []byte) {
 	t.Helper()
-	db, err := badger.Open(badgerOptions(dir, slog.New(slog.DiscardHandler)))
+	db, err := badger.Open(badgerOptions(dir, Config{}.withDefaults()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +464,7 @@ func TestDeleteReadsNoBlockBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The bytes are gone; the metadata alone authorizes the Delete.
-	db, err := badger.Open(badgerOptions(dir, slog.New(slog.DiscardHandler)))
+	db, err := badger.Open(badgerOptions(dir, Config{}.withDefaults()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ type writeOp struct {
 	now      time.Time
 	put      admitted // opPut
 	pinned   bool     // opPut
+	source   Source   // opPut
 	id       block.ID // opDelete, opDropCorrupt
 	preimage [32]byte // opDelete
 	swept    int      // opSweep: blocks removed, set before the reply
@@ -57,6 +58,8 @@ func (s *badgerStore) writer() {
 					return
 				}
 			}
+		case <-s.collect:
+			s.collectGarbage()
 		case op := <-s.writes:
 			batch = append(batch[:0], op)
 		gather:
@@ -70,6 +73,9 @@ func (s *badgerStore) writer() {
 			}
 			for len(batch) > 0 {
 				batch = batch[s.commitPrefix(batch):]
+			}
+			if s.garbage >= s.gcTrigger() {
+				s.collectGarbage()
 			}
 		}
 	}
@@ -96,6 +102,14 @@ func (s *badgerStore) commitPrefix(ops []*writeOp) int {
 			s.mu.Lock()
 			s.counters = c
 			s.mu.Unlock()
+			for _, p := range s.pending {
+				s.budgets.add(p.src, p.size, ops[0].now)
+			}
+			for _, r := range results[:n] {
+				if errors.Is(r, ErrOverBudget) {
+					s.overBudget.Add(1)
+				}
+			}
 		}
 		for i, op := range ops[:n] {
 			if err != nil {
@@ -115,6 +129,7 @@ func (s *badgerStore) commitPrefix(ops []*writeOp) int {
 func (s *badgerStore) tryCommit(ops []*writeOp) (results []error, c counters, fit int, err error) {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
+	s.pending = s.pending[:0]
 	s.mu.Lock()
 	c = s.counters
 	s.mu.Unlock()
@@ -192,6 +207,9 @@ func (s *badgerStore) applyPut(txn *badger.Txn, c *counters, op *writeOp) (resul
 			return nil, err
 		}
 		if need := int64(c.bytes) + size - quota; need > 0 {
+			if !op.pinned && !s.budgets.allows(op.source, size, s.pending, op.now) {
+				return fmt.Errorf("%w: %d bytes for %+v while the store is full", ErrOverBudget, size, op.source), nil
+			}
 			var iterErr error
 			victims, full := planEviction(need, block.Xor(a.key, s.cfg.Self), op.pinned, farthest(txn, &iterErr))
 			if iterErr != nil {
@@ -209,6 +227,9 @@ func (s *badgerStore) applyPut(txn *badger.Txn, c *counters, op *writeOp) (resul
 	}
 	if err := txn.Set(idKey(familyBlock, a.key), a.data); err != nil {
 		return nil, err
+	}
+	if !op.pinned {
+		s.pending = append(s.pending, charge{op.source, size})
 	}
 	return nil, s.link(txn, c, a.key, newRecord(a, op.pinned, op.now))
 }
@@ -422,6 +443,7 @@ func (s *badgerStore) remove(txn *badger.Txn, c *counters, id block.ID, r record
 	if err := txn.Delete(idKey(familyBlock, id)); err != nil {
 		return err
 	}
+	s.garbage += int64(r.size)
 	return s.unlink(txn, c, id, r)
 }
 
@@ -470,6 +492,52 @@ func farthest(txn *badger.Txn, errp *error) iter.Seq2[block.ID, int64] {
 			if !yield(d, size) {
 				return
 			}
+		}
+	}
+}
+
+// Value-log garbage collection. Badger picks a value-log file to rewrite
+// from discard statistics that only compactions update, and a memtable
+// holding just keys of blocks flushes rarely: with 256 KiB blocks a 4 MiB
+// memtable covers over a gigabyte of values, all of it garbage once
+// evicted, and the disk grew to 5x the quota under a flood (issue 10). So
+// the writer flushes and compacts level 0 (by dropping a marker key,
+// which is what Badger's DropPrefix does first) once the blocks removed
+// since the last collection add up to gcTrigger bytes, then rewrites
+// every file at least gcDiscardRatio garbage. The writer runs it between
+// batches: Puts wait meanwhile, which slows a flood down where it comes
+// from.
+const (
+	gcDiscardRatio = 0.25
+	// gcMaxFiles bounds the files one collection rewrites.
+	gcMaxFiles = 64
+)
+
+// gcTrigger is how many bytes of removed blocks make the writer collect:
+// one value-log file's worth.
+func (s *badgerStore) gcTrigger() int64 { return valueLogFileSize(s.cfg) }
+
+// collectGarbage flushes the memtables, compacts level 0 and rewrites
+// value-log files that are mostly garbage.
+func (s *badgerStore) collectGarbage() {
+	s.garbage = 0
+	marker := []byte{familyFlush}
+	err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(marker, nil) })
+	if err == nil {
+		err = s.db.DropPrefix(marker)
+	}
+	if err != nil {
+		s.cfg.Logger.Warn("blockstore: flushing before value-log GC failed", "err", err)
+		return
+	}
+	for range gcMaxFiles {
+		err := s.db.RunValueLogGC(gcDiscardRatio)
+		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+			return
+		}
+		if err != nil {
+			s.cfg.Logger.Warn("blockstore: value-log GC failed", "err", err)
+			return
 		}
 	}
 }

@@ -2,7 +2,6 @@ package blockstore
 
 import (
 	"encoding/binary"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -51,7 +50,7 @@ func (m *blockMaker) make() []byte {
 
 func openRawBadger(b *testing.B) *badger.DB {
 	b.Helper()
-	db, err := badger.Open(badgerOptions(b.TempDir(), slog.New(slog.DiscardHandler)))
+	db, err := badger.Open(badgerOptions(b.TempDir(), Config{}.withDefaults()))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -25,17 +25,33 @@ type Config struct {
 	// Logger receives warnings, including Badger's own (nil: discard).
 	Logger *slog.Logger
 
+	// NodeBudget and GroupBudget are how many bytes one source
+	// (PutOptions.Source: its Node and its Group key) may have had
+	// written, decaying with BudgetHalfLife, and still make room by
+	// evicting other blocks; past that its Puts are refused while the
+	// store is full (ErrOverBudget). 0: QuotaBytes/16 and QuotaBytes/4;
+	// negative: no budget. Without a quota nothing is evicted and no
+	// budget applies.
+	NodeBudget, GroupBudget int64
+	// BudgetHalfLife is how fast a source's charges decay (0: one hour).
+	BudgetHalfLife time.Duration
+
 	// SweepInterval is how often the Badger store removes expired blocks
 	// and their bookkeeping (0: one minute).
 	SweepInterval time.Duration
 	// GCInterval is how often the Badger store runs value-log garbage
-	// collection (0: ten minutes).
+	// collection (0: ten minutes). It also runs it whenever the blocks
+	// removed since the last run add up to gcTrigger bytes.
 	GCInterval time.Duration
 }
 
 const (
-	defaultSweepInterval = time.Minute
-	defaultGCInterval    = 10 * time.Minute
+	defaultSweepInterval  = time.Minute
+	defaultGCInterval     = 10 * time.Minute
+	defaultBudgetHalfLife = time.Hour
+	// A source may evict up to these shares of the quota per half-life.
+	defaultNodeShare  = 16
+	defaultGroupShare = 4
 )
 
 func (c Config) withDefaults() Config {
@@ -49,5 +65,19 @@ func (c Config) withDefaults() Config {
 	if c.GCInterval <= 0 {
 		c.GCInterval = defaultGCInterval
 	}
+	if c.BudgetHalfLife <= 0 {
+		c.BudgetHalfLife = defaultBudgetHalfLife
+	}
+	budget := func(b, share int64) int64 {
+		switch {
+		case c.QuotaBytes <= 0 || b < 0:
+			return 0 // none
+		case b == 0:
+			return max(c.QuotaBytes/share, 1)
+		}
+		return b
+	}
+	c.NodeBudget = budget(c.NodeBudget, defaultNodeShare)
+	c.GroupBudget = budget(c.GroupBudget, defaultGroupShare)
 	return c
 }

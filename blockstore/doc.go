@@ -21,6 +21,14 @@
 // that would not move it writes nothing. The memory store keeps private
 // copies and checks nothing on Get.
 //
+// Storing is not free (docs/PROTOCOL.md section 5.2): a Put names its
+// Source (node ID and IP group keys the caller chooses), and a source
+// whose decaying charges passed its budget may no longer make a full
+// store evict: its Put is refused with ErrOverBudget (budget.go). The
+// Badger store collects value-log garbage once the blocks removed since
+// the last collection add up to a value-log file, so disk stays near the
+// quota under a flood (badger_writer.go).
+//
 // It may import block and identity; it must not import transport,
 // kademlia, mailbuilder, node, testnet or cmd.
 package blockstore

@@ -23,6 +23,7 @@ type memoryStore struct {
 	index      idSet // IDs of held index blocks, for List
 	evictable  idSet // distances from Self of unpinned blocks, for eviction
 	stats      Stats
+	budgets    *budgets
 }
 
 type memBlock struct {
@@ -39,6 +40,7 @@ func NewMemory(cfg Config) Store {
 		cfg:        cfg,
 		blocks:     make(map[block.ID]*memBlock),
 		tombstones: make(map[block.ID]time.Time),
+		budgets:    newBudgets(cfg),
 	}
 }
 
@@ -69,6 +71,10 @@ func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 	}
 	size := int64(len(b))
 	if need := s.stats.Bytes + size - s.cfg.QuotaBytes; s.cfg.QuotaBytes > 0 && need > 0 {
+		if !opt.Pinned && !s.budgets.allows(opt.Source, size, nil, now) {
+			s.stats.OverBudget++
+			return a.id, fmt.Errorf("%w: %d bytes for %+v while the store is full", ErrOverBudget, size, opt.Source)
+		}
 		victims, err := planEviction(need, dist, opt.Pinned, s.farthest)
 		if err != nil {
 			return a.id, err
@@ -88,6 +94,7 @@ func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 	}
 	if !opt.Pinned {
 		s.evictable.insert(dist)
+		s.budgets.add(opt.Source, size, now)
 	}
 	s.stats.Blocks++
 	s.stats.Bytes += size

@@ -31,6 +31,19 @@ type PutOptions struct {
 	// Pinned blocks are never evicted for quota (the node's own pubkey
 	// block); they are not charged to any source.
 	Pinned bool
+	// Source names who asked for the block to be stored; its budgets
+	// decide whether the Put may evict others' blocks (budget.go). The
+	// zero Source is the node itself: no budget.
+	Source Source
+}
+
+// Source names the sender of a Put with opaque keys the caller chooses,
+// each charged for the bytes it makes the store write: Node for the
+// sending node (its ID) and Group for its IP group (its /24 or /48). An
+// empty key is not charged.
+type Source struct {
+	Node  string
+	Group string
 }
 
 // MinExtension is the smallest move of a held block's expiry a re-store
@@ -51,6 +64,9 @@ type Stats struct {
 	Evicted    uint64
 	Expired    uint64
 	Corrupt    uint64 // blocks dropped because their bytes no longer hash to their ID
+	// OverBudget counts Puts refused with ErrOverBudget since the store
+	// was opened (not persisted).
+	OverBudget uint64
 }
 
 // Store keeps verified blocks by ID. Implementations are safe for
@@ -93,6 +109,9 @@ var (
 	ErrFull      = errors.New("blockstore: quota full")
 	ErrClosed    = errors.New("blockstore: closed")
 	ErrCorrupt   = errors.New("blockstore: stored bytes do not match their ID")
+	// ErrOverBudget refuses a Put that would evict other blocks for a
+	// source that already had its budget (PutOptions.Source).
+	ErrOverBudget = errors.New("blockstore: source over its storage budget")
 )
 
 // Errors of OpenBadger, wrapped with detail.
