@@ -60,8 +60,8 @@ func OpenBadger(dir string, cfg Config) (Store, error) {
 		return nil, fmt.Errorf("blockstore: opening %s: %w", dir, err)
 	}
 	s := &badgerStore{
-		cfg:    cfg,
-		db:     db,
+		cfg:     cfg,
+		db:      db,
 		writes:  make(chan *writeOp, maxBatchOps),
 		stop:    make(chan struct{}),
 		budgets: newBudgets(cfg),
@@ -439,4 +439,3 @@ func (s *badgerStore) maintain() {
 		}
 	}
 }
-
