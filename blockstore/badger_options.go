@@ -31,7 +31,7 @@ import (
 // memory-mapped, so VmRSS also counts its cached pages (file-backed,
 // reclaimable), about the size of the data written.
 func badgerOptions(dir string, cfg Config) badger.Options {
-	return badger.DefaultOptions(dir).
+	o := badger.DefaultOptions(dir).
 		// A Put is acknowledged once on disk; the writer batches
 		// concurrent Puts into one transaction, so they share a sync.
 		WithSyncWrites(true).
@@ -62,6 +62,27 @@ func badgerOptions(dir string, cfg Config) badger.Options {
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
 		WithLogger(badgerLogger{cfg.Logger})
+	if cfg.Footprint == FootprintShared {
+		o = sharedFootprint(o)
+	}
+	return o
+}
+
+// sharedFootprint shrinks what each store holds in memory and maps, for
+// many stores in one process (a testnet): the memtable and its
+// write-ahead file, the tables, the value-log files (each is mapped at
+// twice its size while written: valueLogFileSize), and Badger's
+// goroutines. Writes flush
+// more often; nothing a real node does changes.
+func sharedFootprint(o badger.Options) badger.Options {
+	return o.
+		WithMemTableSize(1 << 20).
+		WithNumMemtables(1).
+		WithNumLevelZeroTables(1).
+		WithNumLevelZeroTablesStall(4).
+		WithBaseTableSize(256 << 10).
+		WithBaseLevelSize(2 << 20).
+		WithNumGoroutines(1)
 }
 
 // valueLogFileSize is a sixteenth of the quota, within Badger's minimum
@@ -71,7 +92,11 @@ func badgerOptions(dir string, cfg Config) badger.Options {
 // copies), which must stay a small part of the quota (docs/PROTOCOL.md
 // section 5.2).
 func valueLogFileSize(cfg Config) int64 {
-	const lo, hi = 1 << 20, 64 << 20
+	const lo = 1 << 20
+	hi := int64(64 << 20)
+	if cfg.Footprint == FootprintShared {
+		hi = 8 << 20
+	}
 	if cfg.QuotaBytes <= 0 {
 		return hi
 	}

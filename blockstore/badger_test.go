@@ -30,6 +30,28 @@ func openBadger(t *testing.T, cfg Config) Store {
 
 func TestBadgerStore(t *testing.T) { runStoreSuite(t, openBadger) }
 
+func TestBadgerStoreSharedFootprint(t *testing.T) {
+	runStoreSuite(t, func(t *testing.T, cfg Config) Store {
+		cfg.Footprint = FootprintShared
+		return openBadger(t, cfg)
+	})
+}
+
+func TestSharedFootprintIsSmaller(t *testing.T) {
+	for _, quota := range []int64{0, 64 << 20, 10 << 30} {
+		node := badgerOptions("x", Config{QuotaBytes: quota}.withDefaults())
+		shared := badgerOptions("x", Config{QuotaBytes: quota, Footprint: FootprintShared}.withDefaults())
+		if shared.MemTableSize >= node.MemTableSize || shared.NumMemtables > node.NumMemtables ||
+			shared.BaseTableSize >= node.BaseTableSize || shared.ValueLogFileSize > 8<<20 ||
+			shared.ValueLogFileSize > node.ValueLogFileSize {
+			t.Fatalf("quota %d: shared footprint %+v not smaller than a node's", quota, shared)
+		}
+		if shared.SyncWrites != node.SyncWrites || shared.ValueThreshold != node.ValueThreshold {
+			t.Fatalf("quota %d: the shared footprint changes durability or layout", quota)
+		}
+	}
+}
+
 // openDir opens a Badger store in dir, closed when t ends.
 func openDir(t *testing.T, dir string, cfg Config) Store {
 	t.Helper()
@@ -89,7 +111,7 @@ func TestExpiryFollowsTheStoreClockAlone(t *testing.T) {
 	// Badger TTL taken from it would vanish at once.
 	clock := newFakeClock(time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := openBadger(t, Config{Clock: clock})
-	fx := newFixtures(11)
+	fx := testFixtures(t, 11)
 	short, _ := fx.index()
 	long, _ := fx.index()
 	ctx := t.Context()
@@ -136,7 +158,7 @@ func TestTombstoneLeavesWithTheSweep(t *testing.T) {
 	clock := newFakeClock(time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := openBadger(t, Config{Clock: clock})
 	ctx := t.Context()
-	b, pre := newFixtures(16).data(500)
+	b, pre := testFixtures(t, 16).data(500)
 	id, err := s.Put(ctx, b, time.Hour, PutOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +206,7 @@ func TestReStoreRewritesMetadataOnly(t *testing.T) {
 	s := openBadger(t, Config{Clock: clock})
 	db := s.(*badgerStore).db
 	ctx := t.Context()
-	b, _ := newFixtures(17).data(8000)
+	b, _ := testFixtures(t, 17).data(8000)
 	id, err := s.Put(ctx, b, 2*time.Hour, PutOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +254,7 @@ func TestReStoreRewritesMetadataOnly(t *testing.T) {
 func TestBadgerSweepsInTheBackground(t *testing.T) {
 	clock := newFakeClock(time.Now())
 	s := openBadger(t, Config{Clock: clock, SweepInterval: 10 * time.Millisecond, GCInterval: 10 * time.Millisecond})
-	b, _ := newFixtures(12).data(5000)
+	b, _ := testFixtures(t, 12).data(5000)
 	if _, err := s.Put(t.Context(), b, time.Minute, PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +270,7 @@ func TestBadgerSweepsInTheBackground(t *testing.T) {
 func TestCountersSurviveReopen(t *testing.T) {
 	dir := t.TempDir()
 	clock := newFakeClock(time.Now())
-	fx := newFixtures(13)
+	fx := testFixtures(t, 13)
 	cfg := Config{Self: fx.id(), QuotaBytes: 20 * 1000, Clock: clock}
 	s, err := OpenBadger(dir, cfg)
 	if err != nil {
@@ -388,7 +410,7 @@ func rewriteRaw(t *testing.T, dir string, key []byte, edit func([]byte) []byte) 
 }
 
 func TestCorruptValueIsNotReturned(t *testing.T) {
-	fx := newFixtures(14)
+	fx := testFixtures(t, 14)
 	tests := []struct {
 		name   string
 		family byte
@@ -455,7 +477,7 @@ func TestDeleteReadsNoBlockBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	b, pre := newFixtures(15).data(300)
+	b, pre := testFixtures(t, 15).data(300)
 	id, err := s.Put(ctx, b, time.Hour, PutOptions{})
 	if err != nil {
 		t.Fatal(err)

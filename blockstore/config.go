@@ -36,6 +36,10 @@ type Config struct {
 	// BudgetHalfLife is how fast a source's charges decay (0: one hour).
 	BudgetHalfLife time.Duration
 
+	// Footprint sizes the Badger store's memory (FootprintNode: what a
+	// node runs with).
+	Footprint Footprint
+
 	// SweepInterval is how often the Badger store removes expired blocks
 	// and their bookkeeping (0: one minute).
 	SweepInterval time.Duration
@@ -81,3 +85,16 @@ func (c Config) withDefaults() Config {
 	c.GroupBudget = budget(c.GroupBudget, defaultGroupShare)
 	return c
 }
+
+// Footprint is how much memory a Badger store may take.
+type Footprint uint8
+
+const (
+	// FootprintNode is for a node's one store: 4 MiB memtables, value-log
+	// files of up to 64 MiB.
+	FootprintNode Footprint = iota
+	// FootprintShared is for one of many stores in one process (a
+	// testnet's nodes): 1 MiB memtables, value-log files of at most 8 MiB,
+	// fewer goroutines.
+	FootprintShared
+)

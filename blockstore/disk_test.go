@@ -144,6 +144,14 @@ func TestJunkFloodKeepsDiskNearQuota(t *testing.T) {
 	}
 }
 
+// testFixtures returns fixtures for the n-th generator of a test, from
+// its seed (testSeed): the default seed gives the generators the tests
+// were written with.
+func testFixtures(t testing.TB, n uint64) *fixtures {
+	t.Helper()
+	return newFixtures(n + 0x9e3779b97f4a7c15*(testSeed(t)-1))
+}
+
 // testSeed is the seed of a randomised test: FLOWMAIL_SEED when set, else
 // a fixed one; it is logged, and printed again if the test fails.
 func testSeed(t testing.TB) uint64 {

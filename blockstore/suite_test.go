@@ -60,7 +60,7 @@ func newEnv(t *testing.T, open opener, cfg Config) *env {
 	// The fake clock starts at the wall clock: Badger's TTL runs on it.
 	clock := newFakeClock(time.Now().Truncate(time.Second))
 	cfg.Clock = clock
-	return &env{t: t, ctx: t.Context(), s: open(t, cfg), clock: clock, fx: newFixtures(uint64(len(t.Name())))}
+	return &env{t: t, ctx: t.Context(), s: open(t, cfg), clock: clock, fx: testFixtures(t, uint64(len(t.Name())))}
 }
 
 func (e *env) put(b []byte, lifetime time.Duration, opt PutOptions) block.ID {
@@ -545,7 +545,7 @@ func newQuotaModel(self block.ID, quota int64) *quotaModel {
 }
 
 func testQuotaEvictsFarthest(t *testing.T, open opener) {
-	fx := newFixtures(7)
+	fx := testFixtures(t, 7)
 	self := fx.id()
 	const size = 1000
 	m := newQuotaModel(self, 8*size)
@@ -564,7 +564,7 @@ func testQuotaEvictsFarthest(t *testing.T, open opener) {
 }
 
 func testQuotaEvictsSeveralForALargeBlock(t *testing.T, open opener) {
-	fx := newFixtures(8)
+	fx := testFixtures(t, 8)
 	var self block.ID // distance is the ID itself
 	var small [][]byte
 	var large []byte
@@ -585,7 +585,7 @@ func testQuotaEvictsSeveralForALargeBlock(t *testing.T, open opener) {
 }
 
 func testQuotaNeverEvictsPinned(t *testing.T, open opener) {
-	fx := newFixtures(9)
+	fx := testFixtures(t, 9)
 	self := fx.id()
 	const size = 1000
 	var blocks [][]byte
@@ -744,7 +744,7 @@ func testCanceledContextIsHonoured(t *testing.T, open opener) {
 }
 
 func testFlooderIsRefusedBeforeEvicting(t *testing.T, open opener) {
-	fx := newFixtures(8)
+	fx := testFixtures(t, 8)
 	self := fx.id()
 	const size, room = 1000, 100
 	// Budgets: a node a tenth of the quota, a group a fifth, per hour.
