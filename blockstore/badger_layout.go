@@ -33,9 +33,11 @@ import (
 //	'z'                           empty: written and dropped to flush
 //	                              memtables before value-log GC
 //
-// key is the block's ID (records, later, will use their slot). flags: bit
-// 0 pinned, bit 1 the block carries a deletion hash (copied here so a
-// DELETE never reads the block). sum is XXH64 (seed 0) of the block,
+// key is the block's ID. (Records, later, are kept at their slot: they
+// will set flag bit 2 and append their ID to 'm', and decodeRecord
+// refuses that bit until then.) flags: bit 0 pinned, bit 1 the block
+// carries a deletion hash (copied here so a DELETE never reads the
+// block). sum is XXH64 (seed 0) of the block,
 // taken after Put checked the block's ID: a Get compares it with the
 // bytes it reads instead of hashing them with SHA-512.
 //

@@ -54,11 +54,13 @@ func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 		return a.id, err
 	}
 	defer s.mu.Unlock()
-	dist := block.Xor(a.id, s.cfg.Self)
-	if held, ok := s.blocks[a.id]; ok {
+	dist := block.Xor(a.key, s.cfg.Self)
+	// As in the Badger store: a block kept at its ID is the same block
+	// when held (a record at its slot would compare IDs and ask its rule).
+	if held, ok := s.blocks[a.key]; ok {
 		if expires, moved := extension(held.meta.Expires, a.expires, now); moved {
 			held.meta.Expires = expires
-			heap.Push(&s.deadlines, deadline{at: expires, id: a.id})
+			heap.Push(&s.deadlines, deadline{at: expires, id: a.key})
 		}
 		if opt.Pinned && !held.meta.Pinned {
 			held.meta.Pinned = true
@@ -66,8 +68,8 @@ func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 		}
 		return a.id, nil
 	}
-	if until, ok := s.tombstones[a.id]; ok {
-		return a.id, fmt.Errorf("%w: %v is refused until %v", ErrDeleted, a.id.Short(), until)
+	if until, ok := s.tombstones[a.key]; ok {
+		return a.id, fmt.Errorf("%w: %v is refused until %v", ErrDeleted, a.key.Short(), until)
 	}
 	size := int64(len(b))
 	if need := s.stats.Bytes + size - s.cfg.QuotaBytes; s.cfg.QuotaBytes > 0 && need > 0 {
@@ -84,13 +86,13 @@ func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 			s.stats.Evicted++
 		}
 	}
-	s.blocks[a.id] = &memBlock{
+	s.blocks[a.key] = &memBlock{
 		data: append([]byte(nil), b...),
 		meta: Meta{ID: a.id, Type: a.header.Type, Size: len(b), StoredAt: now, Expires: a.expires, Pinned: opt.Pinned},
 	}
-	heap.Push(&s.deadlines, deadline{at: a.expires, id: a.id})
+	heap.Push(&s.deadlines, deadline{at: a.expires, id: a.key})
 	if a.header.Type == block.TypeIndex {
-		s.index.insert(a.id)
+		s.index.insert(a.key)
 	}
 	if !opt.Pinned {
 		s.evictable.insert(dist)
