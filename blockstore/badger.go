@@ -212,13 +212,16 @@ func (s *badgerStore) Get(ctx context.Context, id block.ID) ([]byte, Meta, error
 	err := s.view(ctx, func(txn *badger.Txn) error {
 		var ok bool
 		var err error
-		if r, ok, err = getRecord(txn, id); err != nil || !ok || !notExpired(r.expires, now) {
+		key := idKey(familyMeta, id)
+		if r, ok, err = getRecordAt(txn, key); err != nil || !ok || !notExpired(r.expires, now) {
 			if err == nil {
 				err = badger.ErrKeyNotFound
 			}
 			return err
 		}
-		item, err := txn.Get(idKey(familyBlock, id))
+		// The metadata is decoded: its key's buffer serves the block's.
+		key[0] = familyBlock
+		item, err := txn.Get(key)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			bad = fmt.Errorf("%w: %v has metadata but no bytes", ErrCorrupt, id.Short())
 			return nil
@@ -279,7 +282,12 @@ func (s *badgerStore) Stat(ctx context.Context, id block.ID) (Meta, error) {
 
 // getRecord reads the 'm' record of id; ok is false when none exists.
 func getRecord(txn *badger.Txn, id block.ID) (r record, ok bool, err error) {
-	item, err := txn.Get(idKey(familyMeta, id))
+	return getRecordAt(txn, idKey(familyMeta, id))
+}
+
+// getRecordAt is getRecord given the 'm' key.
+func getRecordAt(txn *badger.Txn, key []byte) (r record, ok bool, err error) {
+	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return record{}, false, nil
 	}
