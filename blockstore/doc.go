@@ -30,5 +30,5 @@
 // quota under a flood (badger_writer.go).
 //
 // It may import block and identity; it must not import transport,
-// kademlia, mailbuilder, node, testnet or cmd.
+// kademlia, mail, delivery, mailbox, node, testnet or cmd.
 package blockstore
