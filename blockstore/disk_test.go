@@ -93,9 +93,9 @@ func TestReplayFloodAddsNoDisk(t *testing.T) {
 // eighth of the flood that the directory holds at most 1.5x the quota.
 func TestJunkFloodKeepsDiskNearQuota(t *testing.T) {
 	if testing.Short() {
-		t.Skip("writes 8x a 32 MiB quota")
+		t.Skip("writes 8x a 16 MiB quota")
 	}
-	const quota = 32 << 20
+	const quota = 16 << 20
 	const size = 64 << 10
 	dir := t.TempDir()
 	seed := testSeed(t)
