@@ -76,12 +76,9 @@ func badgerOptions(dir string, cfg Config) badger.Options {
 // more often; nothing a real node does changes.
 func sharedFootprint(o badger.Options) badger.Options {
 	return o.
-		WithMemTableSize(1 << 20).
-		WithNumMemtables(1).
-		WithNumLevelZeroTables(1).
-		WithNumLevelZeroTablesStall(4).
-		WithBaseTableSize(256 << 10).
-		WithBaseLevelSize(2 << 20).
+		WithMemTableSize(2 << 20).
+		WithBaseTableSize(512 << 10).
+		WithBaseLevelSize(4 << 20).
 		WithNumGoroutines(1)
 }
 

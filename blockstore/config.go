@@ -94,7 +94,7 @@ const (
 	// files of up to 64 MiB.
 	FootprintNode Footprint = iota
 	// FootprintShared is for one of many stores in one process (a
-	// testnet's nodes): 1 MiB memtables, value-log files of at most 8 MiB,
+	// testnet's nodes): 2 MiB memtables, value-log files of at most 8 MiB,
 	// fewer goroutines.
 	FootprintShared
 )
