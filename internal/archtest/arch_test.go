@@ -26,6 +26,8 @@ var forbidden = map[string][]string{
 	"rendezvous":  {"identity", "blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "cmd/flowmail"},
 	"node":        {"testnet", "cmd/flowmail"},
 	"testnet":     {"cmd/flowmail"},
+	// Only its tests import others, so nothing can come to depend on them.
+	"internal/spectest": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
 }
 
 type pkg struct {
