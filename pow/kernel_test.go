@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/internal/testseed"
 )
 
 // withNonce returns a copy of blk carrying nonce.
@@ -85,7 +86,7 @@ func roomyBase(r *rand.Rand, blkLen int, need uint64) uint64 {
 // compressions, nonces straddling chunk boundaries, varying words at
 // every index), from random nonces, for one to three iterations.
 func TestKernelsMatchSHA512(t *testing.T) {
-	r := testRand(t)
+	r := testseed.Rand(t)
 	lengths := []int{block.MinIndexSize, block.MinIndexSize + 128*7, 2000, 4096}
 	for n := 8; n < 8+3*chunk; n++ {
 		lengths = append(lengths, n)
@@ -119,7 +120,7 @@ func TestKernelsMatchSHA512(t *testing.T) {
 // short prefix several lanes match, and the kernel must stop at the first
 // iteration holding one and flag exactly the lanes that match.
 func TestKernelsStopAtFirstMatch(t *testing.T) {
-	r := testRand(t)
+	r := testseed.Rand(t)
 	for _, k := range kernels() {
 		t.Run(k.name, func(t *testing.T) {
 			for range 200 {
@@ -178,7 +179,7 @@ func firstValid(blk []byte, base, count uint64, target block.ID, bits int) (uint
 // end raggedly, and wrap past 2^64: it must return exactly the first
 // valid nonce, which means it tried every nonce before it, in order.
 func TestSearchFindsFirstNonce(t *testing.T) {
-	r := testRand(t)
+	r := testseed.Rand(t)
 	for _, k := range kernels() {
 		t.Run(k.name, func(t *testing.T) {
 			for range 60 {
@@ -214,7 +215,7 @@ func TestSearchFindsFirstNonce(t *testing.T) {
 // 64 bits; the grinder must check the rest and reject a lane that matches
 // only those.
 func TestSearchChecksBitsBeyondTheFirstWord(t *testing.T) {
-	r := testRand(t)
+	r := testseed.Rand(t)
 	blk := randomBytes(r, block.MinIndexSize)
 	const base, at = 1000, 1013
 	id := refID(withNonce(blk, at))
@@ -245,7 +246,7 @@ func TestSearchChecksBitsBeyondTheFirstWord(t *testing.T) {
 // nonce bits, including the ragged ends the lanes do not fill and the
 // wrap past 2^64; the search must find exactly it.
 func TestSearchAcrossRunBoundaries(t *testing.T) {
-	r := testRand(t)
+	r := testseed.Rand(t)
 	// Low nonce bytes per run: 1, 2, 3 (index blocks), 8 (wraps at 2^64).
 	for _, n := range []int{25, 130, block.MinIndexSize, 136} {
 		blk := randomBytes(r, n)
@@ -277,7 +278,7 @@ func TestFastAndPortablePathsAgree(t *testing.T) {
 	if len(ks) == 0 {
 		t.Skip("no SIMD kernel on this machine")
 	}
-	r := testRand(t)
+	r := testseed.Rand(t)
 	for _, k := range ks {
 		t.Run(k.name, func(t *testing.T) {
 			var lengths []int

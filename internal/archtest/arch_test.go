@@ -28,6 +28,8 @@ var forbidden = map[string][]string{
 	"testnet":     {"cmd/flowmail"},
 	// Only its tests import others, so nothing can come to depend on them.
 	"internal/spectest": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	// Imported by tests of every layer.
+	"internal/testseed": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
 }
 
 type pkg struct {

@@ -2,13 +2,13 @@ package main
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/flowmail/flowmail/internal/sha512block"
+	"github.com/flowmail/flowmail/internal/testseed"
 )
 
 // TestGeneratedFilesUpToDate: the committed kernels are what this
@@ -35,7 +35,7 @@ func TestGeneratedFilesUpToDate(t *testing.T) {
 // constant folding, on random params and lanes, and compares the IDs with
 // the plain compression function: folding must not change the hash.
 func TestFoldedHashMatchesSHA512(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
+	r := testseed.Rand(t)
 	for _, sp := range specs() {
 		_, outs := build(sp)
 		for range 50 {
@@ -107,7 +107,7 @@ func TestSpecsCoverPowLengths(t *testing.T) {
 // TestLanesHashMatchesSHA512 evaluates the multi-lane kernel's nodes on
 // random states and chunks against the plain compression function.
 func TestLanesHashMatchesSHA512(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
+	r := testseed.Rand(t)
 	_, outs := buildLanes()
 	for range 50 {
 		var st [8]uint64
