@@ -17,7 +17,7 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/kademlia"
-	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -46,10 +46,10 @@ var limits = map[string]any{
 	"alpha":             kademlia.Alpha,
 	"MaxListEntries":    kademlia.MaxListEntries,
 	"RepublishInterval": kademlia.RepublishInterval,
-	"MaxRecipients":     mailbuilder.MaxRecipients,
-	"MaxMessageSize":    mailbuilder.MaxMessageSize,
-	"MaxDataShards":     mailbuilder.MaxDataShards,
-	"shard sizes":       mailbuilder.ShardSizes,
+	"MaxRecipients":     mail.MaxRecipients,
+	"MaxMessageSize":    mail.MaxMessageSize,
+	"MaxDataShards":     mail.MaxDataShards,
+	"shard sizes":       mail.ShardSizes,
 }
 
 const specPath = "../../docs/PROTOCOL.md"
