@@ -13,7 +13,7 @@ import (
 // in free room are always taken, and charged.
 //
 // Meters live in memory: a restart forgets them (and so gives a flooding
-// source one more budget's worth). Each kind keeps at most maxMeteredSources
+// source one more budget's worth). Each kind keeps at most MaxMeteredSources
 // keys; a new key that finds the table full of live meters shares one
 // overflow meter with every other such key, so minting keys (throwaway
 // node IDs) buys no more than one budget.
@@ -32,8 +32,8 @@ const (
 	sourceKinds
 )
 
-// maxMeteredSources bounds the keys a store meters per kind.
-const maxMeteredSources = 4096
+// MaxMeteredSources bounds the keys a store meters per kind.
+const MaxMeteredSources = 4096
 
 // meter is a byte count as of a time; it decays from then on.
 type meter struct {
@@ -112,7 +112,7 @@ func (b *budgets) meterLocked(kind int, key string) meter {
 	if m, ok := b.meters[kind][key]; ok {
 		return m
 	}
-	if len(b.meters[kind]) >= maxMeteredSources {
+	if len(b.meters[kind]) >= MaxMeteredSources {
 		return b.overflow[kind]
 	}
 	return meter{}
@@ -121,7 +121,7 @@ func (b *budgets) meterLocked(kind int, key string) meter {
 // room makes room for one more key of kind if the table is full, by
 // forgetting meters that decayed below 1/64 of the budget.
 func (b *budgets) room(kind int, now time.Time) bool {
-	if len(b.meters[kind]) < maxMeteredSources {
+	if len(b.meters[kind]) < MaxMeteredSources {
 		return true
 	}
 	for key, m := range b.meters[kind] {
@@ -129,5 +129,5 @@ func (b *budgets) room(kind int, now time.Time) bool {
 			delete(b.meters[kind], key)
 		}
 	}
-	return len(b.meters[kind]) < maxMeteredSources
+	return len(b.meters[kind]) < MaxMeteredSources
 }

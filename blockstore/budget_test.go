@@ -35,7 +35,7 @@ func TestBudgetsDecayWithTheHalfLife(t *testing.T) {
 func TestBudgetsOverflowSharesOneMeter(t *testing.T) {
 	b := newBudgets(Config{NodeBudget: 1000, BudgetHalfLife: time.Hour})
 	now := time.Unix(1_800_000_000, 0)
-	for i := range maxMeteredSources {
+	for i := range MaxMeteredSources {
 		b.add(Source{Node: fmt.Sprint(i)}, 500, now)
 	}
 	// The table is full of live meters: new keys share the overflow one.
@@ -49,8 +49,8 @@ func TestBudgetsOverflowSharesOneMeter(t *testing.T) {
 	if b.allows(Source{Node: "new-3"}, 101, nil, now) {
 		t.Fatal("minted keys each got a budget of their own past the table's size")
 	}
-	if len(b.meters[kindNode]) != maxMeteredSources {
-		t.Fatalf("%d meters kept, want the cap %d", len(b.meters[kindNode]), maxMeteredSources)
+	if len(b.meters[kindNode]) != MaxMeteredSources {
+		t.Fatalf("%d meters kept, want the cap %d", len(b.meters[kindNode]), MaxMeteredSources)
 	}
 	// Once the old meters decayed, a new key gets a meter of its own.
 	later := now.Add(10 * time.Hour)

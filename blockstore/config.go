@@ -50,12 +50,16 @@ type Config struct {
 }
 
 const (
-	defaultSweepInterval  = time.Minute
-	defaultGCInterval     = 10 * time.Minute
-	defaultBudgetHalfLife = time.Hour
-	// A source may evict up to these shares of the quota per half-life.
-	defaultNodeShare  = 16
-	defaultGroupShare = 4
+	defaultSweepInterval = time.Minute
+	defaultGCInterval    = 10 * time.Minute
+	// BudgetHalfLife is how fast a source's charges decay
+	// (docs/PROTOCOL.md section 5.2).
+	BudgetHalfLife = time.Hour
+	// A source may make a full store evict up to quota/NodeBudgetShare
+	// (one node ID) or quota/GroupBudgetShare (one IP group) bytes per
+	// half-life.
+	NodeBudgetShare  = 16
+	GroupBudgetShare = 4
 )
 
 func (c Config) withDefaults() Config {
@@ -70,7 +74,7 @@ func (c Config) withDefaults() Config {
 		c.GCInterval = defaultGCInterval
 	}
 	if c.BudgetHalfLife <= 0 {
-		c.BudgetHalfLife = defaultBudgetHalfLife
+		c.BudgetHalfLife = BudgetHalfLife
 	}
 	budget := func(b, share int64) int64 {
 		switch {
@@ -81,8 +85,8 @@ func (c Config) withDefaults() Config {
 		}
 		return b
 	}
-	c.NodeBudget = budget(c.NodeBudget, defaultNodeShare)
-	c.GroupBudget = budget(c.GroupBudget, defaultGroupShare)
+	c.NodeBudget = budget(c.NodeBudget, NodeBudgetShare)
+	c.GroupBudget = budget(c.GroupBudget, GroupBudgetShare)
 	return c
 }
 

@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/onion"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -50,6 +52,29 @@ var limits = map[string]any{
 	"MaxMessageSize":    mail.MaxMessageSize,
 	"MaxDataShards":     mail.MaxDataShards,
 	"shard sizes":       mail.ShardSizes,
+
+	"MinExtension":      blockstore.MinExtension,
+	"NodeBudgetShare":   blockstore.NodeBudgetShare,
+	"GroupBudgetShare":  blockstore.GroupBudgetShare,
+	"BudgetHalfLife":    blockstore.BudgetHalfLife,
+	"MaxMeteredSources": blockstore.MaxMeteredSources,
+
+	"PacketSize":       onion.PacketSize,
+	"Hops":             onion.Hops,
+	"MinStampWork":     onion.MinStampWork,
+	"MaxHopDelay":      onion.MaxHopDelay,
+	"Epoch":            onion.Epoch,
+	"ReplayEntries":    onion.ReplayEntries,
+	"QueueSize":        onion.QueueSize,
+	"HoldSize":         onion.HoldSize,
+	"MaxSURBs":         onion.MaxSURBs,
+	"MaxListReply":     onion.MaxListReply,
+	"MaxGetChunk":      onion.MaxGetChunk,
+	"MaxAssemblies":    onion.MaxAssemblies,
+	"AssemblyTimeout":  onion.AssemblyTimeout,
+	"GuardMinLifetime": onion.GuardMinLifetime,
+	"GuardMaxLifetime": onion.GuardMaxLifetime,
+	"GuardGrace":       onion.GuardGrace,
 }
 
 const specPath = "../../docs/PROTOCOL.md"
