@@ -11,7 +11,7 @@ import (
 	"github.com/flowmail/flowmail/identity"
 )
 
-// Certificate limits (docs/PROTOCOL.md 13.2, 13.3).
+// Certificate limits (docs/PROTOCOL.md 15.2, 15.3).
 const (
 	// MaxDelegation is the longest a delegation certificate lasts: a
 	// server keeps a user's mail on a signature at most this old.

@@ -1,5 +1,5 @@
 // Package record owns the signed mutable records of docs/PROTOCOL.md
-// section 13, block type 4: an identity's key log (kind 1: rotations, the
+// section 15, block type 4: an identity's key log (kind 1: rotations, the
 // revocation, the move to a new address), delegation certificates (kind 2)
 // and name certificates (kind 3).
 //

@@ -15,7 +15,7 @@ import (
 // EventType says what a key event does.
 type EventType uint8
 
-// Key event types (docs/PROTOCOL.md 13.1).
+// Key event types (docs/PROTOCOL.md 15.1).
 const (
 	EventRotate EventType = 1 // the committed next key takes over
 	EventRevoke EventType = 2 // terminal: the identity must no longer be used

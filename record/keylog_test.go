@@ -270,7 +270,7 @@ func TestRevokeByCurrentKeyIsARace(t *testing.T) {
 }
 
 // TestSignedByAcceptsRetiredKeysOnlyForEarlierMail: the recipient's rule
-// for envelope signatures (13.5).
+// for envelope signatures (15.5).
 func TestSignedByAcceptsRetiredKeysOnlyForEarlierMail(t *testing.T) {
 	r := testRand(t)
 	o := newOwner(t, r)

@@ -8,7 +8,7 @@ import (
 	"golang.org/x/net/idna"
 )
 
-// Name limits (docs/PROTOCOL.md 13.3): RFC 5321's 64-byte local part, and
+// Name limits (docs/PROTOCOL.md 15.3): RFC 5321's 64-byte local part, and
 // 254 bytes in all, the longest address an SMTP path can carry.
 const (
 	MaxLocalPart = 64

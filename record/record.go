@@ -122,7 +122,7 @@ func (r *Record) Encode() []byte {
 	}
 }
 
-// Decode checks a record's layout (section 13) and decodes it, without
+// Decode checks a record's layout (section 15) and decodes it, without
 // verifying signatures or chains. Use Parse for bytes from outside.
 func Decode(b []byte) (*Record, error) {
 	if len(b) > block.MaxRecordSize {

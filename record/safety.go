@@ -9,12 +9,12 @@ import (
 	"github.com/flowmail/flowmail/block"
 )
 
-// Safety code parameters (docs/PROTOCOL.md 13.6), after Signal's safety
+// Safety code parameters (docs/PROTOCOL.md 15.6), after Signal's safety
 // numbers: an iterated hash makes each guess of a colliding identity cost
 // thousands of hashes on top of the code's 2^99.
 const (
-	safetyIterations = 5200
-	safetyGroups     = 6 // of 5 digits: 30 digits, about 99.7 bits
+	SafetyIterations = 5200
+	SafetyGroups     = 6 // of 5 digits: 30 digits, about 99.7 bits
 )
 
 // SafetyCode is the number two people compare out of band to check that
@@ -28,10 +28,10 @@ func SafetyCode(a, b block.ID) string {
 		lo, hi = hi, lo
 	}
 	x := block.LabeledHash(labelSafety, lo[:], hi[:])
-	for range safetyIterations - 1 {
+	for range SafetyIterations - 1 {
 		x = block.LabeledHash(labelSafety, x[:], lo[:], hi[:])
 	}
-	groups := make([]string, safetyGroups)
+	groups := make([]string, SafetyGroups)
 	for i := range groups {
 		var five [8]byte
 		copy(five[3:], x[5*i:5*i+5])

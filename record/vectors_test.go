@@ -207,12 +207,12 @@ func genRecordVectors() vectors.File {
 	}
 	a, b := w.alice.id.ID(), w.bob.id.ID()
 	vs := []vectors.Vector{
-		{Name: "key_log_inception_only", Function: "Parse", Input: hx(w.v0.Bytes()), Note: "13.1: an identity with no events"},
+		{Name: "key_log_inception_only", Function: "Parse", Input: hx(w.v0.Bytes()), Note: "15.1: an identity with no events"},
 		{Name: "key_log_two_rotations", Function: "Parse", Input: hx(w.v2.Bytes())},
 		{Name: "key_log_revoked_by_next_key", Function: "Parse", Input: hx(w.revoked.Bytes())},
 		{Name: "key_log_moved", Function: "Parse", Input: hx(w.moved.Bytes())},
-		{Name: "delegation", Function: "Parse", Input: hx(w.d2.Bytes()), Note: "13.2"},
-		{Name: "name_certificate", Function: "Parse", Input: hx(w.name.Bytes()), Note: "13.3"},
+		{Name: "delegation", Function: "Parse", Input: hx(w.d2.Bytes()), Note: "15.2"},
+		{Name: "name_certificate", Function: "Parse", Input: hx(w.name.Bytes()), Note: "15.3"},
 		{Name: "name_certificate_revoked_by_domain_alone", Function: "Parse", Input: hx(w.nameRev.Bytes())},
 
 		{Name: "record_over_4KiB", Function: "Parse", Input: hx(oversized), Error: "too large", Note: "a record over MaxRecordSize MUST be rejected"},
@@ -248,7 +248,7 @@ func genRecordVectors() vectors.File {
 		{Name: "name_not_normalised", Function: "Parse", Input: hx(notNormal.Encode()), Error: "invalid name", Note: "a name not in normal form MUST be rejected"},
 		{Name: "name_user_signature_missing", Function: "Parse", Input: edit(w.name, func(b []byte) []byte { clear(b[len(b)-64:]); return b }), Error: "bad signature", Note: "a binding needs the address's signature"},
 
-		sup("key_log_extension", w.v1, w.v2, "", "13.4: a strict extension replaces the held log"),
+		sup("key_log_extension", w.v1, w.v2, "", "15.4: a strict extension replaces the held log"),
 		sup("key_log_same_bytes", w.v2, w.v2, "", "the same record again refreshes it"),
 		sup("key_log_replayed_older", w.v2, w.v1, "stale", "a replayed older record"),
 		sup("key_log_forked", w.v2, w.fork, "forked", "a forked chain"),
@@ -263,12 +263,12 @@ func genRecordVectors() vectors.File {
 		sup("delegation_after_revocation", w.drev, w.d1, "revoked", ""),
 		sup("name_revocation", w.name, w.nameRev, "", ""),
 
-		{Name: "delegation_current_key", Function: "CheckDelegation", Input: hx(w.d2.Bytes()), Params: map[string]string{"owner_log": hx(w.v2.Bytes()), "now": strconv.FormatInt(t0.Add(3*time.Hour).Unix(), 10)}, Note: "13.2: the owner's current key signed it"},
+		{Name: "delegation_current_key", Function: "CheckDelegation", Input: hx(w.d2.Bytes()), Params: map[string]string{"owner_log": hx(w.v2.Bytes()), "now": strconv.FormatInt(t0.Add(3*time.Hour).Unix(), 10)}, Note: "15.2: the owner's current key signed it"},
 		{Name: "delegation_expired", Function: "CheckDelegation", Input: hx(w.d2.Bytes()), Params: map[string]string{"owner_log": hx(w.v2.Bytes()), "now": strconv.FormatInt(t0.Add(8*24*time.Hour).Unix(), 10)}, Error: "expired"},
 		{Name: "delegation_signed_before_a_rotation", Function: "CheckDelegation", Input: hx(w.dOld.Bytes()), Params: map[string]string{"owner_log": hx(w.v2.Bytes()), "now": strconv.FormatInt(t0.Add(3*time.Hour).Unix(), 10)}, Error: "signed by the wrong key", Note: "a record signed by the wrong key: not the owner's current one"},
 		{Name: "delegation_owner_revoked", Function: "CheckDelegation", Input: hx(w.d2.Bytes()), Params: map[string]string{"owner_log": hx(w.revoked.Bytes()), "now": strconv.FormatInt(t0.Add(3*time.Hour).Unix(), 10)}, Error: "revoked"},
 
-		{Name: "name_mixed_case", Function: "Normalise", Input: "Alice.Smith@Example.COM.", Note: "13.3 normal form"},
+		{Name: "name_mixed_case", Function: "Normalise", Input: "Alice.Smith@Example.COM.", Note: "15.3 normal form"},
 		{Name: "name_unicode_domain", Function: "Normalise", Input: "bob@Bücher.example"},
 		{Name: "name_eszett_nontransitional", Function: "Normalise", Input: "x@faß.de"},
 		{Name: "name_fullwidth_domain", Function: "Normalise", Input: "x@ｅｘａｍｐｌｅ.com"},
@@ -281,11 +281,11 @@ func genRecordVectors() vectors.File {
 		{Name: "name_space", Function: "Normalise", Input: "a b@example.com", Error: "invalid name"},
 		{Name: "name_too_long", Function: "Normalise", Input: strings.Repeat("a", 64) + "@" + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61) + ".com", Error: "invalid name", Note: "at most 254 bytes"},
 
-		{Name: "safety_code", Function: "SafetyCode", Params: map[string]string{"a": hx(a[:]), "b": hx(b[:])}, Note: "13.6"},
+		{Name: "safety_code", Function: "SafetyCode", Params: map[string]string{"a": hx(a[:]), "b": hx(b[:])}, Note: "15.6"},
 		{Name: "safety_code_swapped", Function: "SafetyCode", Params: map[string]string{"a": hx(b[:]), "b": hx(a[:])}, Note: "the same code from either side"},
 		{Name: "safety_code_fixed_ids", Function: "SafetyCode", Params: map[string]string{"a": strings.Repeat("00", 32), "b": strings.Repeat("ff", 32)}},
 	}
-	return vectors.File{Description: "Records (docs/PROTOCOL.md section 13): key logs, certificates, the Supersedes rule, names, safety codes. Key material comes from fixed patterns, times from 2026-01-01.", Vectors: vs}
+	return vectors.File{Description: "Records (docs/PROTOCOL.md section 15): key logs, certificates, the Supersedes rule, names, safety codes. Key material comes from fixed patterns, times from 2026-01-01.", Vectors: vs}
 }
 
 func TestRecordVectors(t *testing.T) {
