@@ -15,6 +15,7 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/internal/clock"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -31,7 +32,7 @@ const (
 )
 
 // Config holds what a DHT needs from the node that runs it. Time and
-// randomness come only from Now and Rand, so a simulation replays.
+// randomness come only from Clock and Rand, so a simulation replays.
 type Config struct {
 	// ID is the node's own ID: the ID of the pubkey block its transport
 	// presents.
@@ -51,8 +52,9 @@ type Config struct {
 	// Alpha is how many requests a lookup keeps in flight (0: Alpha).
 	Alpha int
 
-	// Now is the clock (required).
-	Now func() time.Time
+	// Clock is the only source of time: dates (expiry, republishing,
+	// refresh) and the stall timers of lookups (nil: clock.Real).
+	Clock clock.Clock
 	// Rand drives jitter and refresh targets (required). The DHT
 	// serialises its use of it.
 	Rand *rand.Rand
@@ -116,8 +118,6 @@ func New(cfg Config) (*DHT, error) {
 	switch {
 	case cfg.Transport == nil:
 		return nil, errors.New("kademlia: Config.Transport is required")
-	case cfg.Now == nil:
-		return nil, errors.New("kademlia: Config.Now is required")
 	case cfg.Rand == nil:
 		return nil, errors.New("kademlia: Config.Rand is required")
 	case cfg.Client && cfg.Store != nil:
@@ -129,6 +129,7 @@ func New(cfg Config) (*DHT, error) {
 	case cfg.Alpha < 0:
 		return nil, fmt.Errorf("kademlia: Config.Alpha = %d is negative", cfg.Alpha)
 	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.K == 0 {
 		cfg.K = K
 	}
@@ -162,7 +163,7 @@ func New(cfg Config) (*DHT, error) {
 			maxFailures: cfg.MaxFailures,
 			bucketIP:    cfg.BucketIPLimit,
 			tableIP:     cfg.TableIPLimit,
-		}, cfg.Now()),
+		}, cfg.Clock.Now()),
 	}
 	d.repub.due = make(map[block.ID]time.Time)
 	return d, nil
@@ -229,7 +230,7 @@ func (d *DHT) Stats() Stats {
 	}
 }
 
-func (d *DHT) now() time.Time { return d.cfg.Now() }
+func (d *DHT) now() time.Time { return d.cfg.Clock.Now() }
 
 // jitter returns interval scaled by a random factor in [0.9, 1.1).
 func (d *DHT) jitter(interval time.Duration) time.Duration {

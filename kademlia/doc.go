@@ -3,12 +3,13 @@
 // docs/PROTOCOL.md section 8, iterative lookups, storing at the K closest,
 // republishing, LIST by ID prefix, and client mode.
 //
-// The logic opens no socket and reads no date but Config.Now: time and
-// randomness come in through its Config, and the network through the
-// transport.Transport interface. Durations of requests (timeouts, the
-// stall time) run on the runtime's timers, as context deadlines do, which
-// testing/synctest makes virtual; so thousands of nodes can be simulated
-// on a virtual clock.
+// The logic opens no socket and reads time only through Config.Clock
+// (internal/clock): dates, stall timers and round-trip samples alike, so
+// a test that moves the node's clock moves the DHT's. Randomness comes in
+// through its Config, and the network through the transport.Transport
+// interface. Request timeouts are context deadlines; under
+// testing/synctest they, and clock.Real, are virtual, so thousands of
+// nodes can be simulated on a virtual clock.
 // It may import block, identity, blockstore and transport; it must not
 // import mailbuilder, node, testnet or cmd.
 //

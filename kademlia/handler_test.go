@@ -11,6 +11,7 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/internal/clock"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -23,6 +24,14 @@ type handlerFixture struct {
 	peer  transport.Peer
 	rng   *rand.Rand
 }
+
+// fixtureClock tells the fixture's time, which the test sets.
+type fixtureClock struct {
+	clock.Real
+	f *handlerFixture
+}
+
+func (c fixtureClock) Now() time.Time { return c.f.now }
 
 // nopTransport satisfies Config; handler tests never send.
 type nopTransport struct{}
@@ -37,7 +46,7 @@ func newHandlerFixture(t *testing.T, client bool) *handlerFixture {
 	t.Helper()
 	f := &handlerFixture{now: t0, rng: rand.New(rand.NewPCG(7, 8))}
 	self := testID(0xaa)
-	cfg := Config{ID: self, Transport: nopTransport{}, Client: client, Now: func() time.Time { return f.now }, Rand: rand.New(rand.NewPCG(1, 1))}
+	cfg := Config{ID: self, Transport: nopTransport{}, Client: client, Clock: fixtureClock{f: f}, Rand: rand.New(rand.NewPCG(1, 1))}
 	if !client {
 		f.store = blockstore.NewMemory(blockstore.Config{Self: self, Now: func() time.Time { return f.now }})
 		t.Cleanup(func() { f.store.Close() })
@@ -267,15 +276,13 @@ func TestClientModeRefusesToStore(t *testing.T) {
 func TestNewChecksConfig(t *testing.T) {
 	store := blockstore.NewMemory(blockstore.Config{})
 	defer store.Close()
-	now := func() time.Time { return t0 }
 	rng := rand.New(rand.NewPCG(1, 2))
 	cases := map[string]Config{
-		"no transport":         {Store: store, Now: now, Rand: rng},
-		"no clock":             {Transport: nopTransport{}, Store: store, Rand: rng},
-		"no rand":              {Transport: nopTransport{}, Store: store, Now: now},
-		"full node, no store":  {Transport: nopTransport{}, Now: now, Rand: rng},
-		"client with a store":  {Transport: nopTransport{}, Store: store, Client: true, Now: now, Rand: rng},
-		"K above the protocol": {Transport: nopTransport{}, Store: store, Now: now, Rand: rng, K: K + 1},
+		"no transport":         {Store: store, Rand: rng},
+		"no rand":              {Transport: nopTransport{}, Store: store},
+		"full node, no store":  {Transport: nopTransport{}, Rand: rng},
+		"client with a store":  {Transport: nopTransport{}, Store: store, Client: true, Rand: rng},
+		"K above the protocol": {Transport: nopTransport{}, Store: store, Rand: rng, K: K + 1},
 	}
 	for name, cfg := range cases {
 		if _, err := New(cfg); err == nil {

@@ -123,7 +123,7 @@ func (l *lookup) run(ctx context.Context) error {
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	replies := make(chan lookupReply, d.cfg.Alpha)
-	stallTimer := time.NewTimer(0)
+	stallTimer := d.cfg.Clock.NewTimer(time.Hour)
 	stallTimer.Stop()
 	defer stallTimer.Stop()
 	active, inflight := 0, 0 // active: the waiting requests, which count against Alpha
@@ -147,7 +147,7 @@ func (l *lookup) run(ctx context.Context) error {
 		if at := l.nextStall(); at.IsZero() {
 			stallTimer.Stop()
 		} else {
-			stallTimer.Reset(time.Until(at))
+			stallTimer.Reset(at.Sub(d.now()))
 			stallC = stallTimer.C
 		}
 		select {
@@ -158,7 +158,7 @@ func (l *lookup) run(ctx context.Context) error {
 			}
 			l.handle(r)
 		case <-stallC:
-			active -= l.markStalled(time.Now())
+			active -= l.markStalled(d.now())
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
@@ -194,7 +194,7 @@ func (l *lookup) send(ctx context.Context, c *candidate, out chan<- lookupReply)
 		l.d.stats.lookupStalls.Add(1)
 	case stall > 0:
 		c.state = waiting
-		c.stallAt = time.Now().Add(stall)
+		c.stallAt = l.d.now().Add(stall)
 	default:
 		c.state = waiting
 	}
@@ -239,10 +239,10 @@ func (l *lookup) query(ctx context.Context, c *candidate, out chan<- lookupReply
 	if l.wantBlock {
 		m = FindBlock{ID: l.target}
 	}
-	start := time.Now()
+	start := l.d.now()
 	resp, _, blame, err := l.d.exchange(ctx, c.Contact, m)
 	if err == nil {
-		l.d.rtt.add(time.Since(start))
+		l.d.rtt.add(l.d.now().Sub(start))
 	}
 	out <- lookupReply{c: c, msg: resp, blame: blame, err: err}
 }

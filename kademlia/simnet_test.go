@@ -12,6 +12,7 @@ import (
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/internal/clock"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -94,7 +95,7 @@ func (s *simNet) add(ident *identity.Identity, client bool) *simNode {
 		ID:        ident.ID(),
 		Transport: ep,
 		Client:    client,
-		Now:       time.Now, // the bubble's virtual clock
+		Clock:     clock.Real{}, // the bubble's virtual clock
 		Rand:      rand.New(rand.NewPCG(s.rng.Uint64(), s.rng.Uint64())),
 	}
 	if !client {
