@@ -1,13 +1,10 @@
 package kademlia
 
 import (
-	"context"
-	"fmt"
 	"slices"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
-	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -41,6 +38,12 @@ const (
 	maxLookupMessagesPerK   = 10
 )
 
+// The lookup's decisions live in lookupMachine, a value that does no I/O
+// and reads no clock (as etcd's raft does it): the driver (lookuprun.go)
+// feeds it events, each with the current time, and carries out the
+// lookupReady it returns. Transcript tests (testdata/lookup) feed it
+// scripts of replies.
+
 type candState uint8
 
 const (
@@ -64,148 +67,154 @@ type candidate struct {
 	charged bool
 }
 
-// lookup is the state of one iterative lookup. Only run's goroutine
-// touches it; the requests it starts report back through a channel.
-type lookup struct {
-	d         *DHT
+// lookupParams fix one lookup.
+type lookupParams struct {
+	self      block.ID // never a candidate
 	target    block.ID
-	wantBlock bool // FIND_BLOCK instead of FIND_NODE
+	wantBlock bool // FIND_BLOCK: a verified block ends the lookup
+	k, alpha  int
+	// failing tells whether the routing table knows c as failing (its
+	// last request failed or stalled). Nil: nobody is.
+	failing func(c transport.Contact) bool
+}
 
+type lookupEventKind uint8
+
+const (
+	// evStart begins the lookup with contacts, the table's closest.
+	evStart lookupEventKind = iota
+	// evNodes: from answered NODES with contacts.
+	evNodes
+	// evBlock: from answered a BLOCK that the driver verified.
+	evBlock
+	// evFailed: the request to from failed (no answer, an error, a reply
+	// of the wrong type, a lie); fault is the contact to charge a
+	// failure (zero: nobody, as for an overloaded peer or a request the
+	// lookup abandoned).
+	evFailed
+	// evTick: the timer of lookupReady.timer fired.
+	evTick
+	// evCancel: the caller gave up; the lookup ends.
+	evCancel
+)
+
+// lookupEvent is one input of the machine.
+type lookupEvent struct {
+	kind lookupEventKind
+	now  time.Time
+	// stall is the stall time for the requests this step sends (<= 0:
+	// they never stall).
+	stall    time.Duration
+	from     block.ID
+	contacts []transport.Contact // evStart, evNodes
+	block    []byte              // evBlock
+	lifetime uint32              // evBlock
+	fault    transport.Contact   // evFailed
+}
+
+// lookupReady is what the driver must do after a step.
+type lookupReady struct {
+	// send: start a request to each (FIND_NODE, or FIND_BLOCK).
+	send []transport.Contact
+	// stalled: charge each to the routing table as stalled.
+	stalled []transport.Contact
+	// charge: charge each to the routing table as failed.
+	charge []transport.Contact
+	// timer: step evTick at this time (zero: no timer).
+	timer time.Time
+	// done: the lookup has its result; the driver abandons the requests
+	// in flight (and steps their outcomes, which only charge failures).
+	done bool
+}
+
+// lookupMachine is the state of one iterative lookup. It is not safe for
+// concurrent use: one driver steps it.
+type lookupMachine struct {
+	p     lookupParams
 	cands []*candidate // by distance to target, closest first
 	known map[block.ID]*candidate
 	stats LookupStats
+
+	active    int // waiting requests: they count against alpha
+	inflight  int // requests sent and not yet ended
+	finished  bool
+	cancelled bool
 
 	found    []byte // a verified block (FIND_BLOCK only)
 	lifetime uint32
 }
 
-type lookupReply struct {
-	c     *candidate
-	msg   Message
-	blame block.ID // the peer to charge a failure, zero if none
-	err   error
+func newLookupMachine(p lookupParams) *lookupMachine {
+	if p.failing == nil {
+		p.failing = func(transport.Contact) bool { return false }
+	}
+	return &lookupMachine{p: p, known: make(map[block.ID]*candidate)}
 }
 
-// Lookup finds the K nodes closest to target: it keeps Alpha requests in
-// flight to the closest contacts not yet asked, and ends when the K
-// closest contacts it has heard of that neither failed nor stalled have
-// all answered (see done). A request unanswered for the stall time stops
-// counting against Alpha but may still answer. It returns the K closest
-// contacts that answered, closest first.
-func (d *DHT) Lookup(ctx context.Context, target block.ID) ([]transport.Contact, LookupStats, error) {
-	l := d.newLookup(target, false)
-	if err := l.run(ctx); err != nil {
-		return nil, l.stats, err
+// step applies one event and says what to do next.
+func (m *lookupMachine) step(ev lookupEvent) lookupReady {
+	var rd lookupReady
+	switch ev.kind {
+	case evStart:
+		for _, c := range ev.contacts {
+			m.add(c, 0)
+		}
+	case evNodes, evBlock, evFailed:
+		m.ended(ev, &rd)
+	case evTick:
+		m.markStalled(ev.now, &rd)
+	case evCancel:
+		m.finished, m.cancelled = true, true
 	}
-	res := l.closest()
-	if len(res) == 0 {
-		return nil, l.stats, fmt.Errorf("%w: lookup of %v (%d requests)", ErrNoContacts, target.Short(), l.stats.Messages)
+	if !m.finished && (m.found != nil || m.terminated()) {
+		m.finished = true
 	}
-	return res, l.stats, nil
+	if !m.finished {
+		m.sendMore(ev, &rd)
+		if m.inflight == 0 {
+			m.finished = true // nothing to ask: the message budget ran out
+		}
+	}
+	rd.done = m.finished
+	if !rd.done {
+		rd.timer = m.nextStall()
+	}
+	return rd
 }
 
-func (d *DHT) newLookup(target block.ID, wantBlock bool) *lookup {
-	return &lookup{d: d, target: target, wantBlock: wantBlock, known: make(map[block.ID]*candidate)}
-}
-
-// run drives the lookup until it ends. Every request it started has
-// returned when run returns.
-func (l *lookup) run(ctx context.Context) error {
-	d := l.d
-	d.stats.lookups.Add(1)
-	d.table.lookedUp(l.target, d.now())
-	for _, c := range d.table.closest(l.target, d.cfg.K, block.ID{}) {
-		l.add(c, 0)
+// sendMore starts requests to the closest fresh contacts while fewer than
+// alpha are active. A contact the table knows as failing is asked as
+// stalled from the start: it holds no slot and no termination, but is
+// still used if it answers (a node back from a restart).
+func (m *lookupMachine) sendMore(ev lookupEvent, rd *lookupReady) {
+	maxMessages := maxLookupMessagesPerK * m.p.k
+	for m.active < m.p.alpha && m.stats.Messages < maxMessages {
+		c := m.next()
+		if c == nil {
+			return
+		}
+		m.stats.Messages++
+		m.inflight++
+		switch {
+		case c.failing && ev.stall > 0:
+			c.state = stalled
+			m.stats.Stalled++
+		case ev.stall > 0:
+			c.state, c.stallAt = waiting, ev.now.Add(ev.stall)
+			m.active++
+		default:
+			c.state = waiting
+			m.active++
+		}
+		rd.send = append(rd.send, c.Contact)
 	}
-	if len(l.cands) == 0 {
-		return fmt.Errorf("%w: routing table is empty", ErrNoContacts)
-	}
-	qctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	replies := make(chan lookupReply, d.cfg.Alpha)
-	stallTimer := d.cfg.Clock.NewTimer(time.Hour)
-	stallTimer.Stop()
-	defer stallTimer.Stop()
-	active, inflight := 0, 0 // active: the waiting requests, which count against Alpha
-	maxMessages := maxLookupMessagesPerK * d.cfg.K
-	for l.found == nil && !l.done() {
-		for active < d.cfg.Alpha && l.stats.Messages < maxMessages {
-			c := l.next()
-			if c == nil {
-				break
-			}
-			l.send(qctx, c, replies)
-			inflight++
-			if c.state == waiting {
-				active++
-			}
-		}
-		if inflight == 0 {
-			break // the message budget ran out
-		}
-		var stallC <-chan time.Time
-		if at := l.nextStall(); at.IsZero() {
-			stallTimer.Stop()
-		} else {
-			stallTimer.Reset(at.Sub(d.now()))
-			stallC = stallTimer.C
-		}
-		select {
-		case r := <-replies:
-			inflight--
-			if r.c.state == waiting {
-				active--
-			}
-			l.handle(r)
-		case <-stallC:
-			active -= l.markStalled(d.now())
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	// Requests to contacts that no longer matter are abandoned, not
-	// counted as failures (exchange checks the context); those that
-	// stalled were charged when they stalled.
-	cancel()
-	for ; inflight > 0; inflight-- {
-		r := <-replies
-		l.charge(r)
-		if r.c.state == stalled && r.err != nil && ctx.Err() == nil {
-			r.c.state = failed
-			l.stats.Failed++
-		}
-	}
-	d.stats.lookupMessages.Add(uint64(l.stats.Messages))
-	l.finishStats()
-	return ctx.Err()
-}
-
-// send starts the request to c. A contact the table knows as failing is
-// asked as stalled from the start: it holds no slot and no termination,
-// but is still used if it answers (a node back from a restart).
-func (l *lookup) send(ctx context.Context, c *candidate, out chan<- lookupReply) {
-	l.stats.Messages++
-	switch stall := l.d.stallTimeout(); {
-	case c.failing && stall > 0:
-		c.state = stalled
-		l.stats.Stalled++
-		l.d.stats.lookupStalls.Add(1)
-	case stall > 0:
-		c.state = waiting
-		c.stallAt = l.d.now().Add(stall)
-	default:
-		c.state = waiting
-	}
-	go l.query(ctx, c, out)
 }
 
 // nextStall returns when the next waiting request stalls, zero if none
 // will.
-func (l *lookup) nextStall() time.Time {
+func (m *lookupMachine) nextStall() time.Time {
 	var at time.Time
-	for _, c := range l.cands {
+	for _, c := range m.cands {
 		if c.state == waiting && !c.stallAt.IsZero() && (at.IsZero() || c.stallAt.Before(at)) {
 			at = c.stallAt
 		}
@@ -214,91 +223,123 @@ func (l *lookup) nextStall() time.Time {
 }
 
 // markStalled moves the waiting requests whose stall time has come at now
-// to stalled and returns how many it moved. Each stalled peer is charged
-// a failure at once, so this node's NODES answers stop naming it while
-// it is silent (an answer clears the charge): after a mass failure the
-// dead are then noticed within the stall time, by every lookup that
-// meets them, instead of at the dial timeout or never.
-func (l *lookup) markStalled(now time.Time) int {
-	n := 0
-	for _, c := range l.cands {
+// to stalled. Each stalled peer is charged a failure at once, so this
+// node's NODES answers stop naming it while it is silent (an answer
+// clears the charge): after a mass failure the dead are then noticed
+// within the stall time, by every lookup that meets them, instead of at
+// the dial timeout or never.
+func (m *lookupMachine) markStalled(now time.Time, rd *lookupReady) {
+	if m.finished {
+		return
+	}
+	for _, c := range m.cands {
 		if c.state == waiting && !c.stallAt.IsZero() && !now.Before(c.stallAt) {
-			c.state = stalled
-			l.stats.Stalled++
-			l.d.stats.lookupStalls.Add(1)
-			l.d.table.stalled(c.ID)
-			c.charged = true
-			n++
+			c.state, c.charged = stalled, true
+			m.active--
+			m.stats.Stalled++
+			rd.stalled = append(rd.stalled, c.Contact)
 		}
 	}
-	return n
 }
 
-func (l *lookup) query(ctx context.Context, c *candidate, out chan<- lookupReply) {
-	var m Message = FindNode{Target: l.target}
-	if l.wantBlock {
-		m = FindBlock{ID: l.target}
+// ended takes the outcome of the request to ev.from.
+func (m *lookupMachine) ended(ev lookupEvent, rd *lookupReady) {
+	c := m.known[ev.from]
+	if c == nil || (c.state != waiting && c.state != stalled) {
+		return // not a request of this lookup: the driver's mistake
 	}
-	start := l.d.now()
-	resp, _, blame, err := l.d.exchange(ctx, c.Contact, m)
-	if err == nil {
-		l.d.rtt.add(l.d.now().Sub(start))
+	m.inflight--
+	wasWaiting := c.state == waiting
+	// A stalled peer was charged when it stalled: not twice.
+	if !ev.fault.ID.IsZero() && (!c.charged || ev.fault.ID != c.ID) {
+		rd.charge = append(rd.charge, ev.fault)
 	}
-	out <- lookupReply{c: c, msg: resp, blame: blame, err: err}
+	if m.finished {
+		// Abandoned: only failures count, those of stalled requests
+		// that went on failing, unless the caller cancelled.
+		if ev.kind == evFailed && c.state == stalled && !m.cancelled {
+			c.state = failed
+			m.stats.Failed++
+		}
+		return
+	}
+	if wasWaiting {
+		m.active--
+	}
+	switch ev.kind {
+	case evNodes:
+		c.state = answered
+		for _, n := range ev.contacts {
+			m.add(n, c.depth+1)
+		}
+	case evBlock:
+		if m.p.wantBlock {
+			c.state = answered
+			m.found, m.lifetime = ev.block, ev.lifetime
+			return
+		}
+		c.state = failed
+		m.stats.Failed++
+	default:
+		c.state = failed
+		m.stats.Failed++
+	}
 }
 
 // add inserts a contact heard of at depth, unless it is known already, is
 // this node, or cannot be dialled.
-func (l *lookup) add(c transport.Contact, depth int) {
-	if c.ID == l.d.cfg.ID || c.ID.IsZero() || !usableAddr(c.Addr) {
+func (m *lookupMachine) add(c transport.Contact, depth int) {
+	if c.ID == m.p.self || c.ID.IsZero() || !usableAddr(c.Addr) {
 		return
 	}
-	if known := l.known[c.ID]; known != nil {
+	if known := m.known[c.ID]; known != nil {
 		known.depth = min(known.depth, depth)
 		return
 	}
-	pos, _ := slices.BinarySearchFunc(l.cands, c.ID, func(x *candidate, id block.ID) int {
-		return compareDistance(x.ID, id, l.target)
+	pos, _ := slices.BinarySearchFunc(m.cands, c.ID, func(x *candidate, id block.ID) int {
+		return compareDistance(x.ID, id, m.p.target)
 	})
-	limit := maxLookupCandidatesPerK * l.d.cfg.K
+	limit := maxLookupCandidatesPerK * m.p.k
 	if pos >= limit {
 		return
 	}
-	cand := &candidate{Contact: c, depth: depth, failing: l.d.table.failing(c.ID)}
-	l.known[c.ID] = cand
-	l.cands = slices.Insert(l.cands, pos, cand)
-	if last := l.cands[len(l.cands)-1]; len(l.cands) > limit && last.state != waiting && last.state != stalled {
-		l.cands = l.cands[:len(l.cands)-1]
+	cand := &candidate{Contact: c, depth: depth, failing: m.p.failing(c)}
+	m.known[c.ID] = cand
+	m.cands = slices.Insert(m.cands, pos, cand)
+	if last := m.cands[len(m.cands)-1]; len(m.cands) > limit && last.state != waiting && last.state != stalled {
+		// It stays known: heard of again, it is not added again.
+		m.cands = m.cands[:len(m.cands)-1]
 	}
 }
 
 // next returns the closest fresh contact among the K closest that have
 // neither failed nor stalled, or nil when all of those were asked.
-func (l *lookup) next() *candidate {
+func (m *lookupMachine) next() *candidate {
 	n := 0
-	for _, c := range l.cands {
+	for _, c := range m.cands {
 		switch c.state {
 		case failed, stalled:
 			continue
 		case fresh:
 			return c
 		}
-		if n++; n == l.d.cfg.K {
+		if n++; n == m.p.k {
 			break
 		}
 	}
 	return nil
 }
 
-// done reports the termination rule: the K closest contacts heard of that
-// neither failed nor stalled have all answered, and either K contacts
-// answered or no stalled request is left to wait for. A stalled contact
-// is passed over like a failed one, so a dead contact among the closest
-// costs the stall time, not the timeout; when fewer than K answered, the
-// stalled requests are all the lookup has left, and it waits for them.
-func (l *lookup) done() bool {
+// terminated reports the termination rule (docs/PROTOCOL.md section 8):
+// the K closest contacts heard of that neither failed nor stalled have
+// all answered, and either K contacts answered or no stalled request is
+// left to wait for. A stalled contact is passed over like a failed one,
+// so a dead contact among the closest costs the stall time, not the
+// timeout; when fewer than K answered, the stalled requests are all the
+// lookup has left, and it waits for them.
+func (m *lookupMachine) terminated() bool {
 	n, stalledLeft := 0, false
-	for _, c := range l.cands {
+	for _, c := range m.cands {
 		switch c.state {
 		case failed:
 			continue
@@ -308,71 +349,20 @@ func (l *lookup) done() bool {
 		case fresh, waiting:
 			return false
 		}
-		if n++; n == l.d.cfg.K {
+		if n++; n == m.p.k {
 			return true
 		}
 	}
 	return !stalledLeft
 }
 
-// charge passes a failure on to the routing table, unless it is that of
-// a stalled peer, charged already.
-func (l *lookup) charge(r lookupReply) {
-	if !r.blame.IsZero() && (!r.c.charged || r.blame != r.c.ID) {
-		l.d.table.failed(r.blame)
-	}
-}
-
-func (l *lookup) handle(r lookupReply) {
-	l.charge(r)
-	c := r.c
-	if r.err != nil {
-		c.state = failed
-		l.stats.Failed++
-		l.d.log.Debug("kademlia: lookup request failed", "target", l.target.Short(), "peer", c.ID.Short(), "err", r.err)
-		return
-	}
-	switch m := r.msg.(type) {
-	case Nodes:
-		c.state = answered
-		for _, n := range m.Contacts {
-			l.add(n, c.depth+1)
-		}
-		return
-	case BlockReply:
-		if l.wantBlock {
-			if err := verifyBlock(l.target, m.Block); err != nil {
-				// A liar: its bytes are dropped, and so is it.
-				l.d.log.Warn("kademlia: peer returned a block that does not match", "peer", c.ID.Short(), "id", l.target.Short(), "err", err)
-				l.d.table.remove(c.ID)
-				break
-			}
-			c.state = answered
-			l.found = m.Block
-			l.lifetime = m.Lifetime
-			return
-		}
-	}
-	c.state = failed
-	l.stats.Failed++
-}
-
-// verifyBlock checks that b is the block named id and that it is valid.
-func verifyBlock(id block.ID, b []byte) error {
-	if got := block.Sum(b); got != id {
-		return fmt.Errorf("block hashes to %v, not %v", got.Short(), id.Short())
-	}
-	_, err := identity.Check(b)
-	return err
-}
-
 // closest returns the K closest contacts that answered, closest first.
-func (l *lookup) closest() []transport.Contact {
+func (m *lookupMachine) closest() []transport.Contact {
 	var out []transport.Contact
-	for _, c := range l.cands {
+	for _, c := range m.cands {
 		if c.state == answered {
 			out = append(out, c.Contact)
-			if len(out) == l.d.cfg.K {
+			if len(out) == m.p.k {
 				break
 			}
 		}
@@ -380,15 +370,18 @@ func (l *lookup) closest() []transport.Contact {
 	return out
 }
 
-func (l *lookup) finishStats() {
+// finalStats returns the stats with Hops and Rounds filled in.
+func (m *lookupMachine) finalStats() LookupStats {
+	st := m.stats
 	first := true
-	for _, c := range l.cands {
+	for _, c := range m.cands {
 		if c.state != answered {
 			continue
 		}
 		if first {
-			l.stats.Hops, first = c.depth+1, false
+			st.Hops, first = c.depth+1, false
 		}
-		l.stats.Rounds = max(l.stats.Rounds, c.depth+1)
+		st.Rounds = max(st.Rounds, c.depth+1)
 	}
+	return st
 }

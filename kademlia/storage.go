@@ -101,14 +101,14 @@ func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, erro
 			d.log.Warn("kademlia: reading a block", "id", id.Short(), "err", err)
 		}
 	}
-	l := d.newLookup(id, true)
-	if err := l.run(ctx); err != nil {
+	m, err := d.runLookup(ctx, id, true)
+	if err != nil {
 		return nil, 0, err
 	}
-	if l.found == nil {
-		return nil, 0, fmt.Errorf("%w: %v (%d requests)", ErrNotFound, id.Short(), l.stats.Messages)
+	if m.found == nil {
+		return nil, 0, fmt.Errorf("%w: %v (%d requests)", ErrNotFound, id.Short(), m.stats.Messages)
 	}
-	return l.found, time.Duration(l.lifetime) * time.Second, nil
+	return m.found, time.Duration(m.lifetime) * time.Second, nil
 }
 
 // Delete asks the K nodes closest to id to drop it, proving the right
