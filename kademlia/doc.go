@@ -25,13 +25,19 @@
 //     MaxFailures consecutive failures. Contacts of one IP group (/24,
 //     /48) are capped per bucket and per table. Client-mode peers and the
 //     node itself never enter.
-//   - lookup.go: the iterative lookup. Alpha requests in flight to the
-//     closest contacts not yet asked among the K closest that have
-//     neither failed nor stalled; it ends when those K have all answered
+//   - lookup.go: the iterative lookup's decisions, lookupMachine: a value
+//     stepped with events (replies, failures, the stall timer,
+//     cancellation) and the current time, that says which requests to
+//     send, which failures to charge, when to wake it and when it is
+//     done; no I/O, no clock. Alpha requests in flight to the closest
+//     contacts not yet asked among the K closest that have neither
+//     failed nor stalled; it ends when those K have all answered
 //     (docs/PROTOCOL.md section 8). A request unanswered for the stall
 //     time frees its slot and is charged a failure, but its answer is
 //     still used; a contact the table knows as failing is asked as
-//     stalled from the start.
+//     stalled from the start. testdata/lookup holds its transcripts.
+//   - lookuprun.go: the driver: goroutines that carry the machine's
+//     requests to the transport and the outcomes back.
 //   - stall.go: the stall time, adaptive (RFC 6298's srtt + 4·rttvar of
 //     answered lookup requests, 250 ms to 2 s) unless Config fixes it.
 //   - handler.go: DHT.Handle, the transport.Handler.
@@ -40,6 +46,9 @@
 //   - maintenance.go: Ping, Bootstrap, Refresh, CheckLiveness.
 //   - saved.go: the saved-contacts file, for rejoining without a bootstrap
 //     list.
+//
+// The simulator of thousands of DHTs on the in-memory transport is the
+// package kadsim, for the tests of this package and those above it.
 //
 // # Who runs what
 //

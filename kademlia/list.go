@@ -119,7 +119,7 @@ func (col *listCollector) sorted() []blockstore.ListEntry {
 	for id, at := range col.entries {
 		out = append(out, blockstore.ListEntry{ID: id, StoredAt: at})
 	}
-	slices.SortFunc(out, func(a, b blockstore.ListEntry) int { return compareDistance(a.ID, b.ID, block.ID{}) })
+	slices.SortFunc(out, func(a, b blockstore.ListEntry) int { return CompareDistance(a.ID, b.ID, block.ID{}) })
 	return out
 }
 

@@ -297,7 +297,7 @@ func (m *lookupMachine) add(c transport.Contact, depth int) {
 		return
 	}
 	pos, _ := slices.BinarySearchFunc(m.cands, c.ID, func(x *candidate, id block.ID) int {
-		return compareDistance(x.ID, id, m.p.target)
+		return CompareDistance(x.ID, id, m.p.target)
 	})
 	limit := maxLookupCandidatesPerK * m.p.k
 	if pos >= limit {

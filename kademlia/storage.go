@@ -29,7 +29,7 @@ func (d *DHT) selfAmong(id block.ID, closest []transport.Contact) bool {
 	if d.cfg.Store == nil {
 		return false
 	}
-	return len(closest) < d.cfg.K || compareDistance(d.cfg.ID, closest[len(closest)-1].ID, id) < 0
+	return len(closest) < d.cfg.K || CompareDistance(d.cfg.ID, closest[len(closest)-1].ID, id) < 0
 }
 
 // Put stores blk at the K nodes closest to its ID for lifetime (whole

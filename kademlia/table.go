@@ -444,12 +444,13 @@ func (t *table) closestLocked(target block.ID, n int, except block.ID, skipFaili
 // sortByDistance sorts cs by XOR distance to target, closest first.
 func sortByDistance(cs []transport.Contact, target block.ID) {
 	slices.SortFunc(cs, func(a, b transport.Contact) int {
-		return compareDistance(a.ID, b.ID, target)
+		return CompareDistance(a.ID, b.ID, target)
 	})
 }
 
-// compareDistance compares a and b by XOR distance to target.
-func compareDistance(a, b, target block.ID) int {
+// CompareDistance compares a and b by XOR distance to target: -1 when a
+// is closer, 1 when b is, 0 when they are the same ID.
+func CompareDistance(a, b, target block.ID) int {
 	for i := range target {
 		da, db := a[i]^target[i], b[i]^target[i]
 		if da != db {

@@ -25,8 +25,14 @@ var forbidden = map[string][]string{
 	"mailbuilder": {"transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"rendezvous":  {"identity", "blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "cmd/flowmail"},
 	"node":        {"testnet", "cmd/flowmail"},
-	"testnet":     {"cmd/flowmail"},
+	// kadsim simulates DHTs for tests; see testOnly.
+	"kademlia/kadsim": {"mailbuilder", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"testnet":         {"cmd/flowmail"},
 }
+
+// testOnly lists packages only tests may import: no package's own code
+// depends on them.
+var testOnly = []string{"kademlia/kadsim"}
 
 type pkg struct {
 	ImportPath string
@@ -48,6 +54,13 @@ func TestImportRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		name := strings.TrimPrefix(p.ImportPath, module)
+		for _, d := range p.Deps {
+			for _, only := range testOnly {
+				if d == module+only {
+					t.Errorf("%s imports %s, which only tests may import", name, only)
+				}
+			}
+		}
 		rules, ok := forbidden[name]
 		if !ok {
 			continue
