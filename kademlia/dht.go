@@ -271,48 +271,51 @@ func (d *DHT) observe(p transport.Peer) {
 
 // request sends m to c and returns the decoded reply. A peer that answers
 // is observed; one that does not answer (while ctx still runs) counts a
-// failure. An ERROR reply comes back as a *Error.
+// failure against c, at c.Addr. An ERROR reply comes back as a *Error.
 func (d *DHT) request(ctx context.Context, c transport.Contact, m Message) (Message, transport.Peer, error) {
-	resp, peer, blame, err := d.exchange(ctx, c, m)
-	if !blame.IsZero() {
-		d.table.failed(blame)
+	resp, peer, fault, err := d.exchange(ctx, c, m)
+	if !fault.ID.IsZero() {
+		d.table.failed(fault)
 	}
 	return resp, peer, err
 }
 
 // exchange is request without charging the failure to the routing table:
-// it returns the ID of the peer at fault instead (zero when none is: an
-// answer, an overloaded peer, or ctx ended first), so a lookup that
-// charged a stalled peer already does not charge it twice.
-func (d *DHT) exchange(ctx context.Context, c transport.Contact, m Message) (Message, transport.Peer, block.ID, error) {
+// it returns the contact at fault instead, so a lookup that charged a
+// stalled peer already does not charge it twice. The fault is c when c
+// could not be reached at c.Addr; the answering peer's ID alone (Addr
+// zero: wherever it is held) when its verified answer was not a message;
+// and zero when no one is at fault: an answer, an overloaded peer, or ctx
+// ended first.
+func (d *DHT) exchange(ctx context.Context, c transport.Contact, m Message) (Message, transport.Peer, transport.Contact, error) {
 	req, err := Encode(m)
 	if err != nil {
-		return nil, transport.Peer{}, block.ID{}, err
+		return nil, transport.Peer{}, transport.Contact{}, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
 	d.stats.requestsSent.Add(1)
 	raw, peer, err := d.cfg.Transport.Request(rctx, c, req)
 	if err != nil {
-		var blame block.ID
+		var fault transport.Contact
 		if ctx.Err() == nil {
 			d.stats.requestsFailed.Add(1)
 			if !errors.Is(err, transport.ErrOverloaded) {
-				blame = c.ID
+				fault = c
 			}
 		}
-		return nil, peer, blame, fmt.Errorf("%v to %v: %w", m.Type(), c.Addr, err)
+		return nil, peer, fault, fmt.Errorf("%v to %v: %w", m.Type(), c.Addr, err)
 	}
 	resp, err := Decode(raw)
 	if err != nil {
 		d.stats.requestsFailed.Add(1)
-		return nil, peer, peer.ID, fmt.Errorf("%w: %v from %v: %w", ErrBadReply, m.Type(), peer.ID.Short(), err)
+		return nil, peer, transport.Contact{ID: peer.ID}, fmt.Errorf("%w: %v from %v: %w", ErrBadReply, m.Type(), peer.ID.Short(), err)
 	}
 	d.observe(peer)
 	if e, ok := resp.(*Error); ok {
-		return nil, peer, block.ID{}, e
+		return nil, peer, transport.Contact{}, e
 	}
-	return resp, peer, block.ID{}, nil
+	return resp, peer, transport.Contact{}, nil
 }
 
 // expect narrows the reply of request to the message type it awaits.

@@ -24,7 +24,14 @@
 //     any request; a contact with no waiting replacement leaves after
 //     MaxFailures consecutive failures. Contacts of one IP group (/24,
 //     /48) are capped per bucket and per table. Client-mode peers and the
-//     node itself never enter.
+//     node itself never enter, nor does any contact that has not answered
+//     or sent a request (verified): contacts heard of in NODES live only
+//     in the lookup that heard them. A failure is charged only to the
+//     address the table holds. NODES answers name only contacts verified
+//     within ContactFreshness whose last request did not fail;
+//     CheckLiveness revalidates the others.
+//   - addr.go: CheckPeerAddr, the address classes no peer can have
+//     (docs/PROTOCOL.md section 8), for NODES, the table and HELLO.
 //   - lookup.go: the iterative lookup's decisions, lookupMachine: a value
 //     stepped with events (replies, failures, the stall timer,
 //     cancellation) and the current time, that says which requests to

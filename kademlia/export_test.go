@@ -15,8 +15,8 @@ import (
 // Seen enters c into d's routing table as if it had answered at now.
 func Seen(d *DHT, c transport.Contact, now time.Time) bool { return d.table.seen(c, now) }
 
-// ChargeFailure records a failed request to id in d's routing table.
-func ChargeFailure(d *DHT, id block.ID) { d.table.failed(id) }
+// ChargeFailure records a failed request to c in d's routing table.
+func ChargeFailure(d *DHT, c transport.Contact) { d.table.failed(c) }
 
 // ForgetContacts empties d's routing table.
 func ForgetContacts(d *DHT) { d.table = newTable(d.cfg.ID, d.table.limits, d.now()) }
@@ -31,7 +31,7 @@ func RequestAll(ctx context.Context, d *DHT, cs []transport.Contact, m Message) 
 
 // ListAll lists the zero-bit prefix of target at every contact.
 func ListAll(ctx context.Context, d *DHT, cs []transport.Contact, target block.ID) (int, []error) {
-	return d.listAll(ctx, cs, &listCollector{target: target, entries: make(map[block.ID]time.Time)})
+	return d.listAll(ctx, cs, &listCollector{target: target, entries: make(map[block.ID]*listRecord)})
 }
 
 // MaxListPages is the pages one node may list before it is a bad source.

@@ -1,6 +1,7 @@
 package kademlia
 
 import (
+	"net/netip"
 	"slices"
 	"time"
 
@@ -55,11 +56,17 @@ const (
 )
 
 type candidate struct {
-	transport.Contact
-	state candState
-	depth int
+	transport.Contact // Addr: the address asked
+	state             candState
+	depth             int
 	// failing: the routing table says the last request to it failed.
 	failing bool
+	// alt is a second address heard for the ID, tried once (altUsed)
+	// if Addr cannot be reached (unreachable): the first address heard
+	// may be a liar's.
+	alt         netip.AddrPort
+	altUsed     bool
+	unreachable bool
 
 	// When the request in flight stalls (zero: never), and whether the
 	// stall was charged to the table as a failure.
@@ -73,15 +80,18 @@ type lookupParams struct {
 	target    block.ID
 	wantBlock bool // FIND_BLOCK: a verified block ends the lookup
 	k, alpha  int
-	// failing tells whether the routing table knows c as failing (its
-	// last request failed or stalled). Nil: nobody is.
-	failing func(c transport.Contact) bool
+	// table tells what the routing table knows of a contact heard of:
+	// the contact to ask for its ID (the table's own entry, whose address
+	// a handshake verified, else c) and whether the last request to that
+	// contact failed or stalled. Nil: the table knows nobody.
+	table func(c transport.Contact) (ask transport.Contact, failing bool)
 }
 
 type lookupEventKind uint8
 
 const (
-	// evStart begins the lookup with contacts, the table's closest.
+	// evStart begins the lookup with contacts, the table's closest
+	// (checked already: they are not checked again).
 	evStart lookupEventKind = iota
 	// evNodes: from answered NODES with contacts.
 	evNodes
@@ -90,7 +100,9 @@ const (
 	// evFailed: the request to from failed (no answer, an error, a reply
 	// of the wrong type, a lie); fault is the contact to charge a
 	// failure (zero: nobody, as for an overloaded peer or a request the
-	// lookup abandoned).
+	// lookup abandoned). A fault with an address says from could not be
+	// reached there; one without names the peer itself, which answered
+	// wrongly.
 	evFailed
 	// evTick: the timer of lookupReady.timer fired.
 	evTick
@@ -145,8 +157,8 @@ type lookupMachine struct {
 }
 
 func newLookupMachine(p lookupParams) *lookupMachine {
-	if p.failing == nil {
-		p.failing = func(transport.Contact) bool { return false }
+	if p.table == nil {
+		p.table = func(c transport.Contact) (transport.Contact, bool) { return c, false }
 	}
 	return &lookupMachine{p: p, known: make(map[block.ID]*candidate)}
 }
@@ -157,7 +169,7 @@ func (m *lookupMachine) step(ev lookupEvent) lookupReady {
 	switch ev.kind {
 	case evStart:
 		for _, c := range ev.contacts {
-			m.add(c, 0)
+			m.add(c, 0, c.Addr)
 		}
 	case evNodes, evBlock, evFailed:
 		m.ended(ev, &rd)
@@ -270,7 +282,7 @@ func (m *lookupMachine) ended(ev lookupEvent, rd *lookupReady) {
 	case evNodes:
 		c.state = answered
 		for _, n := range ev.contacts {
-			m.add(n, c.depth+1)
+			m.add(n, c.depth+1, c.Addr)
 		}
 	case evBlock:
 		if m.p.wantBlock {
@@ -283,17 +295,40 @@ func (m *lookupMachine) ended(ev lookupEvent, rd *lookupReady) {
 	default:
 		c.state = failed
 		m.stats.Failed++
+		c.unreachable = ev.fault.ID == c.ID && ev.fault.Addr.IsValid()
+		if c.unreachable && c.alt.IsValid() {
+			m.retryAt(c, c.alt)
+		}
 	}
 }
 
-// add inserts a contact heard of at depth, unless it is known already, is
-// this node, or cannot be dialled.
-func (m *lookupMachine) add(c transport.Contact, depth int) {
-	if c.ID == m.p.self || c.ID.IsZero() || !usableAddr(c.Addr) {
+// retryAt makes c, which could not be reached at its address, fresh
+// again at addr, another address heard for it. Each candidate gets one
+// retry.
+func (m *lookupMachine) retryAt(c *candidate, addr netip.AddrPort) {
+	c.Addr, c.alt, c.altUsed, c.unreachable = addr, netip.AddrPort{}, true, false
+	c.state, c.stallAt, c.charged = fresh, time.Time{}, false
+	_, c.failing = m.p.table(c.Contact)
+}
+
+// add inserts a contact heard of at depth from the peer at via, unless
+// it is known already, is this node, or cannot be a peer's address
+// (CheckPeerAddr). A contact the routing table holds is asked at the
+// table's address; another address heard for it is kept as its
+// alternative, tried if the first cannot be reached.
+func (m *lookupMachine) add(c transport.Contact, depth int, via netip.AddrPort) {
+	if c.ID == m.p.self || c.ID.IsZero() || !usableAddr(c.Addr, via) {
 		return
 	}
 	if known := m.known[c.ID]; known != nil {
 		known.depth = min(known.depth, depth)
+		switch {
+		case known.altUsed || known.alt.IsValid() || addrMatches(known.Addr, c.Addr):
+		case known.unreachable:
+			m.retryAt(known, c.Addr)
+		default:
+			known.alt = c.Addr
+		}
 		return
 	}
 	pos, _ := slices.BinarySearchFunc(m.cands, c.ID, func(x *candidate, id block.ID) int {
@@ -303,7 +338,11 @@ func (m *lookupMachine) add(c transport.Contact, depth int) {
 	if pos >= limit {
 		return
 	}
-	cand := &candidate{Contact: c, depth: depth, failing: m.p.failing(c)}
+	ask, failing := m.p.table(c)
+	cand := &candidate{Contact: ask, depth: depth, failing: failing}
+	if !addrMatches(ask.Addr, c.Addr) {
+		cand.alt = c.Addr
+	}
 	m.known[c.ID] = cand
 	m.cands = slices.Insert(m.cands, pos, cand)
 	if last := m.cands[len(m.cands)-1]; len(m.cands) > limit && last.state != waiting && last.state != stalled {

@@ -29,13 +29,15 @@ var updateTranscripts = flag.Bool("rewrite", false, "rewrite the expected output
 //	(blank line)
 //
 // Contacts are named by one hex byte: "05" is the ID whose first byte is
-// 0x05 (last byte 1), at 10.0.0.5:4433 unless written "05@addr:port".
+// 0x05 (last byte 1), at 10.0.0.5:4433 unless written "05@addr:port"
+// ("05@-": no address).
 // The target is the zero ID, so a smaller name is closer; the own ID is
 // "ff". Times are durations since the lookup's epoch.
 //
 // Commands:
 //
 //	init k=N alpha=N [stall=D] [block] [failing=05,06] [self=ff]
+//	     [held=05@addr,...]          the routing table holds 05 at addr
 //	start [at=T] [stall=D]          the table's closest (input)
 //	nodes FROM [at=T]               FROM answered NODES (input)
 //	block FROM [at=T]               FROM answered a verified BLOCK
@@ -123,6 +125,7 @@ type transcript struct {
 	epoch   time.Time
 	stall   time.Duration
 	failing map[block.ID]bool
+	held    map[block.ID]transport.Contact // the routing table's entries
 }
 
 func runTranscript(t *testing.T, file string) {
@@ -182,7 +185,10 @@ func transcriptContact(s string) (transport.Contact, error) {
 		return transport.Contact{}, err
 	}
 	c := transport.Contact{ID: id, Addr: transcriptAddr(id)}
-	if hasAddr {
+	switch {
+	case addr == "-":
+		c.Addr = netip.AddrPort{}
+	case hasAddr:
 		if c.Addr, err = netip.ParseAddrPort(addr); err != nil {
 			return transport.Contact{}, err
 		}
@@ -195,7 +201,10 @@ func transcriptName(c transport.Contact) string {
 		return "none"
 	}
 	s := hex.EncodeToString(c.ID[:1])
-	if c.Addr.IsValid() && c.Addr != transcriptAddr(c.ID) {
+	switch {
+	case !c.Addr.IsValid():
+		s += "@-"
+	case c.Addr != transcriptAddr(c.ID):
 		s += "@" + c.Addr.String()
 	}
 	return s
@@ -299,6 +308,7 @@ func (tr *transcript) init(args map[string]string, pos []string) error {
 	p.self, _ = transcriptID("ff")
 	tr.stall = 0
 	tr.failing = make(map[block.ID]bool)
+	tr.held = make(map[block.ID]transport.Contact)
 	for k, v := range args {
 		var err error
 		switch k {
@@ -318,6 +328,14 @@ func (tr *transcript) init(args map[string]string, pos []string) error {
 				}
 				tr.failing[id] = true
 			}
+		case "held":
+			for _, n := range strings.Split(v, ",") {
+				c, err := transcriptContact(n)
+				if err != nil {
+					return err
+				}
+				tr.held[c.ID] = c
+			}
 		default:
 			err = fmt.Errorf("unknown init argument %q", k)
 		}
@@ -326,7 +344,12 @@ func (tr *transcript) init(args map[string]string, pos []string) error {
 		}
 	}
 	p.wantBlock = slices.Contains(pos, "block")
-	p.failing = func(c transport.Contact) bool { return tr.failing[c.ID] }
+	p.table = func(c transport.Contact) (transport.Contact, bool) {
+		if h, ok := tr.held[c.ID]; ok {
+			c = h
+		}
+		return c, tr.failing[c.ID]
+	}
 	tr.m = newLookupMachine(p)
 	return nil
 }

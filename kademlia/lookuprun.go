@@ -46,7 +46,7 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool) (*
 	m := newLookupMachine(lookupParams{
 		self: d.cfg.ID, target: target, wantBlock: wantBlock,
 		k: d.cfg.K, alpha: d.cfg.Alpha,
-		failing: func(c transport.Contact) bool { return d.table.failing(c.ID) },
+		table: d.table.preferred,
 	})
 	d.stats.lookups.Add(1)
 	d.table.lookedUp(target, d.now())
@@ -67,10 +67,10 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool) (*
 		rd := m.step(ev)
 		d.stats.lookupStalls.Add(uint64(m.stats.Stalled - stalledBefore))
 		for _, c := range rd.stalled {
-			d.table.stalled(c.ID)
+			d.table.stalled(c)
 		}
 		for _, c := range rd.charge {
-			d.table.failed(c.ID)
+			d.table.failed(c)
 		}
 		for _, c := range rd.send {
 			go d.lookupQuery(qctx, c, target, wantBlock, results)
@@ -144,7 +144,7 @@ func (d *DHT) lookupQuery(ctx context.Context, c transport.Contact, target block
 	if err == nil {
 		d.rtt.add(d.now().Sub(start))
 	}
-	out <- lookupResult{to: c.ID, msg: resp, fault: transport.Contact{ID: fault}, err: err}
+	out <- lookupResult{to: c.ID, msg: resp, fault: fault, err: err}
 }
 
 // verifyBlock checks that b is the block named id and that it is valid.

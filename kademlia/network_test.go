@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -331,7 +333,7 @@ func TestRepublishPassesOnRemainingLifetime(t *testing.T) {
 		if n, err := keeper.DHT.Republish(t.Context()); n != 0 || err != nil {
 			t.Fatalf("republished %d blocks before the interval (%v)", n, err)
 		}
-		time.Sleep(kademlia.RepublishInterval * 11 / 10)
+		s.Idle(t.Context(), kademlia.RepublishInterval*11/10)
 		if n, err := keeper.DHT.Republish(t.Context()); n != 1 || err != nil {
 			t.Fatalf("republished %d blocks (%v), want 1", n, err)
 		}
@@ -548,6 +550,197 @@ func TestListDropsANodeThatNeverStopsListing(t *testing.T) {
 		}
 		if made < kademlia.MaxListPages {
 			t.Fatalf("the liar was asked for %d entries: the test did not reach the page limit", made)
+		}
+	})
+}
+
+// askNodes sends FIND_NODE of target from r to a and returns the IDs of
+// the answer.
+func askNodes(t *testing.T, r, a *kadsim.Node, target block.ID) []block.ID {
+	t.Helper()
+	req, err := kademlia.Encode(kademlia.FindNode{Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := r.EP.Request(t.Context(), a.Contact(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := kademlia.Decode(raw)
+	nodes, ok := m.(kademlia.Nodes)
+	if err != nil || !ok {
+		t.Fatalf("FIND_NODE answered %v (%v)", m, err)
+	}
+	return kadsim.ContactIDs(nodes.Contacts)
+}
+
+// TestNodesNameOnlyContactsVerifiedRecently: A holds B and C, and C
+// dies. Left alone for longer than ContactFreshness, A names neither in
+// NODES answers; with its liveness loop running (CheckLiveness every
+// minute), it revalidates both: B answers and is named, C fails and is
+// not.
+func TestNodesNameOnlyContactsVerifiedRecently(t *testing.T) {
+	for _, loop := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			s := smallNet(t, 21, 4, 3)
+			nodes := s.AddNodes(4, false)
+			a, b, c, r := nodes[0], nodes[1], nodes[2], nodes[3]
+			kademlia.Seen(a.DHT, b.Contact(), time.Now())
+			kademlia.Seen(a.DHT, c.Contact(), time.Now())
+			if got := askNodes(t, r, a, b.ID()); len(got) != 2 {
+				t.Fatalf("fresh: A named %d contacts, want B and C (never R, the requester)", len(got))
+			}
+			s.Kill(c)
+			if loop {
+				s.Idle(t.Context(), kademlia.ContactFreshness+time.Minute)
+			} else {
+				time.Sleep(kademlia.ContactFreshness + time.Minute)
+			}
+			got := askNodes(t, r, a, b.ID())
+			switch {
+			case slices.Contains(got, c.ID()):
+				t.Errorf("liveness loop %v: A names the dead C", loop)
+			case loop && !slices.Contains(got, b.ID()):
+				t.Errorf("with its liveness loop A does not name the live B: %v", got)
+			case !loop && len(got) != 0:
+				t.Errorf("without revalidation A names %v, not verified for %v", got, kademlia.ContactFreshness+time.Minute)
+			}
+		})
+	}
+}
+
+// namesAt makes n answer every FIND_NODE with one contact: id at addr.
+func namesAt(n *kadsim.Node, id block.ID, addr netip.AddrPort) {
+	n.EP.SetHandler(func(ctx context.Context, from transport.Peer, req []byte) []byte {
+		if m, err := kademlia.Decode(req); err == nil {
+			if _, ok := m.(kademlia.FindNode); ok {
+				out, _ := kademlia.Encode(kademlia.Nodes{Contacts: []transport.Contact{{ID: id, Addr: addr}}})
+				return out
+			}
+		}
+		return n.DHT.Handle(ctx, from, req)
+	})
+}
+
+// TestLookupDoesNotChargeAContactForAnAddressItWasNotAt: A holds H in
+// its routing table at H's verified address; a liar's NODES answers pair
+// H's ID with a dead address. Lookups ask H where the table has it, and
+// H keeps a clean record and its place in A's NODES answers.
+func TestLookupDoesNotChargeAContactForAnAddressItWasNotAt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := smallNet(t, 8, 2, 3)
+		nodes := s.AddNodes(5, false)
+		a, liar, silent, h, r := nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]
+		for _, n := range nodes[1:4] {
+			kademlia.Seen(a.DHT, n.Contact(), time.Now())
+		}
+		// A target whose two closest are the liar and the silent node, so
+		// H is first heard of in the liar's answer.
+		var target block.ID
+		for {
+			target = s.RandomID()
+			if kadsim.TrueClosest(nodes[1:4], target, 3)[2] == h.ID() {
+				break
+			}
+		}
+		namesAt(liar, h.ID(), netip.MustParseAddrPort("10.254.254.254:9"))
+		s.Kill(silent)
+		for range 3 {
+			if _, _, err := a.DHT.Lookup(t.Context(), target); err != nil {
+				t.Fatal(err)
+			}
+		}
+		i := slices.IndexFunc(a.DHT.Contacts(), func(c kademlia.ContactInfo) bool { return c.ID == h.ID() })
+		if i < 0 {
+			t.Fatal("H was evicted for failures at an address a liar made up")
+		}
+		if f := a.DHT.Contacts()[i].Failures; f != 0 {
+			t.Errorf("H was charged %d failures at an address a liar made up", f)
+		}
+		if !slices.Contains(askNodes(t, r, a, h.ID()), h.ID()) {
+			t.Error("A's NODES answers leave H out")
+		}
+	})
+}
+
+// TestLookupTriesTheSecondAddressHeard: A does not know H. A liar names
+// H at the address of another node (so the request fails on the wrong
+// key) and answers before an honest node names H at its real address.
+// Whether the honest answer comes before or after the failure, the
+// lookup asks H again at the real address and finds it.
+func TestLookupTriesTheSecondAddressHeard(t *testing.T) {
+	tests := map[string]struct {
+		honest, wrong time.Duration // one-way delays from A
+	}{
+		"second address known when the first fails":   {honest: 5 * time.Millisecond, wrong: 20 * time.Millisecond},
+		"second address heard after the first failed": {honest: 50 * time.Millisecond, wrong: 5 * time.Millisecond},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				delays := make(map[[2]netip.AddrPort]time.Duration)
+				latency := func(x, y netip.AddrPort) time.Duration {
+					mu.Lock()
+					defer mu.Unlock()
+					if d, ok := delays[[2]netip.AddrPort{x, y}]; ok {
+						return d
+					}
+					return time.Millisecond
+				}
+				s := kadsim.New(t, 9, transport.MemConfig{LinkLatency: latency, DialTimeout: time.Second})
+				s.Tune = func(c *kademlia.Config) {
+					c.K, c.Alpha = 2, 3
+					c.BucketIPLimit, c.TableIPLimit = -1, -1
+				}
+				nodes := s.AddNodes(5, false)
+				a, liar, honest, h, other := nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]
+				mu.Lock()
+				for n, d := range map[*kadsim.Node]time.Duration{honest: tc.honest, other: tc.wrong} {
+					x, y := a.EP.LocalAddr(), n.EP.LocalAddr()
+					delays[[2]netip.AddrPort{x, y}], delays[[2]netip.AddrPort{y, x}] = d, d
+				}
+				mu.Unlock()
+				kademlia.Seen(a.DHT, liar.Contact(), time.Now())
+				kademlia.Seen(a.DHT, honest.Contact(), time.Now())
+				kademlia.Seen(honest.DHT, h.Contact(), time.Now())
+				namesAt(liar, h.ID(), other.EP.LocalAddr())
+
+				got, st, err := a.DHT.Lookup(t.Context(), h.ID())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) == 0 || got[0] != h.Contact() {
+					t.Fatalf("lookup of H found %v, want H at %v first", got, h.EP.LocalAddr())
+				}
+				if st.Failed != 1 {
+					t.Errorf("%d requests failed, want 1 (H at the wrong address)", st.Failed)
+				}
+			})
+		})
+	}
+}
+
+// TestLookupKeepsUnansweredContactsOutOfTheTable: contacts a liar names
+// in NODES live only in the lookup that heard of them; none enters the
+// routing table, and none is named in the searcher's NODES answers.
+func TestLookupKeepsUnansweredContactsOutOfTheTable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := smallNet(t, 22, 4, 3)
+		nodes := s.AddNodes(4, false)
+		a, liar, r := nodes[0], nodes[1], nodes[2]
+		kademlia.Seen(a.DHT, liar.Contact(), time.Now())
+		kademlia.Seen(a.DHT, nodes[3].Contact(), time.Now())
+		made := s.RandomID()
+		namesAt(liar, made, netip.MustParseAddrPort("10.254.254.254:9"))
+		if _, _, err := a.DHT.Lookup(t.Context(), made); err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(a.DHT.Contacts(), func(c kademlia.ContactInfo) bool { return c.ID == made }) {
+			t.Error("a contact only a liar named entered the routing table")
+		}
+		if slices.Contains(askNodes(t, r, a, made), made) {
+			t.Error("A names a contact it never verified")
 		}
 	})
 }

@@ -290,7 +290,7 @@ func TestLookupAsksFailingContactsWithoutWaiting(t *testing.T) {
 			func(closest []block.ID) []block.ID { return closest[1:3] },
 			func(from *kadsim.Node, closest []block.ID) {
 				for _, id := range closest[:3] {
-					kademlia.ChargeFailure(from.DHT, id)
+					kademlia.ChargeFailure(from.DHT, transport.Contact{ID: id})
 				}
 			})
 		back, dead := closest[0], closest[1:3]

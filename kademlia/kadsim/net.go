@@ -30,6 +30,9 @@ type Net struct {
 	Tune func(*kademlia.Config)
 	// Observe, when set, gives each endpoint an observer of its requests.
 	Observe func(self block.ID) transport.Observer
+	// RepublishInterval, when set, is every node's
+	// Config.RepublishInterval, and the length of RepublishRound.
+	RepublishInterval time.Duration
 }
 
 // Node is one simulated node.
@@ -116,6 +119,7 @@ func (s *Net) Add(ident *identity.Identity, client bool) *Node {
 		n.Store = blockstore.NewMemory(blockstore.Config{Self: ident.ID(), Now: time.Now})
 		cfg.Store = n.Store
 	}
+	cfg.RepublishInterval = s.RepublishInterval
 	if s.Tune != nil {
 		s.Tune(&cfg)
 	}

@@ -145,13 +145,22 @@ func (s *Net) FailFraction(fraction float64) {
 	}
 }
 
-// RepublishRound lets one republish interval pass, calling every live
-// node's Republish each minute from 0.85 to 1.15 intervals after the
-// puts, as the node package's timer would.
+// RepublishRound lets one republish interval pass (Net.RepublishInterval,
+// else kademlia.RepublishInterval), calling every live node's Republish
+// each minute from 0.85 to 1.15 intervals after the puts, as the node
+// package's timer would. It calls nothing else: with a republish
+// interval shorter than kademlia.ContactFreshness, no contact goes stale
+// meanwhile (revalidating whole routing tables, as the node's liveness
+// loop does, costs more messages than the rest of a large simulation);
+// Idle runs the liveness loop.
 func (s *Net) RepublishRound(ctx context.Context, t testing.TB) {
-	time.Sleep(kademlia.RepublishInterval * 85 / 100)
+	interval := kademlia.RepublishInterval
+	if s.RepublishInterval > 0 {
+		interval = s.RepublishInterval
+	}
+	time.Sleep(interval * 85 / 100)
 	republished := 0
-	for range 2 + int(kademlia.RepublishInterval*30/100/time.Minute) {
+	for range 2 + int(interval*30/100/time.Minute) {
 		live := s.Live()
 		counts := make([]int, len(live))
 		Parallel(len(live), 64, func(i int) {
@@ -163,6 +172,16 @@ func (s *Net) RepublishRound(ctx context.Context, t testing.TB) {
 		time.Sleep(time.Minute)
 	}
 	t.Logf("republish round: %d block republishes by %d live nodes", republished, len(s.Live()))
+}
+
+// Idle lets d pass minute by minute, calling every live full node's
+// CheckLiveness each minute as the node package's liveness loop does.
+func (s *Net) Idle(ctx context.Context, d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		live := s.Live()
+		Parallel(len(live), 64, func(i int) { live[i].DHT.CheckLiveness(ctx) })
+		time.Sleep(min(time.Minute, time.Until(end)))
+	}
 }
 
 // ReplicasAtClosest counts, for each block, how many of the k live nodes
