@@ -67,6 +67,11 @@ type candidate struct {
 	alt         netip.AddrPort
 	altUsed     bool
 	unreachable bool
+	// introducer is the first peer whose answer named it (zero: the
+	// routing table), vouched how many distinct answers named it.
+	introducer block.ID
+	vouched    int
+	dropped    bool // unasked, for only a liar named it
 
 	// When the request in flight stalls (zero: never), and whether the
 	// stall was charged to the table as a failure.
@@ -102,7 +107,8 @@ const (
 	// failure (zero: nobody, as for an overloaded peer or a request the
 	// lookup abandoned). A fault with an address says from could not be
 	// reached there; one without names the peer itself, which answered
-	// wrongly.
+	// wrongly. wrongPeer says another node answered at the address: the
+	// ID and address were paired by whoever named them.
 	evFailed
 	// evTick: the timer of lookupReady.timer fired.
 	evTick
@@ -116,12 +122,13 @@ type lookupEvent struct {
 	now  time.Time
 	// stall is the stall time for the requests this step sends (<= 0:
 	// they never stall).
-	stall    time.Duration
-	from     block.ID
-	contacts []transport.Contact // evStart, evNodes
-	block    []byte              // evBlock
-	lifetime uint32              // evBlock
-	fault    transport.Contact   // evFailed
+	stall     time.Duration
+	from      block.ID
+	contacts  []transport.Contact // evStart, evNodes
+	block     []byte              // evBlock
+	lifetime  uint32              // evBlock
+	fault     transport.Contact   // evFailed
+	wrongPeer bool                // evFailed
 }
 
 // lookupReady is what the driver must do after a step.
@@ -132,6 +139,9 @@ type lookupReady struct {
 	stalled []transport.Contact
 	// charge: charge each to the routing table as failed.
 	charge []transport.Contact
+	// liars: peers that named a contact at another node's address;
+	// the driver drops them from the routing table.
+	liars []transport.Contact
 	// timer: step evTick at this time (zero: no timer).
 	timer time.Time
 	// done: the lookup has its result; the driver abandons the requests
@@ -154,13 +164,25 @@ type lookupMachine struct {
 
 	found    []byte // a verified block (FIND_BLOCK only)
 	lifetime uint32
+
+	// What became of the contacts each peer named (see judge).
+	named map[block.ID]*namedRecord
+}
+
+func (r *namedRecord) isLiar() bool { return r != nil && r.liar }
+
+// namedRecord counts the outcomes of the requests to contacts one peer
+// named first.
+type namedRecord struct {
+	answered, unreachable int
+	liar                  bool
 }
 
 func newLookupMachine(p lookupParams) *lookupMachine {
 	if p.table == nil {
 		p.table = func(c transport.Contact) (transport.Contact, bool) { return c, false }
 	}
-	return &lookupMachine{p: p, known: make(map[block.ID]*candidate)}
+	return &lookupMachine{p: p, known: make(map[block.ID]*candidate), named: make(map[block.ID]*namedRecord)}
 }
 
 // step applies one event and says what to do next.
@@ -169,7 +191,7 @@ func (m *lookupMachine) step(ev lookupEvent) lookupReady {
 	switch ev.kind {
 	case evStart:
 		for _, c := range ev.contacts {
-			m.add(c, 0, c.Addr)
+			m.add(c, 0, nil)
 		}
 	case evNodes, evBlock, evFailed:
 		m.ended(ev, &rd)
@@ -278,11 +300,18 @@ func (m *lookupMachine) ended(ev lookupEvent, rd *lookupReady) {
 	if wasWaiting {
 		m.active--
 	}
+	m.judge(c, ev, rd)
+	if c.state == failed {
+		return // its introducer was found lying, and so was it
+	}
 	switch ev.kind {
 	case evNodes:
 		c.state = answered
-		for _, n := range ev.contacts {
-			m.add(n, c.depth+1, c.Addr)
+		for i, n := range ev.contacts {
+			// An ID named twice in one answer counts once.
+			if !slices.ContainsFunc(ev.contacts[:i], func(x transport.Contact) bool { return x.ID == n.ID }) {
+				m.add(n, c.depth+1, c)
+			}
 		}
 	case evBlock:
 		if m.p.wantBlock {
@@ -302,6 +331,58 @@ func (m *lookupMachine) ended(ev lookupEvent, rd *lookupReady) {
 	}
 }
 
+// Bounds of judge: how many contacts named by one peer may be
+// unreachable, and outnumber those that answered, before the lookup
+// stops trusting that peer's answer.
+const maxUnreachableNamed = 3
+
+// judge records the outcome of the request to c against the peer that
+// named c first, and stops trusting a peer that lies: one whose contact
+// turned out to be another node (a verified contact never is: whoever
+// paired that ID and address made it up), or most of whose contacts
+// cannot be reached (maxUnreachableNamed or more, and more than
+// answered; a mass failure leaves most of an honest peer's contacts
+// alive). The lookup drops what only the liar named and counts the liar
+// as failed; one caught naming another node's address is also handed to
+// the driver, which drops it from the routing table.
+func (m *lookupMachine) judge(c *candidate, ev lookupEvent, rd *lookupReady) {
+	if c.introducer.IsZero() {
+		return
+	}
+	r := m.named[c.introducer]
+	if r == nil {
+		r = &namedRecord{}
+		m.named[c.introducer] = r
+	}
+	switch {
+	case r.liar:
+		return
+	case ev.kind == evNodes || ev.kind == evBlock:
+		r.answered++
+		return
+	case ev.fault.ID != c.ID || !ev.fault.Addr.IsValid():
+		return // reached, and it answered wrongly: its own fault
+	}
+	r.unreachable++
+	if !ev.wrongPeer && (r.unreachable < maxUnreachableNamed || r.unreachable <= r.answered) {
+		return
+	}
+	r.liar = true
+	liar := m.known[c.introducer]
+	if liar != nil && liar.state == answered {
+		liar.state = failed
+		m.stats.Failed++
+	}
+	if liar != nil && ev.wrongPeer {
+		rd.liars = append(rd.liars, liar.Contact)
+	}
+	for _, x := range m.cands {
+		if x.state == fresh && x.introducer == c.introducer && x.vouched == 1 {
+			x.state, x.dropped = failed, true
+		}
+	}
+}
+
 // retryAt makes c, which could not be reached at its address, fresh
 // again at addr, another address heard for it. Each candidate gets one
 // retry.
@@ -311,17 +392,27 @@ func (m *lookupMachine) retryAt(c *candidate, addr netip.AddrPort) {
 	_, c.failing = m.p.table(c.Contact)
 }
 
-// add inserts a contact heard of at depth from the peer at via, unless
-// it is known already, is this node, or cannot be a peer's address
-// (CheckPeerAddr). A contact the routing table holds is asked at the
-// table's address; another address heard for it is kept as its
-// alternative, tried if the first cannot be reached.
-func (m *lookupMachine) add(c transport.Contact, depth int, via netip.AddrPort) {
+// add inserts a contact heard of at depth from the answer of from (nil:
+// the routing table's), unless it is known already, is this node, or
+// cannot be a peer's address (CheckPeerAddr). A contact the routing
+// table holds is asked at the table's address; another address heard
+// for it is kept as its alternative, tried if the first cannot be
+// reached.
+func (m *lookupMachine) add(c transport.Contact, depth int, from *candidate) {
+	via, introducer := c.Addr, block.ID{}
+	if from != nil {
+		via, introducer = from.Addr, from.ID
+	}
 	if c.ID == m.p.self || c.ID.IsZero() || !usableAddr(c.Addr, via) {
 		return
 	}
 	if known := m.known[c.ID]; known != nil {
 		known.depth = min(known.depth, depth)
+		known.vouched++
+		if known.dropped && (from == nil || !m.named[from.ID].isLiar()) {
+			// Another peer vouches for what only a liar had named.
+			known.state, known.dropped = fresh, false
+		}
 		switch {
 		case known.altUsed || known.alt.IsValid() || addrMatches(known.Addr, c.Addr):
 		case known.unreachable:
@@ -334,21 +425,39 @@ func (m *lookupMachine) add(c transport.Contact, depth int, via netip.AddrPort) 
 	pos, _ := slices.BinarySearchFunc(m.cands, c.ID, func(x *candidate, id block.ID) int {
 		return CompareDistance(x.ID, id, m.p.target)
 	})
-	limit := maxLookupCandidatesPerK * m.p.k
-	if pos >= limit {
+	// The bound counts the candidates still in play: failed ones (a
+	// liar's inventions among them) must not push live ones out.
+	limit, inPlay := maxLookupCandidatesPerK*m.p.k, 0
+	for _, x := range m.cands[:pos] {
+		if x.state != failed {
+			inPlay++
+		}
+	}
+	if inPlay >= limit {
 		return
 	}
 	ask, failing := m.p.table(c)
-	cand := &candidate{Contact: ask, depth: depth, failing: failing}
+	cand := &candidate{Contact: ask, depth: depth, failing: failing, introducer: introducer, vouched: 1}
 	if !addrMatches(ask.Addr, c.Addr) {
 		cand.alt = c.Addr
 	}
 	m.known[c.ID] = cand
 	m.cands = slices.Insert(m.cands, pos, cand)
-	if last := m.cands[len(m.cands)-1]; len(m.cands) > limit && last.state != waiting && last.state != stalled {
-		// It stays known: heard of again, it is not added again.
-		m.cands = m.cands[:len(m.cands)-1]
+	// Past the bound, the farthest fresh candidates go; they may come
+	// back if named again.
+	n := 0
+	kept := m.cands[:0]
+	for _, x := range m.cands {
+		if x.state != failed {
+			n++
+		}
+		if n > limit && x.state == fresh {
+			delete(m.known, x.ID)
+			continue
+		}
+		kept = append(kept, x)
 	}
+	m.cands = kept
 }
 
 // next returns the closest fresh contact among the K closest that have

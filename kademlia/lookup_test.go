@@ -41,16 +41,18 @@ var updateTranscripts = flag.Bool("rewrite", false, "rewrite the expected output
 //	start [at=T] [stall=D]          the table's closest (input)
 //	nodes FROM [at=T]               FROM answered NODES (input)
 //	block FROM [at=T]               FROM answered a verified BLOCK
-//	fail FROM [at=T] [fault=X]      the request failed; X is whom to
+//	fail FROM [at=T] [fault=X] [wrong]
+//	                                the request failed; X is whom to
 //	                                charge: FROM's contact (default),
-//	                                none, or a contact
+//	                                none, or a contact; wrong: another
+//	                                node answered at the address
 //	tick at=T                       the stall timer fired
 //	cancel [at=T]                   the caller gave up
 //	result                          the K closest that answered, stats
 //
 // A step prints what the driver must do: "send", "send-stalled" (asked
 // as stalled from the start), "stalled" and "charge" (routing-table
-// charges), "timer T", "done".
+// charges), "liar" (drop from the routing table), "timer T", "done".
 //
 // Run with -rewrite to rewrite the expected outputs, then review the diff.
 func TestLookupTranscripts(t *testing.T) {
@@ -276,7 +278,7 @@ func (tr *transcript) run(c transcriptCase) (string, error) {
 	case "block":
 		ev.kind, ev.block, ev.lifetime = evBlock, []byte("the block"), 60
 	case "fail":
-		ev.kind = evFailed
+		ev.kind, ev.wrongPeer = evFailed, slices.Contains(pos, "wrong")
 		if known := tr.m.known[from.ID]; known != nil {
 			ev.fault = known.Contact
 		}
@@ -367,7 +369,7 @@ func (tr *transcript) ready(rd lookupReady) string {
 	for _, l := range []struct {
 		what string
 		cs   []transport.Contact
-	}{{"send", sent}, {"send-stalled", sentStalled}, {"stalled", rd.stalled}, {"charge", rd.charge}} {
+	}{{"send", sent}, {"send-stalled", sentStalled}, {"stalled", rd.stalled}, {"charge", rd.charge}, {"liar", rd.liars}} {
 		if len(l.cs) > 0 {
 			out = append(out, l.what+" "+names(l.cs))
 		}

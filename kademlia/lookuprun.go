@@ -2,6 +2,7 @@ package kademlia
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -72,6 +73,10 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool) (*
 		for _, c := range rd.charge {
 			d.table.failed(c)
 		}
+		for _, c := range rd.liars {
+			d.log.Warn("kademlia: peer named a contact at another node's address", "peer", c.ID.Short())
+			d.table.remove(c.ID)
+		}
 		for _, c := range rd.send {
 			go d.lookupQuery(qctx, c, target, wantBlock, results)
 		}
@@ -112,6 +117,7 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool) (*
 func (d *DHT) lookupEvent(m *lookupMachine, r lookupResult) lookupEvent {
 	ev := lookupEvent{kind: evFailed, from: r.to, fault: r.fault}
 	if r.err != nil {
+		ev.wrongPeer = errors.Is(r.err, transport.ErrWrongPeer)
 		d.log.Debug("kademlia: lookup request failed", "target", m.p.target.Short(), "peer", r.to.Short(), "err", r.err)
 		return ev
 	}

@@ -36,7 +36,7 @@ func TestSimulation(t *testing.T) {
 			t.Errorf("only %d of %d lookups found the true %d closest", f.Exact, f.Lookups, kademlia.K)
 		}
 
-		ids := s.StoreFromClients(ctx, t, 25, 20)
+		ids := s.StoreFromClients(ctx, t, 25, 20, nil)
 		s.FailFraction(0.25)
 		before := s.ReplicasAtClosest(ctx, ids, kademlia.K)
 		t.Logf("lookups right after the failures: %v", s.RunLookups(ctx, t, s.Live(), 200))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"sync"
 	"testing"
@@ -99,11 +100,17 @@ func (s *Net) identities(n int) []*identity.Identity {
 // Add starts a node for ident; it joins nothing yet.
 func (s *Net) Add(ident *identity.Identity, client bool) *Node {
 	s.t.Helper()
+	return s.AddAt(ident, client, netip.AddrPort{})
+}
+
+// AddAt starts a node for ident at addr (zero: the network picks one).
+func (s *Net) AddAt(ident *identity.Identity, client bool, addr netip.AddrPort) *Node {
+	s.t.Helper()
 	var obs transport.Observer
 	if s.Observe != nil {
 		obs = s.Observe(ident.ID())
 	}
-	ep, err := s.Mem.Listen(ident, transport.MemEndpointConfig{Client: client, Observer: obs})
+	ep, err := s.Mem.Listen(ident, transport.MemEndpointConfig{Client: client, Observer: obs, Addr: addr})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -209,11 +216,21 @@ func ContactIDs(cs []transport.Contact) []block.ID {
 // empty network the first node is the seed everyone else finds.
 func (s *Net) Join(ctx context.Context, nodes []*Node, wave int) {
 	s.t.Helper()
-	var members []*Node
-	for _, n := range s.Live() {
-		if n.DHT.Size() > 0 {
-			members = append(members, n)
+	s.JoinThrough(ctx, nodes, nil, wave)
+}
+
+// JoinThrough is Join with each node knowing one random node of members
+// (nil: the live full nodes that joined before).
+func (s *Net) JoinThrough(ctx context.Context, nodes, members []*Node, wave int) {
+	s.t.Helper()
+	if members == nil {
+		for _, n := range s.Live() {
+			if n.DHT.Size() > 0 {
+				members = append(members, n)
+			}
 		}
+	} else {
+		members = slices.Clone(members)
 	}
 	if len(members) == 0 && len(nodes) > 0 {
 		members, nodes = nodes[:1], nodes[1:]

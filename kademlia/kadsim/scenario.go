@@ -110,10 +110,12 @@ func RunJobs(ctx context.Context, t testing.TB, live []*Node, jobs []Job) *Figur
 }
 
 // StoreFromClients starts clients client-mode nodes that each put
-// perClient small data blocks, and returns the blocks' IDs.
-func (s *Net) StoreFromClients(ctx context.Context, t testing.TB, clients, perClient int) []block.ID {
+// perClient small data blocks, and returns the blocks' IDs. Each client
+// joins through a random node of through (nil: any live node), as a
+// client joins through its own node.
+func (s *Net) StoreFromClients(ctx context.Context, t testing.TB, clients, perClient int, through []*Node) []block.ID {
 	cs := s.AddNodes(clients, true)
-	s.Join(ctx, cs, clients)
+	s.JoinThrough(ctx, cs, through, clients)
 	blocks := make([][]byte, clients*perClient)
 	for i := range blocks {
 		blocks[i] = s.DataBlock()
