@@ -2,6 +2,8 @@ package kademlia_test
 
 import (
 	"math"
+
+	"github.com/flowmail/flowmail/block"
 	"net/netip"
 	"slices"
 	"testing"
@@ -14,10 +16,13 @@ import (
 
 // TestAdversarialSimulation runs a network where a fifth of the nodes
 // collude (kadsim.Adversary): they lie in NODES (naming each other and
-// made-up IDs at dead addresses), drop STOREs and answer LIST with junk;
-// K of them are Sybils ground next to one victim's address, from two IP
-// groups. Honest clients store blocks; honest nodes get them, before and
-// after a republish round. 1,000 nodes (FLOWMAIL_LONG=1: 10,000).
+// made-up IDs at dead addresses and at each other's addresses), drop
+// STOREs and answer LIST with junk. K of them are quiet Sybils ground
+// next to one victim's address, from two IP groups: they answer like
+// honest nodes and drop STOREs. Honest clients (joined through honest
+// nodes, as a client joins through its own) store blocks, some ground
+// next to the victim; honest nodes get them, before and after a
+// republish round. 1,000 nodes (FLOWMAIL_LONG=1: 10,000).
 func TestAdversarialSimulation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulation skipped in -short mode")
@@ -44,7 +49,7 @@ func TestAdversarialSimulation(t *testing.T) {
 		s.Join(ctx, all, 50)
 		adv := s.NewAdversary()
 		for _, sy := range sybils {
-			adv.Corrupt(sy)
+			adv.CorruptQuiet(sy)
 		}
 		liars := n/5 - len(sybils)
 		for _, x := range honestAndLiars[:liars] {
@@ -54,6 +59,23 @@ func TestAdversarialSimulation(t *testing.T) {
 		t.Logf("%d nodes joined in %v virtual; %d adversarial (%d Sybils sharing %d bits with the victim %v)", n, time.Since(start), len(adv.Members()), len(sybils), bits, victim.Short())
 
 		ids := s.StoreFromClients(ctx, t, 25, 20, honest)
+		// The victim's blocks land next to the Sybils.
+		writer := s.AddNodes(1, true)[0]
+		s.JoinThrough(ctx, []*kadsim.Node{writer}, honest, 1)
+		var near []block.ID
+		for range 20 {
+			b := s.GrindBlock(victim, bits+4)
+			if _, err := writer.DHT.Put(ctx, b, 24*time.Hour); err != nil {
+				t.Errorf("put next to the victim: %v", err)
+			}
+			near = append(near, block.Sum(b))
+		}
+		s.Kill(writer)
+		nearGot := s.CountRetrievable(ctx, honest, near)
+		t.Logf("blocks next to the victim, where the Sybils are: %d of %d retrievable", nearGot, len(near))
+		if nearGot < len(near) {
+			t.Errorf("the Sybils next to the victim swallowed %d of its %d blocks", len(near)-nearGot, len(near))
+		}
 		got := s.CountRetrievable(ctx, honest, ids) + s.CountRetrievable(ctx, honest, ids)
 		t.Logf("gets of honest blocks from honest nodes: %d of %d", got, 2*len(ids))
 		if got*100 < 99*2*len(ids) {

@@ -42,7 +42,10 @@
 //     (docs/PROTOCOL.md section 8). A request unanswered for the stall
 //     time frees its slot and is charged a failure, but its answer is
 //     still used; a contact the table knows as failing is asked as
-//     stalled from the start. testdata/lookup holds its transcripts.
+//     stalled from the start. A peer whose answer names a contact at
+//     another node's address, or mostly unreachable ones, is no longer
+//     trusted; at most BucketIPLimit contacts of one IP group count
+//     among the K closest. testdata/lookup holds its transcripts.
 //   - lookuprun.go: the driver: goroutines that carry the machine's
 //     requests to the transport and the outcomes back.
 //   - stall.go: the stall time, adaptive (RFC 6298's srtt + 4·rttvar of

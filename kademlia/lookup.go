@@ -90,6 +90,11 @@ type lookupParams struct {
 	// a handshake verified, else c) and whether the last request to that
 	// contact failed or stalled. Nil: the table knows nobody.
 	table func(c transport.Contact) (ask transport.Contact, failing bool)
+	// groupLimit bounds the contacts of one IP group (/24, /48) among
+	// the K closest a lookup asks, waits for and returns, so one host's
+	// Sybils ground next to a target take few of its places (<= 0: no
+	// bound).
+	groupLimit int
 }
 
 type lookupEventKind uint8
@@ -301,9 +306,6 @@ func (m *lookupMachine) ended(ev lookupEvent, rd *lookupReady) {
 		m.active--
 	}
 	m.judge(c, ev, rd)
-	if c.state == failed {
-		return // its introducer was found lying, and so was it
-	}
 	switch ev.kind {
 	case evNodes:
 		c.state = answered
@@ -464,11 +466,12 @@ func (m *lookupMachine) add(c transport.Contact, depth int, from *candidate) {
 // neither failed nor stalled, or nil when all of those were asked.
 func (m *lookupMachine) next() *candidate {
 	n := 0
+	g := m.groupCounter()
 	for _, c := range m.cands {
-		switch c.state {
-		case failed, stalled:
+		switch {
+		case c.state == failed, c.state == stalled, !g.fits(c):
 			continue
-		case fresh:
+		case c.state == fresh:
 			return c
 		}
 		if n++; n == m.p.k {
@@ -476,6 +479,41 @@ func (m *lookupMachine) next() *candidate {
 		}
 	}
 	return nil
+}
+
+// groupCounter counts the candidates of each IP group a walk over the
+// closest has taken, for lookupParams.groupLimit. A walk takes at most K
+// candidates, so at most K groups: no map needed.
+type groupCounter struct {
+	limit  int
+	n      int
+	groups [K]netip.Prefix
+	counts [K]int
+}
+
+func (m *lookupMachine) groupCounter() *groupCounter { return &groupCounter{limit: m.p.groupLimit} }
+
+// fits reports whether c's group has room, and takes its place if so.
+func (g *groupCounter) fits(c *candidate) bool {
+	if g.limit <= 0 {
+		return true
+	}
+	grp := ipGroup(c.Addr.Addr())
+	for i := range g.n {
+		if g.groups[i] == grp {
+			if g.counts[i] >= g.limit {
+				return false
+			}
+			g.counts[i]++
+			return true
+		}
+	}
+	if g.n == len(g.groups) {
+		return true // past K groups the walk is over anyway
+	}
+	g.groups[g.n], g.counts[g.n] = grp, 1
+	g.n++
+	return true
 }
 
 // terminated reports the termination rule (docs/PROTOCOL.md section 8):
@@ -487,14 +525,17 @@ func (m *lookupMachine) next() *candidate {
 // lookup has left, and it waits for them.
 func (m *lookupMachine) terminated() bool {
 	n, stalledLeft := 0, false
+	g := m.groupCounter()
 	for _, c := range m.cands {
-		switch c.state {
-		case failed:
+		switch {
+		case c.state == failed:
 			continue
-		case stalled:
+		case c.state == stalled:
 			stalledLeft = true
 			continue
-		case fresh, waiting:
+		case !g.fits(c):
+			continue
+		case c.state == fresh, c.state == waiting:
 			return false
 		}
 		if n++; n == m.p.k {
@@ -504,11 +545,13 @@ func (m *lookupMachine) terminated() bool {
 	return !stalledLeft
 }
 
-// closest returns the K closest contacts that answered, closest first.
+// closest returns the K closest contacts that answered, closest first,
+// at most groupLimit of one IP group.
 func (m *lookupMachine) closest() []transport.Contact {
 	var out []transport.Contact
+	g := m.groupCounter()
 	for _, c := range m.cands {
-		if c.state == answered {
+		if c.state == answered && g.fits(c) {
 			out = append(out, c.Contact)
 			if len(out) == m.p.k {
 				break

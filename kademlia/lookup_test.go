@@ -36,7 +36,7 @@ var updateTranscripts = flag.Bool("rewrite", false, "rewrite the expected output
 //
 // Commands:
 //
-//	init k=N alpha=N [stall=D] [block] [failing=05,06] [self=ff]
+//	init k=N alpha=N [stall=D] [block] [failing=05,06] [self=ff] [groups=N]
 //	     [held=05@addr,...]          the routing table holds 05 at addr
 //	start [at=T] [stall=D]          the table's closest (input)
 //	nodes FROM [at=T]               FROM answered NODES (input)
@@ -318,6 +318,8 @@ func (tr *transcript) init(args map[string]string, pos []string) error {
 			_, err = fmt.Sscan(v, &p.k)
 		case "alpha":
 			_, err = fmt.Sscan(v, &p.alpha)
+		case "groups":
+			_, err = fmt.Sscan(v, &p.groupLimit)
 		case "stall":
 			tr.stall, err = time.ParseDuration(v)
 		case "self":

@@ -47,7 +47,8 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool) (*
 	m := newLookupMachine(lookupParams{
 		self: d.cfg.ID, target: target, wantBlock: wantBlock,
 		k: d.cfg.K, alpha: d.cfg.Alpha,
-		table: d.table.preferred,
+		table:      d.table.preferred,
+		groupLimit: d.cfg.BucketIPLimit,
 	})
 	d.stats.lookups.Add(1)
 	d.table.lookedUp(target, d.now())

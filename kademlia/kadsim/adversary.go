@@ -55,6 +55,24 @@ func (a *Adversary) Corrupt(n *Node) {
 	})
 }
 
+// CorruptQuiet makes n a quiet member: it answers every request as an
+// honest node would, except STORE, which it acknowledges and drops. A
+// quiet member is never caught lying; ground next to a target, it takes
+// the places where the target's blocks should be stored.
+func (a *Adversary) CorruptQuiet(n *Node) {
+	a.mu.Lock()
+	a.members = append(a.members, n)
+	a.mu.Unlock()
+	n.EP.SetHandler(func(ctx context.Context, from transport.Peer, req []byte) []byte {
+		if m, err := kademlia.Decode(req); err == nil {
+			if _, ok := m.(kademlia.Store); ok {
+				return encode(kademlia.OK{})
+			}
+		}
+		return n.DHT.Handle(ctx, from, req)
+	})
+}
+
 // Members returns the coalition's nodes.
 func (a *Adversary) Members() []*Node {
 	a.mu.Lock()
@@ -146,6 +164,16 @@ func (a *Adversary) junkListing(m kademlia.List) kademlia.Listed {
 		out.Entries = append(out.Entries, kademlia.ListedEntry{ID: id, StoredAt: uint64(time.Now().Unix())})
 	}
 	return out
+}
+
+// GrindBlock returns a small valid data block whose ID shares at least
+// bits leading bits with target.
+func (s *Net) GrindBlock(target block.ID, bits int) []byte {
+	for {
+		if b := s.DataBlock(); block.CommonPrefixLen(block.Sum(b), target) >= bits {
+			return b
+		}
+	}
 }
 
 // GrindSybils returns count identities whose IDs share at least bits
