@@ -369,7 +369,7 @@ func TestBootstrapFromSavedContacts(t *testing.T) {
 		}
 		// A restart: the same identity on a fresh endpoint and table.
 		s.Kill(nodes[3])
-		again := s.Add(nodes[3].Ident, false)
+		again := s.Add(nodes[3].Identity(), false)
 		contacts := make([]transport.Contact, len(cs))
 		for i, c := range cs {
 			contacts[i] = c.Contact
@@ -667,7 +667,8 @@ func TestLookupDoesNotChargeAContactForAnAddressItWasNotAt(t *testing.T) {
 // H at the address of another node (so the request fails on the wrong
 // key) and answers before an honest node names H at its real address.
 // Whether the honest answer comes before or after the failure, the
-// lookup asks H again at the real address and finds it.
+// lookup asks H again at the real address and finds it; the liar leaves
+// A's routing table.
 func TestLookupTriesTheSecondAddressHeard(t *testing.T) {
 	tests := map[string]struct {
 		honest, wrong time.Duration // one-way delays from A
@@ -713,8 +714,12 @@ func TestLookupTriesTheSecondAddressHeard(t *testing.T) {
 				if len(got) == 0 || got[0] != h.Contact() {
 					t.Fatalf("lookup of H found %v, want H at %v first", got, h.EP.LocalAddr())
 				}
-				if st.Failed != 1 {
-					t.Errorf("%d requests failed, want 1 (H at the wrong address)", st.Failed)
+				// H at the wrong address, and the liar, found out.
+				if st.Failed != 2 {
+					t.Errorf("%d requests failed, want 2 (H at the wrong address, and the liar)", st.Failed)
+				}
+				if slices.ContainsFunc(a.DHT.Contacts(), func(c kademlia.ContactInfo) bool { return c.ID == liar.ID() }) {
+					t.Error("the liar that named H at another node's address stayed in the routing table")
 				}
 			})
 		})

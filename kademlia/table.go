@@ -1,6 +1,7 @@
 package kademlia
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"sync"
@@ -23,6 +24,19 @@ type ContactInfo struct {
 	Failures int // consecutive failed requests
 }
 
+// entry is a routing-table contact as the table keeps it: compact, since
+// a simulation holds a hundred thousand tables. Times are Unix
+// nanoseconds.
+type entry struct {
+	transport.Contact
+	added, lastSeen int64
+	failures        int
+}
+
+func (e *entry) info(self block.ID) ContactInfo {
+	return ContactInfo{Contact: e.Contact, Bucket: block.CommonPrefixLen(self, e.ID), Added: time.Unix(0, e.added), LastSeen: time.Unix(0, e.lastSeen), Failures: e.failures}
+}
+
 // tableLimits are the routing table's knobs (see Config).
 type tableLimits struct {
 	k           int
@@ -33,16 +47,16 @@ type tableLimits struct {
 }
 
 type bucket struct {
-	live []*ContactInfo // least recently seen first
+	live []*entry // least recently seen first
 	// cache holds contacts that found the bucket full, most recently seen
 	// last; one of them takes the place of a live contact that fails.
-	cache []*ContactInfo
+	cache []*entry
 	// checking is the live contact whose liveness a newcomer waits on:
 	// set when a contact lands in a full bucket's cache, cleared when the
 	// ping is handed out (pendingChecks) and answered (checked).
 	needsCheck bool
 	checking   block.ID
-	lastLookup time.Time
+	lastLookup int64 // Unix nanoseconds
 }
 
 // table is the routing table: K-buckets by common prefix length with the
@@ -53,9 +67,12 @@ type table struct {
 	self   block.ID
 	limits tableLimits
 
-	mu      sync.Mutex
-	buckets [numBuckets]bucket
-	groups  map[netip.Prefix]int // live contacts per IP group
+	mu sync.Mutex
+	// buckets grow on demand: a table of n nodes fills about log2(n)
+	// buckets, and the deeper ones would be empty. A bucket not yet
+	// allocated is empty and was last looked up at created.
+	buckets []bucket
+	created int64
 	size    int
 	top     int // deepest bucket that may hold live contacts
 	dropped droppedSet
@@ -137,11 +154,31 @@ func addrMatches(held, addr netip.AddrPort) bool {
 // newTable returns an empty table; its buckets count as looked up at now,
 // so the first refresh comes an interval after the bootstrap.
 func newTable(self block.ID, l tableLimits, now time.Time) *table {
-	t := &table{self: self, limits: l, groups: make(map[netip.Prefix]int)}
-	for i := range t.buckets {
-		t.buckets[i].lastLookup = now
+	return &table{self: self, limits: l, created: now.UnixNano()}
+}
+
+// bucketAt returns bucket i, allocating the buckets up to it.
+func (t *table) bucketAt(i int) *bucket {
+	for len(t.buckets) <= i {
+		t.buckets = append(t.buckets, bucket{lastLookup: t.created})
 	}
-	return t
+	return &t.buckets[i]
+}
+
+// peek returns bucket i, or nil when it was never allocated (empty).
+func (t *table) peek(i int) *bucket {
+	if i >= len(t.buckets) {
+		return nil
+	}
+	return &t.buckets[i]
+}
+
+// liveIn returns the live contacts of bucket i.
+func (t *table) liveIn(i int) []*entry {
+	if b := t.peek(i); b != nil {
+		return b.live
+	}
+	return nil
 }
 
 // ipGroup is the prefix whose hosts are likely under one operator: /24
@@ -163,7 +200,7 @@ func (t *table) bucketIndex(id block.ID) int {
 	return block.CommonPrefixLen(t.self, id)
 }
 
-func indexOf(es []*ContactInfo, id block.ID) int {
+func indexOf(es []*entry, id block.ID) int {
 	for i, e := range es {
 		if e.ID == id {
 			return i
@@ -174,11 +211,18 @@ func indexOf(es []*ContactInfo, id block.ID) int {
 
 // groupFits reports whether one more live contact of group g may enter b
 // (without counting the contact being replaced, if any).
-func (t *table) groupFits(b *bucket, g netip.Prefix, replacing *ContactInfo) bool {
+func (t *table) groupFits(b *bucket, g netip.Prefix, replacing *entry) bool {
 	if t.limits.tableIP >= 0 {
-		n := t.groups[g]
-		if replacing != nil && ipGroup(replacing.Addr.Addr()) == g {
-			n--
+		// Counted when needed, not kept: a map per table costs more
+		// memory than the scan costs time (it runs only when a contact
+		// enters or moves).
+		n := 0
+		for i := range t.buckets {
+			for _, e := range t.buckets[i].live {
+				if e != replacing && ipGroup(e.Addr.Addr()) == g {
+					n++
+				}
+			}
 		}
 		if n >= t.limits.tableIP {
 			return false
@@ -198,20 +242,15 @@ func (t *table) groupFits(b *bucket, g netip.Prefix, replacing *ContactInfo) boo
 	return true
 }
 
-func (t *table) addLive(b *bucket, e *ContactInfo) {
-	t.top = max(t.top, e.Bucket)
+func (t *table) addLive(b *bucket, e *entry) {
+	t.top = max(t.top, t.bucketIndex(e.ID))
 	b.live = append(b.live, e)
-	t.groups[ipGroup(e.Addr.Addr())]++
 	t.size++
 }
 
 func (t *table) dropLive(b *bucket, i int) {
 	e := b.live[i]
 	b.live = slices.Delete(b.live, i, i+1)
-	g := ipGroup(e.Addr.Addr())
-	if t.groups[g]--; t.groups[g] <= 0 {
-		delete(t.groups, g)
-	}
 	t.size--
 	if b.checking == e.ID {
 		b.checking = block.ID{}
@@ -227,7 +266,7 @@ func (t *table) seen(c transport.Contact, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.dropped.remove(c)
-	b := &t.buckets[t.bucketIndex(c.ID)]
+	b := t.bucketAt(t.bucketIndex(c.ID))
 	if i := indexOf(b.live, c.ID); i >= 0 {
 		e := b.live[i]
 		if e.Addr != c.Addr {
@@ -244,18 +283,18 @@ func (t *table) seen(c transport.Contact, now time.Time) bool {
 		} else if i != len(b.live)-1 {
 			b.live = append(slices.Delete(b.live, i, i+1), e)
 		}
-		e.LastSeen, e.Failures = now, 0
+		e.lastSeen, e.failures = now.UnixNano(), 0
 		if b.checking == c.ID {
 			b.checking = block.ID{}
 		}
 		return true
 	}
-	e := &ContactInfo{Contact: c, Bucket: t.bucketIndex(c.ID), Added: now}
+	e := &entry{Contact: c, added: now.UnixNano()}
 	if i := indexOf(b.cache, c.ID); i >= 0 {
 		e = b.cache[i]
 		b.cache = slices.Delete(b.cache, i, i+1)
 	}
-	e.Addr, e.LastSeen, e.Failures = c.Addr, now, 0
+	e.Addr, e.lastSeen, e.failures = c.Addr, now.UnixNano(), 0
 	if len(b.live) < t.limits.k {
 		if !t.groupFits(b, ipGroup(c.Addr.Addr()), nil) {
 			return false
@@ -312,10 +351,14 @@ func (t *table) stalled(c transport.Contact) { t.charge(c, false) }
 func (t *table) charge(c transport.Contact, replaceAtOnce bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := &t.buckets[t.bucketIndex(c.ID)]
+	b := t.peek(t.bucketIndex(c.ID))
+	if b == nil {
+		t.dropped.add(c)
+		return
+	}
 	if i := indexOf(b.live, c.ID); i >= 0 && addrMatches(b.live[i].Addr, c.Addr) {
 		e := b.live[i]
-		if e.Failures++; e.Failures >= t.limits.maxFailures || replaceAtOnce && len(b.cache) > 0 {
+		if e.failures++; e.failures >= t.limits.maxFailures || replaceAtOnce && len(b.cache) > 0 {
 			t.dropLive(b, i)
 			t.promote(b)
 			t.dropped.add(e.Contact)
@@ -334,9 +377,9 @@ func (t *table) charge(c transport.Contact, replaceAtOnce bool) {
 func (t *table) failing(c transport.Contact) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := &t.buckets[t.bucketIndex(c.ID)]
-	if i := indexOf(b.live, c.ID); i >= 0 && addrMatches(b.live[i].Addr, c.Addr) {
-		return b.live[i].Failures > 0
+	live := t.liveIn(t.bucketIndex(c.ID))
+	if i := indexOf(live, c.ID); i >= 0 && addrMatches(live[i].Addr, c.Addr) {
+		return live[i].failures > 0
 	}
 	return t.dropped.has(c)
 }
@@ -348,9 +391,9 @@ func (t *table) failing(c transport.Contact) bool {
 func (t *table) preferred(c transport.Contact) (transport.Contact, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := &t.buckets[t.bucketIndex(c.ID)]
-	if i := indexOf(b.live, c.ID); i >= 0 {
-		return b.live[i].Contact, b.live[i].Failures > 0
+	live := t.liveIn(t.bucketIndex(c.ID))
+	if i := indexOf(live, c.ID); i >= 0 {
+		return live[i].Contact, live[i].failures > 0
 	}
 	return c, t.dropped.has(c)
 }
@@ -365,15 +408,15 @@ const revalidateAfter = ContactFreshness * 2 / 3
 func (t *table) stale(cutoff time.Time, n int) []transport.Contact {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var old []*ContactInfo
+	var old []*entry
 	for i := range t.buckets {
 		for _, e := range t.buckets[i].live {
-			if e.LastSeen.Before(cutoff) {
+			if e.lastSeen < cutoff.UnixNano() {
 				old = append(old, e)
 			}
 		}
 	}
-	slices.SortFunc(old, func(a, b *ContactInfo) int { return a.LastSeen.Compare(b.LastSeen) })
+	slices.SortFunc(old, func(a, b *entry) int { return cmp.Compare(a.lastSeen, b.lastSeen) })
 	out := make([]transport.Contact, 0, min(n, len(old)))
 	for _, e := range old[:min(n, len(old))] {
 		out = append(out, e.Contact)
@@ -410,7 +453,10 @@ func (t *table) pendingChecks() []transport.Contact {
 func (t *table) checked(c transport.Contact, alive bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := &t.buckets[t.bucketIndex(c.ID)]
+	b := t.peek(t.bucketIndex(c.ID))
+	if b == nil {
+		return
+	}
 	if b.checking == c.ID {
 		b.checking = block.ID{}
 	}
@@ -428,7 +474,10 @@ func (t *table) checked(c transport.Contact, alive bool) {
 func (t *table) remove(id block.ID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := &t.buckets[t.bucketIndex(id)]
+	b := t.peek(t.bucketIndex(id))
+	if b == nil {
+		return
+	}
 	if i := indexOf(b.live, id); i >= 0 {
 		t.dropLive(b, i)
 		t.promote(b)
@@ -443,7 +492,7 @@ func (t *table) remove(id block.ID) {
 func (t *table) closest(target block.ID, n int, except block.ID) []transport.Contact {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.closestLocked(target, n, func(e *ContactInfo) bool { return e.ID != except })
+	return t.closestLocked(target, n, func(e *entry) bool { return e.ID != except })
 }
 
 // ContactFreshness is how long after this node last verified a contact
@@ -460,8 +509,8 @@ const ContactFreshness = 15 * time.Minute
 func (t *table) closestAnswer(target block.ID, n int, requester transport.Peer, now time.Time) []transport.Contact {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.closestLocked(target, n, func(e *ContactInfo) bool {
-		return e.ID != requester.ID && e.Failures == 0 && now.Sub(e.LastSeen) <= ContactFreshness && usableAddr(e.Addr, requester.Addr)
+	return t.closestLocked(target, n, func(e *entry) bool {
+		return e.ID != requester.ID && e.failures == 0 && now.UnixNano()-e.lastSeen <= int64(ContactFreshness) && usableAddr(e.Addr, requester.Addr)
 	})
 }
 
@@ -472,18 +521,18 @@ func (t *table) closestAnswer(target block.ID, n int, requester transport.Peer, 
 //     self^target on bits 0..i-1 and differ at bit i; so it is closer than
 //     every deeper bucket when bit i of self^target is 1, farther when 0;
 //   - a bucket i < c shares exactly i bits: farther as i falls.
-func (t *table) closestLocked(target block.ID, n int, keep func(*ContactInfo) bool) []transport.Contact {
+func (t *table) closestLocked(target block.ID, n int, keep func(*entry) bool) []transport.Contact {
 	if n <= 0 {
 		return nil
 	}
 	// Room for a whole bucket past n: take appends one before trimming.
 	out := make([]transport.Contact, 0, n+t.limits.k)
 	take := func(i int) {
-		if len(out) == n || len(t.buckets[i].live) == 0 {
+		if len(out) == n || len(t.liveIn(i)) == 0 {
 			return
 		}
 		from := len(out)
-		for _, e := range t.buckets[i].live {
+		for _, e := range t.liveIn(i) {
 			if keep(e) {
 				out = append(out, e.Contact)
 			}
@@ -550,7 +599,7 @@ func (t *table) contacts() []ContactInfo {
 	out := make([]ContactInfo, 0, t.size)
 	for i := range t.buckets {
 		for _, e := range t.buckets[i].live {
-			out = append(out, *e)
+			out = append(out, e.info(t.self))
 		}
 	}
 	return out
@@ -563,7 +612,7 @@ func (t *table) lookedUp(target block.ID, now time.Time) {
 		return
 	}
 	t.mu.Lock()
-	t.buckets[i].lastLookup = now
+	t.bucketAt(i).lastLookup = now.UnixNano()
 	t.mu.Unlock()
 }
 
@@ -574,7 +623,7 @@ func (t *table) lookedUp(target block.ID, now time.Time) {
 // so buckets 0 to m remain (m is the farthest contact's bucket when the
 // table holds fewer than K).
 func (t *table) staleBuckets(cutoff time.Time) []int {
-	return t.farBuckets(func(b *bucket) bool { return b.lastLookup.Before(cutoff) })
+	return t.farBuckets(func(b *bucket) bool { return b.lastLookup < cutoff.UnixNano() })
 }
 
 // emptyBuckets returns the buckets staleBuckets would consider that hold
@@ -586,14 +635,14 @@ func (t *table) emptyBuckets() []int {
 func (t *table) farBuckets(keep func(*bucket) bool) []int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	near := t.closestLocked(t.self, t.limits.k, func(*ContactInfo) bool { return true })
+	near := t.closestLocked(t.self, t.limits.k, func(*entry) bool { return true })
 	if len(near) == 0 {
 		return nil
 	}
 	last := t.bucketIndex(near[len(near)-1].ID)
 	var out []int
 	for i := 0; i <= last; i++ {
-		if keep(&t.buckets[i]) {
+		if keep(t.bucketAt(i)) {
 			out = append(out, i)
 		}
 	}

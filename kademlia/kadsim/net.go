@@ -34,11 +34,16 @@ type Net struct {
 	// RepublishInterval, when set, is every node's
 	// Config.RepublishInterval, and the length of RepublishRound.
 	RepublishInterval time.Duration
+
+	// seeds derive the identities the net made, so nodes need not keep
+	// their private keys (a simulation of 100,000 nodes would hold 1 GB
+	// of them).
+	seeds map[block.ID][identity.SeedSize]byte
 }
 
 // Node is one simulated node.
 type Node struct {
-	Ident *identity.Identity
+	net   *Net
 	EP    *transport.MemEndpoint
 	DHT   *kademlia.DHT
 	Store blockstore.Store // nil for clients
@@ -48,6 +53,19 @@ type Node struct {
 // Contact is where peers reach n.
 func (n *Node) Contact() transport.Contact {
 	return transport.Contact{ID: n.DHT.ID(), Addr: n.EP.LocalAddr()}
+}
+
+// Identity derives n's identity again (for a restart on the same ID).
+func (n *Node) Identity() *identity.Identity {
+	seed, ok := n.net.seeds[n.ID()]
+	if !ok {
+		panic("kadsim: the identity of " + n.ID().Short() + " was not made by this net")
+	}
+	id, err := identity.FromSeed(seed, 0, Epoch)
+	if err != nil {
+		panic(err)
+	}
+	return id
 }
 
 // ID is n's node ID.
@@ -66,7 +84,7 @@ func MemConfig() transport.MemConfig {
 // New returns an empty network whose endpoints close when t ends.
 func New(t testing.TB, seed uint64, cfg transport.MemConfig) *Net {
 	cfg.Seed = seed
-	s := &Net{t: t, Mem: transport.NewMemNetwork(cfg), Rand: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	s := &Net{t: t, Mem: transport.NewMemNetwork(cfg), Rand: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), seeds: make(map[block.ID][identity.SeedSize]byte)}
 	t.Cleanup(s.close)
 	return s
 }
@@ -94,6 +112,9 @@ func (s *Net) identities(n int) []*identity.Identity {
 		})
 	}
 	wg.Wait()
+	for i, id := range ids {
+		s.seeds[id.ID()] = seeds[i]
+	}
 	return ids
 }
 
@@ -114,7 +135,7 @@ func (s *Net) AddAt(ident *identity.Identity, client bool, addr netip.AddrPort) 
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	n := &Node{Ident: ident, EP: ep}
+	n := &Node{net: s, EP: ep}
 	cfg := kademlia.Config{
 		ID:        ident.ID(),
 		Transport: ep,
