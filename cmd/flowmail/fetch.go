@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/emersion/go-message"
-	"github.com/emersion/go-message/mail"
+	gomail "github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 	"github.com/urfave/cli/v2"
 
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
-	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 )
 
 // maxHeaderRead bounds what headerSummary reads of a mail.
@@ -57,7 +59,7 @@ func runFetch(c *cli.Context, s *streams) error {
 	if maildir == "" {
 		maildir = filepath.Join(home, maildirName)
 	}
-	st, err := mailbuilder.OpenState(filepath.Join(home, stateDirName))
+	st, err := mailbox.OpenState(filepath.Join(home, stateDirName))
 	if err != nil {
 		return err
 	}
@@ -67,7 +69,7 @@ func runFetch(c *cli.Context, s *streams) error {
 		return err
 	}
 	defer n.Close()
-	codec, err := mailbuilder.NewCodec()
+	codec, err := mail.NewCodec()
 	if err != nil {
 		return err
 	}
@@ -90,7 +92,7 @@ func runFetch(c *cli.Context, s *streams) error {
 			}
 		}
 		prog := newFetchProgress(s.err)
-		rep, err := codec.Fetch(ctx, n, me, st, mailbuilder.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log, Progress: prog.Report})
+		rep, err := delivery.Fetch(ctx, n, codec, me, st, delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log, Progress: prog.Report})
 		prog.finish()
 		if rep != nil {
 			printReport(s, book, rep)
@@ -117,7 +119,7 @@ func runFetch(c *cli.Context, s *streams) error {
 	}
 }
 
-func printReport(s *streams, book *contactBook, rep *mailbuilder.FetchReport) {
+func printReport(s *streams, book *contactBook, rep *delivery.FetchReport) {
 	for _, d := range rep.Delivered {
 		from := identity.FormatAddress(d.From)
 		if book != nil {
@@ -165,7 +167,7 @@ func headerSummary(path string) (subject, date string) {
 	if err != nil {
 		return "?", "?"
 	}
-	mh := mail.Header{Header: message.Header{Header: h}}
+	mh := gomail.Header{Header: message.Header{Header: h}}
 	subject, _ = mh.Subject()
 	if d, err := mh.Date(); err == nil {
 		date = d.Local().Format(time.RFC1123Z)
