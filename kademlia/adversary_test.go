@@ -32,7 +32,7 @@ func TestAdversarialSimulation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
 		s := kadsim.New(t, seed, kadsim.MemConfig())
-		s.RepublishInterval = 10 * time.Minute
+		s.RepublishInterval = 6 * time.Minute
 		start := time.Now()
 		victim := s.RandomID()
 		// Closer to the victim than the K-th closest honest node by a
@@ -46,7 +46,7 @@ func TestAdversarialSimulation(t *testing.T) {
 		honestAndLiars := s.AddNodes(n-len(sybils), false)
 		all := append(slices.Clone(honestAndLiars), sybils...)
 		s.Rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-		s.Join(ctx, all, 50)
+		s.Join(ctx, all, max(50, n/40))
 		adv := s.NewAdversary()
 		for _, sy := range sybils {
 			adv.CorruptQuiet(sy)

@@ -31,9 +31,9 @@ func TestSimulation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
 		s := kadsim.New(t, seed, kadsim.MemConfig())
-		// Republishing every 10 minutes keeps the round within the
+		// Republishing every 6 minutes keeps the round within the
 		// contacts' freshness (see kadsim.Net.RepublishRound).
-		s.RepublishInterval = 10 * time.Minute
+		s.RepublishInterval = 6 * time.Minute
 		start := time.Now()
 		nodes := s.AddNodes(n, false)
 		s.Join(ctx, nodes, wave)
