@@ -84,9 +84,13 @@ func TestLookupSkipsDeadAndFindsTrueClosest(t *testing.T) {
 		s := smallNet(t, 2, k, 3)
 		nodes := s.AddNodes(40, false)
 		meshSeed(nodes)
-		target := s.RandomID()
 		from := nodes[0]
+		// The two that die and the two after them are in from's table.
+		target, held := targetHeldBy(t, s, from, nodes[1:], k)
 		closest := kadsim.TrueClosest(nodes[1:], target, 2*k)
+		if !slices.Equal(held, closest[:k]) {
+			t.Fatal("TrueClosest disagrees with itself")
+		}
 		// The two closest die; the lookup must answer with the next live
 		// ones.
 		for _, n := range nodes {
