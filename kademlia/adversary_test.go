@@ -22,13 +22,18 @@ import (
 // honest nodes and drop STOREs. Honest clients (joined through honest
 // nodes, as a client joins through its own) store blocks, some ground
 // next to the victim; honest nodes get them, before and after a
-// republish round. 1,000 nodes (FLOWMAIL_LONG=1: 10,000).
+// republish round. 1,000 nodes (400 under -race; FLOWMAIL_LONG=1:
+// 10,000).
 func TestAdversarialSimulation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulation skipped in -short mode")
 	}
 	seed := kadsim.Seed(t)
-	n := kadsim.Size(t, 1000, 10000)
+	short := 1000
+	if raceEnabled {
+		short = 400 // the same checks, within the suite's time under -race
+	}
+	n := kadsim.Size(t, short, 10000)
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
 		s := kadsim.New(t, seed, kadsim.MemConfig())
