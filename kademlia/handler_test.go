@@ -26,7 +26,8 @@ type handlerFixture struct {
 	rng   *rand.Rand
 }
 
-// fixtureClock tells the fixture's time, which the test sets.
+// fixtureClock tells the fixture's time, which the test sets, to its DHT
+// and its store.
 type fixtureClock struct {
 	clock.Real
 	f *handlerFixture
@@ -49,7 +50,7 @@ func newHandlerFixture(t *testing.T, client bool) *handlerFixture {
 	self := testID(0xaa)
 	cfg := Config{ID: self, Transport: nopTransport{}, Client: client, Clock: fixtureClock{f: f}, Rand: rand.New(rand.NewPCG(1, 1))}
 	if !client {
-		f.store = blockstore.NewMemory(blockstore.Config{Self: self, Now: func() time.Time { return f.now }})
+		f.store = blockstore.NewMemory(blockstore.Config{Self: self, Clock: fixtureClock{f: f}})
 		t.Cleanup(func() { f.store.Close() })
 		cfg.Store = f.store
 	}

@@ -27,11 +27,16 @@ var forbidden = map[string][]string{
 	"mailbox":      {"delivery", "internal/mailforge", "internal/mailtest", "pow", "identity", "transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"delivery":     {"internal/mailforge", "internal/mailtest", "transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"rendezvous":   {"identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "cmd/flowmail"},
+	"onion":        {"transport", "kademlia", "blockstore", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"node":         {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
 	"testnet":      {"internal/mailforge", "internal/mailtest", "cmd/flowmail"},
 	"cmd/flowmail": {"internal/mailforge", "internal/mailtest"},
 	// kadsim simulates DHTs for tests; see testOnly.
 	"kademlia/kadsim": {"mail", "delivery", "mailbox", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	// Only its tests import others, so nothing can come to depend on them.
+	"internal/spectest": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	// Imported by tests of every layer.
+	"internal/testseed": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 }
 
 // testOnly lists packages only tests may import: no package's own code

@@ -144,7 +144,7 @@ func (s *Net) AddAt(ident *identity.Identity, client bool, addr netip.AddrPort) 
 		Rand:      rand.New(rand.NewPCG(s.Rand.Uint64(), s.Rand.Uint64())),
 	}
 	if !client {
-		n.Store = blockstore.NewMemory(blockstore.Config{Self: ident.ID(), Now: time.Now})
+		n.Store = blockstore.NewMemory(blockstore.Config{Self: ident.ID()}) // Real: the bubble's virtual clock
 		cfg.Store = n.Store
 	}
 	cfg.RepublishInterval = s.RepublishInterval
