@@ -34,9 +34,6 @@ func ListAll(ctx context.Context, d *DHT, cs []transport.Contact, target block.I
 	return d.listAll(ctx, cs, &listCollector{target: target, entries: make(map[block.ID]*listRecord)})
 }
 
-// MaxListPages is the pages one node may list before it is a bad source.
-const MaxListPages = maxListPages
-
 // Test blocks (handler_test.go).
 var (
 	IndexBlock            = indexBlock

@@ -22,7 +22,7 @@ var ErrListIncomplete = errors.New("kademlia: listing incomplete")
 // Bounds of one List: pages per node (each up to MaxListEntries), and the
 // lookups a prefix sweep may spend (each finds up to K nodes of it).
 const (
-	maxListPages    = 64
+	MaxListPages    = 64
 	maxSweepLookups = 64
 	listParallelism = K
 	maxPrefixBits   = 255 // LIST carries bits in a u8
@@ -30,9 +30,9 @@ const (
 
 // MaxListResults bounds the entries one List keeps (docs/PROTOCOL.md
 // section 11): twice what one node may list before it is a bad source
-// (maxListPages pages of MaxListEntries), so no single node, however it
+// (MaxListPages pages of MaxListEntries), so no single node, however it
 // lies, can fill it.
-const MaxListResults = 2 * maxListPages * MaxListEntries
+const MaxListResults = 2 * MaxListPages * MaxListEntries
 
 // List collects the index blocks whose IDs share at least bits leading
 // bits with target and that were stored at or after since, from the K
@@ -43,7 +43,7 @@ const MaxListResults = 2 * maxListPages * MaxListEntries
 // stored_at any node reported.
 //
 // A node whose listing breaks the rules (out of order, outside the
-// prefix, before since, or still more after maxListPages pages) is a bad
+// prefix, before since, or still more after MaxListPages pages) is a bad
 // source: its entries are dropped and it is charged a failure. Beyond
 // MaxListResults entries List keeps those of the own store, then those
 // the most nodes listed, and wraps ErrListIncomplete.
@@ -210,7 +210,7 @@ func (col *listCollector) sorted() ([]blockstore.ListEntry, int) {
 func (col *listCollector) fromStore(ctx context.Context, s blockstore.Store) error {
 	var after *block.ID
 	var got []listedEntry
-	for range maxListPages {
+	for range MaxListPages {
 		entries, more, err := s.List(ctx, col.target, col.bits, col.since, after, MaxListEntries)
 		if err != nil {
 			col.addAll(got, true)
@@ -239,7 +239,7 @@ func (d *DHT) listAll(ctx context.Context, nodes []transport.Contact, col *listC
 
 // listAt pages through one node's listing with the after cursor. A node
 // that lists an entry out of order, outside the prefix or before since,
-// or more than maxListPages pages, is a bad source: none of its entries
+// or more than MaxListPages pages, is a bad source: none of its entries
 // are kept and it is charged a failure. One lying node must neither
 // flood the result nor, by always saying "more", make the whole List
 // incomplete.
@@ -267,7 +267,7 @@ func (d *DHT) listPages(ctx context.Context, c transport.Contact, col *listColle
 		return fmt.Errorf("LISTED from %v %s: %w", c.ID.Short(), fmt.Sprintf(format, args...), errBadSource)
 	}
 	var got []listedEntry
-	for range maxListPages {
+	for range MaxListPages {
 		m, _, err := d.request(ctx, c, req)
 		if err != nil {
 			return nil, err
@@ -296,7 +296,7 @@ func (d *DHT) listPages(ctx context.Context, c transport.Contact, col *listColle
 			return nil, bad("says more but lists nothing")
 		}
 	}
-	return nil, bad("still says more after %d pages", maxListPages)
+	return nil, bad("still says more after %d pages", MaxListPages)
 }
 
 // prefixRegion is the set of IDs that share bits leading bits with
