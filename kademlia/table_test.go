@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/internal/testseed"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -204,7 +205,7 @@ func TestTableIPGroupLimits(t *testing.T) {
 // TestTableClosestIsExact compares closest with sorting every contact, for
 // targets near and far from the own ID and the own ID itself.
 func TestTableClosestIsExact(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
+	rng := testseed.Rand(t)
 	randomID := func() block.ID {
 		var id block.ID
 		for i := range id {
