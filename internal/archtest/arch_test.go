@@ -32,11 +32,17 @@ var forbidden = map[string][]string{
 	"node":         {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
 	"testnet":      {"internal/mailforge", "internal/mailtest", "cmd/flowmail"},
 	"cmd/flowmail": {"internal/mailforge", "internal/mailtest"},
+	// kadsim simulates DHTs for tests; see testOnly.
+	"kademlia/kadsim": {"mail", "delivery", "mailbox", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	// Only its tests import others, so nothing can come to depend on them.
 	"internal/spectest": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	// Imported by tests of every layer.
 	"internal/testseed": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 }
+
+// testOnly lists packages only tests may import: no package's own code
+// depends on them.
+var testOnly = []string{"kademlia/kadsim"}
 
 type pkg struct {
 	ImportPath string
@@ -58,6 +64,13 @@ func TestImportRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		name := strings.TrimPrefix(p.ImportPath, module)
+		for _, d := range p.Deps {
+			for _, only := range testOnly {
+				if d == module+only {
+					t.Errorf("%s imports %s, which only tests may import", name, only)
+				}
+			}
+		}
 		rules, ok := forbidden[name]
 		if !ok {
 			continue
