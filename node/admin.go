@@ -77,9 +77,8 @@ func (a *adminServer) close() error {
 }
 
 // FetchStatus asks a running node's admin endpoint for its status.
+// The caller bounds the wait with ctx.
 func FetchStatus(ctx context.Context, addr string) (*Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)
 	if err != nil {
 		return nil, err

@@ -141,3 +141,18 @@ func TestSendErrorsSayWhatToDo(t *testing.T) {
 		})
 	}
 }
+
+// TestSendWithoutToSaysSo: --bcc (or nothing) without --to is a short
+// error that names --to, not the whole help.
+func TestSendWithoutToSaysSo(t *testing.T) {
+	home := t.TempDir()
+	if _, _, err := runCLI(t, "--home", home, "init", "--no-passphrase"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--bcc", "carol"}, {"--cc", "carol"}, {}} {
+		out, stderr, err := runCLI(t, append([]string{"--home", home, "send", "--body", "hi", "--bootstrap", "127.0.0.1:9"}, args...)...)
+		if err == nil || !strings.Contains(err.Error(), "--to") || strings.Contains(out+stderr, "USAGE") || strings.Contains(out+stderr, "OPTIONS") {
+			t.Errorf("send %v: %v\nstdout: %s\nstderr: %s", args, err, out, stderr)
+		}
+	}
+}
