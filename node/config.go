@@ -87,10 +87,12 @@ type Config struct {
 	// K is the replication factor and bucket size (0: kademlia.K). Lower
 	// it only for tests of small networks, where K would cover every node.
 	K int
-	// DialTimeout and RequestTimeout bound QUIC dials and requests
-	// (0: the transport's defaults).
-	DialTimeout    time.Duration
-	RequestTimeout time.Duration
+	// DialTimeout, HandshakeTimeout and RequestTimeout bound QUIC dials,
+	// handshakes (the HELLO exchange, and an incoming QUIC handshake that
+	// goes quiet) and requests (0: the transport's defaults).
+	DialTimeout      time.Duration
+	HandshakeTimeout time.Duration
+	RequestTimeout   time.Duration
 	// StallTimeout is kademlia.Config.StallTimeout: how long a lookup
 	// waits on a silent peer before passing over it (0: adaptive;
 	// negative: never, so lookups are exact however slow the machine).
@@ -154,7 +156,7 @@ func (c Config) WithDefaults() (Config, error) {
 		name string
 		v    time.Duration
 	}{{"SaveInterval", c.SaveInterval}, {"RefreshInterval", c.RefreshInterval}, {"RepublishInterval", c.RepublishInterval},
-		{"DialTimeout", c.DialTimeout}, {"RequestTimeout", c.RequestTimeout}} {
+		{"DialTimeout", c.DialTimeout}, {"HandshakeTimeout", c.HandshakeTimeout}, {"RequestTimeout", c.RequestTimeout}} {
 		if d.v < 0 {
 			return bad(d.name, d.v.String(), "must not be negative")
 		}

@@ -27,6 +27,12 @@ var (
 	ErrMainline = errors.New("node: the mainline DHT rendezvous did not start")
 	// ErrNoAdmin: nothing answers at an admin address (FetchStatus).
 	ErrNoAdmin = errors.New("node: no node answers at the admin address")
+	// ErrBadContact: a peer is not written IP:port or ID@IP:port
+	// (ParseContact).
+	ErrBadContact = errors.New("node: not a peer address (IP:port or NODEID@IP:port)")
+	// ErrBootstrapFile: a bootstrap list that is no list (too large,
+	// too many peers, none).
+	ErrBootstrapFile = errors.New("node: not a bootstrap list")
 	// ErrNotFound: no node holds the block (Get).
 	ErrNotFound = kademlia.ErrNotFound
 )

@@ -185,8 +185,9 @@ func (n *Node) openNetwork(ctx context.Context, listen string, client bool) erro
 			Advertised: n.cfg.Advertise,
 			Logger:     n.component("transport"),
 
-			DialTimeout:    n.cfg.DialTimeout,
-			RequestTimeout: n.cfg.RequestTimeout,
+			DialTimeout:      n.cfg.DialTimeout,
+			HandshakeTimeout: n.cfg.HandshakeTimeout,
+			RequestTimeout:   n.cfg.RequestTimeout,
 		})
 		if err != nil {
 			if errors.Is(err, syscall.EADDRINUSE) {

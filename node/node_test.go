@@ -55,6 +55,9 @@ func testConfig(c Config) Config {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = time.Minute
 	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = time.Minute
+	}
 	return c
 }
 

@@ -26,9 +26,8 @@ import (
 func smallNet(t *testing.T, ctx context.Context, nodes, k int) *Net {
 	t.Helper()
 	tune := func(c *node.Config) {
+		patient(c)
 		c.K = k
-		c.DialTimeout = deadDial
-		c.RequestTimeout = 2 * time.Minute
 	}
 	net, err := Start(ctx, Config{
 		Nodes:      nodes,

@@ -70,7 +70,14 @@ func fetchAll(ctx context.Context, c *node.Node, blocks [][]byte) []block.ID {
 // deadDial is the dial timeout of tests that stop nodes: a dial to a
 // live node on loopback completes well within it however busy the
 // machine, and one to a stopped node costs exactly this.
-const deadDial = 20 * time.Second
+const deadDial = time.Minute
+
+// patient gives a node of a test that stops nodes timeouts that a busy
+// machine never reaches with a live peer (handshakes and requests get
+// minutes), and a dial timeout that only a stopped node reaches.
+func patient(c *node.Config) {
+	c.DialTimeout, c.HandshakeTimeout, c.RequestTimeout = deadDial, 2*time.Minute, 2*time.Minute
+}
 
 // forgetStopped makes every running node notice that the nodes in
 // stopped are gone, as its lookups and liveness checks would over the
@@ -135,9 +142,10 @@ func TestThirtyNodesStoreFetchAndSurviveChurn(t *testing.T) {
 	//
 	// Timeouts: a request may take as long as a loaded machine needs (a
 	// STORE ends in a synced write); a dial that has not completed in
-	// 20 s is to a stopped node, which is how forgetStopped learns it.
-	exact := func(c *node.Config) { c.StallTimeout, c.DialTimeout, c.RequestTimeout = -1, deadDial, 2*time.Minute }
-	net, err := Start(ctx, Config{Nodes: 30, Dir: t.TempDir(), SingleSeed: true, Clock: clk,
+	// deadDial is to a stopped node, which is how forgetStopped learns
+	// it.
+	exact := func(c *node.Config) { patient(c); c.StallTimeout = -1 }
+	net, err := Start(ctx, Config{Nodes: 30, Dir: t.TempDir(), SingleSeed: true, Clock: clk, Logger: testLogger(t),
 		Tune: func(_ int, c *node.Config) { exact(c) }, TuneClient: exact})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,7 @@ func networkFlags() []cli.Flag {
 			Usage:   "network name (default: flowmail, or the testnet's)",
 			EnvVars: []string{"FLOWMAIL_NETWORK"},
 		},
+		requestTimeoutFlag(),
 		&cli.StringFlag{
 			Name: "admin",
 			Usage: "admin address of a `flowmail node` on this machine to join through (default: the one its config " +
@@ -46,6 +48,22 @@ func networkFlags() []cli.Flag {
 			EnvVars: []string{"FLOWMAIL_ADMIN"},
 		},
 	}
+}
+
+// requestTimeoutFlag bounds each request to a peer and each connection
+// to one. Shared by the clients and the testnet command.
+func requestTimeoutFlag() cli.Flag {
+	return &cli.DurationFlag{
+		Name:    "request-timeout",
+		Usage:   fmt.Sprintf("how long to wait for a peer to connect and answer one request (default %s, dials %s; raise it on a slow machine or link)", transport.DefaultRequestTimeout, transport.DefaultDialTimeout),
+		EnvVars: []string{"FLOWMAIL_REQUEST_TIMEOUT"},
+	}
+}
+
+// setRequestTimeout gives every per-peer timeout of c the value of
+// --request-timeout (0 leaves the defaults).
+func setRequestTimeout(c *node.Config, d time.Duration) {
+	c.DialTimeout, c.HandshakeTimeout, c.RequestTimeout = d, d, d
 }
 
 // defaultTestnetDir is where `flowmail testnet` runs without --dir, and
@@ -270,16 +288,20 @@ func startClient(ctx context.Context, c *cli.Context, s *streams) (*node.Node, e
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// Joining is a ping and a lookup or two: a few request times.
+	timeout := c.Duration("request-timeout")
+	ctx, cancel := context.WithTimeout(ctx, 3*cmp.Or(timeout, transport.DefaultRequestTimeout))
 	defer cancel()
-	n, err := node.Start(ctx, node.Config{
+	cfg := node.Config{
 		Network:    plan.network,
 		Listen:     listenFor(plan),
 		Bootstrap:  plan.peers,
 		Client:     true,
 		Logger:     log,
 		NoIPLimits: true,
-	})
+	}
+	setRequestTimeout(&cfg, timeout)
+	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		log.Debug("joining failed", "via", plan.source, "err", err)
 		return nil, joinAdvice(err, plan)

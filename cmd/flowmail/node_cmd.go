@@ -43,6 +43,7 @@ func nodeFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "reachability", Value: "auto", Usage: "auto: check that peers can reach this node, else run as a client; public: trust --listen/--advertise", EnvVars: []string{"FLOWMAIL_REACHABILITY"}}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "no-mainline", Usage: "do not look for peers in the BitTorrent mainline DHT", EnvVars: []string{"FLOWMAIL_NO_MAINLINE"}}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "mainline-router", Usage: "mainline DHT router host:port (default: the public routers; repeatable)", EnvVars: []string{"FLOWMAIL_MAINLINE_ROUTER"}}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "request-timeout", Usage: fmt.Sprintf("how long to wait for a peer to connect and answer one request, and the most spent answering one (default %s; dials %s)", transport.DefaultRequestTimeout, transport.DefaultDialTimeout), EnvVars: []string{"FLOWMAIL_REQUEST_TIMEOUT"}}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "mainline-port", Usage: "UDP port of the mainline DHT (0: any free port; never the QUIC port)", EnvVars: []string{"FLOWMAIL_MAINLINE_PORT"}}),
 	}
 }
@@ -216,7 +217,7 @@ func runNode(c *cli.Context, s *streams) error {
 	if !c.Bool("no-mainline") {
 		mainline = &node.MainlineConfig{Routers: c.StringSlice("mainline-router"), Port: c.Int("mainline-port")}
 	}
-	n, err := node.Start(ctx, node.Config{
+	cfg := node.Config{
 		Mainline:     mainline,
 		Reachability: reach,
 		DataDir:      dataDir,
@@ -229,7 +230,9 @@ func runNode(c *cli.Context, s *streams) error {
 		Admin:        c.String("admin"),
 		Logger:       log,
 		NoIPLimits:   isLoopbackListen(c.String("listen")),
-	})
+	}
+	setRequestTimeout(&cfg, c.Duration("request-timeout"))
+	n, err := node.Start(ctx, cfg)
 	if errors.Is(err, node.ErrNoPeers) {
 		return fmt.Errorf("%w: give --bootstrap IP:port (or FLOWMAIL_BOOTSTRAP, or bootstrap in the config file), or leave the mainline DHT on (no --no-mainline)", err)
 	}
@@ -239,12 +242,13 @@ func runNode(c *cli.Context, s *streams) error {
 	fmt.Fprintf(s.out, "node %s listening on %s (network %q, %d peers)\n", n.ID().Short(), n.Addr(), c.String("network"), n.DHT().Size())
 	adminFile := filepath.Join(dataDir, adminFileName)
 	if a := n.AdminAddr(); a != "" {
-		fmt.Fprintf(s.out, "metrics at http://%s/metrics, status: flowmail node status --admin %s\n", a, a)
 		// send, fetch and node status find the node through it,
-		// whatever --admin said.
+		// whatever --admin said. Written before the line below, which
+		// tells the operator (and tests) that the node is ready.
 		if err := atomicfile.Write(adminFile, []byte(a+"\n"), 0o644); err != nil {
 			log.Warn("writing the admin address for clients", "file", adminFile, "err", err)
 		}
+		fmt.Fprintf(s.out, "metrics at http://%s/metrics, status: flowmail node status --admin %s\n", a, a)
 	}
 	<-ctx.Done()
 	fmt.Fprintln(s.out, "shutting down")
