@@ -20,5 +20,5 @@
 // store keeps private copies and does not re-hash.
 //
 // It may import block and identity; it must not import transport,
-// kademlia, mailbuilder, node, testnet or cmd.
+// kademlia, mail, delivery, mailbox, node, testnet or cmd.
 package blockstore

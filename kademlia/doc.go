@@ -10,7 +10,7 @@
 // testing/synctest makes virtual; so thousands of nodes can be simulated
 // on a virtual clock.
 // It may import block, identity, blockstore and transport; it must not
-// import mailbuilder, node, testnet or cmd.
+// import mail, delivery, mailbox, node, testnet or cmd.
 //
 // # Pieces
 //

@@ -13,5 +13,5 @@
 // called: a node with the mainline DHT off simply does not call it.
 //
 // It may import block; it must not import identity, blockstore, pow,
-// transport, kademlia, mailbuilder, node, testnet or cmd.
+// transport, kademlia, mail, delivery, mailbox, node, testnet or cmd.
 package rendezvous

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/rawquic"
-	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 )
 
 // benchNet starts n full nodes and a client for a benchmark.
@@ -32,9 +34,9 @@ func oneMiBMail(b *testing.B, from, to *User) []byte {
 	b.Helper()
 	att := make([]byte, 3<<18) // 768 KiB, about 1 MiB once base64-encoded
 	crand.Read(att)
-	msg, err := mailbuilder.Compose(&mailbuilder.Message{
-		From: mailbuilder.Mailbox{Address: from.ID()}, To: []mailbuilder.Mailbox{{Address: to.ID()}},
-		Subject: "bench", Text: "bench\n", Attachments: []mailbuilder.Attachment{{Name: "a.bin", Data: att}}, Date: time.Now(),
+	msg, err := mail.Compose(&mail.Message{
+		From: mail.Mailbox{Address: from.ID()}, To: []mail.Mailbox{{Address: to.ID()}},
+		Subject: "bench", Text: "bench\n", Attachments: []mail.Attachment{{Name: "a.bin", Data: att}}, Date: time.Now(),
 	}, crand.Reader)
 	if err != nil {
 		b.Fatal(err)
@@ -69,17 +71,17 @@ func BenchmarkSendFetch1MiB(b *testing.B) {
 	if err := sender.Put(ctx, bob.Public().Block, block.MaxLifetime); err != nil {
 		b.Fatal(err)
 	}
-	key, err := mailbuilder.LookupPubkey(ctx, sender, bob.ID())
+	key, err := delivery.LookupPubkey(ctx, sender, bob.ID())
 	if err != nil {
 		b.Fatal(err)
 	}
 	msg := oneMiBMail(b, alice, bob)
-	codec, err := mailbuilder.NewCodec()
+	codec, err := mail.NewCodec()
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer codec.Close()
-	st, err := mailbuilder.OpenState(bob.StateDir())
+	st, err := mailbox.OpenState(bob.StateDir())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -88,15 +90,15 @@ func BenchmarkSendFetch1MiB(b *testing.B) {
 	b.SetBytes(int64(len(msg)))
 	b.ResetTimer()
 	for range b.N {
-		built, err := codec.Build(ctx, mailbuilder.BuildInput{Sender: alice.Identity, Recipients: []*identity.PublicKey{key}, Message: msg, Now: time.Now()}, mailbuilder.BuildOptions{})
+		built, err := codec.Build(ctx, mail.BuildInput{Sender: alice.Identity, Recipients: []*identity.PublicKey{key}, Message: msg, Now: time.Now()}, mail.BuildOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := mailbuilder.Send(ctx, sender, built, mailbuilder.SendOptions{}); err != nil {
+		if err := delivery.Send(ctx, sender, built, delivery.SendOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		built.Release()
-		rep, err := codec.Fetch(ctx, fetcher, bob.Identity, st, mailbuilder.FetchOptions{Maildir: bob.Maildir(), Now: time.Now()})
+		rep, err := delivery.Fetch(ctx, fetcher, codec, bob.Identity, st, delivery.FetchOptions{Maildir: bob.Maildir(), Now: time.Now()})
 		if err != nil || len(rep.Delivered) != 1 {
 			b.Fatalf("fetch: %v, %+v", err, rep)
 		}

@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
-	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 )
 
 // User is an identity with a home directory laid out as the CLI lays it
@@ -39,26 +41,26 @@ func (u *User) StateDir() string { return filepath.Join(u.Home, "state") }
 
 // SendMail looks up the recipients' pubkey blocks through net, builds msg
 // for them, and stores it. progress may be nil.
-func SendMail(ctx context.Context, net mailbuilder.Network, from *identity.Identity, to []block.ID, msg []byte, progress func(mailbuilder.Progress)) (*mailbuilder.Built, error) {
+func SendMail(ctx context.Context, net delivery.Network, from *identity.Identity, to []block.ID, msg []byte, progress func(mail.Progress)) (*mail.Built, error) {
 	keys := make([]*identity.PublicKey, len(to))
 	for i, addr := range to {
-		k, err := mailbuilder.LookupPubkey(ctx, net, addr)
+		k, err := delivery.LookupPubkey(ctx, net, addr)
 		if err != nil {
 			return nil, err
 		}
 		keys[i] = k
 	}
-	codec, err := mailbuilder.NewCodec()
+	codec, err := mail.NewCodec()
 	if err != nil {
 		return nil, err
 	}
 	defer codec.Close()
-	built, err := codec.Build(ctx, mailbuilder.BuildInput{Sender: from, Recipients: keys, Message: msg, Now: time.Now()},
-		mailbuilder.BuildOptions{Progress: progress})
+	built, err := codec.Build(ctx, mail.BuildInput{Sender: from, Recipients: keys, Message: msg, Now: time.Now()},
+		mail.BuildOptions{Progress: progress})
 	if err != nil {
 		return nil, err
 	}
-	if err := mailbuilder.Send(ctx, net, built, mailbuilder.SendOptions{Progress: progress}); err != nil {
+	if err := delivery.Send(ctx, net, built, delivery.SendOptions{Progress: progress}); err != nil {
 		built.Release()
 		return nil, fmt.Errorf("storing the mail: %w", err)
 	}
@@ -66,13 +68,13 @@ func SendMail(ctx context.Context, net mailbuilder.Network, from *identity.Ident
 }
 
 // FetchMail fetches u's new mail through net into u's Maildir.
-func FetchMail(ctx context.Context, net mailbuilder.Network, u *User, opt mailbuilder.FetchOptions) (*mailbuilder.FetchReport, error) {
-	st, err := mailbuilder.OpenState(u.StateDir())
+func FetchMail(ctx context.Context, net delivery.Network, u *User, opt delivery.FetchOptions) (*delivery.FetchReport, error) {
+	st, err := mailbox.OpenState(u.StateDir())
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
-	codec, err := mailbuilder.NewCodec()
+	codec, err := mail.NewCodec()
 	if err != nil {
 		return nil, err
 	}
@@ -83,5 +85,5 @@ func FetchMail(ctx context.Context, net mailbuilder.Network, u *User, opt mailbu
 	if opt.Now.IsZero() {
 		opt.Now = time.Now()
 	}
-	return codec.Fetch(ctx, net, u.Identity, st, opt)
+	return delivery.Fetch(ctx, net, codec, u.Identity, st, opt)
 }

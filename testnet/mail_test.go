@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
-	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/internal/mailforge"
+	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/node"
 )
 
@@ -88,16 +90,16 @@ func bigMail(t *testing.T, from *User, to []*User, size int) []byte {
 	a, b := make([]byte, size*3/5/4*3), make([]byte, size*2/5/4*3) // base64 grows them by 4/3
 	crand.Read(a)
 	crand.Read(b)
-	var boxes []mailbuilder.Mailbox
+	var boxes []mail.Mailbox
 	for _, u := range to {
-		boxes = append(boxes, mailbuilder.Mailbox{Address: u.ID()})
+		boxes = append(boxes, mail.Mailbox{Address: u.ID()})
 	}
-	msg, err := mailbuilder.Compose(&mailbuilder.Message{
-		From:    mailbuilder.Mailbox{Name: "Sender", Address: from.ID()},
+	msg, err := mail.Compose(&mail.Message{
+		From:    mail.Mailbox{Name: "Sender", Address: from.ID()},
 		To:      boxes,
 		Subject: "A big one",
 		Text:    "Two attachments follow.\n",
-		Attachments: []mailbuilder.Attachment{
+		Attachments: []mail.Attachment{
 			{Name: "a.bin", Data: a},
 			{Name: "b.bin", ContentType: "image/png", Data: b},
 		},
@@ -119,9 +121,9 @@ func ids(us []*User) []block.ID {
 
 // fetchOne fetches u's mail through net and requires exactly one
 // delivered mail equal to want.
-func fetchOne(t *testing.T, ctx context.Context, net mailbuilder.Network, u *User, want []byte) *mailbuilder.FetchReport {
+func fetchOne(t *testing.T, ctx context.Context, net delivery.Network, u *User, want []byte) *delivery.FetchReport {
 	t.Helper()
-	rep, err := FetchMail(ctx, net, u, mailbuilder.FetchOptions{})
+	rep, err := FetchMail(ctx, net, u, delivery.FetchOptions{})
 	if err != nil {
 		t.Fatalf("fetch: %v", err)
 	}
@@ -181,7 +183,7 @@ func TestMailSurvivesThirtyPercentOfNodesStoppedAfterSending(t *testing.T) {
 // corrupting returns flipped bytes for some block IDs, as a lying or
 // failing holder would.
 type corrupting struct {
-	mailbuilder.Network
+	delivery.Network
 	bad map[block.ID]bool
 	mu  sync.Mutex
 	hit int
@@ -222,7 +224,7 @@ func TestCorruptedShardsAreRebuiltAround(t *testing.T) {
 // listing adds IDs to every LIST answer, as a node that lists blocks
 // outside the prefix would.
 type listing struct {
-	mailbuilder.Network
+	delivery.Network
 	extra []block.ID
 }
 
@@ -240,15 +242,15 @@ func TestUnderGroundIndexIsNeverDelivered(t *testing.T) {
 	// Build for a copy of bob's key that demands nothing.
 	cheap := *bob.Public()
 	cheap.Difficulty = 0
-	codec, err := mailbuilder.NewCodec()
+	codec, err := mail.NewCodec()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer codec.Close()
 	msg := bigMail(t, alice, []*User{bob}, 10<<10)
-	var under *mailbuilder.Built
+	var under *mail.Built
 	for {
-		under, err = codec.Build(ctx, mailbuilder.BuildInput{Sender: alice.Identity, Recipients: []*identity.PublicKey{&cheap}, Message: msg, Now: time.Now()}, mailbuilder.BuildOptions{})
+		under, err = codec.Build(ctx, mail.BuildInput{Sender: alice.Identity, Recipients: []*identity.PublicKey{&cheap}, Message: msg, Now: time.Now()}, mail.BuildOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,11 +258,11 @@ func TestUnderGroundIndexIsNeverDelivered(t *testing.T) {
 			break // under-ground, as intended (a 1 in 4096 lucky build is retried)
 		}
 	}
-	if err := mailbuilder.Send(ctx, c, under, mailbuilder.SendOptions{}); err != nil {
+	if err := delivery.Send(ctx, c, under, delivery.SendOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ln := &listing{Network: client(t, ctx, net), extra: []block.ID{under.Index[0].ID}}
-	rep, err := FetchMail(ctx, ln, bob, mailbuilder.FetchOptions{})
+	rep, err := FetchMail(ctx, ln, bob, delivery.FetchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,17 +279,12 @@ func TestUnderGroundIndexIsNeverDelivered(t *testing.T) {
 
 // forged builds an envelope for msg naming recipients, carrying sender's
 // pubkey block, signed by signer, and reseals it to sealTo.
-func forged(t *testing.T, ctx context.Context, sender, signer *User, msg []byte, recipients []block.ID, sealTo *User) *mailbuilder.Built {
+func forged(t *testing.T, ctx context.Context, sender, signer *User, msg []byte, recipients []block.ID, sealTo *User) *mail.Built {
 	t.Helper()
-	e := &mailbuilder.Envelope{Time: time.Now().Truncate(time.Second), Sender: sender.Public().Block, Recipients: recipients, Message: msg}
+	e := &mail.Envelope{Time: time.Now().Truncate(time.Second), Sender: sender.Public().Block, Recipients: recipients, Message: msg}
 	enc := e.Encode()
 	e.Signature = signer.Sign(block.LabelEnvelope, enc[:len(enc)-block.SignatureSize])
-	codec, err := mailbuilder.NewCodec()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer codec.Close()
-	b, err := codec.Reseal(ctx, e.Encode(), []*identity.PublicKey{sealTo.Public()}, mailbuilder.BuildOptions{})
+	b, err := mailforge.Seal(ctx, e.Encode(), []*identity.PublicKey{sealTo.Public()}, crand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,20 +301,20 @@ func TestForgedMailIsRejectedWithAClearMessage(t *testing.T) {
 	toCarol := bigMail(t, alice, []*User{carol}, 8<<10)
 	for _, tc := range []struct {
 		name string
-		mail *mailbuilder.Built
+		mail *mail.Built
 		want error
 		says string
 	}{
 		{"signed by mallory, claims alice", forged(t, ctx, alice, mallory, toBob, []block.ID{bob.ID()}, bob),
-			mailbuilder.ErrSignature, "signature is not by the envelope's sender " + alice.Address()},
+			mail.ErrSignature, "signature is not by the envelope's sender " + alice.Address()},
 		{"signed by alice for carol, forwarded to bob", forged(t, ctx, alice, alice, toCarol, []block.ID{carol.ID()}, bob),
-			mailbuilder.ErrNotRecipient, "not for " + bob.Address()},
+			mail.ErrNotRecipient, "not for " + bob.Address()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := mailbuilder.Send(ctx, c, tc.mail, mailbuilder.SendOptions{}); err != nil {
+			if err := delivery.Send(ctx, c, tc.mail, delivery.SendOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			rep, err := FetchMail(ctx, client(t, ctx, net), bob, mailbuilder.FetchOptions{})
+			rep, err := FetchMail(ctx, client(t, ctx, net), bob, delivery.FetchOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -17,5 +17,5 @@
 //   - a caller's cancelled context comes back as context.Canceled.
 //
 // It knows nothing of Kademlia or mail and must not import kademlia,
-// blockstore, mailbuilder, node, testnet or cmd.
+// blockstore, mail, delivery, mailbox, node, testnet or cmd.
 package transport

@@ -12,7 +12,7 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
-	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/mail"
 )
 
 func TestContactsAddListRemove(t *testing.T) {
@@ -66,8 +66,8 @@ func TestAddressesAsPeoplePasteThem(t *testing.T) {
 	home := t.TempDir()
 	id := block.Sum([]byte("bob"))
 	addr := identity.FormatAddress(id)
-	msg, err := mailbuilder.Compose(&mailbuilder.Message{From: mailbuilder.Mailbox{Name: "Bob Smith", Address: id},
-		To: []mailbuilder.Mailbox{{Address: block.Sum([]byte("alice"))}}, Text: "hi", Date: time.Unix(1e9, 0)}, rand.NewChaCha8([32]byte{}))
+	msg, err := mail.Compose(&mail.Message{From: mail.Mailbox{Name: "Bob Smith", Address: id},
+		To: []mail.Mailbox{{Address: block.Sum([]byte("alice"))}}, Text: "hi", Date: time.Unix(1e9, 0)}, rand.NewChaCha8([32]byte{}))
 	if err != nil {
 		t.Fatal(err)
 	}

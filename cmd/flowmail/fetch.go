@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"github.com/emersion/go-message"
-	"github.com/emersion/go-message/mail"
+	gomail "github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 	"github.com/urfave/cli/v2"
 
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
-	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 )
 
 // maxHeaderRead bounds what headerSummary reads of a mail.
@@ -58,7 +60,7 @@ func runFetch(c *cli.Context, s *streams) error {
 	if maildir == "" {
 		maildir = filepath.Join(home, maildirName)
 	}
-	st, err := mailbuilder.OpenState(filepath.Join(home, stateDirName))
+	st, err := mailbox.OpenState(filepath.Join(home, stateDirName))
 	if err != nil {
 		return err
 	}
@@ -68,7 +70,7 @@ func runFetch(c *cli.Context, s *streams) error {
 		return err
 	}
 	defer n.Close()
-	codec, err := mailbuilder.NewCodec()
+	codec, err := mail.NewCodec()
 	if err != nil {
 		return err
 	}
@@ -91,7 +93,7 @@ func runFetch(c *cli.Context, s *streams) error {
 			}
 		}
 		prog := newFetchProgress(s.err)
-		rep, err := codec.Fetch(ctx, n, me, st, mailbuilder.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log, Progress: prog.Report})
+		rep, err := delivery.Fetch(ctx, n, codec, me, st, delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log, Progress: prog.Report})
 		prog.finish()
 		return finishFetch(s, book, rep, err, err != nil && ctx.Err() != nil)
 	}
@@ -123,7 +125,7 @@ var errInterrupted = errors.New("fetch interrupted")
 // finishFetch prints what one fetch did and returns what the command
 // returns. An interrupted fetch says so, and what it delivered, never
 // "no new mail" followed by a bare "context canceled".
-func finishFetch(s *streams, book *contactBook, rep *mailbuilder.FetchReport, err error, interrupted bool) error {
+func finishFetch(s *streams, book *contactBook, rep *delivery.FetchReport, err error, interrupted bool) error {
 	if rep != nil {
 		printReport(s, book, rep, interrupted)
 	}
@@ -137,7 +139,7 @@ func finishFetch(s *streams, book *contactBook, rep *mailbuilder.FetchReport, er
 	return fmt.Errorf("%w: %d new mail(s) delivered, %d more listed wait in the network: run fetch again", errInterrupted, len(rep.Delivered), max(waiting, 0))
 }
 
-func printReport(s *streams, book *contactBook, rep *mailbuilder.FetchReport, interrupted bool) {
+func printReport(s *streams, book *contactBook, rep *delivery.FetchReport, interrupted bool) {
 	for _, d := range rep.Delivered {
 		from := identity.FormatAddress(d.From)
 		if book != nil {
@@ -185,7 +187,7 @@ func headerSummary(path string) (subject, date string) {
 	if err != nil {
 		return "?", "?"
 	}
-	mh := mail.Header{Header: message.Header{Header: h}}
+	mh := gomail.Header{Header: message.Header{Header: h}}
 	subject, _ = mh.Subject()
 	if d, err := mh.Date(); err == nil {
 		date = d.Local().Format(time.RFC1123Z)

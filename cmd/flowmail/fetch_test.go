@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/flowmail/flowmail/block"
-	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/delivery"
 )
 
 // TestInterruptedFetchSaysWhatItDelivered: a fetch stopped by Ctrl-C
@@ -18,12 +18,12 @@ import (
 func TestInterruptedFetchSaysWhatItDelivered(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		rep  *mailbuilder.FetchReport
+		rep  *delivery.FetchReport
 		want string
 	}{
 		{"before the listing", nil, "nothing was delivered"},
-		{"before any delivery", &mailbuilder.FetchReport{Listed: 3}, "0 new mail(s) delivered, 3 more listed wait"},
-		{"after one delivery", &mailbuilder.FetchReport{Listed: 3, Delivered: []mailbuilder.Delivered{{Index: block.ID{1}, Path: "/nonexistent"}}}, "1 new mail(s) delivered, 2 more listed wait"},
+		{"before any delivery", &delivery.FetchReport{Listed: 3}, "0 new mail(s) delivered, 3 more listed wait"},
+		{"after one delivery", &delivery.FetchReport{Listed: 3, Delivered: []delivery.Delivered{{Index: block.ID{1}, Path: "/nonexistent"}}}, "1 new mail(s) delivered, 2 more listed wait"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -39,7 +39,7 @@ func TestInterruptedFetchSaysWhatItDelivered(t *testing.T) {
 	}
 	// Not interrupted, nothing there: that is "no new mail".
 	var out, errb bytes.Buffer
-	if err := finishFetch(&streams{out: &out, err: &errb}, nil, &mailbuilder.FetchReport{}, nil, false); err != nil || !strings.Contains(errb.String(), "no new mail") {
+	if err := finishFetch(&streams{out: &out, err: &errb}, nil, &delivery.FetchReport{}, nil, false); err != nil || !strings.Contains(errb.String(), "no new mail") {
 		t.Fatalf("an empty fetch: %v, %q", err, errb.String())
 	}
 }

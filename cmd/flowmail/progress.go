@@ -10,7 +10,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/flowmail/flowmail/block"
-	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/delivery"
+	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/pow"
 )
 
@@ -22,7 +23,7 @@ type sendProgress struct {
 	tty   bool
 	names []string // recipient display names, by index
 	bar   *progressbar.ProgressBar
-	phase mailbuilder.Phase
+	phase mail.Phase
 	who   int // recipient of the current grind
 	pow   pow.Progress
 	start time.Time
@@ -60,19 +61,19 @@ func (p *sendProgress) finishBar() {
 	}
 }
 
-// Report is the mailbuilder progress callback.
-func (p *sendProgress) Report(pr mailbuilder.Progress) {
-	if pr.Phase != p.phase || (pr.Phase == mailbuilder.PhaseGrind && pr.Recipient != p.who) {
+// Report is the build and send progress callback.
+func (p *sendProgress) Report(pr mail.Progress) {
+	if pr.Phase != p.phase || (pr.Phase == mail.PhaseGrind && pr.Recipient != p.who) {
 		p.phase, p.who, p.start = pr.Phase, pr.Recipient, time.Now()
 		switch pr.Phase {
-		case mailbuilder.PhaseGrind:
+		case mail.PhaseGrind:
 			p.newBar(int64(max(pr.PoW.Expected, 1)), "proof of work for "+p.name(pr.Recipient), false)
-		case mailbuilder.PhaseStore:
+		case mail.PhaseStore:
 			p.newBar(pr.Total, "storing blocks", false)
 		}
 	}
 	switch pr.Phase {
-	case mailbuilder.PhaseGrind:
+	case mail.PhaseGrind:
 		if pr.PoW.Attempts > 0 {
 			p.pow = pr.PoW
 		}
@@ -90,7 +91,7 @@ func (p *sendProgress) Report(pr mailbuilder.Progress) {
 			}
 			p.pow = pow.Progress{}
 		}
-	case mailbuilder.PhaseStore:
+	case mail.PhaseStore:
 		if p.bar != nil {
 			_ = p.bar.Set64(pr.Done)
 		}
@@ -129,8 +130,8 @@ func newFetchProgress(w io.Writer) *fetchProgress {
 	return &fetchProgress{w: w, tty: ok && term.IsTerminal(int(f.Fd()))}
 }
 
-// Report is the mailbuilder fetch progress callback.
-func (p *fetchProgress) Report(pr mailbuilder.FetchProgress) {
+// Report is the fetch progress callback.
+func (p *fetchProgress) Report(pr delivery.FetchProgress) {
 	total := int64(pr.Needed) * int64(pr.ShardSize)
 	if total < bigFetch {
 		return

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/flowmail/flowmail/block"
-	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/delivery"
 )
 
 func TestFetchProgressReportsBigMailsOnly(t *testing.T) {
@@ -14,8 +14,8 @@ func TestFetchProgressReportsBigMailsOnly(t *testing.T) {
 	p := newFetchProgress(&out)
 	feed := func(mail int, index byte, needed, size int) {
 		for done := 0; done <= needed; done++ {
-			p.Report(mailbuilder.FetchProgress{Mail: mail, Mails: 2, Index: block.ID{index},
-				ShardProgress: mailbuilder.ShardProgress{Done: done, Needed: needed, ShardSize: size}})
+			p.Report(delivery.FetchProgress{Mail: mail, Mails: 2, Index: block.ID{index},
+				ShardProgress: delivery.ShardProgress{Done: done, Needed: needed, ShardSize: size}})
 		}
 	}
 	feed(0, 1, 1, 4096)

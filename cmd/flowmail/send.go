@@ -16,8 +16,9 @@ import (
 	"golang.org/x/term"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
-	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/node"
 )
 
@@ -55,12 +56,12 @@ func runSend(c *cli.Context, s *streams) error {
 		return err
 	}
 	home := c.String("home")
-	var to, cc, bcc []mailbuilder.Mailbox
+	var to, cc, bcc []mail.Mailbox
 	var names, bccNames []string
 	seen := map[block.ID]bool{}
 	for _, list := range []struct {
 		args  []string
-		dst   *[]mailbuilder.Mailbox
+		dst   *[]mail.Mailbox
 		names *[]string
 	}{{c.StringSlice("to"), &to, &names}, {c.StringSlice("cc"), &cc, &names}, {c.StringSlice("bcc"), &bcc, &bccNames}} {
 		for _, a := range list.args {
@@ -72,7 +73,7 @@ func runSend(c *cli.Context, s *streams) error {
 				continue
 			}
 			seen[id] = true
-			*list.dst = append(*list.dst, mailbuilder.Mailbox{Address: id})
+			*list.dst = append(*list.dst, mail.Mailbox{Address: id})
 			*list.names = append(*list.names, displayName(a, id))
 		}
 	}
@@ -83,17 +84,17 @@ func runSend(c *cli.Context, s *streams) error {
 	if err := checkAttachmentSizes(c.StringSlice("attach"), len(text)); err != nil {
 		return err
 	}
-	var atts []mailbuilder.Attachment
+	var atts []mail.Attachment
 	for _, path := range c.StringSlice("attach") {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return fmt.Errorf("--attach: %w", err)
 		}
 		ct := mime.TypeByExtension(filepath.Ext(path))
-		atts = append(atts, mailbuilder.Attachment{Name: filepath.Base(path), ContentType: ct, Data: data})
+		atts = append(atts, mail.Attachment{Name: filepath.Base(path), ContentType: ct, Data: data})
 	}
-	msg, err := mailbuilder.Compose(&mailbuilder.Message{
-		From:        mailbuilder.Mailbox{Name: c.String("from-name"), Address: me.ID()},
+	msg, err := mail.Compose(&mail.Message{
+		From:        mail.Mailbox{Name: c.String("from-name"), Address: me.ID()},
 		To:          to,
 		Cc:          cc,
 		Subject:     c.String("subject"),
@@ -113,10 +114,10 @@ func runSend(c *cli.Context, s *streams) error {
 	if err := publishOwnPubkey(ctx, n, me); err != nil {
 		fmt.Fprintf(s.err, "warning: %v (replies may not find you)\n", err)
 	}
-	lookup := func(mbs []mailbuilder.Mailbox, names []string) ([]*identity.PublicKey, error) {
+	lookup := func(mbs []mail.Mailbox, names []string) ([]*identity.PublicKey, error) {
 		keys := make([]*identity.PublicKey, len(mbs))
 		for i, mb := range mbs {
-			k, err := mailbuilder.LookupPubkey(ctx, n, mb.Address)
+			k, err := delivery.LookupPubkey(ctx, n, mb.Address)
 			if errors.Is(err, node.ErrNotFound) {
 				return nil, fmt.Errorf("%s has no published key in the network (%w): ask them to run `flowmail publish` or `flowmail fetch` once", names[i], err)
 			}
@@ -127,7 +128,7 @@ func runSend(c *cli.Context, s *streams) error {
 		}
 		return keys, nil
 	}
-	keys, err := lookup(append(append([]mailbuilder.Mailbox{}, to...), cc...), names)
+	keys, err := lookup(append(append([]mail.Mailbox{}, to...), cc...), names)
 	if err != nil {
 		return err
 	}
@@ -136,7 +137,7 @@ func runSend(c *cli.Context, s *streams) error {
 		return err
 	}
 
-	codec, err := mailbuilder.NewCodec()
+	codec, err := mail.NewCodec()
 	if err != nil {
 		return err
 	}
@@ -166,16 +167,16 @@ type mailSend struct {
 	blind bool
 }
 
-func sendOne(ctx context.Context, s *streams, n mailbuilder.Network, codec *mailbuilder.Codec, me *identity.Identity, msg []byte, m mailSend) error {
+func sendOne(ctx context.Context, s *streams, n delivery.Network, codec *mail.Codec, me *identity.Identity, msg []byte, m mailSend) error {
 	prog := newSendProgress(s.err, m.names)
 	start := time.Now()
-	built, err := codec.Build(ctx, mailbuilder.BuildInput{Sender: me, Recipients: m.keys, Message: msg, Now: time.Now()},
-		mailbuilder.BuildOptions{Progress: prog.Report})
+	built, err := codec.Build(ctx, mail.BuildInput{Sender: me, Recipients: m.keys, Message: msg, Now: time.Now()},
+		mail.BuildOptions{Progress: prog.Report})
 	if err != nil {
 		return err
 	}
 	defer built.Release()
-	if err := mailbuilder.Send(ctx, n, built, mailbuilder.SendOptions{Progress: prog.Report}); err != nil {
+	if err := delivery.Send(ctx, n, built, delivery.SendOptions{Progress: prog.Report}); err != nil {
 		return fmt.Errorf("storing the mail in the network: %w (nothing was delivered to %s; run send again)", err, strings.Join(m.names, ", "))
 	}
 	what := "sent"
@@ -201,9 +202,9 @@ func checkAttachmentSizes(paths []string, textLen int) error {
 		}
 		total += (fi.Size() + 2) / 3 * 4
 	}
-	if total > mailbuilder.MaxMessageSize-64<<10 {
+	if total > mail.MaxMessageSize-64<<10 {
 		return fmt.Errorf("the attachments come to %d MiB once encoded, over the %d MiB a mail can hold (about %d MiB of files): send fewer or smaller files",
-			total>>20, mailbuilder.MaxMessageSize>>20, (mailbuilder.MaxMessageSize*3/4)>>20)
+			total>>20, mail.MaxMessageSize>>20, (mail.MaxMessageSize*3/4)>>20)
 	}
 	return nil
 }

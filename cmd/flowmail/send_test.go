@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
-	"github.com/flowmail/flowmail/mailbuilder"
 	"github.com/flowmail/flowmail/testnet"
 )
 
@@ -61,7 +61,7 @@ func TestSendBlindCopyIsASeparateMail(t *testing.T) {
 	defer c.Close()
 	carolAddr := identity.FormatAddress(carol.ID())
 	for _, u := range []*testnet.User{bob, carol} {
-		rep, err := testnet.FetchMail(ctx, c, u, mailbuilder.FetchOptions{})
+		rep, err := testnet.FetchMail(ctx, c, u, delivery.FetchOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

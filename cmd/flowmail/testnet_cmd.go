@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/emersion/go-message"
-	"github.com/emersion/go-message/mail"
+	gomail "github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 	"github.com/urfave/cli/v2"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
-	"github.com/flowmail/flowmail/mailbuilder"
+	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/testnet"
 )
@@ -152,12 +153,12 @@ func runDemo(c *cli.Context, s *streams) error {
 	if _, err := crand.Read(attachment); err != nil {
 		return err
 	}
-	sent, err := mailbuilder.Compose(&mailbuilder.Message{
-		From:        mailbuilder.Mailbox{Name: "Alice", Address: alice.ID()},
-		To:          []mailbuilder.Mailbox{{Name: "Bob", Address: bob.ID()}},
+	sent, err := mail.Compose(&mail.Message{
+		From:        mail.Mailbox{Name: "Alice", Address: alice.ID()},
+		To:          []mail.Mailbox{{Name: "Bob", Address: bob.ID()}},
 		Subject:     "Hello from the flowmail demo",
 		Text:        "Hi Bob,\n\nthis mail crossed a peer-to-peer network sealed to your key.\nThe attachment is 300 KiB of random bytes.\n\nAlice\n",
-		Attachments: []mailbuilder.Attachment{{Name: "random.bin", ContentType: "application/octet-stream", Data: attachment}},
+		Attachments: []mail.Attachment{{Name: "random.bin", ContentType: "application/octet-stream", Data: attachment}},
 		Date:        time.Now(),
 	}, crand.Reader)
 	if err != nil {
@@ -177,7 +178,7 @@ func runDemo(c *cli.Context, s *streams) error {
 		return err
 	}
 	defer bobClient.Close()
-	rep, err := testnet.FetchMail(ctx, bobClient, bob, mailbuilder.FetchOptions{})
+	rep, err := testnet.FetchMail(ctx, bobClient, bob, delivery.FetchOptions{})
 	if err != nil {
 		return err
 	}
@@ -210,7 +211,7 @@ func printMailSummary(s *streams, msg []byte) {
 		fmt.Fprintf(s.out, "(unreadable header: %v)\n", err)
 		return
 	}
-	mh := mail.Header{Header: message.Header{Header: h}}
+	mh := gomail.Header{Header: message.Header{Header: h}}
 	for _, key := range []string{"From", "To"} {
 		if as, err := mh.AddressList(key); err == nil {
 			for _, a := range as {

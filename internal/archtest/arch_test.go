@@ -1,9 +1,9 @@
 // Package archtest holds rules about the whole repository: the import
 // arrows each package's doc.go states, which run cmd -> testnet -> node
-// -> {kademlia, mailbuilder} -> {transport, blockstore, pow, identity}
-// -> block, never back (rendezvous beside them, imported by node only);
-// and the list of places that start goroutines, each with its owner
-// (goroutines_test.go).
+// -> {kademlia, delivery} -> {transport, blockstore, mail, mailbox, pow,
+// identity} -> block, never back (rendezvous beside them, imported by
+// node only); and the list of places that start goroutines, each with
+// its owner (goroutines_test.go).
 package archtest
 
 import (
@@ -19,16 +19,19 @@ const module = "github.com/flowmail/flowmail/"
 // forbidden lists, for each package, the flowmail packages it must not
 // import (directly or through others).
 var forbidden = map[string][]string{
-	"block":       {"identity", "blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
-	"identity":    {"blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
-	"pow":         {"identity", "blockstore", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
-	"blockstore":  {"pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
-	"transport":   {"blockstore", "pow", "kademlia", "mailbuilder", "node", "testnet", "rendezvous", "cmd/flowmail"},
-	"kademlia":    {"mailbuilder", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
-	"mailbuilder": {"transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
-	"rendezvous":  {"identity", "blockstore", "pow", "transport", "kademlia", "mailbuilder", "node", "testnet", "cmd/flowmail"},
-	"node":        {"testnet", "cmd/flowmail"},
-	"testnet":     {"cmd/flowmail"},
+	"block":        {"identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"identity":     {"blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"pow":          {"identity", "blockstore", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"blockstore":   {"pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"transport":    {"blockstore", "pow", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"kademlia":     {"mail", "delivery", "mailbox", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"mail":         {"delivery", "mailbox", "internal/mailforge", "internal/mailtest", "transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"mailbox":      {"delivery", "internal/mailforge", "internal/mailtest", "pow", "identity", "transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"delivery":     {"internal/mailforge", "internal/mailtest", "transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"rendezvous":   {"identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "cmd/flowmail"},
+	"node":         {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
+	"testnet":      {"internal/mailforge", "internal/mailtest", "cmd/flowmail"},
+	"cmd/flowmail": {"internal/mailforge", "internal/mailtest"},
 }
 
 type pkg struct {

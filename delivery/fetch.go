@@ -1,0 +1,302 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
+)
+
+// DefaultSinceMargin is how far before the last LIST a new LIST starts:
+// room for clocks that differ between nodes and for blocks that reached a
+// node late. The processed set makes the overlap cost nothing but bytes.
+const DefaultSinceMargin = time.Hour
+
+// A deferred mail is retried by every Fetch until it has failed
+// giveUpAttempts times over at least giveUpAfter; it is then rejected, so
+// a mail whose blocks are gone is not reported for the rest of the month.
+const (
+	giveUpAttempts = 10
+	giveUpAfter    = 24 * time.Hour
+)
+
+// maxOpenPerFetch bounds the index blocks one Fetch gets and opens. A
+// LIST can return tens of thousands of IDs, made up by a lying node at
+// no cost; the rest wait for the next Fetch, whose LIST starts where
+// this one did.
+const maxOpenPerFetch = 1000
+
+// FetchOptions tune Fetch.
+type FetchOptions struct {
+	// Maildir is where mail is delivered (new/ inside it). Required.
+	Maildir string
+	// Now is the current time. Required.
+	Now time.Time
+	// Keep leaves the blocks in the network after delivery instead of
+	// deleting them.
+	Keep bool
+	// Workers bounds the shards fetched at once per mail; 0 means 8.
+	Workers int
+	// SinceMargin is subtracted from the last LIST time; 0 means
+	// DefaultSinceMargin.
+	SinceMargin time.Duration
+	// Logger receives a line per mail; nil discards.
+	Logger *slog.Logger
+	// Progress, if set, follows the shards of each mail as they arrive,
+	// so a big mail does not look like a hang. Calls come from one
+	// goroutine.
+	Progress func(FetchProgress)
+}
+
+// FetchProgress is where a Fetch stands in one mail's download.
+type FetchProgress struct {
+	Mail, Mails int      // this mail's place (from 0) among those Fetch opens, and how many
+	Index       block.ID // its index block
+	ShardProgress
+}
+
+// Delivered describes one mail written into the Maildir.
+type Delivered struct {
+	Index      block.ID // its index block
+	From       block.ID // the verified signer
+	Recipients []block.ID
+	Signed     time.Time
+	MessageID  [16]byte // the envelope's
+	Subject    string   // decoded, for display
+	Path       string   // the file in the Maildir's new/
+	Size       int
+	// DeleteErr is set when deleting the mail's blocks from the network
+	// failed; the mail is delivered all the same and the blocks expire.
+	DeleteErr error
+}
+
+// FetchReport is the outcome of one Fetch.
+type FetchReport struct {
+	Listed    int          // index blocks the LIST returned
+	Skipped   int          // already processed
+	Delivered []Delivered  // in the order fetched
+	Rejected  []*MailError // failed a check; remembered, never retried
+	Deferred  []*MailError // failed for now; retried by the next Fetch
+	Missing   int          // listed, but the index block could not be fetched
+	Remaining int          // left for the next Fetch (over maxOpenPerFetch)
+	ListErr   error        // the LIST reached only part of the nodes: the next Fetch lists again from the same time
+	NotForMe  int          // sealed to someone else in the same prefix
+}
+
+// Fetch collects me's mail (spec 9.6): it LISTs the index blocks in me's
+// D-bit prefix since the last LIST (less opt.SinceMargin), skips those in
+// st, retries the deferred ones, opens and verifies each, delivers it into
+// the Maildir, and then deletes its blocks unless opt.Keep. A mail that
+// fails does not stop the others: it is reported and remembered in st.
+// The returned error is for what stops the whole fetch (the LIST, the
+// disk, the state file, ctx); the report then holds what was done.
+func Fetch(ctx context.Context, net Network, c *mail.Codec, me *identity.Identity, st *mailbox.State, opt FetchOptions) (*FetchReport, error) {
+	if opt.Maildir == "" {
+		return nil, errors.New("delivery: fetch: no Maildir given")
+	}
+	if opt.Now.IsZero() {
+		return nil, errors.New("delivery: fetch: no current time given")
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	margin := opt.SinceMargin
+	if margin == 0 {
+		margin = DefaultSinceMargin
+	}
+	var since time.Time
+	if last := st.LastList(); !last.IsZero() {
+		since = last.Add(-margin)
+	}
+	rep := &FetchReport{}
+	ids, err := net.List(ctx, me.ID(), me.Difficulty(), since)
+	if err != nil && (len(ids) == 0 || ctx.Err() != nil) {
+		return rep, fmt.Errorf("delivery: listing mail for %s: %w", me.Address(), err)
+	}
+	if err != nil {
+		// Some of the listing: fetch what it found, and list from the
+		// same time again next time.
+		rep.ListErr = err
+		log.Warn("listing was incomplete; fetching what it found", "err", err)
+	}
+	rep.Listed = len(ids)
+	// Never seen first, then the retries: made-up IDs listed again and
+	// again must not keep new mail waiting.
+	var todo, again []block.ID
+	listed := make(map[block.ID]bool, len(ids))
+	for _, id := range ids {
+		if listed[id] {
+			continue
+		}
+		listed[id] = true
+		if st.Settled(id) {
+			rep.Skipped++
+			continue
+		}
+		if _, seen := st.Lookup(id); seen {
+			again = append(again, id)
+		} else {
+			todo = append(todo, id)
+		}
+	}
+	todo = append(todo, again...)
+	for _, id := range st.Deferred() {
+		if !listed[id] {
+			todo = append(todo, id)
+		}
+	}
+
+	if len(todo) > maxOpenPerFetch {
+		rep.Remaining = len(todo) - maxOpenPerFetch
+		todo = todo[:maxOpenPerFetch]
+	}
+	for i, id := range todo {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		d, outcome, err := fetchOne(ctx, net, c, me, st, id, opt, i, len(todo))
+		if err != nil && ctx.Err() != nil {
+			return rep, ctx.Err() // cancelled: not the mail's fault, try again next time
+		}
+		if outcome == 0 {
+			return rep, err // the Maildir failed: nothing else will fare better
+		}
+		if e, ok := st.Lookup(id); ok && (outcome == mailbox.OutcomeDeferred && opt.Now.Sub(e.Seen) >= giveUpAfter || outcome == mailbox.OutcomeMissing) &&
+			e.Attempts+1 >= giveUpAttempts {
+			outcome = mailbox.OutcomeRejected
+			err = fmt.Errorf("gave up after %d attempts since %s: %w", e.Attempts+1, e.Seen.UTC().Format(time.DateTime), err)
+		}
+		st.Record(id, opt.Now, outcome, err)
+		if outcome == mailbox.OutcomeDelivered {
+			st.RecordDelivery(id, messageKey(d.From, d.MessageID))
+		}
+		switch outcome {
+		case mailbox.OutcomeNotForMe:
+			rep.NotForMe++
+			log.Debug("index block sealed to someone else", "index", id.Short())
+		case mailbox.OutcomeRejected:
+			rep.Rejected = append(rep.Rejected, &MailError{Index: id, Err: err})
+			log.Warn("mail rejected", "index", id.Short(), "err", err)
+		case mailbox.OutcomeMissing:
+			rep.Missing++
+			log.Debug("index block listed but not found", "index", id.Short(), "err", err)
+		case mailbox.OutcomeDeferred:
+			rep.Deferred = append(rep.Deferred, &MailError{Index: id, Err: err})
+			log.Info("mail deferred", "index", id.Short(), "err", err)
+		case mailbox.OutcomeDelivered:
+			rep.Delivered = append(rep.Delivered, d.Delivered)
+			log.Info("mail delivered", "index", id.Short(), "from", identity.FormatAddress(d.From), "path", d.Path)
+		}
+		if outcome != mailbox.OutcomeDelivered {
+			continue // saved at the end; a crash before then only repeats work
+		}
+		// Saved before the blocks are deleted: a crash between the two
+		// leaves blocks to expire, never a second delivery.
+		if err := st.Save(); err != nil {
+			return rep, err
+		}
+		if !opt.Keep {
+			rep.Delivered[len(rep.Delivered)-1].DeleteErr = deleteMail(ctx, net, id, d.manifest)
+		}
+	}
+	if rep.Remaining == 0 && rep.ListErr == nil {
+		st.SetLastList(opt.Now) // else the next LIST starts where this one did
+	}
+	st.Prune(opt.Now)
+	return rep, st.Save()
+}
+
+// delivered carries the manifest beside Delivered, for the deletion.
+type delivered struct {
+	Delivered
+	manifest *mail.Manifest
+}
+
+// fetchOne gets, opens and delivers one index block. A zero outcome with
+// an error means the Maildir failed.
+func fetchOne(ctx context.Context, net Network, c *mail.Codec, me *identity.Identity, st *mailbox.State, id block.ID, opt FetchOptions, nth, of int) (*delivered, mailbox.Outcome, error) {
+	if err := mail.CheckProofOfWork(me, id); err != nil {
+		return nil, mailbox.OutcomeRejected, err // never fetched, let alone opened (spec 6)
+	}
+	blk, err := net.Get(ctx, id)
+	if err != nil {
+		return nil, mailbox.OutcomeMissing, fmt.Errorf("getting the index block: %w", err)
+	}
+	if got := block.Sum(blk); got != id {
+		// The network's fault, not the mail's: another holder may do better.
+		return nil, mailbox.OutcomeDeferred, fmt.Errorf("%w: the network returned bytes that hash to %s", mail.ErrIndexBlock, got.Short())
+	}
+	oo := OpenOptions{Workers: opt.Workers, Now: opt.Now}
+	if opt.Progress != nil {
+		oo.Progress = func(p ShardProgress) {
+			opt.Progress(FetchProgress{Mail: nth, Mails: of, Index: id, ShardProgress: p})
+		}
+	}
+	m, err := Open(ctx, net, c, me, id, blk, oo)
+	switch {
+	case errors.Is(err, identity.ErrNotForMe):
+		return nil, mailbox.OutcomeNotForMe, nil
+	case errors.Is(err, mail.ErrShardsMissing):
+		return nil, mailbox.OutcomeDeferred, err // shards may come back
+	case err != nil:
+		return nil, mailbox.OutcomeRejected, err
+	}
+	// Another recipient of the same mail can store its envelope again
+	// under a new index block: one signed mail is delivered once.
+	key := messageKey(m.Sender.ID, m.Envelope.MessageID)
+	if first, ok := st.DeliveredAs(key); ok {
+		return nil, mailbox.OutcomeRejected, fmt.Errorf("%w: message %x from %s came in index block %s", ErrDuplicate, m.Envelope.MessageID, identity.FormatAddress(m.Sender.ID), first.Short())
+	}
+	path, err := mailbox.Deliver(opt.Maildir, m.Message(), opt.Now)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &delivered{
+		Delivered: Delivered{
+			Index: id, From: m.Sender.ID, Recipients: m.Envelope.Recipients,
+			Signed: m.Envelope.Time, MessageID: m.Envelope.MessageID,
+			Subject: mail.Subject(m.Message()), Path: path, Size: len(m.Message()),
+		},
+		manifest: m.Manifest,
+	}, mailbox.OutcomeDelivered, nil
+}
+
+// deleteMail asks the network to drop the index block and, when the
+// manifest holds their preimage, the data blocks.
+func deleteMail(ctx context.Context, net Network, id block.ID, man *mail.Manifest) error {
+	var errs []error
+	if err := net.Delete(ctx, id, man.IndexDeletion); err != nil {
+		errs = append(errs, fmt.Errorf("deleting index block %s: %w", id.Short(), err))
+	}
+	if man.HasDataDeletion {
+		ids := uniqueIDs(man.ShardIDs) // k = 1: the parity blocks are the data block
+		failed := make([]error, len(ids))
+		_ = forEach(ctx, len(ids), 8, func(ctx context.Context, i int) error {
+			if err := net.Delete(ctx, ids[i], man.DataDeletion); err != nil {
+				failed[i] = fmt.Errorf("deleting data block %s: %w", ids[i].Short(), err)
+			}
+			return nil
+		})
+		errs = append(errs, failed...)
+	}
+	return errors.Join(errs...)
+}
+
+func uniqueIDs(ids []block.ID) []block.ID {
+	seen := make(map[block.ID]bool, len(ids))
+	var out []block.ID
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}

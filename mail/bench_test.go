@@ -1,0 +1,159 @@
+package mail
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha512"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/klauspost/reedsolomon"
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
+)
+
+const benchSize = 1 << 20
+
+// benchMessages are 1 MiB mails from alice: a random body (photos,
+// archives: zstd gives up quickly) and a text body (compresses ~4x).
+func benchMessages(b *testing.B, alice, bob *identity.Identity) map[string][]byte {
+	head := fmt.Appendf(nil, "From: <%s>\r\nTo: <%s>\r\nSubject: bench\r\n\r\n", HeaderAddress(alice.ID()), HeaderAddress(bob.ID()))
+	text := bytes.Repeat([]byte("The quick brown fox jumps over the lazy dog, again and again; "), benchSize/62+1)
+	for i := 0; i < len(text); i += 997 {
+		text[i] = byte('a' + i%26) // enough variety that it is not one long match
+	}
+	return map[string][]byte{
+		"random": append(bytes.Clone(head), randomBytes(benchSize-len(head), 1)...),
+		"text":   append(bytes.Clone(head), text[:benchSize-len(head)]...),
+	}
+}
+
+// BenchmarkBuild1MiB: sign, compress, encrypt, erasure-code and seal a
+// 1 MiB mail to one recipient; difficulty 0 keeps the proof of work out.
+func BenchmarkBuild1MiB(b *testing.B) {
+	c := testCodec(b)
+	alice, bob := testIdentity(b, seedAlice, 0), testIdentity(b, seedBob, 0)
+	for _, name := range []string{"random", "text"} {
+		msg := benchMessages(b, alice, bob)[name]
+		b.Run(name, func(b *testing.B) {
+			in := BuildInput{Sender: alice, Recipients: publicKeys(bob), Message: msg, Now: testNow}
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				out, err := c.Build(context.Background(), in, BuildOptions{Workers: 1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				out.Release()
+			}
+		})
+	}
+}
+
+// BenchmarkOpen1MiB: open the index block, check the data shards,
+// decrypt, decompress and verify a 1 MiB mail.
+func BenchmarkOpen1MiB(b *testing.B) {
+	c := testCodec(b)
+	alice, bob := testIdentity(b, seedAlice, 0), testIdentity(b, seedBob, 0)
+	for _, name := range []string{"random", "text"} {
+		msg := benchMessages(b, alice, bob)[name]
+		b.Run(name, func(b *testing.B) {
+			built, err := c.Build(context.Background(), BuildInput{Sender: alice, Recipients: publicKeys(bob), Message: msg, Now: testNow}, BuildOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			x := built.Index[0]
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				// What a recipient does once the shards are in: open the
+				// index block, check the data shards, rebuild and verify.
+				man, err := OpenIndex(bob, x.ID, x.Bytes)
+				if err != nil {
+					b.Fatal(err)
+				}
+				payloads := make([][]byte, len(built.Data))
+				for i := range man.DataShards {
+					if payloads[i], err = ShardPayload(man, i, built.Data[i].Bytes); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := c.OpenBody(bob, man, payloads, time.Time{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// rawLayout is the layout of a 1 MiB body: 16 data and 8 parity shards
+// of 64 KiB, as spec 9.3 gives for 1 MiB less the tag.
+func rawLayout(b *testing.B) (aeadBuf []byte, shards [][]byte, enc reedsolomon.Encoder) {
+	const s, k, m = 65536, 16, 8
+	enc, err := reedsolomon.New(k, m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	aeadBuf = randomBytes(k*s, 2)
+	shards = make([][]byte, k+m)
+	for i := range shards {
+		shards[i] = make([]byte, s)
+	}
+	return aeadBuf, shards, enc
+}
+
+// BenchmarkRawAEADRS1MiB is the baseline for Build: ChaCha20-Poly1305 of
+// 1 MiB and a Reed-Solomon 16+8 encode of it into reused buffers.
+func BenchmarkRawAEADRS1MiB(b *testing.B) {
+	body, shards, enc := rawLayout(b)
+	aead, _ := chacha20poly1305.New(make([]byte, keySize))
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	for b.Loop() {
+		aead.Seal(body[:0], zeroNonce[:], body[:len(body)-tagSize], []byte(block.LabelMail))
+		for i := range 16 {
+			copy(shards[i], body[i*65536:])
+		}
+		if err := enc.Encode(shards); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRawOpenAEADRS1MiB is the baseline for Open: join 16 data
+// shards into one buffer and open the AEAD.
+func BenchmarkRawOpenAEADRS1MiB(b *testing.B) {
+	body, shards, enc := rawLayout(b)
+	aead, _ := chacha20poly1305.New(make([]byte, keySize))
+	sealed := aead.Seal(nil, zeroNonce[:], body[:len(body)-tagSize], []byte(block.LabelMail))
+	for i := range 16 {
+		copy(shards[i], sealed[i*65536:])
+	}
+	if err := enc.Encode(shards); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range 16 {
+			copy(body[i*65536:], shards[i])
+		}
+		if _, err := aead.Open(body[:0], zeroNonce[:], body, []byte(block.LabelMail)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRawSHA512_1MiB is the floor the spec sets beside the cipher:
+// signing an envelope hashes it twice with SHA-512 (pure Ed25519),
+// verifying once, and every block ID hashes its block once more.
+func BenchmarkRawSHA512_1MiB(b *testing.B) {
+	buf := randomBytes(benchSize, 3)
+	b.SetBytes(benchSize)
+	for b.Loop() {
+		sha512.Sum512_256(buf)
+	}
+}

@@ -1,0 +1,240 @@
+package mail
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message"
+	gomail "github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
+)
+
+// MailDomain is the domain of flowmail addresses in RFC 5322 headers
+// (spec 3): reserved, so such an address can never route to SMTP.
+const MailDomain = "flowmail.invalid"
+
+// Mailbox is one address of a mail header, with an optional display name.
+type Mailbox struct {
+	Name    string
+	Address block.ID
+}
+
+// HeaderAddress returns the address as it appears in headers:
+// fm1…@flowmail.invalid.
+func HeaderAddress(id block.ID) string { return identity.FormatAddress(id) + "@" + MailDomain }
+
+// String formats the mailbox as RFC 5322 does, quoting or encoding the name.
+func (m Mailbox) String() string {
+	return (&gomail.Address{Name: m.Name, Address: HeaderAddress(m.Address)}).String()
+}
+
+// Attachment is a file carried in a gomail.
+type Attachment struct {
+	Name        string // file name shown to the recipient
+	ContentType string // MIME type; empty means application/octet-stream
+	Data        []byte
+}
+
+// Message is a mail to compose.
+type Message struct {
+	From        Mailbox
+	To, Cc      []Mailbox
+	Subject     string
+	Text        string // the body, UTF-8 plain text
+	Attachments []Attachment
+	Date        time.Time
+	// MessageID is the Message-ID without angle brackets; empty means a
+	// random one at flowmail.invalid.
+	MessageID string
+}
+
+// Compose renders m as RFC 5322 with MIME: a single text/plain part, or
+// multipart/mixed with the text first when there are attachments, which
+// travel base64-encoded. Randomness (Message-ID, MIME boundary) comes from
+// rand, so the same inputs give the same bytes.
+func Compose(m *Message, rand io.Reader) ([]byte, error) {
+	if m.Date.IsZero() {
+		return nil, errors.New("mail: compose: the message has no date")
+	}
+	if len(m.To)+len(m.Cc) == 0 {
+		return nil, errors.New("mail: compose: the message has no recipient (To or Cc)")
+	}
+	if !utf8.ValidString(m.Text) || !utf8.ValidString(m.Subject) {
+		return nil, errors.New("mail: compose: subject and text must be UTF-8")
+	}
+	msgID := m.MessageID
+	if msgID == "" {
+		var r [16]byte
+		if _, err := io.ReadFull(rand, r[:]); err != nil {
+			return nil, fmt.Errorf("mail: compose: reading randomness: %w", err)
+		}
+		msgID = hex.EncodeToString(r[:]) + "@" + MailDomain
+	}
+
+	// WriteHeader emits fields last-added first, so they are added in
+	// reverse of the order a reader sees: From first, MIME fields last.
+	var h gomail.Header
+	h.Set("MIME-Version", "1.0")
+	if len(m.Attachments) == 0 {
+		h.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
+		h.Set("Content-Transfer-Encoding", "quoted-printable")
+	} else {
+		var b [18]byte
+		if _, err := io.ReadFull(rand, b[:]); err != nil {
+			return nil, fmt.Errorf("mail: compose: reading randomness: %w", err)
+		}
+		// '=' followed by '_' occurs in neither base64 nor quoted-printable,
+		// so the boundary cannot collide with encoded content.
+		h.SetContentType("multipart/mixed", map[string]string{"boundary": "=_" + hex.EncodeToString(b[:])})
+	}
+	h.SetMessageID(msgID)
+	h.SetDate(m.Date)
+	h.SetSubject(m.Subject)
+	if len(m.Cc) > 0 {
+		h.Set("Cc", joinMailboxes(m.Cc))
+	}
+	if len(m.To) > 0 {
+		h.Set("To", joinMailboxes(m.To))
+	}
+	h.Set("From", m.From.String())
+
+	var out bytes.Buffer
+	if len(m.Attachments) == 0 {
+		pw, err := message.CreateWriter(&out, h.Header)
+		if err := writeBody(pw, err, []byte(m.Text)); err != nil {
+			return nil, err
+		}
+		return out.Bytes(), nil
+	}
+	mw, err := message.CreateWriter(&out, h.Header)
+	if err != nil {
+		return nil, fmt.Errorf("mail: compose: %w", err)
+	}
+	var text message.Header
+	text.Set("Content-Transfer-Encoding", "quoted-printable")
+	text.Set("Content-Disposition", "inline")
+	text.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
+	pw, err := mw.CreatePart(text)
+	if err := writeBody(pw, err, []byte(m.Text)); err != nil {
+		return nil, err
+	}
+	for _, a := range m.Attachments {
+		ct := a.ContentType
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil || strings.HasPrefix(mt, "multipart/") {
+			return nil, fmt.Errorf("mail: compose: attachment %q: content type %q is not a single-part MIME type", a.Name, ct)
+		}
+		var ah gomail.AttachmentHeader
+		ah.Set("Content-Transfer-Encoding", "base64")
+		ah.SetFilename(a.Name) // Content-Disposition: attachment; filename=…
+		if a.Name != "" {
+			params["name"] = a.Name
+		}
+		ah.SetContentType(mt, params)
+		pw, err := mw.CreatePart(ah.Header)
+		if err := writeBody(pw, err, a.Data); err != nil {
+			return nil, err
+		}
+	}
+	if err := mw.Close(); err != nil {
+		return nil, fmt.Errorf("mail: compose: %w", err)
+	}
+	return out.Bytes(), nil
+}
+
+func joinMailboxes(ms []Mailbox) string {
+	s := make([]string, len(ms))
+	for i, m := range ms {
+		s[i] = m.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// writeBody writes one part's body through pw, which CreateWriter or
+// CreatePart returned along with err, and closes it.
+func writeBody(pw *message.Writer, err error, body []byte) error {
+	if err == nil {
+		_, err = pw.Write(body)
+	}
+	if err == nil {
+		err = pw.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("mail: compose: %w", err)
+	}
+	return nil
+}
+
+// Subject returns the decoded Subject of an RFC 5322 message, or "" if
+// it has none that parses.
+func Subject(msg []byte) string {
+	hdr, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
+	if err != nil {
+		return ""
+	}
+	h := gomail.Header{Header: message.Header{Header: hdr}}
+	s, _ := h.Subject()
+	return s
+}
+
+// CheckFrom checks that an RFC 5322 message has exactly one From header
+// naming exactly one mailbox, and that the mailbox is signer's address at
+// flowmail.invalid (spec 9.1, 9.2). Senders check raw messages (from an
+// SMTP bridge, say) with it before building; recipients check every gomail.
+func CheckFrom(msg []byte, signer block.ID) error {
+	hdr, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
+	if err != nil {
+		return fmt.Errorf("%w: the message header does not parse: %v", ErrFromHeader, err)
+	}
+	h := gomail.Header{Header: message.Header{Header: hdr}}
+	switch n := len(h.Values("From")); n {
+	case 0:
+		return fmt.Errorf("%w: the message has no From header", ErrFromHeader)
+	case 1:
+	default:
+		return fmt.Errorf("%w: the message has %d From headers", ErrFromHeader, n)
+	}
+	from, err := h.AddressList("From")
+	if err != nil {
+		return fmt.Errorf("%w: From header %q does not parse: %v", ErrFromHeader, h.Get("From"), err)
+	}
+	if len(from) != 1 {
+		return fmt.Errorf("%w: From header names %d mailboxes, want exactly one", ErrFromHeader, len(from))
+	}
+	claimed, err := ParseHeaderAddress(from[0].Address)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrFromHeader, err)
+	}
+	if claimed != signer {
+		return fmt.Errorf("%w: mail claims to be from %s but is signed by %s",
+			ErrFromMismatch, identity.FormatAddress(claimed), identity.FormatAddress(signer))
+	}
+	return nil
+}
+
+// ParseHeaderAddress parses fm1…@flowmail.invalid as a header carries it.
+func ParseHeaderAddress(s string) (block.ID, error) {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 || !strings.EqualFold(s[at+1:], MailDomain) {
+		return block.ID{}, fmt.Errorf("%q is not a flowmail address (fm1…@%s)", s, MailDomain)
+	}
+	id, err := identity.ParseAddress(s[:at])
+	if err != nil {
+		return block.ID{}, fmt.Errorf("%q: %w", s, err)
+	}
+	return id, nil
+}
