@@ -42,6 +42,7 @@ var (
 	ErrKeyFile            = errors.New("not a valid flowmail key file")
 	ErrKeyFileExists      = errors.New("key file already exists")
 	ErrKeyFilePermissions = errors.New("key file is readable by other users")
+	ErrNoPassphrase       = errors.New("no passphrase given: choose one, or ask for an unprotected key (KeyFileOptions.NoPassphrase)")
 )
 
 // KeyFileOptions says how WriteKeyFile protects the key.
@@ -117,7 +118,7 @@ func encodeKeyFile(id *Identity, opt KeyFileOptions) ([]byte, error) {
 	out := []byte(keyFileMagic)
 	if len(opt.Passphrase) == 0 {
 		if !opt.NoPassphrase {
-			return nil, errors.New("no passphrase given: choose one, or ask explicitly for an unprotected key (--no-passphrase)")
+			return nil, ErrNoPassphrase
 		}
 		return append(append(out, kdfNone), plain...), nil
 	}
