@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/clock"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/node"
@@ -67,16 +69,36 @@ func fetchAll(ctx context.Context, c *node.Node, blocks [][]byte) []block.ID {
 	return missing
 }
 
-// deadDial is the dial timeout of tests that stop nodes: a dial to a
-// live node on loopback completes well within it however busy the
-// machine, and one to a stopped node costs exactly this.
-const deadDial = time.Minute
+// deadDial is the dial timeout of the mail tests, which stop nodes
+// and leave their ports silent: a dial to a live node on loopback
+// completes well within it however busy the machine, and one to a
+// stopped node costs this (lookups pass over it sooner, at the stall
+// time).
+const deadDial = 20 * time.Second
 
-// patient gives a node of a test that stops nodes timeouts that a busy
-// machine never reaches with a live peer (handshakes and requests get
-// minutes), and a dial timeout that only a stopped node reaches.
+// patient gives a node timeouts that a busy machine never reaches with a
+// live peer: minutes for handshakes and requests, deadDial for dials.
 func patient(c *node.Config) {
 	c.DialTimeout, c.HandshakeTimeout, c.RequestTimeout = deadDial, 2*time.Minute, 2*time.Minute
+}
+
+// refuseAt takes the UDP address a stopped node listened on and answers
+// every dial there at once with a refused handshake (a QUIC transport of
+// another identity and network), as a host answers for a port nobody
+// serves. A silent address would cost each dial its full timeout, and
+// how long that must be depends on how busy the machine is; a refusal
+// is an event. It stops with the test.
+func refuseAt(t *testing.T, ctx context.Context, addr netip.AddrPort) {
+	t.Helper()
+	id, err := identity.Generate(0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := transport.ListenQUIC(ctx, transport.QUICConfig{Identity: id, Network: "stopped-node", ListenAddr: addr.String()})
+	if err != nil {
+		t.Fatalf("taking the address of a stopped node: %v", err)
+	}
+	t.Cleanup(func() { q.Close() })
 }
 
 // forgetStopped makes every running node notice that the nodes in
@@ -84,7 +106,8 @@ func patient(c *node.Config) {
 // next minutes: each pings the stopped nodes still in its routing table
 // until all have left it (a contact leaves after MaxFailures failed
 // requests; a dead one may be promoted from a replacement cache and is
-// then pinged in turn). It waits for that event, not for a time.
+// then pinged in turn). It waits for that event, not for a time; with
+// refuseAt on the stopped nodes' addresses, each round is quick.
 func forgetStopped(ctx context.Context, net *Net, stopped map[block.ID]bool) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, len(net.Running()))
@@ -101,7 +124,7 @@ func forgetStopped(ctx context.Context, net *Net, stopped map[block.ID]bool) err
 					return
 				}
 				// MaxFailures pings at once: they share the one dial, and
-				// its timeout drops the contact in one round.
+				// its refusal drops the contact in one round.
 				var pings sync.WaitGroup
 				for _, c := range dead {
 					for range kademlia.DefaultMaxFailures {
@@ -140,11 +163,13 @@ func TestThirtyNodesStoreFetchAndSurviveChurn(t *testing.T) {
 	// The stall heuristic has its own tests in kademlia; here lookups
 	// wait for every answer.
 	//
-	// Timeouts: a request may take as long as a loaded machine needs (a
-	// STORE ends in a synced write); a dial that has not completed in
-	// deadDial is to a stopped node, which is how forgetStopped learns
-	// it.
-	exact := func(c *node.Config) { patient(c); c.StallTimeout = -1 }
+	// Every dial and request may take as long as a loaded machine needs
+	// (a STORE ends in a synced write): stopped nodes refuse at once
+	// (refuseAt), so no dial waits out a timeout.
+	exact := func(c *node.Config) {
+		c.DialTimeout, c.HandshakeTimeout, c.RequestTimeout = 2*time.Minute, 2*time.Minute, 2*time.Minute
+		c.StallTimeout = -1
+	}
 	net, err := Start(ctx, Config{Nodes: 30, Dir: t.TempDir(), SingleSeed: true, Clock: clk, Logger: testLogger(t),
 		Tune: func(_ int, c *node.Config) { exact(c) }, TuneClient: exact})
 	if err != nil {
@@ -197,10 +222,12 @@ func TestThirtyNodesStoreFetchAndSurviveChurn(t *testing.T) {
 	r := rand.New(rand.NewPCG(seed, seed))
 	stopped := map[block.ID]bool{}
 	for _, i := range r.Perm(30)[:9] {
-		stopped[net.Node(i).ID()] = true
+		id, addr := net.Node(i).ID(), net.Node(i).Addr()
+		stopped[id] = true
 		if err := net.Stop(i); err != nil {
 			t.Fatalf("stopping node %d: %v", i, err)
 		}
+		refuseAt(t, ctx, addr)
 	}
 	phase("9 nodes stopped")
 	if err := forgetStopped(ctx, net, stopped); err != nil {
