@@ -55,8 +55,8 @@ func joinAdvice(err error, plan joinPlan) error {
 	case errors.Is(err, transport.ErrWrongNetwork):
 		// The transport's text is the peer's view ("peer is on X, we are
 		// on Y"); the user needs theirs.
-		return fmt.Errorf("the nodes of %s are on another network than the one this client joined as (%q): give theirs with --network NAME (a testnet's name is in its directory's %q file; a node's is in `flowmail node status`)",
-			plan.source, plan.network, testnet.NetworkFileName)
+		return fmt.Errorf("you are joining network %q, but the peers from %s are on another one: give theirs with --network NAME (a testnet's name is in its directory's %q file; a node's is in `flowmail node status`)",
+			plan.network, plan.source, testnet.NetworkFileName)
 	case errors.Is(err, node.ErrNoPeers):
 		return fmt.Errorf("%w: give --bootstrap IP:port, or --testnet DIR", err)
 	case errors.Is(err, node.ErrJoin):
