@@ -82,18 +82,17 @@ func patient(c *node.Config) {
 	c.DialTimeout, c.HandshakeTimeout, c.RequestTimeout = deadDial, 2*time.Minute, 2*time.Minute
 }
 
-// refuseAt takes the UDP address a stopped node listened on and answers
-// every dial there at once with a refused handshake (a QUIC transport of
-// another identity and network), as a host answers for a port nobody
-// serves. A silent address would cost each dial its full timeout, and
-// how long that must be depends on how busy the machine is; a refusal
-// is an event. It stops with the test.
-func refuseAt(t *testing.T, ctx context.Context, addr netip.AddrPort) {
+// refuseAt takes the UDP address a stopped node listened on, with the
+// stopped node's identity, and refuses every dial there at once (the
+// HELLO names another network), as a host answers for a port nobody
+// serves. The identity gives it the node's stateless reset key, so a
+// peer whose connection to the node outlived it (its CONNECTION_CLOSE
+// lost on a busy machine) is reset at its next packet. A silent address
+// would cost each dial, and each request on a stale connection, its full
+// timeout, and how long that must be depends on how busy the machine
+// is; a refusal or a reset is an event. It stops with the test.
+func refuseAt(t *testing.T, ctx context.Context, addr netip.AddrPort, id *identity.Identity) {
 	t.Helper()
-	id, err := identity.Generate(0, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
 	q, err := transport.ListenQUIC(ctx, transport.QUICConfig{Identity: id, Network: "stopped-node", ListenAddr: addr.String()})
 	if err != nil {
 		t.Fatalf("taking the address of a stopped node: %v", err)
@@ -222,12 +221,12 @@ func TestThirtyNodesStoreFetchAndSurviveChurn(t *testing.T) {
 	r := rand.New(rand.NewPCG(seed, seed))
 	stopped := map[block.ID]bool{}
 	for _, i := range r.Perm(30)[:9] {
-		id, addr := net.Node(i).ID(), net.Node(i).Addr()
-		stopped[id] = true
+		id, addr := net.Node(i).Identity(), net.Node(i).Addr()
+		stopped[id.ID()] = true
 		if err := net.Stop(i); err != nil {
 			t.Fatalf("stopping node %d: %v", i, err)
 		}
-		refuseAt(t, ctx, addr)
+		refuseAt(t, ctx, addr, id)
 	}
 	phase("9 nodes stopped")
 	if err := forgetStopped(ctx, net, stopped); err != nil {
