@@ -68,10 +68,14 @@ type Config struct {
 
 	// RefreshInterval, RepublishInterval and SaveInterval pace the
 	// background work (0: DefaultRefreshInterval, kademlia's
-	// RepublishInterval, DefaultSaveInterval).
+	// RepublishInterval, DefaultSaveInterval). UpkeepInterval is how
+	// often, ±10%, the node looks for blocks due for republishing and
+	// contacts due for a liveness check (0: DefaultUpkeepInterval); a
+	// test that drives republishing itself sets it beyond its length.
 	RefreshInterval   time.Duration
 	RepublishInterval time.Duration
 	SaveInterval      time.Duration
+	UpkeepInterval    time.Duration
 
 	// Reachability says whether a full node checks that others can reach
 	// it (ReachAuto, the default) or is told so (ReachPublic).
@@ -149,13 +153,16 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.RefreshInterval == 0 {
 		c.RefreshInterval = DefaultRefreshInterval
 	}
+	if c.UpkeepInterval == 0 {
+		c.UpkeepInterval = DefaultUpkeepInterval
+	}
 	if c.RepublishInterval == 0 {
 		c.RepublishInterval = kademlia.RepublishInterval
 	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"SaveInterval", c.SaveInterval}, {"RefreshInterval", c.RefreshInterval}, {"RepublishInterval", c.RepublishInterval},
+	}{{"SaveInterval", c.SaveInterval}, {"RefreshInterval", c.RefreshInterval}, {"UpkeepInterval", c.UpkeepInterval}, {"RepublishInterval", c.RepublishInterval},
 		{"DialTimeout", c.DialTimeout}, {"HandshakeTimeout", c.HandshakeTimeout}, {"RequestTimeout", c.RequestTimeout}} {
 		if d.v < 0 {
 			return bad(d.name, d.v.String(), "must not be negative")

@@ -15,7 +15,7 @@ func TestWithDefaultsFillsEveryUnsetField(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Network != DefaultNetwork || c.Listen != DefaultListen || c.Logger == nil || c.K != kademlia.K ||
-		c.SaveInterval != DefaultSaveInterval || c.RefreshInterval != DefaultRefreshInterval || c.RepublishInterval != kademlia.RepublishInterval {
+		c.SaveInterval != DefaultSaveInterval || c.UpkeepInterval != DefaultUpkeepInterval || c.RefreshInterval != DefaultRefreshInterval || c.RepublishInterval != kademlia.RepublishInterval {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 	if _, ok := c.Clock.(clock.Real); !ok {

@@ -128,11 +128,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		// Republish handles only the blocks whose date has come, and the
 		// liveness check only contacts a newcomer waits on: both are cheap
 		// to call often, and calling often keeps their timing close.
-		n.goLoop(bg, "republish", jittered(DefaultUpkeepInterval), func(ctx context.Context) error {
+		n.goLoop(bg, "republish", jittered(n.cfg.UpkeepInterval), func(ctx context.Context) error {
 			_, err := n.dht.Republish(ctx)
 			return err
 		})
-		n.goLoop(bg, "liveness", jittered(DefaultUpkeepInterval), func(ctx context.Context) error {
+		n.goLoop(bg, "liveness", jittered(n.cfg.UpkeepInterval), func(ctx context.Context) error {
 			n.dht.CheckLiveness(ctx)
 			return nil
 		})
