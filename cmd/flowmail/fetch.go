@@ -35,7 +35,10 @@ func fetchCommand(s *streams) *cli.Command {
 		Usage: "fetch new mail into your Maildir",
 		Description: "fetch asks the nodes near your address for mail, checks and decrypts it, and\n" +
 			"writes it into <home>/Maildir/new, where mutt, neomutt or notmuch read it. The network\n" +
-			"then drops the mail (unless --keep). It also renews your published key.",
+			"then drops the mail (unless --keep). It also renews your published key.\n\n" +
+			"What each fetch saw is kept in <home>/" + stateDirName + "/" + mailbox.StateFile + " (the processed set): a mail is\n" +
+			"delivered once, one that failed a check is never fetched again, and one whose pieces\n" +
+			"are missing is retried at later fetches. A second fetch of a home while one runs stops.",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "maildir", Usage: "Maildir to deliver into (default: <home>/Maildir)", EnvVars: []string{"FLOWMAIL_MAILDIR"}},
 			&cli.BoolFlag{Name: "keep", Usage: "leave fetched mail in the network"},
