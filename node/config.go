@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/clock"
 	"github.com/flowmail/flowmail/kademlia"
@@ -52,6 +53,9 @@ type Config struct {
 	Advertise []netip.AddrPort
 	// QuotaBytes bounds the block store (0: no bound).
 	QuotaBytes int64
+	// StoreFootprint sizes the Badger store's memory; a testnet, which
+	// runs many nodes in one process, sets blockstore.FootprintShared.
+	StoreFootprint blockstore.Footprint
 	// Admin is a loopback IP:port for /metrics and /status ("": none).
 	Admin string
 	// Logger receives the node's records (nil: discard). Each component

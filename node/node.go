@@ -151,14 +151,14 @@ func (n *Node) component(name string) *slog.Logger { return n.base.With("compone
 // openStore opens the block store (in memory without a data directory)
 // and pins the node's own pubkey block in it.
 func (n *Node) openStore(ctx context.Context) error {
-	scfg := blockstore.Config{Self: n.id.ID(), QuotaBytes: n.cfg.QuotaBytes, Now: n.clk.Now, Logger: n.component("blockstore")}
+	scfg := blockstore.Config{Self: n.id.ID(), QuotaBytes: n.cfg.QuotaBytes, Clock: n.clk, Logger: n.component("blockstore"), Footprint: n.cfg.StoreFootprint}
 	if n.cfg.DataDir == "" {
 		n.store = blockstore.NewMemory(scfg)
 	} else {
 		dir := filepath.Join(n.cfg.DataDir, StoreDir)
 		st, err := blockstore.OpenBadger(dir, scfg)
 		if err != nil {
-			if storeLocked(dir) {
+			if errors.Is(err, blockstore.ErrLocked) {
 				return fmt.Errorf("%w: %s: %w", ErrStoreLocked, n.cfg.DataDir, err)
 			}
 			return fmt.Errorf("node: opening the block store: %w", err)
@@ -206,7 +206,7 @@ func (n *Node) openNetwork(ctx context.Context, listen string, client bool) erro
 		StallTimeout:      n.cfg.StallTimeout,
 		Transport:         instrumented{Transport: n.tr, m: n.m},
 		Client:            client,
-		Now:               n.clk.Now,
+		Clock:             n.clk,
 		Rand:              rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		Logger:            n.component("kademlia"),
 		RefreshInterval:   n.cfg.RefreshInterval,

@@ -3,34 +3,9 @@ package testnet
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 )
-
-// testSeed is the seed of a randomised test: FLOWMAIL_SEED when set,
-// else a fresh one. It is logged, and printed again if the test fails,
-// with the command that replays it.
-func testSeed(t *testing.T) uint64 {
-	t.Helper()
-	seed := rand.Uint64()
-	if s := os.Getenv("FLOWMAIL_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FLOWMAIL_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d", seed)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("replay with: FLOWMAIL_SEED=%d go test ./testnet -run '^%s$'", seed, t.Name())
-		}
-	})
-	return seed
-}
 
 // hangGuard is the context of a test that runs a network: it ends with
 // the test, or after minutes if something hangs. Every wait in these

@@ -17,6 +17,7 @@ import (
 	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/mailforge"
+	"github.com/flowmail/flowmail/internal/testseed"
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/node"
 )
@@ -169,7 +170,7 @@ func TestMailSurvivesThirtyPercentOfNodesStoppedAfterSending(t *testing.T) {
 	if _, err := SendMail(ctx, c, alice.Identity, ids(rcpts), msg, nil); err != nil {
 		t.Fatal(err)
 	}
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	for _, i := range rand.New(rand.NewPCG(seed, 1)).Perm(20)[:6] {
 		if err := net.Stop(i); err != nil {
 			t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/clock"
+	"github.com/flowmail/flowmail/internal/testseed"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/transport"
@@ -162,7 +163,7 @@ func forgetStopped(ctx context.Context, t *testing.T, net *Net, stopped map[bloc
 // one Offset clock that every node, DHT and store shares.
 func TestThirtyNodesStoreFetchAndSurviveChurn(t *testing.T) {
 	ctx := hangGuard(t)
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	t0 := time.Now()
 	phase := func(name string) { t.Logf("%6.2fs %s", time.Since(t0).Seconds(), name) }
 	clk := &clock.Offset{}
