@@ -17,18 +17,20 @@ import (
 	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/mailforge"
+	"github.com/flowmail/flowmail/internal/testseed"
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/node"
 )
 
-// smallNet is a loopback network of n nodes with replication factor k
-// and short timeouts, so that stopping nodes matters and costs seconds.
+// smallNet is a loopback network of n nodes with replication factor k,
+// so that stopping nodes matters. Requests may take as long as a busy
+// machine needs; a stopped node is passed over by lookups after the
+// stall time and costs at most deadDial elsewhere.
 func smallNet(t *testing.T, ctx context.Context, nodes, k int) *Net {
 	t.Helper()
 	tune := func(c *node.Config) {
+		patient(c)
 		c.K = k
-		c.DialTimeout = time.Second
-		c.RequestTimeout = 3 * time.Second
 	}
 	net, err := Start(ctx, Config{
 		Nodes:      nodes,
@@ -73,11 +75,10 @@ func users(t *testing.T, ctx context.Context, c *node.Node, d int, names ...stri
 
 // mailScene is the setting of the mail tests: a 20-node network with
 // K = 5, a client, and users with difficulty d whose keys are published.
-// The context ends with the test or after limit.
-func mailScene(t *testing.T, limit time.Duration, d int, names ...string) (context.Context, *Net, *node.Node, []*User) {
+// The context ends with the test (or the hang guard).
+func mailScene(t *testing.T, d int, names ...string) (context.Context, *Net, *node.Node, []*User) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	t.Cleanup(cancel)
+	ctx := hangGuard(t)
 	net := smallNet(t, ctx, 20, 5)
 	c := client(t, ctx, net)
 	return ctx, net, c, users(t, ctx, c, d, names...)
@@ -144,7 +145,7 @@ func fetchOne(t *testing.T, ctx context.Context, net delivery.Network, u *User, 
 // byte-identical copy from a 20-node network, and the shards are stored
 // once for all of them.
 func TestFiveMiBMailToThreeRecipients(t *testing.T) {
-	ctx, net, c, us := mailScene(t, 3*time.Minute, 8, "alice", "bob", "carol", "dave")
+	ctx, net, c, us := mailScene(t, 8, "alice", "bob", "carol", "dave")
 	alice, rcpts := us[0], us[1:]
 	msg := bigMail(t, alice, rcpts, 5<<20)
 	built, err := SendMail(ctx, c, alice.Identity, ids(rcpts), msg, nil)
@@ -163,14 +164,13 @@ func TestFiveMiBMailToThreeRecipients(t *testing.T) {
 // 20 nodes, stopping 6 right after sending loses shard replicas; erasure
 // coding and the remaining replicas still deliver the mail.
 func TestMailSurvivesThirtyPercentOfNodesStoppedAfterSending(t *testing.T) {
-	ctx, net, c, us := mailScene(t, 4*time.Minute, 8, "alice", "bob", "carol", "dave")
+	ctx, net, c, us := mailScene(t, 8, "alice", "bob", "carol", "dave")
 	alice, rcpts := us[0], us[1:]
 	msg := bigMail(t, alice, rcpts, 1<<20)
 	if _, err := SendMail(ctx, c, alice.Identity, ids(rcpts), msg, nil); err != nil {
 		t.Fatal(err)
 	}
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
+	seed := testseed.Seed(t)
 	for _, i := range rand.New(rand.NewPCG(seed, 1)).Perm(20)[:6] {
 		if err := net.Stop(i); err != nil {
 			t.Fatal(err)
@@ -205,7 +205,7 @@ func (c *corrupting) Get(ctx context.Context, id block.ID) ([]byte, error) {
 // TestCorruptedShardsAreRebuiltAround: shards that come back altered are
 // treated as missing and the mail is rebuilt from the others.
 func TestCorruptedShardsAreRebuiltAround(t *testing.T) {
-	ctx, net, c, us := mailScene(t, 2*time.Minute, 8, "alice", "bob")
+	ctx, net, c, us := mailScene(t, 8, "alice", "bob")
 	msg := bigMail(t, us[0], us[1:], 1<<20)
 	built, err := SendMail(ctx, c, us[0].Identity, ids(us[1:]), msg, nil)
 	if err != nil {
@@ -237,7 +237,7 @@ func (l *listing) List(ctx context.Context, target block.ID, bits int, since tim
 // TestUnderGroundIndexIsNeverDelivered: an index block ground to fewer
 // bits than the recipient demands is not delivered even when listed.
 func TestUnderGroundIndexIsNeverDelivered(t *testing.T) {
-	ctx, net, c, us := mailScene(t, 2*time.Minute, 12, "alice", "bob")
+	ctx, net, c, us := mailScene(t, 12, "alice", "bob")
 	alice, bob := us[0], us[1]
 
 	// Build for a copy of bob's key that demands nothing.
@@ -296,7 +296,7 @@ func forged(t *testing.T, ctx context.Context, sender, signer *User, msg []byte,
 // mail whose signature is not the claimed sender's, and a mail signed for
 // someone else and forwarded, are both rejected and say why.
 func TestForgedMailIsRejectedWithAClearMessage(t *testing.T) {
-	ctx, net, c, us := mailScene(t, 2*time.Minute, 8, "alice", "bob", "carol", "mallory")
+	ctx, net, c, us := mailScene(t, 8, "alice", "bob", "carol", "mallory")
 	alice, bob, carol, mallory := us[0], us[1], us[2], us[3]
 	toBob := bigMail(t, alice, []*User{bob}, 8<<10)
 	toCarol := bigMail(t, alice, []*User{carol}, 8<<10)

@@ -31,7 +31,7 @@ func sendCommand(s *streams) *cli.Command {
 			"proof of work each recipient demands. The body comes from --body or standard input.\n\n" +
 			"   echo 'See you at noon.' | flowmail send --to bob --subject Lunch --attach map.png",
 		Flags: append(append([]cli.Flag{
-			&cli.StringSliceFlag{Name: "to", Usage: "recipient: an address or a contact name (repeatable)", Required: true},
+			&cli.StringSliceFlag{Name: "to", Usage: "recipient: a contact name, fm1…, fm1…@flowmail.invalid or 'Bob <fm1…@flowmail.invalid>' (repeatable; at least one)"},
 			&cli.StringSliceFlag{Name: "cc", Usage: "copy recipient (repeatable)"},
 			&cli.StringSliceFlag{Name: "bcc", Usage: "blind copy recipient, sent a separate mail that names nobody else's copy (repeatable)"},
 			&cli.StringFlag{Name: "subject", Usage: "subject line"},
@@ -45,6 +45,12 @@ func sendCommand(s *streams) *cli.Command {
 
 func runSend(c *cli.Context, s *streams) error {
 	ctx := c.Context
+	if len(c.StringSlice("to")) == 0 {
+		if len(c.StringSlice("bcc")) > 0 || len(c.StringSlice("cc")) > 0 {
+			return errors.New("a mail needs a --to recipient; --cc and --bcc copies go beside it (to send only a blind copy, give that recipient as --to)")
+		}
+		return errors.New("whom to? give a recipient with --to (a contact name or an address)")
+	}
 	me, err := loadIdentity(c, s)
 	if err != nil {
 		return err

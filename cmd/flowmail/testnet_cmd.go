@@ -19,6 +19,7 @@ import (
 	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/testnet"
 )
 
@@ -39,6 +40,7 @@ func testnetCommand(s *streams) *cli.Command {
 			&cli.IntFlag{Name: "nodes", Value: 10, Usage: "number of nodes"},
 			&cli.StringFlag{Name: "dir", Usage: "directory for node data (default: " + defaultTestnetDir() + "; a fresh temporary one with --demo)"},
 			&cli.BoolFlag{Name: "demo", Usage: "send and fetch one mail, check it, and exit"},
+			requestTimeoutFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.Int("nodes") < 1 || c.Int("nodes") > 1000 {
@@ -61,14 +63,16 @@ func startTestnet(c *cli.Context, s *streams, dir string) (*testnet.Net, error) 
 	fmt.Fprintf(s.err, "starting %d nodes in %s ", n, dir)
 	start := time.Now()
 	net, err := testnet.Start(c.Context, testnet.Config{
-		Nodes:    n,
-		Dir:      dir,
-		Logger:   log,
-		Progress: func(started, total int) { fmt.Fprint(s.err, ".") },
+		Nodes:      n,
+		Dir:        dir,
+		Logger:     log,
+		Progress:   func(started, total int) { fmt.Fprint(s.err, ".") },
+		Tune:       func(_ int, nc *node.Config) { setRequestTimeout(nc, c.Duration("request-timeout")) },
+		TuneClient: func(nc *node.Config) { setRequestTimeout(nc, c.Duration("request-timeout")) },
 	})
 	fmt.Fprintln(s.err)
 	if err != nil {
-		return nil, err
+		return nil, testnetAdvice(err)
 	}
 	fmt.Fprintf(s.err, "%d nodes up in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return net, nil
