@@ -18,6 +18,7 @@ import (
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/mailforge"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/node"
 )
 
@@ -134,7 +135,7 @@ func fetchOne(t *testing.T, ctx context.Context, net delivery.Network, u *User, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got, want) {
+	if !bytes.Equal(got, mailbox.ToLF(want)) {
 		t.Fatalf("fetched %d bytes differ from the %d sent", len(got), len(want))
 	}
 	return rep
@@ -151,7 +152,7 @@ func TestFiveMiBMailToThreeRecipients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(built.Index) != 3 || len(built.Data) != built.DataShards+built.ParityShards {
+	if len(built.Index) != 3 || len(built.Data) != built.Layout.Shards() {
 		t.Fatalf("built %d index and %d data blocks for 3 recipients", len(built.Index), len(built.Data))
 	}
 	for _, u := range rcpts {
@@ -212,7 +213,7 @@ func TestCorruptedShardsAreRebuiltAround(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := map[block.ID]bool{}
-	for _, d := range built.Data[:built.ParityShards] { // as many data shards as there is parity
+	for _, d := range built.Data[:built.Layout.Last.Parity] { // as many data shards as there is parity
 		bad[d.ID] = true
 	}
 	cn := &corrupting{Network: client(t, ctx, net), bad: bad}
@@ -251,7 +252,7 @@ func TestUnderGroundIndexIsNeverDelivered(t *testing.T) {
 	msg := bigMail(t, alice, []*User{bob}, 10<<10)
 	var under *mail.Built
 	for {
-		under, err = codec.Build(ctx, mail.BuildInput{Sender: alice.Identity, Recipients: []*identity.PublicKey{&cheap}, Message: msg, Now: time.Now()}, mail.BuildOptions{})
+		under, err = codec.Build(ctx, mail.BuildInput{Sender: alice.Identity, Recipients: []*identity.PublicKey{&cheap}, Message: bytes.NewReader(msg), Size: int64(len(msg)), Now: time.Now()}, mail.BuildOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,7 +260,7 @@ func TestUnderGroundIndexIsNeverDelivered(t *testing.T) {
 			break // under-ground, as intended (a 1 in 4096 lucky build is retried)
 		}
 	}
-	if err := delivery.Send(ctx, c, under, delivery.SendOptions{}); err != nil {
+	if err := delivery.Store(ctx, c, under, delivery.SendOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ln := &listing{Network: client(t, ctx, net), extra: []block.ID{under.Index[0].ID}}
@@ -282,10 +283,10 @@ func TestUnderGroundIndexIsNeverDelivered(t *testing.T) {
 // pubkey block, signed by signer, and reseals it to sealTo.
 func forged(t *testing.T, ctx context.Context, sender, signer *User, msg []byte, recipients []block.ID, sealTo *User) *mail.Built {
 	t.Helper()
-	e := &mail.Envelope{Time: time.Now().Truncate(time.Second), Sender: sender.Public().Block, Recipients: recipients, Message: msg}
-	enc := e.Encode()
-	e.Signature = signer.Sign(block.LabelEnvelope, enc[:len(enc)-block.SignatureSize])
-	b, err := mailforge.Seal(ctx, e.Encode(), []*identity.PublicKey{sealTo.Public()}, crand.Reader)
+	e := &mail.Envelope{Time: time.Now().Truncate(time.Second), Sender: sender.Public().Block, Recipients: recipients}
+	e.Encode(msg)
+	e.Signature = signer.Sign(block.LabelEnvelope, e.SignedBytes())
+	b, err := mailforge.Seal(ctx, e.Encode(msg), []*identity.PublicKey{sealTo.Public()}, crand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +313,7 @@ func TestForgedMailIsRejectedWithAClearMessage(t *testing.T) {
 			mail.ErrNotRecipient, "not for " + bob.Address()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := delivery.Send(ctx, c, tc.mail, delivery.SendOptions{}); err != nil {
+			if err := delivery.Store(ctx, c, tc.mail, delivery.SendOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			rep, err := FetchMail(ctx, client(t, ctx, net), bob, delivery.FetchOptions{})
