@@ -75,7 +75,7 @@ type Delivered struct {
 	MessageID  [16]byte // the envelope's
 	Subject    string   // decoded, for display
 	Path       string   // the file in the Maildir's new/
-	Size       int64 // of the file in the Maildir
+	Size       int64    // of the file in the Maildir
 	// DeleteErr is set when deleting the mail's blocks from the network
 	// failed; the mail is delivered all the same and the blocks expire.
 	DeleteErr error
