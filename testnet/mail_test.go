@@ -5,9 +5,11 @@ import (
 	"context"
 	crand "crypto/rand"
 	"errors"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -170,8 +172,7 @@ func TestMailSurvivesThirtyPercentOfNodesStoppedAfterSending(t *testing.T) {
 	if _, err := SendMail(ctx, c, alice.Identity, ids(rcpts), msg, nil); err != nil {
 		t.Fatal(err)
 	}
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
+	seed := testSeed(t)
 	for _, i := range rand.New(rand.NewPCG(seed, 1)).Perm(20)[:6] {
 		if err := net.Stop(i); err != nil {
 			t.Fatal(err)
@@ -327,5 +328,135 @@ func TestForgedMailIsRejectedWithAClearMessage(t *testing.T) {
 				t.Fatalf("rejected with %v; want %v saying %q", err, tc.want, tc.says)
 			}
 		})
+	}
+}
+
+// testSeed is FLOWMAIL_SEED when set, else a random seed; it is logged,
+// and printed again if the test fails.
+func testSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := rand.Uint64()
+	if v := os.Getenv("FLOWMAIL_SEED"); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("FLOWMAIL_SEED: %v", err)
+		}
+	}
+	t.Logf("seed %d (replay with FLOWMAIL_SEED=%d)", seed, seed)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("failed with seed %d", seed)
+		}
+	})
+	return seed
+}
+
+// counting counts the Gets of each block, as the network sees them.
+type counting struct {
+	delivery.Network
+	mu   sync.Mutex
+	gets map[block.ID]int
+}
+
+func (c *counting) Get(ctx context.Context, id block.ID) ([]byte, error) {
+	c.mu.Lock()
+	c.gets[id]++
+	c.mu.Unlock()
+	return c.Network.Get(ctx, id)
+}
+
+// TestTwoGroupMailResumesOverTheNetwork: over real QUIC, a mail of two
+// groups is sent by a Send that is stopped after its first group and
+// resumed from its state file, and fetched by a fetch that is stopped
+// part way and resumed from its shard cache: no block is stored twice,
+// no shard that arrived is fetched twice, and the attachment arrives
+// byte for byte.
+func TestTwoGroupMailResumesOverTheNetwork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves a 17 MB mail twice over a loopback network")
+	}
+	ctx, net, c, us := mailScene(t, 8*time.Minute, 8, "alice", "bob")
+	alice, bob := us[0], us[1]
+	att := make([]byte, 13<<20) // 17.4 MB of base64: two groups
+	crand.Read(att)
+	msg, err := mail.Compose(&mail.Message{
+		From: mail.Mailbox{Address: alice.ID()}, To: []mail.Mailbox{{Address: bob.ID()}}, Subject: "two groups",
+		Attachments: []mail.Attachment{{Name: "big.bin", Data: att}}, Date: time.Now(),
+	}, crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := delivery.LookupPubkey(ctx, c, bob.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := mail.NewCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer codec.Close()
+	in := func() mail.BuildInput {
+		return mail.BuildInput{Sender: alice.Identity, Recipients: []*identity.PublicKey{key}, Message: bytes.NewReader(msg), Size: int64(len(msg)), Now: time.Now()}
+	}
+	state := filepath.Join(t.TempDir(), "send.state")
+
+	// Stopped once the first group is stored, as by Ctrl-C.
+	sctx, stop := context.WithCancel(ctx)
+	_, err = delivery.Send(sctx, c, codec, in(), delivery.SendOptions{State: state, Progress: func(p mail.Progress) {
+		if p.Phase == mail.PhaseStore && p.Done > 0 {
+			stop()
+		}
+	}})
+	stop()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("stopped Send: %v", err)
+	}
+	sent, err := delivery.Send(ctx, c, codec, in(), delivery.SendOptions{State: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent.Layout.Groups != 2 || sent.Reused < mail.GroupDataShards+mail.ParityShards(mail.GroupDataShards) {
+		t.Fatalf("resumed Send: %d groups, %d blocks reused; want 2 groups and the first one reused", sent.Layout.Groups, sent.Reused)
+	}
+
+	// Fetched by a fetch stopped after 70 shards, then resumed.
+	cache := filepath.Join(bob.Home, "state", "shards")
+	fctx, stopFetch := context.WithCancel(ctx)
+	cn := &counting{Network: client(t, ctx, net), gets: map[block.ID]int{}}
+	_, err = FetchMail(fctx, cn, bob, delivery.FetchOptions{ShardCache: cache, Progress: func(p delivery.FetchProgress) {
+		if p.Done >= 70 {
+			stopFetch()
+		}
+	}})
+	stopFetch()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("stopped fetch: %v", err)
+	}
+	// What arrived is in the cache; the resumed fetch must not ask for it.
+	files, err := os.ReadDir(filepath.Join(cache, sent.Index[0].String()))
+	if err != nil || len(files) < 64 {
+		t.Fatalf("after the stopped fetch: %d shards kept (%v)", len(files), err)
+	}
+	before := maps.Clone(cn.gets)
+	rep, err := FetchMail(ctx, cn, bob, delivery.FetchOptions{ShardCache: cache})
+	if err != nil || len(rep.Delivered) != 1 {
+		t.Fatalf("resumed fetch: %v, %+v", err, rep)
+	}
+	for _, f := range files {
+		id, err := block.ParseHexID(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cn.gets[id] != before[id] {
+			t.Fatalf("shard %s arrived before the fetch was stopped and was fetched again", id.Short())
+		}
+	}
+	t.Logf("%d shards kept by the stopped fetch were not fetched again", len(files))
+	got, err := os.ReadFile(rep.Delivered[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, mailbox.ToLF(msg)) {
+		t.Fatal("the delivered mail differs")
 	}
 }
