@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
@@ -149,7 +150,12 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 	if err := checkRecipients(env.Recipients); err != nil {
 		return nil, err
 	}
-	head := make([]byte, min(in.Size, MaxHeaderSize))
+	// The header is read into the start of the buffer the rest of the
+	// message goes through, so the message hash takes whole batches of
+	// chunks straight from it.
+	buf := c.getBuf(readChunk)
+	defer c.putBuf(buf)
+	head := buf[:min(in.Size, MaxHeaderSize)]
 	if n, err := io.ReadFull(in.Message, head); errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: the message ended after %d of its %d bytes", ErrMessageSize, n, in.Size)
 	} else if err != nil {
@@ -168,8 +174,12 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 	if keys.dataDeletion != nil {
 		hdr.HasDeletion, hdr.DeletionHash = true, block.DeletionHash(*keys.dataDeletion)
 	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
 	out := &Built{MessageID: env.MessageID, Lifetime: in.Lifetime, codec: c}
-	gw := &groupWriter{c: c, ctx: ctx, key: &keys.content, hdr: hdr, sink: opt.Data, out: out}
+	gw := &groupWriter{c: c, ctx: ctx, key: &keys.content, hdr: hdr, sink: opt.Data, out: out, workers: workers}
 	// Room for the whole envelope if it does not compress, so the group
 	// buffer is not regrown on the way.
 	gw.grow(int(min(in.Size+int64(len(env.AppendHead(nil)))+block.SignatureSize+in.Size/64+1024, fullGroupPlain)))
@@ -180,7 +190,7 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 	}
 	gw.progress = func() { report(Progress{Phase: PhaseEncode, Done: gw.read, Total: in.Size}) }
 	gw.progress()
-	if err := c.encodeEnvelope(gw, env, head, in, keys); err != nil {
+	if err := c.encodeEnvelope(gw, env, buf, len(head), in); err != nil {
 		return fail(err)
 	}
 	gw.release()
@@ -194,10 +204,6 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 	man := Manifest{ContentKey: keys.content, Layout: l, ShardIDs: out.ShardIDs}
 	if keys.dataDeletion != nil {
 		man.HasDataDeletion, man.DataDeletion = true, *keys.dataDeletion
-	}
-	workers := opt.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
 	}
 	for i, r := range in.Recipients {
 		man.IndexDeletion = keys.indexDeletion[i]
@@ -215,42 +221,55 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 }
 
 // encodeEnvelope streams the envelope (spec 9.2) through zstd into gw:
-// the head, the message (head, then the rest of in.Message), and the
-// signature over the head and the message hash.
-func (c *Codec) encodeEnvelope(gw *groupWriter, env *Envelope, head []byte, in BuildInput, keys *mailKeys) error {
+// the head, the message (its first have bytes already in buf, the rest
+// read from in.Message through buf), and the signature over the head and
+// the message hash.
+func (c *Codec) encodeEnvelope(gw *groupWriter, env *Envelope, buf []byte, have int, in BuildInput) error {
 	zw, err := c.encoder(gw)
 	if err != nil {
 		return err
 	}
 	defer c.putEncoder(zw)
-	hasher := newMessageHasher()
+	hbuf := c.getBuf(hashBuffer)
+	defer c.putBuf(hbuf)
+	hasher := newMessageHasher(hbuf)
 	if _, err := zw.Write(env.AppendHead(nil)); err != nil {
 		return err
 	}
+	// write hashes p beside compressing (and coding) it when there is a
+	// core to spare: both only read p.
 	write := func(p []byte) error {
-		hasher.Write(p)
-		if _, err := zw.Write(p); err != nil {
+		var wg sync.WaitGroup
+		if gw.workers > 1 && len(p) >= HashChunk {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				hasher.Write(p)
+			}()
+		} else {
+			hasher.Write(p)
+		}
+		_, err := zw.Write(p)
+		wg.Wait()
+		if err != nil {
 			return err
 		}
 		gw.read += int64(len(p))
 		return nil
 	}
-	if err := write(head); err != nil {
-		return err
-	}
-	buf := c.getBuf(readChunk)
-	defer c.putBuf(buf)
 	for gw.read < in.Size {
 		if err := gw.ctx.Err(); err != nil {
 			return err
 		}
-		n, err := in.Message.Read(buf[:min(int64(len(buf)), in.Size-gw.read)])
-		if n > 0 {
+		want := have + int(min(int64(len(buf)-have), in.Size-gw.read-int64(have)))
+		n, err := io.ReadFull(in.Message, buf[have:want])
+		if n += have; n > 0 {
 			if err := write(buf[:n]); err != nil {
 				return err
 			}
 		}
-		if err == io.EOF {
+		have = 0
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return fmt.Errorf("%w: the message ended after %d of its %d bytes", ErrMessageSize, gw.read, in.Size)
 		}
 		if err != nil {
@@ -303,6 +322,7 @@ type groupWriter struct {
 	sink func(ctx context.Context, g int, blocks []Block) error
 	out  *Built
 
+	workers  int    // goroutines to hash with
 	body     []byte // Z bytes of the current group, in a buffer from getBuf with room for k·S
 	arena    []byte // the blocks of the group being handed to sink, reused
 	g        int    // the current group
@@ -377,7 +397,7 @@ func (w *groupWriter) flush(gl GroupLayout, last bool) error {
 		return err
 	}
 	ids := make([]block.ID, len(blocks))
-	block.SumMany(blocks, ids)
+	sumBlocks(blocks, ids, w.workers)
 	w.out.ShardIDs = append(w.out.ShardIDs, ids...)
 	bs := make([]Block, len(blocks))
 	for i := range blocks {

@@ -144,7 +144,7 @@ func TestMessageHashIsTheSpecsChunkedHash(t *testing.T) {
 		if got := MessageHash(m); got != spec(m) {
 			t.Fatalf("%d bytes in one write: hash differs from the spec's", n)
 		}
-		h := newMessageHasher()
+		h := newMessageHasher(nil)
 		for rest := m; len(rest) > 0; {
 			c := min(len(rest), 1+len(rest)%99991)
 			h.Write(rest[:c])

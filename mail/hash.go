@@ -3,6 +3,7 @@ package mail
 import (
 	"crypto/sha512"
 	"hash"
+	"sync"
 
 	"github.com/flowmail/flowmail/block"
 )
@@ -32,8 +33,16 @@ type messageHasher struct {
 	ids   [hashLanes]block.ID
 }
 
-func newMessageHasher() *messageHasher {
-	h := &messageHasher{outer: sha512.New512_256(), buf: make([]byte, 0, hashLanes*HashChunk)}
+// hashBuffer is the size of a messageHasher's buffer.
+const hashBuffer = hashLanes * HashChunk
+
+// newMessageHasher returns a hasher that gathers chunks in buf (length
+// hashBuffer at least), or in a buffer of its own when buf is nil.
+func newMessageHasher(buf []byte) *messageHasher {
+	if buf == nil {
+		buf = make([]byte, hashBuffer)
+	}
+	h := &messageHasher{outer: sha512.New512_256(), buf: buf[:0:hashBuffer]}
 	h.outer.Write([]byte{byte(len(labelMessage))})
 	h.outer.Write([]byte(labelMessage))
 	return h
@@ -88,7 +97,27 @@ func (h *messageHasher) Sum() (out [32]byte) {
 // MessageHash is the message hash of spec 9.2 of msg: what the envelope
 // signature covers in place of the message.
 func MessageHash(msg []byte) [32]byte {
-	h := newMessageHasher()
+	h := newMessageHasher(nil)
 	h.Write(msg)
 	return h.Sum()
+}
+
+// sumBlocks is block.SumMany split over up to workers goroutines.
+func sumBlocks(blocks [][]byte, ids []block.ID, workers int) {
+	n := min(workers, len(blocks)/(2*hashLanes))
+	if n <= 1 {
+		block.SumMany(blocks, ids)
+		return
+	}
+	var wg sync.WaitGroup
+	per := (len(blocks) + n - 1) / n
+	for lo := 0; lo < len(blocks); lo += per {
+		hi := min(lo+per, len(blocks))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			block.SumMany(blocks[lo:hi], ids[lo:hi])
+		}()
+	}
+	wg.Wait()
 }

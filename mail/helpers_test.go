@@ -74,13 +74,13 @@ func build(t testing.TB, c *Codec, sender *identity.Identity, msg []byte, seed u
 func blockShards(man *Manifest, blocks map[block.ID][]byte, lost map[int]bool) Shards {
 	return func(_ context.Context, g int) ([][]byte, error) {
 		first := man.Layout.FirstShard(g)
-		out := make([][]byte, man.Layout.Group(g).Shards())
-		for j := range out {
+		got := make([][]byte, man.Layout.Group(g).Shards())
+		for j := range got {
 			if b, ok := blocks[man.ShardIDs[first+j]]; ok && !lost[first+j] {
-				out[j], _ = ShardPayload(man, first+j, b)
+				got[j] = b
 			}
 		}
-		return out, nil
+		return GroupPayloads(man, g, got), nil
 	}
 }
 

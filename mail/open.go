@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
@@ -69,6 +71,34 @@ func ShardPayload(man *Manifest, i int, blk []byte) ([]byte, error) {
 	return d.Payload, nil
 }
 
+// GroupPayloads checks blocks, group g's shards in coding order (nil
+// where missing), as ShardPayload does, hashing them side by side, and
+// returns their payloads: nil for each block missing or failing.
+func GroupPayloads(man *Manifest, g int, blocks [][]byte) [][]byte {
+	first := man.Layout.FirstShard(g)
+	have := make([][]byte, 0, len(blocks))
+	at := make([]int, 0, len(blocks))
+	for i, b := range blocks {
+		if b != nil && first+i < len(man.ShardIDs) {
+			have, at = append(have, b), append(at, i)
+		}
+	}
+	ids := make([]block.ID, len(have))
+	sumBlocks(have, ids, runtime.GOMAXPROCS(0))
+	out := make([][]byte, len(blocks))
+	size := man.Layout.Group(g).ShardSize
+	for j, b := range have {
+		i := at[j]
+		if ids[j] != man.ShardIDs[first+i] {
+			continue
+		}
+		if d, err := block.ParseData(b); err == nil && len(d.Payload) == size {
+			out[i] = d.Payload
+		}
+	}
+	return out
+}
+
 // Shards gives the shard payloads of group g of the mail being opened, in
 // coding order, nil where missing: at least the group's k present, each
 // checked with ShardPayload. Groups are asked for in order, each once.
@@ -116,16 +146,17 @@ func (c *Codec) OpenBody(ctx context.Context, me *identity.Identity, man *Manife
 	if !now.IsZero() && e.Time.Before(now.Add(-ReplayWindow)) {
 		return fail(fmt.Errorf("%w: signed on %s, before any block still alive was stored: a replay", ErrStale, e.Time.UTC().Format(time.DateOnly)))
 	}
-	hasher := newMessageHasher()
+	hbuf := c.getBuf(hashBuffer)
+	defer c.putBuf(hbuf)
+	hasher := newMessageHasher(hbuf)
 	head := &headCapture{limit: int(min(e.MessageLen, MaxHeaderSize))}
-	ow := &outWriter{w: out}
-	n, err := io.Copy(io.MultiWriter(hasher, head, ow), io.LimitReader(zr, e.MessageLen))
+	n, err, outErr := c.copyMessage(zr, e.MessageLen, hasher, head, out)
 	switch {
-	case ow.err != nil:
-		return nil, fmt.Errorf("mail: writing the message out: %w", ow.err)
-	case err != nil && gr.err == nil && !errors.Is(err, io.ErrUnexpectedEOF):
+	case outErr != nil:
+		return nil, fmt.Errorf("mail: writing the message out: %w", outErr)
+	case err != nil && gr.err == nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF):
 		return nil, fmt.Errorf("%w: %v", ErrDecompress, err)
-	case err != nil:
+	case err != nil && gr.err != nil:
 		return fail(err)
 	}
 	if n < e.MessageLen {
@@ -154,19 +185,43 @@ func (c *Codec) OpenBody(ctx context.Context, me *identity.Identity, man *Manife
 	return &Opened{Envelope: e, Sender: sender, Head: head.b}, nil
 }
 
-// outWriter keeps the error of the writer a message goes out to, so it
-// is not taken for the decoder's.
-type outWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (o *outWriter) Write(p []byte) (int, error) {
-	n, err := o.w.Write(p)
-	if err != nil && o.err == nil {
-		o.err = err
+// copyMessage copies the n message bytes from r into head and out, and
+// hashes them: in another goroutine, a piece behind, when there is a core
+// to spare. It returns how many bytes it copied, the error of reading r,
+// and that of writing out, kept apart.
+func (c *Codec) copyMessage(r io.Reader, n int64, hasher *messageHasher, head *headCapture, out io.Writer) (copied int64, readErr, outErr error) {
+	bufs := [2][]byte{c.getBuf(readChunk), c.getBuf(readChunk)}
+	defer c.putBuf(bufs[0])
+	defer c.putBuf(bufs[1])
+	async := runtime.GOMAXPROCS(0) > 1
+	var hashing sync.WaitGroup // the hash of the other buffer
+	defer hashing.Wait()
+	for i := 0; copied < n; i ^= 1 {
+		b := bufs[i][:min(int64(readChunk), n-copied)]
+		k, err := io.ReadFull(r, b)
+		b = b[:k]
+		hashing.Wait()
+		if k > 0 {
+			if async {
+				hashing.Add(1)
+				go func() {
+					defer hashing.Done()
+					hasher.Write(b)
+				}()
+			} else {
+				hasher.Write(b)
+			}
+			head.Write(b)
+			if _, werr := out.Write(b); werr != nil {
+				return copied, nil, werr
+			}
+			copied += int64(k)
+		}
+		if err != nil {
+			return copied, err, nil
+		}
 	}
-	return n, err
+	return copied, nil, nil
 }
 
 // Open is OpenBody into memory, for mails that fit there: it returns the
