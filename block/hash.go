@@ -11,6 +11,7 @@ const (
 	LabelMail     = "flowmail/v1 mail"
 	LabelEnvelope = "flowmail/v1 envelope"
 	LabelRecord   = "flowmail/v1 record"
+	LabelNextKey  = "flowmail/v1 next key"
 )
 
 // LabeledHash is SHA-512/256(u8(len(label)) || label || data).

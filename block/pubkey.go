@@ -14,9 +14,10 @@ const (
 
 	SignKeySize   = 32
 	EncKeySize    = 1216 // ML-KEM-768 encapsulation key (1184) || X25519 (32)
+	NextSize      = 32   // commitment to the next signing key
 	SignatureSize = 64
 
-	pubkeySignedSize = HeaderSize + 8 + 1 + 2 + 2 + 2 + SignKeySize + EncKeySize
+	pubkeySignedSize = HeaderSize + 8 + 1 + 2 + 2 + 2 + SignKeySize + EncKeySize + NextSize
 	// PubkeySize is the exact length of every version 1 pubkey block.
 	PubkeySize = pubkeySignedSize + SignatureSize
 )
@@ -32,7 +33,16 @@ type Pubkey struct {
 	AEAD       uint16
 	SignKey    [SignKeySize]byte
 	EncKey     [EncKeySize]byte
-	Signature  [SignatureSize]byte
+	// Next commits to the signing key of the identity's next generation
+	// (NextCommitment): only its holder can rotate (pre-rotation).
+	Next      [NextSize]byte
+	Signature [SignatureSize]byte
+}
+
+// NextCommitment is the value a pubkey block's Next field carries for the
+// next generation's Ed25519 public key.
+func NextCommitment(nextSignKey []byte) [NextSize]byte {
+	return LabeledHash(LabelNextKey, nextSignKey)
 }
 
 // AppendSigned appends the bytes the self-signature covers.
@@ -44,7 +54,8 @@ func (p *Pubkey) AppendSigned(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, p.KDF)
 	dst = binary.BigEndian.AppendUint16(dst, p.AEAD)
 	dst = append(dst, p.SignKey[:]...)
-	return append(dst, p.EncKey[:]...)
+	dst = append(dst, p.EncKey[:]...)
+	return append(dst, p.Next[:]...)
 }
 
 // Encode returns the block bytes.
@@ -77,6 +88,7 @@ func ParsePubkey(b []byte) (*Pubkey, error) {
 	r = r[15:]
 	r = r[copy(p.SignKey[:], r):]
 	r = r[copy(p.EncKey[:], r):]
+	r = r[copy(p.Next[:], r):]
 	copy(p.Signature[:], r)
 	if p.Difficulty > MaxDifficulty {
 		return nil, fmt.Errorf("%w: difficulty %d above the maximum %d", ErrPubkey, p.Difficulty, MaxDifficulty)

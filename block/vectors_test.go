@@ -80,6 +80,7 @@ func checkBlockVector(v vectors.Vector) (map[string]string, string) {
 			"created":    strconv.FormatUint(p.Created, 10),
 			"difficulty": strconv.Itoa(int(p.Difficulty)),
 			"sign_key":   hex.EncodeToString(p.SignKey[:]),
+			"next":       hex.EncodeToString(p.Next[:]),
 		}, ""
 	}
 	return nil, "unknown function " + v.Function
@@ -100,6 +101,7 @@ func genBlockVectors() vectors.File {
 	pk := &Pubkey{Created: 1767225600, Difficulty: 22, KEM: KEMMLKEM768X25519, KDF: KDFHKDFSHA256, AEAD: AEADChaCha20Poly1305}
 	copy(pk.SignKey[:], vectors.Pattern(32, 3))
 	copy(pk.EncKey[:], vectors.Pattern(EncKeySize, 5))
+	copy(pk.Next[:], vectors.Pattern(32, 11))
 	copy(pk.Signature[:], vectors.Pattern(64, 7))
 	pkb := pk.Encode()
 

@@ -18,6 +18,7 @@ const SeedSize = 32
 const (
 	labelSignSeed = "flowmail/v1 sign key"
 	labelEncSeed  = "flowmail/v1 enc key"
+	labelNextSeed = "flowmail/v1 next seed"
 )
 
 // Identity is the private side: everything needed to sign, decrypt, and
@@ -42,6 +43,9 @@ func Generate(difficulty int, created time.Time) (*Identity, error) {
 
 // FromSeed rebuilds an identity deterministically: the same seed,
 // difficulty and creation second give the same pubkey block and address.
+// Its pubkey block commits to a next key derived from the seed itself
+// (docs/PROTOCOL.md section 10), which suits a node: whoever holds the
+// seed holds the next key too, so it gives no pre-rotation protection.
 func FromSeed(seed [SeedSize]byte, difficulty int, created time.Time) (*Identity, error) {
 	if difficulty < 0 || difficulty > block.MaxDifficulty {
 		return nil, fmt.Errorf("identity: difficulty %d outside 0..%d", difficulty, block.MaxDifficulty)
@@ -65,12 +69,20 @@ func FromSeed(seed [SeedSize]byte, difficulty int, created time.Time) (*Identity
 	}
 	copy(p.SignKey[:], id.sign.Public().(ed25519.PublicKey))
 	copy(p.EncKey[:], id.enc.PublicKey().Bytes())
+	p.Next = block.NextCommitment(signPublic(block.LabeledHash(labelNextSeed, seed[:])))
 	sig := ed25519.Sign(id.sign, block.SignedMessage(block.LabelPubkey, p.AppendSigned(nil)))
 	copy(p.Signature[:], sig)
 	if id.public, err = ParsePubkey(p.Encode()); err != nil {
 		return nil, fmt.Errorf("identity: own pubkey block does not verify: %w", err)
 	}
 	return id, nil
+}
+
+// signPublic returns the Ed25519 public key of the generation whose seed
+// is seed.
+func signPublic(seed [SeedSize]byte) ed25519.PublicKey {
+	signSeed := block.LabeledHash(labelSignSeed, seed[:])
+	return ed25519.NewKeyFromSeed(signSeed[:]).Public().(ed25519.PublicKey)
 }
 
 // Public returns the public side: address, pubkey block, keys.
@@ -119,6 +131,7 @@ type PublicKey struct {
 	Difficulty int
 	SignKey    ed25519.PublicKey
 	EncKey     hpke.PublicKey
+	Next       [block.NextSize]byte // commitment to the next generation's signing key
 }
 
 // ParsePubkey decodes a pubkey block and verifies its self-signature and its
@@ -143,6 +156,7 @@ func ParsePubkey(b []byte) (*PublicKey, error) {
 		Difficulty: int(p.Difficulty),
 		SignKey:    ed25519.PublicKey(append([]byte(nil), p.SignKey[:]...)),
 		EncKey:     enc,
+		Next:       p.Next,
 	}, nil
 }
 

@@ -282,3 +282,20 @@ func TestDecodeKeyFileRejectsDamage(t *testing.T) {
 		}
 	}
 }
+
+// TestFromSeedCommitsToTheDerivedNextKey pins section 10: a key file's
+// pubkey block commits to the signing key of LH("flowmail/v1 next seed",
+// seed).
+func TestFromSeedCommitsToTheDerivedNextKey(t *testing.T) {
+	id := mustFromSeed(t, 1, 8)
+	seed := seedOf(1)
+	nextSeed := block.LabeledHash("flowmail/v1 next seed", seed[:])
+	signSeed := block.LabeledHash("flowmail/v1 sign key", nextSeed[:])
+	next := ed25519.NewKeyFromSeed(signSeed[:]).Public().(ed25519.PublicKey)
+	if id.Public().Next != block.LabeledHash("flowmail/v1 next key", next) {
+		t.Fatal("pubkey block's next is not the commitment to the derived next key")
+	}
+	if id.Public().Next == block.NextCommitment(id.Public().SignKey) {
+		t.Fatal("next commits to the current key")
+	}
+}

@@ -31,6 +31,7 @@ func checkIdentityVector(v vectors.Vector) (map[string]string, string) {
 			"address":    p.Address(),
 			"difficulty": strconv.Itoa(p.Difficulty),
 			"created":    strconv.FormatInt(p.Created.Unix(), 10),
+			"next":       hex.EncodeToString(p.Next[:]),
 		}, ""
 	case "FromSeed":
 		seed, err := hex.DecodeString(v.Input)

@@ -92,7 +92,7 @@ func TestLookupTerminatesWhenKClosestAnswered(t *testing.T) {
 func TestLookupSkipsDeadAndFindsTrueClosest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const k = 4
-		s := smallNet(t, 2, k, 3)
+		s := smallNet(t, 5, k, 3)
 		nodes := s.addNodes(40, false)
 		meshSeed(nodes)
 		target := s.randomID()

@@ -143,7 +143,7 @@ func failuresOf(d *DHT, id block.ID) int {
 // returns a random target and the 8 nodes closest to it; prepare runs
 // on those before the ones listed in dead are killed.
 func meshAroundTarget(t *testing.T, stall time.Duration, dead func(closest []block.ID) []block.ID, prepare func(from *simNode, closest []block.ID)) (from *simNode, target block.ID, closest []block.ID) {
-	s := stallNet(t, 2, 8, stall, nil)
+	s := stallNet(t, 5, 8, stall, nil)
 	nodes := s.addNodes(40, false)
 	from = nodes[0]
 	from.dht.cfg.K = 4

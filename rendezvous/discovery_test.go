@@ -13,9 +13,11 @@ import (
 	"time"
 )
 
-// discoveryDeadline bounds every wait for the DHT; on loopback discovery
-// takes well under a second (see the report in the test log).
-const discoveryDeadline = 20 * time.Second
+// discoveryDeadline bounds every wait for the DHT. On an idle machine
+// discovery takes well under a second (see the test log); the bound is a
+// hang guard, not a speed requirement, since a loaded machine may take
+// many times longer.
+const discoveryDeadline = 3 * time.Minute
 
 func testLogger(t *testing.T) *slog.Logger {
 	if os.Getenv("FLOWMAIL_DEBUG") == "" {
@@ -52,6 +54,9 @@ func testConfig(t *testing.T, routers []string, network string, quicPort int) Co
 		StateDir:   t.TempDir(),
 		Logger:     testLogger(t),
 		Interval:   200 * time.Millisecond,
+		// A healthy node on a loaded machine can miss a short probe
+		// deadline; only the wedge test wants the watchdog to act.
+		probeTimeout: time.Minute,
 	}
 }
 

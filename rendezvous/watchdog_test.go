@@ -17,7 +17,7 @@ const wedgeChildEnv = "FLOWMAIL_RENDEZVOUS_WEDGE_CHILD"
 // a child process, because the wedged goroutines can never be stopped.
 func TestWedgedDHTIsReplaced(t *testing.T) {
 	if os.Getenv(wedgeChildEnv) == "" {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestWedgedDHTIsReplaced$", "-test.count=1", "-test.v")
 		cmd.Env = append(os.Environ(), wedgeChildEnv+"=1")

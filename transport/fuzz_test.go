@@ -7,6 +7,8 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+
+	"github.com/flowmail/flowmail/block"
 )
 
 // addVectorInputs seeds a fuzz corpus with the inputs of the vectors
@@ -96,7 +98,7 @@ func TestAppendAddrRefusesWhatTheWireCannotCarry(t *testing.T) {
 }
 
 func TestHelloAppendChecksFields(t *testing.T) {
-	pk := make([]byte, 1330)
+	pk := make([]byte, block.PubkeySize)
 	tests := []struct {
 		name string
 		h    Hello
