@@ -3,11 +3,13 @@ package delivery
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
@@ -233,4 +235,43 @@ func isLost(b *mail.Built, lost []int, id block.ID) bool {
 		}
 	}
 	return false
+}
+
+// FuzzSendState: a send state file of any bytes is taken or refused with
+// ErrSendState, never a panic; one taken is written back as it reads.
+func FuzzSendState(f *testing.F) {
+	alice, bob := testIdentity(f, seedAlice, 0), testIdentity(f, seedBob, 0)
+	in := mail.BuildInput{Sender: alice, Recipients: publicKeys(bob), Size: 100, Now: testNow, Lifetime: time.Hour}
+	good, err := openSendState("", in)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good.markStored(block.ID{1})
+	b, _ := json.Marshal(good.j)
+	f.Add(b)
+	f.Add([]byte(`{"version":1}`))
+	f.Add([]byte(`{"version":1,"index":[{"block":"00"}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := &SendState{path: filepath.Join(t.TempDir(), "state"), done: map[block.ID]bool{}}
+		s.j = good.j
+		s.j.Stored, s.j.Index = nil, nil
+		st, err := s.resume(b)
+		if err != nil {
+			if !errors.Is(err, ErrSendState) {
+				t.Fatalf("error %v is not ErrSendState", err)
+			}
+			return
+		}
+		if err := st.save(); err != nil {
+			t.Fatal(err)
+		}
+		again, err := readBounded(st.path, maxSendState)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2 := &SendState{path: st.path, done: map[block.ID]bool{}, j: s.j}
+		if _, err := s2.resume(again); err != nil {
+			t.Fatalf("a state written back does not read: %v", err)
+		}
+	})
 }
