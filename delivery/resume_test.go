@@ -275,3 +275,40 @@ func FuzzSendState(f *testing.F) {
 		}
 	})
 }
+
+// TestSendReportsProgressInBytes: Send's store progress climbs block by
+// block in message bytes, reaches the message size once, and only then
+// does grinding begin.
+func TestSendReportsProgressInBytes(t *testing.T) {
+	c := testCodec(t)
+	net := newMemNet(testNow)
+	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
+	msg := composeTo(t, alice, []*identity.Identity{bob}, "big", "x", mail.Attachment{Name: "a.bin", Data: randomBytes(1<<20, 3)})
+	var got []mail.Progress
+	if _, err := Send(context.Background(), net, c, sendIn(t, alice, msg, bob), SendOptions{Progress: func(p mail.Progress) { got = append(got, p) }}); err != nil {
+		t.Fatal(err)
+	}
+	var last int64
+	stores, full, grinding := 0, 0, false
+	for _, p := range got {
+		switch p.Phase {
+		case mail.PhaseStore:
+			if grinding || p.Done < last || p.Total != int64(len(msg)) {
+				t.Fatalf("store report %+v after %d bytes (grinding %v)", p, last, grinding)
+			}
+			last = p.Done
+			stores++
+			if p.Done == p.Total {
+				full++
+			}
+		case mail.PhaseGrind:
+			if full != 1 {
+				t.Fatalf("grinding began with the store at %d of %d", last, len(msg))
+			}
+			grinding = true
+		}
+	}
+	if stores < 40 || full != 1 || !grinding {
+		t.Fatalf("%d store reports, %d of them full; grinding %v", stores, full, grinding)
+	}
+}

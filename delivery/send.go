@@ -56,12 +56,25 @@ func Send(ctx context.Context, net Network, c *mail.Codec, in mail.BuildInput, o
 		}
 	}
 	reused := 0
-	if !st.ground() {
-		var stored atomic.Int64
+	if st.ground() {
+		// Resumed after the data was all stored.
+		report(mail.Progress{Phase: mail.PhaseStore, Recipient: -1, Done: in.Size, Total: in.Size})
+	} else {
+		// Progress in message bytes: each group stands for its share of
+		// the message, each stored block for its share of the group.
+		// Done reaches Total once, when every data block is stored (the
+		// grinding that follows tells).
+		var mu sync.Mutex
+		var base int64
+		storeDone := false
 		b, err := c.Build(ctx, in, mail.BuildOptions{
 			Workers: opt.GrindWorkers, ProgressInterval: opt.ProgressInterval,
 			Progress: func(p mail.Progress) {
 				if p.Phase == mail.PhaseGrind {
+					if !storeDone {
+						storeDone = true
+						report(mail.Progress{Phase: mail.PhaseStore, Recipient: -1, Done: in.Size, Total: in.Size})
+					}
 					report(p)
 				}
 			},
@@ -73,18 +86,22 @@ func Send(ctx context.Context, net Network, c *mail.Codec, in mail.BuildInput, o
 					}
 				}
 				reused += len(blocks) - len(todo)
-				err := storeAll(ctx, net, todo, in.Lifetime, opt.Workers, "data block", st.markStored)
+				share, done := groupBytes(in.Size, g), int64(len(blocks)-len(todo))
+				err := storeAll(ctx, net, todo, in.Lifetime, opt.Workers, "data block", func(id block.ID) {
+					st.markStored(id)
+					mu.Lock()
+					defer mu.Unlock()
+					done++
+					report(mail.Progress{Phase: mail.PhaseStore, Recipient: -1, Done: min(in.Size-1, base+share*done/int64(len(blocks))), Total: in.Size})
+				})
+				base += share
 				// Saved after each group and when the network fails, so a
 				// Send stopped by an error or a signal loses no stored
 				// block; a crash loses at most this group's.
 				if serr := st.save(); err == nil {
 					err = serr
 				}
-				if err != nil {
-					return err
-				}
-				report(mail.Progress{Phase: mail.PhaseStore, Recipient: -1, Done: min(in.Size, stored.Add(groupBytes(in.Size, g))), Total: in.Size})
-				return nil
+				return err
 			},
 		})
 		if err != nil {
@@ -96,7 +113,6 @@ func Send(ctx context.Context, net Network, c *mail.Codec, in mail.BuildInput, o
 			return nil, err
 		}
 	}
-	report(mail.Progress{Phase: mail.PhaseStore, Recipient: -1, Done: in.Size, Total: in.Size})
 	for i := range st.j.Index {
 		if st.j.Index[i].Stored {
 			continue
@@ -113,7 +129,7 @@ func Send(ctx context.Context, net Network, c *mail.Codec, in mail.BuildInput, o
 }
 
 // groupBytes is about how many message bytes group g stands for, for
-// progress: what a full group holds, and the rest for the last.
+// progress: what a full group holds, or what is left.
 func groupBytes(size int64, g int) int64 {
 	const perGroup = mail.GroupDataShards * mail.MaxShardSize
 	return max(0, min(perGroup, size-int64(g)*perGroup))
