@@ -103,6 +103,10 @@ func (id *Identity) Created() time.Time { return id.created }
 // SigningKey returns the Ed25519 private key, for TLS certificates.
 func (id *Identity) SigningKey() ed25519.PrivateKey { return id.sign }
 
+// EncryptionKey returns the HPKE private key whose public half is the
+// pubkey block's enc_key: an onion relay opens the layers sealed to it.
+func (id *Identity) EncryptionKey() hpke.PrivateKey { return id.enc }
+
 // Sign signs data for the purpose named by label (block.Label*).
 func (id *Identity) Sign(label string, data []byte) [block.SignatureSize]byte {
 	var sig [block.SignatureSize]byte
