@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,15 +15,7 @@ import (
 	"github.com/flowmail/flowmail/mail"
 )
 
-// Mail is a mail opened from the network into memory and verified.
-type Mail struct {
-	*mail.Opened
-	Message  []byte // the RFC 5322 bytes, exactly as the sender signed them
-	Index    block.ID
-	Manifest *mail.Manifest
-}
-
-// OpenOptions tune Open.
+// OpenOptions tune how one mail is opened.
 type OpenOptions struct {
 	// Workers bounds the shards fetched at once; 0 means 8.
 	Workers int
@@ -49,21 +40,11 @@ type ShardProgress struct {
 	TotalBytes int64 // the payload bytes of every needed shard
 }
 
-// Open opens the index block blk, listed under id, for me, fetches
-// enough of its shards from net, and makes every check of spec 6 and 9
-// (mail.OpenIndex, mail.ShardPayload, Codec.OpenBody), holding the
-// message in memory. A mail sealed to someone else gives an error
-// matching identity.ErrNotForMe.
-func Open(ctx context.Context, net Network, c *mail.Codec, me *identity.Identity, id block.ID, blk []byte, opt OpenOptions) (*Mail, error) {
-	var buf bytes.Buffer
-	o, man, err := openTo(ctx, net, c, me, id, blk, &buf, opt)
-	if err != nil {
-		return nil, err
-	}
-	return &Mail{Opened: o, Message: buf.Bytes(), Index: id, Manifest: man}, nil
-}
-
-// openTo is Open streaming the message into out.
+// openTo opens the index block blk, listed under id, for me, fetches
+// enough of its shards from net group by group, and makes every check of
+// spec 6 and 9 (mail.OpenIndex, mail.ShardPayload, Codec.OpenBody),
+// streaming the message into out. A mail sealed to someone else gives an
+// error matching identity.ErrNotForMe.
 func openTo(ctx context.Context, net Network, c *mail.Codec, me *identity.Identity, id block.ID, blk []byte, out io.Writer, opt OpenOptions) (*mail.Opened, *mail.Manifest, error) {
 	man, err := mail.OpenIndex(me, id, blk)
 	if err != nil {
@@ -127,11 +108,8 @@ func (f *groupFetcher) shards(ctx context.Context, g int) ([][]byte, error) {
 		f.progress()
 	}
 	if f.cache != "" {
-		for i := range n {
-			if have == k {
-				break
-			}
-			if p := f.cached(first + i); p != nil {
+		for i, p := range f.cached(g) {
+			if p != nil && have < k {
 				got(i, p)
 			}
 		}
@@ -204,20 +182,24 @@ func (f *groupFetcher) fetch(ctx context.Context, i int) ([]byte, error) {
 	return p, nil
 }
 
-// cached returns shard i's payload from the cache, or nil. A file that
-// does not check out (cut short by a crash, damaged on disk) is removed.
-func (f *groupFetcher) cached(i int) []byte {
-	path := filepath.Join(f.cache, f.man.ShardIDs[i].String())
-	b, err := readBounded(path, block.MaxBlockSize)
-	if err != nil {
-		return nil
+// cached returns the payloads of group g's shards found in the cache, in
+// coding order, nil where missing. A file that does not check out (cut
+// short by a crash, damaged on disk) is removed.
+func (f *groupFetcher) cached(g int) [][]byte {
+	ids := f.man.GroupShards(g)
+	blocks := make([][]byte, len(ids))
+	for i, id := range ids {
+		if b, err := readBounded(filepath.Join(f.cache, id.String()), block.MaxBlockSize); err == nil {
+			blocks[i] = b
+		}
 	}
-	p, err := mail.ShardPayload(f.man, i, b)
-	if err != nil {
-		os.Remove(path)
-		return nil
+	payloads := mail.GroupPayloads(f.man, g, blocks)
+	for i, p := range payloads {
+		if p == nil && blocks[i] != nil {
+			os.Remove(filepath.Join(f.cache, ids[i].String()))
+		}
 	}
-	return p
+	return payloads
 }
 
 // dropCache removes the cached shards of the mail with index block id.

@@ -199,7 +199,7 @@ func TestBuildOpenRoundTrip(t *testing.T) {
 					lost[first+j*gl.Shards()/gl.Parity] = true // spread over data and parity
 				}
 			}
-			o, got, err := c.Open(context.Background(), bob, man, blockShards(man, blocksOf(b.Data), lost), testNow)
+			o, got, err := openMem(c, bob, man, blockShards(man, blocksOf(b.Data), lost), testNow)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -215,7 +215,7 @@ func TestBuildOpenRoundTrip(t *testing.T) {
 					break
 				}
 			}
-			if _, _, err := c.Open(context.Background(), bob, man, blockShards(man, blocksOf(b.Data), lost), testNow); !errors.Is(err, ErrShardsMissing) {
+			if _, _, err := openMem(c, bob, man, blockShards(man, blocksOf(b.Data), lost), testNow); !errors.Is(err, ErrShardsMissing) {
 				t.Fatalf("one shard too many lost: %v, want ErrShardsMissing", err)
 			}
 		})
@@ -252,7 +252,7 @@ func TestBuildHandsOnOneGroupAtATime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, got, err := c.Open(context.Background(), bob, man, blockShards(man, stored, nil), testNow); err != nil || !bytes.Equal(got, msg) {
+	if _, got, err := openMem(c, bob, man, blockShards(man, stored, nil), testNow); err != nil || !bytes.Equal(got, msg) {
 		t.Fatalf("open: %v", err)
 	}
 	// A failing sink stops the build.
@@ -374,7 +374,7 @@ func TestOpenRefusesBadBodies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			man, blocks := forgeZ(t, c, tc.z, bob)
-			_, _, err := c.Open(context.Background(), bob, man, blockShards(man, blocks, nil), testNow)
+			_, _, err := openMem(c, bob, man, blockShards(man, blocks, nil), testNow)
 			if tc.want == nil && err != nil || !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
@@ -404,7 +404,7 @@ func TestOpenBoundsADecompressionBomb(t *testing.T) {
 	// 8878 3.1.1.1.2: window descriptor exponent 13 + 10 = 2^23 plus 7/8 of it).
 	frame := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x6f, 0x01, 0x00, 0x00}
 	man, blocks = forgeZ(t, c, frame, bob)
-	if _, _, err := c.Open(context.Background(), bob, man, blockShards(man, blocks, nil), testNow); !errors.Is(err, ErrDecompress) || !strings.Contains(err.Error(), "window") {
+	if _, _, err := openMem(c, bob, man, blockShards(man, blocks, nil), testNow); !errors.Is(err, ErrDecompress) || !strings.Contains(err.Error(), "window") {
 		t.Fatalf("oversized window: %v", err)
 	}
 }

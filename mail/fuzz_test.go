@@ -2,7 +2,6 @@ package mail
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"testing"
 
@@ -89,7 +88,7 @@ func (x *openFixture) open(t *testing.T, blk []byte, shards ...[]byte) {
 	for _, b := range shards {
 		blocks[block.Sum(b)] = b
 	}
-	o, msg, err := x.codec.Open(context.Background(), x.me, man, blockShards(man, blocks, nil), testNow)
+	o, msg, err := openMem(x.codec, x.me, man, blockShards(man, blocks, nil), testNow)
 	if err != nil {
 		return
 	}
@@ -173,7 +172,7 @@ func FuzzOpenBody(f *testing.F) {
 			return
 		}
 		man, blocks := forgeZ(t, x.codec, z, x.me)
-		o, msg, err := x.codec.Open(context.Background(), x.me, man, blockShards(man, blocks, nil), testNow)
+		o, msg, err := openMem(x.codec, x.me, man, blockShards(man, blocks, nil), testNow)
 		if err != nil {
 			return
 		}

@@ -100,7 +100,7 @@ func openBuilt(c *Codec, me *identity.Identity, b *Built, i int, now time.Time) 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	o, msg, err := c.Open(context.Background(), me, man, blockShards(man, blocksOf(b.Data), nil), now)
+	o, msg, err := openMem(c, me, man, blockShards(man, blocksOf(b.Data), nil), now)
 	return o, msg, man, err
 }
 
@@ -127,4 +127,14 @@ func readParts(t testing.TB, r *gomail.Reader) (text string, att map[string][]by
 			text = string(body)
 		}
 	}
+}
+
+// openMem is OpenBody into memory.
+func openMem(c *Codec, me *identity.Identity, man *Manifest, shards Shards, now time.Time) (*Opened, []byte, error) {
+	var buf bytes.Buffer
+	o, err := c.OpenBody(context.Background(), me, man, shards, &buf, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return o, buf.Bytes(), nil
 }

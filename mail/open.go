@@ -1,7 +1,6 @@
 package mail
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -222,17 +221,6 @@ func (c *Codec) copyMessage(r io.Reader, n int64, hasher *messageHasher, head *h
 		}
 	}
 	return copied, nil, nil
-}
-
-// Open is OpenBody into memory, for mails that fit there: it returns the
-// message beside what OpenBody found.
-func (c *Codec) Open(ctx context.Context, me *identity.Identity, man *Manifest, shards Shards, now time.Time) (*Opened, []byte, error) {
-	var buf bytes.Buffer
-	o, err := c.OpenBody(ctx, me, man, shards, &buf, now)
-	if err != nil {
-		return nil, nil, err
-	}
-	return o, buf.Bytes(), nil
 }
 
 // headCapture keeps the first limit bytes written to it.
