@@ -55,7 +55,7 @@ type FetchOptions struct {
 	// goroutine.
 	Progress func(FetchProgress)
 	// ShardCache, if set, is a directory where the shards of big mails
-	// are kept until the mail is delivered or given up (OpenOptions).
+	// are kept until the mail is delivered or given up (openOptions).
 	ShardCache string
 }
 
@@ -276,7 +276,7 @@ func fetchOne(ctx context.Context, net Network, c *mail.Codec, me *identity.Iden
 		// The network's fault, not the mail's: another holder may do better.
 		return nil, mailbox.OutcomeDeferred, fmt.Errorf("%w: the network returned bytes that hash to %s", mail.ErrIndexBlock, got.Short())
 	}
-	oo := OpenOptions{Workers: opt.Workers, Now: opt.Now, ShardCache: opt.ShardCache}
+	oo := openOptions{Workers: opt.Workers, Now: opt.Now, ShardCache: opt.ShardCache}
 	if opt.Progress != nil {
 		oo.Progress = func(p ShardProgress) {
 			opt.Progress(FetchProgress{Mail: nth, Mails: of, Index: id, ShardProgress: p})

@@ -15,8 +15,8 @@ import (
 	"github.com/flowmail/flowmail/mail"
 )
 
-// OpenOptions tune how one mail is opened.
-type OpenOptions struct {
+// openOptions tune how one mail is opened.
+type openOptions struct {
 	// Workers bounds the shards fetched at once; 0 means 8.
 	Workers int
 	// Now is the current time, for the staleness check; zero skips it.
@@ -45,7 +45,7 @@ type ShardProgress struct {
 // spec 6 and 9 (mail.OpenIndex, mail.ShardPayload, Codec.OpenBody),
 // streaming the message into out. A mail sealed to someone else gives an
 // error matching identity.ErrNotForMe.
-func openTo(ctx context.Context, net Network, c *mail.Codec, me *identity.Identity, id block.ID, blk []byte, out io.Writer, opt OpenOptions) (*mail.Opened, *mail.Manifest, error) {
+func openTo(ctx context.Context, net Network, c *mail.Codec, me *identity.Identity, id block.ID, blk []byte, out io.Writer, opt openOptions) (*mail.Opened, *mail.Manifest, error) {
 	man, err := mail.OpenIndex(me, id, blk)
 	if err != nil {
 		return nil, nil, err

@@ -112,7 +112,7 @@ func TestFetchNeverOpensUnderGroundIndex(t *testing.T) {
 	}
 	id := net.putRaw(blk)
 
-	if _, _, err := openTo(context.Background(), net, c, bob, id, blk, io.Discard, OpenOptions{}); !errors.Is(err, mail.ErrProofOfWork) {
+	if _, _, err := openTo(context.Background(), net, c, bob, id, blk, io.Discard, openOptions{}); !errors.Is(err, mail.ErrProofOfWork) {
 		t.Fatalf("Open: %v, want mail.ErrProofOfWork", err)
 	}
 	mb := newMailbox(t, bob)

@@ -252,7 +252,7 @@ func FuzzSendState(f *testing.F) {
 	f.Add([]byte(`{"version":1}`))
 	f.Add([]byte(`{"version":1,"index":[{"block":"00"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s := &SendState{path: filepath.Join(t.TempDir(), "state"), done: map[block.ID]bool{}}
+		s := &sendState{path: filepath.Join(t.TempDir(), "state"), done: map[block.ID]bool{}}
 		s.j = good.j
 		s.j.Stored, s.j.Index = nil, nil
 		st, err := s.resume(b)
@@ -269,7 +269,7 @@ func FuzzSendState(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s2 := &SendState{path: st.path, done: map[block.ID]bool{}, j: s.j}
+		s2 := &sendState{path: st.path, done: map[block.ID]bool{}, j: s.j}
 		if _, err := s2.resume(again); err != nil {
 			t.Fatalf("a state written back does not read: %v", err)
 		}

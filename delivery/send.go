@@ -23,10 +23,11 @@ type SendOptions struct {
 	Progress func(mail.Progress)
 	// ProgressInterval between grinding reports; 0 means 250 ms.
 	ProgressInterval time.Duration
-	// GrindWorkers grind in parallel; 0 means GOMAXPROCS.
+	// GrindWorkers bound the goroutines that hash and grind; 0 means
+	// GOMAXPROCS.
 	GrindWorkers int
 	// State, if set, is the file that lets an interrupted Send resume
-	// (SendState): Send reads it if it exists, keeps it current, and
+	// (docs/PROTOCOL.md 10.2): Send reads it if it exists, keeps it current, and
 	// leaves it in place when it returns, done or not; the caller removes
 	// it once the mail is sent.
 	State string

@@ -30,13 +30,13 @@ const sendStateVersion = 1
 // with room to spare.
 const maxSendState = 64 << 20
 
-// SendState is what one Send has done, kept in a file (docs/PROTOCOL.md
+// sendState is what one Send has done, kept in a file (docs/PROTOCOL.md
 // 10.2) so that an interrupted Send resumes: the seed of the mail's
 // randomness and its signing time (so the mail is built again byte for
 // byte), the data blocks stored, and once ground, the index blocks and
 // which of them are stored. The file is rewritten atomically after each
 // group, when a Send stops on an error, and after each index block.
-type SendState struct {
+type sendState struct {
 	path string
 	j    sendStateJSON
 	mu   sync.Mutex // guards done: blocks are stored concurrently
@@ -65,8 +65,8 @@ type indexStateJSON struct {
 
 // openSendState reads the state at path for in, or starts one (written
 // to path when path is set).
-func openSendState(path string, in mail.BuildInput) (*SendState, error) {
-	s := &SendState{path: path, done: map[block.ID]bool{}}
+func openSendState(path string, in mail.BuildInput) (*sendState, error) {
+	s := &sendState{path: path, done: map[block.ID]bool{}}
 	s.j = sendStateJSON{Version: sendStateVersion, Size: in.Size, Signed: in.Now.Unix(), Lifetime: int64(in.Lifetime / time.Second)}
 	if in.Sender != nil {
 		s.j.Sender = in.Sender.Address()
@@ -98,9 +98,9 @@ func openSendState(path string, in mail.BuildInput) (*SendState, error) {
 }
 
 // resume takes the state of an interrupted Send of the same mail.
-func (s *SendState) resume(b []byte) (*SendState, error) {
+func (s *sendState) resume(b []byte) (*sendState, error) {
 	want := s.j
-	bad := func(format string, a ...any) (*SendState, error) {
+	bad := func(format string, a ...any) (*sendState, error) {
 		return nil, fmt.Errorf("%w: %s %s (to start the send over, remove that file)", ErrSendState, s.path, fmt.Sprintf(format, a...))
 	}
 	var j sendStateJSON
@@ -169,7 +169,7 @@ func readBounded(path string, limit int64) ([]byte, error) {
 }
 
 // save rewrites the file, if there is one.
-func (s *SendState) save() error {
+func (s *sendState) save() error {
 	if s.path == "" {
 		return nil
 	}
@@ -190,13 +190,13 @@ func (s *SendState) save() error {
 	return nil
 }
 
-func (s *SendState) signed() time.Time { return time.Unix(s.j.Signed, 0) }
+func (s *sendState) signed() time.Time { return time.Unix(s.j.Signed, 0) }
 
-func (s *SendState) lifetime() time.Duration { return time.Duration(s.j.Lifetime) * time.Second }
+func (s *sendState) lifetime() time.Duration { return time.Duration(s.j.Lifetime) * time.Second }
 
 // rand is the mail's randomness: the ChaCha20 key stream of the seed, so
 // the same seed builds the same mail.
-func (s *SendState) rand() io.Reader {
+func (s *sendState) rand() io.Reader {
 	seed, _ := hex.DecodeString(s.j.Seed)
 	c, _ := chacha20.NewUnauthenticatedCipher(seed, make([]byte, chacha20.NonceSize))
 	return keyStream{c}
@@ -210,23 +210,23 @@ func (k keyStream) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *SendState) isStored(id block.ID) bool {
+func (s *sendState) isStored(id block.ID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.done[id]
 }
 
-func (s *SendState) markStored(id block.ID) {
+func (s *sendState) markStored(id block.ID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.done[id] = true
 }
 
 // ground reports whether the index blocks are built.
-func (s *SendState) ground() bool { return len(s.idx) > 0 }
+func (s *sendState) ground() bool { return len(s.idx) > 0 }
 
 // setIndex records the built mail's index blocks, before they are stored.
-func (s *SendState) setIndex(b *mail.Built) {
+func (s *sendState) setIndex(b *mail.Built) {
 	s.j.MessageID = hex.EncodeToString(b.MessageID[:])
 	s.j.CompressedLen = b.Layout.CompressedLen
 	s.j.Index, s.idx = nil, nil
@@ -244,7 +244,7 @@ type Sent struct {
 	Reused    int        // data blocks an earlier, interrupted Send had stored
 }
 
-func (s *SendState) sent(reused int) *Sent {
+func (s *sendState) sent(reused int) *Sent {
 	out := &Sent{Reused: reused}
 	id, _ := hex.DecodeString(s.j.MessageID)
 	copy(out.MessageID[:], id)
@@ -256,7 +256,7 @@ func (s *SendState) sent(reused int) *Sent {
 }
 
 // recipientName is recipient i as the file names it.
-func (s *SendState) recipientName(i int) string {
+func (s *sendState) recipientName(i int) string {
 	if i < len(s.j.Recipients) {
 		return s.j.Recipients[i]
 	}
