@@ -39,3 +39,15 @@ const (
 	// durability model.
 	ShardRepublishInterval = 24 * time.Hour
 )
+
+// Limits of records (block type 4, docs/PROTOCOL.md "Records").
+const (
+	// MaxRecordSize bounds every record, header included: small enough
+	// that nodes verify a record on every STORE and keep one per slot.
+	MaxRecordSize = 4096
+
+	// MaxRotations is how many rotations one address's key log holds: 14
+	// rotate events and one terminal (revoke or move) event fit in
+	// MaxRecordSize after the inception pubkey block.
+	MaxRotations = 14
+)

@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/flowmail/flowmail/internal/testseed"
 )
 
 // TestDeliveryWritesLF: whatever pieces the signed bytes come in, a CR
@@ -19,8 +20,7 @@ func TestDeliveryWritesLF(t *testing.T) {
 	if got := ToLF(msg); !bytes.Equal(got, want) {
 		t.Fatalf("ToLF = %q", got)
 	}
-	seed := uint64(len(msg))
-	r := rand.New(rand.NewPCG(seed, 2))
+	r := testseed.Rand(t)
 	for cut := range len(msg) + 1 {
 		dir := t.TempDir()
 		d, err := Maildir{Dir: dir}.Create(testNow)

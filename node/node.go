@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/atomicfile"
+	"github.com/flowmail/flowmail/internal/clock"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/rendezvous"
 	"github.com/flowmail/flowmail/transport"
@@ -59,6 +59,9 @@ type Config struct {
 	Advertise []netip.AddrPort
 	// QuotaBytes bounds the block store (0: no bound).
 	QuotaBytes int64
+	// StoreFootprint sizes the Badger store's memory; a testnet, which
+	// runs many nodes in one process, sets blockstore.FootprintShared.
+	StoreFootprint blockstore.Footprint
 	// Admin is a loopback address for /metrics and /status ("": none).
 	Admin string
 	// Logger receives the node's records (nil: discard).
@@ -92,9 +95,9 @@ type Config struct {
 	DialTimeout    time.Duration
 	RequestTimeout time.Duration
 
-	// Now is the DHT's clock (nil: time.Now). Tests move it forward to
-	// make republishing due; the block store always uses the wall clock.
-	Now func() time.Time
+	// Clock is the DHT's clock (nil: clock.Real). Tests move it forward
+	// (clock.Offset) to make republishing due.
+	Clock clock.Clock
 
 	// PacketConn, when set, is the UDP socket QUIC uses instead of
 	// listening on Listen; the node does not close it.
@@ -172,8 +175,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if !cfg.Client {
 		if cfg.DataDir == "" {
 			n.store = blockstore.NewMemory(blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log})
-		} else if n.store, err = blockstore.OpenBadger(filepath.Join(cfg.DataDir, StoreDir), blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log}); err != nil {
-			if strings.Contains(err.Error(), "directory lock") {
+		} else if n.store, err = blockstore.OpenBadger(filepath.Join(cfg.DataDir, StoreDir), blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log, Footprint: cfg.StoreFootprint}); err != nil {
+			if errors.Is(err, blockstore.ErrLocked) {
 				return nil, fmt.Errorf("node: another flowmail node is using %s: stop it, or give this one its own --data-dir (%w)", cfg.DataDir, err)
 			}
 			return nil, fmt.Errorf("node: opening the block store: %w", err)
@@ -273,7 +276,7 @@ func (n *Node) openNetwork(ctx context.Context, listen string, client bool) erro
 		RequestTimeout:    n.cfg.RequestTimeout,
 		Transport:         instrumented{Transport: n.tr, m: n.m},
 		Client:            client,
-		Now:               n.now,
+		Clock:             n.cfg.Clock,
 		Rand:              rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		Logger:            n.log,
 		RefreshInterval:   n.cfg.RefreshInterval,
@@ -293,13 +296,6 @@ func (n *Node) openNetwork(ctx context.Context, listen string, client bool) erro
 		n.quic.SetHandler(n.m.instrumentHandler(n.dht.Handle))
 	}
 	return nil
-}
-
-func (n *Node) now() time.Time {
-	if n.cfg.Now != nil {
-		return n.cfg.Now()
-	}
-	return time.Now()
 }
 
 func (n *Node) loadIdentity() (*identity.Identity, error) {

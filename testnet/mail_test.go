@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/mailforge"
+	"github.com/flowmail/flowmail/internal/testseed"
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/node"
@@ -172,7 +172,7 @@ func TestMailSurvivesThirtyPercentOfNodesStoppedAfterSending(t *testing.T) {
 	if _, err := SendMail(ctx, c, alice.Identity, ids(rcpts), msg, nil); err != nil {
 		t.Fatal(err)
 	}
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	for _, i := range rand.New(rand.NewPCG(seed, 1)).Perm(20)[:6] {
 		if err := net.Stop(i); err != nil {
 			t.Fatal(err)
@@ -332,26 +332,6 @@ func TestForgedMailIsRejectedWithAClearMessage(t *testing.T) {
 			}
 		})
 	}
-}
-
-// testSeed is FLOWMAIL_SEED when set, else a random seed; it is logged,
-// and printed again if the test fails.
-func testSeed(t *testing.T) uint64 {
-	t.Helper()
-	seed := rand.Uint64()
-	if v := os.Getenv("FLOWMAIL_SEED"); v != "" {
-		var err error
-		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
-			t.Fatalf("FLOWMAIL_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (replay with FLOWMAIL_SEED=%d)", seed, seed)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("failed with seed %d", seed)
-		}
-	})
-	return seed
 }
 
 // counting counts the Gets of each block, as the network sees them.
