@@ -105,7 +105,7 @@ func TestSendErrorsSayWhatToDo(t *testing.T) {
 	if err := os.WriteFile(big, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(big, 30<<20); err != nil { // sparse: costs no disk
+	if err := os.Truncate(big, 800<<20); err != nil { // sparse: costs no disk; over a mail once base64 grows it
 		t.Fatal(err)
 	}
 	addr := identity.FormatAddress(stranger.ID())

@@ -19,6 +19,7 @@ import (
 	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/testnet"
 )
@@ -169,7 +170,7 @@ func runDemo(c *cli.Context, s *streams) error {
 		return err
 	}
 	fmt.Fprintf(s.out, "alice sent %d bytes: %d data + %d parity blocks of %d bytes, index block ground to %d bits\n",
-		len(sent), built.DataShards, built.ParityShards, built.ShardSize, bob.Difficulty())
+		len(sent), built.Layout.Last.Data, built.Layout.Last.Parity, built.Layout.Last.ShardSize, bob.Difficulty())
 	built.Release()
 
 	// Bob fetches through a client of his own, as a separate process would.
@@ -197,7 +198,7 @@ func runDemo(c *cli.Context, s *streams) error {
 	fmt.Fprintf(s.out, "\n----- the mail as delivered to %s -----\n", filepath.Join(dir, "bob", maildirName, "new"))
 	printMailSummary(s, got)
 	fmt.Fprintln(s.out, "-----")
-	if !bytes.Equal(got, sent) {
+	if !bytes.Equal(got, mailbox.ToLF(sent)) { // the Maildir keeps LF line ends
 		return fmt.Errorf("the fetched mail (%d bytes) differs from the sent one (%d bytes)", len(got), len(sent))
 	}
 	fmt.Fprintf(s.out, "OK: bob received exactly the %d bytes alice sent (%s in all)\n", len(sent), time.Since(began).Round(time.Millisecond))
