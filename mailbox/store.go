@@ -35,6 +35,8 @@ var (
 	ErrNoMessage    = errors.New("mailbox: no such message")
 	ErrTooBig       = errors.New("mailbox: message too large")
 	ErrStoreLocked  = errors.New("mailbox: the mail store is in use by another bridge")
+	// ErrLocked: a lock file is held by another process.
+	ErrLocked = errors.New("locked")
 )
 
 // Store is a Maildir++ tree (docs/PROTOCOL.md 15): INBOX is the Maildir
@@ -67,8 +69,11 @@ func OpenStore(dir string, now func() time.Time) (*Store, error) {
 		return nil, err
 	}
 	unlock, err := lockDir(filepath.Join(dir, StoreLockFile))
+	if errors.Is(err, ErrLocked) {
+		return nil, fmt.Errorf("%w: %s", ErrStoreLocked, dir)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w (%s): %w", ErrStoreLocked, dir, err)
+		return nil, err
 	}
 	s := &Store{dir: dir, now: now, unlock: unlock, folders: map[string]*Folder{}}
 	b, err := readBounded(filepath.Join(dir, FolderListFile), maxFolderListFile)
