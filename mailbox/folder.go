@@ -657,3 +657,14 @@ func linkOrCopy(from, to string) error {
 	}
 	return err
 }
+
+// Message returns the message with the given UID as the folder last saw it.
+func (f *Folder) Message(uid uint32) (Message, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i, ok := f.find(uid)
+	if !ok {
+		return Message{}, false
+	}
+	return f.msgs[i], true
+}
