@@ -272,6 +272,12 @@ func (f *Folder) syncLocked() error {
 func (f *Folder) number(p pending, uid uint32) (Message, error) {
 	from := filepath.Join(f.path, p.dir, p.name)
 	n := p.n
+	if p.dir == "new" {
+		if err := toLF(from, filepath.Join(f.path, "tmp")); err != nil {
+			return Message{}, err
+		}
+		n.crlfSize = -1
+	}
 	if n.crlfSize < 0 || n.validity != f.uids.Validity {
 		size, err := crlfSize(from)
 		if err != nil {

@@ -2,7 +2,10 @@ package mailbox
 
 import (
 	"bufio"
+	"bytes"
 	"io"
+	"os"
+	"path/filepath"
 )
 
 // lfWriter writes what it is given with each CRLF turned into LF (the
@@ -94,3 +97,67 @@ func (c *crlfReader) Read(p []byte) (int, error) {
 }
 
 func (c *crlfReader) Close() error { return c.c.Close() }
+
+// toLF rewrites a delivered file that holds CRLF line ends with LF ones
+// (a fetch of an older flowmail delivers CRLF): the new content is
+// written in tmpDir and renamed over the file, so a crash leaves the old
+// content or the new under the same name, never both.
+func toLF(path, tmpDir string) error {
+	in, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	br := bufio.NewReaderSize(in, 64<<10)
+	found := false
+	for !found {
+		line, err := br.ReadSlice('\n')
+		found = bytes.HasSuffix(line, []byte("\r\n"))
+		if err == io.EOF {
+			break
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return err
+		}
+	}
+	if !found {
+		return nil
+	}
+	if _, err := in.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(tmpDir, "lf-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriterSize(tmp, 64<<10)
+	lw := &lfWriter{w: bw}
+	_, err = io.Copy(lw, bufio.NewReaderSize(in, 64<<10))
+	if err == nil {
+		err = lw.flush()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chtimes(tmp.Name(), fi.ModTime(), fi.ModTime())
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	return err
+}
