@@ -14,7 +14,6 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/delivery"
-	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/testnet"
@@ -195,7 +194,7 @@ func TestBccRecipientsGetSeparateMails(t *testing.T) {
 	aev := newEvents()
 	a, apw := startBridge(t, bridgeConfig(alice, s.client(t), aev))
 	msg, _ := composeWithAttachment(t, alice.ID(), []block.ID{bob.ID()}, "with a blind copy", 1000)
-	if err := smtpSend(t, a, apw, []string{mail.HeaderAddress(bob.ID()), identity.FormatAddress(carol.ID())}, msg); err != nil {
+	if err := smtpSend(t, a, apw, []string{mail.HeaderAddress(bob.ID()), mail.HeaderAddress(carol.ID())}, msg); err != nil {
 		t.Fatal(err)
 	}
 	if e := waitSent(t, s.ctx, aev); e.err != nil {

@@ -241,7 +241,9 @@ func (s *imapSession) Append(name string, r imap.LiteralReader, options *imap.Ap
 		}
 		return nil, imapErr(err)
 	}
-	m, err := f.Append(r, toFlags(options.Flags), options.Time, s.b.maxSize)
+	// A literal cut short by a client gone away ends in a plain EOF: the
+	// message must not be stored short.
+	m, err := f.Append(&exactReader{r: r, left: r.Size()}, toFlags(options.Flags), options.Time, s.b.maxSize)
 	if err != nil {
 		s.b.log.Info("append failed; nothing was stored", "folder", name, "err", err)
 		return nil, imapErr(err)
@@ -530,4 +532,23 @@ func readMessage(f *mailbox.Folder, uid uint32) ([]byte, mailbox.Message, error)
 
 func (l slogPrintf) Println(args ...any) {
 	l.log.Warn(strings.TrimSpace(fmt.Sprintln(args...)))
+}
+
+// exactReader reads exactly left bytes: an EOF before them is
+// io.ErrUnexpectedEOF.
+type exactReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, io.EOF
+	}
+	n, err := e.r.Read(p[:min(int64(len(p)), e.left)])
+	e.left -= int64(n)
+	if err == io.EOF && e.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
