@@ -18,6 +18,7 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/delivery"
+	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/testnet"
@@ -175,15 +176,20 @@ func imapLogin(t *testing.T, b *Bridge, pw string, opt *imapclient.Options) *ima
 
 func smtpSend(t *testing.T, b *Bridge, pw string, rcpts []string, msg []byte) error {
 	t.Helper()
-	c, err := smtp.Dial(b.SMTPAddr())
+	return smtpSendTo(t, b.SMTPAddr(), b.me, pw, rcpts, msg)
+}
+
+func smtpSendTo(t *testing.T, addr string, me *identity.Identity, pw string, rcpts []string, msg []byte) error {
+	t.Helper()
+	c, err := smtp.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Auth(sasl.NewPlainClient("", UserName(b.me), pw)); err != nil {
+	if err := c.Auth(sasl.NewPlainClient("", UserName(me), pw)); err != nil {
 		return err
 	}
-	if err := c.SendMail(mail.HeaderAddress(b.me.ID()), rcpts, bytes.NewReader(msg)); err != nil {
+	if err := c.SendMail(mail.HeaderAddress(me.ID()), rcpts, bytes.NewReader(msg)); err != nil {
 		return err
 	}
 	return c.Quit()
