@@ -96,7 +96,7 @@ func TestSubmitOverSMTPReceiveOverIMAPWithIdle(t *testing.T) {
 	a, apw := startBridge(t, bridgeConfig(alice, s.client(t), aev))
 	bcfg := bridgeConfig(bob, s.client(t), bev)
 	b, bpw := startBridge(t, bcfg)
-	waitFetch(t, s.ctx, b, bev) // the start's own fetch: nothing yet
+	waitStartFetch(t, s.ctx, bev)
 
 	watch, opt := newIdleWatcher()
 	bc := imapLogin(t, b, bpw, opt)

@@ -43,8 +43,10 @@ func (s stallNet) Get(_ context.Context, id block.ID) ([]byte, error) {
 	return b, nil
 }
 
-func (s stallNet) List(context.Context, block.ID, int, time.Time) ([]block.ID, error) { return nil, nil }
-func (s stallNet) Delete(context.Context, block.ID, [32]byte) error                  { return nil }
+func (s stallNet) List(context.Context, block.ID, int, time.Time) ([]block.ID, error) {
+	return nil, nil
+}
+func (s stallNet) Delete(context.Context, block.ID, [32]byte) error { return nil }
 
 // runChild runs a bridge for the user whose home is $FLOWMAIL_CHILD_HOME
 // on a stallNet in dir, prints its SMTP address, and waits to be killed.

@@ -136,8 +136,19 @@ func startBridge(t *testing.T, cfg Config) (*Bridge, string) {
 	return b, pw
 }
 
-// waitFetch kicks a fetch and waits for its report; the first report
-// after a start is the start's own fetch.
+// waitStartFetch waits for the fetch every bridge makes when it starts.
+func waitStartFetch(t *testing.T, ctx context.Context, ev *events) {
+	t.Helper()
+	select {
+	case <-ev.fetched:
+	case <-ctx.Done():
+		t.Fatal("no fetch at start before the hang guard")
+	}
+}
+
+// waitFetch kicks a fetch and waits for its report (after
+// waitStartFetch: the fetch interval is an hour, so no other report
+// comes between).
 func waitFetch(t *testing.T, ctx context.Context, b *Bridge, ev *events) *delivery.FetchReport {
 	t.Helper()
 	b.FetchNow()

@@ -27,7 +27,7 @@ func TestPythonStandardLibraryClient(t *testing.T) {
 	aev, bev := newEvents(), newEvents()
 	a, apw := startBridge(t, bridgeConfig(alice, s.client(t), aev))
 	b, bpw := startBridge(t, bridgeConfig(bob, s.client(t), bev))
-	waitFetch(t, s.ctx, b, bev)
+	waitStartFetch(t, s.ctx, bev)
 	who := func(br *Bridge, pw string) map[string]string {
 		return map[string]string{"imap": br.IMAPAddr(), "smtp": br.SMTPAddr(), "user": UserName(br.me), "pw": pw, "addr": mail.HeaderAddress(br.me.ID())}
 	}
