@@ -138,15 +138,12 @@ func Start(ctx context.Context, cfg Config) (_ *Bridge, err error) {
 	if b.cfg.SMTPAddr == "" {
 		b.cfg.SMTPAddr = DefaultSMTPAddr
 	}
+	if err := CheckListen(cfg.AllowRemote, b.cfg.IMAPAddr, b.cfg.SMTPAddr); err != nil {
+		return nil, err
+	}
 	var hosts []string
 	for _, a := range []string{b.cfg.IMAPAddr, b.cfg.SMTPAddr} {
-		host, loop, err := checkListen(a)
-		if err != nil {
-			return nil, err
-		}
-		if !loop && !cfg.AllowRemote {
-			return nil, fmt.Errorf("%w: %s (allow it explicitly; clients must then use STARTTLS)", ErrNotLoopback, a)
-		}
+		host, loop, _ := checkListen(a)
 		b.remote = b.remote || !loop
 		hosts = append(hosts, host)
 	}
@@ -208,6 +205,21 @@ func Start(ctx context.Context, cfg Config) (_ *Bridge, err error) {
 	go func() { defer b.wg.Done(); b.fetchLoop(runCtx) }()
 	go func() { defer b.wg.Done(); b.sendLoop(runCtx) }()
 	return b, nil
+}
+
+// CheckListen refuses listen addresses beyond loopback unless
+// allowRemote: a bridge is a door to the user's mail.
+func CheckListen(allowRemote bool, addrs ...string) error {
+	for _, a := range addrs {
+		_, loop, err := checkListen(a)
+		if err != nil {
+			return err
+		}
+		if !loop && !allowRemote {
+			return fmt.Errorf("%w: %s (allow it explicitly; clients must then use STARTTLS)", ErrNotLoopback, a)
+		}
+	}
+	return nil
 }
 
 // checkListen parses a listen address and says whether it is loopback.
