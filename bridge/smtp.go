@@ -135,7 +135,11 @@ func (s *smtpSession) Data(r io.Reader) error {
 	if int64(len(raw)) > s.b.maxSize {
 		return smtp.ErrDataTooLarge
 	}
-	msg, visible, err := prepareMessage(raw, s.b.me.ID())
+	msg, visible, err := prepareMessage(raw, s.b.me.ID(), func(addr string) (block.ID, error) {
+		ctx, cancel := context.WithTimeout(s.b.runCtx(), s.b.lookupTimeout())
+		defer cancel()
+		return s.b.resolve(ctx, addr)
+	})
 	if err != nil {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: oneLine(err)}
 	}
@@ -168,8 +172,9 @@ func (s *smtpSession) Data(r io.Reader) error {
 
 // prepareMessage checks a submitted message and makes it what is signed:
 // CRLF line ends, no Bcc header, a From that names the sender. It returns
-// the addresses its To and Cc headers show.
-func prepareMessage(raw []byte, me block.ID) ([]byte, map[block.ID]bool, error) {
+// the addresses its To and Cc headers show, as resolve reads them (a
+// contact's name at flowmail.invalid, say).
+func prepareMessage(raw []byte, me block.ID, resolve func(string) (block.ID, error)) ([]byte, map[block.ID]bool, error) {
 	raw = toCRLF(raw)
 	br := bufio.NewReader(bytes.NewReader(raw))
 	h, err := textproto.ReadHeader(br)
@@ -195,7 +200,7 @@ func prepareMessage(raw []byte, me block.ID) ([]byte, map[block.ID]bool, error) 
 	for _, key := range []string{"To", "Cc"} {
 		list, _ := mh.AddressList(key)
 		for _, a := range list {
-			if id, err := mail.ParseHeaderAddress(a.Address); err == nil {
+			if id, err := resolve(a.Address); err == nil {
 				visible[id] = true
 			}
 		}
