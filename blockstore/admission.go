@@ -12,7 +12,12 @@ import (
 // admitted is a block that passed every check a Put makes before it
 // touches the store's state.
 type admitted struct {
-	id      block.ID
+	// key is where the block is kept and asked for. For every block type
+	// today it is id. A block kept under another key (a record at its
+	// slot) would set key apart, keep id in its metadata, and come with a
+	// rule saying which held block at key it may replace (see applyPut).
+	key     block.ID
+	id      block.ID // the block's ID, block.Sum(data)
 	header  block.Header
 	data    []byte
 	expires time.Time
@@ -30,24 +35,33 @@ func admit(b []byte, lifetime time.Duration, now time.Time) (admitted, error) {
 	if err != nil {
 		return admitted{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return admitted{id: block.Sum(b), header: h, data: b, expires: now.Add(lifetime)}, nil
+	id := block.Sum(b)
+	return admitted{key: id, id: id, header: h, data: b, expires: now.Add(lifetime)}, nil
 }
 
-// authorizeDeletion checks preimage against the deletion hash in the
-// header of the stored block b.
-func authorizeDeletion(id block.ID, b []byte, preimage [32]byte) error {
-	h, _, err := block.ParseHeader(b)
-	if err != nil {
-		return fmt.Errorf("%w: held block %v: %w", ErrCorrupt, id.Short(), err)
-	}
-	if !h.HasDeletion {
-		return fmt.Errorf("%w: %v block %v carries no deletion hash", ErrForbidden, h.Type, id.Short())
+// authorizeDeletion checks preimage against the deletion hash a held
+// block carries (hasDeletion false: none).
+func authorizeDeletion(id block.ID, typ block.Type, hasDeletion bool, hash, preimage [32]byte) error {
+	if !hasDeletion {
+		return fmt.Errorf("%w: %v block %v carries no deletion hash", ErrForbidden, typ, id.Short())
 	}
 	want := block.DeletionHash(preimage)
-	if subtle.ConstantTimeCompare(want[:], h.DeletionHash[:]) != 1 {
+	if subtle.ConstantTimeCompare(want[:], hash[:]) != 1 {
 		return fmt.Errorf("%w: for block %v", ErrForbidden, id.Short())
 	}
 	return nil
+}
+
+// extension is the expiry a re-store of a block held until held, asking
+// for until want, leaves at now, and whether it moves. It moves only by at
+// least min(MinExtension, the time left), so replaying a STORE again and
+// again rewrites nothing (docs/PROTOCOL.md section 5).
+func extension(held, want, now time.Time) (time.Time, bool) {
+	step := max(min(MinExtension, held.Sub(now)), 1)
+	if want.Sub(held) < step {
+		return held, false
+	}
+	return want, true
 }
 
 // listBounds checks List's arguments and returns the range of IDs to

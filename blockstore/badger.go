@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -37,23 +38,34 @@ type badgerStore struct {
 	mu       sync.Mutex
 	counters counters // as last committed
 
-	verifier *verifier // of the bytes Get reads back
+	budgets    *budgets
+	overBudget atomic.Uint64
+
+	// Writer-only state: charges of the transaction being built, and the
+	// bytes of blocks removed since value-log GC last ran.
+	pending []charge
+	garbage int64
+	collect chan struct{} // the GC ticker asks the writer to collect
 }
 
 // OpenBadger opens (or creates) a store in dir. A directory remembers the
 // Self it was created for, since its eviction order depends on it.
 func OpenBadger(dir string, cfg Config) (Store, error) {
 	cfg = cfg.withDefaults()
-	db, err := badger.Open(badgerOptions(dir, cfg.Logger))
+	if err := probeLock(dir); err != nil {
+		return nil, err
+	}
+	db, err := badger.Open(badgerOptions(dir, cfg))
 	if err != nil {
 		return nil, fmt.Errorf("blockstore: opening %s: %w", dir, err)
 	}
 	s := &badgerStore{
-		cfg:      cfg,
-		db:       db,
-		writes:   make(chan *writeOp, maxBatchOps),
-		stop:     make(chan struct{}),
-		verifier: newVerifier(block.SumMany, block.Lanes()),
+		cfg:     cfg,
+		db:      db,
+		writes:  make(chan *writeOp, maxBatchOps),
+		stop:    make(chan struct{}),
+		budgets: newBudgets(cfg),
+		collect: make(chan struct{}, 1),
 	}
 	if err := s.load(); err != nil {
 		return nil, errors.Join(fmt.Errorf("blockstore: opening %s: %w", dir, err), db.Close())
@@ -82,10 +94,10 @@ func (s *badgerStore) load() error {
 			return err
 		}
 		if len(v) == 0 || v[0] != layoutVersion {
-			return fmt.Errorf("unknown layout version in %x, this code reads %d", v, layoutVersion)
+			return fmt.Errorf("%w: found %x, this code reads version %d (move the directory away; the network re-stores what this node should hold)", ErrLayout, v[:min(len(v), 1)], layoutVersion)
 		}
 		if !bytes.Equal(v, want) {
-			return fmt.Errorf("store was created for node %x, not %v", v[1:], s.cfg.Self)
+			return fmt.Errorf("%w: created for %x, not %v", ErrOtherNode, v[1:], s.cfg.Self)
 		}
 		item, err = txn.Get([]byte{familyCounters})
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -105,23 +117,48 @@ func (s *badgerStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 	if err := ctx.Err(); err != nil {
 		return block.ID{}, err
 	}
-	now := s.cfg.Now()
+	now := s.cfg.Clock.Now()
 	a, err := admit(b, lifetime, now)
 	if err != nil {
 		return block.ID{}, err
 	}
-	return a.id, s.submit(ctx, &writeOp{kind: opPut, now: now, put: a, pinned: opt.Pinned})
+	if unchanged, err := s.replay(ctx, a, opt, now); err != nil || unchanged {
+		return a.id, err
+	}
+	return a.id, s.submit(ctx, &writeOp{kind: opPut, now: now, put: a, pinned: opt.Pinned, source: opt.Source})
+}
+
+// replay reports whether a Put would change nothing: the block is held,
+// its expiry would not move (see extension) and its pin would not
+// change. Such a Put returns at once, without the writer: a flood of
+// replayed STOREs neither writes nor waits for a sync.
+func (s *badgerStore) replay(ctx context.Context, a admitted, opt PutOptions, now time.Time) (bool, error) {
+	var unchanged bool
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		r, ok, err := getRecord(txn, a.key)
+		if err != nil || !ok || !notExpired(r.expires, now) {
+			return err
+		}
+		_, moved := extension(r.expires, a.expires, now)
+		unchanged = !moved && (r.pinned || !opt.Pinned)
+		return nil
+	})
+	if errors.Is(err, ErrCorrupt) {
+		// The writer deals with damaged metadata.
+		return false, nil
+	}
+	return unchanged, err
 }
 
 func (s *badgerStore) Delete(ctx context.Context, id block.ID, preimage [32]byte) error {
-	return s.submit(ctx, &writeOp{kind: opDelete, now: s.cfg.Now(), id: id, preimage: preimage})
+	return s.submit(ctx, &writeOp{kind: opDelete, now: s.cfg.Clock.Now(), id: id, preimage: preimage})
 }
 
 // Sweep removes expired blocks now; the store also does so every
 // Config.SweepInterval.
 func (s *badgerStore) Sweep(ctx context.Context) error {
 	for {
-		op := &writeOp{kind: opSweep, now: s.cfg.Now()}
+		op := &writeOp{kind: opSweep, now: s.cfg.Clock.Now()}
 		if err := s.submit(ctx, op); err != nil {
 			return err
 		}
@@ -168,37 +205,50 @@ func (s *badgerStore) view(ctx context.Context, fn func(txn *badger.Txn) error) 
 }
 
 func (s *badgerStore) Get(ctx context.Context, id block.ID) ([]byte, Meta, error) {
-	now := s.cfg.Now()
+	now := s.cfg.Clock.Now()
 	var r record
 	var b []byte
-	var bad error // the stored value does not parse
+	var bad error // the stored block changed since Put
 	err := s.view(ctx, func(txn *badger.Txn) error {
-		item, err := txn.Get(idKey(familyBlock, id))
+		var ok bool
+		var err error
+		key := idKey(familyMeta, id)
+		if r, ok, err = getRecordAt(txn, key); err != nil || !ok || !notExpired(r.expires, now) {
+			if err == nil {
+				err = badger.ErrKeyNotFound
+			}
+			return err
+		}
+		// The metadata is decoded: its key's buffer serves the block's.
+		key[0] = familyBlock
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			bad = fmt.Errorf("%w: %v has metadata but no bytes", ErrCorrupt, id.Short())
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			// v is Badger's memory: keep a copy of the block alone, and
-			// verify the copy.
-			r, b, bad = decodeBlockValue(v)
-			b = bytes.Clone(b)
-			return nil
-		})
+		if b, err = item.ValueCopy(nil); err != nil {
+			return err
+		}
+		// The ID was checked at Put; a checksum is enough to see that the
+		// bytes did not change since (docs/PROTOCOL.md section 5).
+		if len(b) != r.size || checksum(b) != r.sum {
+			bad = fmt.Errorf("%w: %v (%d bytes read, %d stored)", ErrCorrupt, id.Short(), len(b), r.size)
+		}
+		return nil
 	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
 		return nil, Meta{}, fmt.Errorf("%w: %v", ErrNotFound, id.Short())
-	}
-	if err != nil {
+	case errors.Is(err, ErrCorrupt):
+		bad = err // the metadata itself
+	case err != nil:
 		return nil, Meta{}, err
-	}
-	if bad == nil && !s.verifier.verify(b, id) {
-		bad = fmt.Errorf("%w: %v", ErrCorrupt, id.Short())
 	}
 	if bad != nil {
 		return nil, Meta{}, s.dropCorrupt(ctx, id, bad)
-	}
-	if !notExpired(r.expires, now) {
-		return nil, Meta{}, fmt.Errorf("%w: %v expired", ErrNotFound, id.Short())
 	}
 	return b, r.meta(id), nil
 }
@@ -207,7 +257,7 @@ func (s *badgerStore) Get(ctx context.Context, id block.ID) ([]byte, Meta, error
 // it reads as missing and a correct copy can be stored again.
 func (s *badgerStore) dropCorrupt(ctx context.Context, id block.ID, cause error) error {
 	s.cfg.Logger.Warn("blockstore: dropping corrupt block", "id", id.String(), "err", cause)
-	if err := s.submit(ctx, &writeOp{kind: opDropCorrupt, now: s.cfg.Now(), id: id}); err != nil {
+	if err := s.submit(ctx, &writeOp{kind: opDropCorrupt, now: s.cfg.Clock.Now(), id: id}); err != nil {
 		cause = errors.Join(cause, err)
 	}
 	return fmt.Errorf("%w: %w", ErrNotFound, cause)
@@ -224,7 +274,7 @@ func (s *badgerStore) Stat(ctx context.Context, id block.ID) (Meta, error) {
 	if err != nil {
 		return Meta{}, err
 	}
-	if !ok || !notExpired(r.expires, s.cfg.Now()) {
+	if !ok || !notExpired(r.expires, s.cfg.Clock.Now()) {
 		return Meta{}, fmt.Errorf("%w: %v", ErrNotFound, id.Short())
 	}
 	return r.meta(id), nil
@@ -232,7 +282,12 @@ func (s *badgerStore) Stat(ctx context.Context, id block.ID) (Meta, error) {
 
 // getRecord reads the 'm' record of id; ok is false when none exists.
 func getRecord(txn *badger.Txn, id block.ID) (r record, ok bool, err error) {
-	item, err := txn.Get(idKey(familyMeta, id))
+	return getRecordAt(txn, idKey(familyMeta, id))
+}
+
+// getRecordAt is getRecord given the 'm' key.
+func getRecordAt(txn *badger.Txn, key []byte) (r record, ok bool, err error) {
+	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return record{}, false, nil
 	}
@@ -251,7 +306,7 @@ func (s *badgerStore) List(ctx context.Context, target block.ID, bits int, since
 	if err != nil || block.Less(hi, lo) {
 		return nil, false, err
 	}
-	now := s.cfg.Now()
+	now := s.cfg.Clock.Now()
 	var entries []ListEntry
 	more := false
 	err = s.view(ctx, func(txn *badger.Txn) error {
@@ -298,7 +353,7 @@ const rangeChunk = 256
 func (s *badgerStore) Range(ctx context.Context, fn func(Meta) error) error {
 	seek := []byte{familyMeta}
 	for {
-		now := s.cfg.Now()
+		now := s.cfg.Clock.Now()
 		var metas []Meta
 		var next []byte
 		err := s.view(ctx, func(txn *badger.Txn) error {
@@ -348,7 +403,9 @@ func (s *badgerStore) Range(ctx context.Context, fn func(Meta) error) error {
 func (s *badgerStore) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.counters.stats(s.cfg.QuotaBytes)
+	st := s.counters.stats(s.cfg.QuotaBytes)
+	st.OverBudget = s.overBudget.Load()
+	return st
 }
 
 // Close waits for calls in progress, stops the writer and the maintenance
@@ -370,9 +427,9 @@ func (s *badgerStore) Close() error {
 // intervals until Close.
 func (s *badgerStore) maintain() {
 	defer s.wg.Done()
-	sweep := time.NewTicker(s.cfg.SweepInterval)
+	sweep := s.cfg.Clock.NewTicker(s.cfg.SweepInterval)
 	defer sweep.Stop()
-	gc := time.NewTicker(s.cfg.GCInterval)
+	gc := s.cfg.Clock.NewTicker(s.cfg.GCInterval)
 	defer gc.Stop()
 	for {
 		select {
@@ -383,26 +440,10 @@ func (s *badgerStore) maintain() {
 				s.cfg.Logger.Warn("blockstore: sweep failed", "err", err)
 			}
 		case <-gc.C:
-			s.collectGarbage(s.bg)
-		}
-	}
-}
-
-// collectGarbage rewrites value-log files that are at least half garbage,
-// one file per call to Badger, until none is left or ctx ends.
-func (s *badgerStore) collectGarbage(ctx context.Context) {
-	if err := s.life.enter(); err != nil {
-		return
-	}
-	defer s.life.leave()
-	for ctx.Err() == nil {
-		err := s.db.RunValueLogGC(0.5)
-		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
-			return
-		}
-		if err != nil {
-			s.cfg.Logger.Warn("blockstore: value-log GC failed", "err", err)
-			return
+			select {
+			case s.collect <- struct{}{}:
+			default: // one is already asked for
+			}
 		}
 	}
 }

@@ -5,36 +5,50 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/flowmail/flowmail/block"
 )
 
 // On-disk layout of the Badger store (local state, not wire format; a node
 // may change it between releases with a new layout version). A key starts
 // with one byte naming its family; integers are big-endian; times are
-// Unix nanoseconds in a u64 (i64 values never negative here).
+// Unix nanoseconds in a u64 (i64 values never negative here). docs/
+// PROTOCOL.md section 5.1 repeats this table.
 //
-//	key                           value                                        Badger TTL
-//	'v'                           u8 layout version (1) || self [32]           none
-//	's'                           blocks, bytes, evicted, expired, corrupt:    none
+//	key                           value
+//	'v'                           u8 layout version (2) || self [32]
+//	's'                           blocks, bytes, evicted, expired, corrupt:
 //	                              five u64
-//	'm' || id                     type u8 || flags u8 || size u32 ||           none
-//	                              stored_at u64 || expires u64
-//	'b' || id                     flags u8 || stored_at u64 || expires u64 ||  expires
-//	                              the block
-//	'e' || expires u64 || id      empty                                        none
-//	'd' || (id XOR self)          size u32 (unpinned blocks only)              none
-//	'i' || id                     stored_at u64 || expires u64                 expires
+//	'm' || key                    type u8 || flags u8 || size u32 ||
+//	                              stored_at u64 || expires u64 || sum u64
+//	                              [|| deletion hash [32] when flag bit 1]
+//	'b' || key                    the block, exactly as stored
+//	'e' || expires u64 || key     empty: the expiry queue (blocks and
+//	                              tombstones)
+//	'd' || (key XOR self)         size u32 (unpinned blocks only)
+//	'i' || key                    stored_at u64 || expires u64
 //	                              (index blocks only)
-//	't' || id                     until u64 (tombstone after DELETE)           until
+//	't' || key                    until u64 (tombstone after DELETE)
+//	'z'                           empty: written and dropped to flush
+//	                              memtables before value-log GC
 //
-// flags: bit 0 pinned. 'm' is authoritative: a block is held iff its 'm' key
-// exists, and the counters in 's' are the sums over 'm' (they are written in
-// the same transaction as every change). 'b' repeats the metadata so Get
-// reads one key. 'e' is the expiry queue a sweep walks from its start;
-// 'd' orders unpinned blocks by distance, so the farthest is a reverse
-// seek; 'i' makes a D-bit ID prefix one contiguous key range for List.
-// Badger's TTL (whole seconds, rounded up, wall clock) hides expired 'b',
-// 'i' and 't' keys before any sweep; the sweep then removes the rest.
+// key is the block's ID. (Records, later, are kept at their slot: they
+// will set flag bit 2 and append their ID to 'm', and decodeRecord
+// refuses that bit until then.) flags: bit 0 pinned, bit 1 the block
+// carries a deletion hash (copied here so a DELETE never reads the
+// block). sum is XXH64 (seed 0) of the block,
+// taken after Put checked the block's ID: a Get compares it with the
+// bytes it reads instead of hashing them with SHA-512.
+//
+// 'm' is authoritative: a block is held iff its 'm' key exists, and the
+// counters in 's' are the sums over 'm' (written in the same transaction
+// as every change). 'b' is written once, when the block is first stored:
+// extending its expiry or pinning it rewrites only 'm' (and 'e', 'd',
+// 'i'), never the block. 'e' is the expiry queue a sweep walks from its
+// start; 'd' orders unpinned blocks by distance, so the farthest is a
+// reverse seek; 'i' makes a D-bit ID prefix one contiguous key range for
+// List. No key has a Badger TTL: expiry follows the store's clock alone.
 const (
 	familyLayout    = 'v'
 	familyCounters  = 's'
@@ -44,14 +58,16 @@ const (
 	familyDistance  = 'd'
 	familyIndex     = 'i'
 	familyTombstone = 't'
+	familyFlush     = 'z'
 
-	layoutVersion = 1
+	layoutVersion = 2
 
-	flagPinned = 1 << 0
+	flagPinned   = 1 << 0
+	flagDeletion = 1 << 1
+	knownFlags   = flagPinned | flagDeletion
 
-	metaRecordSize  = 1 + 1 + 4 + 8 + 8
-	blockPrefixSize = 1 + 8 + 8
-	countersSize    = 5 * 8
+	metaRecordSize = 1 + 1 + 4 + 8 + 8 + 8
+	countersSize   = 5 * 8
 )
 
 func idKey(family byte, id block.ID) []byte {
@@ -85,20 +101,28 @@ func unixNanos(t time.Time) uint64 { return uint64(max(t.UnixNano(), 0)) }
 
 func fromNanos(n uint64) time.Time { return time.Unix(0, int64(n)) }
 
-// ttlSeconds is Badger's ExpiresAt for a deadline: rounded up, so Badger
-// never drops a key before the store's own expiry check would.
-func ttlSeconds(t time.Time) uint64 {
-	n := unixNanos(t)
-	return (n + uint64(time.Second) - 1) / uint64(time.Second)
-}
+// checksum is the sum kept in 'm': cheap to recompute on every read, and
+// enough to notice bytes that changed on disk (an accidental change
+// escapes it with probability 2^-64).
+func checksum(b []byte) uint64 { return xxhash.Sum64(b) }
 
 // record is the metadata of one held block, as kept in 'm'.
 type record struct {
-	typ      block.Type
-	pinned   bool
-	size     int
-	storedAt time.Time
-	expires  time.Time
+	typ         block.Type
+	pinned      bool
+	size        int
+	storedAt    time.Time
+	expires     time.Time
+	sum         uint64
+	hasDeletion bool
+	deletion    [32]byte
+}
+
+func newRecord(a admitted, pinned bool, now time.Time) record {
+	return record{
+		typ: a.header.Type, pinned: pinned, size: len(a.data), storedAt: now, expires: a.expires,
+		sum: checksum(a.data), hasDeletion: a.header.HasDeletion, deletion: a.header.DeletionHash,
+	}
 }
 
 func (r record) meta(id block.ID) Meta {
@@ -106,57 +130,52 @@ func (r record) meta(id block.ID) Meta {
 }
 
 func (r record) flags() byte {
+	var f byte
 	if r.pinned {
-		return flagPinned
+		f |= flagPinned
 	}
-	return 0
+	if r.hasDeletion {
+		f |= flagDeletion
+	}
+	return f
 }
 
 func (r record) encode() []byte {
-	v := make([]byte, 0, metaRecordSize)
+	v := make([]byte, 0, metaRecordSize+32)
 	v = append(v, byte(r.typ), r.flags())
 	v = binary.BigEndian.AppendUint32(v, uint32(r.size))
 	v = binary.BigEndian.AppendUint64(v, unixNanos(r.storedAt))
-	return binary.BigEndian.AppendUint64(v, unixNanos(r.expires))
+	v = binary.BigEndian.AppendUint64(v, unixNanos(r.expires))
+	v = binary.BigEndian.AppendUint64(v, r.sum)
+	if r.hasDeletion {
+		v = append(v, r.deletion[:]...)
+	}
+	return v
 }
 
 func decodeRecord(v []byte) (record, error) {
-	if len(v) != metaRecordSize {
-		return record{}, fmt.Errorf("%w: metadata of %d bytes, want %d", ErrCorrupt, len(v), metaRecordSize)
+	if len(v) < metaRecordSize {
+		return record{}, fmt.Errorf("%w: metadata of %d bytes, want at least %d", ErrCorrupt, len(v), metaRecordSize)
 	}
-	return record{
-		typ:      block.Type(v[0]),
-		pinned:   v[1]&flagPinned != 0,
-		size:     int(binary.BigEndian.Uint32(v[2:])),
-		storedAt: fromNanos(binary.BigEndian.Uint64(v[6:])),
-		expires:  fromNanos(binary.BigEndian.Uint64(v[14:])),
-	}, nil
-}
-
-// blockValue is the value of a 'b' key: the record's times and flags, then
-// the block.
-func (r record) blockValue(b []byte) []byte {
-	v := make([]byte, 0, blockPrefixSize+len(b))
-	v = append(v, r.flags())
-	v = binary.BigEndian.AppendUint64(v, unixNanos(r.storedAt))
-	v = binary.BigEndian.AppendUint64(v, unixNanos(r.expires))
-	return append(v, b...)
-}
-
-// decodeBlockValue splits a 'b' value into its record and block. The type
-// and size come from the block itself.
-func decodeBlockValue(v []byte) (record, []byte, error) {
-	if len(v) < blockPrefixSize+block.HeaderSize {
-		return record{}, nil, fmt.Errorf("%w: block value of %d bytes", ErrCorrupt, len(v))
+	flags := v[1]
+	want := metaRecordSize
+	if flags&flagDeletion != 0 {
+		want += 32
 	}
-	b := v[blockPrefixSize:]
-	return record{
-		typ:      block.Type(b[1]),
-		pinned:   v[0]&flagPinned != 0,
-		size:     len(b),
-		storedAt: fromNanos(binary.BigEndian.Uint64(v[1:])),
-		expires:  fromNanos(binary.BigEndian.Uint64(v[9:])),
-	}, b, nil
+	if flags&^knownFlags != 0 || len(v) != want {
+		return record{}, fmt.Errorf("%w: metadata of %d bytes with flags %#x", ErrCorrupt, len(v), flags)
+	}
+	r := record{
+		typ:         block.Type(v[0]),
+		pinned:      flags&flagPinned != 0,
+		size:        int(binary.BigEndian.Uint32(v[2:])),
+		storedAt:    fromNanos(binary.BigEndian.Uint64(v[6:])),
+		expires:     fromNanos(binary.BigEndian.Uint64(v[14:])),
+		sum:         binary.BigEndian.Uint64(v[22:]),
+		hasDeletion: flags&flagDeletion != 0,
+	}
+	copy(r.deletion[:], v[metaRecordSize:])
+	return r, nil
 }
 
 func indexValue(r record) []byte {

@@ -30,8 +30,8 @@ import (
 // 100,000 blocks of 4 KiB: see the package's report; the value log is
 // memory-mapped, so VmRSS also counts its cached pages (file-backed,
 // reclaimable), about the size of the data written.
-func badgerOptions(dir string, logger *slog.Logger) badger.Options {
-	return badger.DefaultOptions(dir).
+func badgerOptions(dir string, cfg Config) badger.Options {
+	o := badger.DefaultOptions(dir).
 		// A Put is acknowledged once on disk; the writer batches
 		// concurrent Puts into one transaction, so they share a sync.
 		WithSyncWrites(true).
@@ -53,14 +53,51 @@ func badgerOptions(dir string, logger *slog.Logger) badger.Options {
 		WithIndexCacheSize(0).
 		// Keys are hashes and blocks are ciphertext: nothing compresses.
 		WithCompression(options.None).
-		// Small value-log files: garbage collection rewrites whole files.
-		WithValueLogFileSize(64 << 20).
+		// Small value-log files: garbage collection rewrites whole files,
+		// and up to a file's worth of garbage waits for it (valueLogFileSize).
+		WithValueLogFileSize(valueLogFileSize(cfg)).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
 		// One writer goroutine makes every change: no conflicts to detect.
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
-		WithLogger(badgerLogger{logger})
+		WithLogger(badgerLogger{cfg.Logger})
+	if cfg.Footprint == FootprintShared {
+		o = sharedFootprint(o)
+	}
+	return o
+}
+
+// sharedFootprint shrinks what each store holds in memory and maps, for
+// many stores in one process (a testnet): the memtable and its
+// write-ahead file, the tables, the value-log files (each is mapped at
+// twice its size while written: valueLogFileSize), and Badger's
+// goroutines. Writes flush
+// more often; nothing a real node does changes.
+func sharedFootprint(o badger.Options) badger.Options {
+	return o.
+		WithMemTableSize(2 << 20).
+		WithBaseTableSize(512 << 10).
+		WithBaseLevelSize(4 << 20).
+		WithNumGoroutines(1)
+}
+
+// valueLogFileSize is a sixteenth of the quota, within Badger's minimum
+// of 1 MiB and 64 MiB: a collection rewrites whole files, and the disk
+// holds up to about three files beyond the live blocks (the one being
+// written, the garbage that triggers a collection, and what a rewrite
+// copies), which must stay a small part of the quota (docs/PROTOCOL.md
+// section 5.2).
+func valueLogFileSize(cfg Config) int64 {
+	const lo = 1 << 20
+	hi := int64(64 << 20)
+	if cfg.Footprint == FootprintShared {
+		hi = 8 << 20
+	}
+	if cfg.QuotaBytes <= 0 {
+		return hi
+	}
+	return min(max(cfg.QuotaBytes/16, lo), hi)
 }
 
 // badgerLogger passes Badger's warnings and errors to slog; its info and

@@ -2,7 +2,6 @@ package blockstore
 
 import (
 	"errors"
-	"log/slog"
 	"maps"
 	"testing"
 	"time"
@@ -30,6 +29,28 @@ func openBadger(t *testing.T, cfg Config) Store {
 }
 
 func TestBadgerStore(t *testing.T) { runStoreSuite(t, openBadger) }
+
+func TestBadgerStoreSharedFootprint(t *testing.T) {
+	runStoreSuite(t, func(t *testing.T, cfg Config) Store {
+		cfg.Footprint = FootprintShared
+		return openBadger(t, cfg)
+	})
+}
+
+func TestSharedFootprintIsSmaller(t *testing.T) {
+	for _, quota := range []int64{0, 64 << 20, 10 << 30} {
+		node := badgerOptions("x", Config{QuotaBytes: quota}.withDefaults())
+		shared := badgerOptions("x", Config{QuotaBytes: quota, Footprint: FootprintShared}.withDefaults())
+		if shared.MemTableSize >= node.MemTableSize || shared.NumMemtables > node.NumMemtables ||
+			shared.BaseTableSize >= node.BaseTableSize || shared.ValueLogFileSize > 8<<20 ||
+			shared.ValueLogFileSize > node.ValueLogFileSize {
+			t.Fatalf("quota %d: shared footprint %+v not smaller than a node's", quota, shared)
+		}
+		if shared.SyncWrites != node.SyncWrites || shared.ValueThreshold != node.ValueThreshold {
+			t.Fatalf("quota %d: the shared footprint changes durability or layout", quota)
+		}
+	}
+}
 
 // openDir opens a Badger store in dir, closed when t ends.
 func openDir(t *testing.T, dir string, cfg Config) Store {
@@ -85,16 +106,16 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 	}
 }
 
-func TestBadgerTTLHidesExpiredBlock(t *testing.T) {
-	// The store's clock stands still; only Badger's TTL, on the wall
-	// clock, can hide the block.
-	clock := newFakeClock(time.Now())
-	s := openBadger(t, Config{Now: clock.Now})
-	fx := newFixtures(11)
+func TestExpiryFollowsTheStoreClockAlone(t *testing.T) {
+	// The store's clock is years behind the wall clock: a key with a
+	// Badger TTL taken from it would vanish at once.
+	clock := newFakeClock(time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))
+	s := openBadger(t, Config{Clock: clock})
+	fx := testFixtures(t, 11)
 	short, _ := fx.index()
 	long, _ := fx.index()
 	ctx := t.Context()
-	sid, err := s.Put(ctx, short, time.Second, PutOptions{})
+	sid, err := s.Put(ctx, short, time.Minute, PutOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,20 +123,24 @@ func TestBadgerTTLHidesExpiredBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 4*time.Second, "Badger's TTL did not hide the block", func() bool {
-		_, _, err := s.Get(ctx, sid)
-		return errors.Is(err, ErrNotFound)
-	})
-	if entries, _, err := s.List(ctx, sid, 0, time.Time{}, nil, 10); err != nil || len(entries) != 1 || entries[0].ID != lid {
-		t.Fatalf("List after the TTL: %v, %v; want only %v", entries, err, lid.Short())
+	for _, id := range []block.ID{sid, lid} {
+		if _, _, err := s.Get(ctx, id); err != nil {
+			t.Fatalf("Get %v on a clock behind the wall clock: %v", id.Short(), err)
+		}
 	}
-	if _, _, err := s.Get(ctx, lid); err != nil {
-		t.Fatal(err)
+	if entries, _, err := s.List(ctx, sid, 0, time.Time{}, nil, 10); err != nil || len(entries) != 2 {
+		t.Fatalf("List: %v, %v; want both blocks", entries, err)
 	}
 
-	// The sweep, on the store's clock, settles the counters and removes
-	// every key of the block.
-	clock.Advance(time.Second)
+	// On the store's clock the short block expires: it is hidden before
+	// any sweep, and the sweep removes every key it had.
+	clock.Advance(time.Minute)
+	if _, _, err := s.Get(ctx, sid); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of an expired block: %v, want ErrNotFound", err)
+	}
+	if entries, _, err := s.List(ctx, sid, 0, time.Time{}, nil, 10); err != nil || len(entries) != 1 || entries[0].ID != lid {
+		t.Fatalf("List after expiry: %v, %v; want only %v", entries, err, lid.Short())
+	}
 	if err := s.(*badgerStore).Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -129,10 +154,107 @@ func TestBadgerTTLHidesExpiredBlock(t *testing.T) {
 	}
 }
 
+func TestTombstoneLeavesWithTheSweep(t *testing.T) {
+	clock := newFakeClock(time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))
+	s := openBadger(t, Config{Clock: clock})
+	ctx := t.Context()
+	b, pre := testFixtures(t, 16).data(500)
+	id, err := s.Put(ctx, b, time.Hour, PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, id, pre); err != nil {
+		t.Fatal(err)
+	}
+	want := map[byte]int{familyLayout: 1, familyCounters: 1, familyTombstone: 1, familyExpiry: 1}
+	if got := keyFamilies(t, s); !maps.Equal(got, want) {
+		t.Fatalf("keys by family after Delete: %v, want %v", got, want)
+	}
+	clock.Advance(time.Hour)
+	if err := s.(*badgerStore).Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want = map[byte]int{familyLayout: 1, familyCounters: 1}
+	if got := keyFamilies(t, s); !maps.Equal(got, want) {
+		t.Fatalf("keys by family after the tombstone expired: %v, want %v", got, want)
+	}
+	if _, err := s.Put(ctx, b, time.Hour, PutOptions{}); err != nil {
+		t.Fatalf("Put after the tombstone expired: %v", err)
+	}
+}
+
+// keyVersion is the Badger version (commit) of key's newest write.
+func keyVersion(t *testing.T, s Store, key []byte) uint64 {
+	t.Helper()
+	var v uint64
+	err := s.(*badgerStore).db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		v = item.Version()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestReStoreRewritesMetadataOnly(t *testing.T) {
+	clock := newFakeClock(time.Now())
+	s := openBadger(t, Config{Clock: clock})
+	db := s.(*badgerStore).db
+	ctx := t.Context()
+	b, _ := testFixtures(t, 17).data(8000)
+	id, err := s.Put(ctx, b, 2*time.Hour, PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := db.MaxVersion()
+	blockVersion := keyVersion(t, s, idKey(familyBlock, id))
+
+	// Replays, with the same or a slightly later expiry, write nothing.
+	for i := range 50 {
+		clock.Advance(time.Second)
+		if _, err := s.Put(ctx, b, 2*time.Hour-time.Duration(i%2)*time.Second, PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if db.MaxVersion() != written {
+		t.Fatalf("replayed Puts committed %d transactions, want none", db.MaxVersion()-written)
+	}
+
+	// An extension by an hour or more, and a pin, rewrite the metadata,
+	// not the block.
+	if _, err := s.Put(ctx, b, 4*time.Hour, PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, b, time.Hour, PutOptions{Pinned: true}); err != nil {
+		t.Fatal(err)
+	}
+	if db.MaxVersion() != written+2 {
+		t.Fatalf("extension and pin committed %d transactions, want 2", db.MaxVersion()-written)
+	}
+	if v := keyVersion(t, s, idKey(familyBlock, id)); v != blockVersion {
+		t.Fatalf("the block's bytes were rewritten (version %d, first %d)", v, blockVersion)
+	}
+	m, err := s.Stat(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Pinned || !m.Expires.Equal(clock.Now().Add(4*time.Hour)) {
+		t.Fatalf("meta after extension and pin: %+v", m)
+	}
+	if got := keyFamilies(t, s); got[familyDistance] != 0 || got[familyExpiry] != 1 {
+		t.Fatalf("keys by family after pinning: %v (a pinned block has no distance key, one expiry entry)", got)
+	}
+}
+
 func TestBadgerSweepsInTheBackground(t *testing.T) {
 	clock := newFakeClock(time.Now())
-	s := openBadger(t, Config{Now: clock.Now, SweepInterval: 10 * time.Millisecond, GCInterval: 10 * time.Millisecond})
-	b, _ := newFixtures(12).data(5000)
+	s := openBadger(t, Config{Clock: clock, SweepInterval: 10 * time.Millisecond, GCInterval: 10 * time.Millisecond})
+	b, _ := testFixtures(t, 12).data(5000)
 	if _, err := s.Put(t.Context(), b, time.Minute, PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +270,8 @@ func TestBadgerSweepsInTheBackground(t *testing.T) {
 func TestCountersSurviveReopen(t *testing.T) {
 	dir := t.TempDir()
 	clock := newFakeClock(time.Now())
-	fx := newFixtures(13)
-	cfg := Config{Self: fx.id(), QuotaBytes: 20 * 1000, Now: clock.Now}
+	fx := testFixtures(t, 13)
+	cfg := Config{Self: fx.id(), QuotaBytes: 20 * 1000, Clock: clock}
 	s, err := OpenBadger(dir, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -217,9 +339,11 @@ func TestOpenRefusesAnotherSelf(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := OpenBadger(dir, Config{Self: block.ID{2}}); err == nil {
-		s.Close()
-		t.Fatal("a store created for one node opened for another")
+	if s, err := OpenBadger(dir, Config{Self: block.ID{2}}); !errors.Is(err, ErrOtherNode) {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("opening a store created for one node for another: %v, want ErrOtherNode", err)
 	}
 	s, err = OpenBadger(dir, Config{Self: block.ID{1}})
 	if err != nil {
@@ -228,11 +352,43 @@ func TestOpenRefusesAnotherSelf(t *testing.T) {
 	s.Close()
 }
 
+func TestOpenRefusesAnotherLayout(t *testing.T) {
+	dir := t.TempDir()
+	db, err := badger.Open(badgerOptions(dir, Config{}.withDefaults()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Layout 1: version byte 1, then self.
+	err = db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte{familyLayout}, append([]byte{1}, make([]byte, block.IDSize)...))
+	})
+	if err := errors.Join(err, db.Close()); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := OpenBadger(dir, Config{}); !errors.Is(err, ErrLayout) {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("opening a layout-1 directory: %v, want ErrLayout", err)
+	}
+}
+
+func TestOpenRefusesADirectoryInUse(t *testing.T) {
+	dir := t.TempDir()
+	openDir(t, dir, Config{})
+	if s, err := OpenBadger(dir, Config{}); !errors.Is(err, ErrLocked) {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("opening a directory another store holds: %v, want ErrLocked", err)
+	}
+}
+
 // rewriteRaw opens a closed store's directory with plain Badger and
-// replaces the value of key, keeping its TTL.
+// replaces the value of key.
 func rewriteRaw(t *testing.T, dir string, key []byte, edit func([]byte) []byte) {
 	t.Helper()
-	db, err := badger.Open(badgerOptions(dir, slog.New(slog.DiscardHandler)))
+	db, err := badger.Open(badgerOptions(dir, Config{}.withDefaults()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +402,7 @@ func rewriteRaw(t *testing.T, dir string, key []byte, edit func([]byte) []byte) 
 		if err != nil {
 			return err
 		}
-		return txn.SetEntry(&badger.Entry{Key: key, Value: edit(v), ExpiresAt: item.ExpiresAt()})
+		return txn.Set(key, edit(v))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -254,15 +410,19 @@ func rewriteRaw(t *testing.T, dir string, key []byte, edit func([]byte) []byte) 
 }
 
 func TestCorruptValueIsNotReturned(t *testing.T) {
-	fx := newFixtures(14)
+	fx := testFixtures(t, 14)
 	tests := []struct {
-		name string
-		edit func([]byte) []byte
+		name   string
+		family byte
+		edit   func([]byte) []byte
 	}{
-		{"FlippedBit", func(v []byte) []byte { v[len(v)-1] ^= 1; return v }},
-		{"Truncated", func(v []byte) []byte { return v[:len(v)-1] }},
-		{"Emptied", func(v []byte) []byte { return v[:0] }},
-		{"OtherBlock", func([]byte) []byte { b, _ := fx.data(4096); return record{}.blockValue(b) }},
+		{"FlippedBit", familyBlock, func(v []byte) []byte { v[len(v)-1] ^= 1; return v }},
+		{"FlippedHeaderBit", familyBlock, func(v []byte) []byte { v[40] ^= 0x10; return v }},
+		{"Truncated", familyBlock, func(v []byte) []byte { return v[:len(v)-1] }},
+		{"Emptied", familyBlock, func(v []byte) []byte { return v[:0] }},
+		{"OtherBlock", familyBlock, func([]byte) []byte { b, _ := fx.data(4096); return b }},
+		{"ChecksumChanged", familyMeta, func(v []byte) []byte { v[metaRecordSize-1] ^= 1; return v }},
+		{"MetadataTruncated", familyMeta, func(v []byte) []byte { return v[:metaRecordSize-1] }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -280,7 +440,7 @@ func TestCorruptValueIsNotReturned(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			rewriteRaw(t, dir, idKey(familyBlock, id), tc.edit)
+			rewriteRaw(t, dir, idKey(tc.family, id), tc.edit)
 			s = openDir(t, dir, Config{})
 
 			got, _, err := s.Get(ctx, id)
@@ -292,6 +452,9 @@ func TestCorruptValueIsNotReturned(t *testing.T) {
 			}
 			if err := s.Delete(ctx, id, pre); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("Delete after the corrupt Get: %v, want ErrNotFound", err)
+			}
+			if got := keyFamilies(t, s); got[familyBlock]+got[familyMeta]+got[familyDistance] != 0 {
+				t.Fatalf("keys left of the dropped block: %v", got)
 			}
 			if st := s.Stats(); st.Blocks != 0 || st.Bytes != 0 || st.Corrupt != 1 {
 				t.Fatalf("stats after dropping the corrupt block: %+v", st)
@@ -307,14 +470,14 @@ func TestCorruptValueIsNotReturned(t *testing.T) {
 	}
 }
 
-func TestDeleteDropsCorruptBlock(t *testing.T) {
+func TestDeleteReadsNoBlockBytes(t *testing.T) {
 	dir := t.TempDir()
 	s, err := OpenBadger(dir, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	b, pre := newFixtures(15).data(300)
+	b, pre := testFixtures(t, 15).data(300)
 	id, err := s.Put(ctx, b, time.Hour, PutOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -322,18 +485,33 @@ func TestDeleteDropsCorruptBlock(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	rewriteRaw(t, dir, idKey(familyBlock, id), func(v []byte) []byte { v[blockPrefixSize+10] ^= 1; return v })
-	s = openDir(t, dir, Config{})
-	if err := s.Delete(ctx, id, pre); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Delete of a corrupted block: %v, want ErrNotFound", err)
-	}
-	if st := s.Stats(); st.Blocks != 0 || st.Corrupt != 1 {
-		t.Fatalf("stats: %+v", st)
-	}
-	// No tombstone: a correct copy is welcome.
-	if _, err := s.Put(ctx, b, time.Hour, PutOptions{}); err != nil {
+	// The bytes are gone; the metadata alone authorizes the Delete.
+	db, err := badger.Open(badgerOptions(dir, Config{}.withDefaults()))
+	if err != nil {
 		t.Fatal(err)
 	}
+	err = db.Update(func(txn *badger.Txn) error { return txn.Delete(idKey(familyBlock, id)) })
+	if err := errors.Join(err, db.Close()); err != nil {
+		t.Fatal(err)
+	}
+	s = openDir(t, dir, Config{})
+	if err := s.Delete(ctx, id, flipPreimage(pre)); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("Delete with a wrong preimage: %v, want ErrForbidden", err)
+	}
+	if err := s.Delete(ctx, id, pre); err != nil {
+		t.Fatalf("Delete of a block whose bytes are missing: %v", err)
+	}
+	if st := s.Stats(); st.Blocks != 0 || st.Bytes != 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+	if _, err := s.Put(ctx, b, time.Hour, PutOptions{}); !errors.Is(err, ErrDeleted) {
+		t.Fatalf("Put after Delete: %v, want ErrDeleted", err)
+	}
+}
+
+func flipPreimage(p [32]byte) [32]byte {
+	p[0] ^= 1
+	return p
 }
 
 func FuzzPutBadger(f *testing.F) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/internal/clock"
 )
 
 // fixtures builds valid blocks from a seeded generator, so a failing test
@@ -73,8 +74,10 @@ func pubkeyBlock(t testing.TB) []byte {
 	return id.Public().Block
 }
 
-// fakeClock is a Config.Now that moves only when told to.
+// fakeClock is a Config.Clock whose Now moves only when told to; its
+// timers and tickers run on real time.
 type fakeClock struct {
+	clock.Real
 	mu  sync.Mutex
 	now time.Time
 }

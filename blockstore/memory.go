@@ -10,7 +10,7 @@ import (
 	"github.com/flowmail/flowmail/block"
 )
 
-// memoryStore keeps blocks in maps. It reads no clock but Config.Now and
+// memoryStore keeps blocks in maps. It reads no clock but Config.Clock and
 // starts no goroutine, so thousands of simulated nodes can each hold one.
 type memoryStore struct {
 	cfg Config
@@ -23,6 +23,7 @@ type memoryStore struct {
 	index      idSet // IDs of held index blocks, for List
 	evictable  idSet // distances from Self of unpinned blocks, for eviction
 	stats      Stats
+	budgets    *budgets
 }
 
 type memBlock struct {
@@ -39,11 +40,12 @@ func NewMemory(cfg Config) Store {
 		cfg:        cfg,
 		blocks:     make(map[block.ID]*memBlock),
 		tombstones: make(map[block.ID]time.Time),
+		budgets:    newBudgets(cfg),
 	}
 }
 
 func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration, opt PutOptions) (block.ID, error) {
-	now := s.cfg.Now()
+	now := s.cfg.Clock.Now()
 	a, err := admit(b, lifetime, now)
 	if err != nil {
 		return block.ID{}, err
@@ -52,11 +54,13 @@ func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 		return a.id, err
 	}
 	defer s.mu.Unlock()
-	dist := block.Xor(a.id, s.cfg.Self)
-	if held, ok := s.blocks[a.id]; ok {
-		if a.expires.After(held.meta.Expires) {
-			held.meta.Expires = a.expires
-			heap.Push(&s.deadlines, deadline{at: a.expires, id: a.id})
+	dist := block.Xor(a.key, s.cfg.Self)
+	// As in the Badger store: a block kept at its ID is the same block
+	// when held (a record at its slot would compare IDs and ask its rule).
+	if held, ok := s.blocks[a.key]; ok {
+		if expires, moved := extension(held.meta.Expires, a.expires, now); moved {
+			held.meta.Expires = expires
+			heap.Push(&s.deadlines, deadline{at: expires, id: a.key})
 		}
 		if opt.Pinned && !held.meta.Pinned {
 			held.meta.Pinned = true
@@ -64,11 +68,15 @@ func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 		}
 		return a.id, nil
 	}
-	if until, ok := s.tombstones[a.id]; ok {
-		return a.id, fmt.Errorf("%w: %v is refused until %v", ErrDeleted, a.id.Short(), until)
+	if until, ok := s.tombstones[a.key]; ok {
+		return a.id, fmt.Errorf("%w: %v is refused until %v", ErrDeleted, a.key.Short(), until)
 	}
 	size := int64(len(b))
 	if need := s.stats.Bytes + size - s.cfg.QuotaBytes; s.cfg.QuotaBytes > 0 && need > 0 {
+		if !opt.Pinned && !s.budgets.allows(opt.Source, size, nil, now) {
+			s.stats.OverBudget++
+			return a.id, fmt.Errorf("%w: %d bytes for %+v while the store is full", ErrOverBudget, size, opt.Source)
+		}
 		victims, err := planEviction(need, dist, opt.Pinned, s.farthest)
 		if err != nil {
 			return a.id, err
@@ -78,16 +86,17 @@ func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 			s.stats.Evicted++
 		}
 	}
-	s.blocks[a.id] = &memBlock{
+	s.blocks[a.key] = &memBlock{
 		data: append([]byte(nil), b...),
 		meta: Meta{ID: a.id, Type: a.header.Type, Size: len(b), StoredAt: now, Expires: a.expires, Pinned: opt.Pinned},
 	}
-	heap.Push(&s.deadlines, deadline{at: a.expires, id: a.id})
+	heap.Push(&s.deadlines, deadline{at: a.expires, id: a.key})
 	if a.header.Type == block.TypeIndex {
-		s.index.insert(a.id)
+		s.index.insert(a.key)
 	}
 	if !opt.Pinned {
 		s.evictable.insert(dist)
+		s.budgets.add(opt.Source, size, now)
 	}
 	s.stats.Blocks++
 	s.stats.Bytes += size
@@ -167,7 +176,7 @@ func (s *memoryStore) Stat(ctx context.Context, id block.ID) (Meta, error) {
 
 // lookup returns a copy of a held block, so callers cannot alter the store.
 func (s *memoryStore) lookup(ctx context.Context, id block.ID) (memBlock, error) {
-	if err := s.enter(ctx, s.cfg.Now()); err != nil {
+	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
 		return memBlock{}, err
 	}
 	defer s.mu.Unlock()
@@ -179,7 +188,7 @@ func (s *memoryStore) lookup(ctx context.Context, id block.ID) (memBlock, error)
 }
 
 func (s *memoryStore) Delete(ctx context.Context, id block.ID, preimage [32]byte) error {
-	if err := s.enter(ctx, s.cfg.Now()); err != nil {
+	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
@@ -190,7 +199,11 @@ func (s *memoryStore) Delete(ctx context.Context, id block.ID, preimage [32]byte
 		}
 		return fmt.Errorf("%w: %v", ErrNotFound, id.Short())
 	}
-	if err := authorizeDeletion(id, held.data, preimage); err != nil {
+	h, _, err := block.ParseHeader(held.data)
+	if err != nil {
+		return fmt.Errorf("%w: held block %v: %w", ErrCorrupt, id.Short(), err)
+	}
+	if err := authorizeDeletion(id, h.Type, h.HasDeletion, h.DeletionHash, preimage); err != nil {
 		return err
 	}
 	s.drop(id)
@@ -207,7 +220,7 @@ func (s *memoryStore) List(ctx context.Context, target block.ID, bits int, since
 	if err != nil || block.Less(hi, lo) {
 		return nil, false, err
 	}
-	if err := s.enter(ctx, s.cfg.Now()); err != nil {
+	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
 		return nil, false, err
 	}
 	defer s.mu.Unlock()
@@ -230,7 +243,7 @@ func (s *memoryStore) List(ctx context.Context, target block.ID, bits int, since
 }
 
 func (s *memoryStore) Range(ctx context.Context, fn func(Meta) error) error {
-	if err := s.enter(ctx, s.cfg.Now()); err != nil {
+	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
 		return err
 	}
 	metas := make([]Meta, 0, len(s.blocks))
@@ -253,7 +266,7 @@ func (s *memoryStore) Range(ctx context.Context, fn func(Meta) error) error {
 // Sweep drops expired blocks and tombstones now. Every other method does
 // so too; Sweep lets callers drive both stores the same way.
 func (s *memoryStore) Sweep(ctx context.Context) error {
-	if err := s.enter(ctx, s.cfg.Now()); err != nil {
+	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
@@ -264,7 +277,7 @@ func (s *memoryStore) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
-		s.expire(s.cfg.Now())
+		s.expire(s.cfg.Clock.Now())
 	}
 	st := s.stats
 	st.QuotaBytes = max(s.cfg.QuotaBytes, 0)

@@ -28,8 +28,27 @@ func (m Meta) Remaining(now time.Time) time.Duration {
 
 // PutOptions qualify a Put.
 type PutOptions struct {
+	// Pinned blocks are never evicted for quota (the node's own pubkey
+	// block); they are not charged to any source.
 	Pinned bool
+	// Source names who asked for the block to be stored; its budgets
+	// decide whether the Put may evict others' blocks (budget.go). The
+	// zero Source is the node itself: no budget.
+	Source Source
 }
+
+// Source names the sender of a Put with opaque keys the caller chooses,
+// each charged for the bytes it makes the store write: Node for the
+// sending node (its ID) and Group for its IP group (its /24 or /48). An
+// empty key is not charged.
+type Source struct {
+	Node  string
+	Group string
+}
+
+// MinExtension is the smallest move of a held block's expiry a re-store
+// makes (less when less time is left): a replayed STORE writes nothing.
+const MinExtension = time.Hour
 
 // ListEntry is one index block found by List.
 type ListEntry struct {
@@ -45,6 +64,9 @@ type Stats struct {
 	Evicted    uint64
 	Expired    uint64
 	Corrupt    uint64 // blocks dropped because their bytes no longer hash to their ID
+	// OverBudget counts Puts refused with ErrOverBudget since the store
+	// was opened (not persisted).
+	OverBudget uint64
 }
 
 // Store keeps verified blocks by ID. Implementations are safe for
@@ -52,9 +74,12 @@ type Stats struct {
 type Store interface {
 	// Put verifies b (identity.Check), computes its ID and keeps it for
 	// lifetime, capped at block.MaxLifetime. Storing a block already held
-	// keeps the later expiry. When Put returns nil the block is durable.
+	// keeps the later expiry, moved only by at least MinExtension (or the
+	// time left, when less), and writes nothing else. When Put returns
+	// nil the block is durable.
 	Put(ctx context.Context, b []byte, lifetime time.Duration, opt PutOptions) (block.ID, error)
-	// Get returns the block and its metadata. The bytes always hash to id.
+	// Get returns the block and its metadata. The bytes hash to id: Put
+	// checked that, and Get checks they did not change since.
 	Get(ctx context.Context, id block.ID) ([]byte, Meta, error)
 	// Stat returns the metadata of a held block.
 	Stat(ctx context.Context, id block.ID) (Meta, error)
@@ -84,4 +109,18 @@ var (
 	ErrFull      = errors.New("blockstore: quota full")
 	ErrClosed    = errors.New("blockstore: closed")
 	ErrCorrupt   = errors.New("blockstore: stored bytes do not match their ID")
+	// ErrOverBudget refuses a Put that would evict other blocks for a
+	// source that already had its budget (PutOptions.Source).
+	ErrOverBudget = errors.New("blockstore: source over its storage budget")
+)
+
+// Errors of OpenBadger, wrapped with detail.
+var (
+	// ErrLayout: the directory holds a store of another layout version
+	// (an older release's); this code neither reads nor converts it.
+	ErrLayout = errors.New("blockstore: store directory has another layout version")
+	// ErrOtherNode: the directory was created for another node ID.
+	ErrOtherNode = errors.New("blockstore: store directory belongs to another node")
+	// ErrLocked: another process has the directory open.
+	ErrLocked = errors.New("blockstore: store directory is in use by another process")
 )

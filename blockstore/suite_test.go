@@ -34,6 +34,8 @@ func runStoreSuite(t *testing.T, open opener) {
 		{"QuotaEvictsFarthest", testQuotaEvictsFarthest},
 		{"QuotaEvictsSeveralForALargeBlock", testQuotaEvictsSeveralForALargeBlock},
 		{"QuotaNeverEvictsPinned", testQuotaNeverEvictsPinned},
+		{"FlooderIsRefusedBeforeEvicting", testFlooderIsRefusedBeforeEvicting},
+		{"ReplayDoesNotMoveExpiryByLittle", testReplayDoesNotMoveExpiryByLittle},
 		{"RangeVisitsEveryLiveBlock", testRangeVisitsEveryLiveBlock},
 		{"ConcurrentUse", testConcurrentUse},
 		{"ClosedStoreReturnsErrClosed", testClosedStoreReturnsErrClosed},
@@ -57,8 +59,8 @@ func newEnv(t *testing.T, open opener, cfg Config) *env {
 	t.Helper()
 	// The fake clock starts at the wall clock: Badger's TTL runs on it.
 	clock := newFakeClock(time.Now().Truncate(time.Second))
-	cfg.Now = clock.Now
-	return &env{t: t, ctx: t.Context(), s: open(t, cfg), clock: clock, fx: newFixtures(uint64(len(t.Name())))}
+	cfg.Clock = clock
+	return &env{t: t, ctx: t.Context(), s: open(t, cfg), clock: clock, fx: testFixtures(t, uint64(len(t.Name())))}
 }
 
 func (e *env) put(b []byte, lifetime time.Duration, opt PutOptions) block.ID {
@@ -543,7 +545,7 @@ func newQuotaModel(self block.ID, quota int64) *quotaModel {
 }
 
 func testQuotaEvictsFarthest(t *testing.T, open opener) {
-	fx := newFixtures(7)
+	fx := testFixtures(t, 7)
 	self := fx.id()
 	const size = 1000
 	m := newQuotaModel(self, 8*size)
@@ -562,7 +564,7 @@ func testQuotaEvictsFarthest(t *testing.T, open opener) {
 }
 
 func testQuotaEvictsSeveralForALargeBlock(t *testing.T, open opener) {
-	fx := newFixtures(8)
+	fx := testFixtures(t, 8)
 	var self block.ID // distance is the ID itself
 	var small [][]byte
 	var large []byte
@@ -583,7 +585,7 @@ func testQuotaEvictsSeveralForALargeBlock(t *testing.T, open opener) {
 }
 
 func testQuotaNeverEvictsPinned(t *testing.T, open opener) {
-	fx := newFixtures(9)
+	fx := testFixtures(t, 9)
 	self := fx.id()
 	const size = 1000
 	var blocks [][]byte
@@ -739,4 +741,94 @@ func testCanceledContextIsHonoured(t *testing.T, open opener) {
 		t.Fatalf("Put with a canceled context: err %v", err)
 	}
 	e.mustMiss(block.Sum(b))
+}
+
+func testFlooderIsRefusedBeforeEvicting(t *testing.T, open opener) {
+	fx := testFixtures(t, 8)
+	self := fx.id()
+	const size, room = 1000, 100
+	// Budgets: a node a tenth of the quota, a group a fifth, per hour.
+	e := newEnv(t, open, Config{Self: self, QuotaBytes: room * size, NodeBudget: 10 * size, GroupBudget: 20 * size})
+	honest := Source{Node: "honest", Group: "198.51.100.0/24"}
+	var kept [][]byte
+	for range 30 {
+		b, _ := fx.data(size)
+		if _, err := e.s.Put(e.ctx, b, time.Hour, PutOptions{Source: honest}); err != nil {
+			t.Fatalf("honest Put into free room: %v", err)
+		}
+		kept = append(kept, b)
+	}
+	// One group floods from ever new node IDs: the free room takes its
+	// blocks, then every block that needs an eviction is refused.
+	refused := 0
+	for i := range 300 {
+		b, _ := fx.data(size)
+		junk := Source{Node: fmt.Sprintf("junk-%d", i), Group: "203.0.113.0/24"}
+		_, err := e.s.Put(e.ctx, b, time.Hour, PutOptions{Source: junk})
+		switch {
+		case errors.Is(err, ErrOverBudget):
+			refused++
+		case err != nil:
+			t.Fatalf("junk Put %d: %v", i, err)
+		}
+	}
+	if refused != 300-(room-30) {
+		t.Fatalf("%d junk blocks refused, want all %d that needed room", refused, 300-(room-30))
+	}
+	for _, b := range kept {
+		e.mustHold(block.Sum(b), b)
+	}
+	st := e.wantStats(room, room*size)
+	if st.Evicted != 0 || st.OverBudget != uint64(refused) {
+		t.Fatalf("stats after the flood: %+v", st)
+	}
+
+	// An honest source still makes room (the farthest blocks go).
+	b, _ := fx.data(size)
+	if _, err := e.s.Put(e.ctx, b, time.Hour, PutOptions{Source: Source{Node: "other", Group: "192.0.2.0/24"}}); err != nil && !errors.Is(err, ErrFull) {
+		t.Fatalf("Put from another source into a full store: %v", err)
+	}
+	// The flooder's charges decay: after ten half-lives it may evict again.
+	e.clock.Advance(10 * time.Hour)
+	evictedBefore := e.s.Stats().Evicted
+	for range 20 {
+		b, _ := fx.data(size)
+		_, err := e.s.Put(e.ctx, b, 30*time.Hour, PutOptions{Source: Source{Node: "junk-late", Group: "203.0.113.0/24"}})
+		if errors.Is(err, ErrOverBudget) {
+			t.Fatalf("the group is still over budget after ten half-lives")
+		}
+	}
+	if e.s.Stats().Evicted == evictedBefore && e.s.Stats().Expired == 0 {
+		t.Fatal("no room was made for the late blocks")
+	}
+}
+
+func testReplayDoesNotMoveExpiryByLittle(t *testing.T, open opener) {
+	e := newEnv(t, open, Config{})
+	b, _ := e.fx.data(300)
+	id := e.put(b, 3*time.Hour, PutOptions{})
+	first := e.clock.Now().Add(3 * time.Hour)
+	// Less than MinExtension later: the expiry stays.
+	e.clock.Advance(30 * time.Minute)
+	e.put(b, 3*time.Hour, PutOptions{})
+	if m, err := e.s.Stat(e.ctx, id); err != nil || !m.Expires.Equal(first) {
+		t.Fatalf("after a replay half an hour later: %+v, %v; want expiry %v", m, err, first)
+	}
+	// MinExtension later it moves.
+	e.clock.Advance(MinExtension)
+	e.put(b, 3*time.Hour, PutOptions{})
+	if m, err := e.s.Stat(e.ctx, id); err != nil || !m.Expires.Equal(e.clock.Now().Add(3*time.Hour)) {
+		t.Fatalf("after a re-store an hour and a half later: %+v, %v", m, err)
+	}
+	// With less than MinExtension left, a smaller move is taken: the time
+	// left (10 minutes) is the step.
+	e.clock.Advance(3*time.Hour - 10*time.Minute)
+	e.put(b, 15*time.Minute, PutOptions{})
+	if m, err := e.s.Stat(e.ctx, id); err != nil || !m.Expires.Equal(e.clock.Now().Add(10*time.Minute)) {
+		t.Fatalf("a 5-minute move with 10 minutes left was taken: %+v, %v", m, err)
+	}
+	e.put(b, 20*time.Minute, PutOptions{})
+	if m, err := e.s.Stat(e.ctx, id); err != nil || !m.Expires.Equal(e.clock.Now().Add(20*time.Minute)) {
+		t.Fatalf("a 10-minute move with 10 minutes left was not taken: %+v, %v", m, err)
+	}
 }

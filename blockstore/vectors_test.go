@@ -80,7 +80,7 @@ func checkStoreVector(ctx context.Context, open func(Config) (Store, error), v v
 		return nil, "unexpected: input: " + err.Error()
 	}
 	clock := newFakeClock(time.Unix(1_800_000_000, 0))
-	s, err := open(Config{Now: clock.Now})
+	s, err := open(Config{Clock: clock})
 	if err != nil {
 		return nil, "unexpected: " + err.Error()
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/internal/clock"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -33,13 +34,21 @@ func (nopTransport) Request(context.Context, transport.Contact, []byte) ([]byte,
 func (nopTransport) LocalAddr() netip.AddrPort { return netip.MustParseAddrPort("192.0.2.1:4433") }
 func (nopTransport) Close() error              { return nil }
 
+// fixtureClock reads the fixture's time, for its store.
+type fixtureClock struct {
+	clock.Real
+	f *handlerFixture
+}
+
+func (c fixtureClock) Now() time.Time { return c.f.now }
+
 func newHandlerFixture(t *testing.T, client bool) *handlerFixture {
 	t.Helper()
 	f := &handlerFixture{now: t0, rng: rand.New(rand.NewPCG(7, 8))}
 	self := testID(0xaa)
 	cfg := Config{ID: self, Transport: nopTransport{}, Client: client, Now: func() time.Time { return f.now }, Rand: rand.New(rand.NewPCG(1, 1))}
 	if !client {
-		f.store = blockstore.NewMemory(blockstore.Config{Self: self, Now: func() time.Time { return f.now }})
+		f.store = blockstore.NewMemory(blockstore.Config{Self: self, Clock: fixtureClock{f: f}})
 		t.Cleanup(func() { f.store.Close() })
 		cfg.Store = f.store
 	}

@@ -98,7 +98,7 @@ func (s *simNet) add(ident *identity.Identity, client bool) *simNode {
 		Rand:      rand.New(rand.NewPCG(s.rng.Uint64(), s.rng.Uint64())),
 	}
 	if !client {
-		n.store = blockstore.NewMemory(blockstore.Config{Self: ident.ID(), Now: time.Now})
+		n.store = blockstore.NewMemory(blockstore.Config{Self: ident.ID()}) // Real: the bubble's virtual clock
 		cfg.Store = n.store
 	}
 	if s.tune != nil {

@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -59,6 +58,9 @@ type Config struct {
 	Advertise []netip.AddrPort
 	// QuotaBytes bounds the block store (0: no bound).
 	QuotaBytes int64
+	// StoreFootprint sizes the Badger store's memory; a testnet, which
+	// runs many nodes in one process, sets blockstore.FootprintShared.
+	StoreFootprint blockstore.Footprint
 	// Admin is a loopback address for /metrics and /status ("": none).
 	Admin string
 	// Logger receives the node's records (nil: discard).
@@ -172,8 +174,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if !cfg.Client {
 		if cfg.DataDir == "" {
 			n.store = blockstore.NewMemory(blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log})
-		} else if n.store, err = blockstore.OpenBadger(filepath.Join(cfg.DataDir, StoreDir), blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log}); err != nil {
-			if strings.Contains(err.Error(), "directory lock") {
+		} else if n.store, err = blockstore.OpenBadger(filepath.Join(cfg.DataDir, StoreDir), blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log, Footprint: cfg.StoreFootprint}); err != nil {
+			if errors.Is(err, blockstore.ErrLocked) {
 				return nil, fmt.Errorf("node: another flowmail node is using %s: stop it, or give this one its own --data-dir (%w)", cfg.DataDir, err)
 			}
 			return nil, fmt.Errorf("node: opening the block store: %w", err)

@@ -9,10 +9,10 @@ import "golang.org/x/sys/cpu"
 func simdKernels() []kernel {
 	var ks []kernel
 	if cpu.X86.HasAVX512F {
-		ks = append(ks, kernel{name: "avx512", lanes: 8, v3: kernelV3AVX512, any: kernelAnyAVX512, anyTwo: kernelAnyTwoAVX512})
+		ks = append(ks, avx512)
 	}
 	if cpu.X86.HasAVX2 {
-		ks = append(ks, kernel{name: "avx2", lanes: 4, v3: kernelV3AVX2, any: kernelAnyAVX2, anyTwo: kernelAnyTwoAVX2})
+		ks = append(ks, avx2)
 	}
 	return ks
 }

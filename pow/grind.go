@@ -8,34 +8,28 @@ import (
 	"github.com/flowmail/flowmail/internal/sha512block"
 )
 
-// chunk is the SHA-512 block size.
-const chunk = 128
-
 // tail is where the nonce sits in a block, as the kernels see it. The
 // nonce's low bytes, those in the block's last 64-bit word, vary inside a
 // kernel call; its high bytes change only between runs of 2^(8·low)
 // nonces, so the chunks holding them are hashed once per run.
 type tail struct {
-	blk   []byte    // the block; nonce bytes are ignored
-	low   int       // nonce bytes in the block's last word, 1 to 8
-	first int       // the first chunk holding a nonce byte
-	fin   int       // the chunk holding the block's last byte
-	vary  int       // index of the block's last word within chunk fin
-	two   bool      // the padding needs a chunk after fin
-	pre   [8]uint64 // state after the chunks before first
+	layout           // of chunk fin
+	blk    []byte    // the block; nonce bytes are ignored
+	low    int       // nonce bytes in the block's last word, 1 to 8
+	first  int       // the first chunk holding a nonce byte
+	fin    int       // the chunk holding the block's last byte
+	pre    [8]uint64 // state after the chunks before first
 }
 
 func newTail(blk []byte) *tail {
 	n := len(blk)
 	t := &tail{
-		blk:   blk,
-		low:   (n-1)%8 + 1,
-		first: (n - block.NonceSize) / chunk,
-		fin:   (n - 1) / chunk,
-		vary:  (n - 1) % chunk / 8,
-		// 0x80 and the 16-byte length follow the message.
-		two: (n+17+chunk-1)/chunk > (n-1)/chunk+1,
-		pre: sha512block.IV256,
+		layout: layoutOf(n),
+		blk:    blk,
+		low:    (n-1)%8 + 1,
+		first:  (n - block.NonceSize) / chunk,
+		fin:    (n - 1) / chunk,
+		pre:    sha512block.IV256,
 	}
 	for c := range t.first {
 		w := sha512block.Words(blk[c*chunk:])
@@ -49,12 +43,12 @@ func (t *tail) lowBits() uint { return uint(8 * t.low) }
 
 // grinder searches nonces for one worker.
 type grinder struct {
-	t   *tail
-	k   kernel
-	run func(p *uint64, n uint64) (iters, mask uint64)
+	t     *tail
+	run   kernelFunc // the chosen kernel's code for t's layout
+	lanes int        // how many lanes run runs
 	// tailRun is the portable kernel for the layout, for runs shorter
-	// than k's lanes.
-	tailRun func(p *uint64, n uint64) (iters, mask uint64)
+	// than run's lanes.
+	tailRun kernelFunc
 	buf     []uint64 // the params block, 64-byte aligned, and the kernel's scratch
 	last    []byte   // padded chunks first..fin(+1), nonce high bytes filled in
 	hi      uint64   // the high nonce bits last prepared
@@ -66,8 +60,9 @@ type grinder struct {
 func newGrinder(t *tail, k kernel, target block.ID, bits int) *grinder {
 	raw := make([]uint64, kernelWords+8)
 	skip := (64 - int(uintptr(unsafe.Pointer(&raw[0]))%64)) % 64 / 8
-	g := &grinder{t: t, k: k, buf: raw[skip : skip+kernelWords], target: target, bits: bits}
-	g.run, g.tailRun = k.pick(t), portable.pick(t)
+	g := &grinder{t: t, buf: raw[skip : skip+kernelWords], target: target, bits: bits}
+	g.run, g.lanes = k.pick(t.layout)
+	g.tailRun, _ = portable.pick(t.layout)
 	n := len(t.blk)
 	start := t.first * chunk
 	end := (n + 17 + chunk - 1) / chunk * chunk
@@ -77,7 +72,6 @@ func newGrinder(t *tail, k kernel, target block.ID, bits int) *grinder {
 	binary.BigEndian.PutUint64(g.last[len(g.last)-8:], uint64(n)*8)
 
 	p := g.buf
-	p[pSel+t.vary] = ^uint64(0)
 	p[pShift] = uint64(8 * (7 - (n-1)%8))
 	p[pTarget] = binary.BigEndian.Uint64(target[:8])
 	if bits < 64 {
@@ -133,7 +127,7 @@ func (g *grinder) search(base, count uint64) (nonce, tried uint64, found bool) {
 			g.prepare(hi)
 		}
 		for done := uint64(0); done < n; {
-			run, lanes := g.run, uint64(g.k.lanes)
+			run, lanes := g.run, uint64(g.lanes)
 			iters := (n - done) / lanes
 			if iters == 0 { // a ragged end: one lane at a time
 				run, lanes, iters = g.tailRun, 1, n-done

@@ -8,33 +8,47 @@ import (
 
 //go:generate go run ../internal/asmgen -pkg pow -out .
 
-// A kernel grinds one run of nonces that differ only in their low bytes
-// (those in the block's last 64-bit word; see tail). It reads a params
-// block laid out as in kernel_layout.go: the SHA-512/256 state before the
-// final chunk, that chunk's words with the varying nonce bits zero, the
-// constant second chunk when the padding needs one, the target's first
-// word and the mask of bits that must match.
+// chunk is the SHA-512 block size.
+const chunk = 128
+
+// A kernelFunc grinds one run of nonces that differ only in their low
+// bytes (those in the block's last 64-bit word; see tail). It reads a
+// params block laid out as in kernel_layout.go: the SHA-512/256 state
+// before the final chunk, that chunk's words with the varying nonce bits
+// zero, the constant second chunk when the padding needs one, the
+// target's first word and the mask of bits that must match.
 //
-// run tries n iterations of lanes nonces each, lane l of iteration i
-// trying low bits base+i·lanes+l, and stops at the first iteration where a
-// lane's first ID word matches under the mask: it returns that iteration
-// and the matching lanes (bit l for lane l), or n and 0. Either way the ID
-// words of the last iteration run are at pOut: word w of lane l at
-// pOut+w·lanes+l.
+// It tries n iterations of lanes nonces each, lane l of iteration i
+// trying low bits base+i·lanes+l, and stops at the first iteration where
+// a lane's first ID word matches under the mask: it returns that
+// iteration and the matching lanes (bit l for lane l), or n and 0. Either
+// way the ID words of the last iteration run are at pOut: word w of lane
+// l at pOut+w·lanes+l.
+type kernelFunc func(p *uint64, n uint64) (iters, mask uint64)
+
+// layout is all of a block's length a kernel's code depends on.
+type layout struct {
+	vary int  // index of the block's last word within its final chunk
+	two  bool // the padding needs a chunk after the final one
+}
+
+func layoutOf(n int) layout {
+	// 0x80 and the 16-byte length follow the message.
+	return layout{vary: (n - 1) % chunk / 8, two: (n-1)%chunk+1+17 > chunk}
+}
+
+// A kernel is a set of kernelFuncs running the same number of lanes. The
+// SIMD ones (kernel_amd64.go) exist only for the layouts of the block
+// lengths the protocol grinds, listed in one table in internal/asmgen;
+// blocks of other lengths grind on the portable kernel.
 type kernel struct {
 	name  string
 	lanes int
-	// v3 handles a varying word at index 3 of a one-compression final
-	// chunk (index blocks, length ≡ 27 mod 128); any and anyTwo handle
-	// the rest, with one and two compressions.
-	v3, any, anyTwo func(p *uint64, n uint64) (iters, mask uint64)
+	fast  map[layout]kernelFunc
 }
 
-// portable is the pure-Go kernel: one lane, any machine.
-var portable = kernel{name: "go", lanes: 1, v3: goKernelOne, any: goKernelOne, anyTwo: goKernelTwo}
-
-func goKernelOne(p *uint64, n uint64) (iters, mask uint64) { return goKernel(p, n, false) }
-func goKernelTwo(p *uint64, n uint64) (iters, mask uint64) { return goKernel(p, n, true) }
+// portable is the pure-Go kernel: one lane, any machine, any length.
+var portable = kernel{name: "go", lanes: 1}
 
 // kernels lists the kernels this machine can run, fastest first; the
 // portable one is always last.
@@ -49,36 +63,27 @@ func kernelByName(name string) (kernel, bool) {
 	return kernel{}, false
 }
 
-// pick returns k's kernel for the layout t.
-func (k kernel) pick(t *tail) func(p *uint64, n uint64) (iters, mask uint64) {
-	switch {
-	case t.two:
-		return k.anyTwo
-	case t.vary == 3:
-		return k.v3
+// pick returns k's code for layout l and how many lanes it runs: the
+// portable kernel, one lane, when k has none for l.
+func (k kernel) pick(l layout) (kernelFunc, int) {
+	if f, ok := k.fast[l]; ok {
+		return f, k.lanes
 	}
-	return k.any
+	return func(p *uint64, n uint64) (iters, mask uint64) { return goKernel(p, n, l) }, 1
 }
 
-// goKernel is the portable kernel; two says a second chunk follows. It
-// finds the varying word from pSel, as the SIMD kernels for any layout do.
-func goKernel(p *uint64, n uint64, two bool) (iters, mask uint64) {
+// goKernel is the portable kernel, for any layout l.
+func goKernel(p *uint64, n uint64, l layout) (iters, mask uint64) {
 	pp := unsafe.Slice(p, pWords)
-	v := 0
-	for i := range 16 {
-		if pp[pSel+i] != 0 {
-			v = i
-		}
-	}
 	base, shift := pp[pBase], pp[pShift]
 	target, m := pp[pTarget], pp[pMask]
 	var id [8]uint64
 	for i := range n {
 		w := [16]uint64(pp[pMsg : pMsg+16])
-		w[v] |= (base + i) << shift
+		w[l.vary] |= (base + i) << shift
 		st := [8]uint64(pp[pState : pState+8])
 		sha512block.Block(&st, &w)
-		if two {
+		if l.two {
 			w2 := [16]uint64(pp[pMsg2 : pMsg2+16])
 			sha512block.Block(&st, &w2)
 		}

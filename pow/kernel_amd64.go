@@ -4,32 +4,24 @@
 
 package pow
 
-// kernelV3AVX512 tries n iterations of 8 lanes; see kernel.go.
+// kernelV3AVX512 tries n iterations of 8 lanes on blocks whose last word is word 3 of a final chunk that holds the padding; see kernel.go.
 //
 //go:noescape
 func kernelV3AVX512(p *uint64, n uint64) (iters uint64, mask uint64)
 
-// kernelAnyAVX512 tries n iterations of 8 lanes; see kernel.go.
-//
-//go:noescape
-func kernelAnyAVX512(p *uint64, n uint64) (iters uint64, mask uint64)
+// avx512 runs the AVX512 kernels, 8 lanes, on the layouts of the block lengths
+// they were generated for (internal/asmgen, powLengths).
+var avx512 = kernel{name: "avx512", lanes: 8, fast: map[layout]kernelFunc{
+	{vary: 3, two: false}: kernelV3AVX512,
+}}
 
-// kernelAnyTwoAVX512 tries n iterations of 8 lanes; see kernel.go.
-//
-//go:noescape
-func kernelAnyTwoAVX512(p *uint64, n uint64) (iters uint64, mask uint64)
-
-// kernelV3AVX2 tries n iterations of 4 lanes; see kernel.go.
+// kernelV3AVX2 tries n iterations of 4 lanes on blocks whose last word is word 3 of a final chunk that holds the padding; see kernel.go.
 //
 //go:noescape
 func kernelV3AVX2(p *uint64, n uint64) (iters uint64, mask uint64)
 
-// kernelAnyAVX2 tries n iterations of 4 lanes; see kernel.go.
-//
-//go:noescape
-func kernelAnyAVX2(p *uint64, n uint64) (iters uint64, mask uint64)
-
-// kernelAnyTwoAVX2 tries n iterations of 4 lanes; see kernel.go.
-//
-//go:noescape
-func kernelAnyTwoAVX2(p *uint64, n uint64) (iters uint64, mask uint64)
+// avx2 runs the AVX2 kernels, 4 lanes, on the layouts of the block lengths
+// they were generated for (internal/asmgen, powLengths).
+var avx2 = kernel{name: "avx2", lanes: 4, fast: map[layout]kernelFunc{
+	{vary: 3, two: false}: kernelV3AVX2,
+}}

@@ -2,19 +2,18 @@
 
 package pow
 
-// Params block of the SIMD kernels, in 64-bit words (see internal/asmgen).
+// Params block of the kernels, in 64-bit words (see internal/asmgen).
 const (
 	pState  = 0
 	pMsg    = 8
 	pMsg2   = 24
-	pSel    = 40
-	pBase   = 56
-	pShift  = 57
-	pTarget = 58
-	pMask   = 59
-	pOut    = 64
-	pWords  = 96 // the params block without scratch
+	pBase   = 40
+	pShift  = 41
+	pTarget = 42
+	pMask   = 43
+	pOut    = 48
+	pWords  = 80 // the params block without scratch
 )
 
 // kernelWords is the size of the params block with the largest kernel's scratch.
-const kernelWords = 2236
+const kernelWords = 1264

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/internal/testseed"
 )
 
 // withNonce returns a copy of blk carrying nonce.
@@ -37,10 +38,11 @@ func randomID(r *rand.Rand) (id block.ID) {
 	return id
 }
 
-// runKernel runs k's kernel for blk's layout directly: iters iterations
-// from nonce base, which must leave room in its run of low bits. It
-// returns what the kernel reports and the IDs it left for the last
-// iteration's lanes.
+// runKernel runs the code k picks for blk's layout directly (k's own, or
+// the portable kernel when k has none for it): iters iterations from
+// nonce base, which must leave room in its run of low bits. It returns
+// what the code reports and the IDs it left for the last iteration's
+// lanes, one per lane.
 func runKernel(k kernel, blk []byte, base, iters uint64, target block.ID, bits int) (uint64, uint64, []block.ID) {
 	t := newTail(blk)
 	g := newGrinder(t, k, target, bits)
@@ -52,7 +54,7 @@ func runKernel(k kernel, blk []byte, base, iters uint64, target block.ID, bits i
 	g.prepare(hi)
 	g.buf[pBase] = lo
 	it, mask := g.run(&g.buf[0], iters)
-	lanes := uint64(k.lanes)
+	lanes := uint64(g.lanes)
 	ids := make([]block.ID, lanes)
 	for l := range lanes {
 		for w := range uint64(4) {
@@ -60,6 +62,12 @@ func runKernel(k kernel, blk []byte, base, iters uint64, target block.ID, bits i
 		}
 	}
 	return it, mask, ids
+}
+
+// lanesFor is how many lanes k grinds blocks of n bytes in.
+func lanesFor(k kernel, n int) uint64 {
+	_, lanes := k.pick(layoutOf(n))
+	return uint64(lanes)
 }
 
 // roomyBase picks a nonce whose run of low bits has room for need more.
@@ -72,12 +80,13 @@ func roomyBase(r *rand.Rand, blkLen int, need uint64) uint64 {
 	return r.Uint64()>>lb<<lb | r.Uint64()%(span-need+1)
 }
 
-// TestKernelsMatchSHA512 runs every kernel this machine has against
-// crypto/sha512 on random blocks of every length mod 128 (final chunks of
-// one and two compressions, nonces straddling chunk boundaries, varying
-// words at every index), from random nonces, for one to three iterations.
+// TestKernelsMatchSHA512 runs the code each kernel this machine has picks
+// (SIMD for index blocks, portable for the rest) against crypto/sha512 on
+// random blocks of every length mod 128 (final chunks of one and two
+// compressions, nonces straddling chunk boundaries, varying words at
+// every index), from random nonces, for one to three iterations.
 func TestKernelsMatchSHA512(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
+	r := testseed.Rand(t)
 	lengths := []int{block.MinIndexSize, block.MinIndexSize + 128*7, 2000, 4096}
 	for n := 8; n < 8+3*chunk; n++ {
 		lengths = append(lengths, n)
@@ -87,14 +96,15 @@ func TestKernelsMatchSHA512(t *testing.T) {
 			for _, n := range lengths {
 				blk := randomBytes(r, n)
 				iters := uint64(1 + r.IntN(3))
-				base := roomyBase(r, n, iters*uint64(k.lanes))
+				lanes := lanesFor(k, n)
+				base := roomyBase(r, n, iters*lanes)
 				// A random 64-bit prefix: no lane meets it (2^-64 each).
 				target := randomID(r)
 				it, mask, ids := runKernel(k, blk, base, iters, target, 64)
 				if it != iters || mask != 0 {
 					t.Fatalf("len %d: ran %d of %d iterations, mask %b, against a random 64-bit target", n, it, iters, mask)
 				}
-				last := base + (iters-1)*uint64(k.lanes)
+				last := base + (iters-1)*lanes
 				for l, id := range ids {
 					nonce := last + uint64(l)
 					if want := refID(withNonce(blk, nonce)); id != want {
@@ -110,7 +120,7 @@ func TestKernelsMatchSHA512(t *testing.T) {
 // short prefix several lanes match, and the kernel must stop at the first
 // iteration holding one and flag exactly the lanes that match.
 func TestKernelsStopAtFirstMatch(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
+	r := testseed.Rand(t)
 	for _, k := range kernels() {
 		t.Run(k.name, func(t *testing.T) {
 			for range 200 {
@@ -122,13 +132,14 @@ func TestKernelsStopAtFirstMatch(t *testing.T) {
 				bits := r.IntN(5)
 				target := randomID(r)
 				const iters = 16
-				base := roomyBase(r, n, iters*uint64(k.lanes))
+				lanes := lanesFor(k, n)
+				base := roomyBase(r, n, iters*lanes)
 				it, mask, ids := runKernel(k, blk, base, iters, target, bits)
 				// The reference: the first iteration with a matching lane.
 				wantIt, wantMask := uint64(iters), uint64(0)
 				for i := range uint64(iters) {
-					for l := range uint64(k.lanes) {
-						if block.CommonPrefixLen(refID(withNonce(blk, base+i*uint64(k.lanes)+l)), target) >= bits {
+					for l := range lanes {
+						if block.CommonPrefixLen(refID(withNonce(blk, base+i*lanes+l)), target) >= bits {
 							wantMask |= 1 << l
 						}
 					}
@@ -142,7 +153,7 @@ func TestKernelsStopAtFirstMatch(t *testing.T) {
 				}
 				if it < iters {
 					for l, id := range ids {
-						if want := refID(withNonce(blk, base+it*uint64(k.lanes)+uint64(l))); id != want {
+						if want := refID(withNonce(blk, base+it*lanes+uint64(l))); id != want {
 							t.Fatalf("lane %d of the matching iteration: got %v, want %v", l, id, want)
 						}
 					}
@@ -168,7 +179,7 @@ func firstValid(blk []byte, base, count uint64, target block.ID, bits int) (uint
 // end raggedly, and wrap past 2^64: it must return exactly the first
 // valid nonce, which means it tried every nonce before it, in order.
 func TestSearchFindsFirstNonce(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 6))
+	r := testseed.Rand(t)
 	for _, k := range kernels() {
 		t.Run(k.name, func(t *testing.T) {
 			for range 60 {
@@ -204,7 +215,7 @@ func TestSearchFindsFirstNonce(t *testing.T) {
 // 64 bits; the grinder must check the rest and reject a lane that matches
 // only those.
 func TestSearchChecksBitsBeyondTheFirstWord(t *testing.T) {
-	r := rand.New(rand.NewPCG(7, 8))
+	r := testseed.Rand(t)
 	blk := randomBytes(r, block.MinIndexSize)
 	const base, at = 1000, 1013
 	id := refID(withNonce(blk, at))
@@ -235,7 +246,7 @@ func TestSearchChecksBitsBeyondTheFirstWord(t *testing.T) {
 // nonce bits, including the ragged ends the lanes do not fill and the
 // wrap past 2^64; the search must find exactly it.
 func TestSearchAcrossRunBoundaries(t *testing.T) {
-	r := rand.New(rand.NewPCG(13, 14))
+	r := testseed.Rand(t)
 	// Low nonce bytes per run: 1, 2, 3 (index blocks), 8 (wraps at 2^64).
 	for _, n := range []int{25, 130, block.MinIndexSize, 136} {
 		blk := randomBytes(r, n)
@@ -255,5 +266,66 @@ func TestSearchAcrossRunBoundaries(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestFastAndPortablePathsAgree runs each SIMD kernel this machine has
+// beside the portable one on every length it has code for, index blocks
+// first: the IDs of every lane, and the nonce a search returns and the
+// count it reports, must be the same.
+func TestFastAndPortablePathsAgree(t *testing.T) {
+	ks := simdKernels()
+	if len(ks) == 0 {
+		t.Skip("no SIMD kernel on this machine")
+	}
+	r := testseed.Rand(t)
+	for _, k := range ks {
+		t.Run(k.name, func(t *testing.T) {
+			var lengths []int
+			for j := range 8 {
+				lengths = append(lengths, block.MinIndexSize+chunk*j)
+			}
+			for n := 8; n < 8+3*chunk; n++ {
+				if lanesFor(k, n) == uint64(k.lanes) {
+					lengths = append(lengths, n)
+				}
+			}
+			for i := range 10 * len(lengths) {
+				n := lengths[i%len(lengths)]
+				if got := lanesFor(k, n); got != uint64(k.lanes) {
+					t.Fatalf("block of %d bytes: %d lanes, want %s's %d", n, got, k.name, k.lanes)
+				}
+				blk := randomBytes(r, n)
+				target := randomID(r)
+
+				// One iteration: lane l's ID is the portable kernel's for
+				// nonce base+l.
+				base := roomyBase(r, n, uint64(k.lanes))
+				_, _, fast := runKernel(k, blk, base, 1, target, 64)
+				for l, id := range fast {
+					_, _, slow := runKernel(portable, blk, base+uint64(l), 1, target, 64)
+					if id != slow[0] {
+						t.Fatalf("len %d, nonce %#x: %s lane %d gives %v, portable %v", n, base+uint64(l), k.name, l, id, slow[0])
+					}
+				}
+
+				// A search, sometimes across a run of low nonce bits or 2^64.
+				bits := r.IntN(11)
+				count := uint64(1 + r.IntN(3000))
+				from := r.Uint64()
+				switch r.IntN(3) {
+				case 0:
+					from = 1<<newTail(blk).lowBits() - uint64(r.IntN(1000))
+				case 1:
+					from = -uint64(1 + r.IntN(1000))
+				}
+				fn, ft, fok := newGrinder(newTail(blk), k, target, bits).search(from, count)
+				pn, pt, pok := newGrinder(newTail(blk), portable, target, bits).search(from, count)
+				if fn != pn || ft != pt || fok != pok {
+					t.Fatalf("len %d, %d bits, %d nonces from %#x: %s found %#x (%v) after %d, portable %#x (%v) after %d",
+						n, bits, count, from, k.name, fn, fok, ft, pn, pok, pt)
+				}
+			}
+		})
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/internal/testseed"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // nonce returned is in the block's last 8 bytes, Verify accepts the
 // block, and nothing else in the block changed.
 func TestSolveFindsNonceVerifyAccepts(t *testing.T) {
-	r := rand.New(rand.NewPCG(9, 10))
+	r := testseed.Rand(t)
 	for _, k := range kernels() {
 		t.Run(k.name, func(t *testing.T) {
 			for i := range 17 * 4 {
@@ -61,7 +61,7 @@ func TestSolveFindsNonceVerifyAccepts(t *testing.T) {
 // TestSolveFromStartWithOneWorker pins the search order: one worker tries
 // Start, Start+1, ... and so returns the first valid nonce from Start.
 func TestSolveFromStartWithOneWorker(t *testing.T) {
-	r := rand.New(rand.NewPCG(11, 12))
+	r := testseed.Rand(t)
 	for range 5 {
 		blk := randomBytes(r, block.MinIndexSize)
 		target := randomID(r)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/internal/atomicfile"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/transport"
@@ -161,6 +162,8 @@ func (n *Net) start(ctx context.Context, i int, boot []transport.Contact) error 
 		NoIPLimits: true,
 		// Every peer is on this machine: nothing stands between them.
 		Reachability: node.ReachPublic,
+		// Many stores share this process.
+		StoreFootprint: blockstore.FootprintShared,
 	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return err

@@ -32,6 +32,10 @@ var forbidden = map[string][]string{
 	"bridge":       {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
 	"testnet":      {"internal/mailforge", "internal/mailtest", "cmd/flowmail"},
 	"cmd/flowmail": {"internal/mailforge", "internal/mailtest"},
+	// Only its tests import others, so nothing can come to depend on them.
+	"internal/spectest": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	// Imported by tests of every layer.
+	"internal/testseed": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 }
 
 type pkg struct {

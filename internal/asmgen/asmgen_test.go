@@ -2,12 +2,13 @@ package main
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/flowmail/flowmail/internal/sha512block"
+	"github.com/flowmail/flowmail/internal/testseed"
 )
 
 // TestGeneratedFilesUpToDate: the committed kernels are what this
@@ -34,29 +35,21 @@ func TestGeneratedFilesUpToDate(t *testing.T) {
 // constant folding, on random params and lanes, and compares the IDs with
 // the plain compression function: folding must not change the hash.
 func TestFoldedHashMatchesSHA512(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	for _, sp := range specs {
+	r := testseed.Rand(t)
+	for _, sp := range specs() {
 		_, outs := build(sp)
 		for range 50 {
 			params := make([]uint64, pScr)
 			for i := range params {
 				params[i] = r.Uint64()
 			}
-			v := sp.v
-			if v < 0 {
-				v = r.IntN(16)
-			}
-			for i := range 16 {
-				params[pSel+i] = 0
-			}
-			params[pSel+v] = ^uint64(0)
 			shift := uint(8 * r.IntN(8))
 			lane := r.Uint64() &^ (1<<shift - 1) // the low nonce bytes, in place
-			params[pMsg+v] &= 1<<shift - 1
+			params[pMsg+sp.v] &= 1<<shift - 1
 
 			st := [8]uint64(params[pState : pState+8])
 			w := [16]uint64(params[pMsg : pMsg+16])
-			w[v] |= lane
+			w[sp.v] |= lane
 			sha512block.Block(&st, &w)
 			if sp.two {
 				w2 := [16]uint64(params[pMsg2 : pMsg2+16])
@@ -75,9 +68,38 @@ func TestFoldedHashMatchesSHA512(t *testing.T) {
 			memo := map[*node]uint64{}
 			for i, out := range outs {
 				if got := eval(out, in, memo); got != id[i] {
-					t.Fatalf("%s: ID word %d = %#x, want %#x", sp.name, i, got, id[i])
+					t.Fatalf("%s: ID word %d = %#x, want %#x", sp.name(), i, got, id[i])
 				}
 			}
+		}
+	}
+}
+
+// TestSpecOfMatchesPadding checks the layout a length gets against SHA-512
+// padding done by hand: the last message byte's word, and whether 0x80
+// and the 16-byte length still fit in its chunk.
+func TestSpecOfMatchesPadding(t *testing.T) {
+	for n := 8; n < 8+2*chunk; n++ {
+		padded := (n + 1 + 16 + chunk - 1) / chunk * chunk
+		want := spec{v: (n - 1) % chunk / 8, two: padded-(n-1)/chunk*chunk > chunk}
+		if got := specOf(n % chunk); got != want {
+			t.Errorf("length %d: %+v, want %+v", n, got, want)
+		}
+	}
+}
+
+// TestSpecsCoverPowLengths: every length in the table gets a kernel, and
+// no two kernels share a layout.
+func TestSpecsCoverPowLengths(t *testing.T) {
+	ss := specs()
+	for _, r := range powLengths {
+		if !slices.Contains(ss, specOf(r)) {
+			t.Errorf("length %d mod 128 (%+v) has no kernel", r, specOf(r))
+		}
+	}
+	for i, sp := range ss {
+		if slices.Contains(ss[i+1:], sp) {
+			t.Errorf("kernel %s generated twice", sp.name())
 		}
 	}
 }
@@ -85,7 +107,7 @@ func TestFoldedHashMatchesSHA512(t *testing.T) {
 // TestLanesHashMatchesSHA512 evaluates the multi-lane kernel's nodes on
 // random states and chunks against the plain compression function.
 func TestLanesHashMatchesSHA512(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
+	r := testseed.Rand(t)
 	_, outs := buildLanes()
 	for range 50 {
 		var st [8]uint64

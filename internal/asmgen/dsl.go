@@ -22,7 +22,6 @@ type opcode uint8
 const (
 	opInput opcode = iota // uni: a params word; vec: the loop-carried nonce lanes
 	opAdd
-	opAnd
 	opOr
 	opXor
 	opXor3
@@ -34,7 +33,7 @@ const (
 	opMsg  // vec: a word of each lane's current message chunk
 )
 
-var opNames = [...]string{"input", "add", "and", "or", "xor", "xor3", "ch", "maj", "rotr", "shr", "load", "msg"}
+var opNames = [...]string{"input", "add", "or", "xor", "xor3", "ch", "maj", "rotr", "shr", "load", "msg"}
 
 func (o opcode) String() string { return opNames[o] }
 
@@ -111,8 +110,6 @@ func evalOp(op opcode, amt int, a []uint64) uint64 {
 	switch op {
 	case opAdd:
 		return a[0] + a[1]
-	case opAnd:
-		return a[0] & a[1]
 	case opOr:
 		return a[0] | a[1]
 	case opXor:
@@ -148,7 +145,6 @@ func (b *builder) op(op opcode, amt int, args ...Val) Val {
 	return b.newNode(k, op, amt, args...)
 }
 
-func (b *builder) and(x, y Val) Val      { return b.op(opAnd, 0, x, y) }
 func (b *builder) or(x, y Val) Val       { return b.op(opOr, 0, x, y) }
 func (b *builder) xor3(x, y, z Val) Val  { return b.op(opXor3, 0, x, y, z) }
 func (b *builder) ch(x, y, z Val) Val    { return b.op(opCh, 0, x, y, z) }

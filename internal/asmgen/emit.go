@@ -134,7 +134,7 @@ func (e *emitter) prologue() {
 			a[i] = src(x, i)
 		}
 		switch n.op {
-		case opAdd, opAnd, opOr, opXor:
+		case opAdd, opOr, opXor:
 			p(w, "MOVQ %s, AX", a[0])
 			p(w, "%sQ %s, AX", strings.ToUpper(n.op.String()), a[1])
 		case opXor3:
@@ -362,7 +362,6 @@ func (e *emitter) endNode() {
 
 var binMnemonic = map[opcode][2]string{ // AVX-512, AVX2
 	opAdd: {"VPADDQ", "VPADDQ"},
-	opAnd: {"VPANDQ", "VPAND"},
 	opOr:  {"VPORQ", "VPOR"},
 	opXor: {"VPXORQ", "VPXOR"},
 }
@@ -522,7 +521,7 @@ func (e *emitter) vector(n *node) {
 		}
 	}
 	switch n.op {
-	case opAdd, opAnd, opOr, opXor:
+	case opAdd, opOr, opXor:
 		e.binary(n)
 	case opXor3, opCh, opMaj:
 		if e.be.avx512 {

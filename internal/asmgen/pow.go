@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/flowmail/flowmail/internal/sha512block"
@@ -23,28 +24,58 @@ const (
 	pState  = 0  // [8] SHA-512/256 state before the nonce's final chunk
 	pMsg    = 8  // [16] that chunk, padded, with the varying nonce bits zero
 	pMsg2   = 24 // [16] the constant second chunk, when the padding needs one
-	pSel    = 40 // [16] all ones at the varying word, zero elsewhere (generic kernels)
-	pBase   = 56 // low nonce bits of lane 0, first iteration
-	pShift  = 57 // left shift that puts the low nonce bits in their word
-	pTarget = 58 // first word of the target ID
-	pMask   = 59 // leading bits of the first ID word that must match
-	pOut    = 64 // [4][lanes] ID words of the last iteration run
-	pScr    = 96 // scratch: per-call values and spills
+	pBase   = 40 // low nonce bits of lane 0, first iteration
+	pShift  = 41 // left shift that puts the low nonce bits in their word
+	pTarget = 42 // first word of the target ID
+	pMask   = 43 // leading bits of the first ID word that must match
+	pOut    = 48 // [4][lanes] ID words of the last iteration run
+	pScr    = 80 // scratch: per-call values and spills
 )
 
-// spec names a kernel: which word of the final chunk holds the varying
-// nonce bits (-1: chosen at run time through pSel), and whether a
-// constant second chunk follows (the padding did not fit).
-type spec struct {
-	name string
-	v    int
-	two  bool
+// chunk is the SHA-512 block size.
+const chunk = 128
+
+// powLengths lists the block lengths, mod 128, that get SIMD kernels; a
+// block of any other length grinds on pow's portable kernel. This is the
+// one place that choice is made: change it and run go generate ./pow.
+var powLengths = []int{
+	27, // index blocks: 35 + 1120 + 16 + 128·j + 8 bytes (docs/PROTOCOL.md 9.5)
 }
 
-var specs = []spec{
-	{name: "V3", v: 3},                 // index blocks: length ≡ 27 (mod 128)
-	{name: "Any", v: -1},               // any length whose padding fits the nonce's chunk
-	{name: "AnyTwo", v: -1, two: true}, // padding spills into a second chunk
+// spec names a kernel: which word of the final chunk holds the varying
+// nonce bits, and whether a constant second chunk follows (the padding
+// did not fit). A kernel's code depends on nothing else of the length.
+type spec struct {
+	v   int
+	two bool
+}
+
+// specOf is the layout of a block of length ≡ r (mod 128): its last byte
+// sits at r-1 in the final chunk, and 0x80 and the 16-byte length follow.
+func specOf(r int) spec {
+	last := (r + chunk - 1) % chunk
+	return spec{v: last / 8, two: last+1+17 > chunk}
+}
+
+// specs are the kernels powLengths needs, each once, in table order.
+func specs() []spec {
+	var ss []spec
+	for _, r := range powLengths {
+		if r < 0 || r >= chunk {
+			panic(fmt.Sprintf("powLengths: %d is not a length mod %d", r, chunk))
+		}
+		if sp := specOf(r); !slices.Contains(ss, sp) {
+			ss = append(ss, sp)
+		}
+	}
+	return ss
+}
+
+func (sp spec) name() string {
+	if sp.two {
+		return fmt.Sprintf("V%dTwo", sp.v)
+	}
+	return fmt.Sprintf("V%d", sp.v)
 }
 
 // build describes one kernel iteration: the lanes' IDs (four words each)
@@ -59,13 +90,9 @@ func build(sp spec) (*builder, [4]Val) {
 	nonce := b.nonceLanes()
 	var m [16]Val
 	for i := range m {
-		switch {
-		case sp.v < 0:
-			m[i] = b.or(b.and(nonce, b.param(pSel+i)), b.param(pMsg+i))
-		case i == sp.v:
-			m[i] = b.or(nonce, b.param(pMsg+i))
-		default:
-			m[i] = b.param(pMsg + i)
+		m[i] = b.param(pMsg + i)
+		if i == sp.v {
+			m[i] = b.or(nonce, m[i])
 		}
 	}
 	words := func(m *[16]Val) func(int) Val { return func(i int) Val { return m[i] } }
@@ -109,7 +136,7 @@ func newPowEmitter(be backend, sp spec) *powEmitter {
 	return &powEmitter{emitter: newEmitter(be, b, outs[:], pScr*8, nil), sp: sp, outs: outs}
 }
 
-func (e *powEmitter) fn() string { return "kernel" + e.sp.name + e.be.name }
+func (e *powEmitter) fn() string { return "kernel" + e.sp.name() + e.be.name }
 
 // noncePrologue puts the lane nonces, (base + lane) << shift, in the
 // reserved register, stepping by lanes << shift.
@@ -223,12 +250,11 @@ func generatePow() (files map[string][]byte, stats string) {
 	g.WriteString("//go:build !purego\n\npackage pow\n")
 	l.WriteString(header)
 	l.WriteString("package pow\n\n")
-	fmt.Fprintf(&l, `// Params block of the SIMD kernels, in 64-bit words (see internal/asmgen).
+	fmt.Fprintf(&l, `// Params block of the kernels, in 64-bit words (see internal/asmgen).
 const (
 	pState  = %d
 	pMsg    = %d
 	pMsg2   = %d
-	pSel    = %d
 	pBase   = %d
 	pShift  = %d
 	pTarget = %d
@@ -236,18 +262,23 @@ const (
 	pOut    = %d
 	pWords  = %d // the params block without scratch
 )
-`, pState, pMsg, pMsg2, pSel, pBase, pShift, pTarget, pMask, pOut, pScr)
+`, pState, pMsg, pMsg2, pBase, pShift, pTarget, pMask, pOut, pScr)
 	most := 0
 	for _, be := range backends {
-		for _, sp := range specs {
+		var table strings.Builder
+		for _, sp := range specs() {
 			e := newPowEmitter(be, sp)
-			txt := e.text()
 			s.WriteString("\n")
-			s.WriteString(txt)
+			s.WriteString(e.text())
 			most = max(most, e.scratchBytes())
-			fmt.Fprintf(&g, "\n// %s tries n iterations of %d lanes; see kernel.go.\n//\n//go:noescape\nfunc %s(p *uint64, n uint64) (iters uint64, mask uint64)\n", e.fn(), be.lanes, e.fn())
+			fmt.Fprintf(&g, "\n// %s tries n iterations of %d lanes on blocks whose last word is word %d of a final chunk %s; see kernel.go.\n//\n//go:noescape\nfunc %s(p *uint64, n uint64) (iters uint64, mask uint64)\n",
+				e.fn(), be.lanes, sp.v, map[bool]string{false: "that holds the padding", true: "followed by a padding chunk"}[sp.two], e.fn())
+			fmt.Fprintf(&table, "\t\t{vary: %d, two: %v}: %s,\n", sp.v, sp.two, e.fn())
 			st.WriteString(e.stats(e.fn()))
 		}
+		name := strings.ToLower(be.name)
+		fmt.Fprintf(&g, "\n// %s runs the %s kernels, %d lanes, on the layouts of the block lengths\n// they were generated for (internal/asmgen, powLengths).\nvar %s = kernel{name: %q, lanes: %d, fast: map[layout]kernelFunc{\n%s}}\n",
+			name, be.name, be.lanes, name, name, be.lanes, table.String())
 	}
 	fmt.Fprintf(&l, "\n// kernelWords is the size of the params block with the largest kernel's scratch.\nconst kernelWords = %d\n", (most+7)/8)
 	return map[string][]byte{

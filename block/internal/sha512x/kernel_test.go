@@ -3,8 +3,9 @@ package sha512x
 import (
 	"crypto/sha512"
 	"encoding/binary"
-	"math/rand/v2"
 	"testing"
+
+	"github.com/flowmail/flowmail/internal/testseed"
 )
 
 // allKernels is every kernel this machine runs and the portable one at
@@ -39,7 +40,7 @@ func pad(msg []byte) []byte {
 // separate buffers, in one to three Compress calls, and compares every
 // lane's digest with crypto/sha512.
 func TestKernelsMatchSHA512(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
+	r := testseed.Rand(t)
 	for _, k := range allKernels() {
 		t.Run(k.Name, func(t *testing.T) {
 			s := newState(k)

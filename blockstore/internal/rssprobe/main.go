@@ -1,9 +1,11 @@
-// Command rssprobe measures the memory of a process holding a Badger block
-// store: it fills a fresh store with n blocks from concurrent Puts (each
-// durable, as in a node), reads them all back, and reports VmRSS and
-// VmHWM from /proc/self/status and the Go heap.
+// Command rssprobe measures the memory of a process holding Badger block
+// stores: it fills -stores fresh stores with n blocks in all from
+// concurrent Puts (each durable, as in a node; block i goes to store i mod
+// -stores), reads them all back, and reports VmRSS and VmHWM from
+// /proc/self/status and the Go heap.
 //
 //	go run ./blockstore/internal/rssprobe -n 100000 -size 4096
+//	go run ./blockstore/internal/rssprobe -stores 20 -shared -n 3200 -size 65536
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -39,7 +42,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	size := fs.Int("size", 4096, "bytes per block")
 	workers := fs.Int("workers", 16, "concurrent Puts")
 	memprofile := fs.String("memprofile", "", "write a heap profile here at the end")
-	dir := fs.String("dir", "", "store directory (default: a new temporary one, removed afterwards)")
+	dir := fs.String("dir", "", "directory of the stores (default: a new temporary one, removed afterwards)")
+	stores := fs.Int("stores", 1, "stores open in this process")
+	shared := fs.Bool("shared", false, "open them with blockstore.FootprintShared (as a testnet does)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,12 +59,24 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		defer os.RemoveAll(tmp)
 		*dir = tmp
 	}
-	report(out, "start")
-	s, err := blockstore.OpenBadger(*dir, blockstore.Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
-	if err != nil {
-		return err
+	if *stores < 1 {
+		return fmt.Errorf("-stores %d, want at least 1", *stores)
 	}
-	defer s.Close()
+	report(out, "start")
+	cfg := blockstore.Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	if *shared {
+		cfg.Footprint = blockstore.FootprintShared
+	}
+	all := make([]blockstore.Store, *stores)
+	for i := range all {
+		s, err := blockstore.OpenBadger(filepath.Join(*dir, fmt.Sprint(i)), cfg)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		all[i] = s
+	}
+	report(out, "opened")
 
 	base := block.Data{Payload: make([]byte, *size-block.HeaderSize)}.Encode()
 	ids := make([]block.ID, *n)
@@ -72,7 +89,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			b := append([]byte(nil), base...)
 			for i := next.Add(1) - 1; i < int64(*n); i = next.Add(1) - 1 {
 				binary.BigEndian.PutUint64(b[len(b)-8:], uint64(i)+1)
-				id, err := s.Put(ctx, b, time.Hour, blockstore.PutOptions{})
+				id, err := all[i%int64(len(all))].Put(ctx, b, time.Hour, blockstore.PutOptions{})
 				if err != nil {
 					errs <- err
 					return
@@ -87,20 +104,23 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	elapsed := time.Since(start)
-	fmt.Fprintf(out, "stored %d blocks of %d bytes in %v: %.0f blocks/s\n", *n, *size, elapsed.Round(time.Millisecond), float64(*n)/elapsed.Seconds())
+	fmt.Fprintf(out, "stored %d blocks of %d bytes (%.0f MB) in %d stores in %v: %.0f blocks/s\n", *n, *size, float64(*n)*float64(*size)/1e6, *stores, elapsed.Round(time.Millisecond), float64(*n)/elapsed.Seconds())
 	report(out, "after fill")
 
 	start = time.Now()
-	for _, id := range ids {
-		if _, _, err := s.Get(ctx, id); err != nil {
+	for i, id := range ids {
+		if _, _, err := all[i%len(all)].Get(ctx, id); err != nil {
 			return err
 		}
 	}
 	elapsed = time.Since(start)
 	fmt.Fprintf(out, "read them back in %v: %.0f blocks/s, one goroutine\n", elapsed.Round(time.Millisecond), float64(*n)/elapsed.Seconds())
-	st := s.Stats()
-	if st.Blocks != *n {
-		return fmt.Errorf("store counts %d blocks, want %d", st.Blocks, *n)
+	held := 0
+	for _, s := range all {
+		held += s.Stats().Blocks
+	}
+	if held != *n {
+		return fmt.Errorf("stores count %d blocks, want %d", held, *n)
 	}
 	report(out, "after reads")
 	// What stays once garbage is collected and returned to the system.

@@ -1,0 +1,305 @@
+package spectest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/kademlia"
+	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/onion"
+	"github.com/flowmail/flowmail/transport"
+)
+
+// limits maps each name in the spec's limits table (docs/PROTOCOL.md,
+// section 11) to the Go value that holds it.
+//
+// To add a row to that table, add one line here: the name exactly as the
+// table's first column spells it (without backticks), and the constant.
+// A time.Duration constant needs a time unit in the table (ms, s, min, h,
+// days); an integer one a plain number or a size (bytes, KiB, MiB, GiB);
+// an array or slice a comma-separated list. A constant kept in other
+// units is converted here, e.g. time.Duration(pkg.FooSeconds) *
+// time.Second. Words in parentheses in the table are commentary and not
+// compared.
+var limits = map[string]any{
+	"MaxBlockSize":      block.MaxBlockSize,
+	"MaxLifetime":       block.MaxLifetime,
+	"MaxDifficulty":     block.MaxDifficulty,
+	"DefaultDifficulty": block.DefaultDifficulty,
+	"MinIndexSize":      block.MinIndexSize,
+	"PubkeySize":        block.PubkeySize,
+	"MaxFrameSize":      transport.MaxFrameSize,
+	"MaxConns":          transport.MaxConns,
+	"MaxStreamsPerConn": transport.MaxStreamsPerConn,
+	"K":                 kademlia.K,
+	"alpha":             kademlia.Alpha,
+	"MaxListEntries":    kademlia.MaxListEntries,
+	"RepublishInterval": kademlia.RepublishInterval,
+	"MaxRecipients":     mail.MaxRecipients,
+	"MaxMessageSize":    mail.MaxMessageSize,
+	"MaxDataShards":     mail.MaxDataShards,
+	"shard sizes":       mail.ShardSizes,
+
+	"MinExtension":      blockstore.MinExtension,
+	"NodeBudgetShare":   blockstore.NodeBudgetShare,
+	"GroupBudgetShare":  blockstore.GroupBudgetShare,
+	"BudgetHalfLife":    blockstore.BudgetHalfLife,
+	"MaxMeteredSources": blockstore.MaxMeteredSources,
+
+	"PacketSize":       onion.PacketSize,
+	"Hops":             onion.Hops,
+	"MinStampWork":     onion.MinStampWork,
+	"MaxHopDelay":      onion.MaxHopDelay,
+	"Epoch":            onion.Epoch,
+	"ReplayEntries":    onion.ReplayEntries,
+	"QueueSize":        onion.QueueSize,
+	"HoldSize":         onion.HoldSize,
+	"MaxSURBs":         onion.MaxSURBs,
+	"MaxListReply":     onion.MaxListReply,
+	"MaxGetChunk":      onion.MaxGetChunk,
+	"MaxAssemblies":    onion.MaxAssemblies,
+	"AssemblyTimeout":  onion.AssemblyTimeout,
+	"GuardMinLifetime": onion.GuardMinLifetime,
+	"GuardMaxLifetime": onion.GuardMaxLifetime,
+	"GuardGrace":       onion.GuardGrace,
+}
+
+const specPath = "../../docs/PROTOCOL.md"
+
+// TestLimitsTableMatchesConstants: every row of the spec's limits table
+// has a constant in limits holding its value, and every name in limits
+// has a row.
+func TestLimitsTableMatchesConstants(t *testing.T) {
+	f, err := os.Open(specPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := limitsTable(f)
+	if err != nil {
+		t.Fatalf("%s: %v", specPath, err)
+	}
+	for _, p := range checkLimits(rows, limits) {
+		t.Errorf("docs/PROTOCOL.md limits table vs limits in internal/spectest/limits_test.go: %s", p)
+	}
+}
+
+// A row is one line of the limits table.
+type row struct {
+	line        int
+	name, value string
+}
+
+var (
+	errNoTable  = errors.New("no limits table")
+	errBadTable = errors.New("malformed limits table")
+)
+
+// limitsHeading is the title of the limits section, whatever its number.
+var limitsHeading = regexp.MustCompile(`^## [0-9]+\. Limits\s*$`)
+
+// limitsTable reads the first table under the "Limits" heading, taking
+// the columns headed name and value.
+func limitsTable(spec io.Reader) ([]row, error) {
+	sc := bufio.NewScanner(spec)
+	var (
+		rows             []row
+		inSection        bool
+		header           []string
+		nameCol, valCol  = -1, -1
+		line, tableLines int
+	)
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		switch {
+		case limitsHeading.MatchString(text):
+			inSection = true
+			continue
+		case !inSection:
+			continue
+		case strings.HasPrefix(text, "#"):
+			inSection = false // the next section: the table has ended
+			continue
+		case !strings.HasPrefix(text, "|"):
+			if tableLines > 0 {
+				inSection = false
+			}
+			continue
+		}
+		tableLines++
+		cells := splitRow(text)
+		switch tableLines {
+		case 1:
+			header = cells
+			nameCol, valCol = slices.Index(header, "name"), slices.Index(header, "value")
+			if nameCol < 0 || valCol < 0 {
+				return nil, fmt.Errorf("%w: line %d: header %q has no name and value columns", errBadTable, line, header)
+			}
+		case 2: // the |---|---| separator
+		default:
+			if len(cells) != len(header) {
+				return nil, fmt.Errorf("%w: line %d: %d cells, header has %d", errBadTable, line, len(cells), len(header))
+			}
+			rows = append(rows, row{line: line, name: strings.Trim(cells[nameCol], "`"), value: cells[valCol]})
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, errNoTable
+	}
+	return rows, nil
+}
+
+func splitRow(text string) []string {
+	cells := strings.Split(strings.Trim(text, "|"), "|")
+	for i := range cells {
+		cells[i] = strings.TrimSpace(cells[i])
+	}
+	return cells
+}
+
+// checkLimits compares the table with the constants and describes each
+// disagreement.
+func checkLimits(rows []row, consts map[string]any) []string {
+	var problems []string
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if seen[r.name] {
+			problems = append(problems, fmt.Sprintf("line %d: %q appears twice", r.line, r.name))
+			continue
+		}
+		seen[r.name] = true
+		c, ok := consts[r.name]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("line %d: %q (%s) has no constant: add the line %q: pkg.%s, to limits", r.line, r.name, r.value, r.name, r.name))
+			continue
+		}
+		if err := sameValue(r.value, c); err != nil {
+			problems = append(problems, fmt.Sprintf("line %d: %q: %v", r.line, r.name, err))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(consts)) {
+		if !seen[name] {
+			problems = append(problems, fmt.Sprintf("%q is in limits but not in the table", name))
+		}
+	}
+	return problems
+}
+
+// A quantity is one number of the table with its dimension.
+type quantity struct {
+	n   int64
+	dim dimension
+}
+
+type dimension int
+
+const (
+	count    dimension = iota // a plain number
+	size                      // bytes
+	duration                  // nanoseconds
+)
+
+var units = map[string]quantity{
+	"":      {1, count},
+	"bytes": {1, size},
+	"B":     {1, size},
+	"KiB":   {1 << 10, size},
+	"MiB":   {1 << 20, size},
+	"GiB":   {1 << 30, size},
+	"ms":    {int64(time.Millisecond), duration},
+	"s":     {int64(time.Second), duration},
+	"min":   {int64(time.Minute), duration},
+	"h":     {int64(time.Hour), duration},
+	"days":  {int64(24 * time.Hour), duration},
+}
+
+var errBadValue = errors.New("value not understood")
+
+var (
+	parenthetical = regexp.MustCompile(`\([^)]*\)`)
+	amount        = regexp.MustCompile(`^([0-9]+)\s*([A-Za-z]*)$`)
+)
+
+// parseValue reads a table value: numbers with an optional unit,
+// separated by commas, with commentary in parentheses dropped.
+func parseValue(s string) ([]quantity, error) {
+	s = strings.TrimSpace(parenthetical.ReplaceAllString(s, ""))
+	var qs []quantity
+	for item := range strings.SplitSeq(s, ",") {
+		m := amount.FindStringSubmatch(strings.TrimSpace(item))
+		if m == nil {
+			return nil, fmt.Errorf("%w: %q is not a number with an optional unit", errBadValue, item)
+		}
+		u, ok := units[m[2]]
+		if !ok {
+			return nil, fmt.Errorf("%w: unit %q (known: bytes, B, KiB, MiB, GiB, ms, s, min, h, days)", errBadValue, m[2])
+		}
+		n, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil || n > (1<<63-1)/u.n {
+			return nil, fmt.Errorf("%w: %q out of range", errBadValue, item)
+		}
+		qs = append(qs, quantity{n * u.n, u.dim})
+	}
+	return qs, nil
+}
+
+// sameValue reports how the table's value differs from the Go value c.
+func sameValue(value string, c any) error {
+	qs, err := parseValue(value)
+	if err != nil {
+		return err
+	}
+	var want []any
+	v := reflect.ValueOf(c)
+	switch v.Kind() {
+	case reflect.Array, reflect.Slice:
+		for i := range v.Len() {
+			want = append(want, v.Index(i).Interface())
+		}
+	default:
+		want = []any{c}
+	}
+	if len(qs) != len(want) {
+		return fmt.Errorf("the table has %d values (%s), the constant %d (%v)", len(qs), value, len(want), c)
+	}
+	for i, w := range want {
+		q := qs[i]
+		if d, ok := w.(time.Duration); ok {
+			if q.dim != duration || q.n != int64(d) {
+				return fmt.Errorf("the table says %s, the constant is %v", value, c)
+			}
+			continue
+		}
+		wv := reflect.ValueOf(w)
+		var n int64
+		switch {
+		case wv.CanInt():
+			n = wv.Int()
+		case wv.CanUint() && wv.Uint() < 1<<63:
+			n = int64(wv.Uint())
+		default:
+			return fmt.Errorf("constant %v of type %T: want an integer, a time.Duration or a list of them", w, w)
+		}
+		if q.dim == duration || q.n != n {
+			return fmt.Errorf("the table says %s, the constant is %v", value, c)
+		}
+	}
+	return nil
+}
