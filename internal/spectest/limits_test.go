@@ -17,8 +17,10 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/bridge"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/onion"
 	"github.com/flowmail/flowmail/transport"
 )
@@ -75,6 +77,11 @@ var limits = map[string]any{
 	"GuardMinLifetime": onion.GuardMinLifetime,
 	"GuardMaxLifetime": onion.GuardMaxLifetime,
 	"GuardGrace":       onion.GuardGrace,
+
+	"MaxFailuresPerSource":  bridge.MaxFailuresPerSource,
+	"MaxFailuresPerAccount": bridge.MaxFailuresPerAccount,
+	"FailureWindow":         bridge.FailureWindow,
+	"MaxQueueRecipients":    mailbox.MaxQueueRecipients,
 }
 
 const specPath = "../../docs/PROTOCOL.md"
