@@ -137,9 +137,10 @@ func (b *Bridge) sendOne(ctx context.Context, id string) (time.Time, error) {
 		}
 	}
 	if sendErr == nil {
-		b.notifySend(id, nil, false)
 		b.log.Info("queued mail sent", "id", id)
-		return time.Time{}, b.queue.Remove(id)
+		err := b.queue.Remove(id)
+		b.notifySend(id, nil, false)
+		return time.Time{}, err
 	}
 	st.Attempts++
 	st.Err = sendErr.Error()
@@ -147,8 +148,9 @@ func (b *Bridge) sendOne(ctx context.Context, id string) (time.Time, error) {
 		if err := b.bounce(sub, msg, st, sendErr, true); err != nil {
 			return now.Add(b.retryAfter(st.Attempts)), err
 		}
+		err := b.queue.Remove(id)
 		b.notifySend(id, sendErr, true)
-		return time.Time{}, b.queue.Remove(id)
+		return time.Time{}, err
 	}
 	if st.Attempts == 1 {
 		if err := b.bounce(sub, msg, st, sendErr, false); err != nil {
@@ -156,8 +158,9 @@ func (b *Bridge) sendOne(ctx context.Context, id string) (time.Time, error) {
 		}
 	}
 	st.Next = now.Add(b.retryAfter(st.Attempts))
+	err = b.queue.SaveState(sub, st)
 	b.notifySend(id, sendErr, false)
-	return st.Next, b.queue.SaveState(sub, st)
+	return st.Next, err
 }
 
 func (b *Bridge) notifySend(id string, err error, bounced bool) {
