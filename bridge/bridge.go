@@ -63,6 +63,10 @@ type Config struct {
 	RetryAfter time.Duration
 	// MaxAttempts sends of one mail before it bounces; 0 means 10.
 	MaxAttempts int
+	// RescanInterval is how often an idling client's folder is read again
+	// for changes of other programs (mail the bridge fetches wakes idlers
+	// at once); 0 means 30 s.
+	RescanInterval time.Duration
 	// Keep leaves fetched mail in the network.
 	Keep bool
 	// MaxMessageSize bounds submitted and appended messages; 0 means

@@ -112,6 +112,9 @@ func bridgeConfig(u *testnet.User, n delivery.Network, ev *events) Config {
 		IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0",
 		FetchInterval: time.Hour, // fetches come from FetchNow
 		RetryAfter:    time.Hour, // retries come from kicks
+		// Idle clients learn of new mail from the delivery itself, never
+		// from a rescan in a test.
+		RescanInterval: time.Hour,
 		OnFetch: func(r *delivery.FetchReport, err error) {
 			if r != nil {
 				ev.fetched <- r

@@ -26,10 +26,10 @@ var specialUse = map[string]imap.MailboxAttr{
 	"Trash": imap.MailboxAttrTrash, "Archive": imap.MailboxAttrArchive,
 }
 
-// rescanEvery is how often an idling client's folder is read again for
+// defaultRescan is how often an idling client's folder is read again for
 // changes made by other programs (mutt, a `flowmail fetch` beside the
 // bridge). Mail the bridge fetches itself wakes idlers at once.
-const rescanEvery = 30 * time.Second
+const defaultRescan = 30 * time.Second
 
 func (b *Bridge) newIMAPServer() *imapserver.Server {
 	return imapserver.New(&imapserver.Options{
@@ -291,7 +291,11 @@ func (s *imapSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) err
 		<-stop
 		return nil
 	}
-	t := s.b.clock.NewTicker(rescanEvery)
+	every := s.b.cfg.RescanInterval
+	if every <= 0 {
+		every = defaultRescan
+	}
+	t := s.b.clock.NewTicker(every)
 	defer t.Stop()
 	for {
 		changed := s.view.folder.Changed()
