@@ -102,21 +102,20 @@ type Bridge struct {
 	limiter    *limiter
 	tls        *tls.Config
 
-	imapSrv          *imapserver.Server
-	smtpSrv          *smtp.Server
-	imapLn, smtpLn   net.Listener
-	sessions         sessionGroup
-	fetchNow         chan struct{}
-	sendNow          chan struct{}
-	stopping         chan struct{}
-	ctx              context.Context
-	cancel           context.CancelFunc
-	wg               sync.WaitGroup
-	closeOnce        sync.Once
-	closeErr         error
-	publishedPubkey  time.Time
-	sendMu           sync.Mutex // one sender at a time
-	delayNoticesSent map[string]bool
+	imapSrv         *imapserver.Server
+	smtpSrv         *smtp.Server
+	imapLn, smtpLn  net.Listener
+	sessions        sessionGroup
+	fetchNow        chan struct{}
+	sendNow         chan struct{}
+	stopping        chan struct{}
+	ctx             context.Context
+	cancel          context.CancelFunc
+	wg              sync.WaitGroup
+	closeOnce       sync.Once
+	closeErr        error
+	publishedPubkey time.Time
+	sendMu          sync.Mutex // one sender at a time
 }
 
 // Start opens the mail store (which one bridge at a time may hold),
@@ -128,7 +127,7 @@ func Start(ctx context.Context, cfg Config) (_ *Bridge, err error) {
 	b := &Bridge{
 		cfg: cfg, me: cfg.Identity, clock: clock.Or(cfg.Clock), log: cfg.Logger,
 		maxSize: cfg.MaxMessageSize, fetchNow: make(chan struct{}, 1), sendNow: make(chan struct{}, 1),
-		stopping: make(chan struct{}), delayNoticesSent: map[string]bool{},
+		stopping: make(chan struct{}),
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
