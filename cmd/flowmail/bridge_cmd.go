@@ -82,7 +82,7 @@ func runBridge(c *cli.Context, s *streams) error {
 	home := c.String("home")
 	dir := filepath.Join(home, bridgeDirName)
 	if client := c.String("print-config"); client != "" {
-		return printClientConfig(s, client, me, c.String("imap"), c.String("smtp"), dir)
+		return printClientConfig(s, client, me, c.String("imap"), c.String("smtp"), home)
 	}
 	maildir := c.String("maildir")
 	if maildir == "" {
@@ -144,7 +144,7 @@ func runBridge(c *cli.Context, s *streams) error {
 
 // printClientConfig writes ready settings for a mail client. The password
 // is never written into them: mbsync and neomutt ask flowmail for it.
-func printClientConfig(s *streams, client string, me *identity.Identity, imapAddr, smtpAddr, dir string) error {
+func printClientConfig(s *streams, client string, me *identity.Identity, imapAddr, smtpAddr, home string) error {
 	ih, ip, err := net.SplitHostPort(imapAddr)
 	if err != nil {
 		return fmt.Errorf("--imap %q: %w", imapAddr, err)
@@ -154,8 +154,10 @@ func printClientConfig(s *streams, client string, me *identity.Identity, imapAdd
 		return fmt.Errorf("--smtp %q: %w", smtpAddr, err)
 	}
 	user, addr := bridge.UserName(me), mail.HeaderAddress(me.ID())
-	passCmd := "flowmail bridge password | sed -n 's/^password: //p'"
-	cert := filepath.Join(dir, bridge.CertFile)
+	// A key with a passphrase needs FLOWMAIL_PASSPHRASE_FILE in the
+	// client's environment for this command.
+	passCmd := fmt.Sprintf("flowmail --home %s bridge password | sed -n 's/^password: //p'", shellQuote(home))
+	cert := filepath.Join(home, bridgeDirName, bridge.CertFile)
 	switch strings.ToLower(client) {
 	case "thunderbird":
 		fmt.Fprintf(s.out, `Thunderbird: Account Settings > Account Actions > Add Mail Account, then "Configure manually":
@@ -170,7 +172,8 @@ func printClientConfig(s *streams, client string, me *identity.Identity, imapAdd
 Thunderbird asks once to accept the bridge's own certificate (%s): accept it permanently.
 `, addr, ih, ip, sh, sp, user, cert)
 	case "neomutt":
-		fmt.Fprintf(s.out, `# neomutt: put this in ~/.config/neomutt/neomuttrc
+		fmt.Fprintf(s.out, `# neomutt: put this in ~/.config/neomutt/neomuttrc (a key with a passphrase:
+# set FLOWMAIL_PASSPHRASE_FILE for neomutt, the password command needs it)
 set from = "%s"
 set imap_user = "%s"
 set imap_pass = "`+"`%s`"+`"
@@ -187,6 +190,7 @@ set smtp_pass = "`+"`%s`"+`"
 `, addr, user, passCmd, ih, ip, cert, user, sh, sp, passCmd)
 	case "mbsync":
 		fmt.Fprintf(s.out, `# mbsync (isync): put this in ~/.mbsyncrc, then run: mbsync flowmail
+# (a key with a passphrase: set FLOWMAIL_PASSPHRASE_FILE for mbsync, PassCmd needs it)
 IMAPAccount flowmail
 Host %s
 Port %s
@@ -215,3 +219,6 @@ SyncState *
 	}
 	return nil
 }
+
+// shellQuote quotes a path for the shell commands of client configs.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
