@@ -13,7 +13,7 @@ const (
 	TypePubkey Type = 1
 	TypeData   Type = 2
 	TypeIndex  Type = 3
-	TypeRecord Type = 4 // reserved for signed mutable records; not accepted yet
+	TypeRecord Type = 4 // a signed mutable record, stored at its slot (package record)
 )
 
 func (t Type) String() string {
@@ -50,7 +50,7 @@ var (
 	ErrTrailing    = errors.New("block: trailing bytes")
 	ErrEmpty       = errors.New("block: empty payload")
 	ErrWrongType   = errors.New("block: wrong type")
-	ErrNotAccepted = errors.New("block: type not accepted in this version")
+	ErrNotAccepted = errors.New("block: type not accepted here")
 	ErrPubkey      = errors.New("block: invalid pubkey block")
 	ErrSignature   = errors.New("block: bad signature")
 )
@@ -86,8 +86,7 @@ func (h Header) Append(dst []byte) []byte {
 
 // ParseHeader decodes the header of b and returns it with the rest of the
 // block. It checks what the header alone can tell: size, version, a known
-// type, flags allowed for that type. Records are reserved: their type is
-// known but ParseHeader rejects them until a version defines their body.
+// type, flags allowed for that type.
 func ParseHeader(b []byte) (Header, []byte, error) {
 	var h Header
 	if len(b) > MaxBlockSize {
@@ -102,9 +101,7 @@ func ParseHeader(b []byte) (Header, []byte, error) {
 		return h, nil, fmt.Errorf("%w: %d (this node speaks %d)", ErrVersion, h.Version, Version)
 	}
 	switch h.Type {
-	case TypePubkey, TypeData, TypeIndex:
-	case TypeRecord:
-		return h, nil, fmt.Errorf("%w: %v", ErrNotAccepted, h.Type)
+	case TypePubkey, TypeData, TypeIndex, TypeRecord:
 	default:
 		return h, nil, fmt.Errorf("%w: %d", ErrType, b[1])
 	}

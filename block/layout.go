@@ -72,13 +72,16 @@ func ParseIndex(b []byte) (Index, error) {
 
 // Check decodes b as far as its layout goes: the header for every type and
 // the pubkey, data and index layouts. It does not verify signatures or keys
-// (identity.Check does).
+// (identity.Check does). It refuses records: they are not named by their
+// hash but stored at a slot, and verified by package record.
 func Check(b []byte) (Header, error) {
 	h, _, err := ParseHeader(b)
 	if err != nil {
 		return h, err
 	}
 	switch h.Type {
+	case TypeRecord:
+		return h, fmt.Errorf("%w: a record is stored at its slot, not as a block named by its hash", ErrNotAccepted)
 	case TypePubkey:
 		_, err = ParsePubkey(b)
 	case TypeData:

@@ -30,3 +30,15 @@ const (
 	// block.
 	NonceSize = 8
 )
+
+// Limits of records (block type 4, docs/PROTOCOL.md "Records").
+const (
+	// MaxRecordSize bounds every record, header included: small enough
+	// that nodes verify a record on every STORE and keep one per slot.
+	MaxRecordSize = 4096
+
+	// MaxRotations is how many rotations one address's key log holds: 14
+	// rotate events and one terminal (revoke or move) event fit in
+	// MaxRecordSize after the inception pubkey block.
+	MaxRotations = 14
+)

@@ -70,6 +70,12 @@ func checkBlockVector(v vectors.Vector) (map[string]string, string) {
 		out["sealed_len"] = strconv.Itoa(len(x.Sealed))
 		out["nonce"] = strconv.FormatUint(x.Nonce, 10)
 		return out, ""
+	case "Check":
+		h, err := Check(b)
+		if err != nil {
+			return nil, errName(err)
+		}
+		return headerOut(h, b), ""
 	case "ParsePubkey":
 		p, err := ParsePubkey(b)
 		if err != nil {
@@ -124,7 +130,9 @@ func genBlockVectors() vectors.File {
 		{Name: "version_2", Function: "ParseHeader", Input: hx(with(data, 0, 2)), Error: "unsupported version"},
 		{Name: "type_0", Function: "ParseHeader", Input: hx(with(data, 1, 0)), Error: "unknown type", Note: "unknown type MUST be rejected"},
 		{Name: "type_5", Function: "ParseHeader", Input: hx(with(data, 1, 5)), Error: "unknown type"},
-		{Name: "record_reserved", Function: "ParseHeader", Input: hx(with(data, 1, 4)), Error: "type not accepted in this version", Note: "version 1 nodes MUST reject record blocks"},
+		{Name: "record_header", Function: "ParseHeader", Input: hx(with(data, 1, 4)), Note: "type 4 is a record (section 15)"},
+		{Name: "record_not_content_addressed", Function: "Check", Input: hx(with(data, 1, 4)), Error: "type not accepted here", Note: "a record is not stored by its hash (section 15.4)"},
+		{Name: "deletion_on_record", Function: "ParseHeader", Input: "010401" + strings.Repeat("ab", 32) + "01", Error: "invalid flags", Note: "a deletion hash MUST NOT appear on record blocks"},
 		{Name: "reserved_flag_bit", Function: "ParseHeader", Input: hx(with(data, 2, 2)), Error: "invalid flags", Note: "flag bits other than 0 MUST be 0"},
 		{Name: "deletion_flag_truncated_hash", Function: "ParseHeader", Input: "010201" + strings.Repeat("ab", 31), Error: "truncated"},
 		{Name: "deletion_on_pubkey", Function: "ParseHeader", Input: hx(with(with(pkb, 2, 1), 3, 0)), Error: "invalid flags", Note: "a deletion hash MUST NOT appear on pubkey blocks"},

@@ -173,7 +173,7 @@ func testPutRejectsInvalidBlocks(t *testing.T, open opener) {
 		{"Oversized", oversized, time.Hour, block.ErrTooLarge},
 		{"Empty", nil, time.Hour, block.ErrTruncated},
 		{"UnknownType", edit(data, func(b []byte) []byte { b[1] = 9; return b }), time.Hour, block.ErrType},
-		{"RecordType", edit(data, func(b []byte) []byte { b[1] = byte(block.TypeRecord); return b }), time.Hour, block.ErrNotAccepted},
+		{"RecordType", edit(pub, func(b []byte) []byte { b[1] = byte(block.TypeRecord); return b }), time.Hour, block.ErrNotAccepted},
 		{"UnknownVersion", edit(data, func(b []byte) []byte { b[0] = 2; return b }), time.Hour, block.ErrVersion},
 		{"ReservedFlag", edit(data, func(b []byte) []byte { b[2] |= 0x80; return b }), time.Hour, block.ErrFlags},
 		{"DataWithoutPayload", data[:block.HeaderSizeWithDeletion], time.Hour, block.ErrEmpty},

@@ -8,7 +8,7 @@
 //
 // The mail store is package mailbox's Maildir++ tree, the same one
 // `flowmail fetch` delivers into and mutt reads: UIDs, flags and folders
-// live there (docs/PROTOCOL.md 15). Submitted mail goes through the
+// live there (docs/PROTOCOL.md 16). Submitted mail goes through the
 // outbox (mailbox.Queue), synced to disk before the client hears "250",
 // sent in the background, retried, and bounced into INBOX when it cannot
 // go. Logins check a password whose Argon2id hash is in Dir; wrong ones

@@ -26,7 +26,7 @@ import (
 )
 
 // LoginFile is the file in the bridge's directory that holds the hash of
-// the mail-client password (docs/PROTOCOL.md 15.6).
+// the mail-client password (docs/PROTOCOL.md 16.6).
 const LoginFile = "login"
 
 // LabelPassword is the signature label the password is derived under.

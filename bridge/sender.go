@@ -21,7 +21,7 @@ import (
 )
 
 // LabelOutboxRand derives the randomness of each mail of an outbox entry
-// from the entry's seed (docs/PROTOCOL.md 15.5).
+// from the entry's seed (docs/PROTOCOL.md 16.5).
 const LabelOutboxRand = "flowmail/v1 outbox rand"
 
 // giveUpAfter is how long a queued mail is tried at most: past it, its

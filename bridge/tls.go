@@ -21,7 +21,7 @@ import (
 )
 
 // Files of the certificate the bridge offers with STARTTLS, made on first
-// start and kept (docs/PROTOCOL.md 15.6).
+// start and kept (docs/PROTOCOL.md 16.6).
 const (
 	CertFile = "tls-cert.pem"
 	KeyFile  = "tls-key.pem"

@@ -12,7 +12,7 @@ import (
 	"github.com/flowmail/flowmail/internal/vectors"
 )
 
-// Vectors of docs/PROTOCOL.md 15.5 and 15.6: the derived password, the
+// Vectors of docs/PROTOCOL.md 16.5 and 16.6: the derived password, the
 // outbox's per-part randomness and the login file.
 
 func checkBridgeVector(v vectors.Vector) (map[string]string, string) {
@@ -54,14 +54,14 @@ func checkBridgeVector(v vectors.Vector) (map[string]string, string) {
 func genBridgeVectors() vectors.File {
 	seed := vectors.MustHex(vectors.Pattern(32, 7))
 	salt, hash := vectors.MustHex(vectors.Pattern(16, 1)), vectors.MustHex(vectors.Pattern(32, 2))
-	return vectors.File{Description: "The bridge's derived password, outbox randomness and login file (docs/PROTOCOL.md 15.5, 15.6).", Vectors: []vectors.Vector{
-		{Name: "password_generation_0", Function: "Password", Input: seed, Params: map[string]string{"generation": "0"}, Note: "15.6"},
-		{Name: "password_generation_1", Function: "Password", Input: seed, Params: map[string]string{"generation": "1"}, Note: "15.6: a reset gives another"},
-		{Name: "outbox_rand_part_0", Function: "PartRand", Input: seed, Params: map[string]string{"part": "0"}, Note: "15.5"},
-		{Name: "outbox_rand_part_1", Function: "PartRand", Input: seed, Params: map[string]string{"part": "1"}, Note: "15.5: each part its own"},
-		{Name: "login_file", Function: "DecodeLoginFile", Input: "flowmail-bridge-login 1\ngeneration 3\nargon2id 65536 3 4 " + salt + " " + hash + "\n", Note: "15.6"},
-		{Name: "login_file_too_costly", Function: "DecodeLoginFile", Input: "flowmail-bridge-login 1\ngeneration 3\nargon2id 5000000 3 4 " + salt + " " + hash + "\n", Error: "damaged login file", Note: "15.6: at most 4 GiB"},
-		{Name: "login_file_short_hash", Function: "DecodeLoginFile", Input: "flowmail-bridge-login 1\ngeneration 3\nargon2id 65536 3 4 " + salt + " " + hash[:60] + "\n", Error: "damaged login file", Note: "15.6: 32-byte hash"},
+	return vectors.File{Description: "The bridge's derived password, outbox randomness and login file (docs/PROTOCOL.md 16.5, 16.6).", Vectors: []vectors.Vector{
+		{Name: "password_generation_0", Function: "Password", Input: seed, Params: map[string]string{"generation": "0"}, Note: "16.6"},
+		{Name: "password_generation_1", Function: "Password", Input: seed, Params: map[string]string{"generation": "1"}, Note: "16.6: a reset gives another"},
+		{Name: "outbox_rand_part_0", Function: "PartRand", Input: seed, Params: map[string]string{"part": "0"}, Note: "16.5"},
+		{Name: "outbox_rand_part_1", Function: "PartRand", Input: seed, Params: map[string]string{"part": "1"}, Note: "16.5: each part its own"},
+		{Name: "login_file", Function: "DecodeLoginFile", Input: "flowmail-bridge-login 1\ngeneration 3\nargon2id 65536 3 4 " + salt + " " + hash + "\n", Note: "16.6"},
+		{Name: "login_file_too_costly", Function: "DecodeLoginFile", Input: "flowmail-bridge-login 1\ngeneration 3\nargon2id 5000000 3 4 " + salt + " " + hash + "\n", Error: "damaged login file", Note: "16.6: at most 4 GiB"},
+		{Name: "login_file_short_hash", Function: "DecodeLoginFile", Input: "flowmail-bridge-login 1\ngeneration 3\nargon2id 65536 3 4 " + salt + " " + hash[:60] + "\n", Error: "damaged login file", Note: "16.6: 32-byte hash"},
 	}}
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
@@ -21,18 +22,35 @@ const (
 	labelNextSeed = "flowmail/v1 next seed"
 )
 
-// Identity is the private side: everything needed to sign, decrypt, and
-// present the pubkey block.
+// Identity is the private side of one generation of an identity:
+// everything needed to sign, decrypt, and present the pubkey block. An
+// identity starts at generation 0, whose pubkey block's ID is its address;
+// each rotation (Rotate) makes the next generation, with a new pubkey block
+// and the same address.
 type Identity struct {
 	seed    [SeedSize]byte
 	sign    ed25519.PrivateKey
 	enc     hpke.PrivateKey
 	public  *PublicKey
 	created time.Time
+
+	address    block.ID // the ID of generation 0's pubkey block
+	generation int
+	// retired are earlier generations' decryption keys, kept until the
+	// grace period after their rotation ends (docs/PROTOCOL.md 15.5).
+	retired []retiredKey
+}
+
+type retiredKey struct {
+	seed  [SeedSize]byte
+	enc   hpke.PrivateKey
+	until time.Time
 }
 
 // Generate creates a new identity from fresh randomness. difficulty is the D
 // its pubkey block demands of senders; created is stamped into the block.
+// Its next key derives from its seed (FromSeed): right for a node; a user's
+// identity comes from New, whose next key is a separate secret.
 func Generate(difficulty int, created time.Time) (*Identity, error) {
 	var seed [SeedSize]byte
 	if _, err := rand.Read(seed[:]); err != nil {
@@ -41,12 +59,54 @@ func Generate(difficulty int, created time.Time) (*Identity, error) {
 	return FromSeed(seed, difficulty, created)
 }
 
+// New creates a user's identity and its pre-committed next key, both from
+// random (crypto/rand.Reader outside tests). The next key is what lets the
+// owner rotate or move the identity: it belongs in a separate file, backed
+// up offline, so a thief who copies the identity's key cannot rotate.
+func New(difficulty int, created time.Time, random io.Reader) (*Identity, *NextKey, error) {
+	var seed, nextSeed [SeedSize]byte
+	if _, err := io.ReadFull(random, seed[:]); err != nil {
+		return nil, nil, fmt.Errorf("identity: reading randomness: %w", err)
+	}
+	if _, err := io.ReadFull(random, nextSeed[:]); err != nil {
+		return nil, nil, fmt.Errorf("identity: reading randomness: %w", err)
+	}
+	next := newNextKey(nextSeed, block.ID{}, 1)
+	id, err := build(seed, difficulty, created, next.Commitment())
+	if err != nil {
+		return nil, nil, err
+	}
+	next.address = id.address
+	return id, next, nil
+}
+
 // FromSeed rebuilds an identity deterministically: the same seed,
 // difficulty and creation second give the same pubkey block and address.
 // Its pubkey block commits to a next key derived from the seed itself
 // (docs/PROTOCOL.md section 10), which suits a node: whoever holds the
 // seed holds the next key too, so it gives no pre-rotation protection.
 func FromSeed(seed [SeedSize]byte, difficulty int, created time.Time) (*Identity, error) {
+	return build(seed, difficulty, created, block.NextCommitment(signPublic(derivedNextSeed(seed))))
+}
+
+func derivedNextSeed(seed [SeedSize]byte) [SeedSize]byte {
+	return block.LabeledHash(labelNextSeed, seed[:])
+}
+
+// build makes generation 0 of an identity: its keys from seed and a pubkey
+// block committing to next.
+func build(seed [SeedSize]byte, difficulty int, created time.Time, next [block.NextSize]byte) (*Identity, error) {
+	id, err := buildGeneration(seed, difficulty, created, next)
+	if err != nil {
+		return nil, err
+	}
+	id.address = id.public.ID
+	return id, nil
+}
+
+// buildGeneration derives the keys of seed and signs their pubkey block;
+// the caller sets the address and generation.
+func buildGeneration(seed [SeedSize]byte, difficulty int, created time.Time, next [block.NextSize]byte) (*Identity, error) {
 	if difficulty < 0 || difficulty > block.MaxDifficulty {
 		return nil, fmt.Errorf("identity: difficulty %d outside 0..%d", difficulty, block.MaxDifficulty)
 	}
@@ -54,11 +114,10 @@ func FromSeed(seed [SeedSize]byte, difficulty int, created time.Time) (*Identity
 		return nil, fmt.Errorf("identity: creation time %v before 1970", created)
 	}
 	signSeed := block.LabeledHash(labelSignSeed, seed[:])
-	encSeed := block.LabeledHash(labelEncSeed, seed[:])
 	id := &Identity{seed: seed, sign: ed25519.NewKeyFromSeed(signSeed[:]), created: time.Unix(created.Unix(), 0)}
 	var err error
-	if id.enc, err = hpke.MLKEM768X25519().DeriveKeyPair(encSeed[:]); err != nil {
-		return nil, fmt.Errorf("identity: deriving encryption key: %w", err)
+	if id.enc, err = deriveEncKey(seed); err != nil {
+		return nil, err
 	}
 	p := &block.Pubkey{
 		Created:    uint64(created.Unix()),
@@ -66,16 +125,25 @@ func FromSeed(seed [SeedSize]byte, difficulty int, created time.Time) (*Identity
 		KEM:        block.KEMMLKEM768X25519,
 		KDF:        block.KDFHKDFSHA256,
 		AEAD:       block.AEADChaCha20Poly1305,
+		Next:       next,
 	}
 	copy(p.SignKey[:], id.sign.Public().(ed25519.PublicKey))
 	copy(p.EncKey[:], id.enc.PublicKey().Bytes())
-	p.Next = block.NextCommitment(signPublic(block.LabeledHash(labelNextSeed, seed[:])))
 	sig := ed25519.Sign(id.sign, block.SignedMessage(block.LabelPubkey, p.AppendSigned(nil)))
 	copy(p.Signature[:], sig)
 	if id.public, err = ParsePubkey(p.Encode()); err != nil {
 		return nil, fmt.Errorf("identity: own pubkey block does not verify: %w", err)
 	}
 	return id, nil
+}
+
+func deriveEncKey(seed [SeedSize]byte) (hpke.PrivateKey, error) {
+	encSeed := block.LabeledHash(labelEncSeed, seed[:])
+	k, err := hpke.MLKEM768X25519().DeriveKeyPair(encSeed[:])
+	if err != nil {
+		return nil, fmt.Errorf("identity: deriving encryption key: %w", err)
+	}
+	return k, nil
 }
 
 // signPublic returns the Ed25519 public key of the generation whose seed
@@ -85,19 +153,27 @@ func signPublic(seed [SeedSize]byte) ed25519.PublicKey {
 	return ed25519.NewKeyFromSeed(signSeed[:]).Public().(ed25519.PublicKey)
 }
 
-// Public returns the public side: address, pubkey block, keys.
+// Public returns the current generation's pubkey block and keys. Its ID
+// is the address only at generation 0: use ID for the address.
 func (id *Identity) Public() *PublicKey { return id.public }
 
-// ID returns the identity's address as a block ID.
-func (id *Identity) ID() block.ID { return id.public.ID }
+// ID returns the identity's address as a block ID: the ID of generation
+// 0's pubkey block, whatever the generation.
+func (id *Identity) ID() block.ID { return id.address }
 
 // Address returns the identity's address in text form.
-func (id *Identity) Address() string { return FormatAddress(id.public.ID) }
+func (id *Identity) Address() string { return FormatAddress(id.address) }
+
+// Generation returns how many times the identity has rotated.
+func (id *Identity) Generation() int { return id.generation }
+
+// VerifyKey returns the current Ed25519 public key.
+func (id *Identity) VerifyKey() ed25519.PublicKey { return id.public.SignKey }
 
 // Difficulty returns the D this identity demands.
 func (id *Identity) Difficulty() int { return int(id.public.Difficulty) }
 
-// Created returns the creation time stamped into the pubkey block.
+// Created returns the creation time stamped into the current pubkey block.
 func (id *Identity) Created() time.Time { return id.created }
 
 // SigningKey returns the Ed25519 private key, for TLS certificates.
@@ -114,13 +190,19 @@ func (id *Identity) Sign(label string, data []byte) [block.SignatureSize]byte {
 	return sig
 }
 
-// Open decrypts an HPKE message sealed to this identity under label.
+// Open decrypts an HPKE message sealed to this identity under label: to
+// the current encryption key or to a retired one still in its grace
+// period (ForgetRetired drops those whose grace has ended).
 func (id *Identity) Open(label string, sealed []byte) ([]byte, error) {
-	pt, err := hpke.Open(id.enc, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte(label), sealed)
-	if err != nil {
-		return nil, ErrNotForMe
+	if pt, err := hpke.Open(id.enc, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte(label), sealed); err == nil {
+		return pt, nil
 	}
-	return pt, nil
+	for i := len(id.retired) - 1; i >= 0; i-- {
+		if pt, err := hpke.Open(id.retired[i].enc, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte(label), sealed); err == nil {
+			return pt, nil
+		}
+	}
+	return nil, ErrNotForMe
 }
 
 // ErrNotForMe is returned by Open when a message was not sealed to this
@@ -144,6 +226,9 @@ func ParsePubkey(b []byte) (*PublicKey, error) {
 	p, err := block.ParsePubkey(b)
 	if err != nil {
 		return nil, err
+	}
+	if SmallOrder(p.SignKey[:]) {
+		return nil, fmt.Errorf("%w: signing key of small order (anyone could sign for it)", block.ErrPubkey)
 	}
 	if !ed25519.Verify(p.SignKey[:], block.SignedMessage(block.LabelPubkey, b[:len(b)-block.SignatureSize]), p.Signature[:]) {
 		return nil, fmt.Errorf("%w: pubkey block self-signature does not verify", block.ErrSignature)

@@ -259,16 +259,21 @@ func TestDecodeKeyFileRejectsDamage(t *testing.T) {
 		b    []byte
 		want error
 	}{
-		"empty":              {nil, ErrKeyFile},
-		"bad magic":          {flip(clear, 0), ErrKeyFile},
-		"unknown kdf":        {flip(clear, 16), ErrKeyFile},
-		"short clear":        {clear[:len(clear)-1], ErrKeyFile},
-		"long clear":         {append(bytes.Clone(clear), 0), ErrKeyFile},
-		"logN too high":      {func() []byte { c := bytes.Clone(sealed); c[17] = 40; return c }(), ErrKeyFile},
-		"tampered header":    {func() []byte { c := bytes.Clone(sealed); c[20] ^= 1; return c }(), ErrWrongPassphrase},
-		"tampered body":      {flip(sealed, len(sealed)-1), ErrWrongPassphrase},
-		"truncated sealed":   {sealed[:len(sealed)-1], ErrKeyFile},
-		"difficulty too big": {func() []byte { c := bytes.Clone(clear); c[17+SeedSize] = 99; return c }(), nil},
+		"empty":                    {nil, ErrKeyFile},
+		"bad magic":                {flip(clear, 0), ErrKeyFile},
+		"unknown kdf":              {flip(clear, 16), ErrKeyFile},
+		"short clear":              {clear[:len(clear)-1], ErrKeyFile},
+		"long clear":               {append(bytes.Clone(clear), 0), ErrKeyFile},
+		"logN too high":            {func() []byte { c := bytes.Clone(sealed); c[17] = 40; return c }(), ErrKeyFile},
+		"tampered header":          {func() []byte { c := bytes.Clone(sealed); c[20] ^= 1; return c }(), ErrWrongPassphrase},
+		"tampered body":            {flip(sealed, len(sealed)-1), ErrWrongPassphrase},
+		"truncated sealed":         {sealed[:len(sealed)-1], ErrKeyFile},
+		"difficulty too big":       {func() []byte { c := bytes.Clone(clear); c[17+1+SeedSize] = 99; return c }(), ErrKeyFile},
+		"next key role":            {func() []byte { c := bytes.Clone(clear); c[17] = roleNext; return c }(), ErrKeyFileRole},
+		"unknown role":             {func() []byte { c := bytes.Clone(clear); c[17] = 9; return c }(), ErrKeyFile},
+		"address not its ID":       {flip(clear, len(clear)-3), ErrKeyFile},
+		"generation too big":       {func() []byte { c := bytes.Clone(clear); c[len(c)-2] = block.MaxRotations + 1; return c }(), ErrKeyFile},
+		"retired without rotation": {func() []byte { c := bytes.Clone(clear); c[len(c)-1] = 1; return c }(), ErrKeyFile},
 	} {
 		_, err := DecodeKeyFile(tc.b, pass)
 		if tc.want == nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/internal/clock"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -31,7 +32,7 @@ const (
 )
 
 // Config holds what a DHT needs from the node that runs it. Time and
-// randomness come only from Now and Rand, so a simulation replays.
+// randomness come only from Clock and Rand, so a simulation replays.
 type Config struct {
 	// ID is the node's own ID: the ID of the pubkey block its transport
 	// presents.
@@ -51,8 +52,9 @@ type Config struct {
 	// Alpha is how many requests a lookup keeps in flight (0: Alpha).
 	Alpha int
 
-	// Now is the clock (required).
-	Now func() time.Time
+	// Clock is the only source of time: dates (expiry, republishing,
+	// refresh) and the stall timers of lookups (nil: clock.Real).
+	Clock clock.Clock
 	// Rand drives jitter and refresh targets (required). The DHT
 	// serialises its use of it.
 	Rand *rand.Rand
@@ -116,8 +118,6 @@ func New(cfg Config) (*DHT, error) {
 	switch {
 	case cfg.Transport == nil:
 		return nil, errors.New("kademlia: Config.Transport is required")
-	case cfg.Now == nil:
-		return nil, errors.New("kademlia: Config.Now is required")
 	case cfg.Rand == nil:
 		return nil, errors.New("kademlia: Config.Rand is required")
 	case cfg.Client && cfg.Store != nil:
@@ -129,6 +129,7 @@ func New(cfg Config) (*DHT, error) {
 	case cfg.Alpha < 0:
 		return nil, fmt.Errorf("kademlia: Config.Alpha = %d is negative", cfg.Alpha)
 	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.K == 0 {
 		cfg.K = K
 	}
@@ -162,7 +163,7 @@ func New(cfg Config) (*DHT, error) {
 			maxFailures: cfg.MaxFailures,
 			bucketIP:    cfg.BucketIPLimit,
 			tableIP:     cfg.TableIPLimit,
-		}, cfg.Now()),
+		}, cfg.Clock.Now()),
 	}
 	d.repub.due = make(map[block.ID]time.Time)
 	return d, nil
@@ -229,7 +230,7 @@ func (d *DHT) Stats() Stats {
 	}
 }
 
-func (d *DHT) now() time.Time { return d.cfg.Now() }
+func (d *DHT) now() time.Time { return d.cfg.Clock.Now() }
 
 // jitter returns interval scaled by a random factor in [0.9, 1.1).
 func (d *DHT) jitter(interval time.Duration) time.Duration {
@@ -270,48 +271,51 @@ func (d *DHT) observe(p transport.Peer) {
 
 // request sends m to c and returns the decoded reply. A peer that answers
 // is observed; one that does not answer (while ctx still runs) counts a
-// failure. An ERROR reply comes back as a *Error.
+// failure against c, at c.Addr. An ERROR reply comes back as a *Error.
 func (d *DHT) request(ctx context.Context, c transport.Contact, m Message) (Message, transport.Peer, error) {
-	resp, peer, blame, err := d.exchange(ctx, c, m)
-	if !blame.IsZero() {
-		d.table.failed(blame)
+	resp, peer, fault, err := d.exchange(ctx, c, m)
+	if !fault.ID.IsZero() {
+		d.table.failed(fault)
 	}
 	return resp, peer, err
 }
 
 // exchange is request without charging the failure to the routing table:
-// it returns the ID of the peer at fault instead (zero when none is: an
-// answer, an overloaded peer, or ctx ended first), so a lookup that
-// charged a stalled peer already does not charge it twice.
-func (d *DHT) exchange(ctx context.Context, c transport.Contact, m Message) (Message, transport.Peer, block.ID, error) {
+// it returns the contact at fault instead, so a lookup that charged a
+// stalled peer already does not charge it twice. The fault is c when c
+// could not be reached at c.Addr; the answering peer's ID alone (Addr
+// zero: wherever it is held) when its verified answer was not a message;
+// and zero when no one is at fault: an answer, an overloaded peer, or ctx
+// ended first.
+func (d *DHT) exchange(ctx context.Context, c transport.Contact, m Message) (Message, transport.Peer, transport.Contact, error) {
 	req, err := Encode(m)
 	if err != nil {
-		return nil, transport.Peer{}, block.ID{}, err
+		return nil, transport.Peer{}, transport.Contact{}, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
 	d.stats.requestsSent.Add(1)
 	raw, peer, err := d.cfg.Transport.Request(rctx, c, req)
 	if err != nil {
-		var blame block.ID
+		var fault transport.Contact
 		if ctx.Err() == nil {
 			d.stats.requestsFailed.Add(1)
 			if !errors.Is(err, transport.ErrOverloaded) {
-				blame = c.ID
+				fault = c
 			}
 		}
-		return nil, peer, blame, fmt.Errorf("%v to %v: %w", m.Type(), c.Addr, err)
+		return nil, peer, fault, fmt.Errorf("%v to %v: %w", m.Type(), c.Addr, err)
 	}
 	resp, err := Decode(raw)
 	if err != nil {
 		d.stats.requestsFailed.Add(1)
-		return nil, peer, peer.ID, fmt.Errorf("%w: %v from %v: %w", ErrBadReply, m.Type(), peer.ID.Short(), err)
+		return nil, peer, transport.Contact{ID: peer.ID}, fmt.Errorf("%w: %v from %v: %w", ErrBadReply, m.Type(), peer.ID.Short(), err)
 	}
 	d.observe(peer)
 	if e, ok := resp.(*Error); ok {
-		return nil, peer, block.ID{}, e
+		return nil, peer, transport.Contact{}, e
 	}
-	return resp, peer, block.ID{}, nil
+	return resp, peer, transport.Contact{}, nil
 }
 
 // expect narrows the reply of request to the message type it awaits.

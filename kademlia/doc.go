@@ -3,12 +3,13 @@
 // docs/PROTOCOL.md section 8, iterative lookups, storing at the K closest,
 // republishing, LIST by ID prefix, and client mode.
 //
-// The logic opens no socket and reads no date but Config.Now: time and
-// randomness come in through its Config, and the network through the
-// transport.Transport interface. Durations of requests (timeouts, the
-// stall time) run on the runtime's timers, as context deadlines do, which
-// testing/synctest makes virtual; so thousands of nodes can be simulated
-// on a virtual clock.
+// The logic opens no socket and reads time only through Config.Clock
+// (internal/clock): dates, stall timers and round-trip samples alike, so
+// a test that moves the node's clock moves the DHT's. Randomness comes in
+// through its Config, and the network through the transport.Transport
+// interface. Request timeouts are context deadlines; under
+// testing/synctest they, and clock.Real, are virtual, so thousands of
+// nodes can be simulated on a virtual clock.
 // It may import block, identity, blockstore and transport; it must not
 // import mail, delivery, mailbox, node, testnet or cmd.
 //
@@ -23,14 +24,30 @@
 //     any request; a contact with no waiting replacement leaves after
 //     MaxFailures consecutive failures. Contacts of one IP group (/24,
 //     /48) are capped per bucket and per table. Client-mode peers and the
-//     node itself never enter.
-//   - lookup.go: the iterative lookup. Alpha requests in flight to the
-//     closest contacts not yet asked among the K closest that have
-//     neither failed nor stalled; it ends when those K have all answered
+//     node itself never enter, nor does any contact that has not answered
+//     or sent a request (verified): contacts heard of in NODES live only
+//     in the lookup that heard them. A failure is charged only to the
+//     address the table holds. NODES answers name only contacts verified
+//     within ContactFreshness whose last request did not fail;
+//     CheckLiveness revalidates the others.
+//   - addr.go: CheckPeerAddr, the address classes no peer can have
+//     (docs/PROTOCOL.md section 8), for NODES, the table and HELLO.
+//   - lookup.go: the iterative lookup's decisions, lookupMachine: a value
+//     stepped with events (replies, failures, the stall timer,
+//     cancellation) and the current time, that says which requests to
+//     send, which failures to charge, when to wake it and when it is
+//     done; no I/O, no clock. Alpha requests in flight to the closest
+//     contacts not yet asked among the K closest that have neither
+//     failed nor stalled; it ends when those K have all answered
 //     (docs/PROTOCOL.md section 8). A request unanswered for the stall
 //     time frees its slot and is charged a failure, but its answer is
 //     still used; a contact the table knows as failing is asked as
-//     stalled from the start.
+//     stalled from the start. A peer whose answer names a contact at
+//     another node's address, or mostly unreachable ones, is no longer
+//     trusted; at most BucketIPLimit contacts of one IP group count
+//     among the K closest. testdata/lookup holds its transcripts.
+//   - lookuprun.go: the driver: goroutines that carry the machine's
+//     requests to the transport and the outcomes back.
 //   - stall.go: the stall time, adaptive (RFC 6298's srtt + 4·rttvar of
 //     answered lookup requests, 250 ms to 2 s) unless Config fixes it.
 //   - handler.go: DHT.Handle, the transport.Handler.
@@ -39,6 +56,9 @@
 //   - maintenance.go: Ping, Bootstrap, Refresh, CheckLiveness.
 //   - saved.go: the saved-contacts file, for rejoining without a bootstrap
 //     list.
+//
+// The simulator of thousands of DHTs on the in-memory transport is the
+// package kadsim, for the tests of this package and those above it.
 //
 // # Who runs what
 //

@@ -3,7 +3,6 @@ package kademlia
 import (
 	"context"
 	"errors"
-	"math"
 	"time"
 	"unicode/utf8"
 
@@ -30,7 +29,7 @@ func (d *DHT) Handle(ctx context.Context, from transport.Peer, req []byte) []byt
 	case Ping:
 		resp = Pong{Observed: from.Addr}
 	case FindNode:
-		resp = Nodes{Contacts: d.table.closestAnswer(m.Target, d.cfg.K, from.ID)}
+		resp = Nodes{Contacts: d.table.closestAnswer(m.Target, d.cfg.K, from, d.now())}
 	case FindBlock:
 		resp = d.handleFindBlock(ctx, from, m)
 	case Store:
@@ -87,7 +86,7 @@ func (d *DHT) handleFindBlock(ctx context.Context, from transport.Peer, m FindBl
 			d.log.Warn("kademlia: reading a block", "id", m.ID.Short(), "err", err)
 		}
 	}
-	return Nodes{Contacts: d.table.closestAnswer(m.ID, d.cfg.K, from.ID)}
+	return Nodes{Contacts: d.table.closestAnswer(m.ID, d.cfg.K, from, d.now())}
 }
 
 // storeErrorCode maps a store error to the code a peer understands.
@@ -137,7 +136,7 @@ func (d *DHT) handleList(ctx context.Context, m List) Message {
 	if m.HasAfter {
 		after = &m.After
 	}
-	since := time.Unix(int64(min(m.Since, math.MaxInt64)), 0)
+	since := unixTime(m.Since)
 	limit := min(int(m.Limit), MaxListEntries)
 	entries, more, err := d.cfg.Store.List(ctx, m.Target, int(m.Bits), since, after, max(limit, 1))
 	if err != nil {

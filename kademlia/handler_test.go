@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -25,6 +26,15 @@ type handlerFixture struct {
 	rng   *rand.Rand
 }
 
+// fixtureClock tells the fixture's time, which the test sets, to its DHT
+// and its store.
+type fixtureClock struct {
+	clock.Real
+	f *handlerFixture
+}
+
+func (c fixtureClock) Now() time.Time { return c.f.now }
+
 // nopTransport satisfies Config; handler tests never send.
 type nopTransport struct{}
 
@@ -34,19 +44,11 @@ func (nopTransport) Request(context.Context, transport.Contact, []byte) ([]byte,
 func (nopTransport) LocalAddr() netip.AddrPort { return netip.MustParseAddrPort("192.0.2.1:4433") }
 func (nopTransport) Close() error              { return nil }
 
-// fixtureClock reads the fixture's time, for its store.
-type fixtureClock struct {
-	clock.Real
-	f *handlerFixture
-}
-
-func (c fixtureClock) Now() time.Time { return c.f.now }
-
 func newHandlerFixture(t *testing.T, client bool) *handlerFixture {
 	t.Helper()
 	f := &handlerFixture{now: t0, rng: rand.New(rand.NewPCG(7, 8))}
 	self := testID(0xaa)
-	cfg := Config{ID: self, Transport: nopTransport{}, Client: client, Now: func() time.Time { return f.now }, Rand: rand.New(rand.NewPCG(1, 1))}
+	cfg := Config{ID: self, Transport: nopTransport{}, Client: client, Clock: fixtureClock{f: f}, Rand: rand.New(rand.NewPCG(1, 1))}
 	if !client {
 		f.store = blockstore.NewMemory(blockstore.Config{Self: self, Clock: fixtureClock{f: f}})
 		t.Cleanup(func() { f.store.Close() })
@@ -254,6 +256,13 @@ func TestHandleList(t *testing.T) {
 	if len(probe.Entries) != 0 || !probe.More {
 		t.Fatalf("LIST with limit 0: %#v, want no entries and more", probe)
 	}
+	// A since far in the future lists nothing, however large: it must
+	// not wrap around into the past.
+	for _, since := range []uint64{math.MaxInt64 - 1, math.MaxInt64, math.MaxUint64, 1 << 62} {
+		if far := f.call(t, List{Target: target, Bits: 4, Since: since, Limit: 100}).(Listed); len(far.Entries) != 0 {
+			t.Errorf("LIST since %d gave %d entries, want none", since, len(far.Entries))
+		}
+	}
 }
 
 func TestClientModeRefusesToStore(t *testing.T) {
@@ -276,15 +285,13 @@ func TestClientModeRefusesToStore(t *testing.T) {
 func TestNewChecksConfig(t *testing.T) {
 	store := blockstore.NewMemory(blockstore.Config{})
 	defer store.Close()
-	now := func() time.Time { return t0 }
 	rng := rand.New(rand.NewPCG(1, 2))
 	cases := map[string]Config{
-		"no transport":         {Store: store, Now: now, Rand: rng},
-		"no clock":             {Transport: nopTransport{}, Store: store, Rand: rng},
-		"no rand":              {Transport: nopTransport{}, Store: store, Now: now},
-		"full node, no store":  {Transport: nopTransport{}, Now: now, Rand: rng},
-		"client with a store":  {Transport: nopTransport{}, Store: store, Client: true, Now: now, Rand: rng},
-		"K above the protocol": {Transport: nopTransport{}, Store: store, Now: now, Rand: rng, K: K + 1},
+		"no transport":         {Store: store, Rand: rng},
+		"no rand":              {Transport: nopTransport{}, Store: store},
+		"full node, no store":  {Transport: nopTransport{}, Rand: rng},
+		"client with a store":  {Transport: nopTransport{}, Store: store, Client: true, Rand: rng},
+		"K above the protocol": {Transport: nopTransport{}, Store: store, Rand: rng, K: K + 1},
 	}
 	for name, cfg := range cases {
 		if _, err := New(cfg); err == nil {
@@ -348,5 +355,45 @@ func TestStorePushesRepublishBack(t *testing.T) {
 	}
 	if n, _ := f.d.Republish(t.Context()); n != 0 {
 		t.Fatalf("republished %d blocks that are not due", n)
+	}
+}
+
+// TestListKeepsWhatMostNodesListed: past MaxListResults entries a List
+// keeps the own store's, then those the most nodes listed: one liar's
+// inventions, listed by the liar alone, go first.
+func TestListKeepsWhatMostNodesListed(t *testing.T) {
+	target := testID(0x42)
+	col := &listCollector{target: target, entries: make(map[block.ID]*listRecord)}
+	entry := func(tag byte, i int) listedEntry {
+		id := target
+		id[28], id[29], id[30], id[31] = tag, byte(i>>16), byte(i>>8), byte(i)
+		return listedEntry{id: id, storedAt: t0}
+	}
+	var local, real, junk []listedEntry
+	for i := range 10 {
+		local = append(local, entry(1, i))
+	}
+	for i := range 50 {
+		real = append(real, entry(2, i))
+	}
+	for i := range MaxListResults + 1000 {
+		junk = append(junk, entry(3, i))
+	}
+	col.addAll(local, true)
+	col.addAll(junk, false)
+	col.addAll(real, false)
+	col.addAll(real, false)
+	out, dropped := col.sorted()
+	if len(out) != MaxListResults || dropped != 1060 {
+		t.Fatalf("kept %d, dropped %d; want %d kept and 1060 dropped", len(out), dropped, MaxListResults)
+	}
+	kept := make(map[block.ID]bool, len(out))
+	for _, e := range out {
+		kept[e.ID] = true
+	}
+	for _, e := range append(local, real...) {
+		if !kept[e.id] {
+			t.Fatalf("%v, listed by the own store or two nodes, was dropped for a liar's entries", e.id.Short())
+		}
 	}
 }

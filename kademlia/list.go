@@ -15,17 +15,24 @@ import (
 )
 
 // ErrListIncomplete is wrapped by List when it could not reach every node
-// of a crowded prefix; the entries it returns are still valid.
+// of a crowded prefix, or found more than MaxListResults entries; the
+// entries it returns are still valid.
 var ErrListIncomplete = errors.New("kademlia: listing incomplete")
 
 // Bounds of one List: pages per node (each up to MaxListEntries), and the
 // lookups a prefix sweep may spend (each finds up to K nodes of it).
 const (
-	maxListPages    = 64
+	MaxListPages    = 64
 	maxSweepLookups = 64
 	listParallelism = K
 	maxPrefixBits   = 255 // LIST carries bits in a u8
 )
+
+// MaxListResults bounds the entries one List keeps (docs/PROTOCOL.md
+// section 11): twice what one node may list before it is a bad source
+// (MaxListPages pages of MaxListEntries), so no single node, however it
+// lies, can fill it.
+const MaxListResults = 2 * MaxListPages * MaxListEntries
 
 // List collects the index blocks whose IDs share at least bits leading
 // bits with target and that were stored at or after since, from the K
@@ -34,6 +41,12 @@ const (
 // it: it finds every node of the prefix (docs/PROTOCOL.md section 8) and
 // lists each. Entries come in ascending ID order, each with the earliest
 // stored_at any node reported.
+//
+// A node whose listing breaks the rules (out of order, outside the
+// prefix, before since, or still more after MaxListPages pages) is a bad
+// source: its entries are dropped and it is charged a failure. Beyond
+// MaxListResults entries List keeps those of the own store, then those
+// the most nodes listed, and wraps ErrListIncomplete.
 func (d *DHT) List(ctx context.Context, target block.ID, bits int, since time.Time) ([]blockstore.ListEntry, error) {
 	if bits < 0 || bits > maxPrefixBits {
 		return nil, fmt.Errorf("kademlia: list prefix of %d bits, want 0 to %d", bits, maxPrefixBits)
@@ -42,7 +55,7 @@ func (d *DHT) List(ctx context.Context, target block.ID, bits int, since time.Ti
 		since = time.Unix(0, 0)
 	}
 	since = time.Unix(since.Unix(), 0)
-	col := &listCollector{target: target, bits: bits, since: since, entries: make(map[block.ID]time.Time)}
+	col := &listCollector{target: target, bits: bits, since: since, entries: make(map[block.ID]*listRecord)}
 	var errs []error
 	sources := 0
 	if d.cfg.Store != nil {
@@ -66,7 +79,11 @@ func (d *DHT) List(ctx context.Context, target block.ID, bits int, since time.Ti
 	ok, failed := d.listAll(ctx, nodes, col)
 	sources += ok
 	errs = append(errs, failed...)
-	out := col.sorted()
+	out, dropped := col.sorted()
+	if dropped > 0 {
+		d.log.Warn("kademlia: listing holds too many entries", "target", target.Short(), "kept", len(out), "dropped", dropped)
+		errs = append(errs, fmt.Errorf("%w: %d entries beyond the %d kept", ErrListIncomplete, dropped, MaxListResults))
+	}
 	switch {
 	case ctx.Err() != nil:
 		return out, ctx.Err()
@@ -94,51 +111,121 @@ func allShare(cs []transport.Contact, target block.ID, bits int) bool {
 }
 
 // listCollector merges the listings of many nodes, checking that each
-// entry is one the request asked for.
+// entry is one the request asked for. It holds at most 2·MaxListResults
+// entries: beyond, it keeps the MaxListResults that rank first (see
+// rankListed) and counts the rest as dropped.
 type listCollector struct {
 	target block.ID
 	bits   int
 	since  time.Time
 
 	mu      sync.Mutex
-	entries map[block.ID]time.Time // earliest stored_at reported
+	entries map[block.ID]*listRecord
+	dropped int
 }
 
-func (col *listCollector) add(id block.ID, storedAt time.Time) {
+// listRecord is what the listings said of one ID.
+type listRecord struct {
+	storedAt time.Time // the earliest reported
+	sources  int       // nodes that listed it, the own store included
+	local    bool      // the own store holds it
+}
+
+// listedEntry is one entry of one node's listing.
+type listedEntry struct {
+	id       block.ID
+	storedAt time.Time
+}
+
+// addAll merges the listing of one source (each ID once).
+func (col *listCollector) addAll(es []listedEntry, local bool) {
 	col.mu.Lock()
 	defer col.mu.Unlock()
-	if at, ok := col.entries[id]; !ok || storedAt.Before(at) {
-		col.entries[id] = storedAt
+	for _, e := range es {
+		r := col.entries[e.id]
+		if r == nil {
+			r = &listRecord{storedAt: e.storedAt}
+			col.entries[e.id] = r
+		}
+		r.sources++
+		r.local = r.local || local
+		if e.storedAt.Before(r.storedAt) {
+			r.storedAt = e.storedAt
+		}
+	}
+	if len(col.entries) > 2*MaxListResults {
+		col.trim()
 	}
 }
 
-func (col *listCollector) sorted() []blockstore.ListEntry {
+// trim keeps the MaxListResults entries that rank first. An entry
+// dropped here and listed again later starts a new count: past the
+// bound, counts are a best effort.
+func (col *listCollector) trim() {
+	if len(col.entries) <= MaxListResults {
+		return
+	}
+	ranked := make([]block.ID, 0, len(col.entries))
+	for id := range col.entries {
+		ranked = append(ranked, id)
+	}
+	slices.SortFunc(ranked, func(a, b block.ID) int { return rankListed(a, col.entries[a], b, col.entries[b]) })
+	for _, id := range ranked[MaxListResults:] {
+		delete(col.entries, id)
+	}
+	col.dropped += len(ranked) - MaxListResults
+}
+
+// rankListed orders the entries a full listing keeps: those of the own
+// store first, then those more nodes listed (a liar's inventions are
+// listed by the liar alone, a real index block by each of its holders),
+// then by ID.
+func rankListed(a block.ID, ra *listRecord, b block.ID, rb *listRecord) int {
+	switch {
+	case ra.local != rb.local:
+		if ra.local {
+			return -1
+		}
+		return 1
+	case ra.sources != rb.sources:
+		return rb.sources - ra.sources
+	}
+	return CompareDistance(a, b, block.ID{})
+}
+
+// sorted returns the kept entries in ascending ID order and how many were
+// dropped for MaxListResults.
+func (col *listCollector) sorted() ([]blockstore.ListEntry, int) {
 	col.mu.Lock()
 	defer col.mu.Unlock()
+	col.trim()
 	out := make([]blockstore.ListEntry, 0, len(col.entries))
-	for id, at := range col.entries {
-		out = append(out, blockstore.ListEntry{ID: id, StoredAt: at})
+	for id, r := range col.entries {
+		out = append(out, blockstore.ListEntry{ID: id, StoredAt: r.storedAt})
 	}
-	slices.SortFunc(out, func(a, b blockstore.ListEntry) int { return compareDistance(a.ID, b.ID, block.ID{}) })
-	return out
+	slices.SortFunc(out, func(a, b blockstore.ListEntry) int { return CompareDistance(a.ID, b.ID, block.ID{}) })
+	return out, col.dropped
 }
 
 func (col *listCollector) fromStore(ctx context.Context, s blockstore.Store) error {
 	var after *block.ID
-	for range maxListPages {
+	var got []listedEntry
+	for range MaxListPages {
 		entries, more, err := s.List(ctx, col.target, col.bits, col.since, after, MaxListEntries)
 		if err != nil {
+			col.addAll(got, true)
 			return err
 		}
 		for _, e := range entries {
-			col.add(e.ID, e.StoredAt)
+			got = append(got, listedEntry{e.ID, e.StoredAt})
 		}
 		if !more || len(entries) == 0 {
-			return nil
+			break
 		}
 		last := entries[len(entries)-1].ID
 		after = &last
 	}
+	col.addAll(got, true)
 	return nil
 }
 
@@ -152,45 +239,64 @@ func (d *DHT) listAll(ctx context.Context, nodes []transport.Contact, col *listC
 
 // listAt pages through one node's listing with the after cursor. A node
 // that lists an entry out of order, outside the prefix or before since,
-// or more than maxListPages pages, is a bad source: none of its entries
-// are kept. One lying node must neither flood the result nor, by always
-// saying "more", make the whole List incomplete.
+// or more than MaxListPages pages, is a bad source: none of its entries
+// are kept and it is charged a failure. One lying node must neither
+// flood the result nor, by always saying "more", make the whole List
+// incomplete.
 func (d *DHT) listAt(ctx context.Context, c transport.Contact, col *listCollector) error {
-	req := List{Target: col.target, Bits: uint8(col.bits), Since: uint64(col.since.Unix()), Limit: MaxListEntries}
-	type entry struct {
-		id block.ID
-		at time.Time
+	got, err := d.listPages(ctx, c, col)
+	if errors.Is(err, errBadSource) {
+		// It answered, so it is c.ID: charged wherever the table has it.
+		d.table.failed(transport.Contact{ID: c.ID})
+		return fmt.Errorf("%w: %w", ErrBadReply, err)
 	}
-	var got []entry
-	for range maxListPages {
-		resp, err := expect[Listed](d.request(ctx, c, req))
+	if err != nil {
+		return err
+	}
+	col.addAll(got, false)
+	return nil
+}
+
+// errBadSource marks the listings listAt drops.
+var errBadSource = errors.New("bad source, its entries are dropped")
+
+// listPages returns the entries of c's listing.
+func (d *DHT) listPages(ctx context.Context, c transport.Contact, col *listCollector) ([]listedEntry, error) {
+	req := List{Target: col.target, Bits: uint8(col.bits), Since: uint64(col.since.Unix()), Limit: MaxListEntries}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("LISTED from %v %s: %w", c.ID.Short(), fmt.Sprintf(format, args...), errBadSource)
+	}
+	var got []listedEntry
+	for range MaxListPages {
+		m, _, err := d.request(ctx, c, req)
 		if err != nil {
-			return err
+			return nil, err
+		}
+		resp, ok := m.(Listed)
+		if !ok {
+			return nil, bad("is a %v", m.Type())
 		}
 		for _, e := range resp.Entries {
-			storedAt := time.Unix(int64(min(e.StoredAt, uint64(1)<<62)), 0)
+			storedAt := unixTime(e.StoredAt)
 			switch {
 			case req.HasAfter && !block.Less(req.After, e.ID):
-				return fmt.Errorf("%w: LISTED from %v is not in ascending order after the cursor", ErrBadReply, c.ID.Short())
+				return nil, bad("is not in ascending order after the cursor")
 			case block.CommonPrefixLen(e.ID, col.target) < col.bits:
-				return fmt.Errorf("%w: LISTED from %v holds %v outside the prefix", ErrBadReply, c.ID.Short(), e.ID.Short())
+				return nil, bad("holds %v outside the prefix", e.ID.Short())
 			case storedAt.Before(col.since):
-				return fmt.Errorf("%w: LISTED from %v holds an entry stored before since", ErrBadReply, c.ID.Short())
+				return nil, bad("holds an entry stored before since")
 			}
-			got = append(got, entry{e.ID, storedAt})
+			got = append(got, listedEntry{e.ID, storedAt})
 			req.HasAfter, req.After = true, e.ID
 		}
 		if !resp.More {
-			for _, e := range got {
-				col.add(e.id, e.at)
-			}
-			return nil
+			return got, nil
 		}
 		if len(resp.Entries) == 0 {
-			return fmt.Errorf("%w: LISTED from %v says more but lists nothing", ErrBadReply, c.ID.Short())
+			return nil, bad("says more but lists nothing")
 		}
 	}
-	return fmt.Errorf("%w: %v listed more than %d pages; its entries are dropped", ErrBadReply, c.ID.Short(), maxListPages)
+	return nil, bad("still says more after %d pages", MaxListPages)
 }
 
 // prefixRegion is the set of IDs that share bits leading bits with

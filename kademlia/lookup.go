@@ -1,13 +1,11 @@
 package kademlia
 
 import (
-	"context"
-	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
-	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -41,6 +39,12 @@ const (
 	maxLookupMessagesPerK   = 10
 )
 
+// The lookup's decisions live in lookupMachine, a value that does no I/O
+// and reads no clock (as etcd's raft does it): the driver (lookuprun.go)
+// feeds it events, each with the current time, and carries out the
+// lookupReady it returns. Transcript tests (testdata/lookup) feed it
+// scripts of replies.
+
 type candState uint8
 
 const (
@@ -52,11 +56,22 @@ const (
 )
 
 type candidate struct {
-	transport.Contact
-	state candState
-	depth int
+	transport.Contact // Addr: the address asked
+	state             candState
+	depth             int
 	// failing: the routing table says the last request to it failed.
 	failing bool
+	// alt is a second address heard for the ID, tried once (altUsed)
+	// if Addr cannot be reached (unreachable): the first address heard
+	// may be a liar's.
+	alt         netip.AddrPort
+	altUsed     bool
+	unreachable bool
+	// introducer is the first peer whose answer named it (zero: the
+	// routing table), vouched how many distinct answers named it.
+	introducer block.ID
+	vouched    int
+	dropped    bool // unasked, for only a liar named it
 
 	// When the request in flight stalls (zero: never), and whether the
 	// stall was charged to the table as a failure.
@@ -64,148 +79,181 @@ type candidate struct {
 	charged bool
 }
 
-// lookup is the state of one iterative lookup. Only run's goroutine
-// touches it; the requests it starts report back through a channel.
-type lookup struct {
-	d         *DHT
+// lookupParams fix one lookup.
+type lookupParams struct {
+	self      block.ID // never a candidate
 	target    block.ID
-	wantBlock bool // FIND_BLOCK instead of FIND_NODE
+	wantBlock bool // FIND_BLOCK: a verified block ends the lookup
+	k, alpha  int
+	// table tells what the routing table knows of a contact heard of:
+	// the contact to ask for its ID (the table's own entry, whose address
+	// a handshake verified, else c) and whether the last request to that
+	// contact failed or stalled. Nil: the table knows nobody.
+	table func(c transport.Contact) (ask transport.Contact, failing bool)
+	// groupLimit bounds the contacts of one IP group (/24, /48) among
+	// the K closest a lookup asks, waits for and returns, so one host's
+	// Sybils ground next to a target take few of its places (<= 0: no
+	// bound).
+	groupLimit int
+}
 
+type lookupEventKind uint8
+
+const (
+	// evStart begins the lookup with contacts, the table's closest
+	// (checked already: they are not checked again).
+	evStart lookupEventKind = iota
+	// evNodes: from answered NODES with contacts.
+	evNodes
+	// evBlock: from answered a BLOCK that the driver verified.
+	evBlock
+	// evFailed: the request to from failed (no answer, an error, a reply
+	// of the wrong type, a lie); fault is the contact to charge a
+	// failure (zero: nobody, as for an overloaded peer or a request the
+	// lookup abandoned). A fault with an address says from could not be
+	// reached there; one without names the peer itself, which answered
+	// wrongly. wrongPeer says another node answered at the address: the
+	// ID and address were paired by whoever named them.
+	evFailed
+	// evTick: the timer of lookupReady.timer fired.
+	evTick
+	// evCancel: the caller gave up; the lookup ends.
+	evCancel
+)
+
+// lookupEvent is one input of the machine.
+type lookupEvent struct {
+	kind lookupEventKind
+	now  time.Time
+	// stall is the stall time for the requests this step sends (<= 0:
+	// they never stall).
+	stall     time.Duration
+	from      block.ID
+	contacts  []transport.Contact // evStart, evNodes
+	block     []byte              // evBlock
+	lifetime  uint32              // evBlock
+	fault     transport.Contact   // evFailed
+	wrongPeer bool                // evFailed
+}
+
+// lookupReady is what the driver must do after a step.
+type lookupReady struct {
+	// send: start a request to each (FIND_NODE, or FIND_BLOCK).
+	send []transport.Contact
+	// stalled: charge each to the routing table as stalled.
+	stalled []transport.Contact
+	// charge: charge each to the routing table as failed.
+	charge []transport.Contact
+	// liars: peers that named a contact at another node's address;
+	// the driver drops them from the routing table.
+	liars []transport.Contact
+	// timer: step evTick at this time (zero: no timer).
+	timer time.Time
+	// done: the lookup has its result; the driver abandons the requests
+	// in flight (and steps their outcomes, which only charge failures).
+	done bool
+}
+
+// lookupMachine is the state of one iterative lookup. It is not safe for
+// concurrent use: one driver steps it.
+type lookupMachine struct {
+	p     lookupParams
 	cands []*candidate // by distance to target, closest first
 	known map[block.ID]*candidate
 	stats LookupStats
 
+	active    int // waiting requests: they count against alpha
+	inflight  int // requests sent and not yet ended
+	finished  bool
+	cancelled bool
+
 	found    []byte // a verified block (FIND_BLOCK only)
 	lifetime uint32
+
+	// What became of the contacts each peer named (see judge).
+	named map[block.ID]*namedRecord
 }
 
-type lookupReply struct {
-	c     *candidate
-	msg   Message
-	blame block.ID // the peer to charge a failure, zero if none
-	err   error
+func (r *namedRecord) isLiar() bool { return r != nil && r.liar }
+
+// namedRecord counts the outcomes of the requests to contacts one peer
+// named first.
+type namedRecord struct {
+	answered, unreachable int
+	liar                  bool
 }
 
-// Lookup finds the K nodes closest to target: it keeps Alpha requests in
-// flight to the closest contacts not yet asked, and ends when the K
-// closest contacts it has heard of that neither failed nor stalled have
-// all answered (see done). A request unanswered for the stall time stops
-// counting against Alpha but may still answer. It returns the K closest
-// contacts that answered, closest first.
-func (d *DHT) Lookup(ctx context.Context, target block.ID) ([]transport.Contact, LookupStats, error) {
-	l := d.newLookup(target, false)
-	if err := l.run(ctx); err != nil {
-		return nil, l.stats, err
+func newLookupMachine(p lookupParams) *lookupMachine {
+	if p.table == nil {
+		p.table = func(c transport.Contact) (transport.Contact, bool) { return c, false }
 	}
-	res := l.closest()
-	if len(res) == 0 {
-		return nil, l.stats, fmt.Errorf("%w: lookup of %v (%d requests)", ErrNoContacts, target.Short(), l.stats.Messages)
-	}
-	return res, l.stats, nil
+	return &lookupMachine{p: p, known: make(map[block.ID]*candidate), named: make(map[block.ID]*namedRecord)}
 }
 
-func (d *DHT) newLookup(target block.ID, wantBlock bool) *lookup {
-	return &lookup{d: d, target: target, wantBlock: wantBlock, known: make(map[block.ID]*candidate)}
+// step applies one event and says what to do next.
+func (m *lookupMachine) step(ev lookupEvent) lookupReady {
+	var rd lookupReady
+	switch ev.kind {
+	case evStart:
+		for _, c := range ev.contacts {
+			m.add(c, 0, nil)
+		}
+	case evNodes, evBlock, evFailed:
+		m.ended(ev, &rd)
+	case evTick:
+		m.markStalled(ev.now, &rd)
+	case evCancel:
+		m.finished, m.cancelled = true, true
+	}
+	if !m.finished && (m.found != nil || m.terminated()) {
+		m.finished = true
+	}
+	if !m.finished {
+		m.sendMore(ev, &rd)
+		if m.inflight == 0 {
+			m.finished = true // nothing to ask: the message budget ran out
+		}
+	}
+	rd.done = m.finished
+	if !rd.done {
+		rd.timer = m.nextStall()
+	}
+	return rd
 }
 
-// run drives the lookup until it ends. Every request it started has
-// returned when run returns.
-func (l *lookup) run(ctx context.Context) error {
-	d := l.d
-	d.stats.lookups.Add(1)
-	d.table.lookedUp(l.target, d.now())
-	for _, c := range d.table.closest(l.target, d.cfg.K, block.ID{}) {
-		l.add(c, 0)
+// sendMore starts requests to the closest fresh contacts while fewer than
+// alpha are active. A contact the table knows as failing is asked as
+// stalled from the start: it holds no slot and no termination, but is
+// still used if it answers (a node back from a restart).
+func (m *lookupMachine) sendMore(ev lookupEvent, rd *lookupReady) {
+	maxMessages := maxLookupMessagesPerK * m.p.k
+	for m.active < m.p.alpha && m.stats.Messages < maxMessages {
+		c := m.next()
+		if c == nil {
+			return
+		}
+		m.stats.Messages++
+		m.inflight++
+		switch {
+		case c.failing && ev.stall > 0:
+			c.state = stalled
+			m.stats.Stalled++
+		case ev.stall > 0:
+			c.state, c.stallAt = waiting, ev.now.Add(ev.stall)
+			m.active++
+		default:
+			c.state = waiting
+			m.active++
+		}
+		rd.send = append(rd.send, c.Contact)
 	}
-	if len(l.cands) == 0 {
-		return fmt.Errorf("%w: routing table is empty", ErrNoContacts)
-	}
-	qctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	replies := make(chan lookupReply, d.cfg.Alpha)
-	stallTimer := time.NewTimer(0)
-	stallTimer.Stop()
-	defer stallTimer.Stop()
-	active, inflight := 0, 0 // active: the waiting requests, which count against Alpha
-	maxMessages := maxLookupMessagesPerK * d.cfg.K
-	for l.found == nil && !l.done() {
-		for active < d.cfg.Alpha && l.stats.Messages < maxMessages {
-			c := l.next()
-			if c == nil {
-				break
-			}
-			l.send(qctx, c, replies)
-			inflight++
-			if c.state == waiting {
-				active++
-			}
-		}
-		if inflight == 0 {
-			break // the message budget ran out
-		}
-		var stallC <-chan time.Time
-		if at := l.nextStall(); at.IsZero() {
-			stallTimer.Stop()
-		} else {
-			stallTimer.Reset(time.Until(at))
-			stallC = stallTimer.C
-		}
-		select {
-		case r := <-replies:
-			inflight--
-			if r.c.state == waiting {
-				active--
-			}
-			l.handle(r)
-		case <-stallC:
-			active -= l.markStalled(time.Now())
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	// Requests to contacts that no longer matter are abandoned, not
-	// counted as failures (exchange checks the context); those that
-	// stalled were charged when they stalled.
-	cancel()
-	for ; inflight > 0; inflight-- {
-		r := <-replies
-		l.charge(r)
-		if r.c.state == stalled && r.err != nil && ctx.Err() == nil {
-			r.c.state = failed
-			l.stats.Failed++
-		}
-	}
-	d.stats.lookupMessages.Add(uint64(l.stats.Messages))
-	l.finishStats()
-	return ctx.Err()
-}
-
-// send starts the request to c. A contact the table knows as failing is
-// asked as stalled from the start: it holds no slot and no termination,
-// but is still used if it answers (a node back from a restart).
-func (l *lookup) send(ctx context.Context, c *candidate, out chan<- lookupReply) {
-	l.stats.Messages++
-	switch stall := l.d.stallTimeout(); {
-	case c.failing && stall > 0:
-		c.state = stalled
-		l.stats.Stalled++
-		l.d.stats.lookupStalls.Add(1)
-	case stall > 0:
-		c.state = waiting
-		c.stallAt = time.Now().Add(stall)
-	default:
-		c.state = waiting
-	}
-	go l.query(ctx, c, out)
 }
 
 // nextStall returns when the next waiting request stalls, zero if none
 // will.
-func (l *lookup) nextStall() time.Time {
+func (m *lookupMachine) nextStall() time.Time {
 	var at time.Time
-	for _, c := range l.cands {
+	for _, c := range m.cands {
 		if c.state == waiting && !c.stallAt.IsZero() && (at.IsZero() || c.stallAt.Before(at)) {
 			at = c.stallAt
 		}
@@ -214,165 +262,298 @@ func (l *lookup) nextStall() time.Time {
 }
 
 // markStalled moves the waiting requests whose stall time has come at now
-// to stalled and returns how many it moved. Each stalled peer is charged
-// a failure at once, so this node's NODES answers stop naming it while
-// it is silent (an answer clears the charge): after a mass failure the
-// dead are then noticed within the stall time, by every lookup that
-// meets them, instead of at the dial timeout or never.
-func (l *lookup) markStalled(now time.Time) int {
-	n := 0
-	for _, c := range l.cands {
+// to stalled. Each stalled peer is charged a failure at once, so this
+// node's NODES answers stop naming it while it is silent (an answer
+// clears the charge): after a mass failure the dead are then noticed
+// within the stall time, by every lookup that meets them, instead of at
+// the dial timeout or never.
+func (m *lookupMachine) markStalled(now time.Time, rd *lookupReady) {
+	if m.finished {
+		return
+	}
+	for _, c := range m.cands {
 		if c.state == waiting && !c.stallAt.IsZero() && !now.Before(c.stallAt) {
-			c.state = stalled
-			l.stats.Stalled++
-			l.d.stats.lookupStalls.Add(1)
-			l.d.table.stalled(c.ID)
-			c.charged = true
-			n++
+			c.state, c.charged = stalled, true
+			m.active--
+			m.stats.Stalled++
+			rd.stalled = append(rd.stalled, c.Contact)
 		}
 	}
-	return n
 }
 
-func (l *lookup) query(ctx context.Context, c *candidate, out chan<- lookupReply) {
-	var m Message = FindNode{Target: l.target}
-	if l.wantBlock {
-		m = FindBlock{ID: l.target}
+// ended takes the outcome of the request to ev.from.
+func (m *lookupMachine) ended(ev lookupEvent, rd *lookupReady) {
+	c := m.known[ev.from]
+	if c == nil || (c.state != waiting && c.state != stalled) {
+		return // not a request of this lookup: the driver's mistake
 	}
-	start := time.Now()
-	resp, _, blame, err := l.d.exchange(ctx, c.Contact, m)
-	if err == nil {
-		l.d.rtt.add(time.Since(start))
+	m.inflight--
+	wasWaiting := c.state == waiting
+	// A stalled peer was charged when it stalled: not twice.
+	if !ev.fault.ID.IsZero() && (!c.charged || ev.fault.ID != c.ID) {
+		rd.charge = append(rd.charge, ev.fault)
 	}
-	out <- lookupReply{c: c, msg: resp, blame: blame, err: err}
-}
-
-// add inserts a contact heard of at depth, unless it is known already, is
-// this node, or cannot be dialled.
-func (l *lookup) add(c transport.Contact, depth int) {
-	if c.ID == l.d.cfg.ID || c.ID.IsZero() || !usableAddr(c.Addr) {
+	if m.finished {
+		// Abandoned: only failures count, those of stalled requests
+		// that went on failing, unless the caller cancelled.
+		if ev.kind == evFailed && c.state == stalled && !m.cancelled {
+			c.state = failed
+			m.stats.Failed++
+		}
 		return
 	}
-	if known := l.known[c.ID]; known != nil {
+	if wasWaiting {
+		m.active--
+	}
+	m.judge(c, ev, rd)
+	switch ev.kind {
+	case evNodes:
+		c.state = answered
+		for i, n := range ev.contacts {
+			// An ID named twice in one answer counts once.
+			if !slices.ContainsFunc(ev.contacts[:i], func(x transport.Contact) bool { return x.ID == n.ID }) {
+				m.add(n, c.depth+1, c)
+			}
+		}
+	case evBlock:
+		if m.p.wantBlock {
+			c.state = answered
+			m.found, m.lifetime = ev.block, ev.lifetime
+			return
+		}
+		c.state = failed
+		m.stats.Failed++
+	default:
+		c.state = failed
+		m.stats.Failed++
+		c.unreachable = ev.fault.ID == c.ID && ev.fault.Addr.IsValid()
+		if c.unreachable && c.alt.IsValid() {
+			m.retryAt(c, c.alt)
+		}
+	}
+}
+
+// Bounds of judge: how many contacts named by one peer may be
+// unreachable, and outnumber those that answered, before the lookup
+// stops trusting that peer's answer.
+const maxUnreachableNamed = 3
+
+// judge records the outcome of the request to c against the peer that
+// named c first, and stops trusting a peer that lies: one whose contact
+// turned out to be another node (a verified contact never is: whoever
+// paired that ID and address made it up), or most of whose contacts
+// cannot be reached (maxUnreachableNamed or more, and more than
+// answered; a mass failure leaves most of an honest peer's contacts
+// alive). The lookup drops what only the liar named and counts the liar
+// as failed; one caught naming another node's address is also handed to
+// the driver, which drops it from the routing table.
+func (m *lookupMachine) judge(c *candidate, ev lookupEvent, rd *lookupReady) {
+	if c.introducer.IsZero() {
+		return
+	}
+	r := m.named[c.introducer]
+	if r == nil {
+		r = &namedRecord{}
+		m.named[c.introducer] = r
+	}
+	switch {
+	case r.liar:
+		return
+	case ev.kind == evNodes || ev.kind == evBlock:
+		r.answered++
+		return
+	case ev.fault.ID != c.ID || !ev.fault.Addr.IsValid():
+		return // reached, and it answered wrongly: its own fault
+	}
+	r.unreachable++
+	if !ev.wrongPeer && (r.unreachable < maxUnreachableNamed || r.unreachable <= r.answered) {
+		return
+	}
+	r.liar = true
+	liar := m.known[c.introducer]
+	if liar != nil && liar.state == answered {
+		liar.state = failed
+		m.stats.Failed++
+	}
+	if liar != nil && ev.wrongPeer {
+		rd.liars = append(rd.liars, liar.Contact)
+	}
+	for _, x := range m.cands {
+		if x.state == fresh && x.introducer == c.introducer && x.vouched == 1 {
+			x.state, x.dropped = failed, true
+		}
+	}
+}
+
+// retryAt makes c, which could not be reached at its address, fresh
+// again at addr, another address heard for it. Each candidate gets one
+// retry.
+func (m *lookupMachine) retryAt(c *candidate, addr netip.AddrPort) {
+	c.Addr, c.alt, c.altUsed, c.unreachable = addr, netip.AddrPort{}, true, false
+	c.state, c.stallAt, c.charged = fresh, time.Time{}, false
+	_, c.failing = m.p.table(c.Contact)
+}
+
+// add inserts a contact heard of at depth from the answer of from (nil:
+// the routing table's), unless it is known already, is this node, or
+// cannot be a peer's address (CheckPeerAddr). A contact the routing
+// table holds is asked at the table's address; another address heard
+// for it is kept as its alternative, tried if the first cannot be
+// reached.
+func (m *lookupMachine) add(c transport.Contact, depth int, from *candidate) {
+	via, introducer := c.Addr, block.ID{}
+	if from != nil {
+		via, introducer = from.Addr, from.ID
+	}
+	if c.ID == m.p.self || c.ID.IsZero() || !usableAddr(c.Addr, via) {
+		return
+	}
+	if known := m.known[c.ID]; known != nil {
 		known.depth = min(known.depth, depth)
+		known.vouched++
+		if known.dropped && (from == nil || !m.named[from.ID].isLiar()) {
+			// Another peer vouches for what only a liar had named.
+			known.state, known.dropped = fresh, false
+		}
+		switch {
+		case known.altUsed || known.alt.IsValid() || addrMatches(known.Addr, c.Addr):
+		case known.unreachable:
+			m.retryAt(known, c.Addr)
+		default:
+			known.alt = c.Addr
+		}
 		return
 	}
-	pos, _ := slices.BinarySearchFunc(l.cands, c.ID, func(x *candidate, id block.ID) int {
-		return compareDistance(x.ID, id, l.target)
+	pos, _ := slices.BinarySearchFunc(m.cands, c.ID, func(x *candidate, id block.ID) int {
+		return CompareDistance(x.ID, id, m.p.target)
 	})
-	limit := maxLookupCandidatesPerK * l.d.cfg.K
-	if pos >= limit {
+	// The bound counts the candidates still in play: failed ones (a
+	// liar's inventions among them) must not push live ones out.
+	limit, inPlay := maxLookupCandidatesPerK*m.p.k, 0
+	for _, x := range m.cands[:pos] {
+		if x.state != failed {
+			inPlay++
+		}
+	}
+	if inPlay >= limit {
 		return
 	}
-	cand := &candidate{Contact: c, depth: depth, failing: l.d.table.failing(c.ID)}
-	l.known[c.ID] = cand
-	l.cands = slices.Insert(l.cands, pos, cand)
-	if last := l.cands[len(l.cands)-1]; len(l.cands) > limit && last.state != waiting && last.state != stalled {
-		l.cands = l.cands[:len(l.cands)-1]
+	ask, failing := m.p.table(c)
+	cand := &candidate{Contact: ask, depth: depth, failing: failing, introducer: introducer, vouched: 1}
+	if !addrMatches(ask.Addr, c.Addr) {
+		cand.alt = c.Addr
 	}
+	m.known[c.ID] = cand
+	m.cands = slices.Insert(m.cands, pos, cand)
+	// Past the bound, the farthest fresh candidates go; they may come
+	// back if named again.
+	n := 0
+	kept := m.cands[:0]
+	for _, x := range m.cands {
+		if x.state != failed {
+			n++
+		}
+		if n > limit && x.state == fresh {
+			delete(m.known, x.ID)
+			continue
+		}
+		kept = append(kept, x)
+	}
+	m.cands = kept
 }
 
 // next returns the closest fresh contact among the K closest that have
 // neither failed nor stalled, or nil when all of those were asked.
-func (l *lookup) next() *candidate {
+func (m *lookupMachine) next() *candidate {
 	n := 0
-	for _, c := range l.cands {
-		switch c.state {
-		case failed, stalled:
+	g := m.groupCounter()
+	for _, c := range m.cands {
+		switch {
+		case c.state == failed, c.state == stalled, !g.fits(c):
 			continue
-		case fresh:
+		case c.state == fresh:
 			return c
 		}
-		if n++; n == l.d.cfg.K {
+		if n++; n == m.p.k {
 			break
 		}
 	}
 	return nil
 }
 
-// done reports the termination rule: the K closest contacts heard of that
-// neither failed nor stalled have all answered, and either K contacts
-// answered or no stalled request is left to wait for. A stalled contact
-// is passed over like a failed one, so a dead contact among the closest
-// costs the stall time, not the timeout; when fewer than K answered, the
-// stalled requests are all the lookup has left, and it waits for them.
-func (l *lookup) done() bool {
+// groupCounter counts the candidates of each IP group a walk over the
+// closest has taken, for lookupParams.groupLimit. A walk takes at most K
+// candidates, so at most K groups: no map needed.
+type groupCounter struct {
+	limit  int
+	n      int
+	groups [K]netip.Prefix
+	counts [K]int
+}
+
+func (m *lookupMachine) groupCounter() *groupCounter { return &groupCounter{limit: m.p.groupLimit} }
+
+// fits reports whether c's group has room, and takes its place if so.
+func (g *groupCounter) fits(c *candidate) bool {
+	if g.limit <= 0 {
+		return true
+	}
+	grp := ipGroup(c.Addr.Addr())
+	for i := range g.n {
+		if g.groups[i] == grp {
+			if g.counts[i] >= g.limit {
+				return false
+			}
+			g.counts[i]++
+			return true
+		}
+	}
+	if g.n == len(g.groups) {
+		return true // past K groups the walk is over anyway
+	}
+	g.groups[g.n], g.counts[g.n] = grp, 1
+	g.n++
+	return true
+}
+
+// terminated reports the termination rule (docs/PROTOCOL.md section 8):
+// the K closest contacts heard of that neither failed nor stalled have
+// all answered, and either K contacts answered or no stalled request is
+// left to wait for. A stalled contact is passed over like a failed one,
+// so a dead contact among the closest costs the stall time, not the
+// timeout; when fewer than K answered, the stalled requests are all the
+// lookup has left, and it waits for them.
+func (m *lookupMachine) terminated() bool {
 	n, stalledLeft := 0, false
-	for _, c := range l.cands {
-		switch c.state {
-		case failed:
+	g := m.groupCounter()
+	for _, c := range m.cands {
+		switch {
+		case c.state == failed:
 			continue
-		case stalled:
+		case c.state == stalled:
 			stalledLeft = true
 			continue
-		case fresh, waiting:
+		case !g.fits(c):
+			continue
+		case c.state == fresh, c.state == waiting:
 			return false
 		}
-		if n++; n == l.d.cfg.K {
+		if n++; n == m.p.k {
 			return true
 		}
 	}
 	return !stalledLeft
 }
 
-// charge passes a failure on to the routing table, unless it is that of
-// a stalled peer, charged already.
-func (l *lookup) charge(r lookupReply) {
-	if !r.blame.IsZero() && (!r.c.charged || r.blame != r.c.ID) {
-		l.d.table.failed(r.blame)
-	}
-}
-
-func (l *lookup) handle(r lookupReply) {
-	l.charge(r)
-	c := r.c
-	if r.err != nil {
-		c.state = failed
-		l.stats.Failed++
-		l.d.log.Debug("kademlia: lookup request failed", "target", l.target.Short(), "peer", c.ID.Short(), "err", r.err)
-		return
-	}
-	switch m := r.msg.(type) {
-	case Nodes:
-		c.state = answered
-		for _, n := range m.Contacts {
-			l.add(n, c.depth+1)
-		}
-		return
-	case BlockReply:
-		if l.wantBlock {
-			if err := verifyBlock(l.target, m.Block); err != nil {
-				// A liar: its bytes are dropped, and so is it.
-				l.d.log.Warn("kademlia: peer returned a block that does not match", "peer", c.ID.Short(), "id", l.target.Short(), "err", err)
-				l.d.table.remove(c.ID)
-				break
-			}
-			c.state = answered
-			l.found = m.Block
-			l.lifetime = m.Lifetime
-			return
-		}
-	}
-	c.state = failed
-	l.stats.Failed++
-}
-
-// verifyBlock checks that b is the block named id and that it is valid.
-func verifyBlock(id block.ID, b []byte) error {
-	if got := block.Sum(b); got != id {
-		return fmt.Errorf("block hashes to %v, not %v", got.Short(), id.Short())
-	}
-	_, err := identity.Check(b)
-	return err
-}
-
-// closest returns the K closest contacts that answered, closest first.
-func (l *lookup) closest() []transport.Contact {
+// closest returns the K closest contacts that answered, closest first,
+// at most groupLimit of one IP group.
+func (m *lookupMachine) closest() []transport.Contact {
 	var out []transport.Contact
-	for _, c := range l.cands {
-		if c.state == answered {
+	g := m.groupCounter()
+	for _, c := range m.cands {
+		if c.state == answered && g.fits(c) {
 			out = append(out, c.Contact)
-			if len(out) == l.d.cfg.K {
+			if len(out) == m.p.k {
 				break
 			}
 		}
@@ -380,15 +561,18 @@ func (l *lookup) closest() []transport.Contact {
 	return out
 }
 
-func (l *lookup) finishStats() {
+// finalStats returns the stats with Hops and Rounds filled in.
+func (m *lookupMachine) finalStats() LookupStats {
+	st := m.stats
 	first := true
-	for _, c := range l.cands {
+	for _, c := range m.cands {
 		if c.state != answered {
 			continue
 		}
 		if first {
-			l.stats.Hops, first = c.depth+1, false
+			st.Hops, first = c.depth+1, false
 		}
-		l.stats.Rounds = max(l.stats.Rounds, c.depth+1)
+		st.Rounds = max(st.Rounds, c.depth+1)
 	}
+	return st
 }

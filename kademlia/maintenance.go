@@ -75,7 +75,7 @@ func (d *DHT) fillBucket(ctx context.Context, i int) {
 		nodes, err := expect[Nodes](d.request(ctx, near[0], FindNode{Target: target}))
 		var in []transport.Contact
 		for _, c := range nodes.Contacts {
-			if err == nil && len(in) < d.cfg.Alpha && c.ID != d.cfg.ID && d.table.bucketIndex(c.ID) == i && usableAddr(c.Addr) {
+			if err == nil && len(in) < d.cfg.Alpha && c.ID != d.cfg.ID && d.table.bucketIndex(c.ID) == i && usableAddr(c.Addr, near[0].Addr) {
 				in = append(in, c)
 			}
 		}
@@ -115,15 +115,23 @@ func (d *DHT) refreshBuckets(ctx context.Context, buckets []int) error {
 // CheckLiveness pings the least recently seen contact of every full
 // bucket in which a newcomer waits, and evicts each one that does not
 // answer in favour of the newest waiting contact. It returns how many
-// were evicted. The node may call it more often than Refresh: it sends
-// nothing when no bucket has a waiting newcomer.
+// were evicted. Then it revalidates: it pings up to K contacts not heard
+// from for revalidateAfter, least recently seen first, so live ones stay
+// fresh for NODES answers (ContactFreshness) and dead ones are charged
+// failures and leave. The node calls it every minute or so: it sends
+// nothing when no bucket has a waiting newcomer and no contact is stale.
 func (d *DHT) CheckLiveness(ctx context.Context) int {
 	_, failed := fanOutLimited(ctx, d.table.pendingChecks(), d.cfg.K, func(ctx context.Context, c transport.Contact) error {
 		_, _, err := d.ping(ctx, c)
 		if ctx.Err() != nil {
 			return nil // abandoned, not failed
 		}
-		d.table.checked(c.ID, err == nil)
+		d.table.checked(c, err == nil)
+		return err
+	})
+	stale := d.table.stale(d.now().Add(-revalidateAfter), d.cfg.K)
+	fanOutLimited(ctx, stale, d.cfg.K, func(ctx context.Context, c transport.Contact) error {
+		_, _, err := d.ping(ctx, c) // an answer refreshes c; a failure is charged
 		return err
 	})
 	return len(failed)

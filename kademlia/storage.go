@@ -23,14 +23,22 @@ func lifetimeSeconds(lifetime time.Duration) (uint32, error) {
 	return uint32(s), nil
 }
 
-// selfAmong reports whether this node is one of the K closest to id,
-// given the K closest others a lookup found.
-func (d *DHT) selfAmong(id block.ID, closest []transport.Contact) bool {
+// selfAmong reports whether this node is one of the n closest to id,
+// given the closest others a lookup found.
+func (d *DHT) selfAmong(id block.ID, closest []transport.Contact, n int) bool {
 	if d.cfg.Store == nil {
 		return false
 	}
-	return len(closest) < d.cfg.K || compareDistance(d.cfg.ID, closest[len(closest)-1].ID, id) < 0
+	closest = closest[:min(n, len(closest))]
+	return len(closest) < n || CompareDistance(d.cfg.ID, closest[len(closest)-1].ID, id) < 0
 }
+
+// holders is how many of the nodes closest to a block store it: K for
+// every block today. Placement at fewer nodes for erasure-coded shards
+// (docs/PROTOCOL.md, a later round) changes this one place; Put and
+// republishing both ask it, so a block keeps the same count of copies
+// as holders come and go.
+func (d *DHT) holders(block.ID) int { return d.cfg.K }
 
 // Put stores blk at the K nodes closest to its ID for lifetime (whole
 // seconds, at most block.MaxLifetime), this node included when it is a
@@ -48,23 +56,24 @@ func (d *DHT) Put(ctx context.Context, blk []byte, lifetime time.Duration) (int,
 	if lerr != nil && (d.cfg.Store == nil || ctx.Err() != nil) {
 		return 0, lerr
 	}
-	return d.storeAt(ctx, id, blk, secs, closest)
+	return d.storeAt(ctx, id, blk, secs, closest, d.holders(id))
 }
 
-// storeAt stores blk at the closest contacts and, when this full node is
-// among the K closest, locally; the remote set is trimmed so K nodes in
-// all hold the block.
-func (d *DHT) storeAt(ctx context.Context, id block.ID, blk []byte, secs uint32, closest []transport.Contact) (int, error) {
+// storeAt stores blk at the n closest contacts and, when this full node
+// is among the n closest, locally; the remote set is trimmed so n nodes
+// in all hold the block.
+func (d *DHT) storeAt(ctx context.Context, id block.ID, blk []byte, secs uint32, closest []transport.Contact, n int) (int, error) {
 	stored := 0
 	var errs []error
-	if d.selfAmong(id, closest) {
+	closest = closest[:min(n, len(closest))]
+	if d.selfAmong(id, closest, n) {
 		if _, err := d.cfg.Store.Put(ctx, blk, time.Duration(secs)*time.Second, blockstore.PutOptions{}); err != nil {
 			errs = append(errs, fmt.Errorf("local store: %w", err))
 		} else {
 			stored++
 			d.repub.schedule(id, d.now().Add(d.jitter(d.cfg.RepublishInterval)))
-			if len(closest) == d.cfg.K {
-				closest = closest[:d.cfg.K-1]
+			if len(closest) == n {
+				closest = closest[:n-1]
 			}
 		}
 	}
@@ -101,14 +110,14 @@ func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, erro
 			d.log.Warn("kademlia: reading a block", "id", id.Short(), "err", err)
 		}
 	}
-	l := d.newLookup(id, true)
-	if err := l.run(ctx); err != nil {
+	m, err := d.runLookup(ctx, id, true)
+	if err != nil {
 		return nil, 0, err
 	}
-	if l.found == nil {
-		return nil, 0, fmt.Errorf("%w: %v (%d requests)", ErrNotFound, id.Short(), l.stats.Messages)
+	if m.found == nil {
+		return nil, 0, fmt.Errorf("%w: %v (%d requests)", ErrNotFound, id.Short(), m.stats.Messages)
 	}
-	return l.found, time.Duration(l.lifetime) * time.Second, nil
+	return m.found, time.Duration(m.lifetime) * time.Second, nil
 }
 
 // Delete asks the K nodes closest to id to drop it, proving the right
@@ -249,8 +258,10 @@ func (d *DHT) republishOne(ctx context.Context, m blockstore.Meta) bool {
 		return false
 	}
 	// This node holds the block already; the others get it.
-	if d.selfAmong(m.ID, closest) && len(closest) == d.cfg.K {
-		closest = closest[:d.cfg.K-1]
+	n := d.holders(m.ID)
+	closest = closest[:min(n, len(closest))]
+	if d.selfAmong(m.ID, closest, n) && len(closest) == n {
+		closest = closest[:n-1]
 	}
 	ok, _ := d.requestAll(ctx, closest, Store{Lifetime: secs, Block: data})
 	return ok > 0

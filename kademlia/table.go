@@ -1,6 +1,7 @@
 package kademlia
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"sync"
@@ -23,6 +24,19 @@ type ContactInfo struct {
 	Failures int // consecutive failed requests
 }
 
+// entry is a routing-table contact as the table keeps it: compact, since
+// a simulation holds a hundred thousand tables. Times are Unix
+// nanoseconds.
+type entry struct {
+	transport.Contact
+	added, lastSeen int64
+	failures        int
+}
+
+func (e *entry) info(self block.ID) ContactInfo {
+	return ContactInfo{Contact: e.Contact, Bucket: block.CommonPrefixLen(self, e.ID), Added: time.Unix(0, e.added), LastSeen: time.Unix(0, e.lastSeen), Failures: e.failures}
+}
+
 // tableLimits are the routing table's knobs (see Config).
 type tableLimits struct {
 	k           int
@@ -33,16 +47,16 @@ type tableLimits struct {
 }
 
 type bucket struct {
-	live []*ContactInfo // least recently seen first
+	live []*entry // least recently seen first
 	// cache holds contacts that found the bucket full, most recently seen
 	// last; one of them takes the place of a live contact that fails.
-	cache []*ContactInfo
+	cache []*entry
 	// checking is the live contact whose liveness a newcomer waits on:
 	// set when a contact lands in a full bucket's cache, cleared when the
 	// ping is handed out (pendingChecks) and answered (checked).
 	needsCheck bool
 	checking   block.ID
-	lastLookup time.Time
+	lastLookup int64 // Unix nanoseconds
 }
 
 // table is the routing table: K-buckets by common prefix length with the
@@ -53,9 +67,12 @@ type table struct {
 	self   block.ID
 	limits tableLimits
 
-	mu      sync.Mutex
-	buckets [numBuckets]bucket
-	groups  map[netip.Prefix]int // live contacts per IP group
+	mu sync.Mutex
+	// buckets grow on demand: a table of n nodes fills about log2(n)
+	// buckets, and the deeper ones would be empty. A bucket not yet
+	// allocated is empty and was last looked up at created.
+	buckets []bucket
+	created int64
 	size    int
 	top     int // deepest bucket that may hold live contacts
 	dropped droppedSet
@@ -63,60 +80,105 @@ type table struct {
 
 // droppedMemory bounds the contacts remembered as dropped for failing:
 // enough for a mass failure of a few hundred of the contacts a node meets
-// in lookups, 32 KiB of IDs.
+// in lookups, 48 KiB of contacts.
 const droppedMemory = 1024
 
-// droppedSet remembers, oldest out first, contacts the table dropped
-// because requests to them failed, until they are seen again. Other
-// nodes' NODES answers go on naming a dead node for as long as those
-// nodes have not asked it themselves; this memory lets lookups treat it
-// as failing at once instead of waiting on it again.
+// droppedSet remembers, oldest out first, contacts (an ID at an address)
+// the table dropped because requests to them failed, until they are seen
+// again. Other nodes' NODES answers go on naming a dead node for as long
+// as those nodes have not asked it themselves; this memory lets lookups
+// treat it as failing at once instead of waiting on it again. A contact
+// with a zero address stands for its ID at any address.
 type droppedSet struct {
-	ids   map[block.ID]uint64 // the sequence number of the entry in order
-	order []droppedEntry      // oldest first; entries of IDs seen again linger
+	ids   map[transport.Contact]uint64 // the sequence number of the entry in order
+	order []droppedEntry               // oldest first; entries of contacts seen again linger
 	seq   uint64
 }
 
 type droppedEntry struct {
-	id  block.ID
+	c   transport.Contact
 	seq uint64
 }
 
-func (d *droppedSet) add(id block.ID) {
-	if d.has(id) {
+func (d *droppedSet) add(c transport.Contact) {
+	c = normalContact(c)
+	if d.has(c) {
 		return
 	}
 	if d.ids == nil {
-		d.ids = make(map[block.ID]uint64)
+		d.ids = make(map[transport.Contact]uint64)
 	}
-	current := func(e droppedEntry) bool { s, ok := d.ids[e.id]; return ok && s == e.seq }
+	current := func(e droppedEntry) bool { s, ok := d.ids[e.c]; return ok && s == e.seq }
 	if len(d.order) >= droppedMemory {
 		d.order = slices.DeleteFunc(d.order, func(e droppedEntry) bool { return !current(e) })
 	}
 	if len(d.order) >= droppedMemory {
-		delete(d.ids, d.order[0].id)
+		delete(d.ids, d.order[0].c)
 		d.order = d.order[1:]
 	}
 	d.seq++
-	d.ids[id] = d.seq
-	d.order = append(d.order, droppedEntry{id, d.seq})
+	d.ids[c] = d.seq
+	d.order = append(d.order, droppedEntry{c, d.seq})
 }
 
-func (d *droppedSet) remove(id block.ID) { delete(d.ids, id) }
+// remove forgets c, which answered, and any mark on its ID alone.
+func (d *droppedSet) remove(c transport.Contact) {
+	delete(d.ids, normalContact(c))
+	delete(d.ids, transport.Contact{ID: c.ID})
+}
 
-func (d *droppedSet) has(id block.ID) bool {
-	_, ok := d.ids[id]
+func (d *droppedSet) has(c transport.Contact) bool {
+	_, ok := d.ids[normalContact(c)]
+	if !ok {
+		_, ok = d.ids[transport.Contact{ID: c.ID}]
+	}
 	return ok
+}
+
+// normalContact writes c's address unmapped, so that an IPv4 address
+// compares equal however it was encoded.
+func normalContact(c transport.Contact) transport.Contact {
+	if c.Addr.IsValid() {
+		c.Addr = netip.AddrPortFrom(c.Addr.Addr().Unmap(), c.Addr.Port())
+	}
+	return c
+}
+
+// addrMatches reports whether a failure at addr concerns a contact held
+// at held: the same address (however encoded), or addr zero, which names
+// the peer itself (its verified answer was bad) wherever it is.
+func addrMatches(held, addr netip.AddrPort) bool {
+	return !addr.IsValid() || normalContact(transport.Contact{Addr: held}) == normalContact(transport.Contact{Addr: addr})
 }
 
 // newTable returns an empty table; its buckets count as looked up at now,
 // so the first refresh comes an interval after the bootstrap.
 func newTable(self block.ID, l tableLimits, now time.Time) *table {
-	t := &table{self: self, limits: l, groups: make(map[netip.Prefix]int)}
-	for i := range t.buckets {
-		t.buckets[i].lastLookup = now
+	return &table{self: self, limits: l, created: now.UnixNano()}
+}
+
+// bucketAt returns bucket i, allocating the buckets up to it.
+func (t *table) bucketAt(i int) *bucket {
+	for len(t.buckets) <= i {
+		t.buckets = append(t.buckets, bucket{lastLookup: t.created})
 	}
-	return t
+	return &t.buckets[i]
+}
+
+// peek returns bucket i, or nil when it was never allocated (empty).
+func (t *table) peek(i int) *bucket {
+	if i >= len(t.buckets) {
+		return nil
+	}
+	return &t.buckets[i]
+}
+
+// liveIn returns the live contacts of bucket i.
+func (t *table) liveIn(i int) []*entry {
+	if b := t.peek(i); b != nil {
+		return b.live
+	}
+	return nil
 }
 
 // ipGroup is the prefix whose hosts are likely under one operator: /24
@@ -134,18 +196,11 @@ func ipGroup(a netip.Addr) netip.Prefix {
 	return p
 }
 
-// usableAddr reports whether a contact address can be dialed at all.
-func usableAddr(a netip.AddrPort) bool {
-	ip := a.Addr().Unmap() // ::ffff:0.0.0.0 is unspecified too
-	return a.IsValid() && a.Port() != 0 && !ip.IsUnspecified() && !ip.IsMulticast() && ip.Zone() == "" &&
-		ip != netip.AddrFrom4([4]byte{255, 255, 255, 255})
-}
-
 func (t *table) bucketIndex(id block.ID) int {
 	return block.CommonPrefixLen(t.self, id)
 }
 
-func indexOf(es []*ContactInfo, id block.ID) int {
+func indexOf(es []*entry, id block.ID) int {
 	for i, e := range es {
 		if e.ID == id {
 			return i
@@ -156,11 +211,18 @@ func indexOf(es []*ContactInfo, id block.ID) int {
 
 // groupFits reports whether one more live contact of group g may enter b
 // (without counting the contact being replaced, if any).
-func (t *table) groupFits(b *bucket, g netip.Prefix, replacing *ContactInfo) bool {
+func (t *table) groupFits(b *bucket, g netip.Prefix, replacing *entry) bool {
 	if t.limits.tableIP >= 0 {
-		n := t.groups[g]
-		if replacing != nil && ipGroup(replacing.Addr.Addr()) == g {
-			n--
+		// Counted when needed, not kept: a map per table costs more
+		// memory than the scan costs time (it runs only when a contact
+		// enters or moves).
+		n := 0
+		for i := range t.buckets {
+			for _, e := range t.buckets[i].live {
+				if e != replacing && ipGroup(e.Addr.Addr()) == g {
+					n++
+				}
+			}
 		}
 		if n >= t.limits.tableIP {
 			return false
@@ -180,20 +242,15 @@ func (t *table) groupFits(b *bucket, g netip.Prefix, replacing *ContactInfo) boo
 	return true
 }
 
-func (t *table) addLive(b *bucket, e *ContactInfo) {
-	t.top = max(t.top, e.Bucket)
+func (t *table) addLive(b *bucket, e *entry) {
+	t.top = max(t.top, t.bucketIndex(e.ID))
 	b.live = append(b.live, e)
-	t.groups[ipGroup(e.Addr.Addr())]++
 	t.size++
 }
 
 func (t *table) dropLive(b *bucket, i int) {
 	e := b.live[i]
 	b.live = slices.Delete(b.live, i, i+1)
-	g := ipGroup(e.Addr.Addr())
-	if t.groups[g]--; t.groups[g] <= 0 {
-		delete(t.groups, g)
-	}
 	t.size--
 	if b.checking == e.ID {
 		b.checking = block.ID{}
@@ -203,13 +260,13 @@ func (t *table) dropLive(b *bucket, i int) {
 // seen records that a verified full node with contact c talked to us or
 // answered us at now. It reports whether c is in the table afterwards.
 func (t *table) seen(c transport.Contact, now time.Time) bool {
-	if c.ID == t.self || !usableAddr(c.Addr) {
+	if c.ID == t.self || !usableAddr(c.Addr, c.Addr) {
 		return false
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.dropped.remove(c.ID)
-	b := &t.buckets[t.bucketIndex(c.ID)]
+	t.dropped.remove(c)
+	b := t.bucketAt(t.bucketIndex(c.ID))
 	if i := indexOf(b.live, c.ID); i >= 0 {
 		e := b.live[i]
 		if e.Addr != c.Addr {
@@ -226,18 +283,18 @@ func (t *table) seen(c transport.Contact, now time.Time) bool {
 		} else if i != len(b.live)-1 {
 			b.live = append(slices.Delete(b.live, i, i+1), e)
 		}
-		e.LastSeen, e.Failures = now, 0
+		e.lastSeen, e.failures = now.UnixNano(), 0
 		if b.checking == c.ID {
 			b.checking = block.ID{}
 		}
 		return true
 	}
-	e := &ContactInfo{Contact: c, Bucket: t.bucketIndex(c.ID), Added: now}
+	e := &entry{Contact: c, added: now.UnixNano()}
 	if i := indexOf(b.cache, c.ID); i >= 0 {
 		e = b.cache[i]
 		b.cache = slices.Delete(b.cache, i, i+1)
 	}
-	e.Addr, e.LastSeen, e.Failures = c.Addr, now, 0
+	e.Addr, e.lastSeen, e.failures = c.Addr, now.UnixNano(), 0
 	if len(b.live) < t.limits.k {
 		if !t.groupFits(b, ipGroup(c.Addr.Addr()), nil) {
 			return false
@@ -272,52 +329,99 @@ func (t *table) promote(b *bucket) {
 	}
 }
 
-// failed records that a request to id failed. When a newcomer waits in
+// failed records that a request to c failed. When a newcomer waits in
 // the bucket's cache it takes the place at once (the failure was the
 // liveness check); otherwise the contact leaves after maxFailures
 // consecutive failures, so a lone link hiccup does not empty a sparse
 // bucket.
-func (t *table) failed(id block.ID) { t.charge(id, true) }
+//
+// A failure at an address counts only against the entry held at that
+// address: a lookup may have heard of c.ID from a third party with
+// another address, and a dead address made up by a liar must not cost an
+// honest contact its place. c.Addr zero charges c.ID wherever it is held
+// (its verified answer was bad).
+func (t *table) failed(c transport.Contact) { t.charge(c, true) }
 
-// stalled records that a lookup request to id went unanswered for the
+// stalled records that a lookup request to c went unanswered for the
 // stall time. It counts as a failure, but is weaker evidence than one: a
 // waiting newcomer does not take the place of a contact that may yet
 // answer, which leaves only after maxFailures.
-func (t *table) stalled(id block.ID) { t.charge(id, false) }
+func (t *table) stalled(c transport.Contact) { t.charge(c, false) }
 
-func (t *table) charge(id block.ID, replaceAtOnce bool) {
+func (t *table) charge(c transport.Contact, replaceAtOnce bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := &t.buckets[t.bucketIndex(id)]
-	if i := indexOf(b.live, id); i >= 0 {
+	b := t.peek(t.bucketIndex(c.ID))
+	if b == nil {
+		t.dropped.add(c)
+		return
+	}
+	if i := indexOf(b.live, c.ID); i >= 0 && addrMatches(b.live[i].Addr, c.Addr) {
 		e := b.live[i]
-		if e.Failures++; e.Failures >= t.limits.maxFailures || replaceAtOnce && len(b.cache) > 0 {
+		if e.failures++; e.failures >= t.limits.maxFailures || replaceAtOnce && len(b.cache) > 0 {
 			t.dropLive(b, i)
 			t.promote(b)
-			t.dropped.add(id)
+			t.dropped.add(e.Contact)
 		}
 		return
 	}
-	if i := indexOf(b.cache, id); i >= 0 {
+	if i := indexOf(b.cache, c.ID); i >= 0 && addrMatches(b.cache[i].Addr, c.Addr) {
 		b.cache = slices.Delete(b.cache, i, i+1)
 	}
-	t.dropped.add(id)
+	t.dropped.add(c)
 }
 
-// failing reports whether the last request to id failed (or stalled):
-// a live contact with failures, or one dropped or never held whose
-// request failed, not seen since.
-func (t *table) failing(id block.ID) bool {
+// failing reports whether the last request to c failed (or stalled): a
+// live contact at c.Addr with failures, or a contact dropped or never
+// held whose request failed, not seen since.
+func (t *table) failing(c transport.Contact) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.dropped.has(id) {
-		return true
+	live := t.liveIn(t.bucketIndex(c.ID))
+	if i := indexOf(live, c.ID); i >= 0 && addrMatches(live[i].Addr, c.Addr) {
+		return live[i].failures > 0
 	}
-	b := &t.buckets[t.bucketIndex(id)]
-	if i := indexOf(b.live, id); i >= 0 {
-		return b.live[i].Failures > 0
+	return t.dropped.has(c)
+}
+
+// preferred returns the contact a lookup should ask first for c.ID, heard
+// of at c.Addr: the live entry when the table holds one (its address was
+// verified by a handshake, c.Addr may be a third party's invention), else
+// c; and whether the last request to that contact failed.
+func (t *table) preferred(c transport.Contact) (transport.Contact, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	live := t.liveIn(t.bucketIndex(c.ID))
+	if i := indexOf(live, c.ID); i >= 0 {
+		return live[i].Contact, live[i].failures > 0
 	}
-	return false
+	return c, t.dropped.has(c)
+}
+
+// revalidateAfter is the age at which CheckLiveness pings a contact it
+// has not heard from, so a live contact stays fresh (ContactFreshness)
+// for NODES answers and a dead one is found out.
+const revalidateAfter = ContactFreshness * 2 / 3
+
+// stale returns up to n live contacts not verified since before cutoff,
+// least recently seen first.
+func (t *table) stale(cutoff time.Time, n int) []transport.Contact {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var old []*entry
+	for i := range t.buckets {
+		for _, e := range t.buckets[i].live {
+			if e.lastSeen < cutoff.UnixNano() {
+				old = append(old, e)
+			}
+		}
+	}
+	slices.SortFunc(old, func(a, b *entry) int { return cmp.Compare(a.lastSeen, b.lastSeen) })
+	out := make([]transport.Contact, 0, min(n, len(old)))
+	for _, e := range old[:min(n, len(old))] {
+		out = append(out, e.Contact)
+	}
+	return out
 }
 
 // pendingChecks returns, once per full bucket with a waiting newcomer,
@@ -342,23 +446,27 @@ func (t *table) pendingChecks() []transport.Contact {
 	return out
 }
 
-// checked takes the outcome of a liveness check from pendingChecks. A
-// contact that answered was already moved to the tail by seen; one that
-// did not is evicted at once for the newest cached contact.
-func (t *table) checked(id block.ID, alive bool) {
+// checked takes the outcome of a liveness check of c from pendingChecks.
+// A contact that answered was already moved to the tail by seen; one that
+// did not is evicted at once for the newest cached contact, unless it
+// was seen at another address meanwhile.
+func (t *table) checked(c transport.Contact, alive bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := &t.buckets[t.bucketIndex(id)]
-	if b.checking == id {
+	b := t.peek(t.bucketIndex(c.ID))
+	if b == nil {
+		return
+	}
+	if b.checking == c.ID {
 		b.checking = block.ID{}
 	}
 	if alive {
 		return
 	}
-	if i := indexOf(b.live, id); i >= 0 {
+	if i := indexOf(b.live, c.ID); i >= 0 && addrMatches(b.live[i].Addr, c.Addr) {
 		t.dropLive(b, i)
 		t.promote(b)
-		t.dropped.add(id)
+		t.dropped.add(c)
 	}
 }
 
@@ -366,7 +474,10 @@ func (t *table) checked(id block.ID, alive bool) {
 func (t *table) remove(id block.ID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := &t.buckets[t.bucketIndex(id)]
+	b := t.peek(t.bucketIndex(id))
+	if b == nil {
+		return
+	}
 	if i := indexOf(b.live, id); i >= 0 {
 		t.dropLive(b, i)
 		t.promote(b)
@@ -381,16 +492,26 @@ func (t *table) remove(id block.ID) {
 func (t *table) closest(target block.ID, n int, except block.ID) []transport.Contact {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.closestLocked(target, n, except, false)
+	return t.closestLocked(target, n, func(e *entry) bool { return e.ID != except })
 }
 
-// closestAnswer is closest for a NODES answer: it leaves out contacts
-// whose last request failed too, so a node that just noticed a peer die
-// stops sending others to it.
-func (t *table) closestAnswer(target block.ID, n int, requester block.ID) []transport.Contact {
+// ContactFreshness is how long after this node last verified a contact
+// (it answered, or sent a request) the contact may be named in NODES
+// answers (docs/PROTOCOL.md sections 8 and 11).
+const ContactFreshness = 15 * time.Minute
+
+// closestAnswer is closest for a NODES answer to requester at now: it
+// names only contacts this node verified within ContactFreshness whose
+// last request did not fail, so a node that just noticed a peer die, or
+// has not heard from it for a while, stops sending others to it; and it
+// leaves out the requester and addresses the requester could not use (a
+// loopback address to a peer off loopback).
+func (t *table) closestAnswer(target block.ID, n int, requester transport.Peer, now time.Time) []transport.Contact {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.closestLocked(target, n, requester, true)
+	return t.closestLocked(target, n, func(e *entry) bool {
+		return e.ID != requester.ID && e.failures == 0 && now.UnixNano()-e.lastSeen <= int64(ContactFreshness) && usableAddr(e.Addr, requester.Addr)
+	})
 }
 
 // closestLocked visits whole buckets in distance order, so it sorts only
@@ -400,19 +521,19 @@ func (t *table) closestAnswer(target block.ID, n int, requester block.ID) []tran
 //     self^target on bits 0..i-1 and differ at bit i; so it is closer than
 //     every deeper bucket when bit i of self^target is 1, farther when 0;
 //   - a bucket i < c shares exactly i bits: farther as i falls.
-func (t *table) closestLocked(target block.ID, n int, except block.ID, skipFailing bool) []transport.Contact {
+func (t *table) closestLocked(target block.ID, n int, keep func(*entry) bool) []transport.Contact {
 	if n <= 0 {
 		return nil
 	}
 	// Room for a whole bucket past n: take appends one before trimming.
 	out := make([]transport.Contact, 0, n+t.limits.k)
 	take := func(i int) {
-		if len(out) == n || len(t.buckets[i].live) == 0 {
+		if len(out) == n || len(t.liveIn(i)) == 0 {
 			return
 		}
 		from := len(out)
-		for _, e := range t.buckets[i].live {
-			if e.ID != except && (!skipFailing || e.Failures == 0) {
+		for _, e := range t.liveIn(i) {
+			if keep(e) {
 				out = append(out, e.Contact)
 			}
 		}
@@ -444,12 +565,13 @@ func (t *table) closestLocked(target block.ID, n int, except block.ID, skipFaili
 // sortByDistance sorts cs by XOR distance to target, closest first.
 func sortByDistance(cs []transport.Contact, target block.ID) {
 	slices.SortFunc(cs, func(a, b transport.Contact) int {
-		return compareDistance(a.ID, b.ID, target)
+		return CompareDistance(a.ID, b.ID, target)
 	})
 }
 
-// compareDistance compares a and b by XOR distance to target.
-func compareDistance(a, b, target block.ID) int {
+// CompareDistance compares a and b by XOR distance to target: -1 when a
+// is closer, 1 when b is, 0 when they are the same ID.
+func CompareDistance(a, b, target block.ID) int {
 	for i := range target {
 		da, db := a[i]^target[i], b[i]^target[i]
 		if da != db {
@@ -477,7 +599,7 @@ func (t *table) contacts() []ContactInfo {
 	out := make([]ContactInfo, 0, t.size)
 	for i := range t.buckets {
 		for _, e := range t.buckets[i].live {
-			out = append(out, *e)
+			out = append(out, e.info(t.self))
 		}
 	}
 	return out
@@ -490,7 +612,7 @@ func (t *table) lookedUp(target block.ID, now time.Time) {
 		return
 	}
 	t.mu.Lock()
-	t.buckets[i].lastLookup = now
+	t.bucketAt(i).lastLookup = now.UnixNano()
 	t.mu.Unlock()
 }
 
@@ -501,7 +623,7 @@ func (t *table) lookedUp(target block.ID, now time.Time) {
 // so buckets 0 to m remain (m is the farthest contact's bucket when the
 // table holds fewer than K).
 func (t *table) staleBuckets(cutoff time.Time) []int {
-	return t.farBuckets(func(b *bucket) bool { return b.lastLookup.Before(cutoff) })
+	return t.farBuckets(func(b *bucket) bool { return b.lastLookup < cutoff.UnixNano() })
 }
 
 // emptyBuckets returns the buckets staleBuckets would consider that hold
@@ -513,14 +635,14 @@ func (t *table) emptyBuckets() []int {
 func (t *table) farBuckets(keep func(*bucket) bool) []int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	near := t.closestLocked(t.self, t.limits.k, block.ID{}, false)
+	near := t.closestLocked(t.self, t.limits.k, func(*entry) bool { return true })
 	if len(near) == 0 {
 		return nil
 	}
 	last := t.bucketIndex(near[len(near)-1].ID)
 	var out []int
 	for i := 0; i <= last; i++ {
-		if keep(&t.buckets[i]) {
+		if keep(t.bucketAt(i)) {
 			out = append(out, i)
 		}
 	}

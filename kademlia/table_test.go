@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/internal/testseed"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -85,7 +86,7 @@ func TestTableFullBucketEvictsOnlyAfterFailedPing(t *testing.T) {
 	// The old contact answers: it stays (now most recently seen), and the
 	// newcomer keeps waiting.
 	tb.seen(checks[0], t0.Add(2*time.Minute))
-	tb.checked(ids[0], true)
+	tb.checked(checks[0], true)
 	if got := liveIDs(tb, 5); !slices.Contains(got, ids[0]) || slices.Contains(got, newcomer) || got[len(got)-1] != ids[0] {
 		t.Fatalf("after a good ping the bucket is %v", got)
 	}
@@ -96,7 +97,7 @@ func TestTableFullBucketEvictsOnlyAfterFailedPing(t *testing.T) {
 	if len(checks) != 1 || checks[0].ID != ids[1] {
 		t.Fatalf("pending checks %v, want %v", checks, ids[1].Short())
 	}
-	tb.checked(ids[1], false)
+	tb.checked(checks[0], false)
 	got := liveIDs(tb, 5)
 	if slices.Contains(got, ids[1]) {
 		t.Fatal("a contact that failed its liveness check is still live")
@@ -109,20 +110,20 @@ func TestTableFullBucketEvictsOnlyAfterFailedPing(t *testing.T) {
 func TestTableRemovesAfterRepeatedFailures(t *testing.T) {
 	self := testID(1)
 	tb := newTestTable(self, K)
-	id := idInBucket(self, 2, 1)
-	tb.seen(transport.Contact{ID: id, Addr: addrN(1)}, t0)
-	tb.failed(id)
-	tb.failed(id)
+	c := transport.Contact{ID: idInBucket(self, 2, 1), Addr: addrN(1)}
+	tb.seen(c, t0)
+	tb.failed(c)
+	tb.failed(c)
 	if tb.len() != 1 {
 		t.Fatal("removed before MaxFailures consecutive failures")
 	}
-	tb.seen(transport.Contact{ID: id, Addr: addrN(1)}, t0)
-	tb.failed(id)
-	tb.failed(id)
+	tb.seen(c, t0)
+	tb.failed(c)
+	tb.failed(c)
 	if tb.len() != 1 {
 		t.Fatal("an answer did not reset the failure count")
 	}
-	tb.failed(id)
+	tb.failed(c)
 	if tb.len() != 0 {
 		t.Fatal("still there after MaxFailures consecutive failures")
 	}
@@ -136,7 +137,7 @@ func TestTableFailureEvictsAtOnceWhenReplacementWaits(t *testing.T) {
 	self := testID(1)
 	a, b, c := idInBucket(self, 0, 1), idInBucket(self, 0, 2), idInBucket(self, 0, 3)
 	tests := map[string]struct {
-		charge func(*table, block.ID)
+		charge func(*table, transport.Contact)
 		times  int
 		want   []block.ID
 	}{
@@ -152,12 +153,12 @@ func TestTableFailureEvictsAtOnceWhenReplacementWaits(t *testing.T) {
 			tb.seen(transport.Contact{ID: b, Addr: addrN(2)}, t0)
 			tb.seen(transport.Contact{ID: c, Addr: addrN(3)}, t0) // cached
 			for range tc.times {
-				tc.charge(tb, b)
+				tc.charge(tb, transport.Contact{ID: b, Addr: addrN(2)})
 			}
 			if got := liveIDs(tb, 0); !slices.Equal(got, tc.want) {
 				t.Fatalf("bucket %v, want %v", got, tc.want)
 			}
-			if !tb.failing(b) {
+			if !tb.failing(transport.Contact{ID: b, Addr: addrN(2)}) {
 				t.Error("the charged contact is not failing")
 			}
 		})
@@ -204,7 +205,7 @@ func TestTableIPGroupLimits(t *testing.T) {
 // TestTableClosestIsExact compares closest with sorting every contact, for
 // targets near and far from the own ID and the own ID itself.
 func TestTableClosestIsExact(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
+	rng := testseed.Rand(t)
 	randomID := func() block.ID {
 		var id block.ID
 		for i := range id {
@@ -302,7 +303,7 @@ func TestTableRemembersFailingContacts(t *testing.T) {
 	self := testID(1)
 	tb := newTestTable(self, K)
 	c := transport.Contact{ID: idInBucket(self, 4, 1), Addr: addrN(1)}
-	stranger := idInBucket(self, 9, 2)
+	stranger := transport.Contact{ID: idInBucket(self, 9, 2), Addr: addrN(2)}
 	tb.seen(c, t0)
 	steps := []struct {
 		do   func()
@@ -310,13 +311,13 @@ func TestTableRemembersFailingContacts(t *testing.T) {
 		why  string
 	}{
 		{func() {}, false, "seen, never failed"},
-		{func() { tb.failed(c.ID) }, true, "one failure"},
-		{func() { tb.failed(c.ID); tb.failed(c.ID) }, true, "dropped after three"},
+		{func() { tb.failed(c) }, true, "one failure"},
+		{func() { tb.failed(c); tb.failed(c) }, true, "dropped after three"},
 		{func() { tb.seen(c, t0) }, false, "seen again"},
 	}
 	for _, st := range steps {
 		st.do()
-		if got := tb.failing(c.ID); got != st.want {
+		if got := tb.failing(c); got != st.want {
 			t.Errorf("%s: failing %v, want %v", st.why, got, st.want)
 		}
 	}
@@ -329,9 +330,47 @@ func TestTableRemembersFailingContacts(t *testing.T) {
 	}
 }
 
+// TestTableChargesOnlyTheAddressItHolds: a failure at an address the
+// table does not hold for the ID (a third party's) costs the entry
+// nothing, live or cached; the held address, however encoded, and a
+// fault of the peer itself (no address) do.
+func TestTableChargesOnlyTheAddressItHolds(t *testing.T) {
+	self := testID(1)
+	tb := newTestTable(self, 1)
+	live := transport.Contact{ID: idInBucket(self, 3, 1), Addr: addrN(1)}
+	cached := transport.Contact{ID: idInBucket(self, 3, 2), Addr: addrN(2)}
+	elsewhere := func(c transport.Contact) transport.Contact { return transport.Contact{ID: c.ID, Addr: addrN(99)} }
+	tb.seen(live, t0)
+	tb.seen(cached, t0) // the bucket holds one: it waits in the cache
+	for range 3 {
+		tb.failed(elsewhere(live))
+		tb.failed(elsewhere(cached))
+	}
+	if got := tb.contacts(); len(got) != 1 || got[0].Contact != live || got[0].Failures != 0 {
+		t.Fatalf("after failures at other addresses the table is %+v, want %v with no failure", got, live)
+	}
+	if tb.failing(live) || !tb.failing(elsewhere(live)) {
+		t.Error("failing should tell the held address from the other one")
+	}
+	mapped := transport.Contact{ID: live.ID, Addr: netip.AddrPortFrom(netip.AddrFrom16(live.Addr.Addr().As16()), live.Addr.Port())}
+	tb.stalled(mapped)
+	tb.stalled(transport.Contact{ID: live.ID})
+	if got := tb.contacts(); len(got) != 1 || got[0].Failures != 2 {
+		t.Fatalf("a stall at the held address (mapped) and one of the peer itself: table %+v, want 2 failures", got)
+	}
+	// The cached contact survived the failures at the other address: it
+	// takes the place of the live one when that one fails.
+	tb.failed(live)
+	if got := liveIDs(tb, 3); !slices.Equal(got, []block.ID{cached.ID}) {
+		t.Fatalf("bucket %v, want the cached contact %v", got, cached.ID.Short())
+	}
+}
+
 func TestTableForgetsOldestDroppedBeyondMemory(t *testing.T) {
 	var d droppedSet
-	id := func(i int) block.ID { return block.ID{0: byte(i >> 8), 1: byte(i), 31: 1} }
+	id := func(i int) transport.Contact {
+		return transport.Contact{ID: block.ID{0: byte(i >> 8), 1: byte(i), 31: 1}, Addr: addrN(i)}
+	}
 	d.add(id(0))
 	d.remove(id(0)) // seen again: its entry lingers in the order
 	d.add(id(0))    // and fails again: a new entry
@@ -346,5 +385,41 @@ func TestTableForgetsOldestDroppedBeyondMemory(t *testing.T) {
 	}
 	if !d.has(id(1)) || !d.has(id(droppedMemory)) {
 		t.Error("a newer ID was forgotten")
+	}
+}
+
+// TestTableAnswersNameOnlyFreshUsableContacts: a NODES answer names
+// contacts verified within ContactFreshness whose last request did not
+// fail, never the requester, and loopback contacts only to a requester
+// on loopback.
+func TestTableAnswersNameOnlyFreshUsableContacts(t *testing.T) {
+	self := testID(1)
+	tb := newTestTable(self, K)
+	old := transport.Contact{ID: idInBucket(self, 1, 1), Addr: addrN(1)}
+	recent := transport.Contact{ID: idInBucket(self, 2, 1), Addr: addrN(2)}
+	failing := transport.Contact{ID: idInBucket(self, 3, 1), Addr: addrN(3)}
+	local := transport.Contact{ID: idInBucket(self, 4, 1), Addr: netip.MustParseAddrPort("127.0.0.1:4001")}
+	requester := transport.Peer{ID: idInBucket(self, 5, 1), Addr: addrN(5)}
+	tb.seen(old, t0)
+	tb.seen(recent, t0.Add(10*time.Minute))
+	tb.seen(failing, t0.Add(10*time.Minute))
+	tb.failed(failing)
+	tb.seen(local, t0.Add(10*time.Minute))
+	tb.seen(transport.Contact{ID: requester.ID, Addr: requester.Addr}, t0.Add(10*time.Minute))
+	now := t0.Add(ContactFreshness + time.Second)
+
+	if got := tb.closestAnswer(self, K, requester, now); !slices.Equal(got, []transport.Contact{recent}) {
+		t.Errorf("answer to a requester off loopback: %v, want only %v", got, recent)
+	}
+	onLoopback := transport.Peer{ID: requester.ID, Addr: netip.MustParseAddrPort("127.0.0.1:4005")}
+	if got := tb.closestAnswer(self, K, onLoopback, now); !slices.Equal(got, []transport.Contact{local, recent}) {
+		t.Errorf("answer to a requester on loopback: %v, want %v and %v", got, recent, local)
+	}
+	// The node's own lookups still ask every live contact.
+	if got := tb.closest(self, K, block.ID{}); len(got) != 5 {
+		t.Errorf("closest for the own lookups: %d contacts, want 5", len(got))
+	}
+	if got := tb.stale(t0.Add(5*time.Minute), K); !slices.Equal(got, []transport.Contact{old}) {
+		t.Errorf("stale contacts %v, want %v", got, old)
 	}
 }

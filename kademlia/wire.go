@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 	"unicode/utf8"
 
 	"github.com/flowmail/flowmail/block"
@@ -195,6 +196,14 @@ type ListedEntry struct {
 	ID       block.ID
 	StoredAt uint64 // Unix seconds
 }
+
+// maxUnixSeconds caps the u64 times of the wire (since, stored_at) where
+// time.Unix still counts right: beyond about 2^63 - 2^36 it wraps.
+const maxUnixSeconds = 1 << 62
+
+// unixTime is a wire time (List.Since, ListedEntry.StoredAt) as a
+// time.Time, capped at maxUnixSeconds.
+func unixTime(s uint64) time.Time { return time.Unix(int64(min(s, maxUnixSeconds)), 0) }
 
 // Delete asks the receiver to drop ID, proving the right with Preimage.
 type Delete struct {

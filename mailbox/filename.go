@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// fileName is a Maildir file name taken apart (docs/PROTOCOL.md 15.1):
+// fileName is a Maildir file name taken apart (docs/PROTOCOL.md 16.1):
 //
 //	<unique>[,<other fields>][,U=<uid>][,V=<uidvalidity>][,W=<size with CRLF>][:2,<flags>]
 type fileName struct {

@@ -6,7 +6,7 @@ import (
 )
 
 // Flags are the flags of one message, kept in its Maildir file name after
-// ":2," as the Maildir convention's letters (docs/PROTOCOL.md 15.1).
+// ":2," as the Maildir convention's letters (docs/PROTOCOL.md 16.1).
 type Flags uint8
 
 // The flags a message can carry, with their Maildir letters.

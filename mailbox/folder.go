@@ -86,7 +86,7 @@ func (f *Folder) markGone() {
 }
 
 // load reads the UID file, or rebuilds it from the folder list (spec
-// 15.3), never giving a UID lower than one the folder's files carry, and
+// 16.3), never giving a UID lower than one the folder's files carry, and
 // then syncs with the disk.
 func (f *Folder) load() error {
 	b, err := readBounded(filepath.Join(f.path, UIDFile), maxUIDFile)

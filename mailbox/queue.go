@@ -23,7 +23,7 @@ import (
 // ErrQueueEntry reports an outbox entry or state file that does not parse.
 var ErrQueueEntry = errors.New("mailbox: damaged outbox entry")
 
-// Limits of an outbox entry (docs/PROTOCOL.md 15.5).
+// Limits of an outbox entry (docs/PROTOCOL.md 16.5).
 const (
 	MaxQueueRecipients = 256      // addresses in one entry, To/Cc and Bcc together
 	maxQueueHeader     = 32 << 10 // bytes before the message
@@ -57,7 +57,7 @@ type QueueState struct {
 	Err      string    // the last failure
 }
 
-// Queue is the outbox of the bridge (docs/PROTOCOL.md 15.5): mail that
+// Queue is the outbox of the bridge (docs/PROTOCOL.md 16.5): mail that
 // was accepted and is not yet sent, one file per submission, written in
 // full and synced before it appears under its name, so an accepted mail
 // survives a crash; beside it a state file saying which parts went out.

@@ -39,7 +39,7 @@ var (
 	ErrLocked = errors.New("locked")
 )
 
-// Store is a Maildir++ tree (docs/PROTOCOL.md 15): INBOX is the Maildir
+// Store is a Maildir++ tree (docs/PROTOCOL.md 16): INBOX is the Maildir
 // at the root, every other folder a Maildir in ".<name>" beside its new/,
 // cur/ and tmp/. Messages carry their UID, the UIDVALIDITY it belongs to,
 // their size with CRLF line ends and their flags in their file names;

@@ -9,12 +9,12 @@ import (
 )
 
 // UIDFile is the name of the file in each folder that holds its
-// UIDVALIDITY and the next UID to assign (docs/PROTOCOL.md 15.2).
+// UIDVALIDITY and the next UID to assign (docs/PROTOCOL.md 16.2).
 const UIDFile = "flowmail-uids"
 
 // FolderListFile is the name of the file at the root of the store that
 // lists every folder with its UIDVALIDITY and a UID high-water mark: the
-// copy a lost UID file is rebuilt from (docs/PROTOCOL.md 15.3).
+// copy a lost UID file is rebuilt from (docs/PROTOCOL.md 16.3).
 const FolderListFile = "flowmail-folders"
 
 // Limits of the two files: far above what they hold, small enough that a

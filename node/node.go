@@ -21,6 +21,7 @@ import (
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/atomicfile"
+	"github.com/flowmail/flowmail/internal/clock"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/rendezvous"
 	"github.com/flowmail/flowmail/transport"
@@ -94,9 +95,9 @@ type Config struct {
 	DialTimeout    time.Duration
 	RequestTimeout time.Duration
 
-	// Now is the DHT's clock (nil: time.Now). Tests move it forward to
-	// make republishing due; the block store always uses the wall clock.
-	Now func() time.Time
+	// Clock is the DHT's clock (nil: clock.Real). Tests move it forward
+	// (clock.Offset) to make republishing due.
+	Clock clock.Clock
 
 	// PacketConn, when set, is the UDP socket QUIC uses instead of
 	// listening on Listen; the node does not close it.
@@ -275,7 +276,7 @@ func (n *Node) openNetwork(ctx context.Context, listen string, client bool) erro
 		RequestTimeout:    n.cfg.RequestTimeout,
 		Transport:         instrumented{Transport: n.tr, m: n.m},
 		Client:            client,
-		Now:               n.now,
+		Clock:             n.cfg.Clock,
 		Rand:              rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		Logger:            n.log,
 		RefreshInterval:   n.cfg.RefreshInterval,
@@ -295,13 +296,6 @@ func (n *Node) openNetwork(ctx context.Context, listen string, client bool) erro
 		n.quic.SetHandler(n.m.instrumentHandler(n.dht.Handle))
 	}
 	return nil
-}
-
-func (n *Node) now() time.Time {
-	if n.cfg.Now != nil {
-		return n.cfg.Now()
-	}
-	return time.Now()
 }
 
 func (n *Node) loadIdentity() (*identity.Identity, error) {

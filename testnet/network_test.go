@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/internal/clock"
 	"github.com/flowmail/flowmail/node"
 )
 
@@ -74,10 +75,9 @@ func TestThirtyNodesStoreFetchAndSurviveChurn(t *testing.T) {
 	phase := func(name string) { t.Logf("%6.2fs %s", time.Since(t0).Seconds(), name) }
 	// The DHT clock can jump forward, so the republish an hour after
 	// storing happens now; the block stores keep the wall clock.
-	var skew atomic.Int64
-	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	var clk clock.Offset
 	net, err := Start(ctx, Config{Nodes: 30, Dir: t.TempDir(), SingleSeed: true,
-		Tune: func(_ int, c *node.Config) { c.Now, c.DialTimeout = clock, time.Second }})
+		Tune: func(_ int, c *node.Config) { c.Clock, c.DialTimeout = &clk, time.Second }})
 	phase("30 nodes up")
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +145,7 @@ func TestThirtyNodesStoreFetchAndSurviveChurn(t *testing.T) {
 	// contacts and drops them; the second finds the true closest.
 	var republished atomic.Int64
 	for round := 1; round <= 2; round++ {
-		skew.Add(int64(75 * time.Minute)) // past every republish date
+		clk.Advance(75 * time.Minute) // past every republish date
 		for _, nd := range net.Running() {
 			n, err := nd.DHT().Republish(ctx)
 			if err != nil {

@@ -1,7 +1,7 @@
 // Package archtest holds the dependency rules of docs/../DESIGN.md: the
 // arrows run cmd -> testnet -> node -> {kademlia, delivery} ->
-// {transport, blockstore, mail, mailbox, pow, identity} -> block, never
-// back.
+// {transport, blockstore, mail, mailbox, pow, record} -> identity ->
+// block, never back.
 package archtest
 
 import (
@@ -17,8 +17,9 @@ const module = "github.com/flowmail/flowmail/"
 // forbidden lists, for each package, the flowmail packages it must not
 // import (directly or through others).
 var forbidden = map[string][]string{
-	"block":        {"identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
-	"identity":     {"blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"block":        {"identity", "record", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"identity":     {"record", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"record":       {"blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"pow":          {"identity", "blockstore", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"blockstore":   {"pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"transport":    {"blockstore", "pow", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
@@ -32,11 +33,17 @@ var forbidden = map[string][]string{
 	"bridge":       {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
 	"testnet":      {"internal/mailforge", "internal/mailtest", "cmd/flowmail"},
 	"cmd/flowmail": {"internal/mailforge", "internal/mailtest"},
+	// kadsim simulates DHTs for tests; see testOnly.
+	"kademlia/kadsim": {"mail", "delivery", "mailbox", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	// Only its tests import others, so nothing can come to depend on them.
 	"internal/spectest": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	// Imported by tests of every layer.
 	"internal/testseed": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 }
+
+// testOnly lists packages only tests may import: no package's own code
+// depends on them.
+var testOnly = []string{"kademlia/kadsim"}
 
 type pkg struct {
 	ImportPath string
@@ -58,6 +65,13 @@ func TestImportRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		name := strings.TrimPrefix(p.ImportPath, module)
+		for _, d := range p.Deps {
+			for _, only := range testOnly {
+				if d == module+only {
+					t.Errorf("%s imports %s, which only tests may import", name, only)
+				}
+			}
+		}
 		rules, ok := forbidden[name]
 		if !ok {
 			continue

@@ -18,10 +18,12 @@ import (
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/bridge"
+	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/onion"
+	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -49,6 +51,9 @@ var limits = map[string]any{
 	"K":                 kademlia.K,
 	"alpha":             kademlia.Alpha,
 	"MaxListEntries":    kademlia.MaxListEntries,
+	"MaxListPages":      kademlia.MaxListPages,
+	"MaxListResults":    kademlia.MaxListResults,
+	"ContactFreshness":  kademlia.ContactFreshness,
 	"RepublishInterval": kademlia.RepublishInterval,
 	"MaxRecipients":     mail.MaxRecipients,
 	"MaxMessageSize":    mail.MaxMessageSize,
@@ -77,6 +82,18 @@ var limits = map[string]any{
 	"GuardMinLifetime": onion.GuardMinLifetime,
 	"GuardMaxLifetime": onion.GuardMaxLifetime,
 	"GuardGrace":       onion.GuardGrace,
+
+	"MaxRecordSize":    block.MaxRecordSize,
+	"MaxRotations":     block.MaxRotations,
+	"MaxKeyEvents":     record.MaxKeyEvents,
+	"GracePeriod":      identity.GracePeriod,
+	"MaxDelegation":    record.MaxDelegation,
+	"MaxDelegates":     record.MaxDelegates,
+	"MaxNameValidity":  record.MaxNameValidity,
+	"MaxNameSize":      record.MaxNameSize,
+	"MaxLocalPart":     record.MaxLocalPart,
+	"SafetyIterations": record.SafetyIterations,
+	"SafetyGroups":     record.SafetyGroups,
 
 	"MaxFailuresPerSource":  bridge.MaxFailuresPerSource,
 	"MaxFailuresPerAccount": bridge.MaxFailuresPerAccount,

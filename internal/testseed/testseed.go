@@ -5,6 +5,7 @@
 package testseed
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -33,4 +34,13 @@ func Seed(t testing.TB) uint64 {
 func Rand(t testing.TB) *rand.Rand {
 	t.Helper()
 	return rand.New(rand.NewPCG(Seed(t), 0))
+}
+
+// ChaCha8 returns a stream seeded by Seed, for tests that read key
+// material from an io.Reader.
+func ChaCha8(t testing.TB) *rand.ChaCha8 {
+	t.Helper()
+	var k [32]byte
+	binary.BigEndian.PutUint64(k[:], Seed(t))
+	return rand.NewChaCha8(k)
 }

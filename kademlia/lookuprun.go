@@ -1,0 +1,164 @@
+package kademlia
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/transport"
+)
+
+// Lookup finds the K nodes closest to target: it keeps Alpha requests in
+// flight to the closest contacts not yet asked, and ends when the K
+// closest contacts it has heard of that neither failed nor stalled have
+// all answered (docs/PROTOCOL.md section 8). A request unanswered for the
+// stall time stops counting against Alpha but may still answer. It
+// returns the K closest contacts that answered, closest first.
+func (d *DHT) Lookup(ctx context.Context, target block.ID) ([]transport.Contact, LookupStats, error) {
+	m, err := d.runLookup(ctx, target, false)
+	st := m.finalStats()
+	if err != nil {
+		return nil, st, err
+	}
+	res := m.closest()
+	if len(res) == 0 {
+		return nil, st, fmt.Errorf("%w: lookup of %v (%d requests)", ErrNoContacts, target.Short(), st.Messages)
+	}
+	return res, st, nil
+}
+
+// lookupResult is what one request of a lookup brings back to the
+// driver.
+type lookupResult struct {
+	to    block.ID
+	msg   Message
+	fault transport.Contact // whom to charge a failure, zero if none
+	err   error
+}
+
+// runLookup drives a lookupMachine: it carries the machine's requests to
+// the transport and their outcomes, the stall timer and cancellation back
+// to it, and applies its charges to the routing table. Every request it
+// started has returned when it returns.
+func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool) (*lookupMachine, error) {
+	m := newLookupMachine(lookupParams{
+		self: d.cfg.ID, target: target, wantBlock: wantBlock,
+		k: d.cfg.K, alpha: d.cfg.Alpha,
+		table:      d.table.preferred,
+		groupLimit: d.cfg.BucketIPLimit,
+	})
+	d.stats.lookups.Add(1)
+	d.table.lookedUp(target, d.now())
+	seeds := d.table.closest(target, d.cfg.K, block.ID{})
+	if len(seeds) == 0 {
+		return m, fmt.Errorf("%w: routing table is empty", ErrNoContacts)
+	}
+	qctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan lookupResult, d.cfg.Alpha)
+	timer := d.cfg.Clock.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+
+	step := func(ev lookupEvent) lookupReady {
+		ev.now, ev.stall = d.now(), d.stallTimeout()
+		stalledBefore := m.stats.Stalled
+		rd := m.step(ev)
+		d.stats.lookupStalls.Add(uint64(m.stats.Stalled - stalledBefore))
+		for _, c := range rd.stalled {
+			d.table.stalled(c)
+		}
+		for _, c := range rd.charge {
+			d.table.failed(c)
+		}
+		for _, c := range rd.liars {
+			d.log.Warn("kademlia: peer named a contact at another node's address", "peer", c.ID.Short())
+			d.table.remove(c.ID)
+		}
+		for _, c := range rd.send {
+			go d.lookupQuery(qctx, c, target, wantBlock, results)
+		}
+		return rd
+	}
+	rd := step(lookupEvent{kind: evStart, contacts: seeds})
+	for !rd.done {
+		var timerC <-chan time.Time
+		if timer.Stop(); !rd.timer.IsZero() {
+			timer.Reset(rd.timer.Sub(d.now()))
+			timerC = timer.C
+		}
+		select {
+		case r := <-results:
+			rd = step(d.lookupEvent(m, r))
+		case <-timerC:
+			rd = step(lookupEvent{kind: evTick})
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil && !rd.done {
+			rd = step(lookupEvent{kind: evCancel})
+		}
+	}
+	// Requests to contacts that no longer matter are abandoned, not
+	// counted as failures (exchange checks the context); those that
+	// stalled were charged when they stalled.
+	cancel()
+	for m.inflight > 0 {
+		step(d.lookupEvent(m, <-results))
+	}
+	d.stats.lookupMessages.Add(uint64(m.stats.Messages))
+	return m, ctx.Err()
+}
+
+// lookupEvent turns the outcome of a request into the machine's input: a
+// block that does not hash to the target is a lie, and the liar leaves
+// the routing table.
+func (d *DHT) lookupEvent(m *lookupMachine, r lookupResult) lookupEvent {
+	ev := lookupEvent{kind: evFailed, from: r.to, fault: r.fault}
+	if r.err != nil {
+		ev.wrongPeer = errors.Is(r.err, transport.ErrWrongPeer)
+		d.log.Debug("kademlia: lookup request failed", "target", m.p.target.Short(), "peer", r.to.Short(), "err", r.err)
+		return ev
+	}
+	switch msg := r.msg.(type) {
+	case Nodes:
+		ev.kind, ev.contacts = evNodes, msg.Contacts
+	case BlockReply:
+		if !m.p.wantBlock {
+			break
+		}
+		if err := verifyBlock(m.p.target, msg.Block); err != nil {
+			d.log.Warn("kademlia: peer returned a block that does not match", "peer", r.to.Short(), "id", m.p.target.Short(), "err", err)
+			d.table.remove(r.to)
+			break
+		}
+		ev.kind, ev.block, ev.lifetime = evBlock, msg.Block, msg.Lifetime
+	}
+	return ev
+}
+
+// lookupQuery sends one FIND_NODE (or FIND_BLOCK) of a lookup and reports
+// its outcome, with the round trip of an answer for the stall time.
+func (d *DHT) lookupQuery(ctx context.Context, c transport.Contact, target block.ID, wantBlock bool, out chan<- lookupResult) {
+	var m Message = FindNode{Target: target}
+	if wantBlock {
+		m = FindBlock{ID: target}
+	}
+	start := d.now()
+	resp, _, fault, err := d.exchange(ctx, c, m)
+	if err == nil {
+		d.rtt.add(d.now().Sub(start))
+	}
+	out <- lookupResult{to: c.ID, msg: resp, fault: fault, err: err}
+}
+
+// verifyBlock checks that b is the block named id and that it is valid.
+func verifyBlock(id block.ID, b []byte) error {
+	if got := block.Sum(b); got != id {
+		return fmt.Errorf("block hashes to %v, not %v", got.Short(), id.Short())
+	}
+	_, err := identity.Check(b)
+	return err
+}
