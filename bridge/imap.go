@@ -511,13 +511,15 @@ func fromFlags(f mailbox.Flags) []imap.Flag {
 	return out
 }
 
-// slogPrintf takes the libraries' Printf logging into the bridge's logger.
+// slogPrintf takes the libraries' Printf logging into the bridge's
+// logger, at Info: most of it is clients hanging up mid-command, which
+// mail clients do all the time.
 type slogPrintf struct {
-	log interface{ Warn(string, ...any) }
+	log interface{ Info(string, ...any) }
 }
 
 func (l slogPrintf) Printf(format string, args ...any) {
-	l.log.Warn(strings.TrimSpace(fmt.Sprintf(format, args...)))
+	l.log.Info(strings.TrimSpace(fmt.Sprintf(format, args...)))
 }
 
 // readMessage reads a whole message (with CRLF) into memory, for the
@@ -535,7 +537,7 @@ func readMessage(f *mailbox.Folder, uid uint32) ([]byte, mailbox.Message, error)
 }
 
 func (l slogPrintf) Println(args ...any) {
-	l.log.Warn(strings.TrimSpace(fmt.Sprintln(args...)))
+	l.log.Info(strings.TrimSpace(fmt.Sprintln(args...)))
 }
 
 // exactReader reads exactly left bytes: an EOF before them is
