@@ -102,11 +102,7 @@ func (b *Bridge) sendOne(ctx context.Context, id string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err // a damaged entry stays for a person to look at
 	}
-	msg, err := io.ReadAll(io.LimitReader(r, b.maxSize+1))
 	r.Close()
-	if err != nil {
-		return time.Time{}, err
-	}
 	st, err := b.queue.State(sub)
 	if err != nil {
 		return time.Time{}, err
@@ -121,12 +117,13 @@ func (b *Bridge) sendOne(ctx context.Context, id string) (time.Time, error) {
 		if st.Done[part] {
 			continue
 		}
-		sendErr = b.sendPart(ctx, sub, msg, part)
+		sendErr = b.sendPart(ctx, sub, part)
 		if ctx.Err() != nil {
 			return time.Time{}, ctx.Err()
 		}
 		if sendErr != nil {
-			permanent = errors.Is(sendErr, ErrNoKey) || errors.Is(sendErr, mail.ErrFromHeader) || errors.Is(sendErr, mail.ErrFromMismatch) || errors.Is(sendErr, mail.ErrTooLarge)
+			permanent = errors.Is(sendErr, ErrNoKey) || errors.Is(sendErr, mail.ErrFromHeader) || errors.Is(sendErr, mail.ErrFromMismatch) ||
+				errors.Is(sendErr, mail.ErrMessageSize) || errors.Is(sendErr, mail.ErrHeaderSize)
 			break
 		}
 		st.Done[part] = true
@@ -145,7 +142,7 @@ func (b *Bridge) sendOne(ctx context.Context, id string) (time.Time, error) {
 	st.Attempts++
 	st.Err = sendErr.Error()
 	if permanent || st.Attempts >= b.maxAttempts() || now.Sub(sub.Accepted) > giveUpAfter {
-		if err := b.bounce(sub, msg, st, sendErr, true); err != nil {
+		if err := b.bounce(sub, st, sendErr, true); err != nil {
 			return now.Add(b.retryAfter(st.Attempts)), err
 		}
 		err := b.queue.Remove(id)
@@ -153,7 +150,7 @@ func (b *Bridge) sendOne(ctx context.Context, id string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	if st.Attempts == 1 {
-		if err := b.bounce(sub, msg, st, sendErr, false); err != nil {
+		if err := b.bounce(sub, st, sendErr, false); err != nil {
 			b.log.Warn("filing a delay notice", "err", err)
 		}
 	}
@@ -172,8 +169,10 @@ func (b *Bridge) notifySend(id string, err error, bounced bool) {
 // sendPart builds and stores one mail of an entry: part 0 to the To and
 // Cc recipients, part i the blind copy to Bcc[i-1]. Its randomness and
 // signing time come from the entry, so building it again gives the same
-// message ID: recipients deliver it once however often it is sent.
-func (b *Bridge) sendPart(ctx context.Context, sub mailbox.Submission, msg []byte, part int) error {
+// message ID: recipients deliver it once however often it is sent. The
+// message streams from the entry's file, and delivery's send state
+// beside it lets a part cut short resume with the blocks stored so far.
+func (b *Bridge) sendPart(ctx context.Context, sub mailbox.Submission, part int) error {
 	to := sub.To
 	if part > 0 {
 		to = sub.Bcc[part-1 : part]
@@ -189,14 +188,28 @@ func (b *Bridge) sendPart(ctx context.Context, sub mailbox.Submission, msg []byt
 		}
 		keys[i] = k
 	}
-	built, err := b.codec.Build(ctx, mail.BuildInput{
-		Sender: b.me, Recipients: keys, Message: msg, Now: sub.Accepted, Rand: partRand(sub.Seed, part),
-	}, mail.BuildOptions{})
-	if err != nil {
+	send := func() error {
+		_, r, err := b.queue.Open(sub.ID)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		_, err = delivery.Send(ctx, b.cfg.Network, b.codec, mail.BuildInput{
+			Sender: b.me, Recipients: keys, Message: r, Size: sub.Size, Now: sub.Accepted, Rand: partRand(sub.Seed, part),
+		}, delivery.SendOptions{State: b.queue.SendState(sub.ID, part)})
 		return err
 	}
-	defer built.Release()
-	return delivery.Send(ctx, b.cfg.Network, built, delivery.SendOptions{})
+	err := send()
+	if errors.Is(err, delivery.ErrSendState) {
+		// A state for other keys (a recipient published a new one) or
+		// a damaged one: the part starts over, still the same mail.
+		b.log.Warn("starting a queued mail's part over", "id", sub.ID, "part", part, "err", err)
+		if rerr := b.queue.RemoveSendState(sub.ID, part); rerr != nil {
+			return rerr
+		}
+		err = send()
+	}
+	return err
 }
 
 // partRand is the ChaCha20 keystream under LH(LabelOutboxRand, seed ||
@@ -218,9 +231,27 @@ func (k keystream) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// maxBounceOriginal bounds the original a bounce carries in full; a
+// larger one is returned as its header section.
+const maxBounceOriginal = 16 << 20
+
 // bounce files a notice in INBOX: a final bounce (the mail is given up)
 // or a delay notice (it is retried). The original travels with it.
-func (b *Bridge) bounce(sub mailbox.Submission, msg []byte, st mailbox.QueueState, cause error, final bool) error {
+func (b *Bridge) bounce(sub mailbox.Submission, st mailbox.QueueState, cause error, final bool) error {
+	_, r, err := b.queue.Open(sub.ID)
+	if err != nil {
+		return err
+	}
+	msg, err := io.ReadAll(io.LimitReader(r, min(sub.Size, maxBounceOriginal)))
+	r.Close()
+	if err != nil {
+		return err
+	}
+	original := mail.Attachment{Name: "original.eml", ContentType: "message/rfc822", Data: msg}
+	if sub.Size > maxBounceOriginal {
+		head, _, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
+		original = mail.Attachment{Name: "original-headers.txt", ContentType: "text/rfc822-headers", Data: append(head, "\r\n"...)}
+	}
 	var who []string
 	for part := range sub.Parts() {
 		if st.Done[part] {
@@ -249,7 +280,7 @@ func (b *Bridge) bounce(sub mailbox.Submission, msg []byte, st mailbox.QueueStat
 		To:          []mail.Mailbox{{Address: b.me.ID()}},
 		Subject:     subject,
 		Text:        text,
-		Attachments: []mail.Attachment{{Name: "original.eml", ContentType: "message/rfc822", Data: msg}},
+		Attachments: []mail.Attachment{original},
 		Date:        b.clock.Now(),
 	}, crand.Reader)
 	if err != nil {

@@ -78,6 +78,7 @@ const (
 	queueStateMagic = "flowmail-outbox-state 1"
 	queueSuffix     = ".mail"
 	stateSuffix     = ".state"
+	sendStateSuffix = ".send"
 )
 
 // Add files a submission: the message read from r (at most limit bytes,
@@ -311,14 +312,38 @@ func (q *Queue) SaveState(sub Submission, st QueueState) error {
 	return nil
 }
 
-// Remove drops a submission and its state: it was sent, or bounced.
+// SendState is the path of the send state (docs/PROTOCOL.md 10.2) of
+// part of the submission id: delivery.Send keeps it so that a part cut
+// short resumes with the blocks it stored.
+func (q *Queue) SendState(id string, part int) string {
+	return filepath.Join(q.dir, fmt.Sprintf("%s.%d%s", id, part, sendStateSuffix))
+}
+
+// RemoveSendState drops the send state of one part, so it starts over.
+func (q *Queue) RemoveSendState(id string, part int) error {
+	if err := checkQueueID(id); err != nil {
+		return err
+	}
+	if err := os.Remove(q.SendState(id, part)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("mailbox: outbox: %w", err)
+	}
+	return nil
+}
+
+// Remove drops a submission and its states: it was sent, or bounced.
+// The send states go first, so a crash on the way leaves no large file
+// behind without its entry.
 func (q *Queue) Remove(id string) error {
 	if err := checkQueueID(id); err != nil {
 		return err
 	}
+	paths, err := filepath.Glob(filepath.Join(q.dir, id+".*"+sendStateSuffix))
+	if err != nil {
+		return fmt.Errorf("mailbox: outbox: %w", err)
+	}
 	var errs []error
-	for _, suffix := range []string{queueSuffix, stateSuffix} {
-		if err := os.Remove(filepath.Join(q.dir, id+suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, p := range append(paths, filepath.Join(q.dir, id+queueSuffix), filepath.Join(q.dir, id+stateSuffix)) {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -55,11 +57,27 @@ func TestQueueKeepsAcceptedMailAndItsProgress(t *testing.T) {
 	if err != nil || !st2.Done[0] || st2.Done[1] || st2.Attempts != 2 || st2.Err != "no route to host" || !st2.Next.Equal(testNow) {
 		t.Fatalf("saved state: %+v %v", st2, err)
 	}
+	// delivery.Send's resume files for two parts, as a send cut short
+	// leaves them.
+	for part := range got.Parts() {
+		if err := os.WriteFile(q.SendState(sub.ID, part), []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.RemoveSendState(sub.ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(q.SendState(sub.ID, 1)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("part 1's send state after RemoveSendState: %v", err)
+	}
 	if err := q.Remove(sub.ID); err != nil {
 		t.Fatal(err)
 	}
 	if ids, _ := q.List(); len(ids) != 0 {
 		t.Fatalf("after remove: %v", ids)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("files left after remove: %v", left)
 	}
 }
 
