@@ -119,8 +119,9 @@ func oneLine(err error) string { return strings.Join(strings.Fields(err.Error())
 func (s *smtpSession) Reset()        { s.rcpts = nil }
 func (s *smtpSession) Logout() error { s.b.sessions.done(); return nil }
 
-// Data takes the message, checks it, files it in the outbox (synced to
-// disk before the client hears 250) and a copy in Sent.
+// Data takes the message, checks its header, and streams it into the
+// outbox (synced to disk before the client hears 250), then files a copy
+// in Sent from there: a mail of any allowed size is never held whole.
 func (s *smtpSession) Data(r io.Reader) error {
 	if !s.authed {
 		return smtp.ErrAuthRequired
@@ -128,19 +129,15 @@ func (s *smtpSession) Data(r io.Reader) error {
 	if len(s.rcpts) == 0 {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "no valid recipients"}
 	}
-	raw, err := io.ReadAll(io.LimitReader(r, s.b.maxSize+1))
-	if err != nil {
-		return err // go-smtp answers ErrDataTooLarge itself
-	}
-	if int64(len(raw)) > s.b.maxSize {
-		return smtp.ErrDataTooLarge
-	}
-	msg, visible, err := prepareMessage(raw, s.b.me.ID(), func(addr string) (block.ID, error) {
+	msg, visible, err := prepareMessage(r, s.b.me.ID(), func(addr string) (block.ID, error) {
 		ctx, cancel := context.WithTimeout(s.b.runCtx(), s.b.lookupTimeout())
 		defer cancel()
 		return s.b.resolve(ctx, addr)
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, smtp.ErrDataTooLarge):
+		return smtp.ErrDataTooLarge
+	case err != nil:
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: oneLine(err)}
 	}
 	var sub mailbox.Submission
@@ -154,29 +151,55 @@ func (s *smtpSession) Data(r io.Reader) error {
 	if len(sub.To) > mail.MaxRecipients {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 3}, Message: fmt.Sprintf("at most %d To and Cc recipients in one mail", mail.MaxRecipients)}
 	}
-	sub, err = s.b.queue.Add(bytes.NewReader(msg), s.b.maxSize, sub, s.b.clock.Now())
-	if err != nil {
+	sub, err = s.b.queue.Add(msg, s.b.maxSize, sub, s.b.clock.Now())
+	switch {
+	case errors.Is(err, smtp.ErrDataTooLarge), errors.Is(err, mailbox.ErrTooBig):
+		return smtp.ErrDataTooLarge
+	case err != nil:
 		s.b.log.Error("outbox", "err", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "cannot queue the mail: " + oneLine(err)}
 	}
-	s.b.log.Info("mail queued", "id", sub.ID, "to", len(sub.To), "bcc", len(sub.Bcc), "bytes", len(msg))
-	if sent, err := s.b.store.Folder("Sent"); err == nil {
-		_, err = sent.Append(bytes.NewReader(msg), mailbox.FlagSeen, sub.Accepted, s.b.maxSize)
-		if err != nil {
-			s.b.log.Warn("filing a copy in Sent", "err", err)
-		}
+	s.b.log.Info("mail queued", "id", sub.ID, "to", len(sub.To), "bcc", len(sub.Bcc), "bytes", sub.Size)
+	if err := s.fileSent(sub); err != nil {
+		s.b.log.Warn("filing a copy in Sent", "err", err)
 	}
 	s.b.kickSender()
 	return nil
 }
 
-// prepareMessage checks a submitted message and makes it what is signed:
-// CRLF line ends, no Bcc header, a From that names the sender. It returns
-// the addresses its To and Cc headers show, as resolve reads them (a
+// fileSent copies a queued message into Sent.
+func (s *smtpSession) fileSent(sub mailbox.Submission) error {
+	sent, err := s.b.store.Folder("Sent")
+	if err != nil {
+		return err
+	}
+	_, r, err := s.b.queue.Open(sub.ID)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	_, err = sent.Append(r, mailbox.FlagSeen, sub.Accepted, s.b.maxSize)
+	return err
+}
+
+// prepareMessage reads a submitted message's header section (at most
+// mail.MaxHeaderSize bytes) and returns the message as it is to be
+// signed: CRLF line ends, no Bcc header, a From that names the sender;
+// the body is still read from r as the result is read. It also returns
+// the addresses the To and Cc headers show, as resolve reads them (a
 // contact's name at flowmail.invalid, say).
-func prepareMessage(raw []byte, me block.ID, resolve func(string) (block.ID, error)) ([]byte, map[block.ID]bool, error) {
-	raw = toCRLF(raw)
-	br := bufio.NewReader(bytes.NewReader(raw))
+func prepareMessage(r io.Reader, me block.ID, resolve func(string) (block.ID, error)) (io.Reader, map[block.ID]bool, error) {
+	// The header section must end within MaxHeaderSize bytes (as
+	// mail.Build checks): looked for before parsing, so the parser never
+	// reads past it.
+	br := bufio.NewReaderSize(&crlfReader{r: r}, mail.MaxHeaderSize)
+	peek, err := br.Peek(mail.MaxHeaderSize)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, nil, err // go-smtp's ErrDataTooLarge, or the connection
+	}
+	if len(peek) == mail.MaxHeaderSize && !bytes.HasPrefix(peek, []byte("\r\n")) && !bytes.Contains(peek, []byte("\r\n\r\n")) {
+		return nil, nil, fmt.Errorf("%w: no end of the header section in the first %d bytes", mail.ErrHeaderSize, mail.MaxHeaderSize)
+	}
 	h, err := textproto.ReadHeader(br)
 	if err != nil {
 		return nil, nil, fmt.Errorf("the message header does not parse: %v", err)
@@ -185,14 +208,11 @@ func prepareMessage(raw []byte, me block.ID, resolve func(string) (block.ID, err
 	if !h.Has("Date") {
 		return nil, nil, errors.New("the message has no Date header")
 	}
-	var out bytes.Buffer
-	if err := textproto.WriteHeader(&out, h); err != nil {
+	var head bytes.Buffer
+	if err := textproto.WriteHeader(&head, h); err != nil {
 		return nil, nil, err
 	}
-	if _, err := io.Copy(&out, br); err != nil {
-		return nil, nil, err
-	}
-	if err := mail.CheckFrom(out.Bytes(), me); err != nil {
+	if err := mail.CheckFrom(head.Bytes(), me); err != nil {
 		return nil, nil, fmt.Errorf("%w (set your client's address to %s)", err, mail.HeaderAddress(me))
 	}
 	visible := map[block.ID]bool{}
@@ -205,23 +225,59 @@ func prepareMessage(raw []byte, me block.ID, resolve func(string) (block.ID, err
 			}
 		}
 	}
-	return out.Bytes(), visible, nil
+	return io.MultiReader(&head, br), visible, nil
 }
 
-// toCRLF makes every line end CRLF.
-func toCRLF(b []byte) []byte {
-	if !bytes.Contains(b, []byte("\n")) {
-		return b
-	}
-	var out bytes.Buffer
-	out.Grow(len(b) + len(b)/40)
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
-			out.WriteByte('\r')
+// crlfReader yields r's bytes with every LF not after a CR made CRLF.
+type crlfReader struct {
+	r      io.Reader
+	prevCR bool   // the last byte yielded was a CR
+	lf     bool   // a LF is owed after the CR just yielded
+	buf    []byte // read from r, not yet yielded
+	store  []byte // what buf is read into
+	err    error
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		switch {
+		case c.lf:
+			p[n], c.lf, c.prevCR = '\n', false, false
+			n++
+			continue
+		case len(c.buf) == 0:
+			if c.err != nil || n > 0 {
+				return c.result(n)
+			}
+			if c.store == nil {
+				c.store = make([]byte, 32<<10)
+			}
+			m, err := c.r.Read(c.store)
+			c.buf, c.err = c.store[:m], err
+			continue
+		case c.buf[0] == '\n' && !c.prevCR:
+			p[n], c.buf, c.lf, c.prevCR = '\r', c.buf[1:], true, true
+			n++
+			continue
 		}
-		out.WriteByte(c)
+		// Up to the next LF not right at the start: copied as it is.
+		chunk := c.buf
+		if i := bytes.IndexByte(c.buf[1:], '\n'); i >= 0 {
+			chunk = c.buf[:i+1]
+		}
+		k := copy(p[n:], chunk)
+		c.prevCR = p[n+k-1] == '\r'
+		c.buf, n = c.buf[k:], n+k
 	}
-	return out.Bytes()
+	return c.result(n)
+}
+
+func (c *crlfReader) result(n int) (int, error) {
+	if n == 0 && c.err != nil {
+		return 0, c.err
+	}
+	return n, nil
 }
 
 // resolve turns a recipient as a client gives it into an address:

@@ -407,3 +407,33 @@ func FuzzFileName(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFolderName feeds folder names as IMAP clients send them (CREATE,
+// RENAME, SELECT): never a panic; an accepted name is a directory
+// straight under the store's root, never the root's parent or a file of
+// the store itself.
+func FuzzFolderName(f *testing.F) {
+	for _, n := range []string{"Work.Projects", "inbox", "..", ".hidden", "a/b", "Ärger", "a..b", "Sent", "flowmail-uids"} {
+		f.Add(n)
+	}
+	s := &Store{dir: "/store"}
+	f.Fuzz(func(t *testing.T, name string) {
+		c, err := canonical(name)
+		if err != nil {
+			if !errors.Is(err, ErrFolderName) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		p := s.folderPath(c)
+		if c == Inbox {
+			if p != "/store" {
+				t.Fatalf("INBOX at %q", p)
+			}
+			return
+		}
+		if filepath.Dir(p) != "/store" || !strings.HasPrefix(filepath.Base(p), ".") || filepath.Base(p) == "." || filepath.Base(p) == ".." {
+			t.Fatalf("%q is kept at %q", name, p)
+		}
+	})
+}
