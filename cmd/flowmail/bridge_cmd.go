@@ -170,6 +170,8 @@ func printClientConfig(s *streams, client string, me *identity.Identity, imapAdd
   Password:        the one `+"`flowmail bridge password`"+` prints
 
 Thunderbird asks once to accept the bridge's own certificate (%s): accept it permanently.
+The bridge files what it sends in Sent itself: under Account Settings > Copies & Folders,
+untick "Place a copy in", else Sent holds each mail twice.
 `, addr, ih, ip, sh, sp, user, cert)
 	case "neomutt":
 		fmt.Fprintf(s.out, `# neomutt: put this in ~/.config/neomutt/neomuttrc (a key with a passphrase:
@@ -179,6 +181,9 @@ set imap_user = "%s"
 set imap_pass = "`+"`%s`"+`"
 set folder = "imap://%s:%s/"
 set spoolfile = "+INBOX"
+# The bridge files what it sends in Sent itself; a copy from neomutt too
+# would be a second one.
+set copy = no
 set record = "+Sent"
 set postponed = "+Drafts"
 set trash = "+Trash"
