@@ -175,7 +175,7 @@ func waitSent(t *testing.T, ctx context.Context, ev *events) sendEvent {
 	return sendEvent{}
 }
 
-func imapLogin(t *testing.T, b *Bridge, pw string, opt *imapclient.Options) *imapclient.Client {
+func imapLogin(t testing.TB, b *Bridge, pw string, opt *imapclient.Options) *imapclient.Client {
 	t.Helper()
 	c, err := imapclient.DialInsecure(b.IMAPAddr(), opt)
 	if err != nil {
@@ -188,12 +188,12 @@ func imapLogin(t *testing.T, b *Bridge, pw string, opt *imapclient.Options) *ima
 	return c
 }
 
-func smtpSend(t *testing.T, b *Bridge, pw string, rcpts []string, msg []byte) error {
+func smtpSend(t testing.TB, b *Bridge, pw string, rcpts []string, msg []byte) error {
 	t.Helper()
 	return smtpSendTo(t, b.SMTPAddr(), b.me, pw, rcpts, msg)
 }
 
-func smtpSendTo(t *testing.T, addr string, me *identity.Identity, pw string, rcpts []string, msg []byte) error {
+func smtpSendTo(t testing.TB, addr string, me *identity.Identity, pw string, rcpts []string, msg []byte) error {
 	t.Helper()
 	c, err := smtp.Dial(addr)
 	if err != nil {
