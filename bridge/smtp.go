@@ -192,7 +192,7 @@ func prepareMessage(r io.Reader, me block.ID, resolve func(string) (block.ID, er
 	// The header section must end within MaxHeaderSize bytes (as
 	// mail.Build checks): looked for before parsing, so the parser never
 	// reads past it.
-	br := bufio.NewReaderSize(&crlfReader{r: r}, mail.MaxHeaderSize)
+	br := bufio.NewReaderSize(mailbox.NewCRLFReader(r), mail.MaxHeaderSize)
 	peek, err := br.Peek(mail.MaxHeaderSize)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, nil, err // go-smtp's ErrDataTooLarge, or the connection
@@ -226,58 +226,6 @@ func prepareMessage(r io.Reader, me block.ID, resolve func(string) (block.ID, er
 		}
 	}
 	return io.MultiReader(&head, br), visible, nil
-}
-
-// crlfReader yields r's bytes with every LF not after a CR made CRLF.
-type crlfReader struct {
-	r      io.Reader
-	prevCR bool   // the last byte yielded was a CR
-	lf     bool   // a LF is owed after the CR just yielded
-	buf    []byte // read from r, not yet yielded
-	store  []byte // what buf is read into
-	err    error
-}
-
-func (c *crlfReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		switch {
-		case c.lf:
-			p[n], c.lf, c.prevCR = '\n', false, false
-			n++
-			continue
-		case len(c.buf) == 0:
-			if c.err != nil || n > 0 {
-				return c.result(n)
-			}
-			if c.store == nil {
-				c.store = make([]byte, 32<<10)
-			}
-			m, err := c.r.Read(c.store)
-			c.buf, c.err = c.store[:m], err
-			continue
-		case c.buf[0] == '\n' && !c.prevCR:
-			p[n], c.buf, c.lf, c.prevCR = '\r', c.buf[1:], true, true
-			n++
-			continue
-		}
-		// Up to the next LF not right at the start: copied as it is.
-		chunk := c.buf
-		if i := bytes.IndexByte(c.buf[1:], '\n'); i >= 0 {
-			chunk = c.buf[:i+1]
-		}
-		k := copy(p[n:], chunk)
-		c.prevCR = p[n+k-1] == '\r'
-		c.buf, n = c.buf[k:], n+k
-	}
-	return c.result(n)
-}
-
-func (c *crlfReader) result(n int) (int, error) {
-	if n == 0 && c.err != nil {
-		return 0, c.err
-	}
-	return n, nil
 }
 
 // resolve turns a recipient as a client gives it into an address:

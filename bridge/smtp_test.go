@@ -13,6 +13,7 @@ import (
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/testseed"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 )
 
 func TestPrepareMessageStripsBccAndSeesHeaderRecipients(t *testing.T) {
@@ -54,7 +55,7 @@ func TestPrepareMessageStripsBccAndSeesHeaderRecipients(t *testing.T) {
 	}
 }
 
-// toCRLF is the conversion crlfReader streams, on a whole message.
+// toCRLF is the conversion mailbox.CRLFReader streams, on a whole message.
 func toCRLF(b []byte) []byte {
 	var out []byte
 	for i, c := range b {
@@ -66,7 +67,8 @@ func toCRLF(b []byte) []byte {
 	return out
 }
 
-// TestCRLFReaderAnySplit streams random mixes of LF, CR and CRLF through
+// TestCRLFReaderAnySplit (mailbox.CRLFReader, tested here beside
+// prepareMessage, its user on outside bytes) streams random mixes of LF, CR and CRLF through
 // readers that cut them anywhere (one byte at a time, odd buffer sizes)
 // and compares with the whole-message conversion.
 func TestCRLFReaderAnySplit(t *testing.T) {
@@ -82,7 +84,7 @@ func TestCRLFReaderAnySplit(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			src = iotest.OneByteReader(src)
 		}
-		r := &crlfReader{r: src}
+		r := mailbox.NewCRLFReader(src)
 		var got []byte
 		buf := make([]byte, 1+rng.IntN(7))
 		for {

@@ -354,7 +354,7 @@ func (f *Folder) Open(uid uint32) (io.ReadCloser, Message, error) {
 		m := f.msgs[i]
 		fh, err := os.Open(filepath.Join(f.path, "cur", m.file))
 		if err == nil {
-			return &crlfReader{r: bufio.NewReaderSize(fh, 64<<10), c: fh}, m, nil
+			return readCloser{NewCRLFReader(fh), fh}, m, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) || try > 0 {
 			return nil, Message{}, fmt.Errorf("mailbox: %w", err)

@@ -57,46 +57,61 @@ func (l *lfWriter) flush() error {
 	return nil
 }
 
-// crlfReader serves a Maildir file with each LF not after a CR as CRLF.
-type crlfReader struct {
-	r       *bufio.Reader
-	c       io.Closer
-	prev    byte
-	pending bool // an LF is owed after the CR just returned
+// CRLFReader yields r's bytes with every LF not after a CR made CRLF:
+// a Maildir file as IMAP serves it, a submitted message as it is signed.
+type CRLFReader struct {
+	r      io.Reader
+	prevCR bool   // the last byte yielded was a CR
+	lf     bool   // a LF is owed after the CR just yielded
+	buf    []byte // read from r, not yet yielded
+	store  []byte // what buf is read into
+	err    error
 }
 
-func (c *crlfReader) Read(p []byte) (int, error) {
+// NewCRLFReader reads r through a CRLFReader.
+func NewCRLFReader(r io.Reader) *CRLFReader { return &CRLFReader{r: r} }
+
+func (c *CRLFReader) Read(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
-		if c.pending {
-			p[n] = '\n'
+		switch {
+		case c.lf:
+			p[n], c.lf, c.prevCR = '\n', false, false
 			n++
-			c.pending = false
-			c.prev = '\n'
 			continue
-		}
-		b, err := c.r.ReadByte()
-		if err != nil {
-			if n > 0 && err == io.EOF {
-				return n, nil
+		case len(c.buf) == 0:
+			if c.err != nil || n > 0 {
+				return c.result(n)
 			}
-			return n, err
-		}
-		if b == '\n' && c.prev != '\r' {
-			p[n] = '\r'
+			if c.store == nil {
+				c.store = make([]byte, 32<<10)
+			}
+			m, err := c.r.Read(c.store)
+			c.buf, c.err = c.store[:m], err
+			continue
+		case c.buf[0] == '\n' && !c.prevCR:
+			p[n], c.buf, c.lf, c.prevCR = '\r', c.buf[1:], true, true
 			n++
-			c.pending = true
-			c.prev = '\r'
 			continue
 		}
-		p[n] = b
-		n++
-		c.prev = b
+		// Up to the next LF not right at the start: copied as it is.
+		chunk := c.buf
+		if i := bytes.IndexByte(c.buf[1:], '\n'); i >= 0 {
+			chunk = c.buf[:i+1]
+		}
+		k := copy(p[n:], chunk)
+		c.prevCR = p[n+k-1] == '\r'
+		c.buf, n = c.buf[k:], n+k
+	}
+	return c.result(n)
+}
+
+func (c *CRLFReader) result(n int) (int, error) {
+	if n == 0 && c.err != nil {
+		return 0, c.err
 	}
 	return n, nil
 }
-
-func (c *crlfReader) Close() error { return c.c.Close() }
 
 // toLF rewrites a delivered file that holds CRLF line ends with LF ones
 // (a fetch of an older flowmail delivers CRLF): the new content is
