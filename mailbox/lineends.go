@@ -19,40 +19,49 @@ type lfWriter struct {
 }
 
 func (l *lfWriter) Write(p []byte) (int, error) {
-	for _, b := range p {
+	n := len(p)
+	for len(p) > 0 {
 		if l.cr {
 			l.cr = false
-			if b != '\n' {
-				if err := l.put('\r'); err != nil {
+			if p[0] != '\n' {
+				if err := l.put([]byte{'\r'}); err != nil {
 					return 0, err
 				}
 			}
 		}
-		if b == '\r' {
-			l.cr = true
-			continue
+		i := bytes.IndexByte(p, '\r')
+		if i < 0 {
+			return n, l.put(p)
 		}
-		if err := l.put(b); err != nil {
+		if err := l.put(p[:i]); err != nil {
 			return 0, err
 		}
+		p, l.cr = p[i+1:], true
 	}
-	return len(p), nil
+	return n, nil
 }
 
-func (l *lfWriter) put(b byte) error {
-	l.crlf++
-	if b == '\n' && l.prev != '\r' {
-		l.crlf++
+// put writes b, which holds no CR except a lone one put back, and counts
+// its size with CRLF line ends: each LF not after a CR counts two.
+func (l *lfWriter) put(b []byte) error {
+	if len(b) == 0 {
+		return nil
 	}
-	l.prev = b
-	return l.w.WriteByte(b)
+	lfs := bytes.Count(b, []byte{'\n'})
+	if b[0] == '\n' && l.prev == '\r' {
+		lfs--
+	}
+	l.crlf += int64(len(b) + lfs)
+	l.prev = b[len(b)-1]
+	_, err := l.w.Write(b)
+	return err
 }
 
 // flush writes a CR held back at the end.
 func (l *lfWriter) flush() error {
 	if l.cr {
 		l.cr = false
-		return l.put('\r')
+		return l.put([]byte{'\r'})
 	}
 	return nil
 }
