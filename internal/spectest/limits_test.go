@@ -70,6 +70,7 @@ var limits = map[string]any{
 	"ContactFreshness":        kademlia.ContactFreshness,
 	"RepublishInterval":       kademlia.RepublishInterval,
 	"MaxRecipients":           mail.MaxRecipients,
+	"RouteBits":               mail.RouteBits,
 	"MaxMessageSize":          mail.MaxMessageSize,
 
 	"MaxHeaderSize":          mail.MaxHeaderSize,
