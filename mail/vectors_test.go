@@ -263,7 +263,10 @@ func genVectors() vectors.File {
 		mv("manifest_parity_not_the_formula", "parity_shards = 7 + ceil(k/4) (9.4)", man(2000, nil, set16(18, 9)), "invalid shard counts"),
 		mv("manifest_two_groups_for_one", "groups MUST be what 9.3 gives for compressed_len", man(2000, nil, set32(8, 2)), "shard layout does not match compressed length"),
 		mv("manifest_oversized_shards", "S is the smallest class that fits (9.3)", man(2000, nil, set32(12, 2048)), "shard layout does not match compressed length"),
-		mv("manifest_ok_grant_claim", "9.5, 16.3: grant_id and grant_mac as a sender fills them", man(2000, func(m *Manifest) { g := key(0x61); m.GrantID, m.GrantMAC = [GrantIDSize]byte(g[:GrantIDSize]), key(0x6d) }, nil), ""),
+		mv("manifest_ok_grant_claim", "9.5, 16.3: grant_id and grant_mac as a sender fills them", man(2000, func(m *Manifest) {
+			g := key(0x61)
+			m.GrantID, m.GrantMAC = [GrantIDSize]byte(g[:GrantIDSize]), key(0x6d)
+		}, nil), ""),
 		mv("manifest_mac_without_grant", "9.5: grant_mac MUST be zero when grant_id is", man(2000, func(m *Manifest) { m.GrantMAC = key(0x6d) }, nil), "grant_mac without a grant_id"),
 		mv("manifest_extra_data_shard", "k = max(2, ceil((r+16)/S)) (9.3)", man(2000, nil, func(b []byte) []byte {
 			set16(16, 3)(b)

@@ -96,7 +96,9 @@ func indexVectors(_ *identity.Identity) []vectors.Vector {
 		return vectors.Vector{Name: name, Function: "UnmaskIndex", Input: hex.EncodeToString(blk), Params: p, Error: errName, Note: note}
 	}
 	granted := lacksFullWork(dora, func() []byte { return indexBlock(t, testManifest(), dora.Public(), claim, -1) })
-	noWork := lacksFullWork(dora, func() []byte { return indexBlock(t, testManifest(), dora.Public(), nil, RoutePrefix(dora.Difficulty())) })
+	noWork := lacksFullWork(dora, func() []byte {
+		return indexBlock(t, testManifest(), dora.Public(), nil, RoutePrefix(dora.Difficulty()))
+	})
 	var unrouted []byte
 	for {
 		unrouted = indexBlock(t, testManifest(), dora.Public(), nil, 0)
