@@ -17,6 +17,7 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/grant"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/mail"
@@ -71,6 +72,7 @@ var limits = map[string]any{
 	"RepublishInterval":       kademlia.RepublishInterval,
 	"MaxRecipients":           mail.MaxRecipients,
 	"RouteBits":               mail.RouteBits,
+	"GrantSize":               grant.Size,
 	"MaxMessageSize":          mail.MaxMessageSize,
 
 	"MaxHeaderSize":          mail.MaxHeaderSize,
