@@ -20,7 +20,15 @@ type Index struct {
 	recipient block.ID
 	enc, ct   []byte
 	ctxs      []*hpke.Recipient // the context that gave the full work, or one per key
+	decaps    int               // HPKE decapsulations UnmaskIndex made
 }
+
+// Decapsulations is how many HPKE decapsulations (each with one export)
+// unmasking took: one per decryption key tried (spec 16.5).
+func (x *Index) Decapsulations() int { return x.decaps }
+
+// Keys is how many AEAD opens Open may make: one per context kept.
+func (x *Index) Keys() int { return len(x.ctxs) }
 
 // UnmaskIndex makes the checks of spec 6 on the index block blk, listed
 // under id, for me: it hashes to id, it is routable to me, it parses;
@@ -45,6 +53,7 @@ func UnmaskIndex(me *identity.Identity, id block.ID, blk []byte) (*Index, error)
 	ix := &Index{ID: id, recipient: me.ID(), enc: x.Sealed[:encSize], ct: x.Sealed[encSize:]}
 	d := me.Difficulty()
 	for _, k := range me.DecryptionKeys() {
+		ix.decaps++
 		ctx, err := hpke.NewRecipient(ix.enc, k, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte(block.LabelIndex))
 		if err != nil {
 			continue // an encapsulation this key rejects: not sealed to it
@@ -94,3 +103,6 @@ func CheckRoute(me *identity.Identity, id block.ID) error {
 	}
 	return nil
 }
+
+// SealedLen is the bytes an AEAD open of the manifest reads.
+func (x *Index) SealedLen() int { return len(x.ct) }

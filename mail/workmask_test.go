@@ -2,13 +2,16 @@ package mail
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"math"
 	"strconv"
 	"testing"
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/internal/testseed"
 	"github.com/flowmail/flowmail/internal/vectors"
 	"github.com/flowmail/flowmail/pow"
 )
@@ -192,5 +195,48 @@ func TestGrantedBlockNeedsOnlyThePrefix(t *testing.T) {
 	x.recipient[0] ^= 1
 	if x.CheckClaim(man, &claim.Key) {
 		t.Fatal("a claim verified for another recipient")
+	}
+}
+
+// TestObserverCannotTellGrantedFromFullWork is the "nobody can probe"
+// property seen from a storer (spec 16.8): it knows dora's address and
+// D, and sees the IDs of index blocks to her. The one thing it can
+// compute from an ID, its common prefix with her address, has the same
+// distribution for granted blocks and full-work ones. Without the mask
+// every full-work block would share D bits with her and the test fails.
+func TestObserverCannotTellGrantedFromFullWork(t *testing.T) {
+	rng := testseed.Rand(t)
+	dora := vectorDora()
+	d := dora.Difficulty()
+	claim := &GrantClaim{ID: vectorGrantID, Key: vectorGrantKey}
+	const n = 64
+	// hits counts IDs sharing at least D bits with dora, the naive test
+	// for "carries the full work"; sum adds the common prefix lengths.
+	var hits, sum [2]int
+	for class, c := range []*GrantClaim{nil, claim} {
+		for range n {
+			man := testManifest()
+			binary.BigEndian.PutUint64(man.ContentKey[:], rng.Uint64()) // HPKE's own randomness comes from crypto/rand
+			blk := indexBlock(t, man, dora.Public(), c, -1)
+			cpl := block.CommonPrefixLen(block.Sum(blk), dora.ID())
+			if cpl < RouteBits {
+				t.Fatalf("an index block shares %d bits with dora, below the routing prefix", cpl)
+			}
+			sum[class] += cpl
+			if cpl >= d {
+				hits[class]++
+			}
+		}
+	}
+	// Both classes: P(cpl >= D) = 2^-(D-L) = 1/4. A two-proportion z test
+	// at 6 sigma: a correct implementation fails it about once in 10^9
+	// runs; an unmasked one (full work always >= D) gives z near 9.
+	p1, p2 := float64(hits[0])/n, float64(hits[1])/n
+	pool := float64(hits[0]+hits[1]) / (2 * n)
+	z := (p1 - p2) / math.Sqrt(pool*(1-pool)*2/n)
+	t.Logf("share of IDs with cpl >= D: full work %.3f, granted %.3f (expected 0.25 both), z = %.2f; mean cpl %.2f vs %.2f",
+		p1, p2, z, float64(sum[0])/n, float64(sum[1])/n)
+	if math.Abs(z) > 6 {
+		t.Fatalf("an observer tells granted from full-work blocks by their IDs: z = %.2f (seed in the log)", z)
 	}
 }
