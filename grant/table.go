@@ -216,14 +216,7 @@ func (t *Table) Encode() []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(w))
 		b = append(b, x.Grant.Encode()...)
 	}
-	t.mu.Lock()
-	held := make([]*Grant, 0, len(t.held))
-	for _, g := range t.held {
-		held = append(held, g)
-	}
-	t.mu.Unlock()
-	slices.SortFunc(held, func(a, b *Grant) int { return bytes.Compare(a.Granter[:], b.Granter[:]) })
-	for _, g := range held {
+	for _, g := range t.Held() {
 		b = append(b, recordHeld)
 		b = binary.BigEndian.AppendUint64(b, 0)
 		b = append(b, g.Encode()...)
@@ -284,3 +277,15 @@ func Load(path string) (*Table, error) {
 // Save writes the table to path atomically, readable by its owner only:
 // grant keys are secrets.
 func (t *Table) Save(path string) error { return atomicfile.Write(path, t.Encode(), 0o600) }
+
+// Held returns the grants the table's owner holds, by granter.
+func (t *Table) Held() []*Grant {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*Grant, 0, len(t.held))
+	for _, g := range t.held {
+		out = append(out, g)
+	}
+	slices.SortFunc(out, func(a, b *Grant) int { return bytes.Compare(a.Granter[:], b.Granter[:]) })
+	return out
+}
