@@ -17,6 +17,7 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/grant"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/kademlia"
@@ -73,6 +74,7 @@ var limits = map[string]any{
 	"MaxRecipients":           mail.MaxRecipients,
 	"RouteBits":               mail.RouteBits,
 	"GrantSize":               grant.Size,
+	"MaxClaimsPerFetch":       delivery.MaxClaimsPerFetch,
 	"MaxMessageSize":          mail.MaxMessageSize,
 
 	"MaxHeaderSize":          mail.MaxHeaderSize,
