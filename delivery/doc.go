@@ -8,7 +8,7 @@
 // Maildir and remembers it in the processed set (package mailbox),
 // retries what failed for now with the shards it has kept (10.3), and
 // gives up on what stays lost (spec 9.6). Index blocks without the full
-// work are grant claims (spec 16): checked against FetchOptions.Grants
+// work are grant claims (spec 17): checked against FetchOptions.Grants
 // after every block with the full work, at most MaxClaimsPerFetch per
 // fetch, and deleted whether delivered or refused (grants.go).
 //

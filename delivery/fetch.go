@@ -59,7 +59,7 @@ type FetchOptions struct {
 	// are kept until the mail is delivered or given up (openOptions).
 	ShardCache string
 	// Grants, if set, is the table of grants me issued: mail without the
-	// full work is delivered when it claims one of them (spec 16.4).
+	// full work is delivered when it claims one of them (spec 17.4).
 	// Without it, such mail is refused.
 	Grants *grant.Table
 	// MaxClaims bounds the grant claims opened per fetch; 0 means
@@ -100,8 +100,8 @@ type FetchReport struct {
 	Remaining int          // left for the next Fetch (over maxOpenPerFetch)
 	ListErr   error        // the LIST reached only part of the nodes: the next Fetch lists again from the same time
 	NotForMe  int          // sealed to someone else in the same prefix
-	Granted   int          // of Delivered, those that came under a grant (spec 16)
-	Work      FetchWork    // what the index blocks cost, counted (spec 16.5)
+	Granted   int          // of Delivered, those that came under a grant (spec 17)
+	Work      FetchWork    // what the index blocks cost, counted (spec 17.5)
 }
 
 // Fetch collects me's mail (spec 9.6): it LISTs the index blocks in me's
@@ -173,7 +173,7 @@ func Fetch(ctx context.Context, net Network, c *mail.Codec, me *identity.Identit
 		todo = todo[:maxOpenPerFetch]
 	}
 	// Index blocks without the full work are grant claims, opened after
-	// every block with it (spec 16.5).
+	// every block with it (spec 17.5).
 	cl := &claims{max: opt.MaxClaims}
 	n := len(todo)
 	for i := 0; i < len(todo)+len(cl.take); i++ {
@@ -243,7 +243,7 @@ func Fetch(ctx context.Context, net Network, c *mail.Codec, me *identity.Identit
 		if outcome != mailbox.OutcomeDelivered {
 			if d != nil && d.manifest != nil && !opt.Keep {
 				// A refused grant claim is deleted like a delivered mail
-				// (spec 16.4): its sender learns nothing from deletion.
+				// (spec 17.4): its sender learns nothing from deletion.
 				if err := deleteMail(ctx, net, id, d.manifest); err != nil {
 					log.Debug("deleting a refused claim", "index", id.Short(), "err", err)
 				}

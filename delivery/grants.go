@@ -14,12 +14,12 @@ import (
 )
 
 // MaxClaimsPerFetch bounds the grant claims (index blocks without the
-// full work) one Fetch opens (spec 16.5). The rest wait for the next
+// full work) one Fetch opens (spec 17.5). The rest wait for the next
 // Fetch, whose LIST starts where this one did.
 const MaxClaimsPerFetch = 256
 
 // FetchWork counts what one Fetch spent on index blocks, the figures
-// spec 16.5 bounds.
+// spec 17.5 bounds.
 type FetchWork struct {
 	Fetched        int // index blocks fetched (GET), at most maxOpenPerFetch
 	Decapsulations int // HPKE decapsulations, each with one export of 32 bytes
@@ -77,7 +77,7 @@ func getIndex(ctx context.Context, net Network, me *identity.Identity, id block.
 }
 
 // checkIndex opens x's manifest and, for a block without the full work,
-// checks its grant claim against grants (spec 16.4 steps 1 to 4). It
+// checks its grant claim against grants (spec 17.4 steps 1 to 4). It
 // returns the grant the mail comes under (nil with the full work), and
 // the manifest beside a refusal, so the block can be deleted.
 func checkIndex(x *mail.Index, grants *grant.Table, work *FetchWork) (*mail.Manifest, *grant.Grant, error) {

@@ -147,7 +147,7 @@ func sendLowWorkNoClaim(t testing.TB, c *mail.Codec, net Network, sender, r *ide
 }
 
 // TestForgedClaimsCostBoundedWork: more forged claims than a fetch opens
-// cost bob at most the bound of spec 16.5, counted, and do not keep a
+// cost bob at most the bound of spec 17.5, counted, and do not keep a
 // mail with the full work waiting.
 func TestForgedClaimsCostBoundedWork(t *testing.T) {
 	c, net := testCodec(t), newMemNet(testNow)

@@ -12,7 +12,7 @@ import (
 	"github.com/flowmail/flowmail/mail"
 )
 
-// MediaType is the MIME type of the part a grant travels in (spec 16.2).
+// MediaType is the MIME type of the part a grant travels in (spec 17.2).
 const MediaType = "application/vnd.flowmail.grant"
 
 // maxParts bounds the parts FromMessage looks at, and so its work on a
@@ -20,14 +20,14 @@ const MediaType = "application/vnd.flowmail.grant"
 const maxParts = 64
 
 // Attachment is the grant as a part of a mail from its granter to its
-// grantee (spec 16.2).
+// grantee (spec 17.2).
 func (g *Grant) Attachment() mail.Attachment {
 	return mail.Attachment{Name: "grant.flowmail", ContentType: MediaType, Data: g.Encode()}
 }
 
 // FromMessage returns the grants in the parts of type MediaType of a
 // delivered message whose verified signer is signer, sent to me: only
-// grants from signer to me (spec 16.2). A message without such a part
+// grants from signer to me (spec 17.2). A message without such a part
 // gives ErrNoGrants; a part that does not parse, or a grant between
 // others, an error (wrapping ErrNotOurs for the latter).
 func FromMessage(r io.Reader, signer, me block.ID) ([]*Grant, error) {

@@ -19,7 +19,7 @@ const Size = 1 + block.IDSize + block.IDSize + mail.GrantIDSize + 32 + 8
 // version is the only grant version this code speaks.
 const version = 1
 
-// Errors of Parse (spec 16.1). Test vectors name them by the text after
+// Errors of Parse (spec 17.1). Test vectors name them by the text after
 // "grant: ".
 var (
 	ErrSize     = errors.New("grant: wrong size")
@@ -31,7 +31,7 @@ var (
 	ErrNoGrants = errors.New("grant: no grant in the message")
 )
 
-// Grant is the secret a granter shares with a grantee (spec 16.1).
+// Grant is the secret a granter shares with a grantee (spec 17.1).
 type Grant struct {
 	Granter block.ID // the recipient that accepts mail under it
 	Grantee block.ID // the sender (or list) allowed to use it
@@ -75,7 +75,7 @@ func (g *Grant) Encode() []byte {
 	return binary.BigEndian.AppendUint64(b, uint64(g.Issued.Unix()))
 }
 
-// Parse decodes and checks a grant (spec 16.1).
+// Parse decodes and checks a grant (spec 17.1).
 func Parse(b []byte) (*Grant, error) {
 	if len(b) != Size {
 		return nil, fmt.Errorf("%w: %d bytes, a grant has %d", ErrSize, len(b), Size)
@@ -102,5 +102,5 @@ func Parse(b []byte) (*Grant, error) {
 	return g, nil
 }
 
-// Claim is what the grantee's sender puts in the index block (spec 16.3).
+// Claim is what the grantee's sender puts in the index block (spec 17.3).
 func (g *Grant) Claim() *mail.GrantClaim { return &mail.GrantClaim{ID: g.ID, Key: g.Key} }

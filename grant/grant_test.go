@@ -52,16 +52,16 @@ func genVectors() vectors.File {
 		return vectors.Vector{Name: name, Function: "Parse", Input: input, Error: errName, Note: note}
 	}
 	return vectors.File{
-		Description: "Grants (docs/PROTOCOL.md 16.1): granter SHA-512/256(SHA-512/256(\"bob\")), grantee the same of \"alice\", grant_id and grant_key the bytes 01 02 03 ..., issued 1767225600.",
+		Description: "Grants (docs/PROTOCOL.md 17.1): granter SHA-512/256(SHA-512/256(\"bob\")), grantee the same of \"alice\", grant_id and grant_key the bytes 01 02 03 ..., issued 1767225600.",
 		Vectors: []vectors.Vector{
-			v("grant_ok", "16.1", hex.EncodeToString(good), ""),
-			v("grant_short", "16.1: exactly GrantSize bytes", hex.EncodeToString(good[:Size-1]), "wrong size"),
-			v("grant_long", "16.1: exactly GrantSize bytes", hex.EncodeToString(append(bytes.Clone(good), 0)), "wrong size"),
-			v("grant_version_2", "16.1: version 1", edit(func(b []byte) { b[0] = 2 }), "unsupported version"),
-			v("grant_zero_id", "16.1: grant_id not all zero", edit(func(b []byte) { clear(b[65:81]) }), "zero grant_id"),
-			v("grant_zero_issued", "16.1: issued not zero", edit(func(b []byte) { clear(b[113:]) }), "zero issued time"),
-			v("grant_issued_overflows", "16.1: issued at most 2^63 - 1", edit(func(b []byte) { binary.BigEndian.PutUint64(b[113:], 1<<63) }), "zero issued time"),
-			v("grant_to_self", "16.1: granter differs from grantee", edit(func(b []byte) { copy(b[33:65], b[1:33]) }), "granter and grantee are the same"),
+			v("grant_ok", "17.1", hex.EncodeToString(good), ""),
+			v("grant_short", "17.1: exactly GrantSize bytes", hex.EncodeToString(good[:Size-1]), "wrong size"),
+			v("grant_long", "17.1: exactly GrantSize bytes", hex.EncodeToString(append(bytes.Clone(good), 0)), "wrong size"),
+			v("grant_version_2", "17.1: version 1", edit(func(b []byte) { b[0] = 2 }), "unsupported version"),
+			v("grant_zero_id", "17.1: grant_id not all zero", edit(func(b []byte) { clear(b[65:81]) }), "zero grant_id"),
+			v("grant_zero_issued", "17.1: issued not zero", edit(func(b []byte) { clear(b[113:]) }), "zero issued time"),
+			v("grant_issued_overflows", "17.1: issued at most 2^63 - 1", edit(func(b []byte) { binary.BigEndian.PutUint64(b[113:], 1<<63) }), "zero issued time"),
+			v("grant_to_self", "17.1: granter differs from grantee", edit(func(b []byte) { copy(b[33:65], b[1:33]) }), "granter and grantee are the same"),
 		},
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/flowmail/flowmail/mail"
 )
 
-// Reasons a recipient refuses a mail without the full work (spec 16.4),
+// Reasons a recipient refuses a mail without the full work (spec 17.4),
 // each its own, so a refusal says what happened.
 var (
 	ErrNoWork       = errors.New("grant: neither the full work nor a grant claim")
@@ -70,7 +70,7 @@ func (t *Table) Issue(granter, grantee block.ID, now time.Time, rnd io.Reader) (
 	return g, nil
 }
 
-// Withdraw withdraws every standing grant to grantee (spec 16.6) and
+// Withdraw withdraws every standing grant to grantee (spec 17.6) and
 // says how many there were.
 func (t *Table) Withdraw(grantee block.ID, now time.Time) int {
 	t.mu.Lock()
@@ -149,7 +149,7 @@ func (t *Table) Claims(recipients []*identity.PublicKey) []*mail.GrantClaim {
 	return out
 }
 
-// Check is spec 16.4 steps 2 to 4 for an index block x that lacks the
+// Check is spec 17.4 steps 2 to 4 for an index block x that lacks the
 // full work and whose manifest man opened: it returns the grant claimed,
 // or why the claim is refused. Step 5 (CheckSender) follows once the
 // body is open.
@@ -172,7 +172,7 @@ func (t *Table) Check(x *mail.Index, man *mail.Manifest) (*Grant, error) {
 	return e.Grant, nil
 }
 
-// CheckSender is spec 16.4 step 5: the mail's verified signer is the
+// CheckSender is spec 17.4 step 5: the mail's verified signer is the
 // grantee.
 func CheckSender(g *Grant, signer block.ID) error {
 	if g.Grantee != signer {
@@ -182,7 +182,7 @@ func CheckSender(g *Grant, signer block.ID) error {
 }
 
 // Prune forgets withdrawn grants whose withdrawal is older than
-// identity.GracePeriod (spec 16.6): claims under them are then unknown.
+// identity.GracePeriod (spec 17.6): claims under them are then unknown.
 func (t *Table) Prune(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -64,7 +64,7 @@ type BuildInput struct {
 	Lifetime   time.Duration         // how long the blocks are to be stored; 0 means block.MaxLifetime
 	// Grants, if set, holds a grant claim per recipient (in the order of
 	// Recipients; nil for none): that recipient's index block is ground
-	// only to its public prefix and claims the grant (spec 16.3).
+	// only to its public prefix and claims the grant (spec 17.3).
 	Grants []*GrantClaim
 }
 
@@ -487,7 +487,7 @@ func progressFunc(fn func(Progress), recipients int) func(Progress) {
 
 // sealIndex seals the manifest to r and grinds the index block's nonce
 // (spec 6): until its ID carries r's full work, or, under a grant claim,
-// r's public prefix only (spec 16.3).
+// r's public prefix only (spec 17.3).
 func sealIndex(ctx context.Context, man *Manifest, r *identity.PublicKey, claim *GrantClaim, workers int, interval time.Duration, progress func(pow.Progress)) ([]byte, error) {
 	sealed, target, bits, err := sealManifest(man, r, claim)
 	if err != nil {

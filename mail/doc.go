@@ -8,7 +8,7 @@
 // Index blocks carry masked work (spec 6): the sender grinds to the
 // recipient's address XOR a mask exported from the HPKE context that
 // seals the manifest, so storers see only the first RouteBits bits; under
-// a grant claim (BuildInput.Grants, spec 16.3) it grinds those bits only.
+// a grant claim (BuildInput.Grants, spec 17.3) it grinds those bits only.
 // The recipient unmasks (UnmaskIndex) before it opens. Randomness and time are
 // parameters, so the same inputs give the same blocks.
 //

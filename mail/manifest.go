@@ -23,7 +23,7 @@ const (
 	manifestFixedSize = 1 + 1 + keySize + keySize + 8 + 4 + 4 + 2 + 2 + GrantIDSize + GrantMACSize
 )
 
-// Widths of the grant claim every manifest carries (spec 9.5, 16.3).
+// Widths of the grant claim every manifest carries (spec 9.5, 17.3).
 const (
 	GrantIDSize  = 16
 	GrantMACSize = 32
@@ -38,7 +38,7 @@ type Manifest struct {
 	ContentKey      [keySize]byte
 	Layout          Layout     // from compressed_len, groups and the last group's counts
 	ShardIDs        []block.ID // every group's k data then m parity shards, group by group
-	// GrantID and GrantMAC are the grant claim (spec 16.3), zero when the
+	// GrantID and GrantMAC are the grant claim (spec 17.3), zero when the
 	// mail carries the full work. They are always encoded, so a
 	// manifest's length says nothing of a grant.
 	GrantID  [GrantIDSize]byte

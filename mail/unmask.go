@@ -12,7 +12,7 @@ import (
 // Index is an index block its recipient has unmasked (spec 6): the HPKE
 // contexts are set up, the work mask is known, and FullWork says whether
 // the block carries the recipient's whole difficulty. One without it is
-// worth opening only as a grant claim (spec 16.4).
+// worth opening only as a grant claim (spec 17.4).
 type Index struct {
 	ID       block.ID
 	FullWork bool
@@ -24,7 +24,7 @@ type Index struct {
 }
 
 // Decapsulations is how many HPKE decapsulations (each with one export)
-// unmasking took: one per decryption key tried (spec 16.5).
+// unmasking took: one per decryption key tried (spec 17.5).
 func (x *Index) Decapsulations() int { return x.decaps }
 
 // Keys is how many AEAD opens Open may make: one per context kept.
@@ -35,7 +35,7 @@ func (x *Index) Keys() int { return len(x.ctxs) }
 // then, for each of me's decryption keys, one HPKE decapsulation and one
 // export give the work mask, and one comparison the full work. It does
 // not open the manifest (Index.Open does), so its cost per block is
-// bounded whatever the block claims (spec 16.5).
+// bounded whatever the block claims (spec 17.5).
 func UnmaskIndex(me *identity.Identity, id block.ID, blk []byte) (*Index, error) {
 	if got := block.Sum(blk); got != id {
 		return nil, fmt.Errorf("%w: listed as %s, its bytes hash to %s", ErrIndexBlock, id.Short(), got.Short())
@@ -83,7 +83,7 @@ func (x *Index) Open() (*Manifest, error) {
 	return nil, identity.ErrNotForMe
 }
 
-// CheckClaim is spec 16.4 step 4: man, opened from x, carries a
+// CheckClaim is spec 17.4 step 4: man, opened from x, carries a
 // grant_mac that the grant key computes over x's recipient and
 // encapsulation and man with grant_mac zero. The comparison takes the
 // same time whatever differs.

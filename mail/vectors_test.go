@@ -263,7 +263,7 @@ func genVectors() vectors.File {
 		mv("manifest_parity_not_the_formula", "parity_shards = 7 + ceil(k/4) (9.4)", man(2000, nil, set16(18, 9)), "invalid shard counts"),
 		mv("manifest_two_groups_for_one", "groups MUST be what 9.3 gives for compressed_len", man(2000, nil, set32(8, 2)), "shard layout does not match compressed length"),
 		mv("manifest_oversized_shards", "S is the smallest class that fits (9.3)", man(2000, nil, set32(12, 2048)), "shard layout does not match compressed length"),
-		mv("manifest_ok_grant_claim", "9.5, 16.3: grant_id and grant_mac as a sender fills them", man(2000, func(m *Manifest) {
+		mv("manifest_ok_grant_claim", "9.5, 17.3: grant_id and grant_mac as a sender fills them", man(2000, func(m *Manifest) {
 			g := key(0x61)
 			m.GrantID, m.GrantMAC = [GrantIDSize]byte(g[:GrantIDSize]), key(0x6d)
 		}, nil), ""),
@@ -275,7 +275,7 @@ func genVectors() vectors.File {
 	)
 	vs = append(vs, indexVectors(alice)...)
 	return vectors.File{
-		Description: "Envelope (docs/PROTOCOL.md 9.2), message hash (9.2) and manifest (9.5) codecs; index blocks with masked work and grant claims (6, 16.3, 16.4) for dora, identity.FromSeed of 50 51 ... with difficulty 18 (L = 16, two hidden bits). Identities are identity.FromSeed of 10 11 12 ... (alice), 20 21 ... (bob), 30 ... (carol), 40 ... (mallory), difficulty 8, created 1767225600.",
+		Description: "Envelope (docs/PROTOCOL.md 9.2), message hash (9.2) and manifest (9.5) codecs; index blocks with masked work and grant claims (6, 17.3, 17.4) for dora, identity.FromSeed of 50 51 ... with difficulty 18 (L = 16, two hidden bits). Identities are identity.FromSeed of 10 11 12 ... (alice), 20 21 ... (bob), 30 ... (carol), 40 ... (mallory), difficulty 8, created 1767225600.",
 		Vectors:     vs,
 	}
 }

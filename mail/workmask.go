@@ -10,7 +10,7 @@ import (
 	"github.com/flowmail/flowmail/identity"
 )
 
-// Labels of the masked work and the grant claim (spec 6, 16.3).
+// Labels of the masked work and the grant claim (spec 6, 17.3).
 const (
 	labelWorkMask = "flowmail/v1 work mask"
 	labelGrantMAC = "flowmail/v1 grant mac"
@@ -25,7 +25,7 @@ const encSize = 1120
 func RoutePrefix(d int) int { return min(d, RouteBits) }
 
 // GrantClaim is what a sender needs to claim a grant in an index block
-// (spec 16.3): the grant's ID and key.
+// (spec 17.3): the grant's ID and key.
 type GrantClaim struct {
 	ID  [GrantIDSize]byte
 	Key [32]byte
@@ -56,7 +56,7 @@ func clearLeadingBits(b []byte, n int) {
 	}
 }
 
-// GrantMAC is grant_mac of spec 16.3: an HMAC under the grant's key over
+// GrantMAC is grant_mac of spec 17.3: an HMAC under the grant's key over
 // the recipient's address, the index block's HPKE encapsulation and the
 // padded manifest with grant_mac zero.
 func GrantMAC(key *[32]byte, recipient block.ID, enc []byte, manifest0 []byte) [GrantMACSize]byte {
@@ -74,7 +74,7 @@ func GrantMAC(key *[32]byte, recipient block.ID, enc []byte, manifest0 []byte) [
 // sealManifest seals man to r (spec 4.4) on a fresh HPKE context and
 // returns the sealed bytes and the target the nonce must be ground to:
 // T of spec 6, and how many bits of it: r's D, or only the public prefix
-// under a grant claim, whose MAC it fills in first (spec 16.3).
+// under a grant claim, whose MAC it fills in first (spec 17.3).
 func sealManifest(man *Manifest, r *identity.PublicKey, claim *GrantClaim) (sealed []byte, target block.ID, bits int, err error) {
 	enc, s, err := hpke.NewSender(r.EncKey, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte(block.LabelIndex))
 	if err != nil {

@@ -111,9 +111,9 @@ func indexVectors(_ *identity.Identity) []vectors.Vector {
 	}
 	return []vectors.Vector{
 		iv("index_full_work", "6: cpl(id, R.id XOR mask) >= D; the claim is not looked at", indexBlock(t, testManifest(), dora.Public(), nil, -1), params(vectorGrantKey), ""),
-		iv("index_granted", "16.3: ground to L = 16 bits only, with a claim the grant key verifies", granted, params(vectorGrantKey), ""),
-		iv("index_claim_other_key", "16.4 step 4: grant_mac MUST verify under the grant's key", granted, params(other), "grant claim does not verify"),
-		iv("index_no_work_no_claim", "16.4 step 2: without the full work, a claim is needed", noWork, params(vectorGrantKey), "index block lacks the proof of work"),
+		iv("index_granted", "17.3: ground to L = 16 bits only, with a claim the grant key verifies", granted, params(vectorGrantKey), ""),
+		iv("index_claim_other_key", "17.4 step 4: grant_mac MUST verify under the grant's key", granted, params(other), "grant claim does not verify"),
+		iv("index_no_work_no_claim", "17.4 step 2: without the full work, a claim is needed", noWork, params(vectorGrantKey), "index block lacks the proof of work"),
 		iv("index_not_routable", "6: a recipient MUST NOT fetch a block outside its L-bit prefix", unrouted, params(vectorGrantKey), "index block outside the recipient's routing prefix"),
 	}
 }
@@ -199,7 +199,7 @@ func TestGrantedBlockNeedsOnlyThePrefix(t *testing.T) {
 }
 
 // TestObserverCannotTellGrantedFromFullWork is the "nobody can probe"
-// property seen from a storer (spec 16.8): it knows dora's address and
+// property seen from a storer (spec 17.8): it knows dora's address and
 // D, and sees the IDs of index blocks to her. The one thing it can
 // compute from an ID, its common prefix with her address, has the same
 // distribution for granted blocks and full-work ones. Without the mask

@@ -36,7 +36,7 @@ func loadGrants(home string) (*grant.Table, error) {
 	return t, nil
 }
 
-// allowCommand is `flowmail allow`: allow-lists (spec 16). The same
+// allowCommand is `flowmail allow`: allow-lists (spec 17). The same
 // actions are `contacts allow`, `contacts disallow` and `contacts grants`.
 func allowCommand(s *streams) *cli.Command {
 	return &cli.Command{
@@ -138,7 +138,7 @@ func nameOf(book *contactBook, id block.ID) string {
 }
 
 // runAllow issues a grant to who and sends it to them in a mail (spec
-// 16.2). The grant is saved before the mail goes: a failed send can be
+// 17.2). The grant is saved before the mail goes: a failed send can be
 // run again and sends the same grant.
 func runAllow(c *cli.Context, s *streams, who string) error {
 	ctx := c.Context
@@ -208,7 +208,7 @@ func sendGrant(ctx context.Context, n *node.Node, me *identity.Identity, to bloc
 }
 
 // keepGrants looks for grants in the mails a fetch delivered and keeps
-// those from their signer to me (spec 16.2), saying so.
+// those from their signer to me (spec 17.2), saying so.
 func keepGrants(s *streams, home string, me block.ID, rep *delivery.FetchReport) {
 	if rep == nil {
 		return

@@ -67,6 +67,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			allowCommand(s),
 			sendCommand(s),
 			fetchCommand(s),
+			bridgeCommand(s),
 			publishCommand(s),
 			nodeCommand(s),
 			testnetCommand(s),

@@ -17,11 +17,13 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/bridge"
 	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/grant"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/onion"
 	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/transport"
@@ -123,6 +125,11 @@ var limits = map[string]any{
 	"MaxLocalPart":     record.MaxLocalPart,
 	"SafetyIterations": record.SafetyIterations,
 	"SafetyGroups":     record.SafetyGroups,
+
+	"MaxFailuresPerSource":  bridge.MaxFailuresPerSource,
+	"MaxFailuresPerAccount": bridge.MaxFailuresPerAccount,
+	"FailureWindow":         bridge.FailureWindow,
+	"MaxQueueRecipients":    mailbox.MaxQueueRecipients,
 }
 
 const specPath = "../../docs/PROTOCOL.md"
