@@ -64,6 +64,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			initCommand(s),
 			whoamiCommand(s),
 			contactsCommand(s),
+			allowCommand(s),
 			sendCommand(s),
 			fetchCommand(s),
 			bridgeCommand(s),

@@ -18,6 +18,8 @@ import (
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/bridge"
+	"github.com/flowmail/flowmail/delivery"
+	"github.com/flowmail/flowmail/grant"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/mail"
@@ -72,6 +74,9 @@ var limits = map[string]any{
 	"ContactFreshness":        kademlia.ContactFreshness,
 	"RepublishInterval":       kademlia.RepublishInterval,
 	"MaxRecipients":           mail.MaxRecipients,
+	"RouteBits":               mail.RouteBits,
+	"GrantSize":               grant.Size,
+	"MaxClaimsPerFetch":       delivery.MaxClaimsPerFetch,
 	"MaxMessageSize":          mail.MaxMessageSize,
 
 	"MaxHeaderSize":          mail.MaxHeaderSize,
