@@ -19,7 +19,7 @@ var (
 // and the client's export key.
 func register(t *testing.T, p PAKE, keys *ServerKeys, password []byte) (*Record, []byte) {
 	t.Helper()
-	reg, req, err := p.StartRegistration(testAccount, password, DefaultKSF)
+	reg, req, err := p.StartRegistration(testAccount, password)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func register(t *testing.T, p PAKE, keys *ServerKeys, password []byte) (*Record,
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, export, err := reg.Finish(resp)
+	rec, export, err := reg.Finish(resp, DefaultKSF)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func register(t *testing.T, p PAKE, keys *ServerKeys, password []byte) (*Record,
 // the client's export key or its error, and the server's verdict on KE3.
 func login(t *testing.T, p PAKE, keys *ServerKeys, rec *Record, password []byte) ([]byte, error, error) {
 	t.Helper()
-	cl, ke1, err := p.StartLogin(testAccount, password, DefaultKSF)
+	cl, ke1, err := p.StartLogin(testAccount, password)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func login(t *testing.T, p PAKE, keys *ServerKeys, rec *Record, password []byte)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ke3, export, cerr := cl.Finish(ke2)
+	ke3, export, cerr := cl.Finish(ke2, DefaultKSF)
 	if cerr != nil {
 		return nil, cerr, nil
 	}
@@ -111,7 +111,7 @@ func TestWrongPasswordFailsOnBothSides(t *testing.T) {
 		t.Fatalf("unknown account: %v, want ErrAuthFailed", cerr)
 	}
 	// A client that fakes KE3 without the password is refused by the server.
-	cl, ke1, _ := p.StartLogin(testAccount, []byte("guess"), DefaultKSF)
+	cl, ke1, _ := p.StartLogin(testAccount, []byte("guess"))
 	_ = cl
 	_, sl, err := p.LoginResponse(keys, testAccount, rec.OPAQUE, ke1)
 	if err != nil {
@@ -126,16 +126,16 @@ func TestReplayedAndOutOfOrderMessagesAreRefused(t *testing.T) {
 	p, keys := NewOPAQUE(), newKeys(t)
 	rec, _ := register(t, p, keys, testPassword)
 
-	cl, ke1, _ := p.StartLogin(testAccount, testPassword, DefaultKSF)
+	cl, ke1, _ := p.StartLogin(testAccount, testPassword)
 	ke2, sl, err := p.LoginResponse(keys, testAccount, rec.OPAQUE, ke1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ke3, _, err := cl.Finish(ke2)
+	ke3, _, err := cl.Finish(ke2, DefaultKSF)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := cl.Finish(ke2); !errors.Is(err, ErrOutOfOrder) {
+	if _, _, err := cl.Finish(ke2, DefaultKSF); !errors.Is(err, ErrOutOfOrder) {
 		t.Fatalf("client finishing twice: %v, want ErrOutOfOrder", err)
 	}
 	if err := sl.Finish(ke3); err != nil {
@@ -154,15 +154,15 @@ func TestReplayedAndOutOfOrderMessagesAreRefused(t *testing.T) {
 		t.Fatalf("KE3 replayed into another session: %v, want ErrAuthFailed", err)
 	}
 
-	reg, req, _ := p.StartRegistration(testAccount, testPassword, DefaultKSF)
+	reg, req, _ := p.StartRegistration(testAccount, testPassword)
 	resp, err := p.RegistrationResponse(keys, testAccount, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := reg.Finish(resp); err != nil {
+	if _, _, err := reg.Finish(resp, DefaultKSF); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := reg.Finish(resp); !errors.Is(err, ErrOutOfOrder) {
+	if _, _, err := reg.Finish(resp, DefaultKSF); !errors.Is(err, ErrOutOfOrder) {
 		t.Fatalf("registration finishing twice: %v, want ErrOutOfOrder", err)
 	}
 }
@@ -198,7 +198,7 @@ func TestMalformedMessagesAreRefused(t *testing.T) {
 			return err
 		}},
 		{"short KE3", func() error {
-			_, ke1, _ := p.StartLogin(testAccount, testPassword, DefaultKSF)
+			_, ke1, _ := p.StartLogin(testAccount, testPassword)
 			_, sl, err := p.LoginResponse(keys, testAccount, rec.OPAQUE, ke1)
 			if err != nil {
 				return err
@@ -206,18 +206,18 @@ func TestMalformedMessagesAreRefused(t *testing.T) {
 			return sl.Finish(make([]byte, KE3Size-1))
 		}},
 		{"short KE2", func() error {
-			cl, _, _ := p.StartLogin(testAccount, testPassword, DefaultKSF)
-			_, _, err := cl.Finish(make([]byte, KE2Size-1))
+			cl, _, _ := p.StartLogin(testAccount, testPassword)
+			_, _, err := cl.Finish(make([]byte, KE2Size-1), DefaultKSF)
 			return err
 		}},
 		{"KE2 off the group", func() error {
-			cl, _, _ := p.StartLogin(testAccount, testPassword, DefaultKSF)
-			_, _, err := cl.Finish(bytes.Repeat([]byte{0xff}, KE2Size))
+			cl, _, _ := p.StartLogin(testAccount, testPassword)
+			_, _, err := cl.Finish(bytes.Repeat([]byte{0xff}, KE2Size), DefaultKSF)
 			return err
 		}},
 		{"short registration response", func() error {
-			reg, _, _ := p.StartRegistration(testAccount, testPassword, DefaultKSF)
-			_, _, err := reg.Finish(make([]byte, 3))
+			reg, _, _ := p.StartRegistration(testAccount, testPassword)
+			_, _, err := reg.Finish(make([]byte, 3), DefaultKSF)
 			return err
 		}},
 		{"sealed identity too short", func() error {
@@ -281,7 +281,11 @@ func TestDefaultKSFIsWhatRuns(t *testing.T) {
 	}
 	raised := DefaultKSF
 	raised.MemoryKiB *= 2
-	if _, _, err := NewOPAQUE().StartLogin(testAccount, testPassword, raised); !errors.Is(err, ErrUnsupportedKSF) {
+	cl, _, err := NewOPAQUE().StartLogin(testAccount, testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cl.Finish(make([]byte, KE2Size), raised); !errors.Is(err, ErrUnsupportedKSF) {
 		t.Fatalf("raised parameters: %v, want ErrUnsupportedKSF", err)
 	}
 	if b := AppendKSF(nil, DefaultKSF); len(b) != KSFSize {

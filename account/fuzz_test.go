@@ -27,8 +27,8 @@ func FuzzServerMessages(f *testing.F) {
 		f.Fatal(err)
 	}
 	p := NewOPAQUE()
-	_, ke1, _ := p.StartLogin(testAccount, testPassword, DefaultKSF)
-	_, req, _ := p.StartRegistration(testAccount, testPassword, DefaultKSF)
+	_, ke1, _ := p.StartLogin(testAccount, testPassword)
+	_, req, _ := p.StartRegistration(testAccount, testPassword)
 	f.Add(ke1)
 	f.Add(req)
 	f.Add(make([]byte, RecordSize))

@@ -96,10 +96,7 @@ func guard(what string, err *error) {
 	}
 }
 
-func (opaquePAKE) StartRegistration(account string, password []byte, ksf KSFParams) (_ ClientRegistration, _ []byte, err error) {
-	if err := ksf.supported(); err != nil {
-		return nil, nil, err
-	}
+func (opaquePAKE) StartRegistration(account string, password []byte) (_ ClientRegistration, _ []byte, err error) {
 	c, err := configuration().Client()
 	if err != nil {
 		return nil, nil, err
@@ -114,7 +111,10 @@ type opaqueRegistration struct {
 	done    bool
 }
 
-func (r *opaqueRegistration) Finish(resp []byte) (_, _ []byte, err error) {
+func (r *opaqueRegistration) Finish(resp []byte, ksf KSFParams) (_, _ []byte, err error) {
+	if err := ksf.supported(); err != nil {
+		return nil, nil, err
+	}
 	if r.done {
 		return nil, nil, fmt.Errorf("%w: registration already finished", ErrOutOfOrder)
 	}
@@ -172,10 +172,7 @@ func parseRecord(record []byte) (_ *message.RegistrationRecord, err error) {
 	return m, nil
 }
 
-func (opaquePAKE) StartLogin(account string, password []byte, ksf KSFParams) (_ ClientLogin, _ []byte, err error) {
-	if err := ksf.supported(); err != nil {
-		return nil, nil, err
-	}
+func (opaquePAKE) StartLogin(account string, password []byte) (_ ClientLogin, _ []byte, err error) {
 	c, err := configuration().Client()
 	if err != nil {
 		return nil, nil, err
@@ -190,7 +187,10 @@ type opaqueLogin struct {
 	done    bool
 }
 
-func (l *opaqueLogin) Finish(ke2 []byte) (_, _ []byte, err error) {
+func (l *opaqueLogin) Finish(ke2 []byte, ksf KSFParams) (_, _ []byte, err error) {
+	if err := ksf.supported(); err != nil {
+		return nil, nil, err
+	}
 	if l.done {
 		return nil, nil, fmt.Errorf("%w: login already finished", ErrOutOfOrder)
 	}
