@@ -68,6 +68,9 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			fetchCommand(s),
 			publishCommand(s),
 			nodeCommand(s),
+			serverCommand(s),
+			accountCommand(s),
+			loginCommand(s),
 			testnetCommand(s),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints the error once
