@@ -153,9 +153,11 @@ func canonicalAccount(acct string) error {
 	return nil
 }
 
-// open starts a session; the caller holds a.mu.
+// open starts a session.
 func (a *Accounts) open(s *session, now time.Time) ([SessionSize]byte, []byte) {
 	var id [SessionSize]byte
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.expire(now)
 	if len(a.sessions) >= MaxSessions || a.perSrc[s.source] >= MaxSessionsPerSource {
 		return id, errorReply(kademlia.CodeOverloaded, "too many open sessions; retry later")
@@ -198,12 +200,34 @@ func (a *Accounts) expire(now time.Time) {
 	}
 }
 
-// limited is the ERROR answer when l has no room for key, else nil.
-func limited(l *limiter, key, what string, now time.Time) []byte {
-	if l.wouldAllow(key, now) {
-		return nil
+// limit is one count an attempt is charged to.
+type limit struct {
+	l    *limiter
+	key  string
+	what string // for the error text
+}
+
+// charge counts an attempt from src against every limit, or answers
+// ERROR when one of them (or the sessions of src) has no room: then
+// nothing is counted. Charging before the work, under the lock, keeps
+// concurrent attempts within the limits while the OPAQUE work runs
+// unlocked.
+func (a *Accounts) charge(now time.Time, src transport.Group, limits ...limit) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, l := range limits {
+		if !l.l.wouldAllow(l.key, now) {
+			return errorReply(CodeRateLimited, fmt.Sprintf("too many %s; retry in %s", l.what, l.l.retryAfter(l.key, now).Round(time.Second)))
+		}
 	}
-	return errorReply(CodeRateLimited, fmt.Sprintf("too many %s; retry in %s", what, l.retryAfter(key, now).Round(time.Second)))
+	a.expire(now)
+	if len(a.sessions) >= MaxSessions || a.perSrc[src] >= MaxSessionsPerSource {
+		return errorReply(kademlia.CodeOverloaded, "too many open sessions; retry later")
+	}
+	for _, l := range limits {
+		l.l.allow(l.key, now)
+	}
+	return nil
 }
 
 func noSession() []byte {
@@ -216,9 +240,7 @@ func (a *Accounts) registerInit(from transport.Peer, m RegisterInit) []byte {
 	}
 	src := a.cfg.Group(from)
 	now := a.cfg.Clock.Now()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if refused := limited(a.regSrc, src.String(), "registrations from "+src.String(), now); refused != nil {
+	if refused := a.charge(now, src, limit{a.regSrc, src.String(), "registrations from " + src.String()}); refused != nil {
 		return refused
 	}
 	resp, err := a.cfg.PAKE.RegistrationResponse(a.cfg.Keys, m.Account, m.Request[:])
@@ -229,7 +251,6 @@ func (a *Accounts) registerInit(from transport.Peer, m RegisterInit) []byte {
 	if refused != nil {
 		return refused
 	}
-	a.regSrc.allow(src.String(), now)
 	out := RegisterResponse{Session: id, KSF: a.cfg.KSF}
 	copy(out.Response[:], resp)
 	return Encode(out)
@@ -285,12 +306,9 @@ func (a *Accounts) loginInit(from transport.Peer, m LoginInit) []byte {
 	}
 	src := a.cfg.Group(from)
 	now := a.cfg.Clock.Now()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if refused := limited(a.byAcct, m.Account, "login attempts for this account", now); refused != nil {
-		return refused
-	}
-	if refused := limited(a.bySrc, src.String(), "login attempts from "+src.String(), now); refused != nil {
+	if refused := a.charge(now, src,
+		limit{a.byAcct, m.Account, "login attempts for this account"},
+		limit{a.bySrc, src.String(), "login attempts from " + src.String()}); refused != nil {
 		return refused
 	}
 	rec, err := a.store.get(m.Account)
@@ -314,8 +332,6 @@ func (a *Accounts) loginInit(from transport.Peer, m LoginInit) []byte {
 	if refused != nil {
 		return refused
 	}
-	a.byAcct.allow(m.Account, now)
-	a.bySrc.allow(src.String(), now)
 	out := LoginResponse{Session: id, KSF: s.ksf}
 	copy(out.KE2[:], ke2)
 	return Encode(out)

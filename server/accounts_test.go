@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowmail/flowmail/account"
 	"github.com/flowmail/flowmail/block"
@@ -158,5 +160,49 @@ func TestMalformedRequestsAreAnsweredWithTheirError(t *testing.T) {
 		if c := code(t, a.Handle(t.Context(), peer(1, 1), tc.req)); c != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, c, tc.want)
 		}
+	}
+}
+
+// direct is a transport that hands requests to an Accounts in process.
+type direct struct {
+	a    *Accounts
+	from transport.Peer
+}
+
+func (d direct) Request(ctx context.Context, _ transport.Contact, req []byte) ([]byte, transport.Peer, error) {
+	return d.a.Handle(ctx, d.from, req), transport.Peer{}, nil
+}
+func (direct) LocalAddr() netip.AddrPort { return netip.AddrPort{} }
+func (direct) Close() error              { return nil }
+
+// TestLoginClearsTheAccountsCount: the owner's own login clears the
+// guesses counted against the account, so only a guesser who keeps
+// going locks it.
+func TestLoginClearsTheAccountsCount(t *testing.T) {
+	a := newAccounts(t, nil)
+	id, err := identity.Generate(0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := []byte("the owner's password")
+	owner := &Client{Transport: direct{a, peer(1, 1)}}
+	if err := owner.Register(t.Context(), id, pw, []byte("key file")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range LoginsPerAccount - 1 { // a guesser, from elsewhere
+		if c := code(t, a.Handle(t.Context(), peer(2, byte(10+i)), loginInit(t, id.Address()))); c != 0 {
+			t.Fatalf("guess %d: %v", i, c)
+		}
+	}
+	if got, err := owner.Login(t.Context(), id.Address(), pw); err != nil || string(got) != "key file" {
+		t.Fatalf("owner's login: %q, %v", got, err)
+	}
+	for i := range LoginsPerAccount {
+		if c := code(t, a.Handle(t.Context(), peer(2, byte(100+i)), loginInit(t, id.Address()))); c != 0 {
+			t.Fatalf("guess %d after the owner's login: %v, want an answer (the count was cleared)", i, c)
+		}
+	}
+	if c := code(t, a.Handle(t.Context(), peer(2, 200), loginInit(t, id.Address()))); c != CodeRateLimited {
+		t.Fatalf("guess past the limit: %v, want rate limited", c)
 	}
 }
