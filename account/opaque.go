@@ -22,7 +22,7 @@ const (
 )
 
 // opaqueContext binds every exchange to flowmail's use of OPAQUE.
-const opaqueContext = "flowmail account v1"
+const opaqueContext = "flowmail/v1 account"
 
 // ServerKeys are a server's long-term OPAQUE secrets: the OPRF seed
 // (without which a stolen record allows no offline guess) and the AKE

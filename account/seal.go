@@ -12,8 +12,8 @@ import (
 
 // Labels of the sealed identity (docs/PROTOCOL.md section 16.3).
 const (
-	sealKeyLabel = "flowmail account seal key v1"
-	sealAADLabel = "flowmail account sealed identity v1"
+	sealKeyLabel = "flowmail/v1 account seal key"
+	sealAADLabel = "flowmail/v1 account sealed identity"
 )
 
 // Sizes of a sealed identity: a nonce, the ciphertext and its tag.
@@ -44,14 +44,20 @@ func Seal(exportKey []byte, account string, identity []byte) ([]byte, error) {
 	if len(identity) == 0 || len(identity) > MaxIdentitySize {
 		return nil, fmt.Errorf("account: identity of %d bytes, want 1 to %d", len(identity), MaxIdentitySize)
 	}
+	var nonce [chacha20poly1305.NonceSize]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, err
+	}
+	return sealWithNonce(exportKey, account, identity, nonce)
+}
+
+// sealWithNonce is Seal with the nonce given (test vectors).
+func sealWithNonce(exportKey []byte, account string, identity []byte, nonce [chacha20poly1305.NonceSize]byte) ([]byte, error) {
 	aead, err := sealAEAD(exportKey, account)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, chacha20poly1305.NonceSize, SealOverhead+len(identity))
-	if _, err := rand.Read(out); err != nil {
-		return nil, err
-	}
+	out := append(make([]byte, 0, SealOverhead+len(identity)), nonce[:]...)
 	return aead.Seal(out, out, identity, []byte(sealAADLabel+account)), nil
 }
 

@@ -28,7 +28,7 @@ const (
 )
 
 // LabelRegister is the signature label of REGISTER_FINISH.
-const LabelRegister = "flowmail account register v1"
+const LabelRegister = "flowmail/v1 account register"
 
 // AccountsConfig configures the account service.
 type AccountsConfig struct {
