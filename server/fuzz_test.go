@@ -3,6 +3,8 @@ package server
 import (
 	"bytes"
 	"testing"
+
+	"github.com/flowmail/flowmail/account"
 )
 
 // FuzzDecode: no input panics Decode, and what decodes re-encodes to the
@@ -30,8 +32,17 @@ func FuzzHandle(f *testing.F) {
 	for _, m := range sampleMessages() {
 		f.Add(Encode(m))
 	}
+	keys, err := account.GenerateServerKeys()
+	if err != nil {
+		f.Fatal(err)
+	}
+	// One service for every input, as a server meets them: sessions and
+	// counts pile up, within their bounds.
+	a, err := NewAccounts(AccountsConfig{Dir: f.TempDir(), Keys: keys})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		a := newAccounts(t, nil)
 		ans := a.Handle(t.Context(), peer(1, 1), b)
 		if len(ans) == 0 {
 			t.Fatal("empty answer")
