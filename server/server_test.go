@@ -188,3 +188,14 @@ func TestRegistrationNeedsTheIdentitysKey(t *testing.T) {
 		t.Fatalf("%d accounts stored after refused registrations", len(entries))
 	}
 }
+
+// TestClientRefusesAnotherServer: a client that pins the server's node
+// ID refuses whoever else answers at that address.
+func TestClientRefusesAnotherServer(t *testing.T) {
+	s := startServer(t, nil)
+	d := newDevice(t, s)
+	d.client.Server.ID[0] ^= 1
+	if _, err := d.client.Login(t.Context(), d.id.Address(), []byte("pw")); !errors.Is(err, transport.ErrWrongPeer) {
+		t.Fatalf("login at a server with another ID: %v, want transport.ErrWrongPeer", err)
+	}
+}
