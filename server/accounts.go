@@ -103,9 +103,6 @@ func NewAccounts(cfg AccountsConfig) (*Accounts, error) {
 	}, nil
 }
 
-// Serves reports whether t is an account message type.
-func Serves(t byte) bool { return MsgType(t) >= FirstType && MsgType(t) <= LastType }
-
 // Handle answers one request (a transport.Handler).
 func (a *Accounts) Handle(ctx context.Context, from transport.Peer, req []byte) []byte {
 	m, err := Decode(req)
