@@ -36,7 +36,15 @@ func accountFlags() []cli.Flag {
 		&cli.StringFlag{Name: "password-file", Usage: "read the account password from the first line of this file instead of asking (or set FLOWMAIL_ACCOUNT_PASSWORD)", EnvVars: []string{"FLOWMAIL_ACCOUNT_PASSWORD_FILE"}},
 		&cli.StringFlag{Name: "network", Value: node.DefaultNetwork, Usage: "network name the server is on", EnvVars: []string{"FLOWMAIL_NETWORK"}},
 		requestTimeoutFlag(),
+		// The key file's own scrypt cost; lower only for tests (under
+		// the race detector scrypt runs many times slower).
+		&cli.IntFlag{Name: "scrypt-log-n", Hidden: true, Usage: "log2 of scrypt's N for the key file written (default identity.DefaultScryptLogN)"},
 	}
+}
+
+// keyFileOptions protects a key file with the account password.
+func keyFileOptions(c *cli.Context, pw []byte) identity.KeyFileOptions {
+	return identity.KeyFileOptions{Passphrase: pw, ScryptLogN: c.Int("scrypt-log-n")}
 }
 
 func accountCommand(s *streams) *cli.Command {
@@ -111,7 +119,7 @@ func loginCommand(s *streams) *cli.Command {
 			if id.Address() != acct {
 				return fmt.Errorf("the server returned the identity of %s, not %s", id.Address(), acct)
 			}
-			if err := identity.WriteKeyFile(path, id, identity.KeyFileOptions{Passphrase: pw}); err != nil {
+			if err := identity.WriteKeyFile(path, id, keyFileOptions(c, pw)); err != nil {
 				return err
 			}
 			if err := writePubFile(c, id); err != nil {
@@ -187,7 +195,7 @@ func passwordKeyFile(c *cli.Context, id *identity.Identity, pw []byte) ([]byte, 
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, keyFileName)
-	if err := identity.WriteKeyFile(path, id, identity.KeyFileOptions{Passphrase: pw}); err != nil {
+	if err := identity.WriteKeyFile(path, id, keyFileOptions(c, pw)); err != nil {
 		return nil, err
 	}
 	return readSmallFile(path, account.MaxIdentitySize)
