@@ -1,5 +1,5 @@
 // Package account owns password login for a domain's users
-// (docs/PROTOCOL.md section 16): the password-authenticated key exchange
+// (docs/PROTOCOL.md section 17): the password-authenticated key exchange
 // (OPAQUE, RFC 9807, through github.com/bytemare/opaque behind the PAKE
 // interface so it can be replaced), the identity key sealed under a key
 // derived from OPAQUE's export key, and the account record a server

@@ -9,7 +9,7 @@ import (
 )
 
 // Sizes of the OPAQUE messages (RFC 9807 with ristretto255 and SHA-512),
-// the sizes docs/PROTOCOL.md section 16 gives them.
+// the sizes docs/PROTOCOL.md section 17 gives them.
 const (
 	RegistrationRequestSize  = 32
 	RegistrationResponseSize = 64

@@ -12,7 +12,7 @@ const RecordVersion = 1
 const ksfSize = 1 + 4 + 4 + 1
 
 // Record is what a server stores for an account (docs/PROTOCOL.md
-// section 16.4): the key-stretching parameters, the OPAQUE registration
+// section 17.4): the key-stretching parameters, the OPAQUE registration
 // record and the sealed identity. Nothing in it is the password or the
 // identity key, and without the server's OPRF seed nothing in it lets a
 // password guess be checked.
@@ -25,7 +25,7 @@ type Record struct {
 // MaxRecordSize bounds an encoded Record.
 const MaxRecordSize = 1 + ksfSize + RecordSize + 2 + MaxSealedSize
 
-// AppendKSF appends p's encoding (section 16.2) to b.
+// AppendKSF appends p's encoding (section 17.2) to b.
 func AppendKSF(b []byte, p KSFParams) []byte {
 	b = append(b, p.ID)
 	b = binary.BigEndian.AppendUint32(b, p.Time)

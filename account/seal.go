@@ -10,7 +10,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// Labels of the sealed identity (docs/PROTOCOL.md section 16.3).
+// Labels of the sealed identity (docs/PROTOCOL.md section 17.3).
 const (
 	sealKeyLabel = "flowmail/v1 account seal key"
 	sealAADLabel = "flowmail/v1 account sealed identity"

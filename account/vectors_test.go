@@ -8,7 +8,7 @@ import (
 )
 
 // TestVectors walks testdata/vectors/account.json: the sealed identity
-// (docs/PROTOCOL.md 16.3) and the stored record (16.4). Regenerate with
+// (docs/PROTOCOL.md 17.3) and the stored record (17.4). Regenerate with
 // go test -update.
 func TestVectors(t *testing.T) {
 	vectors.Check(t, "account.json", genVectors, func(v vectors.Vector) (map[string]string, string) {
@@ -49,7 +49,7 @@ func genVectors() File {
 	}
 	params := map[string]string{"export_key": hex.EncodeToString(export), "account": acct}
 	other := map[string]string{"export_key": hex.EncodeToString(export), "account": "fm1other"}
-	f := File{Description: "Sealed identities (account.Open, docs/PROTOCOL.md 16.3) and stored account records (account.ParseRecord, 16.4)."}
+	f := File{Description: "Sealed identities (account.Open, docs/PROTOCOL.md 17.3) and stored account records (account.ParseRecord, 17.4)."}
 	add := func(name, fn string, in []byte, p map[string]string, errName, note string) {
 		f.Vectors = append(f.Vectors, vectors.Vector{Name: name, Function: fn, Input: hex.EncodeToString(in), Params: p, Error: errName, Note: note})
 	}

@@ -20,7 +20,7 @@ import (
 )
 
 // Error codes of ERROR answers from the account service, beside those of
-// section 8 (docs/PROTOCOL.md 16.5).
+// section 8 (docs/PROTOCOL.md 17.5).
 const (
 	CodeAuthFailed  kademlia.ErrorCode = 10
 	CodeRateLimited kademlia.ErrorCode = 11
@@ -255,7 +255,7 @@ func (a *Accounts) registerInit(from transport.Peer, m RegisterInit) []byte {
 
 // RegisterSigned is what REGISTER_FINISH's signature covers: the session,
 // the account, the KSF parameters the server gave, the OPAQUE record and
-// the sealed identity (section 16.5). The session makes it single-use:
+// the sealed identity (section 17.5). The session makes it single-use:
 // an old registration cannot be replayed to bring back an old password.
 func RegisterSigned(session [SessionSize]byte, acct string, ksf account.KSFParams, record, sealed []byte) []byte {
 	b := append([]byte(nil), session[:]...)

@@ -1,4 +1,4 @@
-// Package server owns a domain's server (docs/PROTOCOL.md section 16):
+// Package server owns a domain's server (docs/PROTOCOL.md section 17):
 // a full node (package node) and, on a second QUIC listener with the
 // node's key, the account service that lets users log in with a password
 // from any device (package account does the cryptography; this package

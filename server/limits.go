@@ -2,7 +2,7 @@ package server
 
 import "time"
 
-// Limits of the account service (docs/PROTOCOL.md sections 11 and 16.6).
+// Limits of the account service (docs/PROTOCOL.md sections 11 and 17.6).
 const (
 	// SessionTimeout is how long a registration or login session waits
 	// for its finish message.

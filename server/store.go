@@ -14,7 +14,7 @@ import (
 	"github.com/flowmail/flowmail/internal/atomicfile"
 )
 
-// Files under a server's data directory (docs/PROTOCOL.md 16.4).
+// Files under a server's data directory (docs/PROTOCOL.md 17.4).
 const (
 	// AccountKeyFile holds the OPAQUE server keys (account.ServerKeys):
 	// with the OPRF seed in it, a stolen accounts directory allows

@@ -86,7 +86,7 @@ var typeNames = map[MsgType]string{
 }
 
 func genVectors() vectors.File {
-	f := vectors.File{Description: "Account messages of the domain server (docs/PROTOCOL.md 16.5), fed to server.Decode."}
+	f := vectors.File{Description: "Account messages of the domain server (docs/PROTOCOL.md 17.5), fed to server.Decode."}
 	add := func(name string, in []byte, errName, note string) {
 		f.Vectors = append(f.Vectors, vectors.Vector{Name: name, Function: "server.Decode", Input: hex.EncodeToString(in), Error: errName, Note: note})
 	}

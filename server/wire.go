@@ -10,7 +10,7 @@ import (
 )
 
 // MsgType is the first byte of a server message (docs/PROTOCOL.md
-// section 16.5). Server messages use the range 0x40 to 0x5f, which
+// section 17.5). Server messages use the range 0x40 to 0x5f, which
 // section 8 reserves for them; answers that section 8 already has (OK,
 // ERROR) keep their types.
 type MsgType uint8
@@ -30,7 +30,7 @@ const (
 	LastType  MsgType = 0x5f
 )
 
-// Sizes of the wire (section 16.5).
+// Sizes of the wire (section 17.5).
 const (
 	SessionSize   = 16
 	MaxAccountLen = 128
