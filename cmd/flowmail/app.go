@@ -70,6 +70,9 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			bridgeCommand(s),
 			publishCommand(s),
 			nodeCommand(s),
+			serverCommand(s),
+			accountCommand(s),
+			loginCommand(s),
 			testnetCommand(s),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints the error once

@@ -32,6 +32,8 @@ var forbidden = map[string][]string{
 	"delivery":     {"internal/mailforge", "internal/mailtest", "transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"rendezvous":   {"grant", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "cmd/flowmail"},
 	"onion":        {"grant", "transport", "kademlia", "blockstore", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"account":      {"block", "identity", "record", "bridge", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "onion", "internal/mailforge", "internal/mailtest", "node", "server", "testnet", "rendezvous", "cmd/flowmail"},
+	"server":       {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
 	"node":         {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
 	"bridge":       {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
 	"testnet":      {"internal/mailforge", "internal/mailtest", "cmd/flowmail"},

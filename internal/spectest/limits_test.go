@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowmail/flowmail/account"
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/bridge"
@@ -26,6 +27,7 @@ import (
 	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/onion"
 	"github.com/flowmail/flowmail/record"
+	"github.com/flowmail/flowmail/server"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -125,6 +127,16 @@ var limits = map[string]any{
 	"MaxLocalPart":     record.MaxLocalPart,
 	"SafetyIterations": record.SafetyIterations,
 	"SafetyGroups":     record.SafetyGroups,
+
+	"SessionTimeout":         server.SessionTimeout,
+	"MaxSessions":            server.MaxSessions,
+	"MaxSessionsPerSource":   server.MaxSessionsPerSource,
+	"LoginsPerAccount":       server.LoginsPerAccount,
+	"LoginsPerSource":        server.LoginsPerSource,
+	"RegistrationsPerSource": server.RegistrationsPerSource,
+	"LimitWindow":            server.LimitWindow,
+	"MaxAccountLen":          server.MaxAccountLen,
+	"MaxSealedSize":          account.MaxSealedSize,
 
 	"MaxFailuresPerSource":  bridge.MaxFailuresPerSource,
 	"MaxFailuresPerAccount": bridge.MaxFailuresPerAccount,
