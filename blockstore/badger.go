@@ -154,6 +154,10 @@ func (s *badgerStore) Delete(ctx context.Context, id block.ID, preimage [32]byte
 	return s.submit(ctx, &writeOp{kind: opDelete, now: s.cfg.Clock.Now(), id: id, preimage: preimage})
 }
 
+func (s *badgerStore) Drop(ctx context.Context, id block.ID) error {
+	return s.submit(ctx, &writeOp{kind: opDrop, now: s.cfg.Clock.Now(), id: id})
+}
+
 // Sweep removes expired blocks now; the store also does so every
 // Config.SweepInterval.
 func (s *badgerStore) Sweep(ctx context.Context) error {

@@ -26,6 +26,7 @@ const (
 	opDelete
 	opSweep
 	opDropCorrupt
+	opDrop
 )
 
 // writeOp is one change waiting for the writer.
@@ -35,7 +36,7 @@ type writeOp struct {
 	put      admitted // opPut
 	pinned   bool     // opPut
 	source   Source   // opPut
-	id       block.ID // opDelete, opDropCorrupt
+	id       block.ID // opDelete, opDropCorrupt, opDrop
 	preimage [32]byte // opDelete
 	swept    int      // opSweep: blocks removed, set before the reply
 	reply    chan error
@@ -165,6 +166,12 @@ func (s *badgerStore) apply(txn *badger.Txn, c *counters, op *writeOp) (result, 
 		return nil, err
 	case opDropCorrupt:
 		return nil, s.applyDropCorrupt(txn, c, op.id)
+	case opDrop:
+		r, held, err := s.current(txn, c, op.id, op.now)
+		if err != nil || !held {
+			return fmt.Errorf("%w: %v", ErrNotFound, op.id.Short()), err
+		}
+		return nil, s.remove(txn, c, op.id, r)
 	}
 	return nil, fmt.Errorf("blockstore: unknown write op %d", op.kind)
 }
