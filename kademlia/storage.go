@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,6 +48,38 @@ func (d *DHT) holders(t block.Type) int {
 	return d.cfg.K
 }
 
+// placement picks the n contacts of closest (closest to id first) that
+// are to hold a block of type t. A data block, held by few, takes at most one
+// contact per IP group (unless the IP limits are off, as on a testnet):
+// Sybils ground next to its ID from one or two IP groups can be at most
+// as many of its R holders, and an honest holder remains (docs/PROTOCOL.md
+// 9.7). Where closest has too few groups, the closest others fill in.
+func (d *DHT) placement(id block.ID, closest []transport.Contact, n int, t block.Type) []transport.Contact {
+	if t != block.TypeData || d.cfg.BucketIPLimit < 0 {
+		return closest[:min(n, len(closest))]
+	}
+	picked := make([]transport.Contact, 0, n)
+	var rest []transport.Contact
+	groups := make(map[netip.Prefix]bool, n)
+	for _, c := range closest {
+		if len(picked) == n {
+			break
+		}
+		g := ipGroup(c.Addr.Addr())
+		if g.IsValid() && groups[g] {
+			rest = append(rest, c)
+			continue
+		}
+		groups[g] = true
+		picked = append(picked, c)
+	}
+	if len(picked) < n {
+		picked = append(picked, rest[:min(n-len(picked), len(rest))]...)
+		slices.SortFunc(picked, func(a, b transport.Contact) int { return CompareDistance(a.ID, b.ID, id) })
+	}
+	return picked
+}
+
 // Put stores blk at the nodes closest to its ID (K of them, R for a data
 // block: holders) for lifetime (whole seconds, at most
 // block.MaxLifetime), this node included when it is a full node among
@@ -64,7 +98,8 @@ func (d *DHT) Put(ctx context.Context, blk []byte, lifetime time.Duration) (int,
 	if lerr != nil && (d.cfg.Store == nil || ctx.Err() != nil) {
 		return 0, lerr
 	}
-	return d.storeAt(ctx, id, blk, secs, closest, d.holders(h.Type))
+	n := d.holders(h.Type)
+	return d.storeAt(ctx, id, blk, secs, d.placement(id, closest, n, h.Type), n)
 }
 
 // storeAt stores blk at the n closest contacts and, when this full node
@@ -292,7 +327,7 @@ func (d *DHT) republishOne(ctx context.Context, m blockstore.Meta) bool {
 	}
 	// This node holds the block already; the others get it.
 	n := d.holders(m.Type)
-	closest = closest[:min(n, len(closest))]
+	closest = d.placement(m.ID, closest, n, m.Type)
 	among := d.selfAmong(m.ID, closest, n)
 	if among && len(closest) == n {
 		closest = closest[:n-1]
