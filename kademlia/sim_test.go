@@ -1,6 +1,7 @@
 package kademlia_test
 
 import (
+	"math"
 	"runtime"
 	"testing"
 	"testing/synctest"
@@ -51,6 +52,16 @@ func TestSimulation(t *testing.T) {
 		r := block.ShardReplicas
 		s.FailFraction(0.25)
 		before := s.ReplicasAtClosest(ctx, ids, r)
+		// A block whose R holders all failed is gone (probability
+		// 0.25^R, 1.6% at R = 3: the erasure code, not the DHT, covers
+		// that; docs/PROTOCOL.md 9.7). Every other block must come back.
+		survivors := 0
+		for _, h := range s.HoldersOf(ctx, ids) {
+			if h > 0 {
+				survivors++
+			}
+		}
+		t.Logf("%d of %d blocks kept a live copy when 25%% of the nodes failed (expected loss %.1f%%)", survivors, len(ids), 100*math.Pow(0.25, float64(r)))
 		t.Logf("lookups right after the failures: %v", s.RunLookups(ctx, t, s.Live(), 200))
 		s.RepublishRound(ctx, t)
 		after := s.ReplicasAtClosest(ctx, ids, r)
@@ -71,13 +82,13 @@ func TestSimulation(t *testing.T) {
 		// Right after a quarter of the nodes fail, lookups miss some of
 		// the closest live nodes (peers still name the dead ones), so one
 		// round restores most blocks fully, not all.
-		if full*10 < 8*len(ids) || kadsim.Percentile(after, 50) != r {
-			t.Errorf("after republishing only %d of %d blocks are held by all of their %d closest live nodes (median %d)", full, len(ids), r, kadsim.Percentile(after, 50))
+		if full*10 < 8*survivors || kadsim.Percentile(after, 50) != r {
+			t.Errorf("after republishing only %d of %d surviving blocks are held by all of their %d closest live nodes (median %d)", full, survivors, r, kadsim.Percentile(after, 50))
 		}
 		retrievable := s.CountRetrievable(ctx, s.Live(), ids)
 		t.Logf("%d of %d blocks retrievable after 25%% of the nodes failed and a republish round", retrievable, len(ids))
-		if retrievable*100 < 99*len(ids) {
-			t.Errorf("only %d of %d blocks retrievable", retrievable, len(ids))
+		if retrievable*100 < 99*survivors {
+			t.Errorf("only %d of the %d blocks that kept a live copy are retrievable", retrievable, survivors)
 		}
 	})
 }
