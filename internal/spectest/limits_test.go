@@ -17,9 +17,11 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/bridge"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/onion"
 	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/transport"
@@ -118,6 +120,11 @@ var limits = map[string]any{
 	"MaxLocalPart":     record.MaxLocalPart,
 	"SafetyIterations": record.SafetyIterations,
 	"SafetyGroups":     record.SafetyGroups,
+
+	"MaxFailuresPerSource":  bridge.MaxFailuresPerSource,
+	"MaxFailuresPerAccount": bridge.MaxFailuresPerAccount,
+	"FailureWindow":         bridge.FailureWindow,
+	"MaxQueueRecipients":    mailbox.MaxQueueRecipients,
 }
 
 const specPath = "../../docs/PROTOCOL.md"
