@@ -28,6 +28,7 @@ var forbidden = map[string][]string{
 	"mailbox":      {"delivery", "internal/mailforge", "internal/mailtest", "pow", "identity", "transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"delivery":     {"internal/mailforge", "internal/mailtest", "transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"rendezvous":   {"identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "cmd/flowmail"},
+	"naming":       {"transport", "kademlia", "blockstore", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "pow", "onion", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"onion":        {"transport", "kademlia", "blockstore", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"node":         {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
 	"testnet":      {"internal/mailforge", "internal/mailtest", "cmd/flowmail"},

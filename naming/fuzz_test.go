@@ -1,0 +1,61 @@
+package naming
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/internal/vectors"
+)
+
+// FuzzParseRecord: no text makes the parser panic; a text it accepts
+// says the same in its canonical form (the parser is not malleable beyond
+// spaces and ignored tags), and what it accepts fits a TXT string.
+func FuzzParseRecord(f *testing.F) {
+	srv := block.ID(vectors.Pattern(32, 0x5e))
+	for _, r := range []Record{
+		{Keys: []Key{keyA}},
+		{Keys: []Key{keyA, keyB}, Server: srv, At: "mail.example.com:4433"},
+		{Keys: []Key{keyB}, At: "[2001:db8::1]:443"},
+	} {
+		f.Add(r.Text())
+	}
+	f.Add("v=fm1;k=" + FormatKey(keyA) + ";note=x;")
+	f.Add("v=fm2; k=" + FormatKey(keyA))
+	f.Add("v=spf1 -all")
+	f.Add("")
+	for _, v := range txtVectors().Vectors {
+		f.Add(v.Input)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		r, err := ParseRecord(text)
+		if err != nil {
+			if r != nil {
+				t.Fatal("a record and an error")
+			}
+			return
+		}
+		if len(text) > MaxTXTSize || len(r.Keys) == 0 {
+			t.Fatalf("accepted %d bytes with %d keys", len(text), len(r.Keys))
+		}
+		canon := r.Text()
+		if len(canon) > MaxTXTSize {
+			return // spaces the input left out; the canonical form is only for writing
+		}
+		again, err := ParseRecord(canon)
+		if err != nil {
+			t.Fatalf("canonical form %q of %q: %v", canon, text, err)
+		}
+		if again.Text() != canon {
+			t.Fatalf("%q -> %q -> %q", text, canon, again.Text())
+		}
+		// SelectRecord agrees with ParseRecord on one record.
+		sel, err := SelectRecord([]string{text})
+		if err != nil || sel.Text() != canon {
+			t.Fatalf("SelectRecord(%q): %v", text, err)
+		}
+		if strings.ContainsAny(canon, "\"\\") {
+			t.Fatalf("canonical form %q needs escaping in a zone file", canon)
+		}
+	})
+}

@@ -1,0 +1,94 @@
+package naming
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/internal/vectors"
+	"github.com/flowmail/flowmail/record"
+)
+
+var sentinels = []error{ErrNoRecord, ErrConflict, ErrMalformed, ErrVersion, record.ErrName}
+
+func TestTXTVectors(t *testing.T) {
+	vectors.Check(t, "naming.json", txtVectors, checkTXTVector)
+}
+
+func checkTXTVector(v vectors.Vector) (map[string]string, string) {
+	var r *Record
+	var err error
+	switch v.Function {
+	case "ParseRecord":
+		r, err = ParseRecord(v.Input)
+	case "SelectRecord":
+		r, err = SelectRecord(strings.Split(v.Input, "\n"))
+	case "NameSlot":
+		name, err := record.Normalise(v.Input)
+		if err != nil {
+			return nil, vectors.RuleName(err, sentinels...)
+		}
+		k, err := ParseKey(v.Params["key"])
+		if err != nil {
+			return nil, vectors.RuleName(err, sentinels...)
+		}
+		return map[string]string{"name": name, "slot": record.NameSlot(name, k).String()}, ""
+	default:
+		return nil, "unknown function " + v.Function
+	}
+	if err != nil {
+		return nil, vectors.RuleName(err, sentinels...)
+	}
+	keys := make([]string, len(r.Keys))
+	for i, k := range r.Keys {
+		keys[i] = FormatKey(k)
+	}
+	out := map[string]string{"keys": strings.Join(keys, " "), "text": r.Text()}
+	if !r.Server.IsZero() {
+		out["srv"] = identity.FormatAddress(r.Server)
+	}
+	if r.At != "" {
+		out["at"] = r.At
+	}
+	return out, ""
+}
+
+func txtVectors() vectors.File {
+	a, b := FormatKey(keyA), FormatKey(keyB)
+	srv := identity.FormatAddress(block.ID(vectors.Pattern(32, 0x5e)))
+	v := func(name, fn, in, errName, note string) vectors.Vector {
+		return vectors.Vector{Name: name, Function: fn, Input: in, Error: errName, Note: note}
+	}
+	const (
+		malformed = "malformed flowmail record"
+		version   = "unknown flowmail record version"
+	)
+	return vectors.File{
+		Description: "Domain records at _flowmail.<domain> (docs/PROTOCOL.md 16.1) and name slots (16.3). Keys are base64url of fixed patterns.",
+		Vectors: []vectors.Vector{
+			v("one_key", "ParseRecord", "v=fm1; k="+a, "", "16.1"),
+			v("rollover_server_and_host", "ParseRecord", "v=fm1; k="+a+"; k="+b+"; srv="+srv+"; at=mail.example.com:4433", "", "two keys during a rollover, the preferred first"),
+			v("no_spaces_final_separator", "ParseRecord", "v=fm1;k="+a+";", "", "spaces around separators and one final separator are allowed"),
+			v("unknown_tag_ignored", "ParseRecord", "v=fm1; k="+a+"; policy=x", "", "unknown tags are ignored"),
+			v("at_ipv6", "ParseRecord", "v=fm1; k="+a+"; at=[2001:db8::1]:443", "", ""),
+			v("no_key", "ParseRecord", "v=fm1; srv="+srv, malformed, "at least one k"),
+			v("key_twice", "ParseRecord", "v=fm1; k="+a+"; k="+a, malformed, ""),
+			v("key_padded", "ParseRecord", "v=fm1; k="+a+"=", malformed, "base64url without padding"),
+			v("key_small_order", "ParseRecord", "v=fm1; k=AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", malformed, "a key of small order is refused"),
+			v("srv_upper_case", "ParseRecord", "v=fm1; k="+a+"; srv="+strings.ToUpper(srv), malformed, ""),
+			v("at_port_zero", "ParseRecord", "v=fm1; k="+a+"; at=mail.example.com:0", malformed, ""),
+			v("tag_upper_case", "ParseRecord", "v=fm1; K="+a, malformed, ""),
+			v("empty_tag", "ParseRecord", "v=fm1;; k="+a, malformed, ""),
+			v("quote", "ParseRecord", "v=fm1; k="+a+"; x=\"", malformed, "printable ASCII without quote or backslash"),
+			v("too_long", "ParseRecord", "v=fm1; k="+a+"; x="+strings.Repeat("y", 250), malformed, "at most 255 bytes"),
+			v("version_2", "ParseRecord", "v=fm2; k="+a, version, ""),
+			v("select_ignores_others", "SelectRecord", "v=spf1 -all\nv=fm1; k="+a+"\nv=fm2; q=1", "", "other TXT records and other versions are ignored"),
+			v("select_two", "SelectRecord", "v=fm1; k="+a+"\nv=fm1; k="+b, "conflicting flowmail records", "exactly one version 1 record"),
+			v("select_none", "SelectRecord", "v=spf1 -all", "no flowmail record", ""),
+			v("select_only_newer", "SelectRecord", "v=fm2; q=1", version, ""),
+			{Name: "name_slot", Function: "NameSlot", Input: "Alice@Bücher.example", Params: map[string]string{"key": a}, Note: "16.3: the slot of the normalised name under a key DNS lists"},
+			{Name: "name_slot_unicode_local_part", Function: "NameSlot", Input: "älice@example.com", Params: map[string]string{"key": a}, Error: "invalid name"},
+		},
+	}
+}
