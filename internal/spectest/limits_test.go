@@ -20,6 +20,7 @@ import (
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/naming"
 	"github.com/flowmail/flowmail/onion"
 	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/transport"
@@ -92,6 +93,10 @@ var limits = map[string]any{
 	"MaxLocalPart":     record.MaxLocalPart,
 	"SafetyIterations": record.SafetyIterations,
 	"SafetyGroups":     record.SafetyGroups,
+
+	"MaxTXTSize":            naming.MaxTXTSize,
+	"DefaultAttemptTimeout": naming.DefaultAttemptTimeout,
+	"DefaultLookupTimeout":  naming.DefaultLookupTimeout,
 }
 
 const specPath = "../../docs/PROTOCOL.md"
