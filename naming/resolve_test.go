@@ -191,6 +191,17 @@ func TestResolveDuringARollover(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("one expired, one revoked: the revocation is reported", func(t *testing.T) {
+		w := newWorld(t, src)
+		w.dns.texts["example.test"] = []string{recordText(pub(newK), pub(oldK))}
+		nb := uint64(t0.Unix())
+		w.dht.put(certify(t, "alice@example.test", newK, w.alice, record.Version{Seq: 1, NotBefore: nb, NotAfter: nb + 60}))
+		c1 := certify(t, "alice@example.test", oldK, w.alice, record.Version{})
+		w.dht.put(certify(t, "alice@example.test", oldK, w.alice, record.Version{Seq: 2, Prev: block.Sum(c1.Bytes()), Revoked: true, NotBefore: nb, NotAfter: nb + 86400}))
+		if _, err := w.res.Resolve(context.Background(), "alice@example.test", now, nil); !errors.Is(err, record.ErrRevoked) {
+			t.Fatalf("got %v", err)
+		}
+	})
 	t.Run("old revoked, new good", func(t *testing.T) {
 		w := newWorld(t, src)
 		w.dns.texts["example.test"] = []string{recordText(pub(oldK), pub(newK))}
