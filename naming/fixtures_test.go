@@ -3,6 +3,7 @@ package naming
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -90,7 +91,6 @@ type memDHT struct {
 	mu      sync.Mutex
 	records map[block.ID][][]byte
 	blocks  map[block.ID][]byte
-	asked   []block.ID
 	fail    error
 }
 
@@ -115,24 +115,36 @@ func (d *memDHT) publish(p *person) {
 	}
 }
 
-func (d *memDHT) Records(ctx context.Context, slot block.ID) ([][]byte, error) {
+func (d *memDHT) Record(ctx context.Context, slot block.ID) (*record.Record, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.asked = append(d.asked, slot)
 	if d.fail != nil {
 		return nil, d.fail
 	}
-	return d.records[slot], nil
+	return record.Newest(slot, d.records[slot])
 }
 
-func (d *memDHT) Block(ctx context.Context, id block.ID) ([]byte, error) {
+// KeyState is kademlia's rule: the key log folded, or the inception
+// block's state.
+func (d *memDHT) KeyState(ctx context.Context, addr block.ID) (record.KeyState, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	b, ok := d.blocks[id]
-	if !ok {
-		return nil, fmt.Errorf("block %v not found", id.Short())
+	if d.fail != nil {
+		return record.KeyState{}, d.fail
 	}
-	return b, nil
+	st, err := record.ResolveKeyLog(addr, d.records[record.KeyLogSlot(addr)])
+	if !errors.Is(err, record.ErrNotFound) {
+		return st, err
+	}
+	b, ok := d.blocks[addr]
+	if !ok {
+		return record.KeyState{}, fmt.Errorf("%w: no key log and no pubkey block of %v", record.ErrNotFound, addr.Short())
+	}
+	p, err := identity.ParsePubkey(b)
+	if err != nil {
+		return record.KeyState{}, err
+	}
+	return record.InitialState(p), nil
 }
 
 // staticDNS answers LookupDomain from a table of record texts per domain

@@ -112,7 +112,7 @@ func TestDecide(t *testing.T) {
 			}
 			var pinned *record.KeyState
 			if resolvePinned {
-				st, err := w.res.KeyState(context.Background(), pin.Address)
+				st, err := w.dht.KeyState(context.Background(), pin.Address)
 				if err != nil {
 					t.Fatal(err)
 				}

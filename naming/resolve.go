@@ -12,15 +12,17 @@ import (
 	"github.com/flowmail/flowmail/record"
 )
 
-// DHT is what resolving a name needs from the network.
+// DHT is what resolving a name needs from the network; kademlia's DHT
+// has both (GetRecord, KeyState).
 type DHT interface {
-	// Records returns the records the nodes closest to slot answered,
-	// unverified, one per node that held one: the caller folds them
-	// (record.Newest, record.ResolveKeyLog). No answers is an empty slice
-	// and no error.
-	Records(ctx context.Context, slot block.ID) ([][]byte, error)
-	// Block returns the block named id, checked to hash to it.
-	Block(ctx context.Context, id block.ID) ([]byte, error)
+	// Record returns the newest valid record at slot among what the K
+	// closest nodes answered (record.Newest); an error wrapping
+	// record.ErrNotFound when none holds one.
+	Record(ctx context.Context, slot block.ID) (*record.Record, error)
+	// KeyState resolves an address's key state (docs/PROTOCOL.md 15.5):
+	// its key log folded, or its inception block's state when it has
+	// none.
+	KeyState(ctx context.Context, address block.ID) (record.KeyState, error)
 }
 
 // DomainSource looks a domain's flowmail record up: *DNS in use, a fixed
@@ -118,8 +120,8 @@ func (r *Resolver) bind(ctx context.Context, name string, d *Domain, certs []*re
 		} else {
 			st, ok := states[c.Address]
 			if !ok {
-				if st, err = r.KeyState(ctx, c.Address); err != nil {
-					return nil, err
+				if st, err = r.DHT.KeyState(ctx, c.Address); err != nil {
+					return nil, fmt.Errorf("%w: %s: %w", ErrNoKeyLog, identity.FormatAddress(c.Address), err)
 				}
 				states[c.Address] = st
 			}
@@ -157,43 +159,14 @@ func (r *Resolver) bind(ctx context.Context, name string, d *Domain, certs []*re
 // certificate fetches the newest certificate for name under key.
 func (r *Resolver) certificate(ctx context.Context, name string, key Key) (*record.NameCert, error) {
 	slot := record.NameSlot(name, key)
-	answers, err := r.DHT.Records(ctx, slot)
-	if err != nil {
-		return nil, fmt.Errorf("looking up the certificate of %s: %w", name, err)
-	}
-	rec, err := record.Newest(slot, answers)
+	rec, err := r.DHT.Record(ctx, slot)
 	if err != nil {
 		return nil, fmt.Errorf("certificate of %s under key %s: %w", name, FormatKey(key), err)
 	}
-	if rec.Kind != record.KindName {
-		return nil, fmt.Errorf("certificate of %s: %w: a %v at its slot", name, record.ErrKind, rec.Kind)
+	if rec.Kind != record.KindName || rec.Slot() != slot {
+		return nil, fmt.Errorf("certificate of %s: %w: the DHT answered a %v of another slot", name, record.ErrSlot, rec.Kind)
 	}
 	return rec.Name, nil
-}
-
-// KeyState resolves an address's key state: the key log the closest nodes
-// hold, or, when none holds one, the state of its inception block.
-func (r *Resolver) KeyState(ctx context.Context, addr block.ID) (record.KeyState, error) {
-	answers, err := r.DHT.Records(ctx, record.KeyLogSlot(addr))
-	if err != nil {
-		return record.KeyState{}, fmt.Errorf("%w: key log of %s: %w", ErrNoKeyLog, identity.FormatAddress(addr), err)
-	}
-	st, err := record.ResolveKeyLog(addr, answers)
-	if err == nil {
-		return st, nil
-	}
-	if !errors.Is(err, record.ErrNotFound) {
-		return record.KeyState{}, fmt.Errorf("key log of %s: %w", identity.FormatAddress(addr), err)
-	}
-	b, err := r.DHT.Block(ctx, addr)
-	if err != nil {
-		return record.KeyState{}, fmt.Errorf("%w: pubkey block of %s: %w", ErrNoKeyLog, identity.FormatAddress(addr), err)
-	}
-	p, err := identity.ParsePubkey(b)
-	if err != nil || p.ID != addr {
-		return record.KeyState{}, fmt.Errorf("%w: the block at %s is not its pubkey block", ErrNoKeyLog, identity.FormatAddress(addr))
-	}
-	return record.InitialState(p), nil
 }
 
 func keyList(keys []Key) string {
