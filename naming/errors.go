@@ -22,3 +22,7 @@ var (
 	ErrRebound          = errors.New("naming: name bound to another address")
 	ErrDomainKeyChanged = errors.New("naming: the domain's key changed")
 )
+
+// ErrRequest: a name request file that is not one, or whose user
+// signature does not verify.
+var ErrRequest = errors.New("naming: invalid name request")

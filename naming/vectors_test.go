@@ -1,7 +1,12 @@
 package naming
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
+	"strconv"
 	"strings"
+	"time"
 	"testing"
 
 	"github.com/flowmail/flowmail/block"
@@ -10,7 +15,7 @@ import (
 	"github.com/flowmail/flowmail/record"
 )
 
-var sentinels = []error{ErrNoRecord, ErrConflict, ErrMalformed, ErrVersion, record.ErrName}
+var sentinels = []error{ErrNoRecord, ErrConflict, ErrMalformed, ErrVersion, ErrRequest, record.ErrName}
 
 func TestTXTVectors(t *testing.T) {
 	vectors.Check(t, "naming.json", txtVectors, checkTXTVector)
@@ -34,6 +39,18 @@ func checkTXTVector(v vectors.Vector) (map[string]string, string) {
 			return nil, vectors.RuleName(err, sentinels...)
 		}
 		return map[string]string{"name": name, "slot": record.NameSlot(name, k).String()}, ""
+	case "DecodeRequest":
+		b, err := hex.DecodeString(v.Input)
+		if err != nil {
+			return nil, "bad hex"
+		}
+		req, err := DecodeRequest(b)
+		if err != nil {
+			return nil, vectors.RuleName(err, sentinels...)
+		}
+		n := req.Cert
+		return map[string]string{"name": n.Name, "address": identity.FormatAddress(n.Address), "domain_key": FormatKey(n.DomainKey),
+			"seq": strconv.Itoa(int(n.Version.Seq)), "not_after": strconv.FormatUint(n.Version.NotAfter, 10)}, ""
 	default:
 		return nil, "unknown function " + v.Function
 	}
@@ -64,8 +81,21 @@ func txtVectors() vectors.File {
 		malformed = "malformed flowmail record"
 		version   = "unknown flowmail record version"
 	)
+	id, _, err := identity.New(8, t0, bytes.NewReader(vectors.Pattern(4096, 0x11)))
+	if err != nil {
+		panic(err)
+	}
+	dk := ed25519.NewKeyFromSeed(vectors.Pattern(ed25519.SeedSize, 0xd0))
+	req, err := NewRequest("alice@example.com", id.ID(), Key(dk.Public().(ed25519.PublicKey)), id,
+		record.Version{Seq: 1, NotBefore: uint64(t0.Unix()), NotAfter: uint64(t0.Add(365 * 24 * time.Hour).Unix())})
+	if err != nil {
+		panic(err)
+	}
+	rq := req.Encode()
+	bad := bytes.Clone(rq)
+	bad[len(bad)-1] ^= 1
 	return vectors.File{
-		Description: "Domain records at _flowmail.<domain> (docs/PROTOCOL.md 16.1) and name slots (16.3). Keys are base64url of fixed patterns.",
+		Description: "Domain records at _flowmail.<domain> (docs/PROTOCOL.md 16.1), name slots (16.3) and name requests (16.6). Keys are base64url of fixed patterns; times from 2026-01-01.",
 		Vectors: []vectors.Vector{
 			v("one_key", "ParseRecord", "v=fm1; k="+a, "", "16.1"),
 			v("rollover_server_and_host", "ParseRecord", "v=fm1; k="+a+"; k="+b+"; srv="+srv+"; at=mail.example.com:4433", "", "two keys during a rollover, the preferred first"),
@@ -87,6 +117,9 @@ func txtVectors() vectors.File {
 			v("select_two", "SelectRecord", "v=fm1; k="+a+"\nv=fm1; k="+b, "conflicting flowmail records", "exactly one version 1 record"),
 			v("select_none", "SelectRecord", "v=spf1 -all", "no flowmail record", ""),
 			v("select_only_newer", "SelectRecord", "v=fm2; q=1", version, ""),
+			{Name: "request", Function: "DecodeRequest", Input: hex.EncodeToString(rq), Note: "16.6: alice's half of a certificate for the domain key of Pattern(32, 0xd0)"},
+			{Name: "request_bad_user_signature", Function: "DecodeRequest", Input: hex.EncodeToString(bad), Error: "invalid name request"},
+			{Name: "request_trailing_byte", Function: "DecodeRequest", Input: hex.EncodeToString(append(bytes.Clone(rq), 0)), Error: "invalid name request"},
 			{Name: "name_slot", Function: "NameSlot", Input: "Alice@Bücher.example", Params: map[string]string{"key": a}, Note: "16.3: the slot of the normalised name under a key DNS lists"},
 			{Name: "name_slot_unicode_local_part", Function: "NameSlot", Input: "älice@example.com", Params: map[string]string{"key": a}, Error: "invalid name"},
 		},
