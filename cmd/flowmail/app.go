@@ -59,6 +59,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			sendCommand(s),
 			fetchCommand(s),
 			publishCommand(s),
+			domainCommand(s),
 			nodeCommand(s),
 			testnetCommand(s),
 		},
