@@ -47,16 +47,16 @@ type TXTAnswer struct {
 	// answer with DNSSEC. It is worth what the path to that server is
 	// worth (a resolver on the local host, or one reached over a network
 	// the user trusts).
-	Validated bool
-	Server    string // the server that answered
+	Validated  bool
+	AnsweredBy string // the DNS server that answered
 }
 
 // Domain is a domain's flowmail record as DNS gave it.
 type Domain struct {
 	Name string // A-label form, lower case, no final dot
 	Record
-	Validated bool   // DNSSEC-validated (the AD bit)
-	Server    string // the DNS server that answered
+	Validated  bool   // DNSSEC-validated (the AD bit)
+	AnsweredBy string // the DNS server that answered
 }
 
 // ParseServer reads a DNS server as given on the command line or in
@@ -112,9 +112,9 @@ func (c *DNS) LookupDomain(ctx context.Context, domain string) (*Domain, error) 
 	}
 	r, err := SelectRecord(a.Texts)
 	if err != nil {
-		return nil, fmt.Errorf("%s%s (from %s): %w", TXTPrefix, name, a.Server, err)
+		return nil, fmt.Errorf("%s%s (from %s): %w", TXTPrefix, name, a.AnsweredBy, err)
 	}
-	return &Domain{Name: name, Record: *r, Validated: a.Validated, Server: a.Server}, nil
+	return &Domain{Name: name, Record: *r, Validated: a.Validated, AnsweredBy: a.AnsweredBy}, nil
 }
 
 // NormaliseDomain brings a domain to the form names carry (record.Normalise:
@@ -240,7 +240,7 @@ func readAnswer(q, r *dns.Msg, server string) (*TXTAnswer, error) {
 		}
 		target = next
 	}
-	a := &TXTAnswer{Validated: r.AuthenticatedData, Server: server}
+	a := &TXTAnswer{Validated: r.AuthenticatedData, AnsweredBy: server}
 	for _, rr := range r.Answer {
 		if t, ok := rr.(*dns.TXT); ok && t.Hdr.Class == dns.ClassINET && strings.EqualFold(t.Hdr.Name, target) {
 			a.Texts = append(a.Texts, strings.Join(t.Txt, ""))

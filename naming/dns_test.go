@@ -57,8 +57,8 @@ func TestLookupDomain(t *testing.T) {
 		if d.Validated != (name == "signed.test") {
 			t.Errorf("%s: validated %v", name, d.Validated)
 		}
-		if d.Server != s.addr {
-			t.Errorf("%s: server %q", name, d.Server)
+		if d.AnsweredBy != s.addr {
+			t.Errorf("%s: server %q", name, d.AnsweredBy)
 		}
 	}
 	if d, _ := c.LookupDomain(ctx, "bücher.example"); d == nil || d.Name != "xn--bcher-kva.example" {
@@ -113,8 +113,8 @@ func TestLookupAsksTheNextServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Server != s.addr {
-		t.Fatalf("answered by %s", d.Server)
+	if d.AnsweredBy != s.addr {
+		t.Fatalf("answered by %s", d.AnsweredBy)
 	}
 }
 

@@ -169,7 +169,7 @@ func (s *staticDNS) LookupDomain(ctx context.Context, domain string) (*Domain, e
 	if err != nil {
 		return nil, err
 	}
-	return &Domain{Name: name, Record: *r, Validated: s.validated, Server: "static"}, nil
+	return &Domain{Name: name, Record: *r, Validated: s.validated, AnsweredBy: "static"}, nil
 }
 
 func recordText(keys ...Key) string {

@@ -29,7 +29,7 @@ func domainCommand(s *streams) *cli.Command {
 			"  flowmail domain init example.com     (prints the DNS record to publish)\n" +
 			"  publish that line in the example.com zone\n" +
 			"  flowmail domain sign alice fm1…      (the user co-signs: see `domain request`)",
-		Subcommands: []*cli.Command{domainInitCommand(s)},
+		Subcommands: []*cli.Command{domainInitCommand(s), domainCheckCommand(s)},
 	}
 }
 
@@ -86,6 +86,89 @@ func domainInitCommand(s *streams) *cli.Command {
 			}
 			fmt.Fprintln(s.out, rec.ZoneLine(domain))
 			fmt.Fprintf(s.err, "Created the key of %s in %s (keep a copy offline).\nPublish the line above in the DNS zone of %s.\n", domain, path, domain)
+			return nil
+		},
+	}
+}
+
+// dnsFlags are the flags of every command that looks names up in DNS.
+func dnsFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name:    "dns-server",
+			Usage:   "ask this DNS server (`IP[:PORT]`) instead of those of /etc/resolv.conf",
+			EnvVars: []string{"FLOWMAIL_DNS_SERVER"},
+		},
+	}
+}
+
+// newDNS builds the DNS client the flags ask for.
+func newDNS(c *cli.Context) (*naming.DNS, error) {
+	d := &naming.DNS{}
+	if v := c.String("dns-server"); v != "" {
+		server, err := naming.ParseServer(v)
+		if err != nil {
+			return nil, fmt.Errorf("--dns-server / FLOWMAIL_DNS_SERVER: %w", err)
+		}
+		d.Servers = []string{server}
+	}
+	return d, nil
+}
+
+func domainCheckCommand(s *streams) *cli.Command {
+	return &cli.Command{
+		Name:      "check",
+		Usage:     "look up a domain's flowmail record in DNS and say what clients will see",
+		ArgsUsage: "DOMAIN",
+		Description: "check asks DNS for _flowmail.DOMAIN as every client does, prints the record\n" +
+			"and whether the answer was DNSSEC-validated, and, when this home holds the\n" +
+			"domain's key, whether the record lists it.",
+		Flags: dnsFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return errors.New("domain check takes one argument, the domain: flowmail domain check example.com")
+			}
+			d, err := newDNS(c)
+			if err != nil {
+				return err
+			}
+			dom, err := d.LookupDomain(c.Context, c.Args().First())
+			switch {
+			case errors.Is(err, naming.ErrNoRecord):
+				return fmt.Errorf("%w\npublish the line `flowmail domain init` printed in the domain's zone (and wait for the DNS to pick it up)", err)
+			case errors.Is(err, naming.ErrConflict):
+				return fmt.Errorf("%w\nkeep exactly one TXT record starting v=fm1 at that name", err)
+			case errors.Is(err, naming.ErrTimeout):
+				return fmt.Errorf("%w\nis the DNS server reachable? Try another with --dns-server IP:PORT", err)
+			case err != nil:
+				return err
+			}
+			fmt.Fprintf(s.out, "%s\n", dom.Text())
+			validated := "no"
+			if dom.Validated {
+				validated = "yes"
+			}
+			fmt.Fprintf(s.err, "domain:          %s\nanswered by:     %s\nDNSSEC-validated: %s\n", dom.Name, dom.AnsweredBy, validated)
+			for i, k := range dom.Keys {
+				fmt.Fprintf(s.err, "key %d:           %s\n", i+1, naming.FormatKey(k))
+			}
+			if !dom.Server.IsZero() {
+				fmt.Fprintf(s.err, "server:          %s\n", identity.FormatAddress(dom.Server))
+			}
+			if dom.At != "" {
+				fmt.Fprintf(s.err, "reachable at:    %s\n", dom.At)
+			}
+			path := domainKeyPath(c.String("home"), dom.Name)
+			if _, err := os.Stat(path); err == nil {
+				k, err := identity.ReadSigningKeyFile(path, func() ([]byte, error) { return readPassphrase(c, s, "Passphrase of the domain key: ") })
+				if err != nil {
+					return err
+				}
+				if !dom.Lists(naming.Key(k.Public().(ed25519.PublicKey))) {
+					return fmt.Errorf("the record does not list this home's key of %s (%s): certificates it signs will not resolve", dom.Name, path)
+				}
+				fmt.Fprintf(s.err, "this home's key: listed\n")
+			}
 			return nil
 		},
 	}
