@@ -55,6 +55,7 @@ var (
 	ErrKeyFileRole        = errors.New("key file holds another kind of key")
 	ErrKeyFileExists      = errors.New("key file already exists")
 	ErrKeyFilePermissions = errors.New("key file is readable by other users")
+	ErrNoPassphrase       = errors.New("no passphrase given: choose one, or ask for an unprotected key (KeyFileOptions.NoPassphrase)")
 )
 
 // KeyFileOptions says how key files are protected.
@@ -191,7 +192,7 @@ func seal(plain []byte, opt KeyFileOptions) ([]byte, error) {
 	out := []byte(keyFileMagic)
 	if len(opt.Passphrase) == 0 {
 		if !opt.NoPassphrase {
-			return nil, errors.New("no passphrase given: choose one, or ask explicitly for an unprotected key (--no-passphrase)")
+			return nil, ErrNoPassphrase
 		}
 		return append(append(out, kdfNone), plain...), nil
 	}
