@@ -68,6 +68,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			fetchCommand(s),
 			publishCommand(s),
 			domainCommand(s),
+			namesCommand(s),
 			nodeCommand(s),
 			testnetCommand(s),
 		},

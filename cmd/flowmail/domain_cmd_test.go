@@ -2,13 +2,16 @@ package main
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/naming"
+	"github.com/flowmail/flowmail/record"
 )
 
 // TestDomainInitPrintsOneZoneLine: stdout is exactly the line to publish,
@@ -76,5 +79,73 @@ func TestDomainInitWithServer(t *testing.T) {
 		if o, _, err := runCLI(t, args...); err == nil || o != "" {
 			t.Errorf("%v: stdout %q, err %v", bad, o, err)
 		}
+	}
+}
+
+// TestDomainRequestSignRevoke: the user's request, the domain's
+// completion and its revocation, as files (no network: --no-publish).
+func TestDomainRequestSignRevoke(t *testing.T) {
+	owner, user := t.TempDir(), t.TempDir()
+	zone, _, err := runCLI(t, "--home", owner, "domain", "init", "--no-passphrase", "Example.COM")
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(zone), `_flowmail.example.com. IN TXT "`), `"`)
+	rec, err := naming.ParseRecord(txt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, "--home", user, "init", "--no-passphrase", "--difficulty", "8"); err != nil {
+		t.Fatal(err)
+	}
+	reqFile := filepath.Join(user, "alice.request")
+	if _, _, err := runCLI(t, "--home", user, "domain", "request", "--domain-key", naming.FormatKey(rec.Keys[0]), "--out", reqFile, "Alice@Example.com"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runCLI(t, "--home", owner, "domain", "sign", "--no-publish", reqFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile := strings.TrimSpace(out)
+	if certFile != filepath.Join(owner, "domains", "example.com", "alice.cert") {
+		t.Fatalf("certificate kept at %q", certFile)
+	}
+	cert, err := readCertFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := os.ReadFile(filepath.Join(user, "identity.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := identity.ParsePubkey(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cert.Name
+	if n.Name != "alice@example.com" || n.Address != pub.ID || n.DomainKey != rec.Keys[0] || n.Version.Seq != 1 || n.Version.Revoked {
+		t.Fatalf("certificate %+v", n)
+	}
+	// A request for a key this home does not hold is refused.
+	other := t.TempDir()
+	if _, _, err := runCLI(t, "--home", other, "domain", "init", "--no-passphrase", "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, "--home", other, "domain", "sign", "--no-publish", reqFile); !errors.Is(err, naming.ErrRequest) {
+		t.Fatalf("signing with another key of the domain: %v", err)
+	}
+	if _, _, err := runCLI(t, "--home", owner, "domain", "revoke", "--no-publish", "alice@EXAMPLE.com"); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := readCertFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rev.Name.Version.Revoked || rev.Name.Version.Seq != 2 || rev.Name.Version.Prev != block.Sum(cert.Bytes()) {
+		t.Fatalf("revocation %+v", rev.Name.Version)
+	}
+	// Renewing after a revocation is refused: the slot is ended.
+	if _, _, err := runCLI(t, "--home", user, "domain", "request", "--domain-key", naming.FormatKey(rec.Keys[0]), "--out", reqFile, "--after", certFile, "alice@example.com"); !errors.Is(err, record.ErrRevoked) {
+		t.Fatalf("request after a revocation: %v", err)
 	}
 }
