@@ -39,13 +39,15 @@ var forbidden = map[string][]string{
 	"kademlia/kadsim": {"mail", "delivery", "mailbox", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	// Only its tests import others, so nothing can come to depend on them.
 	"internal/spectest": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	// Starts nsd for tests of naming and cmd; imports nothing of ours.
+	"internal/nsdtest": {"block", "identity", "record", "naming", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	// Imported by tests of every layer.
 	"internal/testseed": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 }
 
 // testOnly lists packages only tests may import: no package's own code
 // depends on them.
-var testOnly = []string{"kademlia/kadsim"}
+var testOnly = []string{"kademlia/kadsim", "internal/nsdtest"}
 
 type pkg struct {
 	ImportPath string
