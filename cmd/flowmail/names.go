@@ -46,15 +46,22 @@ func recordsOf(n *node.Node) (recordDHT, error) {
 	return nil, errNoRecordDHT
 }
 
-// nameDHT adapts a recordDHT to naming.DHT.
+// nameDHT adapts a recordDHT to naming.DHT. Without one (d nil) every
+// call is errNoRecordDHT, so a name's DNS half is still checked first.
 type nameDHT struct{ d recordDHT }
 
 func (a nameDHT) Record(ctx context.Context, slot block.ID) (*record.Record, error) {
+	if a.d == nil {
+		return nil, errNoRecordDHT
+	}
 	r, _, err := a.d.GetRecord(ctx, slot)
 	return r, err
 }
 
 func (a nameDHT) KeyState(ctx context.Context, address block.ID) (record.KeyState, error) {
+	if a.d == nil {
+		return record.KeyState{}, errNoRecordDHT
+	}
 	return a.d.KeyState(ctx, address)
 }
 
@@ -203,10 +210,7 @@ func nameResolver(c *cli.Context, n *node.Node) (*naming.Resolver, error) {
 	if err != nil {
 		return nil, err
 	}
-	rd, err := recordsOf(n)
-	if err != nil {
-		return nil, err
-	}
+	rd, _ := recordsOf(n) // nil: nameDHT says so when asked
 	return &naming.Resolver{DNS: d, DHT: nameDHT{rd}}, nil
 }
 
