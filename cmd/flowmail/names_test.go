@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	gomail "github.com/emersion/go-message/mail"
 
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/nsdtest"
@@ -113,8 +116,17 @@ func TestSendToAName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(msg), "first by name") || !strings.Contains(string(msg), `"alice@example.test" <`+identity.FormatAddress(alice.ID())) {
-		t.Fatalf("alice's mail does not show the name it was sent to:\n%s", msg)
+	mr, err := gomail.CreateReader(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	to, err := mr.Header.AddressList("To")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(msg, []byte("first by name")) || len(to) != 1 || to[0].Name != "alice@example.test" ||
+		to[0].Address != identity.FormatAddress(alice.ID())+"@flowmail.invalid" {
+		t.Fatalf("alice's mail does not show the name it was sent to (To %v):\n%s", to, msg)
 	}
 
 	// The domain re-binds the name to alice2: refused with the warning,
