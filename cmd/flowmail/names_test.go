@@ -129,6 +129,24 @@ func TestSendToAName(t *testing.T) {
 		t.Fatalf("alice's mail does not show the name it was sent to (To %v):\n%s", to, msg)
 	}
 
+	// alice carries her certificate: bob's fetch shows her name in From.
+	if _, stderr, err := runCLI(t, "--home", alice.Home, "send", "--testnet", net.Dir(), "--dns-server", dns.Addr,
+		"--as", "alice@example.test", "--to", identity.FormatAddress(bob.ID()), "--subject", "hi", "--body", "signed with my name"); err != nil {
+		t.Fatalf("send --as: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := runCLI(t, "--home", bob.Home, "fetch", "--testnet", net.Dir(), "--dns-server", dns.Addr); err != nil {
+		t.Fatalf("bob's fetch: %v\n%s", err, stderr)
+	}
+	from := fromOf(t, bob.Maildir())
+	if from.Name != "alice@example.test" || from.Address != identity.FormatAddress(alice.ID())+"@flowmail.invalid" {
+		t.Fatalf("bob's mail is From %v, want alice@example.test <%s@flowmail.invalid>", from, identity.FormatAddress(alice.ID()))
+	}
+	// alice2 cannot carry alice's name.
+	if _, _, err := runCLI(t, "--home", alice2.Home, "send", "--testnet", net.Dir(), "--dns-server", dns.Addr,
+		"--as", "alice@example.test", "--to", identity.FormatAddress(bob.ID()), "--body", "x"); err == nil || !strings.Contains(err.Error(), "not to you") {
+		t.Fatalf("send --as someone else's name: %v", err)
+	}
+
 	// The domain re-binds the name to alice2: refused with the warning,
 	// sent after bob accepts.
 	certify(alice2, certPath(owner, "alice@example.test"))
@@ -149,4 +167,27 @@ func TestSendToAName(t *testing.T) {
 	if _, err := send("alice@example.test", "third"); !errors.Is(err, record.ErrRevoked) {
 		t.Fatalf("send after the revocation: %v", err)
 	}
+}
+
+// fromOf reads the From of the one mail in maildir/new.
+func fromOf(t *testing.T, maildir string) *gomail.Address {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(maildir, "new", "*"))
+	if len(files) != 1 {
+		t.Fatalf("%d mails in %s, want 1", len(files), maildir)
+	}
+	msg, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr, err := gomail.CreateReader(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, err := mr.Header.AddressList("From")
+	if err != nil || len(from) != 1 {
+		t.Fatalf("From of %s: %v %v\n%s", files[0], from, err, msg)
+	}
+	t.Logf("%s: From %v, %s: %s", files[0], from[0], nameHeader, mr.Header.Get(nameHeader))
+	return from[0]
 }

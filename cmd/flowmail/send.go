@@ -44,6 +44,7 @@ func sendCommand(s *streams) *cli.Command {
 			&cli.StringFlag{Name: "body", Usage: "message text (default: read standard input)"},
 			&cli.StringSliceFlag{Name: "attach", Usage: "file to attach (repeatable)"},
 			&cli.StringFlag{Name: "from-name", Usage: "your display name in the From header"},
+			&cli.StringFlag{Name: "as", Usage: "carry the certificate of your `NAME` (alice@example.com), so recipients see it in From", EnvVars: []string{"FLOWMAIL_AS"}},
 		}, networkFlags()...), append(passphraseFlags(), dnsFlags()...)...),
 		Action: func(c *cli.Context) error { return runSend(c, s) },
 	}
@@ -67,14 +68,28 @@ func runSend(c *cli.Context, s *streams) error {
 	// name is reported before any network wait.
 	var n *node.Node
 	var resolver *naming.Resolver
-	if all := slices.Concat(c.StringSlice("to"), c.StringSlice("cc"), c.StringSlice("bcc")); slices.ContainsFunc(all, isName) {
+	all := slices.Concat(c.StringSlice("to"), c.StringSlice("cc"), c.StringSlice("bcc"))
+	if slices.ContainsFunc(all, isName) || c.String("as") != "" {
 		if n, err = startClient(ctx, c, s); err != nil {
 			return err
 		}
 		defer n.Close()
 		if resolver, err = nameResolver(c, n); err != nil {
-			return nameAdvice(err, all[slices.IndexFunc(all, isName)])
+			return err
 		}
+	}
+	// --as: the certificate of the sender's own name goes in the message,
+	// for recipients to check and show (docs/PROTOCOL.md 16.8).
+	var carried []byte
+	if as := c.String("as"); as != "" {
+		b, err := resolver.Resolve(ctx, as, time.Now(), nil)
+		if err != nil {
+			return fmt.Errorf("--as: %w", nameAdvice(err, as))
+		}
+		if b.Address() != me.ID() {
+			return fmt.Errorf("--as: %s is bound to %s, not to you (%s)", b.Name, identity.FormatAddress(b.Address()), identity.FormatAddress(me.ID()))
+		}
+		carried = b.Cert.Encode()
 	}
 	var to, cc, bcc []mail.Mailbox
 	var names, bccNames []string
@@ -164,6 +179,11 @@ func runSend(c *cli.Context, s *streams) error {
 			defer f.Close()
 			ct := mime.TypeByExtension(filepath.Ext(path))
 			atts = append(atts, mail.Attachment{Name: filepath.Base(path), ContentType: ct, Reader: f})
+		}
+		if carried != nil {
+			if err := writeNameCertHeader(w, carried); err != nil {
+				return err
+			}
 		}
 		return mail.WriteMessage(w, &mail.Message{
 			From:        mail.Mailbox{Name: c.String("from-name"), Address: me.ID()},
