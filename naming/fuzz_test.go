@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/miekg/dns"
+
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/internal/vectors"
 )
@@ -56,6 +58,47 @@ func FuzzParseRecord(f *testing.F) {
 		}
 		if strings.ContainsAny(canon, "\"\\") {
 			t.Fatalf("canonical form %q needs escaping in a zone file", canon)
+		}
+	})
+}
+
+// FuzzReadAnswer: a DNS server's answer (any bytes miekg/dns unpacks) to
+// the question for _flowmail.example.test is read without panic; an
+// answer accepted holds a text, and a record selected from it is within
+// MaxTXTSize.
+func FuzzReadAnswer(f *testing.F) {
+	q := new(dns.Msg)
+	q.SetQuestion(TXTPrefix+"example.test.", dns.TypeTXT)
+	add := func(texts ...string) {
+		r := new(dns.Msg)
+		r.SetReply(q)
+		for _, t := range texts {
+			r.Answer = append(r.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{t}})
+		}
+		b, err := r.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	add(recordText(keyA))
+	add(recordText(keyA), "v=spf1 -all")
+	add(recordText(keyA), recordText(keyB))
+	add()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := new(dns.Msg)
+		if r.Unpack(b) != nil {
+			return
+		}
+		a, err := readAnswer(q, r, "fuzz")
+		if err != nil {
+			return
+		}
+		if len(a.Texts) == 0 {
+			t.Fatal("accepted an answer without a text")
+		}
+		if rec, err := SelectRecord(a.Texts); err == nil && len(rec.Text()) > MaxTXTSize {
+			t.Fatalf("selected a record of %d bytes", len(rec.Text()))
 		}
 	})
 }

@@ -108,19 +108,8 @@ func TestSendToAName(t *testing.T) {
 	if _, stderr, err := runCLI(t, "--home", alice.Home, "fetch", "--testnet", net.Dir()); err != nil {
 		t.Fatalf("alice's fetch: %v\n%s", err, stderr)
 	}
-	files, _ := filepath.Glob(filepath.Join(alice.Maildir(), "new", "*"))
-	if len(files) != 1 {
-		t.Fatalf("%d mails in alice's Maildir, want 1", len(files))
-	}
-	msg, err := os.ReadFile(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	mr, err := gomail.CreateReader(bytes.NewReader(msg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	to, err := mr.Header.AddressList("To")
+	h, msg := oneMail(t, alice.Maildir())
+	to, err := h.AddressList("To")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,8 +158,8 @@ func TestSendToAName(t *testing.T) {
 	}
 }
 
-// fromOf reads the From of the one mail in maildir/new.
-func fromOf(t *testing.T, maildir string) *gomail.Address {
+// oneMail reads the one mail in maildir/new: its header and its bytes.
+func oneMail(t *testing.T, maildir string) (gomail.Header, []byte) {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(maildir, "new", "*"))
 	if len(files) != 1 {
@@ -184,10 +173,17 @@ func fromOf(t *testing.T, maildir string) *gomail.Address {
 	if err != nil {
 		t.Fatal(err)
 	}
-	from, err := mr.Header.AddressList("From")
+	return mr.Header, msg
+}
+
+// fromOf reads the From of the one mail in maildir/new.
+func fromOf(t *testing.T, maildir string) *gomail.Address {
+	t.Helper()
+	h, msg := oneMail(t, maildir)
+	from, err := h.AddressList("From")
 	if err != nil || len(from) != 1 {
-		t.Fatalf("From of %s: %v %v\n%s", files[0], from, err, msg)
+		t.Fatalf("From: %v %v\n%s", from, err, msg)
 	}
-	t.Logf("%s: From %v, %s: %s", files[0], from[0], nameHeader, mr.Header.Get(nameHeader))
+	t.Logf("From %v, %s: %s", from[0], nameHeader, h.Get(nameHeader))
 	return from[0]
 }
