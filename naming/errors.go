@@ -26,3 +26,6 @@ var (
 // ErrRequest: a name request file that is not one, or whose user
 // signature does not verify.
 var ErrRequest = errors.New("naming: invalid name request")
+
+// ErrCarried: a certificate carried in a mail that is not one.
+var ErrCarried = errors.New("naming: invalid carried certificate")

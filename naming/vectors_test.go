@@ -2,6 +2,7 @@ package naming
 
 import (
 	"bytes"
+	"encoding/base64"
 	"crypto/ed25519"
 	"encoding/hex"
 	"strconv"
@@ -15,7 +16,7 @@ import (
 	"github.com/flowmail/flowmail/record"
 )
 
-var sentinels = []error{ErrNoRecord, ErrConflict, ErrMalformed, ErrVersion, ErrRequest, record.ErrName}
+var sentinels = []error{ErrNoRecord, ErrConflict, ErrMalformed, ErrVersion, ErrRequest, ErrCarried, record.ErrName}
 
 func TestTXTVectors(t *testing.T) {
 	vectors.Check(t, "naming.json", txtVectors, checkTXTVector)
@@ -51,6 +52,20 @@ func checkTXTVector(v vectors.Vector) (map[string]string, string) {
 		n := req.Cert
 		return map[string]string{"name": n.Name, "address": identity.FormatAddress(n.Address), "domain_key": FormatKey(n.DomainKey),
 			"seq": strconv.Itoa(int(n.Version.Seq)), "not_after": strconv.FormatUint(n.Version.NotAfter, 10)}, ""
+	case "CarriedField":
+		b, err := hex.DecodeString(v.Input)
+		if err != nil {
+			return nil, "bad hex"
+		}
+		return map[string]string{"field": CarriedField(b)}, ""
+	case "ParseCarried":
+		rec, err := ParseCarried(v.Input)
+		if err != nil {
+			return nil, vectors.RuleName(err, sentinels...)
+		}
+		n := rec.Name
+		return map[string]string{"name": n.Name, "address": identity.FormatAddress(n.Address), "domain_key": FormatKey(n.DomainKey),
+			"seq": strconv.Itoa(int(n.Version.Seq))}, ""
 	default:
 		return nil, "unknown function " + v.Function
 	}
@@ -92,10 +107,16 @@ func txtVectors() vectors.File {
 		panic(err)
 	}
 	rq := req.Encode()
+	cert, err := req.Complete(dk)
+	if err != nil {
+		panic(err)
+	}
+	field := CarriedField(cert.Bytes())
+	value := strings.TrimPrefix(field, CertHeader+":")
 	bad := bytes.Clone(rq)
 	bad[len(bad)-1] ^= 1
 	return vectors.File{
-		Description: "Domain records at _flowmail.<domain> (docs/PROTOCOL.md 16.1), name slots (16.3) and name requests (16.6). Keys are base64url of fixed patterns; times from 2026-01-01.",
+		Description: "Domain records at _flowmail.<domain> (docs/PROTOCOL.md 16.1), name slots (16.3), name requests (16.6) and carried certificates (16.8). Keys are base64url of fixed patterns; times from 2026-01-01.",
 		Vectors: []vectors.Vector{
 			v("one_key", "ParseRecord", "v=fm1; k="+a, "", "16.1"),
 			v("rollover_server_and_host", "ParseRecord", "v=fm1; k="+a+"; k="+b+"; srv="+srv+"; at=mail.example.com:4433", "", "two keys during a rollover, the preferred first"),
@@ -120,6 +141,11 @@ func txtVectors() vectors.File {
 			{Name: "request", Function: "DecodeRequest", Input: hex.EncodeToString(rq), Note: "16.6: alice's half of a certificate for the domain key of Pattern(32, 0xd0)"},
 			{Name: "request_bad_user_signature", Function: "DecodeRequest", Input: hex.EncodeToString(bad), Error: "invalid name request"},
 			{Name: "request_trailing_byte", Function: "DecodeRequest", Input: hex.EncodeToString(append(bytes.Clone(rq), 0)), Error: "invalid name request"},
+			{Name: "carried_field", Function: "CarriedField", Input: hex.EncodeToString(cert.Bytes()), Note: "16.8: the completed certificate of the request vector, as a sender carries it: base64 in lines of 76, CRLF"},
+			{Name: "carried", Function: "ParseCarried", Input: value, Note: "16.8: the field's value, folded as written"},
+			{Name: "carried_unpadded", Function: "ParseCarried", Input: strings.TrimRight(strings.Join(strings.Fields(value), ""), "="), Error: "invalid carried certificate", Note: "padded standard base64 only"},
+			{Name: "carried_truncated", Function: "ParseCarried", Input: strings.Join(strings.Fields(value), "")[:100], Error: "invalid carried certificate"},
+			{Name: "carried_request", Function: "ParseCarried", Input: base64.StdEncoding.EncodeToString(rq), Error: "invalid carried certificate", Note: "a request is not a certificate"},
 			{Name: "name_slot", Function: "NameSlot", Input: "Alice@Bücher.example", Params: map[string]string{"key": a}, Note: "16.3: the slot of the normalised name under a key DNS lists"},
 			{Name: "name_slot_unicode_local_part", Function: "NameSlot", Input: "älice@example.com", Params: map[string]string{"key": a}, Error: "invalid name"},
 		},

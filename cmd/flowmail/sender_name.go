@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,34 +17,22 @@ import (
 	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/naming"
-	"github.com/flowmail/flowmail/record"
 )
 
-// A sender carries its name certificate in the message (docs/PROTOCOL.md
-// 16.8), inside the encryption, so only recipients see it; the
-// recipient's fetch checks it and shows the name in From.
+// The carried certificate's header fields (naming.CertHeader,
+// naming.NameHeader; docs/PROTOCOL.md 16.8).
 const (
-	nameCertHeader = "Flowmail-Name-Certificate"
-	// nameHeader is added by the recipient's fetch, never trusted from a
-	// sender: fetch drops every one the message carried.
-	nameHeader = "Flowmail-Name"
+	nameCertHeader = naming.CertHeader
+	nameHeader     = naming.NameHeader
 	// maxHeaderBlock bounds the header fetch reads of a delivered mail.
 	maxHeaderBlock = 256 << 10
 )
 
-var errBadNameCert = errors.New("the name certificate the mail carries is not one")
+var errBadNameCert = naming.ErrCarried
 
 // writeNameCertHeader writes the header field carrying cert, folded.
 func writeNameCertHeader(w io.Writer, cert []byte) error {
-	v := base64.StdEncoding.EncodeToString(cert)
-	var b strings.Builder
-	b.WriteString(nameCertHeader + ":")
-	for len(v) > 0 {
-		n := min(len(v), 76)
-		b.WriteString(" " + v[:n] + "\r\n")
-		v = v[n:]
-	}
-	_, err := io.WriteString(w, b.String())
+	_, err := io.WriteString(w, naming.CarriedField(cert))
 	return err
 }
 
@@ -57,9 +43,8 @@ type headerField struct {
 }
 
 func (f headerField) value() string {
-	v := strings.Join(f.lines, "")
-	_, v, _ = strings.Cut(v, ":")
-	return strings.Join(strings.Fields(v), "")
+	_, v, _ := strings.Cut(strings.Join(f.lines, ""), ":")
+	return v
 }
 
 // readHeaderBlock reads a message's header fields up to the blank line,
@@ -98,20 +83,10 @@ func readHeaderBlock(r *bufio.Reader) ([]headerField, string, int, error) {
 // checkCarriedName verifies the certificate a mail from sender carried:
 // a name certificate, binding the name to the sender (the envelope's
 // verified signer), that holds against DNS and the DHT now.
-func checkCarriedName(ctx context.Context, r *naming.Resolver, encoded string, sender block.ID, now time.Time) (*naming.Binding, error) {
-	if len(encoded) > base64.StdEncoding.EncodedLen(block.MaxRecordSize) {
-		return nil, fmt.Errorf("%w: %d bytes of base64", errBadNameCert, len(encoded))
-	}
-	raw, err := base64.StdEncoding.DecodeString(encoded)
+func checkCarriedName(ctx context.Context, r *naming.Resolver, value string, sender block.ID, now time.Time) (*naming.Binding, error) {
+	rec, err := naming.ParseCarried(value)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errBadNameCert, err)
-	}
-	rec, err := record.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errBadNameCert, err)
-	}
-	if rec.Kind != record.KindName {
-		return nil, fmt.Errorf("%w: a %v", errBadNameCert, rec.Kind)
+		return nil, err
 	}
 	if rec.Name.Address != sender {
 		return nil, fmt.Errorf("%w: it binds %s to %s, and the mail is signed by %s", errBadNameCert, rec.Name.Name, identity.FormatAddress(rec.Name.Address), identity.FormatAddress(sender))
