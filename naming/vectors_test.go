@@ -2,8 +2,8 @@ package naming
 
 import (
 	"bytes"
-	"encoding/base64"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/hex"
 	"strconv"
 	"strings"
