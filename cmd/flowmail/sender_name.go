@@ -16,6 +16,7 @@ import (
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/naming"
 )
 
@@ -24,8 +25,9 @@ import (
 const (
 	nameCertHeader = naming.CertHeader
 	nameHeader     = naming.NameHeader
-	// maxHeaderBlock bounds the header fetch reads of a delivered mail.
-	maxHeaderBlock = 256 << 10
+	// maxHeaderBlock bounds the header fetch reads of a delivered mail:
+	// a delivered mail's header ends within it (docs/PROTOCOL.md 9.1).
+	maxHeaderBlock = mail.MaxHeaderSize
 )
 
 var errBadNameCert = naming.ErrCarried

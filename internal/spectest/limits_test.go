@@ -123,6 +123,7 @@ var limits = map[string]any{
 	"MaxTXTSize":            naming.MaxTXTSize,
 	"DefaultAttemptTimeout": naming.DefaultAttemptTimeout,
 	"DefaultLookupTimeout":  naming.DefaultLookupTimeout,
+	"MaxCarriedSize":        naming.MaxCarriedSize,
 }
 
 const specPath = "../../docs/PROTOCOL.md"
