@@ -100,7 +100,8 @@ func checkCarriedName(ctx context.Context, r *naming.Resolver, value string, sen
 // sender: a carried certificate that checks puts its name in From and in
 // a Flowmail-Name field; one that does not leaves From as the sender
 // wrote it and says why in Flowmail-Name. Flowmail-Name fields the sender
-// wrote are dropped. A mail that carries neither is left untouched. It
+// wrote are dropped, and so is a From display name holding an @ that no
+// certificate backs. A mail that has none of these is left untouched. It
 // returns the name shown ("" when none) and why a carried certificate
 // was refused.
 func showSenderName(ctx context.Context, r *naming.Resolver, path string, sender block.ID, now time.Time) (string, error) {
@@ -115,7 +116,7 @@ func showSenderName(ctx context.Context, r *naming.Resolver, path string, sender
 		return "", err
 	}
 	var cert *headerField
-	touched := false
+	touched, lookalike := false, false
 	for i := range fields {
 		switch {
 		case strings.EqualFold(fields[i].name, nameCertHeader):
@@ -125,6 +126,12 @@ func showSenderName(ctx context.Context, r *naming.Resolver, path string, sender
 			cert, touched = &fields[i], true
 		case strings.EqualFold(fields[i].name, nameHeader):
 			touched = true
+		case strings.EqualFold(fields[i].name, "From"):
+			// A display name that looks like a name (alice@example.com)
+			// is shown only when a certificate says so.
+			if a, err := gomail.ParseAddress(strings.TrimSpace(fields[i].value())); err == nil && strings.Contains(a.Name, "@") {
+				lookalike, touched = true, true
+			}
 		}
 	}
 	if !touched {
@@ -133,6 +140,9 @@ func showSenderName(ctx context.Context, r *naming.Resolver, path string, sender
 	var shown string
 	var refused error
 	note := "none (the mail carries no name certificate)"
+	if lookalike {
+		note = "none (the mail carries no name certificate; the display name that looked like one was removed)"
+	}
 	if cert != nil {
 		b, err := checkCarriedName(ctx, r, cert.value(), sender, now)
 		if err != nil {
@@ -152,7 +162,7 @@ func showSenderName(ctx context.Context, r *naming.Resolver, path string, sender
 		switch {
 		case strings.EqualFold(fl.name, nameHeader):
 			continue
-		case shown != "" && strings.EqualFold(fl.name, "From"):
+		case (shown != "" || lookalike) && strings.EqualFold(fl.name, "From"):
 			from := gomail.Address{Name: shown, Address: identity.FormatAddress(sender) + "@flowmail.invalid"}
 			head.WriteString("From: " + from.String() + eol)
 			continue

@@ -77,6 +77,7 @@ func TestShowSenderName(t *testing.T) {
 		mallory.ID(): record.InitialState(mallory.Public()),
 	}}
 	const body = "Hello Bob,\r\n\r\nFrom: not a header\r\n"
+	aliceFrom := "From: <" + identity.FormatAddress(alice.ID()) + "@flowmail.invalid>\r\n"
 	mail := func(t *testing.T, carried []byte, extra string) string {
 		var b bytes.Buffer
 		if carried != nil {
@@ -84,7 +85,11 @@ func TestShowSenderName(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		b.WriteString(extra + "From: <" + identity.FormatAddress(alice.ID()) + "@flowmail.invalid>\r\nSubject: hi\r\n\r\n" + body)
+		from := aliceFrom
+		if strings.HasPrefix(extra, "From:") {
+			from = ""
+		}
+		b.WriteString(extra + from + "Subject: hi\r\n\r\n" + body)
 		dir := t.TempDir()
 		for _, sub := range []string{"new", "tmp"} {
 			if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
@@ -136,6 +141,8 @@ func TestShowSenderName(t *testing.T) {
 		"no certificate, a forged name":         {nil, forged, nil},
 		"two certificates":                      {cert(dk, alice), nameCertHeader + ": AAAA\r\n", errBadNameCert},
 		"not base64":                            {nil, nameCertHeader + ": @@@@\r\n", errBadNameCert},
+		"a display name that looks like a name": {nil, `From: "alice@example.test" <` + identity.FormatAddress(alice.ID()) + "@flowmail.invalid>\r\n", nil},
+		"a certificate that fails, a lookalike": {cert(otherKey, alice), `From: "alice@example.test" <` + identity.FormatAddress(alice.ID()) + "@flowmail.invalid>\r\n", naming.ErrKeyNotListed},
 	} {
 		path := mail(t, c.carried, c.extra)
 		name, err := showSenderName(ctx, r, path, alice.ID(), now)
