@@ -192,3 +192,78 @@ func FuzzHeaderBlock(f *testing.F) {
 		}
 	})
 }
+
+// withRecords is statesOnly with the certificates at their slots.
+type withRecords struct {
+	statesOnly
+	slots map[block.ID]*record.Record
+}
+
+func (w withRecords) Record(_ context.Context, slot block.ID) (*record.Record, error) {
+	if r, ok := w.slots[slot]; ok {
+		return r, nil
+	}
+	return nil, record.ErrNotFound
+}
+
+// TestResolveNamePins: the first resolution pins the name in names.toml
+// and says so; a re-binding to another address is refused with the
+// warning and leaves the pin; after accepting, the new address is used.
+func TestResolveNamePins(t *testing.T) {
+	rnd := testseed.ChaCha8(t)
+	now := time.Now()
+	newID := func() *identity.Identity {
+		id, _, err := identity.New(8, now, rnd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	alice, other := newID(), newID()
+	_, dk, _ := ed25519.GenerateKey(rnd)
+	key := naming.Key(dk.Public().(ed25519.PublicKey))
+	dht := withRecords{statesOnly{alice.ID(): record.InitialState(alice.Public()), other.ID(): record.InitialState(other.Public())}, map[block.ID]*record.Record{}}
+	issue := func(who *identity.Identity, held *record.Record) *record.Record {
+		v, err := naming.NextVersion(held, now, naming.DefaultValidity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := record.SignName(record.NameCert{Name: "alice@example.test", Address: who.ID(), Version: v}, record.KeySigner(dk), who)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dht.slots[r.Slot()] = r
+		return r
+	}
+	r := &naming.Resolver{DNS: oneDomain{&naming.Domain{Name: "example.test", Record: naming.Record{Keys: []naming.Key{key}}}}, DHT: dht}
+	home := t.TempDir()
+	ctx := context.Background()
+	var notes bytes.Buffer
+	first := issue(alice, nil)
+	b, err := resolveName(ctx, &notes, home, r, "Alice@Example.Test", now)
+	if err != nil || b.Address() != alice.ID() || !strings.Contains(notes.String(), "pinned") {
+		t.Fatalf("first resolution: %v, %q", err, notes.String())
+	}
+	issue(other, first)
+	if _, err := resolveName(ctx, &notes, home, r, "alice@example.test", now); !errors.Is(err, naming.ErrRebound) {
+		t.Fatalf("after a re-binding: %v", err)
+	}
+	book, err := loadNames(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := book.Names["alice@example.test"].Address; got != identity.FormatAddress(alice.ID()) {
+		t.Fatalf("the refused re-binding moved the pin to %s", got)
+	}
+	b, err = r.Resolve(ctx, "alice@example.test", now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	book.set(naming.Accept(b), now)
+	if err := book.save(home); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := resolveName(ctx, &notes, home, r, "alice@example.test", now); err != nil || b.Address() != other.ID() {
+		t.Fatalf("after accepting: %v", err)
+	}
+}
