@@ -88,6 +88,49 @@ type namePin struct {
 
 type nameBook struct {
 	Names map[string]namePin `toml:"names"`
+	// Own are the user's own names whose certificates `send --as` found
+	// and checked, with when (RFC 3339) and for which address.
+	Own map[string]ownName `toml:"own,omitempty"`
+}
+
+type ownName struct {
+	Address string `toml:"address"`
+	Checked string `toml:"checked"`
+}
+
+// printOwnNames lists, for whoami, the certified names send --as last
+// checked for address; a name checked for another address (before a
+// move) is not listed.
+func printOwnNames(s *streams, home, address string) {
+	book, err := loadNames(home)
+	if err != nil {
+		fmt.Fprintf(s.err, "names:      %v\n", err)
+		return
+	}
+	names := make([]string, 0, len(book.Own))
+	for n, o := range book.Own {
+		if o.Address == address {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(s.err, "name:       %s (certificate checked %s)\n", n, book.Own[n].Checked)
+	}
+}
+
+// checkedOwnName records that name's certificate binds address, as
+// send --as found it at now.
+func checkedOwnName(home, name, address string, now time.Time) error {
+	book, err := loadNames(home)
+	if err != nil {
+		return err
+	}
+	if book.Own == nil {
+		book.Own = map[string]ownName{}
+	}
+	book.Own[name] = ownName{Address: address, Checked: now.UTC().Format(time.RFC3339)}
+	return book.save(home)
 }
 
 func namesPath(home string) string { return filepath.Join(home, namesFileName) }

@@ -126,6 +126,9 @@ func TestSendToAName(t *testing.T) {
 	if _, stderr, err := runCLI(t, "--home", bob.Home, "fetch", "--testnet", net.Dir(), "--dns-server", dns.Addr); err != nil {
 		t.Fatalf("bob's fetch: %v\n%s", err, stderr)
 	}
+	if _, stderr, err := runCLI(t, "--home", alice.Home, "whoami"); err != nil || !strings.Contains(stderr, "name:       alice@example.test (certificate checked ") {
+		t.Fatalf("whoami after send --as: %v\n%s", err, stderr)
+	}
 	from := fromOf(t, bob.Maildir())
 	if from.Name != "alice@example.test" || from.Address != identity.FormatAddress(alice.ID())+"@flowmail.invalid" {
 		t.Fatalf("bob's mail is From %v, want alice@example.test <%s@flowmail.invalid>", from, identity.FormatAddress(alice.ID()))

@@ -90,6 +90,9 @@ func runSend(c *cli.Context, s *streams) error {
 			return fmt.Errorf("--as: %s is bound to %s, not to you (%s)", b.Name, identity.FormatAddress(b.Address()), identity.FormatAddress(me.ID()))
 		}
 		carried = b.Cert.Encode()
+		if err := checkedOwnName(home, b.Name, identity.FormatAddress(me.ID()), time.Now()); err != nil {
+			fmt.Fprintf(s.err, "warning: %v (whoami will not list %s)\n", err, b.Name)
+		}
 	}
 	var to, cc, bcc []mail.Mailbox
 	var names, bccNames []string

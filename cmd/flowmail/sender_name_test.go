@@ -267,3 +267,31 @@ func TestResolveNamePins(t *testing.T) {
 		t.Fatalf("after accepting: %v", err)
 	}
 }
+
+// TestWhoamiListsCheckedNames: whoami lists the names send --as checked
+// for this address, not those checked for another one.
+func TestWhoamiListsCheckedNames(t *testing.T) {
+	home := t.TempDir()
+	if _, _, err := runCLI(t, "--home", home, "init", "--no-passphrase", "--difficulty", "8"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runCLI(t, "--home", home, "whoami")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimSpace(out)
+	now := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	if err := checkedOwnName(home, "alice@example.test", addr, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkedOwnName(home, "old@example.test", identity.FormatAddress(block.ID{1}), now); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := runCLI(t, "--home", home, "whoami")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "name:       alice@example.test (certificate checked 2026-12-02T03:00:00Z)") || strings.Contains(stderr, "old@") {
+		t.Fatalf("whoami: %s", stderr)
+	}
+}
