@@ -10,7 +10,7 @@ import (
 )
 
 // A sender carries its name certificate in a header field of the message
-// (docs/PROTOCOL.md 16.8), inside the mail's encryption; the recipient
+// (docs/PROTOCOL.md 17.8), inside the mail's encryption; the recipient
 // checks it (Resolver.Verify) and shows the name.
 const (
 	// CertHeader carries the certificate: standard base64, padded,

@@ -15,7 +15,7 @@ import (
 	"github.com/flowmail/flowmail/record"
 )
 
-// DNS defaults (docs/PROTOCOL.md 16.2).
+// DNS defaults (docs/PROTOCOL.md 17.2).
 const (
 	// DefaultLookupTimeout bounds a whole lookup, every server and retry.
 	DefaultLookupTimeout = 6 * time.Second

@@ -1,4 +1,4 @@
-// Package naming owns human addresses (docs/PROTOCOL.md section 16): the
+// Package naming owns human addresses (docs/PROTOCOL.md section 17): the
 // TXT record a domain publishes at _flowmail.<domain> (its keys, and
 // optionally its server), DNS lookups of it through miekg/dns with a
 // bounded wait and the DNSSEC AD bit recorded, the resolution of

@@ -10,7 +10,7 @@ import (
 	"github.com/flowmail/flowmail/record"
 )
 
-// Pin is what a client remembers of a name (docs/PROTOCOL.md 16.4): the
+// Pin is what a client remembers of a name (docs/PROTOCOL.md 17.4): the
 // address it was bound to and the keys its domain listed, as of the last
 // resolution the client accepted.
 type Pin struct {

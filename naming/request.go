@@ -12,7 +12,7 @@ import (
 
 // A name request carries a name certificate the user co-signed to the
 // domain's owner, who completes it with the domain's signature
-// (docs/PROTOCOL.md 16.6). It is a file people pass around: strictly
+// (docs/PROTOCOL.md 17.6). It is a file people pass around: strictly
 // parsed, but only the completed certificate is trusted (record.Parse).
 const (
 	requestMagic = "flowmail-name-request v1\n"

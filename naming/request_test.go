@@ -118,7 +118,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	})
 }
 
-// TestRequestSize pins the sizes docs/PROTOCOL.md 16.6 states.
+// TestRequestSize pins the sizes docs/PROTOCOL.md 17.6 states.
 func TestRequestSize(t *testing.T) {
 	if requestFixed != 238 || MaxRequestSize != 492 {
 		t.Fatalf("request of %d + name bytes, at most %d; the spec says 238 and 492", requestFixed, MaxRequestSize)

@@ -13,7 +13,7 @@ import (
 	"github.com/flowmail/flowmail/identity"
 )
 
-// The domain record (docs/PROTOCOL.md 16.1).
+// The domain record (docs/PROTOCOL.md 17.1).
 const (
 	// TXTPrefix is the label under which a domain publishes its record.
 	TXTPrefix = "_flowmail."

@@ -116,9 +116,9 @@ func txtVectors() vectors.File {
 	bad := bytes.Clone(rq)
 	bad[len(bad)-1] ^= 1
 	return vectors.File{
-		Description: "Domain records at _flowmail.<domain> (docs/PROTOCOL.md 16.1), name slots (16.3), name requests (16.6) and carried certificates (16.8). Keys are base64url of fixed patterns; times from 2026-01-01.",
+		Description: "Domain records at _flowmail.<domain> (docs/PROTOCOL.md 17.1), name slots (17.3), name requests (17.6) and carried certificates (17.8). Keys are base64url of fixed patterns; times from 2026-01-01.",
 		Vectors: []vectors.Vector{
-			v("one_key", "ParseRecord", "v=fm1; k="+a, "", "16.1"),
+			v("one_key", "ParseRecord", "v=fm1; k="+a, "", "17.1"),
 			v("rollover_server_and_host", "ParseRecord", "v=fm1; k="+a+"; k="+b+"; srv="+srv+"; at=mail.example.com:4433", "", "two keys during a rollover, the preferred first"),
 			v("no_spaces_final_separator", "ParseRecord", "v=fm1;k="+a+";", "", "spaces around separators and one final separator are allowed"),
 			v("unknown_tag_ignored", "ParseRecord", "v=fm1; k="+a+"; policy=x", "", "unknown tags are ignored"),
@@ -138,15 +138,15 @@ func txtVectors() vectors.File {
 			v("select_two", "SelectRecord", "v=fm1; k="+a+"\nv=fm1; k="+b, "conflicting flowmail records", "exactly one version 1 record"),
 			v("select_none", "SelectRecord", "v=spf1 -all", "no flowmail record", ""),
 			v("select_only_newer", "SelectRecord", "v=fm2; q=1", version, ""),
-			{Name: "request", Function: "DecodeRequest", Input: hex.EncodeToString(rq), Note: "16.6: alice's half of a certificate for the domain key of Pattern(32, 0xd0)"},
+			{Name: "request", Function: "DecodeRequest", Input: hex.EncodeToString(rq), Note: "17.6: alice's half of a certificate for the domain key of Pattern(32, 0xd0)"},
 			{Name: "request_bad_user_signature", Function: "DecodeRequest", Input: hex.EncodeToString(bad), Error: "invalid name request"},
 			{Name: "request_trailing_byte", Function: "DecodeRequest", Input: hex.EncodeToString(append(bytes.Clone(rq), 0)), Error: "invalid name request"},
-			{Name: "carried_field", Function: "CarriedField", Input: hex.EncodeToString(cert.Bytes()), Note: "16.8: the completed certificate of the request vector, as a sender carries it: base64 in lines of 76, CRLF"},
-			{Name: "carried", Function: "ParseCarried", Input: value, Note: "16.8: the field's value, folded as written"},
+			{Name: "carried_field", Function: "CarriedField", Input: hex.EncodeToString(cert.Bytes()), Note: "17.8: the completed certificate of the request vector, as a sender carries it: base64 in lines of 76, CRLF"},
+			{Name: "carried", Function: "ParseCarried", Input: value, Note: "17.8: the field's value, folded as written"},
 			{Name: "carried_unpadded", Function: "ParseCarried", Input: strings.TrimRight(strings.Join(strings.Fields(value), ""), "="), Error: "invalid carried certificate", Note: "padded standard base64 only"},
 			{Name: "carried_truncated", Function: "ParseCarried", Input: strings.Join(strings.Fields(value), "")[:100], Error: "invalid carried certificate"},
 			{Name: "carried_request", Function: "ParseCarried", Input: base64.StdEncoding.EncodeToString(rq), Error: "invalid carried certificate", Note: "a request is not a certificate"},
-			{Name: "name_slot", Function: "NameSlot", Input: "Alice@Bücher.example", Params: map[string]string{"key": a}, Note: "16.3: the slot of the normalised name under a key DNS lists"},
+			{Name: "name_slot", Function: "NameSlot", Input: "Alice@Bücher.example", Params: map[string]string{"key": a}, Note: "17.3: the slot of the normalised name under a key DNS lists"},
 			{Name: "name_slot_unicode_local_part", Function: "NameSlot", Input: "älice@example.com", Params: map[string]string{"key": a}, Error: "invalid name"},
 		},
 	}

@@ -66,6 +66,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			contactsCommand(s),
 			sendCommand(s),
 			fetchCommand(s),
+			bridgeCommand(s),
 			publishCommand(s),
 			domainCommand(s),
 			namesCommand(s),

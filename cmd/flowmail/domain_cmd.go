@@ -391,7 +391,7 @@ func domainRevokeCommand(s *streams) *cli.Command {
 		ArgsUsage: "NAME@DOMAIN",
 		Description: "revoke signs the terminal version of the name's certificate kept in this home\n" +
 			"and publishes it: resolvers refuse the name from then on. The name can be\n" +
-			"given out again only under a new domain key (docs/PROTOCOL.md 16.6).",
+			"given out again only under a new domain key (docs/PROTOCOL.md 17.6).",
 		Flags: certFlags(),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {

@@ -76,7 +76,7 @@ func isName(s string) bool {
 		!strings.EqualFold(domain, "flowmail.invalid")
 }
 
-// The pins of names (docs/PROTOCOL.md 16.5) live beside the contacts, in
+// The pins of names (docs/PROTOCOL.md 17.5) live beside the contacts, in
 // a file of their own: name -> address and the domain keys seen.
 const namesFileName = "names.toml"
 

@@ -79,7 +79,7 @@ func runSend(c *cli.Context, s *streams) error {
 		}
 	}
 	// --as: the certificate of the sender's own name goes in the message,
-	// for recipients to check and show (docs/PROTOCOL.md 16.8).
+	// for recipients to check and show (docs/PROTOCOL.md 17.8).
 	var carried []byte
 	if as := c.String("as"); as != "" {
 		b, err := resolver.Resolve(ctx, as, time.Now(), nil)

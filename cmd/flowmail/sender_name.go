@@ -21,7 +21,7 @@ import (
 )
 
 // The carried certificate's header fields (naming.CertHeader,
-// naming.NameHeader; docs/PROTOCOL.md 16.8).
+// naming.NameHeader; docs/PROTOCOL.md 17.8).
 const (
 	nameCertHeader = naming.CertHeader
 	nameHeader     = naming.NameHeader

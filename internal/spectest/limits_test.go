@@ -17,9 +17,11 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/bridge"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/naming"
 	"github.com/flowmail/flowmail/onion"
 	"github.com/flowmail/flowmail/record"
@@ -124,6 +126,10 @@ var limits = map[string]any{
 	"DefaultAttemptTimeout": naming.DefaultAttemptTimeout,
 	"DefaultLookupTimeout":  naming.DefaultLookupTimeout,
 	"MaxCarriedSize":        naming.MaxCarriedSize,
+	"MaxFailuresPerSource":  bridge.MaxFailuresPerSource,
+	"MaxFailuresPerAccount": bridge.MaxFailuresPerAccount,
+	"FailureWindow":         bridge.FailureWindow,
+	"MaxQueueRecipients":    mailbox.MaxQueueRecipients,
 }
 
 const specPath = "../../docs/PROTOCOL.md"
