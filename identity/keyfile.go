@@ -37,6 +37,7 @@ const (
 
 	roleIdentity = 1
 	roleNext     = 2
+	roleSigning  = 3 // a bare Ed25519 key: a domain's key (signkey.go)
 
 	keyPlainSizeV1   = SeedSize + 1 + 8
 	identityBaseSize = 1 + SeedSize + 1 + 8 + block.NextSize + block.IDSize + 1 + 1
@@ -327,7 +328,7 @@ func plainSizeValid(n int, v1 bool) bool {
 	if v1 {
 		return n == keyPlainSizeV1
 	}
-	return n == nextPlainSize || n >= identityBaseSize && n <= maxPlainSize && (n-identityBaseSize)%retiredSize == 0
+	return n == nextPlainSize || n == signingPlainSize || n >= identityBaseSize && n <= maxPlainSize && (n-identityBaseSize)%retiredSize == 0
 }
 
 // DecodeKeyFile parses the bytes of an identity's key file.
@@ -342,6 +343,9 @@ func DecodeKeyFile(b []byte, passphrase func() ([]byte, error)) (*Identity, erro
 	if len(plain) == 0 || plain[0] != roleIdentity {
 		if len(plain) > 0 && plain[0] == roleNext {
 			return nil, fmt.Errorf("%w: this is a next key file, not an identity", ErrKeyFileRole)
+		}
+		if len(plain) > 0 && plain[0] == roleSigning {
+			return nil, fmt.Errorf("%w: this is a signing key file (a domain's key), not an identity", ErrKeyFileRole)
 		}
 		return nil, fmt.Errorf("%w: unknown key role", ErrKeyFile)
 	}
@@ -417,6 +421,8 @@ func DecodeNextKeyFile(b []byte, passphrase func() ([]byte, error)) (*NextKey, e
 	switch {
 	case v1 || len(plain) > 0 && plain[0] == roleIdentity:
 		return nil, fmt.Errorf("%w: this is an identity's key file, not a next key", ErrKeyFileRole)
+	case len(plain) > 0 && plain[0] == roleSigning:
+		return nil, fmt.Errorf("%w: this is a signing key file (a domain's key), not a next key", ErrKeyFileRole)
 	case len(plain) == 0 || plain[0] != roleNext:
 		return nil, fmt.Errorf("%w: unknown key role", ErrKeyFile)
 	}

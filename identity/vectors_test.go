@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/hex"
 	"strconv"
@@ -76,6 +77,16 @@ func checkIdentityVector(v vectors.Vector) (map[string]string, string) {
 			"generation": strconv.Itoa(k.Generation()),
 			"commitment": hex.EncodeToString(func() []byte { c := k.Commitment(); return c[:] }()),
 		}, ""
+	case "DecodeSigningKeyFile":
+		b, err := hex.DecodeString(v.Input)
+		if err != nil {
+			return nil, "bad hex"
+		}
+		k, err := DecodeSigningKeyFile(b, nil)
+		if err != nil {
+			return nil, identityErrName(err)
+		}
+		return map[string]string{"public_key": hex.EncodeToString(k.Public().(ed25519.PublicKey))}, ""
 	case "ParseAddress":
 		id, err := ParseAddress(v.Input)
 		if err != nil {
@@ -159,6 +170,11 @@ func keyFileVectors() []vectors.Vector {
 	v1 := append([]byte(keyFileMagicV1+"\x00"), seed[:]...)
 	v1 = append(v1, 22)
 	v1 = binary.BigEndian.AppendUint64(v1, uint64(testCreated.Unix()))
+	dk := ed25519.NewKeyFromSeed(vectors.Pattern(ed25519.SeedSize, 0xd0))
+	df, err := seal(append([]byte{roleSigning}, dk.Seed()...), clear)
+	if err != nil {
+		panic(err)
+	}
 	hx := hex.EncodeToString
 	set := func(b []byte, i int, v byte) string { c := bytes.Clone(b); c[i] = v; return hx(c) }
 	const plainAt = len(keyFileMagic) + 1
@@ -168,7 +184,11 @@ func keyFileVectors() []vectors.Vector {
 		{Name: "key_file_first_layout", Function: "DecodeKeyFile", Input: hx(v1), Note: "flowmail-key v1: a bare seed, read as FromSeed"},
 		{Name: "key_file_next_as_identity", Function: "DecodeKeyFile", Input: hx(nf), Error: "key file holds another kind of key"},
 		{Name: "key_file_identity_as_next", Function: "DecodeNextKeyFile", Input: hx(idf), Error: "key file holds another kind of key"},
-		{Name: "key_file_unknown_role", Function: "DecodeKeyFile", Input: set(idf, plainAt, 3), Error: "not a valid flowmail key file"},
+		{Name: "key_file_unknown_role", Function: "DecodeKeyFile", Input: set(idf, plainAt, 9), Error: "not a valid flowmail key file"},
+		{Name: "key_file_signing_key", Function: "DecodeSigningKeyFile", Input: hx(df), Note: "role 3: a bare Ed25519 key, a domain's key (section 10)"},
+		{Name: "key_file_signing_as_identity", Function: "DecodeKeyFile", Input: hx(df), Error: "key file holds another kind of key"},
+		{Name: "key_file_identity_as_signing", Function: "DecodeSigningKeyFile", Input: hx(idf), Error: "key file holds another kind of key"},
+		{Name: "key_file_signing_trailing_byte", Function: "DecodeSigningKeyFile", Input: hx(append(bytes.Clone(df), 0)), Error: "not a valid flowmail key file"},
 		{Name: "key_file_retired_count_beyond_generation", Function: "DecodeKeyFile", Input: set(idf, len(idf)-retiredSize-1, 2), Error: "not a valid flowmail key file", Note: "no more retired keys than rotations"},
 		{Name: "key_file_trailing_byte", Function: "DecodeKeyFile", Input: hx(append(bytes.Clone(idf), 0)), Error: "not a valid flowmail key file"},
 		{Name: "key_file_next_generation_0", Function: "DecodeNextKeyFile", Input: set(nf, len(nf)-1, 0), Error: "not a valid flowmail key file", Note: "a next key is for generation 1 or later"},

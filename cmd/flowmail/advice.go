@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 
+	"github.com/flowmail/flowmail/naming"
 	"github.com/flowmail/flowmail/node"
+	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/testnet"
 	"github.com/flowmail/flowmail/transport"
 )
@@ -74,4 +77,43 @@ func testnetAdvice(err error) error {
 		return fmt.Errorf("%w (see flowmail testnet --help)", err)
 	}
 	return nodeAdvice(err)
+}
+
+// nameAdvice explains why name (alice@example.com) did not resolve, or
+// why a send to it is held back.
+func nameAdvice(err error, name string) error {
+	_, domain, _ := strings.Cut(name, "@")
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errNoRecordDHT):
+		return fmt.Errorf("%w: names cannot be published or resolved with it yet; send to the fm1… address instead", err)
+	case errors.Is(err, naming.ErrNoRecord):
+		return fmt.Errorf("%w: %s does not publish a flowmail record (_flowmail.%s TXT). Check the spelling; its owner runs `flowmail domain init`. To ask another DNS server: --dns-server IP[:PORT] or FLOWMAIL_DNS_SERVER", err, domain, domain)
+	case errors.Is(err, naming.ErrConflict):
+		return fmt.Errorf("%w: %s publishes two v=fm1 records and nobody can tell which is meant; its owner must keep exactly one", err, domain)
+	case errors.Is(err, naming.ErrMalformed), errors.Is(err, naming.ErrVersion):
+		return fmt.Errorf("%w: %s's record is not one this program reads; its owner checks it with `flowmail domain check %s`", err, domain, domain)
+	case errors.Is(err, naming.ErrTimeout), errors.Is(err, naming.ErrNoResolver), errors.Is(err, naming.ErrDNS):
+		return fmt.Errorf("%w: give a DNS server that answers with --dns-server IP[:PORT] (or FLOWMAIL_DNS_SERVER)", err)
+	case errors.Is(err, naming.ErrNoCertificate):
+		return fmt.Errorf("%w: %s has not certified %s, or the certificate has left the network; ask them (`flowmail domain sign`), or use the fm1… address", err, domain, name)
+	case errors.Is(err, naming.ErrKeyNotListed):
+		return fmt.Errorf("%w: the certificate is not signed by a key %s lists in DNS now; nothing is sent. Ask the person for their fm1… address by another channel", err, domain)
+	case errors.Is(err, naming.ErrAmbiguous):
+		return fmt.Errorf("%w: %s is in a key rollover with contradicting certificates; nothing is sent until its owner fixes them", err, domain)
+	case errors.Is(err, record.ErrRevoked):
+		return fmt.Errorf("%w: %s no longer binds %s; ask the person for their new address", err, domain, name)
+	case errors.Is(err, record.ErrExpired), errors.Is(err, record.ErrNotYetValid):
+		return fmt.Errorf("%w: %s's certificate of %s is out of its dates (or this machine's clock is off); its owner renews it with `flowmail domain sign`", err, domain, name)
+	case errors.Is(err, record.ErrSignature), errors.Is(err, record.ErrWrongKey), errors.Is(err, record.ErrMismatch):
+		return fmt.Errorf("%w: the certificate of %s does not check; nothing is sent", err, name)
+	case errors.Is(err, record.ErrName):
+		return fmt.Errorf("%w: a name is local@domain with an ASCII local part (letters, digits, . _ -)", err)
+	case errors.Is(err, naming.ErrRebound):
+		return fmt.Errorf("%w\nIf the person confirms the new address: flowmail names accept %s", err, name)
+	case errors.Is(err, naming.ErrNoKeyLog):
+		return fmt.Errorf("%w: the certified address has published no key; ask the person to run `flowmail publish`", err)
+	}
+	return err
 }

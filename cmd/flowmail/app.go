@@ -69,6 +69,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			fetchCommand(s),
 			bridgeCommand(s),
 			publishCommand(s),
+			domainCommand(s),
+			namesCommand(s),
 			nodeCommand(s),
 			serverCommand(s),
 			accountCommand(s),

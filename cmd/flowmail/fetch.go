@@ -44,7 +44,7 @@ func fetchCommand(s *streams) *cli.Command {
 			&cli.BoolFlag{Name: "keep", Usage: "leave fetched mail in the network"},
 			&cli.BoolFlag{Name: "watch", Usage: "keep fetching until interrupted"},
 			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between fetches with --watch"},
-		}, networkFlags()...), passphraseFlags()...),
+		}, networkFlags()...), append(passphraseFlags(), dnsFlags()...)...),
 		Action: func(c *cli.Context) error { return runFetch(c, s) },
 	}
 }
@@ -83,6 +83,10 @@ func runFetch(c *cli.Context, s *streams) error {
 		return err
 	}
 	book, _ := loadContacts(home) // names are a nicety; a broken file is reported by `contacts list`
+	resolver, err := nameResolver(c, n)
+	if err != nil {
+		return err
+	}
 
 	// The key is renewed once per run and then daily: the network keeps
 	// it 30 days, and --watch need not store it again every minute.
@@ -104,6 +108,9 @@ func runFetch(c *cli.Context, s *streams) error {
 			ShardCache: filepath.Join(home, stateDirName, "shards"), Grants: grants})
 		prog.finish()
 		keepGrants(s, home, me.ID(), rep)
+		if rep != nil {
+			showSenderNames(ctx, s, resolver, rep)
+		}
 		return finishFetch(s, book, rep, err, err != nil && ctx.Err() != nil)
 	}
 	if !c.Bool("watch") {

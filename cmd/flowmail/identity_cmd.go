@@ -125,6 +125,7 @@ func whoamiCommand(s *streams) *cli.Command {
 			fmt.Fprintf(s.out, "%s\n", pub.Address())
 			fmt.Fprintf(s.err, "difficulty: %d bits\ncreated:    %s\nkey file:   %s\n",
 				pub.Difficulty, pub.Created.UTC().Format(time.RFC3339), keyPath(c))
+			printOwnNames(s, c.String("home"), pub.Address())
 			return nil
 		},
 	}

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/mailbox"
+	"github.com/flowmail/flowmail/naming"
 	"github.com/flowmail/flowmail/node"
 )
 
@@ -35,14 +37,15 @@ func sendCommand(s *streams) *cli.Command {
 			"proof of work each recipient demands. The body comes from --body or standard input.\n\n" +
 			"   echo 'See you at noon.' | flowmail send --to bob --subject Lunch --attach map.png",
 		Flags: append(append([]cli.Flag{
-			&cli.StringSliceFlag{Name: "to", Usage: "recipient: a contact name, fm1…, fm1…@flowmail.invalid or 'Bob <fm1…@flowmail.invalid>' (repeatable; at least one)"},
+			&cli.StringSliceFlag{Name: "to", Usage: "recipient: a contact name, a name as alice@example.com (DNS and the domain's certificate, pinned on first use), fm1…, fm1…@flowmail.invalid or 'Bob <fm1…@flowmail.invalid>' (repeatable; at least one)"},
 			&cli.StringSliceFlag{Name: "cc", Usage: "copy recipient (repeatable)"},
 			&cli.StringSliceFlag{Name: "bcc", Usage: "blind copy recipient, sent a separate mail that names nobody else's copy (repeatable)"},
 			&cli.StringFlag{Name: "subject", Usage: "subject line"},
 			&cli.StringFlag{Name: "body", Usage: "message text (default: read standard input)"},
 			&cli.StringSliceFlag{Name: "attach", Usage: "file to attach (repeatable)"},
 			&cli.StringFlag{Name: "from-name", Usage: "your display name in the From header"},
-		}, networkFlags()...), passphraseFlags()...),
+			&cli.StringFlag{Name: "as", Usage: "carry the certificate of your `NAME` (alice@example.com), so recipients see it in From", EnvVars: []string{"FLOWMAIL_AS"}},
+		}, networkFlags()...), append(passphraseFlags(), dnsFlags()...)...),
 		Action: func(c *cli.Context) error { return runSend(c, s) },
 	}
 }
@@ -60,6 +63,37 @@ func runSend(c *cli.Context, s *streams) error {
 		return err
 	}
 	home := c.String("home")
+	// Names (alice@example.com) resolve through DNS and the DHT, so the
+	// client joins first when there is one; otherwise a typo in a contact
+	// name is reported before any network wait.
+	var n *node.Node
+	var resolver *naming.Resolver
+	all := slices.Concat(c.StringSlice("to"), c.StringSlice("cc"), c.StringSlice("bcc"))
+	if slices.ContainsFunc(all, isName) || c.String("as") != "" {
+		if n, err = startClient(ctx, c, s); err != nil {
+			return err
+		}
+		defer n.Close()
+		if resolver, err = nameResolver(c, n); err != nil {
+			return err
+		}
+	}
+	// --as: the certificate of the sender's own name goes in the message,
+	// for recipients to check and show (docs/PROTOCOL.md 19.8).
+	var carried []byte
+	if as := c.String("as"); as != "" {
+		b, err := resolver.Resolve(ctx, as, time.Now(), nil)
+		if err != nil {
+			return fmt.Errorf("--as: %w", nameAdvice(err, as))
+		}
+		if b.Address() != me.ID() {
+			return fmt.Errorf("--as: %s is bound to %s, not to you (%s)", b.Name, identity.FormatAddress(b.Address()), identity.FormatAddress(me.ID()))
+		}
+		carried = b.Cert.Encode()
+		if err := checkedOwnName(home, b.Name, identity.FormatAddress(me.ID()), time.Now()); err != nil {
+			fmt.Fprintf(s.err, "warning: %v (whoami will not list %s)\n", err, b.Name)
+		}
+	}
 	var to, cc, bcc []mail.Mailbox
 	var names, bccNames []string
 	seen := map[block.ID]bool{}
@@ -69,16 +103,26 @@ func runSend(c *cli.Context, s *streams) error {
 		names *[]string
 	}{{c.StringSlice("to"), &to, &names}, {c.StringSlice("cc"), &cc, &names}, {c.StringSlice("bcc"), &bcc, &bccNames}} {
 		for _, a := range list.args {
-			id, err := resolveRecipient(home, a)
-			if err != nil {
-				return err
+			var mb mail.Mailbox
+			if isName(a) {
+				b, err := resolveName(ctx, s.err, home, resolver, a, time.Now())
+				if err != nil {
+					return nameAdvice(err, a)
+				}
+				mb = mail.Mailbox{Name: b.Name, Address: b.Address()}
+			} else {
+				id, err := resolveRecipient(home, a)
+				if err != nil {
+					return err
+				}
+				mb = mail.Mailbox{Address: id}
 			}
-			if seen[id] {
+			if seen[mb.Address] {
 				continue
 			}
-			seen[id] = true
-			*list.dst = append(*list.dst, mail.Mailbox{Address: id})
-			*list.names = append(*list.names, displayName(a, id))
+			seen[mb.Address] = true
+			*list.dst = append(*list.dst, mb)
+			*list.names = append(*list.names, displayName(a, mb.Address))
 		}
 	}
 	text, err := readBody(c, s)
@@ -88,11 +132,12 @@ func runSend(c *cli.Context, s *streams) error {
 	if err := checkAttachmentSizes(c.StringSlice("attach"), len(text)); err != nil {
 		return err
 	}
-	n, err := startClient(ctx, c, s)
-	if err != nil {
-		return err
+	if n == nil {
+		if n, err = startClient(ctx, c, s); err != nil {
+			return err
+		}
+		defer n.Close()
 	}
-	defer n.Close()
 	if err := publishOwnPubkey(ctx, n, me); err != nil {
 		fmt.Fprintf(s.err, "warning: %v (replies may not find you)\n", err)
 	}
@@ -137,6 +182,11 @@ func runSend(c *cli.Context, s *streams) error {
 			defer f.Close()
 			ct := mime.TypeByExtension(filepath.Ext(path))
 			atts = append(atts, mail.Attachment{Name: filepath.Base(path), ContentType: ct, Reader: f})
+		}
+		if carried != nil {
+			if err := writeNameCertHeader(w, carried); err != nil {
+				return err
+			}
 		}
 		return mail.WriteMessage(w, &mail.Message{
 			From:        mail.Mailbox{Name: c.String("from-name"), Address: me.ID()},

@@ -34,6 +34,7 @@ var forbidden = map[string][]string{
 	"onion":        {"grant", "transport", "kademlia", "blockstore", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"account":      {"block", "identity", "record", "bridge", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "onion", "internal/mailforge", "internal/mailtest", "node", "server", "testnet", "rendezvous", "cmd/flowmail"},
 	"server":       {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
+	"naming":       {"transport", "kademlia", "blockstore", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "pow", "onion", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"node":         {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
 	"bridge":       {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
 	"testnet":      {"internal/mailforge", "internal/mailtest", "cmd/flowmail"},
@@ -42,13 +43,15 @@ var forbidden = map[string][]string{
 	"kademlia/kadsim": {"mail", "delivery", "mailbox", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	// Only its tests import others, so nothing can come to depend on them.
 	"internal/spectest": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	// Starts nsd for tests of naming and cmd; imports nothing of ours.
+	"internal/nsdtest": {"block", "identity", "record", "naming", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	// Imported by tests of every layer.
 	"internal/testseed": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 }
 
 // testOnly lists packages only tests may import: no package's own code
 // depends on them.
-var testOnly = []string{"kademlia/kadsim"}
+var testOnly = []string{"kademlia/kadsim", "internal/nsdtest"}
 
 type pkg struct {
 	ImportPath string

@@ -31,6 +31,7 @@ var goroutineSites = map[string]struct {
 }{
 	"blockstore OpenBadger":               {2, "the Badger store: its writer and maintenance loop; Close stops both and waits (wg)"},
 	"blockstore/internal/rssprobe run":    {1, "the probe's own wait group, waited in run"},
+	"internal/nsdtest run":                {1, "the reader of nsd's log: it ends when nsd does, which the test's Cleanup waits for (done)"},
 	"internal/rawquic Open":               {1, "the raw QUIC pair's server; Close cancels and waits (wg)"},
 	"kademlia fanOut":                     {1, "fanOut itself: one per contact, waited before it returns"},
 	"kademlia fanOutLimited":              {1, "fanOutLimited itself, waited before it returns"},

@@ -25,6 +25,7 @@ import (
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/mailbox"
+	"github.com/flowmail/flowmail/naming"
 	"github.com/flowmail/flowmail/onion"
 	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/server"
@@ -138,6 +139,10 @@ var limits = map[string]any{
 	"MaxAccountLen":          server.MaxAccountLen,
 	"MaxSealedSize":          account.MaxSealedSize,
 
+	"MaxTXTSize":            naming.MaxTXTSize,
+	"DefaultAttemptTimeout": naming.DefaultAttemptTimeout,
+	"DefaultLookupTimeout":  naming.DefaultLookupTimeout,
+	"MaxCarriedSize":        naming.MaxCarriedSize,
 	"MaxFailuresPerSource":  bridge.MaxFailuresPerSource,
 	"MaxFailuresPerAccount": bridge.MaxFailuresPerAccount,
 	"FailureWindow":         bridge.FailureWindow,
