@@ -34,7 +34,7 @@ import (
 //	                              memtables before value-log GC
 //
 // key is the block's ID. (Records, later, are kept at their slot: they
-// will set flag bit 2 and append their ID to 'm', and decodeRecord
+// will set flag bit 2 and append their ID to 'm', and decodeMeta
 // refuses that bit until then.) flags: bit 0 pinned, bit 1 the block
 // carries a deletion hash (copied here so a DELETE never reads the
 // block). sum is XXH64 (seed 0) of the block,
@@ -106,8 +106,8 @@ func fromNanos(n uint64) time.Time { return time.Unix(0, int64(n)) }
 // escapes it with probability 2^-64).
 func checksum(b []byte) uint64 { return xxhash.Sum64(b) }
 
-// record is the metadata of one held block, as kept in 'm'.
-type record struct {
+// metaRecord is the metadata of one held block, as kept in 'm'.
+type metaRecord struct {
 	typ         block.Type
 	pinned      bool
 	size        int
@@ -118,18 +118,18 @@ type record struct {
 	deletion    [32]byte
 }
 
-func newRecord(a admitted, pinned bool, now time.Time) record {
-	return record{
+func newMeta(a admitted, pinned bool, now time.Time) metaRecord {
+	return metaRecord{
 		typ: a.header.Type, pinned: pinned, size: len(a.data), storedAt: now, expires: a.expires,
 		sum: checksum(a.data), hasDeletion: a.header.HasDeletion, deletion: a.header.DeletionHash,
 	}
 }
 
-func (r record) meta(id block.ID) Meta {
+func (r metaRecord) meta(id block.ID) Meta {
 	return Meta{ID: id, Type: r.typ, Size: r.size, StoredAt: r.storedAt, Expires: r.expires, Pinned: r.pinned}
 }
 
-func (r record) flags() byte {
+func (r metaRecord) flags() byte {
 	var f byte
 	if r.pinned {
 		f |= flagPinned
@@ -140,7 +140,7 @@ func (r record) flags() byte {
 	return f
 }
 
-func (r record) encode() []byte {
+func (r metaRecord) encode() []byte {
 	v := make([]byte, 0, metaRecordSize+32)
 	v = append(v, byte(r.typ), r.flags())
 	v = binary.BigEndian.AppendUint32(v, uint32(r.size))
@@ -153,9 +153,9 @@ func (r record) encode() []byte {
 	return v
 }
 
-func decodeRecord(v []byte) (record, error) {
+func decodeMeta(v []byte) (metaRecord, error) {
 	if len(v) < metaRecordSize {
-		return record{}, fmt.Errorf("%w: metadata of %d bytes, want at least %d", ErrCorrupt, len(v), metaRecordSize)
+		return metaRecord{}, fmt.Errorf("%w: metadata of %d bytes, want at least %d", ErrCorrupt, len(v), metaRecordSize)
 	}
 	flags := v[1]
 	want := metaRecordSize
@@ -163,9 +163,9 @@ func decodeRecord(v []byte) (record, error) {
 		want += 32
 	}
 	if flags&^knownFlags != 0 || len(v) != want {
-		return record{}, fmt.Errorf("%w: metadata of %d bytes with flags %#x", ErrCorrupt, len(v), flags)
+		return metaRecord{}, fmt.Errorf("%w: metadata of %d bytes with flags %#x", ErrCorrupt, len(v), flags)
 	}
-	r := record{
+	r := metaRecord{
 		typ:         block.Type(v[0]),
 		pinned:      flags&flagPinned != 0,
 		size:        int(binary.BigEndian.Uint32(v[2:])),
@@ -178,7 +178,7 @@ func decodeRecord(v []byte) (record, error) {
 	return r, nil
 }
 
-func indexValue(r record) []byte {
+func indexValue(r metaRecord) []byte {
 	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), unixNanos(r.storedAt))
 	return binary.BigEndian.AppendUint64(v, unixNanos(r.expires))
 }

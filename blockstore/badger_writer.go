@@ -169,10 +169,10 @@ func (s *badgerStore) apply(txn *badger.Txn, c *counters, op *writeOp) (result, 
 	return nil, fmt.Errorf("blockstore: unknown write op %d", op.kind)
 }
 
-// current returns the record of a live block. A block found expired is
+// current returns the metadata of a live block. A block found expired is
 // removed (and counted) here, so the caller sees it as missing.
-func (s *badgerStore) current(txn *badger.Txn, c *counters, id block.ID, now time.Time) (record, bool, error) {
-	r, ok, err := getRecord(txn, id)
+func (s *badgerStore) current(txn *badger.Txn, c *counters, id block.ID, now time.Time) (metaRecord, bool, error) {
+	r, ok, err := getMeta(txn, id)
 	if err != nil || !ok {
 		return r, false, err
 	}
@@ -231,14 +231,14 @@ func (s *badgerStore) applyPut(txn *badger.Txn, c *counters, op *writeOp) (resul
 	if !op.pinned {
 		s.pending = append(s.pending, charge{op.source, size})
 	}
-	return nil, s.link(txn, c, a.key, newRecord(a, op.pinned, op.now))
+	return nil, s.link(txn, c, a.key, newMeta(a, op.pinned, op.now))
 }
 
 // extend applies a re-store of a held block: a later expiry (when it
 // moves enough, see extension), and a pin once asked for. It rewrites
 // the metadata only, and nothing when neither changes. The stored-at
 // time stays.
-func (s *badgerStore) extend(txn *badger.Txn, a admitted, r record, pin bool, now time.Time) error {
+func (s *badgerStore) extend(txn *badger.Txn, a admitted, r metaRecord, pin bool, now time.Time) error {
 	nr := r
 	nr.expires, _ = extension(r.expires, a.expires, now)
 	nr.pinned = r.pinned || pin
@@ -253,7 +253,7 @@ func (s *badgerStore) extend(txn *badger.Txn, a admitted, r record, pin bool, no
 }
 
 func (s *badgerStore) evict(txn *badger.Txn, c *counters, id block.ID) error {
-	r, ok, err := getRecord(txn, id)
+	r, ok, err := getMeta(txn, id)
 	if err != nil {
 		return err
 	}
@@ -297,7 +297,7 @@ func (s *badgerStore) applyDelete(txn *badger.Txn, c *counters, op *writeOp) (re
 // applyDropCorrupt removes a block a Get found damaged, after checking
 // again under the writer: a correct copy stored since stays.
 func (s *badgerStore) applyDropCorrupt(txn *badger.Txn, c *counters, id block.ID) error {
-	r, ok, err := getRecord(txn, id)
+	r, ok, err := getMeta(txn, id)
 	if errors.Is(err, ErrCorrupt) {
 		return s.removeDamaged(txn, c, id)
 	}
@@ -368,7 +368,7 @@ func (s *badgerStore) sweepExpired(txn *badger.Txn, c *counters, now time.Time, 
 	}
 	it.Close()
 	for _, d := range expired {
-		r, ok, err := getRecord(txn, d.id)
+		r, ok, err := getMeta(txn, d.id)
 		if err != nil {
 			return 0, err
 		}
@@ -397,7 +397,7 @@ func (s *badgerStore) sweepExpired(txn *badger.Txn, c *counters, now time.Time, 
 
 // link writes the metadata keys of a block and counts it; the block's
 // bytes ('b') are written by the caller, once.
-func (s *badgerStore) link(txn *badger.Txn, c *counters, id block.ID, r record) error {
+func (s *badgerStore) link(txn *badger.Txn, c *counters, id block.ID, r metaRecord) error {
 	entries := []*badger.Entry{
 		{Key: idKey(familyMeta, id), Value: r.encode()},
 		{Key: expiryKey(r.expires, id)},
@@ -419,7 +419,7 @@ func (s *badgerStore) link(txn *badger.Txn, c *counters, id block.ID, r record) 
 }
 
 // unlink deletes the metadata keys of a held block and counts it out.
-func (s *badgerStore) unlink(txn *badger.Txn, c *counters, id block.ID, r record) error {
+func (s *badgerStore) unlink(txn *badger.Txn, c *counters, id block.ID, r metaRecord) error {
 	keys := [][]byte{idKey(familyMeta, id), expiryKey(r.expires, id)}
 	if !r.pinned {
 		keys = append(keys, idKey(familyDistance, block.Xor(id, s.cfg.Self)))
@@ -439,7 +439,7 @@ func (s *badgerStore) unlink(txn *badger.Txn, c *counters, id block.ID, r record
 
 // remove deletes every key of a held block, its bytes included, and
 // counts it out.
-func (s *badgerStore) remove(txn *badger.Txn, c *counters, id block.ID, r record) error {
+func (s *badgerStore) remove(txn *badger.Txn, c *counters, id block.ID, r metaRecord) error {
 	if err := txn.Delete(idKey(familyBlock, id)); err != nil {
 		return err
 	}
