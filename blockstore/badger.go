@@ -123,20 +123,24 @@ func (s *badgerStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 		return block.ID{}, err
 	}
 	if unchanged, err := s.replay(ctx, a, opt, now); err != nil || unchanged {
-		return a.id, err
+		return a.key, err
 	}
-	return a.id, s.submit(ctx, &writeOp{kind: opPut, now: now, put: a, pinned: opt.Pinned, source: opt.Source})
+	if err := a.verify(); err != nil {
+		return a.key, err
+	}
+	return a.key, s.submit(ctx, &writeOp{kind: opPut, now: now, put: a, pinned: opt.Pinned, source: opt.Source})
 }
 
-// replay reports whether a Put would change nothing: the block is held,
-// its expiry would not move (see extension) and its pin would not
-// change. Such a Put returns at once, without the writer: a flood of
-// replayed STOREs neither writes nor waits for a sync.
+// replay reports whether a Put would change nothing: the block is held
+// at its key (a record: these very bytes), its expiry would not move (see
+// extension) and its pin would not change. Such a Put returns at once,
+// without the writer and, for a record, without checking a signature: a
+// flood of replayed STOREs neither writes nor waits for a sync.
 func (s *badgerStore) replay(ctx context.Context, a admitted, opt PutOptions, now time.Time) (bool, error) {
 	var unchanged bool
 	err := s.view(ctx, func(txn *badger.Txn) error {
 		r, ok, err := getMeta(txn, a.key)
-		if err != nil || !ok || !notExpired(r.expires, now) {
+		if err != nil || !ok || !notExpired(r.expires, now) || r.blockID(a.key) != a.id {
 			return err
 		}
 		_, moved := extension(r.expires, a.expires, now)

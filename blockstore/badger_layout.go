@@ -23,6 +23,7 @@ import (
 //	'm' || key                    type u8 || flags u8 || size u32 ||
 //	                              stored_at u64 || expires u64 || sum u64
 //	                              [|| deletion hash [32] when flag bit 1]
+//	                              [|| block ID [32] when flag bit 2]
 //	'b' || key                    the block, exactly as stored
 //	'e' || expires u64 || key     empty: the expiry queue (blocks and
 //	                              tombstones)
@@ -33,11 +34,11 @@ import (
 //	'z'                           empty: written and dropped to flush
 //	                              memtables before value-log GC
 //
-// key is the block's ID. (Records, later, are kept at their slot: they
-// will set flag bit 2 and append their ID to 'm', and decodeMeta
-// refuses that bit until then.) flags: bit 0 pinned, bit 1 the block
-// carries a deletion hash (copied here so a DELETE never reads the
-// block). sum is XXH64 (seed 0) of the block,
+// key is the block's ID, or a record's slot (docs/PROTOCOL.md section
+// 15.4). flags: bit 0 pinned, bit 1 the block carries a deletion hash
+// (copied here so a DELETE never reads the block), bit 2 the block is a
+// record and its ID follows (so a replayed record is known without reading
+// or verifying it). sum is XXH64 (seed 0) of the block,
 // taken after Put checked the block's ID: a Get compares it with the
 // bytes it reads instead of hashing them with SHA-512.
 //
@@ -64,7 +65,8 @@ const (
 
 	flagPinned   = 1 << 0
 	flagDeletion = 1 << 1
-	knownFlags   = flagPinned | flagDeletion
+	flagRecord   = 1 << 2
+	knownFlags   = flagPinned | flagDeletion | flagRecord
 
 	metaRecordSize = 1 + 1 + 4 + 8 + 8 + 8
 	countersSize   = 5 * 8
@@ -116,17 +118,28 @@ type metaRecord struct {
 	sum         uint64
 	hasDeletion bool
 	deletion    [32]byte
+	isRecord    bool
+	id          block.ID // the block's ID when isRecord (else the key)
 }
 
 func newMeta(a admitted, pinned bool, now time.Time) metaRecord {
 	return metaRecord{
 		typ: a.header.Type, pinned: pinned, size: len(a.data), storedAt: now, expires: a.expires,
 		sum: checksum(a.data), hasDeletion: a.header.HasDeletion, deletion: a.header.DeletionHash,
+		isRecord: a.rec != nil, id: a.id,
 	}
 }
 
-func (r metaRecord) meta(id block.ID) Meta {
-	return Meta{ID: id, Type: r.typ, Size: r.size, StoredAt: r.storedAt, Expires: r.expires, Pinned: r.pinned}
+// blockID is the ID of the block kept at key.
+func (r metaRecord) blockID(key block.ID) block.ID {
+	if r.isRecord {
+		return r.id
+	}
+	return key
+}
+
+func (r metaRecord) meta(key block.ID) Meta {
+	return Meta{ID: key, BlockID: r.blockID(key), Type: r.typ, Size: r.size, StoredAt: r.storedAt, Expires: r.expires, Pinned: r.pinned}
 }
 
 func (r metaRecord) flags() byte {
@@ -137,11 +150,14 @@ func (r metaRecord) flags() byte {
 	if r.hasDeletion {
 		f |= flagDeletion
 	}
+	if r.isRecord {
+		f |= flagRecord
+	}
 	return f
 }
 
 func (r metaRecord) encode() []byte {
-	v := make([]byte, 0, metaRecordSize+32)
+	v := make([]byte, 0, metaRecordSize+64)
 	v = append(v, byte(r.typ), r.flags())
 	v = binary.BigEndian.AppendUint32(v, uint32(r.size))
 	v = binary.BigEndian.AppendUint64(v, unixNanos(r.storedAt))
@@ -149,6 +165,9 @@ func (r metaRecord) encode() []byte {
 	v = binary.BigEndian.AppendUint64(v, r.sum)
 	if r.hasDeletion {
 		v = append(v, r.deletion[:]...)
+	}
+	if r.isRecord {
+		v = append(v, r.id[:]...)
 	}
 	return v
 }
@@ -162,6 +181,9 @@ func decodeMeta(v []byte) (metaRecord, error) {
 	if flags&flagDeletion != 0 {
 		want += 32
 	}
+	if flags&flagRecord != 0 {
+		want += block.IDSize
+	}
 	if flags&^knownFlags != 0 || len(v) != want {
 		return metaRecord{}, fmt.Errorf("%w: metadata of %d bytes with flags %#x", ErrCorrupt, len(v), flags)
 	}
@@ -173,8 +195,13 @@ func decodeMeta(v []byte) (metaRecord, error) {
 		expires:     fromNanos(binary.BigEndian.Uint64(v[14:])),
 		sum:         binary.BigEndian.Uint64(v[22:]),
 		hasDeletion: flags&flagDeletion != 0,
+		isRecord:    flags&flagRecord != 0,
 	}
-	copy(r.deletion[:], v[metaRecordSize:])
+	rest := v[metaRecordSize:]
+	if r.hasDeletion {
+		rest = rest[copy(r.deletion[:], rest):]
+	}
+	copy(r.id[:], rest)
 	return r, nil
 }
 

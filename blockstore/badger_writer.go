@@ -189,11 +189,30 @@ func (s *badgerStore) applyPut(txn *badger.Txn, c *counters, op *writeOp) (resul
 	if err != nil {
 		return nil, err
 	}
+	replacing := false
 	if held {
-		// A block kept at its ID is the same block. (A record at its slot
-		// would here compare IDs and ask its rule whether it replaces the
-		// held one: remove, then link below.)
-		return nil, s.extend(txn, a, r, op.pinned, op.now)
+		if r.blockID(a.key) == a.id {
+			// The same block again.
+			return nil, s.extend(txn, a, r, op.pinned, op.now)
+		}
+		// Another version of a record's slot: the held one decides.
+		old, err := s.heldBytes(txn, a.key, r)
+		if err != nil {
+			return nil, err
+		}
+		if old == nil {
+			// The held version's bytes are damaged: it goes, as a Get
+			// would drop it, and the new one takes the slot.
+			s.cfg.Logger.Warn("blockstore: dropping corrupt block", "id", a.key.String())
+			c.corrupt++
+			if err := s.remove(txn, c, a.key, r); err != nil {
+				return nil, err
+			}
+		} else if refusal := supersede(old, a); refusal != nil {
+			return refusal, nil
+		} else {
+			replacing = true
+		}
 	}
 	if until, ok, err := getTombstone(txn, a.key); err != nil {
 		return nil, err
@@ -201,17 +220,22 @@ func (s *badgerStore) applyPut(txn *badger.Txn, c *counters, op *writeOp) (resul
 		return fmt.Errorf("%w: %v is refused until %v", ErrDeleted, a.key.Short(), until), nil
 	}
 	size := int64(len(a.data))
-	if quota := s.cfg.QuotaBytes; quota > 0 && int64(c.bytes)+size > quota {
+	var freed int64 // the version a record replaces leaves room
+	if replacing {
+		freed = int64(r.size)
+	}
+	dist := block.Xor(a.key, s.cfg.Self)
+	if quota := s.cfg.QuotaBytes; quota > 0 && int64(c.bytes)-freed+size > quota {
 		// Expired blocks make room before any live one is evicted.
 		if _, err := s.sweepExpired(txn, c, op.now, sweepBatch); err != nil {
 			return nil, err
 		}
-		if need := int64(c.bytes) + size - quota; need > 0 {
+		if need := int64(c.bytes) - freed + size - quota; need > 0 {
 			if !op.pinned && !s.budgets.allows(op.source, size, s.pending, op.now) {
 				return fmt.Errorf("%w: %d bytes for %+v while the store is full", ErrOverBudget, size, op.source), nil
 			}
 			var iterErr error
-			victims, full := planEviction(need, block.Xor(a.key, s.cfg.Self), op.pinned, farthest(txn, &iterErr))
+			victims, full := planEviction(need, dist, op.pinned, others(dist, farthest(txn, &iterErr)))
 			if iterErr != nil {
 				return nil, iterErr
 			}
@@ -225,6 +249,11 @@ func (s *badgerStore) applyPut(txn *badger.Txn, c *counters, op *writeOp) (resul
 			}
 		}
 	}
+	if replacing {
+		if err := s.remove(txn, c, a.key, r); err != nil {
+			return nil, err
+		}
+	}
 	if err := txn.Set(idKey(familyBlock, a.key), a.data); err != nil {
 		return nil, err
 	}
@@ -232,6 +261,23 @@ func (s *badgerStore) applyPut(txn *badger.Txn, c *counters, op *writeOp) (resul
 		s.pending = append(s.pending, charge{op.source, size})
 	}
 	return nil, s.link(txn, c, a.key, newMeta(a, op.pinned, op.now))
+}
+
+// heldBytes reads the bytes kept at key, nil when they no longer match
+// their metadata's checksum.
+func (s *badgerStore) heldBytes(txn *badger.Txn, key block.ID, r metaRecord) ([]byte, error) {
+	item, err := txn.Get(idKey(familyBlock, key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	b, err := item.ValueCopy(nil)
+	if err != nil || len(b) != r.size || checksum(b) != r.sum {
+		return nil, err
+	}
+	return b, nil
 }
 
 // extend applies a re-store of a held block: a later expiry (when it
