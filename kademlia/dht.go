@@ -109,6 +109,7 @@ type DHT struct {
 
 	observed observedAddrs
 	repub    republishSchedule
+	records  recordLimiter
 	rtt      rttEstimator
 	stats    counters
 }
