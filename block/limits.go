@@ -29,6 +29,15 @@ const (
 	// NonceSize is the width of the proof-of-work nonce that ends an index
 	// block.
 	NonceSize = 8
+
+	// ShardReplicas is R: how many of the nodes closest to a data block's
+	// ID store it (spec 9.7). Index, pubkey and record blocks go to K.
+	ShardReplicas = 3
+
+	// ShardRepublishInterval is how often a holder republishes a data
+	// block to the R closest nodes (spec 9.7): the round of the
+	// durability model.
+	ShardRepublishInterval = 24 * time.Hour
 )
 
 // Limits of records (block type 4, docs/PROTOCOL.md "Records").

@@ -1,15 +1,18 @@
-// Package delivery moves mail between the network and the mailbox:
-// Send stores a built mail's blocks (data blocks first, then the index
-// blocks), Fetch lists a recipient's index blocks, fetches and opens each
-// mail (package mail makes every check), delivers it into the Maildir and
-// remembers it in the processed set (package mailbox), retries what
-// failed for now and gives up on what stays lost (spec 9.6).
+// Package delivery moves mail between the network and the mailbox.
+// Send builds a mail (package mail) and stores it group by group as it is
+// built, then the index blocks, so no recipient finds a mail whose body
+// is not all there; with a state file it resumes an interrupted send
+// without storing again what is stored (docs/PROTOCOL.md 10.2). Fetch
+// lists a recipient's index blocks, fetches and opens each mail one group
+// at a time (package mail makes every check), streams it into the
+// Maildir and remembers it in the processed set (package mailbox),
+// retries what failed for now with the shards it has kept (10.3), and
+// gives up on what stays lost (spec 9.6).
 //
 // Sending:
 //
-//	built, _ := codec.Build(ctx, in, opts)
-//	defer built.Release()
-//	err := delivery.Send(ctx, net, built, delivery.SendOptions{})
+//	sent, err := delivery.Send(ctx, net, codec, mail.BuildInput{..., Message: r, Size: n},
+//		delivery.SendOptions{State: statePath})
 //
 // Fetching:
 //
@@ -17,6 +20,7 @@
 //	report, err := delivery.Fetch(ctx, net, codec, me, st, delivery.FetchOptions{Maildir, Now: time.Now()})
 //
 // It reaches the network only through the small Network interface it
-// declares. It may import block, identity, mail and mailbox, and must not
-// import transport, kademlia, blockstore, node, testnet or cmd.
+// declares. It may import block, identity, mail, mailbox and
+// internal/atomicfile, and must not import transport, kademlia,
+// blockstore, node, testnet or cmd.
 package delivery

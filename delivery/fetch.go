@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
@@ -52,6 +54,9 @@ type FetchOptions struct {
 	// so a big mail does not look like a hang. Calls come from one
 	// goroutine.
 	Progress func(FetchProgress)
+	// ShardCache, if set, is a directory where the shards of big mails
+	// are kept until the mail is delivered or given up (openOptions).
+	ShardCache string
 }
 
 // FetchProgress is where a Fetch stands in one mail's download.
@@ -70,7 +75,7 @@ type Delivered struct {
 	MessageID  [16]byte // the envelope's
 	Subject    string   // decoded, for display
 	Path       string   // the file in the Maildir's new/
-	Size       int
+	Size       int64    // of the file in the Maildir
 	// DeleteErr is set when deleting the mail's blocks from the network
 	// failed; the mail is delivered all the same and the blocks expire.
 	DeleteErr error
@@ -174,6 +179,11 @@ func Fetch(ctx context.Context, net Network, c *mail.Codec, me *identity.Identit
 			err = fmt.Errorf("gave up after %d attempts since %s: %w", e.Attempts+1, e.Seen.UTC().Format(time.DateTime), err)
 		}
 		st.Record(id, opt.Now, outcome, err)
+		if outcome != mailbox.OutcomeDeferred {
+			if err := dropCache(opt.ShardCache, id); err != nil {
+				log.Warn("removing cached shards", "index", id.Short(), "err", err)
+			}
+		}
 		if outcome == mailbox.OutcomeDelivered {
 			st.RecordDelivery(id, messageKey(d.From, d.MessageID))
 		}
@@ -210,7 +220,39 @@ func Fetch(ctx context.Context, net Network, c *mail.Codec, me *identity.Identit
 		st.SetLastList(opt.Now) // else the next LIST starts where this one did
 	}
 	st.Prune(opt.Now)
+	if err := pruneCache(opt.ShardCache, st); err != nil {
+		log.Warn("removing cached shards", "err", err)
+	}
 	return rep, st.Save()
+}
+
+// pruneCache removes the cached shards of every mail that is not waiting
+// for a retry: delivered, given up, forgotten, or left by a fetch that
+// stopped before it recorded the mail.
+func pruneCache(root string, st *mailbox.State) error {
+	if root == "" {
+		return nil
+	}
+	entries, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		id, err := block.ParseHexID(e.Name())
+		if err == nil {
+			if x, ok := st.Lookup(id); ok && x.Outcome == mailbox.OutcomeDeferred {
+				continue
+			}
+		}
+		if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // delivered carries the manifest beside Delivered, for the deletion.
@@ -219,8 +261,9 @@ type delivered struct {
 	manifest *mail.Manifest
 }
 
-// fetchOne gets, opens and delivers one index block. A zero outcome with
-// an error means the Maildir failed.
+// fetchOne gets, opens and delivers one index block, streaming the
+// message into the Maildir. A zero outcome with an error means the
+// Maildir failed.
 func fetchOne(ctx context.Context, net Network, c *mail.Codec, me *identity.Identity, st *mailbox.State, id block.ID, opt FetchOptions, nth, of int) (*delivered, mailbox.Outcome, error) {
 	if err := mail.CheckProofOfWork(me, id); err != nil {
 		return nil, mailbox.OutcomeRejected, err // never fetched, let alone opened (spec 6)
@@ -233,14 +276,24 @@ func fetchOne(ctx context.Context, net Network, c *mail.Codec, me *identity.Iden
 		// The network's fault, not the mail's: another holder may do better.
 		return nil, mailbox.OutcomeDeferred, fmt.Errorf("%w: the network returned bytes that hash to %s", mail.ErrIndexBlock, got.Short())
 	}
-	oo := OpenOptions{Workers: opt.Workers, Now: opt.Now}
+	oo := openOptions{Workers: opt.Workers, Now: opt.Now, ShardCache: opt.ShardCache}
 	if opt.Progress != nil {
 		oo.Progress = func(p ShardProgress) {
 			opt.Progress(FetchProgress{Mail: nth, Mails: of, Index: id, ShardProgress: p})
 		}
 	}
-	m, err := Open(ctx, net, c, me, id, blk, oo)
+	d, err := mailbox.Maildir{Dir: opt.Maildir}.Create(opt.Now)
+	if err != nil {
+		return nil, 0, err
+	}
+	mw := &maildirWriter{d: d}
+	o, man, err := openTo(ctx, net, c, me, id, blk, mw, oo)
+	if err != nil {
+		d.Abort()
+	}
 	switch {
+	case mw.err != nil:
+		return nil, 0, mw.err
 	case errors.Is(err, identity.ErrNotForMe):
 		return nil, mailbox.OutcomeNotForMe, nil
 	case errors.Is(err, mail.ErrShardsMissing):
@@ -250,22 +303,38 @@ func fetchOne(ctx context.Context, net Network, c *mail.Codec, me *identity.Iden
 	}
 	// Another recipient of the same mail can store its envelope again
 	// under a new index block: one signed mail is delivered once.
-	key := messageKey(m.Sender.ID, m.Envelope.MessageID)
+	key := messageKey(o.Sender.ID, o.Envelope.MessageID)
 	if first, ok := st.DeliveredAs(key); ok {
-		return nil, mailbox.OutcomeRejected, fmt.Errorf("%w: message %x from %s came in index block %s", ErrDuplicate, m.Envelope.MessageID, identity.FormatAddress(m.Sender.ID), first.Short())
+		d.Abort()
+		return nil, mailbox.OutcomeRejected, fmt.Errorf("%w: message %x from %s came in index block %s", ErrDuplicate, o.Envelope.MessageID, identity.FormatAddress(o.Sender.ID), first.Short())
 	}
-	path, err := mailbox.Deliver(opt.Maildir, m.Message(), opt.Now)
+	size := d.Size()
+	path, err := d.Commit()
 	if err != nil {
 		return nil, 0, err
 	}
 	return &delivered{
 		Delivered: Delivered{
-			Index: id, From: m.Sender.ID, Recipients: m.Envelope.Recipients,
-			Signed: m.Envelope.Time, MessageID: m.Envelope.MessageID,
-			Subject: mail.Subject(m.Message()), Path: path, Size: len(m.Message()),
+			Index: id, From: o.Sender.ID, Recipients: o.Envelope.Recipients,
+			Signed: o.Envelope.Time, MessageID: o.Envelope.MessageID,
+			Subject: mail.Subject(o.Head), Path: path, Size: size,
 		},
-		manifest: m.Manifest,
+		manifest: man,
 	}, mailbox.OutcomeDelivered, nil
+}
+
+// maildirWriter keeps the Maildir's write error apart from the mail's.
+type maildirWriter struct {
+	d   *mailbox.Delivery
+	err error
+}
+
+func (w *maildirWriter) Write(p []byte) (int, error) {
+	n, err := w.d.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // deleteMail asks the network to drop the index block and, when the
@@ -276,7 +345,7 @@ func deleteMail(ctx context.Context, net Network, id block.ID, man *mail.Manifes
 		errs = append(errs, fmt.Errorf("deleting index block %s: %w", id.Short(), err))
 	}
 	if man.HasDataDeletion {
-		ids := uniqueIDs(man.ShardIDs) // k = 1: the parity blocks are the data block
+		ids := man.ShardIDs
 		failed := make([]error, len(ids))
 		_ = forEach(ctx, len(ids), 8, func(ctx context.Context, i int) error {
 			if err := net.Delete(ctx, ids[i], man.DataDeletion); err != nil {
@@ -287,16 +356,4 @@ func deleteMail(ctx context.Context, net Network, id block.ID, man *mail.Manifes
 		errs = append(errs, failed...)
 	}
 	return errors.Join(errs...)
-}
-
-func uniqueIDs(ids []block.ID) []block.ID {
-	seen := make(map[block.ID]bool, len(ids))
-	var out []block.ID
-	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out
 }

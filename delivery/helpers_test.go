@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"hash/fnv"
 	"io"
@@ -66,17 +67,18 @@ func msgSeed(msg []byte) uint64 {
 	return h.Sum64()
 }
 
-// buildAndSend builds msg from sender to recipients and stores it in net.
+// buildAndSend builds msg from sender to recipients in memory and
+// stores it in net.
 func buildAndSend(t testing.TB, c *mail.Codec, net Network, sender *identity.Identity, msg []byte, rcpts ...*identity.Identity) *mail.Built {
 	t.Helper()
 	b, err := c.Build(context.Background(), mail.BuildInput{
 		// Randomness follows the message: two mails never share a message ID.
-		Sender: sender, Recipients: publicKeys(rcpts...), Message: msg, Now: testNow, Rand: detRand(7 ^ msgSeed(msg)),
+		Sender: sender, Recipients: publicKeys(rcpts...), Message: bytes.NewReader(msg), Size: int64(len(msg)), Now: testNow, Rand: detRand(7 ^ msgSeed(msg)),
 	}, mail.BuildOptions{Workers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Send(context.Background(), net, b, SendOptions{}); err != nil {
+	if err := Store(context.Background(), net, b, SendOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -90,7 +92,7 @@ func sendEnvelope(t *testing.T, net Network, envelope []byte, sealTo ...*identit
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Send(context.Background(), net, b, SendOptions{}); err != nil {
+	if err := Store(context.Background(), net, b, SendOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -99,13 +101,13 @@ func sendEnvelope(t *testing.T, net Network, envelope []byte, sealTo ...*identit
 // envelopeBy returns an envelope carrying msg for recipients, with
 // sender's pubkey block, signed by signer.
 func envelopeBy(sender, signer *identity.Identity, msg []byte, recipients ...*identity.Identity) []byte {
-	e := &mail.Envelope{Time: testNow, Sender: sender.Public().Block, Message: msg}
+	e := &mail.Envelope{Time: testNow, Sender: sender.Public().Block}
 	for _, r := range recipients {
 		e.Recipients = append(e.Recipients, r.ID())
 	}
-	enc := e.Encode()
-	e.Signature = signer.Sign(block.LabelEnvelope, enc[:len(enc)-block.SignatureSize])
-	return e.Encode()
+	e.Encode(msg)
+	e.Signature = signer.Sign(block.LabelEnvelope, e.SignedBytes())
+	return e.Encode(msg)
 }
 
 // testMailbox is one recipient's fetching side: its state and Maildir.
@@ -177,6 +179,7 @@ func sendOneMail(t testing.TB, subject, text string, att ...mail.Attachment) *se
 	return s
 }
 
+// readMaildirFile reads a delivered file, checking it is in new/.
 func readMaildirFile(t *testing.T, d Delivered) []byte {
 	t.Helper()
 	if filepath.Base(filepath.Dir(d.Path)) != "new" {

@@ -29,6 +29,8 @@ type memNet struct {
 	made     []block.ID // listed first, though nobody holds them, as a lying node may
 	listErr  error      // returned with the listing, as an incomplete one is
 	puts     int
+	putsOf   map[block.ID]int
+	putLimit int // Puts fail once this many have succeeded (0: never), as a network that goes away
 	gets     map[block.ID]int
 	deletes  int
 }
@@ -36,7 +38,7 @@ type memNet struct {
 func newMemNet(now time.Time) *memNet {
 	return &memNet{
 		blocks: map[block.ID][]byte{}, storedAt: map[block.ID]time.Time{}, now: now,
-		drop: map[block.ID]bool{}, corrupt: map[block.ID]bool{}, gets: map[block.ID]int{},
+		drop: map[block.ID]bool{}, corrupt: map[block.ID]bool{}, gets: map[block.ID]int{}, putsOf: map[block.ID]int{},
 	}
 }
 
@@ -53,7 +55,11 @@ func (n *memNet) Put(ctx context.Context, b []byte, lifetime time.Duration) erro
 	id := block.Sum(b)
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.putLimit > 0 && n.puts >= n.putLimit {
+		return errors.New("memnet: network gone")
+	}
 	n.puts++
+	n.putsOf[id]++
 	if _, ok := n.blocks[id]; !ok {
 		n.blocks[id] = bytes.Clone(b)
 		n.storedAt[id] = n.now
@@ -131,6 +137,18 @@ func (n *memNet) putCount() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.puts
+}
+
+func (n *memNet) putCountOf(id block.ID) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.putsOf[id]
+}
+
+func (n *memNet) setPutLimit(limit int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.putLimit = limit
 }
 
 func (n *memNet) getCount(id block.ID) int {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,12 +26,12 @@ func TestFetchRejectsForgedMail(t *testing.T) {
 	brokenSender := bytes.Clone(alice.Public().Block)
 	brokenSender[100] ^= 1
 	withSender := func(env []byte, sender []byte) []byte {
-		e, err := mail.DecodeEnvelope(env)
+		e, msg, err := mail.DecodeEnvelope(env)
 		if err != nil {
 			t.Fatal(err)
 		}
 		e.Sender = sender
-		return e.Encode()
+		return e.Encode(msg)
 	}
 	for _, tc := range []struct {
 		name     string
@@ -50,7 +53,7 @@ func TestFetchRejectsForgedMail(t *testing.T) {
 			mail.ErrSender, "sender pubkey block does not verify"},
 		{"envelope with trailing bytes",
 			append(envelopeBy(alice, alice, fromAlice, bob), 0),
-			mail.ErrTrailing, "1 bytes after the signature"},
+			mail.ErrTrailing, "bytes after the envelope's signature"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := testCodec(t)
@@ -109,7 +112,7 @@ func TestFetchNeverOpensUnderGroundIndex(t *testing.T) {
 	}
 	id := net.putRaw(blk)
 
-	if _, err := Open(context.Background(), net, c, bob, id, blk, OpenOptions{}); !errors.Is(err, mail.ErrProofOfWork) {
+	if _, _, err := openTo(context.Background(), net, c, bob, id, blk, io.Discard, openOptions{}); !errors.Is(err, mail.ErrProofOfWork) {
 		t.Fatalf("Open: %v, want mail.ErrProofOfWork", err)
 	}
 	mb := newMailbox(t, bob)
@@ -154,19 +157,27 @@ func TestFetchSkipsOthersMailQuietly(t *testing.T) {
 	}
 }
 
+// TestFetchRejectsDecompressionBomb: a few KiB of shards that decompress
+// to 64 MiB where the envelope claims 100 bytes of message are stopped at
+// the claim, and nothing reaches the Maildir.
 func TestFetchRejectsDecompressionBomb(t *testing.T) {
 	c := testCodec(t)
 	net := newMemNet(testNow)
-	bob := testIdentity(t, seedBob, 4)
-	// 40 MiB of zeros compress to a few KiB; the decoder must stop at
-	// mail.MaxDecompressed instead of allocating it all.
-	b := sendEnvelope(t, net, make([]byte, 40<<20), bob)
-	if size := b.DataShards * b.ShardSize; size > 64<<10 {
+	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
+	e := &mail.Envelope{Time: testNow, Sender: alice.Public().Block, Recipients: []block.ID{bob.ID()}, MessageLen: 100}
+	b := sendEnvelope(t, net, append(e.AppendHead(nil), make([]byte, 64<<20)...), bob)
+	if size := b.Layout.DataBytes(); size > 64<<10 {
 		t.Fatalf("the bomb takes %d bytes of shards, not a bomb", size)
 	}
-	rep := newMailbox(t, bob).fetch(t, c, net, FetchOptions{})
-	if len(rep.Rejected) != 1 || !errors.Is(rep.Rejected[0], mail.ErrTooLarge) {
+	mb := newMailbox(t, bob)
+	rep := mb.fetch(t, c, net, FetchOptions{})
+	if len(rep.Rejected) != 1 || !errors.Is(rep.Rejected[0], mail.ErrTrailing) {
 		t.Fatalf("report %+v", rep)
+	}
+	for _, sub := range []string{"new", "tmp"} {
+		if files, _ := os.ReadDir(filepath.Join(mb.maildir, sub)); len(files) != 0 {
+			t.Fatalf("the rejected mail left %d files in %s/", len(files), sub)
+		}
 	}
 }
 
@@ -176,13 +187,13 @@ func TestFetchRejectsStaleMail(t *testing.T) {
 	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
 	msg := composeTo(t, alice, []*identity.Identity{bob}, "old", "replayed")
 	b, err := c.Build(context.Background(), mail.BuildInput{
-		Sender: alice, Recipients: publicKeys(bob), Message: msg, Now: testNow.Add(-mail.ReplayWindow - time.Hour),
+		Sender: alice, Recipients: publicKeys(bob), Message: bytes.NewReader(msg), Size: int64(len(msg)), Now: testNow.Add(-mail.ReplayWindow - time.Hour),
 	}, mail.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Release()
-	if err := Send(context.Background(), net, b, SendOptions{}); err != nil {
+	if err := Store(context.Background(), net, b, SendOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	rep := newMailbox(t, bob).fetch(t, c, net, FetchOptions{})

@@ -43,7 +43,7 @@ func TestSendFetchOneRecipient(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	d := rep.Delivered[0]
-	if got := readMaildirFile(t, d); !bytes.Equal(got, msg) {
+	if got := readMaildirFile(t, d); !bytes.Equal(got, mailbox.ToLF(msg)) {
 		t.Fatal("the Maildir file differs from the message sent")
 	}
 	if d.From != alice.ID() || d.Index != b.Index[0].ID || d.MessageID != b.MessageID || !d.Signed.Equal(testNow) || d.Subject != "hello" {
@@ -78,8 +78,8 @@ func TestThreeRecipientsShareShards(t *testing.T) {
 	if got, want := net.putCount(), len(b.Data)+3; got != want {
 		t.Fatalf("%d Puts, want %d data blocks stored once plus 3 index blocks", got, want)
 	}
-	if b.ParityShards != (b.DataShards+1)/2 {
-		t.Fatalf("%d data and %d parity shards", b.DataShards, b.ParityShards)
+	if l := b.Layout.Last; l.Parity != mail.ParityShards(l.Data) {
+		t.Fatalf("%d data and %d parity shards", l.Data, l.Parity)
 	}
 	for _, d := range b.Data {
 		if h, _, _ := block.ParseHeader(d.Bytes); h.HasDeletion {
@@ -94,7 +94,7 @@ func TestThreeRecipientsShareShards(t *testing.T) {
 		if len(rep.Delivered) != 1 || len(rep.Rejected)+len(rep.Deferred) != 0 {
 			t.Fatalf("recipient %d: report %+v", i, rep)
 		}
-		if got := readMaildirFile(t, rep.Delivered[0]); !bytes.Equal(got, msg) {
+		if got := readMaildirFile(t, rep.Delivered[0]); !bytes.Equal(got, mailbox.ToLF(msg)) {
 			t.Fatalf("recipient %d got different bytes", i)
 		}
 		if len(rep.Delivered[0].Recipients) != 3 {
@@ -131,7 +131,7 @@ func TestFetchRebuildsAroundLostAndCorruptShards(t *testing.T) {
 			net := newMemNet(testNow)
 			b := buildAndSend(t, c, net, alice, msg, bob)
 			defer b.Release()
-			k, m := b.DataShards, b.ParityShards
+			k, m := b.Layout.Last.Data, b.Layout.Last.Parity
 			if k < 4 {
 				t.Fatalf("k = %d: the mail is too small for this test", k)
 			}
@@ -155,7 +155,7 @@ func TestFetchRebuildsAroundLostAndCorruptShards(t *testing.T) {
 			if len(rep.Delivered) != 1 {
 				t.Fatalf("report %+v", rep)
 			}
-			if got := readMaildirFile(t, rep.Delivered[0]); !bytes.Equal(got, msg) {
+			if got := readMaildirFile(t, rep.Delivered[0]); !bytes.Equal(got, mailbox.ToLF(msg)) {
 				t.Fatal("rebuilt mail differs")
 			}
 			// Shards are asked for in coding order, one more for each that
@@ -182,8 +182,8 @@ func TestFetchGetsNoParityWhenDataShardsArrive(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	for i, d := range b.Data {
-		if got, want := net.getCount(d.ID), min(1, max(0, b.DataShards-i)); got != want {
-			t.Fatalf("shard %d (k=%d) fetched %d times, want %d", i, b.DataShards, got, want)
+		if got, want := net.getCount(d.ID), min(1, max(0, b.Layout.Last.Data-i)); got != want {
+			t.Fatalf("shard %d (k=%d) fetched %d times, want %d", i, b.Layout.Last.Data, got, want)
 		}
 	}
 }
@@ -191,7 +191,7 @@ func TestFetchGetsNoParityWhenDataShardsArrive(t *testing.T) {
 func TestFetchDefersWhenTooManyShardsAreLost(t *testing.T) {
 	s := sendOneMail(t, "big", "x", mail.Attachment{Name: "x.bin", Data: randomBytes(1<<20, 4)})
 	c, net, b, bob, msg := s.c, s.net, s.b, s.bob, s.msg
-	lost := spread(len(b.Data), b.ParityShards+1)
+	lost := spread(len(b.Data), b.Layout.Last.Parity+1)
 	for _, i := range lost {
 		net.setDrop(b.Data[i].ID, true)
 	}
@@ -223,7 +223,7 @@ func TestFetchDefersWhenTooManyShardsAreLost(t *testing.T) {
 	if rep.Listed != 0 || len(rep.Delivered) != 1 {
 		t.Fatalf("retry: report %+v", rep)
 	}
-	if got := readMaildirFile(t, rep.Delivered[0]); !bytes.Equal(got, msg) {
+	if got := readMaildirFile(t, rep.Delivered[0]); !bytes.Equal(got, mailbox.ToLF(msg)) {
 		t.Fatal("retried mail differs")
 	}
 }
@@ -273,8 +273,9 @@ func TestMaildirFileParsesAsMIME(t *testing.T) {
 		t.Fatalf("From %v", from)
 	}
 	text, att := readParts(t, r)
-	// Text parts travel with CRLF line ends (RFC 2046 canonical form).
-	if text != "Hallo Bob, schöne Grüße.\r\n" || len(att) != 1 || !bytes.Equal(att["report.pdf"], pdf) {
+	// Text parts travel with CRLF line ends (RFC 2046 canonical form) and
+	// are stored with LF, as Maildir files are.
+	if text != "Hallo Bob, schöne Grüße.\n" || len(att) != 1 || !bytes.Equal(att["report.pdf"], pdf) {
 		t.Fatalf("text %q, attachments %d, pdf intact %v", text, len(att), bytes.Equal(att["report.pdf"], pdf))
 	}
 }
@@ -373,14 +374,14 @@ func TestProgressReportsEveryPhaseInOrder(t *testing.T) {
 	rcpts := []*identity.Identity{testIdentity(t, seedBob, 10), testIdentity(t, seedCarol, 10)}
 	msg := composeTo(t, alice, rcpts, "progress", "x")
 	var got []mail.Progress
-	b, err := c.Build(context.Background(), mail.BuildInput{Sender: alice, Recipients: publicKeys(rcpts...), Message: msg, Now: testNow},
+	b, err := c.Build(context.Background(), mail.BuildInput{Sender: alice, Recipients: publicKeys(rcpts...), Message: bytes.NewReader(msg), Size: int64(len(msg)), Now: testNow},
 		mail.BuildOptions{Workers: 1, ProgressInterval: time.Microsecond, Progress: func(p mail.Progress) { got = append(got, p) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Release()
 	net := newMemNet(testNow)
-	if err := Send(context.Background(), net, b, SendOptions{Workers: 2, Progress: func(p mail.Progress) { got = append(got, p) }}); err != nil {
+	if err := Store(context.Background(), net, b, SendOptions{Workers: 2, Progress: func(p mail.Progress) { got = append(got, p) }}); err != nil {
 		t.Fatal(err)
 	}
 	var phases []string
@@ -395,11 +396,11 @@ func TestProgressReportsEveryPhaseInOrder(t *testing.T) {
 			t.Fatalf("%v names recipient %d", p.Phase, p.Recipient)
 		}
 	}
-	if s := strings.Join(phases, " "); s != "sign compress encrypt encode grind store" {
+	if s := strings.Join(phases, " "); s != "encode grind store" {
 		t.Fatalf("phases %q", s)
 	}
 	last := got[len(got)-1]
-	if last.Done != last.Total || last.Total != int64(len(uniqueIDs(idsOf(b.Data)))+2) {
+	if last.Done != last.Total || last.Total != int64(len(b.Data)+2) {
 		t.Fatalf("last store report %+v", last)
 	}
 	grinds := map[int]bool{}
@@ -441,12 +442,13 @@ func TestFetchProgressFollowsEachMailsShards(t *testing.T) {
 	}
 	for _, b := range sent {
 		ps := byIndex[b.Index[0].ID]
-		if len(ps) != b.DataShards+1 {
-			t.Fatalf("%d reports for a mail of %d data shards", len(ps), b.DataShards)
+		l := b.Layout.Last
+		if len(ps) != l.Data+1 {
+			t.Fatalf("%d reports for a mail of %d data shards", len(ps), l.Data)
 		}
 		for i, p := range ps {
-			if p.Done != i || p.Needed != b.DataShards || p.ShardSize != b.ShardSize || p.Mail != ps[0].Mail {
-				t.Fatalf("report %d: %+v, want done %d of %d shards of %d bytes", i, p, i, b.DataShards, b.ShardSize)
+			if p.Done != i || p.Needed != l.Data || p.Bytes != int64(i*l.ShardSize) || p.TotalBytes != int64(l.Data*l.ShardSize) || p.Mail != ps[0].Mail {
+				t.Fatalf("report %d: %+v, want done %d of %d shards of %d bytes", i, p, i, l.Data, l.ShardSize)
 			}
 		}
 	}
@@ -503,17 +505,17 @@ func TestResealedEnvelopeIsNotDeliveredTwice(t *testing.T) {
 		t.Fatalf("first fetch: %+v", rep)
 	}
 	env := &mail.Envelope{Time: testNow, MessageID: s.b.MessageID, Sender: s.alice.Public().Block,
-		Recipients: []block.ID{s.bob.ID()}, Message: s.msg}
+		Recipients: []block.ID{s.bob.ID()}}
 	// Re-signed by alice here, as the test has no co-recipient's copy:
 	// the bytes are what alice signed for this message ID.
-	enc := env.Encode()
-	env.Signature = s.alice.Sign(block.LabelEnvelope, enc[:len(enc)-block.SignatureSize])
-	again, err := mailforge.Seal(context.Background(), env.Encode(), publicKeys(s.bob), detRand(11))
+	env.Encode(s.msg)
+	env.Signature = s.alice.Sign(block.LabelEnvelope, env.SignedBytes())
+	again, err := mailforge.Seal(context.Background(), env.Encode(s.msg), publicKeys(s.bob), detRand(11))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer again.Release()
-	if err := Send(context.Background(), s.net, again, SendOptions{}); err != nil {
+	if err := Store(context.Background(), s.net, again, SendOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	rep = mb.fetch(t, s.c, s.net, FetchOptions{Keep: true})

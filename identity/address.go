@@ -3,6 +3,7 @@ package identity
 import (
 	"errors"
 	"fmt"
+	"net/mail"
 	"strings"
 
 	"github.com/btcsuite/btcd/btcutil/bech32"
@@ -13,6 +14,11 @@ import (
 // AddressPrefix is the human-readable part of every address: "fm1" then
 // the bech32m characters of the 32-byte ID.
 const AddressPrefix = "fm"
+
+// MailDomain is the domain of flowmail addresses in mail headers
+// (docs/PROTOCOL.md section 3): reserved, so such an address can never
+// route to SMTP. Delivered mail names its sender as fm1…@flowmail.invalid.
+const MailDomain = "flowmail.invalid"
 
 // Errors of ParseAddress. A typo (checksum mismatch, a character outside
 // the alphabet) is reported as such, never as an unknown address.
@@ -67,4 +73,48 @@ func ParseAddress(s string) (block.ID, error) {
 	}
 	copy(id[:], raw)
 	return id, nil
+}
+
+// maxMailboxText bounds what ParseMailbox reads: a display name and an
+// address fit many times over; a paste of a whole header block does not.
+const maxMailboxText = 1024
+
+// ParseMailbox parses an address as people type or paste it:
+//
+//	fm1…                                  the address alone
+//	fm1…@flowmail.invalid                 as mail headers carry it (the domain in any case)
+//	Bob <fm1…@flowmail.invalid>           an RFC 5322 mailbox with a display name
+//
+// It returns the address and the display name ("" when none). The
+// mailbox form is parsed by net/mail, so quoting and encoded words work
+// as in any mail header.
+func ParseMailbox(s string) (id block.ID, name string, err error) {
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "":
+		return id, "", fmt.Errorf("%w: empty", ErrAddressFormat)
+	case len(s) > maxMailboxText:
+		return id, "", fmt.Errorf("%w: %d characters, more than a mailbox holds", ErrAddressFormat, len(s))
+	case !strings.ContainsAny(s, "<>\"(),;:"):
+		id, err = parseAddrSpec(s)
+		return id, "", err
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil {
+		return id, "", fmt.Errorf("%w: %q is not a mailbox such as Bob <fm1…@%s>: %v", ErrAddressFormat, s, MailDomain, err)
+	}
+	id, err = parseAddrSpec(a.Address)
+	return id, a.Name, err
+}
+
+// parseAddrSpec parses fm1… or fm1…@flowmail.invalid.
+func parseAddrSpec(s string) (block.ID, error) {
+	local, domain, ok := strings.Cut(s, "@")
+	if !ok {
+		return ParseAddress(s)
+	}
+	if !strings.EqualFold(domain, MailDomain) {
+		return block.ID{}, fmt.Errorf("%w: %q is at %q; flowmail addresses are fm1… or fm1…@%s", ErrAddressFormat, s, domain, MailDomain)
+	}
+	return ParseAddress(local)
 }

@@ -1,12 +1,14 @@
 package identity
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
@@ -237,6 +239,9 @@ func ParsePubkey(b []byte) (*PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: encryption key: %v", block.ErrPubkey, err)
 	}
+	if err := checkX25519Share(p.EncKey[block.EncKeySize-x25519ShareSize:]); err != nil {
+		return nil, fmt.Errorf("%w: encryption key: %v", block.ErrPubkey, err)
+	}
 	blk := append([]byte(nil), b...)
 	return &PublicKey{
 		ID:         block.Sum(blk),
@@ -278,4 +283,34 @@ func Check(b []byte) (block.Header, error) {
 		_, err = ParsePubkey(b)
 	}
 	return h, err
+}
+
+// x25519ShareSize is the X25519 part at the end of an MLKEM768-X25519
+// enc_key.
+const x25519ShareSize = 32
+
+// lowOrderProbe is an arbitrary fixed X25519 key. Clamping makes every
+// X25519 scalar a multiple of the cofactor, so a share of low order
+// (the all-zero point among them) gives the all-zero secret with any
+// key, which crypto/ecdh refuses.
+var lowOrderProbe = sync.OnceValue(func() *ecdh.PrivateKey {
+	k, err := ecdh.X25519().NewPrivateKey([]byte("flowmail/v1 low-order X25519 ..."))
+	if err != nil {
+		panic(err) // 32 bytes: cannot fail
+	}
+	return k
+})
+
+// checkX25519Share refuses an X25519 share of low order: its half of
+// the hybrid shared secret would be known to anyone, leaving ML-KEM alone
+// to protect what is sealed to it (docs/PROTOCOL.md section 4.2).
+func checkX25519Share(b []byte) error {
+	pub, err := ecdh.X25519().NewPublicKey(b)
+	if err != nil {
+		return err
+	}
+	if _, err := lowOrderProbe().ECDH(pub); err != nil {
+		return errors.New("X25519 share has low order")
+	}
+	return nil
 }

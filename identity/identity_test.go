@@ -3,6 +3,7 @@ package identity
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -122,6 +123,28 @@ func TestParsePubkeyChecks(t *testing.T) {
 	} {
 		if _, err := ParsePubkey(tc.b); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", name, err, tc.want)
+		}
+	}
+}
+
+func TestParsePubkeyRefusesLowOrderX25519Share(t *testing.T) {
+	id := mustFromSeed(t, 1, 22)
+	// The X25519 points of order 1, 2, 4 and 8, in canonical and
+	// non-canonical (u >= p) encodings.
+	for _, share := range []string{
+		"0000000000000000000000000000000000000000000000000000000000000000",
+		"0100000000000000000000000000000000000000000000000000000000000000",
+		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+		"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+	} {
+		p, _ := block.ParsePubkey(id.Public().Block)
+		raw, _ := hex.DecodeString(share)
+		copy(p.EncKey[block.EncKeySize-x25519ShareSize:], raw)
+		if _, err := ParsePubkey(signedPubkey(id, p)); !errors.Is(err, block.ErrPubkey) {
+			t.Errorf("X25519 share %s: got %v, want ErrPubkey", share, err)
 		}
 	}
 }

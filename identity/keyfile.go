@@ -54,6 +54,7 @@ var (
 	ErrKeyFileRole        = errors.New("key file holds another kind of key")
 	ErrKeyFileExists      = errors.New("key file already exists")
 	ErrKeyFilePermissions = errors.New("key file is readable by other users")
+	ErrNoPassphrase       = errors.New("no passphrase given: choose one, or ask for an unprotected key (KeyFileOptions.NoPassphrase)")
 )
 
 // KeyFileOptions says how key files are protected.
@@ -190,7 +191,7 @@ func seal(plain []byte, opt KeyFileOptions) ([]byte, error) {
 	out := []byte(keyFileMagic)
 	if len(opt.Passphrase) == 0 {
 		if !opt.NoPassphrase {
-			return nil, errors.New("no passphrase given: choose one, or ask explicitly for an unprotected key (--no-passphrase)")
+			return nil, ErrNoPassphrase
 		}
 		return append(append(out, kdfNone), plain...), nil
 	}

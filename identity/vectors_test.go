@@ -98,6 +98,8 @@ func genIdentityVectors() vectors.File {
 	for i := range badEnc.EncKey[:1184] {
 		badEnc.EncKey[i] = 0xff
 	}
+	lowOrder, _ := block.ParsePubkey(good)
+	clear(lowOrder.EncKey[block.EncKeySize-x25519ShareSize:])
 	addr := id.Address()
 	sub := func(i int, c byte) string { return addr[:i] + string(c) + addr[i+1:] }
 	other := addr[10] ^ 1
@@ -114,6 +116,7 @@ func genIdentityVectors() vectors.File {
 		{Name: "pubkey_flipped_signature", Function: "ParsePubkey", Input: flip(block.PubkeySize - 1), Error: "bad signature", Note: "the self-signature MUST verify"},
 		{Name: "pubkey_flipped_difficulty", Function: "ParsePubkey", Input: flip(11), Error: "bad signature"},
 		{Name: "pubkey_invalid_enc_key", Function: "ParsePubkey", Input: hex.EncodeToString(signedPubkey(id, badEnc)), Error: "invalid pubkey block", Note: "enc_key MUST deserialize"},
+		{Name: "pubkey_low_order_x25519", Function: "ParsePubkey", Input: hex.EncodeToString(signedPubkey(id, lowOrder)), Error: "invalid pubkey block", Note: "the X25519 share of enc_key MUST NOT have low order (here all zero)"},
 		{Name: "pubkey_small_order_sign_key", Function: "ParsePubkey", Input: hex.EncodeToString(forgedSmallOrder(good)), Error: "invalid pubkey block", Note: "sign_key MUST NOT be of small order: under the identity point this made-up self-signature verifies"},
 		{Name: "address", Function: "ParseAddress", Input: addr},
 		{Name: "address_upper_case", Function: "ParseAddress", Input: strings.ToUpper(addr)},

@@ -1,7 +1,9 @@
 package mail
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"sync"
 
@@ -9,42 +11,114 @@ import (
 	"github.com/klauspost/reedsolomon"
 )
 
-// Codec holds what is worth keeping from one mail to the next: the zstd
-// encoder and decoder, one Reed-Solomon coder per (k, m), and buffers.
-// Fresh coding buffers per mail make erasure coding several times slower,
-// so a process that handles many mails keeps one Codec. It is safe for
-// concurrent use.
+// Codec holds what is worth keeping from one mail to the next: zstd
+// encoders and decoders, one Reed-Solomon coder per (k, m), and buffers.
+// Fresh coding buffers per mail make erasure coding several times
+// slower, so a process that handles many mails keeps one Codec. It is
+// safe for concurrent use.
 type Codec struct {
-	zenc *zstd.Encoder
-	zdec *zstd.Decoder
-
-	mu  sync.Mutex
-	rs  map[[2]int]reedsolomon.Encoder
-	buf map[int]*sync.Pool // by capacity, a power of two
+	mu     sync.Mutex
+	rs     map[[2]int]reedsolomon.Encoder
+	buf    map[int]*sync.Pool // by capacity (bufClass)
+	zencs  []*zstd.Encoder    // idle
+	zdecs  []*zstd.Decoder    // idle
+	closed bool
 }
+
+// maxIdleCoders bounds the idle zstd coders a Codec keeps of each kind.
+const maxIdleCoders = 4
 
 // NewCodec returns a Codec. Close releases it.
 func NewCodec() (*Codec, error) {
-	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault))
-	if err != nil {
-		return nil, fmt.Errorf("mail: zstd encoder: %w", err)
-	}
-	zdec, err := zstd.NewReader(nil,
-		zstd.WithDecoderMaxMemory(MaxDecompressed),
-		zstd.WithDecoderMaxWindow(MaxDecompressed),
-		// Without it the limit is checked only between frames and blocks.
-		zstd.WithDecodeAllCapLimit(true))
-	if err != nil {
-		zenc.Close()
-		return nil, fmt.Errorf("mail: zstd decoder: %w", err)
-	}
-	return &Codec{zenc: zenc, zdec: zdec, rs: map[[2]int]reedsolomon.Encoder{}, buf: map[int]*sync.Pool{}}, nil
+	return &Codec{rs: map[[2]int]reedsolomon.Encoder{}, buf: map[int]*sync.Pool{}}, nil
 }
 
 // Close releases the coders. The Codec must not be used afterwards.
 func (c *Codec) Close() error {
-	c.zdec.Close()
-	return c.zenc.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for _, e := range c.zencs {
+		errs = append(errs, e.Close())
+	}
+	for _, d := range c.zdecs {
+		d.Close()
+	}
+	c.zencs, c.zdecs, c.closed = nil, nil, true
+	return errors.Join(errs...)
+}
+
+// encoder returns a zstd encoder writing to w (spec 9.3: one frame, a
+// window of at most MaxWindow). It works in the calling goroutine, so its
+// output depends on its input alone.
+func (c *Codec) encoder(w io.Writer) (*zstd.Encoder, error) {
+	c.mu.Lock()
+	if n := len(c.zencs); n > 0 {
+		e := c.zencs[n-1]
+		c.zencs = c.zencs[:n-1]
+		c.mu.Unlock()
+		e.Reset(w)
+		return e, nil
+	}
+	c.mu.Unlock()
+	e, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(encoderWindow),
+		zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return nil, fmt.Errorf("mail: zstd encoder: %w", err)
+	}
+	return e, nil
+}
+
+// encoderWindow is the window this code compresses with: ample for mail,
+// and well under what decoders accept.
+const encoderWindow = 1 << 20
+
+func (c *Codec) putEncoder(e *zstd.Encoder) {
+	e.Reset(nil)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || len(c.zencs) >= maxIdleCoders {
+		e.Close()
+		return
+	}
+	c.zencs = append(c.zencs, e)
+}
+
+// decoder returns a zstd decoder reading from r, synchronous, that refuses
+// a window over MaxWindow.
+func (c *Codec) decoder(r io.Reader) (*zstd.Decoder, error) {
+	c.mu.Lock()
+	if n := len(c.zdecs); n > 0 {
+		d := c.zdecs[n-1]
+		c.zdecs = c.zdecs[:n-1]
+		c.mu.Unlock()
+		if err := d.Reset(r); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("mail: zstd decoder: %w", err)
+		}
+		return d, nil
+	}
+	c.mu.Unlock()
+	d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxWindow(MaxWindow), zstd.WithDecoderMaxMemory(MaxWindow))
+	if err != nil {
+		return nil, fmt.Errorf("mail: zstd decoder: %w", err)
+	}
+	return d, nil
+}
+
+func (c *Codec) putDecoder(d *zstd.Decoder) {
+	if d.Reset(nil) != nil {
+		d.Close()
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || len(c.zdecs) >= maxIdleCoders {
+		d.Close()
+		return
+	}
+	c.zdecs = append(c.zdecs, d)
 }
 
 // coder returns the cached Reed-Solomon coder for k data and m parity

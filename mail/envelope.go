@@ -1,8 +1,11 @@
 package mail
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -10,32 +13,31 @@ import (
 	"github.com/flowmail/flowmail/identity"
 )
 
-// envelopeVersion is the first byte of every version 1 envelope.
-const envelopeVersion = 1
+// envelopeVersion is the first byte of every envelope this code speaks.
+const envelopeVersion = 2
 
 // Fixed parts of the envelope (spec 9.2): version, time, message_id,
-// sender and recipient_count before the recipients; message_len after them;
-// the signature last.
+// sender and recipient_count before the recipients; message_len after
+// them; the signature after the message.
 const (
-	envelopeHeadSize = 1 + 8 + messageIDSize + block.PubkeySize + 2
-	envelopeMinSize  = envelopeHeadSize + block.IDSize + 4 + 1 + block.SignatureSize
+	envelopeFixedSize = 1 + 8 + messageIDSize + block.PubkeySize + 2
+	envelopeMinSize   = envelopeFixedSize + block.IDSize + 8 + 1 + block.SignatureSize
 )
 
-// Envelope is the signed wrapper of a mail (spec 9.2). Decoded envelopes
-// alias the bytes they came from.
+// Envelope is the signed wrapper of a mail (spec 9.2): everything but the
+// message itself, which streams between the head and the signature.
 type Envelope struct {
-	Time       time.Time // when the sender signed, whole seconds
-	MessageID  [messageIDSize]byte
-	Sender     []byte // the sender's pubkey block, as carried
-	Recipients []block.ID
-	Message    []byte // the RFC 5322 bytes
-	Signature  [block.SignatureSize]byte
-
-	raw []byte // the decoded bytes, so the signature is checked over them exactly
+	Time        time.Time // when the sender signed, whole seconds
+	MessageID   [messageIDSize]byte
+	Sender      []byte // the sender's pubkey block, as carried
+	Recipients  []block.ID
+	MessageLen  int64
+	MessageHash [32]byte // of the message (MessageHash); not on the wire
+	Signature   [block.SignatureSize]byte
 }
 
-// appendSigned appends every field the signature covers.
-func (e *Envelope) appendSigned(dst []byte) []byte {
+// AppendHead appends the envelope's bytes before the message.
+func (e *Envelope) AppendHead(dst []byte) []byte {
 	dst = append(dst, envelopeVersion)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.Time.Unix()))
 	dst = append(dst, e.MessageID[:]...)
@@ -44,32 +46,27 @@ func (e *Envelope) appendSigned(dst []byte) []byte {
 	for _, r := range e.Recipients {
 		dst = append(dst, r[:]...)
 	}
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(e.Message)))
-	return append(dst, e.Message...)
+	return binary.BigEndian.AppendUint64(dst, uint64(e.MessageLen))
 }
 
-func (e *Envelope) size() int {
-	return envelopeHeadSize + len(e.Recipients)*block.IDSize + 4 + len(e.Message) + block.SignatureSize
+// SignedBytes returns what the signature covers: the head, then the
+// message hash.
+func (e *Envelope) SignedBytes() []byte {
+	return append(e.AppendHead(nil), e.MessageHash[:]...)
 }
 
-// Encode returns the envelope bytes with its signature as it stands.
-func (e *Envelope) Encode() []byte {
-	return append(e.appendSigned(make([]byte, 0, e.size())), e.Signature[:]...)
+// Encode returns the whole envelope around msg, with the signature as it
+// stands. It sets MessageLen and MessageHash from msg.
+func (e *Envelope) Encode(msg []byte) []byte {
+	e.MessageLen, e.MessageHash = int64(len(msg)), MessageHash(msg)
+	b := e.AppendHead(nil)
+	b = append(b, msg...)
+	return append(b, e.Signature[:]...)
 }
 
-// signEnvelope fills in the sender and signs. It checks what a sender
-// controls, so a mail that every recipient would reject is never built.
-func signEnvelope(e *Envelope, sender *identity.Identity) ([]byte, error) {
-	e.Sender = sender.Public().Block
-	if err := checkRecipients(e.Recipients); err != nil {
-		return nil, err
-	}
-	if len(e.Message) == 0 || len(e.Message) > MaxMessageSize {
-		return nil, fmt.Errorf("%w: message of %d bytes, allowed 1 to %d", ErrMessageSize, len(e.Message), MaxMessageSize)
-	}
-	b := e.appendSigned(make([]byte, 0, e.size()))
-	e.Signature = sender.Sign(block.LabelEnvelope, b)
-	return append(b, e.Signature[:]...), nil
+// sign signs as sender; Sender, MessageLen and MessageHash must be set.
+func (e *Envelope) sign(sender *identity.Identity) {
+	e.Signature = sender.Sign(block.LabelEnvelope, e.SignedBytes())
 }
 
 func checkRecipients(rs []block.ID) error {
@@ -86,104 +83,151 @@ func checkRecipients(rs []block.ID) error {
 	return nil
 }
 
-// DecodeEnvelope decodes the layout of an envelope: lengths, counts,
-// duplicates and trailing bytes. It does not verify the sender or the
-// signature (VerifyFor does). The result aliases b.
-func DecodeEnvelope(b []byte) (*Envelope, error) {
-	if len(b) < envelopeMinSize {
-		return nil, fmt.Errorf("%w: envelope of %d bytes, at least %d needed", ErrTruncated, len(b), envelopeMinSize)
+func checkMessageLen(n int64) error {
+	if n < 1 || n > MaxMessageSize {
+		return fmt.Errorf("%w: message of %d bytes, allowed 1 to %d", ErrMessageSize, n, MaxMessageSize)
 	}
-	if b[0] != envelopeVersion {
-		return nil, fmt.Errorf("%w: envelope version %d, this code speaks %d", ErrVersion, b[0], envelopeVersion)
+	return nil
+}
+
+// readHead reads and checks the envelope's head from r: version, counts,
+// duplicates, message_len. It reads exactly the head.
+func readHead(r io.Reader) (*Envelope, error) {
+	var fixed [envelopeFixedSize]byte
+	if _, err := io.ReadFull(r, fixed[:]); err != nil {
+		return nil, readErr(err, "its fixed fields")
 	}
-	e := &Envelope{}
-	e.Time = time.Unix(int64(binary.BigEndian.Uint64(b[1:])), 0)
-	copy(e.MessageID[:], b[9:])
+	if fixed[0] != envelopeVersion {
+		return nil, fmt.Errorf("%w: envelope version %d, this code speaks %d", ErrVersion, fixed[0], envelopeVersion)
+	}
+	e := &Envelope{Time: time.Unix(int64(binary.BigEndian.Uint64(fixed[1:])), 0)}
+	copy(e.MessageID[:], fixed[9:])
 	off := 9 + messageIDSize
-	e.Sender = b[off : off+block.PubkeySize]
-	off += block.PubkeySize
-	n := int(binary.BigEndian.Uint16(b[off:]))
-	off += 2
+	e.Sender = bytes.Clone(fixed[off : off+block.PubkeySize])
+	n := int(binary.BigEndian.Uint16(fixed[off+block.PubkeySize:]))
 	if n < 1 || n > MaxRecipients {
 		return nil, fmt.Errorf("%w: %d recipients, allowed 1 to %d", ErrRecipientCount, n, MaxRecipients)
 	}
-	if len(b)-off < n*block.IDSize+4 {
-		return nil, fmt.Errorf("%w: envelope ends inside its %d recipients", ErrTruncated, n)
+	rest := make([]byte, n*block.IDSize+8)
+	if _, err := io.ReadFull(r, rest); err != nil {
+		return nil, readErr(err, fmt.Sprintf("its %d recipients", n))
 	}
 	e.Recipients = make([]block.ID, n)
 	for i := range e.Recipients {
-		off += copy(e.Recipients[i][:], b[off:])
+		copy(e.Recipients[i][:], rest[i*block.IDSize:])
 	}
 	if err := checkRecipients(e.Recipients); err != nil {
 		return nil, err
 	}
-	mlen := int64(binary.BigEndian.Uint32(b[off:]))
-	off += 4
-	if mlen < 1 || mlen > MaxMessageSize {
+	mlen := binary.BigEndian.Uint64(rest[n*block.IDSize:])
+	if mlen > MaxMessageSize {
 		return nil, fmt.Errorf("%w: message of %d bytes, allowed 1 to %d", ErrMessageSize, mlen, MaxMessageSize)
 	}
-	rest := int64(len(b) - off)
-	switch {
-	case rest < mlen+block.SignatureSize:
-		return nil, fmt.Errorf("%w: envelope holds %d bytes after message_len, needs %d", ErrTruncated, rest, mlen+block.SignatureSize)
-	case rest > mlen+block.SignatureSize:
-		return nil, fmt.Errorf("%w: %d bytes after the signature", ErrTrailing, rest-mlen-block.SignatureSize)
+	e.MessageLen = int64(mlen)
+	if err := checkMessageLen(e.MessageLen); err != nil {
+		return nil, err
 	}
-	e.Message = b[off : off+int(mlen)]
-	copy(e.Signature[:], b[off+int(mlen):])
-	e.raw = b
 	return e, nil
 }
 
-// VerifyFor makes the checks of spec 9.2 for recipient me: the sender's
-// pubkey block verifies, the signature covers the envelope, me is among
-// the recipients, and the From header names the signer. It returns the
-// sender's verified key.
-func (e *Envelope) VerifyFor(me block.ID) (*identity.PublicKey, error) {
+// readErr describes a failed read of the envelope inside what: the
+// envelope ended there, or the stream under it (a decompressor) failed.
+func readErr(err error, what string) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: envelope ends inside %s", ErrTruncated, what)
+	}
+	return fmt.Errorf("%w: inside the envelope's %s: %v", ErrDecompress, strings.TrimPrefix(what, "its "), err)
+}
+
+// DecodeEnvelope decodes a whole envelope held in memory: its layout,
+// counts, duplicates and trailing bytes. It computes MessageHash but does
+// not verify the sender or the signature (VerifyFor does). The message
+// returned aliases b.
+func DecodeEnvelope(b []byte) (*Envelope, []byte, error) {
+	if len(b) < envelopeMinSize {
+		return nil, nil, fmt.Errorf("%w: envelope of %d bytes, at least %d needed", ErrTruncated, len(b), envelopeMinSize)
+	}
+	r := bytes.NewReader(b)
+	e, err := readHead(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	off := len(b) - r.Len()
+	rest := int64(r.Len())
+	switch {
+	case rest < e.MessageLen+block.SignatureSize:
+		return nil, nil, fmt.Errorf("%w: envelope holds %d bytes after message_len, needs %d", ErrTruncated, rest, e.MessageLen+block.SignatureSize)
+	case rest > e.MessageLen+block.SignatureSize:
+		return nil, nil, fmt.Errorf("%w: %d bytes after the signature", ErrTrailing, rest-e.MessageLen-block.SignatureSize)
+	}
+	msg := b[off : off+int(e.MessageLen)]
+	copy(e.Signature[:], b[off+int(e.MessageLen):])
+	e.MessageHash = MessageHash(msg)
+	return e, msg, nil
+}
+
+// verifyHead makes the checks of spec 9.2 that need no more than the
+// head: the sender's pubkey block verifies and me is among the
+// recipients. It returns the sender's key.
+func (e *Envelope) verifyHead(me block.ID) (*identity.PublicKey, error) {
 	sender, err := identity.ParsePubkey(e.Sender)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSender, err)
 	}
-	signed := e.raw
-	if signed == nil {
-		signed = e.Encode()
-	}
-	signed = signed[:len(signed)-block.SignatureSize]
-	if !sender.Verify(block.LabelEnvelope, signed, e.Signature[:]) {
-		return nil, fmt.Errorf("%w: signature is not by the envelope's sender %s", ErrSignature, sender.Address())
-	}
-	if !containsID(e.Recipients, me) {
-		names := make([]string, len(e.Recipients))
-		for i, r := range e.Recipients {
-			names[i] = identity.FormatAddress(r)
+	for _, r := range e.Recipients {
+		if r == me {
+			return sender, nil
 		}
-		return nil, fmt.Errorf("%w: %s signed this mail for %s, not for %s (it was forwarded by someone else)",
-			ErrNotRecipient, sender.Address(), strings.Join(names, ", "), identity.FormatAddress(me))
 	}
-	if err := CheckFrom(e.Message, sender.ID); err != nil {
+	names := make([]string, len(e.Recipients))
+	for i, r := range e.Recipients {
+		names[i] = identity.FormatAddress(r)
+	}
+	return nil, fmt.Errorf("%w: %s signed this mail for %s, not for %s (it was forwarded by someone else)",
+		ErrNotRecipient, sender.Address(), strings.Join(names, ", "), identity.FormatAddress(me))
+}
+
+// verifySignature checks the signature over the head and MessageHash.
+func (e *Envelope) verifySignature(sender *identity.PublicKey) error {
+	if !sender.Verify(block.LabelEnvelope, e.SignedBytes(), e.Signature[:]) {
+		return fmt.Errorf("%w: signature is not by the envelope's sender %s", ErrSignature, sender.Address())
+	}
+	return nil
+}
+
+// VerifyFor makes the checks of spec 9.2 for recipient me, given the
+// message (its first MaxHeaderSize bytes are enough): the sender's pubkey
+// block verifies, the signature covers the head and MessageHash, me is
+// among the recipients, and the header section ends within MaxHeaderSize
+// bytes with a From header that names the signer. It returns the
+// sender's verified key.
+func (e *Envelope) VerifyFor(me block.ID, msg []byte) (*identity.PublicKey, error) {
+	sender, err := identity.ParsePubkey(e.Sender)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSender, err)
+	}
+	if err := e.verifySignature(sender); err != nil {
+		return nil, err
+	}
+	if _, err := e.verifyHead(me); err != nil {
+		return nil, err
+	}
+	if err := checkHeader(msg[:min(len(msg), MaxHeaderSize)], e.MessageLen, sender.ID); err != nil {
 		return nil, err
 	}
 	return sender, nil
 }
 
-// OpenEnvelope decodes and verifies an envelope for recipient me.
-func OpenEnvelope(b []byte, me block.ID) (*Envelope, *identity.PublicKey, error) {
-	e, err := DecodeEnvelope(b)
+// OpenEnvelope decodes and verifies a whole envelope for recipient me. The
+// message returned aliases b.
+func OpenEnvelope(b []byte, me block.ID) (*Envelope, []byte, *identity.PublicKey, error) {
+	e, msg, err := DecodeEnvelope(b)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	sender, err := e.VerifyFor(me)
+	sender, err := e.VerifyFor(me, msg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return e, sender, nil
-}
-
-func containsID(ids []block.ID, id block.ID) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
+	return e, msg, sender, nil
 }

@@ -109,7 +109,7 @@ func TestReedSolomonIsTheSpecsVandermondeCode(t *testing.T) {
 	c := testCodec(t)
 	g := newGF()
 	const size = 64
-	for _, km := range [][2]int{{1, 1}, {2, 1}, {5, 3}, {16, 8}, {17, 9}, {MaxDataShards, (MaxDataShards + 1) / 2}} {
+	for _, km := range [][2]int{{1, 1}, {2, ParityShards(2)}, {5, 3}, {33, ParityShards(33)}, {GroupDataShards, ParityShards(GroupDataShards)}, {170, 86}} {
 		k, m := km[0], km[1]
 		t.Run(fmt.Sprintf("%d+%d", k, m), func(t *testing.T) {
 			e := specMatrix(g, k, m)

@@ -16,6 +16,7 @@ var (
 	ErrFlags              = errors.New("mail: invalid flags")
 	ErrShardSize          = errors.New("mail: invalid shard size")
 	ErrShardCount         = errors.New("mail: invalid shard counts")
+	ErrGroupCount         = errors.New("mail: group count out of range")
 	ErrCompressedLen      = errors.New("mail: compressed length out of range")
 	ErrLayout             = errors.New("mail: shard layout does not match compressed length")
 	ErrPadding            = errors.New("mail: padding not zero")
@@ -25,11 +26,11 @@ var (
 	ErrSignature    = errors.New("mail: envelope signature does not verify")
 	ErrNotRecipient = errors.New("mail: not addressed to this recipient")
 	ErrFromHeader   = errors.New("mail: no usable From header")
+	ErrHeaderSize   = errors.New("mail: header section too long")
 	ErrFromMismatch = errors.New("mail: From header does not name the signer")
 	ErrStale        = errors.New("mail: signed too long ago")
 
 	// The body (spec 9.3, 9.4) and the proof of work (spec 6).
-	ErrTooLarge      = errors.New("mail: mail too large")
 	ErrDecompress    = errors.New("mail: body does not decompress")
 	ErrDecrypt       = errors.New("mail: body does not decrypt")
 	ErrShardsMissing = errors.New("mail: too few shards")

@@ -2,7 +2,6 @@ package mail
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"testing"
 
@@ -23,14 +22,14 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	vectorSeeds(f, "OpenEnvelope")
 	me := vectorIdentity(0x20).ID()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := DecodeEnvelope(b)
+		e, msg, err := DecodeEnvelope(b)
 		if err != nil {
 			return
 		}
-		if enc := e.Encode(); !bytes.Equal(enc, b) {
+		if enc := e.Encode(msg); !bytes.Equal(enc, b) {
 			t.Fatalf("re-encoding %x gives %x", b, enc)
 		}
-		_, _ = e.VerifyFor(me) // must not panic
+		_, _ = e.VerifyFor(me, msg) // must not panic
 	})
 }
 
@@ -78,26 +77,23 @@ func newOpenFixture(f *testing.F) *openFixture {
 	return &openFixture{me: testIdentity(f, seedBob, 0), codec: c}
 }
 
-// open opens blk with the given shards, in coding order as far as there
-// are shard IDs; it must never panic and, when it succeeds, must have
-// checked everything.
+// open opens blk with the given data blocks, served by ID; it must never
+// panic and, when it succeeds, must have checked everything.
 func (x *openFixture) open(t *testing.T, blk []byte, shards ...[]byte) {
 	man, err := OpenIndex(x.me, block.Sum(blk), blk)
 	if err != nil {
 		return
 	}
-	payloads := make([][]byte, len(man.ShardIDs))
-	for i := range payloads {
-		if i < len(shards) {
-			payloads[i], _ = ShardPayload(man, i, shards[i])
-		}
+	blocks := map[block.ID][]byte{}
+	for _, b := range shards {
+		blocks[block.Sum(b)] = b
 	}
-	m, err := x.codec.OpenBody(x.me, man, payloads, testNow)
+	o, msg, err := openMem(x.codec, x.me, man, blockShards(man, blocks, nil), testNow)
 	if err != nil {
 		return
 	}
-	if _, err := m.Envelope.VerifyFor(x.me.ID()); err != nil {
-		t.Fatalf("OpenBody accepted a mail whose envelope fails: %v", err)
+	if _, err := o.Envelope.VerifyFor(x.me.ID(), msg); err != nil {
+		t.Fatalf("Open accepted a mail whose envelope fails: %v", err)
 	}
 }
 
@@ -114,16 +110,11 @@ func (x *openFixture) sealedIndex(t testing.TB, plaintext []byte) []byte {
 func (x *openFixture) validMail(f *testing.F) (index []byte, data [][]byte) {
 	alice := testIdentity(f, seedAlice, 0)
 	msg := composeTo(f, alice, []*identity.Identity{x.me}, "fuzz", "seed")
-	b, err := x.codec.Build(context.Background(), BuildInput{Sender: alice, Recipients: publicKeys(x.me), Message: msg, Now: testNow, Rand: detRand(1)}, BuildOptions{Workers: 1})
-	if err != nil {
-		f.Fatal(err)
-	}
+	b := build(f, x.codec, alice, msg, 1, x.me)
 	for _, d := range b.Data {
 		data = append(data, bytes.Clone(d.Bytes))
 	}
-	index = bytes.Clone(b.Index[0].Bytes)
-	b.Release()
-	return index, data
+	return bytes.Clone(b.Index[0].Bytes), data
 }
 
 // FuzzOpenIndex feeds arbitrary index and data block bytes to Open.
@@ -161,27 +152,32 @@ func FuzzOpenManifest(f *testing.F) {
 func FuzzOpenBody(f *testing.F) {
 	x := newOpenFixture(f)
 	alice := testIdentity(f, seedAlice, 0)
-	env, err := signEnvelope(&Envelope{Time: testNow, Recipients: []block.ID{x.me.ID()},
-		Message: composeTo(f, alice, []*identity.Identity{x.me}, "fuzz", "body")}, alice)
+	msg := composeTo(f, alice, []*identity.Identity{x.me}, "fuzz", "body")
+	e := &Envelope{Time: testNow, Recipients: []block.ID{x.me.ID()}, Sender: alice.Public().Block}
+	e.Encode(msg)
+	e.sign(alice)
+	var z bytes.Buffer
+	zw, err := x.codec.encoder(&z)
 	if err != nil {
 		f.Fatal(err)
 	}
-	z := x.codec.compress(env)
-	f.Add(bytes.Clone(z))
-	x.codec.putBuf(z)
-	f.Add(x.codec.zenc.EncodeAll(make([]byte, 1<<20), nil))
-	f.Add([]byte{})
+	zw.Write(e.Encode(msg))
+	zw.Close()
+	x.codec.putEncoder(zw)
+	f.Add(z.Bytes())
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x6f, 0x01, 0x00, 0x00})
+	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, z []byte) {
-		key := [keySize]byte{7}
-		body, err := x.codec.encode(z, &key, block.Header{}, nil)
+		if len(z) == 0 || len(z) > 1<<20 {
+			return
+		}
+		man, blocks := forgeZ(t, x.codec, z, x.me)
+		o, msg, err := openMem(x.codec, x.me, man, blockShards(man, blocks, nil), testNow)
 		if err != nil {
-			return // too large for 170 shards
+			return
 		}
-		man := &Manifest{ContentKey: key, CompressedLen: len(z), ShardSize: body.shardSize, DataShards: body.k, ParityShards: body.m}
-		for _, b := range body.blocks {
-			man.ShardIDs = append(man.ShardIDs, block.Sum(b))
+		if _, err := o.Envelope.VerifyFor(x.me.ID(), msg); err != nil {
+			t.Fatalf("Open accepted a mail whose envelope fails: %v", err)
 		}
-		x.open(t, x.sealedIndex(t, man.Encode()), body.blocks...)
-		x.codec.putBuf(body.arena)
 	})
 }

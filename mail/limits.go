@@ -6,24 +6,54 @@ import (
 	"github.com/flowmail/flowmail/block"
 )
 
-// Limits of section 9 (docs/PROTOCOL.md, "Limits"), under the names the
-// spec's table uses.
+// Limits and constants of section 9 (docs/PROTOCOL.md, "Limits"), under
+// the names the spec's table uses.
 const (
 	// MaxRecipients bounds the recipients of one envelope.
 	MaxRecipients = 64
 
 	// MaxMessageSize bounds the RFC 5322 bytes of one mail.
-	MaxMessageSize = 32 << 20
+	MaxMessageSize = 1 << 30
 
-	// MaxDataShards bounds k, so that k + ceil(k/2) <= 256 and one GF(2^8)
-	// Reed-Solomon code covers every mail.
-	MaxDataShards = 170
+	// MaxHeaderSize bounds the header section of a message (spec 9.1): it
+	// ends within the first MaxHeaderSize bytes, so the From check never
+	// needs more of a streamed message than that.
+	MaxHeaderSize = 128 << 10
 
-	// MaxDecompressed is where a decoder of the compressed envelope stops
-	// (spec 9.3 step 1): the largest envelope plus room to spare.
-	MaxDecompressed = MaxMessageSize + 64<<10
+	// HashChunk is the chunk the message hash cuts a message into
+	// (spec 9.2), so that chunks are hashed side by side.
+	HashChunk = 64 << 10
 
-	// tagSize is the ChaCha20-Poly1305 tag that ends the encrypted body.
+	// MaxWindow bounds the zstd window of a body (spec 9.3), and so what a
+	// decoder holds.
+	MaxWindow = 8 << 20
+
+	// GroupDataShards is k of every group but the last, and the most any
+	// group has (spec 9.3).
+	GroupDataShards = 64
+
+	// MaxShardSize is the payload of the data blocks of a full group: the
+	// largest shard size, so that a data block with a deletion hash stays
+	// under block.MaxBlockSize.
+	MaxShardSize = 261120
+
+	// fullGroupPlain is how many compressed bytes a full group carries.
+	fullGroupPlain = GroupDataShards*MaxShardSize - tagSize
+
+	// MaxCompressedLen bounds len(Z), the compressed envelope: a message
+	// of MaxMessageSize that does not compress, the rest of the envelope,
+	// and zstd's framing, with room to spare.
+	MaxCompressedLen = MaxMessageSize + 1<<20
+
+	// MaxGroups bounds the groups of one mail: what MaxCompressedLen
+	// takes.
+	MaxGroups = (MaxCompressedLen + fullGroupPlain - 1) / fullGroupPlain
+
+	// MaxShards bounds the shard IDs of one manifest.
+	MaxShards = MaxGroups * (GroupDataShards + (GroupDataShards+3)/4 + 7)
+
+	// tagSize is the ChaCha20-Poly1305 tag that ends each group's
+	// ciphertext.
 	tagSize = 16
 
 	// messageIDSize is the width of the envelope's random message_id.
@@ -33,10 +63,14 @@ const (
 	keySize = 32
 )
 
-// ShardSizes are the three payload sizes of data blocks, smallest first
-// (spec 9.3 step 2). The largest is 255 KiB so that a data block with a
-// deletion hash stays under block.MaxBlockSize.
-var ShardSizes = [3]int{4096, 65536, 261120}
+// ShardSizes are the payload sizes of data blocks, smallest first (spec
+// 9.3): powers of two from 1 KiB, and MaxShardSize.
+var ShardSizes = [...]int{1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, MaxShardSize}
+
+// ParityShards is m for a group of k data shards (spec 9.4): enough that
+// every group survives the churn of the durability model (spec 9.7) with
+// probability above 1 - 1e-11.
+func ParityShards(k int) int { return (k+3)/4 + 7 }
 
 // ReplayWindow is how far back a recipient accepts an envelope's signing
 // time (spec 9.6): a block lives at most block.MaxLifetime, and clocks may

@@ -8,7 +8,7 @@ import (
 )
 
 const (
-	manifestVersion = 1
+	manifestVersion = 2
 
 	// manifestFlagDataDeletion marks data blocks that carry a deletion hash.
 	manifestFlagDataDeletion = 0x01
@@ -20,7 +20,7 @@ const (
 
 	// manifestFixedSize counts the fields before the shard IDs, without the
 	// optional data deletion preimage.
-	manifestFixedSize = 1 + 1 + keySize + keySize + 4 + 4 + 2 + 2
+	manifestFixedSize = 1 + 1 + keySize + keySize + 8 + 4 + 4 + 2 + 2
 )
 
 // Manifest is the plaintext of an index block (spec 9.5): what one
@@ -30,11 +30,8 @@ type Manifest struct {
 	HasDataDeletion bool          // data blocks carry a deletion hash
 	DataDeletion    [keySize]byte // its preimage, when HasDataDeletion
 	ContentKey      [keySize]byte
-	CompressedLen   int // len(Z)
-	ShardSize       int // S
-	DataShards      int // k
-	ParityShards    int // m
-	ShardIDs        []block.ID
+	Layout          Layout     // from compressed_len, groups and the last group's counts
+	ShardIDs        []block.ID // every group's k data then m parity shards, group by group
 }
 
 func (m *Manifest) unpaddedSize() int {
@@ -62,19 +59,27 @@ func (m *Manifest) Encode() []byte {
 		b = append(b, m.DataDeletion[:]...)
 	}
 	b = append(b, m.ContentKey[:]...)
-	b = binary.BigEndian.AppendUint32(b, uint32(m.CompressedLen))
-	b = binary.BigEndian.AppendUint32(b, uint32(m.ShardSize))
-	b = binary.BigEndian.AppendUint16(b, uint16(m.DataShards))
-	b = binary.BigEndian.AppendUint16(b, uint16(m.ParityShards))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.Layout.CompressedLen))
+	b = binary.BigEndian.AppendUint32(b, uint32(m.Layout.Groups))
+	b = binary.BigEndian.AppendUint32(b, uint32(m.Layout.Last.ShardSize))
+	b = binary.BigEndian.AppendUint16(b, uint16(m.Layout.Last.Data))
+	b = binary.BigEndian.AppendUint16(b, uint16(m.Layout.Last.Parity))
 	for _, id := range m.ShardIDs {
 		b = append(b, id[:]...)
 	}
 	return b[:cap(b)] // the padding: zero bytes up to the 128-byte multiple
 }
 
-// DecodeManifest decodes and checks a manifest: version, flags, shard size
-// and counts, the compressed length and the layout 9.3 and 9.4 derive
-// from it, exact length and zero padding.
+// GroupShards returns the shard IDs of group g, data shards first.
+func (m *Manifest) GroupShards(g int) []block.ID {
+	first := m.Layout.FirstShard(g)
+	return m.ShardIDs[first : first+m.Layout.Group(g).Shards()]
+}
+
+// DecodeManifest decodes and checks a manifest: version, flags, the
+// compressed length, the group count and last group's layout that 9.3
+// and 9.4 derive from it, within the limits, exact length and zero
+// padding.
 func DecodeManifest(b []byte) (*Manifest, error) {
 	if len(b) < manifestFixedSize {
 		return nil, fmt.Errorf("%w: manifest of %d bytes, at least %d needed", ErrTruncated, len(b), manifestFixedSize)
@@ -94,26 +99,33 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 		off += copy(m.DataDeletion[:], b[off:])
 	}
 	off += copy(m.ContentKey[:], b[off:])
-	m.CompressedLen = int(binary.BigEndian.Uint32(b[off:]))
-	m.ShardSize = int(binary.BigEndian.Uint32(b[off+4:]))
-	m.DataShards = int(binary.BigEndian.Uint16(b[off+8:]))
-	m.ParityShards = int(binary.BigEndian.Uint16(b[off+10:]))
-	off += 12
-	if !isShardSize(m.ShardSize) {
-		return nil, fmt.Errorf("%w: %d, want one of %v", ErrShardSize, m.ShardSize, ShardSizes)
+	zlen := binary.BigEndian.Uint64(b[off:])
+	groups := binary.BigEndian.Uint32(b[off+8:])
+	last := GroupLayout{
+		ShardSize: int(binary.BigEndian.Uint32(b[off+12:])),
+		Data:      int(binary.BigEndian.Uint16(b[off+16:])),
+		Parity:    int(binary.BigEndian.Uint16(b[off+18:])),
 	}
-	k, p := m.DataShards, m.ParityShards
-	if k < 1 || k > MaxDataShards || p < 1 || p > MaxDataShards || k+p > 256 {
-		return nil, fmt.Errorf("%w: %d data and %d parity shards (each 1 to %d, together at most 256)", ErrShardCount, k, p, MaxDataShards)
+	off += 20
+	if zlen < 1 || zlen > MaxCompressedLen {
+		return nil, fmt.Errorf("%w: %d compressed bytes, allowed 1 to %d", ErrCompressedLen, zlen, MaxCompressedLen)
 	}
-	if m.CompressedLen > k*m.ShardSize-tagSize {
-		return nil, fmt.Errorf("%w: %d bytes do not fit %d shards of %d bytes", ErrCompressedLen, m.CompressedLen, k, m.ShardSize)
+	if groups < 1 || groups > MaxGroups {
+		return nil, fmt.Errorf("%w: %d groups, allowed 1 to %d", ErrGroupCount, groups, MaxGroups)
 	}
-	if s, wk, wp, err := shardLayout(m.CompressedLen); err != nil || s != m.ShardSize || wk != k || wp != p {
-		return nil, fmt.Errorf("%w: %d compressed bytes take %d data and %d parity shards of %d bytes, the manifest says %d, %d of %d",
-			ErrLayout, m.CompressedLen, wk, wp, s, k, p, m.ShardSize)
+	if !isShardSize(last.ShardSize) {
+		return nil, fmt.Errorf("%w: %d, want one of %v", ErrShardSize, last.ShardSize, ShardSizes)
 	}
-	n := k + p
+	if k, p := last.Data, last.Parity; k < 2 || k > GroupDataShards || p != ParityShards(k) {
+		return nil, fmt.Errorf("%w: %d data and %d parity shards (data 2 to %d, parity 7 + ceil(k/4))", ErrShardCount, k, p, GroupDataShards)
+	}
+	l, _ := LayoutFor(int64(zlen)) // zlen is in range
+	if int(groups) != l.Groups || last != l.Last {
+		return nil, fmt.Errorf("%w: %d compressed bytes take %d groups, the last of %d+%d shards of %d; the manifest says %d, %d+%d of %d",
+			ErrLayout, zlen, l.Groups, l.Last.Data, l.Last.Parity, l.Last.ShardSize, groups, last.Data, last.Parity, last.ShardSize)
+	}
+	m.Layout = l
+	n := l.Shards()
 	want := manifestSize(off + n*block.IDSize)
 	switch {
 	case len(b) < want:
@@ -140,22 +152,4 @@ func isShardSize(s int) bool {
 		}
 	}
 	return false
-}
-
-// shardLayout is spec 9.3 step 2 and 9.4: the shard size S, the data
-// shards k and the parity shards m for zlen compressed bytes.
-func shardLayout(zlen int) (s, k, m int, err error) {
-	n := zlen + tagSize
-	s = ShardSizes[len(ShardSizes)-1]
-	for _, x := range ShardSizes {
-		if n <= 16*x {
-			s = x
-			break
-		}
-	}
-	k = (n + s - 1) / s
-	if k > MaxDataShards {
-		return s, k, 0, fmt.Errorf("%w: %d compressed bytes need %d shards of %d bytes, at most %d allowed", ErrTooLarge, zlen, k, s, MaxDataShards)
-	}
-	return s, k, (k + 1) / 2, nil
 }

@@ -39,11 +39,13 @@ func (m Mailbox) String() string {
 	return (&gomail.Address{Name: m.Name, Address: HeaderAddress(m.Address)}).String()
 }
 
-// Attachment is a file carried in a gomail.
+// Attachment is a file carried in a mail: Data, or what Reader yields
+// when it is set (read once, in pieces).
 type Attachment struct {
 	Name        string // file name shown to the recipient
 	ContentType string // MIME type; empty means application/octet-stream
 	Data        []byte
+	Reader      io.Reader
 }
 
 // Message is a mail to compose.
@@ -64,20 +66,30 @@ type Message struct {
 // travel base64-encoded. Randomness (Message-ID, MIME boundary) comes from
 // rand, so the same inputs give the same bytes.
 func Compose(m *Message, rand io.Reader) ([]byte, error) {
+	var out bytes.Buffer
+	if err := WriteMessage(&out, m, rand); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// WriteMessage is Compose into w, streaming: attachments given as
+// Readers are read once, in pieces, and never held whole.
+func WriteMessage(out io.Writer, m *Message, rand io.Reader) error {
 	if m.Date.IsZero() {
-		return nil, errors.New("mail: compose: the message has no date")
+		return errors.New("mail: compose: the message has no date")
 	}
 	if len(m.To)+len(m.Cc) == 0 {
-		return nil, errors.New("mail: compose: the message has no recipient (To or Cc)")
+		return errors.New("mail: compose: the message has no recipient (To or Cc)")
 	}
 	if !utf8.ValidString(m.Text) || !utf8.ValidString(m.Subject) {
-		return nil, errors.New("mail: compose: subject and text must be UTF-8")
+		return errors.New("mail: compose: subject and text must be UTF-8")
 	}
 	msgID := m.MessageID
 	if msgID == "" {
 		var r [16]byte
 		if _, err := io.ReadFull(rand, r[:]); err != nil {
-			return nil, fmt.Errorf("mail: compose: reading randomness: %w", err)
+			return fmt.Errorf("mail: compose: reading randomness: %w", err)
 		}
 		msgID = hex.EncodeToString(r[:]) + "@" + MailDomain
 	}
@@ -92,7 +104,7 @@ func Compose(m *Message, rand io.Reader) ([]byte, error) {
 	} else {
 		var b [18]byte
 		if _, err := io.ReadFull(rand, b[:]); err != nil {
-			return nil, fmt.Errorf("mail: compose: reading randomness: %w", err)
+			return fmt.Errorf("mail: compose: reading randomness: %w", err)
 		}
 		// '=' followed by '_' occurs in neither base64 nor quoted-printable,
 		// so the boundary cannot collide with encoded content.
@@ -109,25 +121,21 @@ func Compose(m *Message, rand io.Reader) ([]byte, error) {
 	}
 	h.Set("From", m.From.String())
 
-	var out bytes.Buffer
 	if len(m.Attachments) == 0 {
-		pw, err := message.CreateWriter(&out, h.Header)
-		if err := writeBody(pw, err, []byte(m.Text)); err != nil {
-			return nil, err
-		}
-		return out.Bytes(), nil
+		pw, err := message.CreateWriter(out, h.Header)
+		return writeBody(pw, err, strings.NewReader(m.Text))
 	}
-	mw, err := message.CreateWriter(&out, h.Header)
+	mw, err := message.CreateWriter(out, h.Header)
 	if err != nil {
-		return nil, fmt.Errorf("mail: compose: %w", err)
+		return fmt.Errorf("mail: compose: %w", err)
 	}
 	var text message.Header
 	text.Set("Content-Transfer-Encoding", "quoted-printable")
 	text.Set("Content-Disposition", "inline")
 	text.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
 	pw, err := mw.CreatePart(text)
-	if err := writeBody(pw, err, []byte(m.Text)); err != nil {
-		return nil, err
+	if err := writeBody(pw, err, strings.NewReader(m.Text)); err != nil {
+		return err
 	}
 	for _, a := range m.Attachments {
 		ct := a.ContentType
@@ -136,7 +144,7 @@ func Compose(m *Message, rand io.Reader) ([]byte, error) {
 		}
 		mt, params, err := mime.ParseMediaType(ct)
 		if err != nil || strings.HasPrefix(mt, "multipart/") {
-			return nil, fmt.Errorf("mail: compose: attachment %q: content type %q is not a single-part MIME type", a.Name, ct)
+			return fmt.Errorf("mail: compose: attachment %q: content type %q is not a single-part MIME type", a.Name, ct)
 		}
 		var ah gomail.AttachmentHeader
 		ah.Set("Content-Transfer-Encoding", "base64")
@@ -146,14 +154,18 @@ func Compose(m *Message, rand io.Reader) ([]byte, error) {
 		}
 		ah.SetContentType(mt, params)
 		pw, err := mw.CreatePart(ah.Header)
-		if err := writeBody(pw, err, a.Data); err != nil {
-			return nil, err
+		data := a.Reader
+		if data == nil {
+			data = bytes.NewReader(a.Data)
+		}
+		if err := writeBody(pw, err, data); err != nil {
+			return err
 		}
 	}
 	if err := mw.Close(); err != nil {
-		return nil, fmt.Errorf("mail: compose: %w", err)
+		return fmt.Errorf("mail: compose: %w", err)
 	}
-	return out.Bytes(), nil
+	return nil
 }
 
 func joinMailboxes(ms []Mailbox) string {
@@ -164,11 +176,11 @@ func joinMailboxes(ms []Mailbox) string {
 	return strings.Join(s, ", ")
 }
 
-// writeBody writes one part's body through pw, which CreateWriter or
+// writeBody copies one part's body through pw, which CreateWriter or
 // CreatePart returned along with err, and closes it.
-func writeBody(pw *message.Writer, err error, body []byte) error {
+func writeBody(pw *message.Writer, err error, body io.Reader) error {
 	if err == nil {
-		_, err = pw.Write(body)
+		_, err = io.Copy(pw, body)
 	}
 	if err == nil {
 		err = pw.Close()
@@ -194,7 +206,7 @@ func Subject(msg []byte) string {
 // CheckFrom checks that an RFC 5322 message has exactly one From header
 // naming exactly one mailbox, and that the mailbox is signer's address at
 // flowmail.invalid (spec 9.1, 9.2). Senders check raw messages (from an
-// SMTP bridge, say) with it before building; recipients check every gomail.
+// SMTP bridge, say) with it before building; recipients check every mail.
 func CheckFrom(msg []byte, signer block.ID) error {
 	hdr, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
 	if err != nil {

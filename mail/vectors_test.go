@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,7 +19,7 @@ const vectorFile = "mail_codecs.json"
 // errName is the vector name of a mail error: its sentinel's text
 // without the package prefix, or "" for nil.
 func errName(err error) string {
-	return vectors.RuleName(err, ErrTruncated, ErrTrailing, ErrVersion, ErrRecipientCount, ErrDuplicateRecipient, ErrMessageSize, ErrFlags, ErrShardSize, ErrShardCount, ErrCompressedLen, ErrLayout, ErrPadding, ErrSender, ErrSignature, ErrNotRecipient, ErrFromHeader, ErrFromMismatch, ErrStale, ErrTooLarge, ErrDecompress, ErrDecrypt, ErrShardsMissing, ErrProofOfWork, ErrIndexBlock)
+	return vectors.RuleName(err, ErrTruncated, ErrTrailing, ErrVersion, ErrRecipientCount, ErrDuplicateRecipient, ErrMessageSize, ErrFlags, ErrShardSize, ErrShardCount, ErrGroupCount, ErrCompressedLen, ErrLayout, ErrPadding, ErrSender, ErrSignature, ErrNotRecipient, ErrFromHeader, ErrHeaderSize, ErrFromMismatch, ErrStale, ErrDecompress, ErrDecrypt, ErrShardsMissing, ErrProofOfWork, ErrIndexBlock)
 }
 
 func TestVectors(t *testing.T) {
@@ -36,11 +37,11 @@ func checkVector(v vectors.Vector) (map[string]string, string) {
 		if err != nil {
 			return nil, "bad recipient param"
 		}
-		e, sender, err := OpenEnvelope(b, me)
+		e, msg, sender, err := OpenEnvelope(b, me)
 		if err != nil {
 			return nil, errName(err)
 		}
-		if !bytes.Equal(e.Encode(), b) {
+		if !bytes.Equal(e.Encode(msg), b) {
 			return nil, "re-encoding differs"
 		}
 		rcpts := make([]string, len(e.Recipients))
@@ -48,11 +49,13 @@ func checkVector(v vectors.Vector) (map[string]string, string) {
 			rcpts[i] = identity.FormatAddress(r)
 		}
 		return map[string]string{
-			"time":       strconv.FormatInt(e.Time.Unix(), 10),
-			"message_id": hex.EncodeToString(e.MessageID[:]),
-			"sender":     sender.Address(),
-			"recipients": strings.Join(rcpts, ","),
-			"message":    string(e.Message),
+			"time":         strconv.FormatInt(e.Time.Unix(), 10),
+			"message_id":   hex.EncodeToString(e.MessageID[:]),
+			"sender":       sender.Address(),
+			"recipients":   strings.Join(rcpts, ","),
+			"message":      string(msg),
+			"message_hash": hex.EncodeToString(e.MessageHash[:]),
+			"signed":       hex.EncodeToString(e.SignedBytes()),
 		}, ""
 	case "DecodeManifest":
 		m, err := DecodeManifest(b)
@@ -66,19 +69,22 @@ func checkVector(v vectors.Vector) (map[string]string, string) {
 		for _, id := range m.ShardIDs {
 			ids = append(ids, id[:]...)
 		}
+		l := m.Layout
 		out := map[string]string{
 			"index_deletion": hex.EncodeToString(m.IndexDeletion[:]),
 			"content_key":    hex.EncodeToString(m.ContentKey[:]),
-			"compressed_len": strconv.Itoa(m.CompressedLen),
-			"shard_size":     strconv.Itoa(m.ShardSize),
-			"data_shards":    strconv.Itoa(m.DataShards),
-			"parity_shards":  strconv.Itoa(m.ParityShards),
+			"compressed_len": strconv.FormatInt(l.CompressedLen, 10),
+			"groups":         strconv.Itoa(l.Groups),
+			"last_group":     fmt.Sprintf("%d+%d shards of %d", l.Last.Data, l.Last.Parity, l.Last.ShardSize),
 			"shard_ids":      hex.EncodeToString(ids),
 		}
 		if m.HasDataDeletion {
 			out["data_deletion"] = hex.EncodeToString(m.DataDeletion[:])
 		}
 		return out, ""
+	case "MessageHash":
+		h := MessageHash(b)
+		return map[string]string{"hash": hex.EncodeToString(h[:])}, ""
 	}
 	return nil, "unknown function " + v.Function
 }
@@ -102,19 +108,21 @@ func genVectors() vectors.File {
 	msgFrom := func(from *identity.Identity) []byte {
 		return []byte("From: <" + HeaderAddress(from.ID()) + ">\r\nTo: <" + HeaderAddress(bob.ID()) + ">\r\nSubject: vector\r\n\r\nhello\r\n")
 	}
-	// env builds an envelope; edit may change it before signer signs, and
-	// after may change the bytes after signing.
+	// env builds an envelope around msg; edit may change it before signer
+	// signs, and after may change the bytes after signing.
 	env := func(signer *identity.Identity, msg []byte, edit func(*Envelope), after func([]byte) []byte, rcpts ...*identity.Identity) string {
-		e := &Envelope{Time: testNow, Sender: alice.Public().Block, Message: msg}
+		e := &Envelope{Time: testNow, Sender: alice.Public().Block}
 		copy(e.MessageID[:], "vector-messageid")
 		for _, r := range rcpts {
 			e.Recipients = append(e.Recipients, r.ID())
 		}
+		e.Encode(msg) // sets MessageLen and MessageHash
 		if edit != nil {
 			edit(e)
 		}
-		e.Signature = signer.Sign(block.LabelEnvelope, e.appendSigned(nil))
-		b := e.Encode()
+		e.Signature = signer.Sign(block.LabelEnvelope, e.SignedBytes())
+		b := append(e.AppendHead(nil), msg...)
+		b = append(b, e.Signature[:]...)
 		if after != nil {
 			b = after(bytes.Clone(b))
 		}
@@ -125,8 +133,8 @@ func genVectors() vectors.File {
 	setU16 := func(at int, v uint16) func([]byte) []byte {
 		return func(b []byte) []byte { binary.BigEndian.PutUint16(b[at:], v); return b }
 	}
-	setU32 := func(at int, v uint32) func([]byte) []byte {
-		return func(b []byte) []byte { binary.BigEndian.PutUint32(b[at:], v); return b }
+	setU64 := func(at int, v uint64) func([]byte) []byte {
+		return func(b []byte) []byte { binary.BigEndian.PutUint64(b[at:], v); return b }
 	}
 	msgLenAt := recipientCountAt + 2 + block.IDSize
 	forBob := map[string]string{"recipient": bob.Address()}
@@ -136,6 +144,8 @@ func genVectors() vectors.File {
 		}
 		return vectors.Vector{Name: name, Function: "OpenEnvelope", Input: input, Params: params, Error: errName, Note: note}
 	}
+	longHeader := append(append(msgFrom(alice)[:0:0], "From: <"+HeaderAddress(alice.ID())+">\r\nX-Long: "...), bytes.Repeat([]byte("x"), MaxHeaderSize)...)
+	longHeader = append(longHeader, "\r\n\r\nbody"...)
 	vs := []vectors.Vector{
 		ev("envelope_ok", "one recipient; alice signs for bob", env(alice, good, nil, nil, bob), "", nil),
 		ev("envelope_ok_three_recipients", "carol checks a mail to bob, carol and mallory",
@@ -143,17 +153,20 @@ func genVectors() vectors.File {
 		ev("envelope_truncated_head", "shorter than the fixed fields", env(alice, good, nil, func(b []byte) []byte { return b[:100] }, bob), "truncated", nil),
 		ev("envelope_truncated_signature", "last signature byte missing", env(alice, good, nil, func(b []byte) []byte { return b[:len(b)-1] }, bob), "truncated", nil),
 		ev("envelope_trailing_byte", "9.2: trailing bytes MUST be rejected", env(alice, good, nil, func(b []byte) []byte { return append(b, 0) }, bob), "trailing bytes", nil),
-		ev("envelope_version_2", "version MUST be 1", env(alice, good, nil, func(b []byte) []byte { b[0] = 2; return b }, bob), "unsupported version", nil),
+		ev("envelope_version_1", "version MUST be 2 (version 1 signed the message itself)", env(alice, good, nil, func(b []byte) []byte { b[0] = 1; return b }, bob), "unsupported version", nil),
 		ev("envelope_no_recipients", "recipient_count 1 to MaxRecipients", env(alice, good, nil, setU16(recipientCountAt, 0), bob), "recipient count out of range", nil),
 		ev("envelope_65_recipients", "recipient_count 1 to MaxRecipients", env(alice, good, nil, setU16(recipientCountAt, MaxRecipients+1), bob), "recipient count out of range", nil),
 		ev("envelope_duplicate_recipient", "recipients: no duplicates", env(alice, good, nil, nil, bob, bob), "duplicate recipient", nil),
-		ev("envelope_empty_message", "message_len 1 to MaxMessageSize", env(alice, good, nil, setU32(msgLenAt, 0), bob), "message size out of range", nil),
-		ev("envelope_message_too_large", "message_len 1 to MaxMessageSize", env(alice, good, nil, setU32(msgLenAt, MaxMessageSize+1), bob), "message size out of range", nil),
+		ev("envelope_empty_message", "message_len 1 to MaxMessageSize", env(alice, good, nil, setU64(msgLenAt, 0), bob), "message size out of range", nil),
+		ev("envelope_message_too_large", "message_len 1 to MaxMessageSize", env(alice, good, nil, setU64(msgLenAt, MaxMessageSize+1), bob), "message size out of range", nil),
+		ev("envelope_message_len_huge", "message_len 1 to MaxMessageSize, as a u64", env(alice, good, nil, setU64(msgLenAt, 1<<63), bob), "message size out of range", nil),
 		ev("envelope_sender_block_broken", "9.2: the sender block MUST verify",
 			env(alice, good, func(e *Envelope) { e.Sender = bytes.Clone(e.Sender); e.Sender[1300] ^= 1 }, nil, bob), "sender pubkey block does not verify", nil),
 		ev("envelope_signature_flipped", "9.2: the signature MUST verify", env(alice, good, nil, func(b []byte) []byte { b[len(b)-1] ^= 1; return b }, bob), "envelope signature does not verify", nil),
-		ev("envelope_message_altered", "9.2: the signature MUST verify",
+		ev("envelope_message_altered", "9.2: the signature covers the message hash",
 			env(alice, good, nil, func(b []byte) []byte { b[len(b)-block.SignatureSize-3] ^= 1; return b }, bob), "envelope signature does not verify", nil),
+		ev("envelope_signed_over_other_hash", "9.2: the signature MUST cover the hash of this message",
+			env(alice, good, func(e *Envelope) { e.MessageHash[0] ^= 1 }, nil, bob), "envelope signature does not verify", nil),
 		ev("envelope_signed_by_other", "9.2: the signature MUST be by the sender block's key", env(mallory, good, nil, nil, bob), "envelope signature does not verify", nil),
 		ev("envelope_not_for_recipient", "9.2: MUST list the recipient's address (forwarded mail)",
 			env(alice, good, nil, nil, carol), "not addressed to this recipient", nil),
@@ -163,11 +176,20 @@ func genVectors() vectors.File {
 			env(alice, msgFrom(mallory), nil, nil, bob), "From header does not name the signer", nil),
 		ev("envelope_no_from", "9.1: From MUST name the sender",
 			env(alice, []byte("Subject: no from\r\n\r\nx"), nil, nil, bob), "no usable From header", nil),
+		ev("envelope_header_too_long", "9.1: the header section MUST end within MaxHeaderSize bytes",
+			env(alice, longHeader, nil, nil, bob), "header section too long", nil),
+	}
+
+	// Message hashes at the chunk edges.
+	for _, n := range []int{1, HashChunk, HashChunk + 1} {
+		msg := bytes.Repeat([]byte{'a'}, n)
+		vs = append(vs, vectors.Vector{Name: fmt.Sprintf("message_hash_%d", n), Function: "MessageHash",
+			Input: hex.EncodeToString(msg), Note: "9.2: LH(message, Sum of each 65536-byte chunk)"})
 	}
 
 	// Manifests.
 	var ids []block.ID
-	for i := range 2 + 24 + 8 {
+	for i := range 200 {
 		ids = append(ids, block.Sum([]byte{byte(i)}))
 	}
 	key := func(b byte) (k [keySize]byte) {
@@ -176,9 +198,18 @@ func genVectors() vectors.File {
 		}
 		return k
 	}
-	man := func(edit func(*Manifest), after func([]byte) []byte) string {
-		m := &Manifest{IndexDeletion: key(0xa1), HasDataDeletion: true, DataDeletion: key(0xd1), ContentKey: key(0xc1),
-			CompressedLen: 2000, ShardSize: 4096, DataShards: 1, ParityShards: 1, ShardIDs: ids[:2]}
+	layout := func(zlen int64) Layout {
+		l, err := LayoutFor(zlen)
+		if err != nil {
+			panic(err)
+		}
+		return l
+	}
+	// man encodes a manifest for zlen compressed bytes; edit may change it
+	// before encoding, after the bytes.
+	man := func(zlen int64, edit func(*Manifest), after func([]byte) []byte) string {
+		m := &Manifest{IndexDeletion: key(0xa1), HasDataDeletion: true, DataDeletion: key(0xd1), ContentKey: key(0xc1), Layout: layout(zlen)}
+		m.ShardIDs = ids[:m.Layout.Shards()]
 		if edit != nil {
 			edit(m)
 		}
@@ -189,42 +220,50 @@ func genVectors() vectors.File {
 		return hex.EncodeToString(b)
 	}
 	at := func(off int, v byte) func([]byte) []byte { return func(b []byte) []byte { b[off] = v; return b } }
-	const countsAt = 2 + 3*keySize + 8 // with the data deletion preimage
+	const zlenAt = 2 + 3*keySize // with the data deletion preimage
+	set32 := func(off int, v uint32) func([]byte) []byte {
+		return func(b []byte) []byte { binary.BigEndian.PutUint32(b[zlenAt+off:], v); return b }
+	}
+	set16 := func(off int, v uint16) func([]byte) []byte {
+		return func(b []byte) []byte { binary.BigEndian.PutUint16(b[zlenAt+off:], v); return b }
+	}
+	setZ := func(v uint64) func([]byte) []byte {
+		return func(b []byte) []byte { binary.BigEndian.PutUint64(b[zlenAt:], v); return b }
+	}
 	mv := func(name, note, input, errName string) vectors.Vector {
 		return vectors.Vector{Name: name, Function: "DecodeManifest", Input: input, Error: errName, Note: note}
 	}
-	multi := func(m *Manifest) {
-		m.HasDataDeletion, m.CompressedLen, m.DataShards, m.ParityShards, m.ShardIDs = false, 65520, 16, 8, ids[2:26]
-	}
+	noDeletion := func(m *Manifest) { m.HasDataDeletion = false }
 	vs = append(vs,
-		mv("manifest_ok_single_recipient", "k=1: data blocks carry a deletion hash", man(nil, nil), ""),
-		mv("manifest_ok_16_shards", "several recipients: no data deletion preimage; 16+8 shards of 4096", man(multi, nil), ""),
-		mv("manifest_ok_large_shards", "5+3 shards of 261120", man(func(m *Manifest) {
-			m.CompressedLen, m.ShardSize, m.DataShards, m.ParityShards, m.ShardIDs = 16*65536-15, 261120, 5, 3, ids[26:34]
-		}, nil), ""),
-		mv("manifest_truncated", "shorter than the fixed fields", man(nil, func(b []byte) []byte { return b[:50] }), "truncated"),
-		mv("manifest_truncated_ids", "shard IDs cut off", man(multi, func(b []byte) []byte { return b[:400] }), "truncated"),
-		mv("manifest_unpadded", "9.5: the plaintext length MUST be a multiple of 128", man(nil, func(b []byte) []byte { return b[:countsAt+4+64] }), "truncated"),
-		mv("manifest_extra_padding", "9.5: padding only up to the next multiple of 128", man(nil, func(b []byte) []byte { return append(b, make([]byte, 128)...) }), "trailing bytes"),
-		mv("manifest_padding_not_zero", "9.5: padding MUST be zero", man(nil, func(b []byte) []byte { b[len(b)-1] = 1; return b }), "padding not zero"),
-		mv("manifest_version_2", "version 1", man(nil, at(0, 2)), "unsupported version"),
-		mv("manifest_reserved_flag", "flags: other bits 0", man(nil, at(1, 3)), "invalid flags"),
-		mv("manifest_shard_size_8192", "shard_size 4096, 65536 or 261120", man(func(m *Manifest) { m.ShardSize = 8192 }, nil), "invalid shard size"),
-		mv("manifest_zero_data_shards", "data_shards 1 to MaxDataShards", man(func(m *Manifest) { m.DataShards, m.ParityShards, m.ShardIDs = 0, 2, ids[:2] }, nil), "invalid shard counts"),
-		mv("manifest_171_data_shards", "data_shards 1 to MaxDataShards", man(nil, at(countsAt+1, 171)), "invalid shard counts"),
-		mv("manifest_zero_parity_shards", "parity_shards 1 to MaxDataShards", man(func(m *Manifest) { m.ParityShards, m.ShardIDs = 0, ids[:1] }, nil), "invalid shard counts"),
-		mv("manifest_more_than_256_shards", "k + m <= 256", man(nil, func(b []byte) []byte {
-			binary.BigEndian.PutUint16(b[countsAt:], 170)
-			binary.BigEndian.PutUint16(b[countsAt+2:], 87)
-			return b
-		}), "invalid shard counts"),
-		mv("manifest_compressed_len_too_large", "compressed_len at most k·S − 16", man(func(m *Manifest) { m.CompressedLen = 4081 }, nil), "compressed length out of range"),
-		mv("manifest_extra_parity", "m = ceil(k/2) (9.4)", man(func(m *Manifest) { m.ParityShards, m.ShardIDs = 2, ids[:3] }, nil), "shard layout does not match compressed length"),
-		mv("manifest_oversized_shards", "S is the smallest class that fits (9.3)", man(func(m *Manifest) { m.ShardSize = 65536 }, nil), "shard layout does not match compressed length"),
-		mv("manifest_empty_data_shard", "k = ceil((len(Z)+16)/S) (9.3)", man(func(m *Manifest) { m.DataShards, m.ParityShards, m.ShardIDs = 2, 1, ids[:3] }, nil), "shard layout does not match compressed length"),
+		mv("manifest_ok_single_recipient", "2000 compressed bytes: one group of 2+8 shards of 1024; data blocks carry a deletion hash", man(2000, nil, nil), ""),
+		mv("manifest_ok_64_shards", "several recipients: no data deletion preimage; 64+23 shards of 1024", man(65520, noDeletion, nil), ""),
+		mv("manifest_ok_1mib", "1 MiB compressed: 33+16 shards of 32768", man(1<<20, noDeletion, nil), ""),
+		mv("manifest_ok_two_groups", "one byte over a full group: a full group of 64+23 shards of 261120, then 2+8 of 1024",
+			man(GroupDataShards*MaxShardSize-tagSize+1, noDeletion, nil), ""),
+		mv("manifest_truncated", "shorter than the fixed fields", man(2000, nil, func(b []byte) []byte { return b[:50] }), "truncated"),
+		mv("manifest_truncated_ids", "shard IDs cut off", man(65520, noDeletion, func(b []byte) []byte { return b[:400] }), "truncated"),
+		mv("manifest_unpadded", "9.5: the plaintext length MUST be a multiple of 128", man(2000, nil, func(b []byte) []byte { return b[:zlenAt+20+10*32] }), "truncated"),
+		mv("manifest_extra_padding", "9.5: padding only up to the next multiple of 128", man(2000, nil, func(b []byte) []byte { return append(b, make([]byte, 128)...) }), "trailing bytes"),
+		mv("manifest_padding_not_zero", "9.5: padding MUST be zero", man(2000, nil, func(b []byte) []byte { b[len(b)-1] = 1; return b }), "padding not zero"),
+		mv("manifest_version_1", "version 2", man(2000, nil, at(0, 1)), "unsupported version"),
+		mv("manifest_reserved_flag", "flags: other bits 0", man(2000, nil, at(1, 3)), "invalid flags"),
+		mv("manifest_zero_compressed_len", "compressed_len 1 to MaxCompressedLen", man(2000, nil, setZ(0)), "compressed length out of range"),
+		mv("manifest_compressed_len_too_large", "compressed_len 1 to MaxCompressedLen", man(2000, nil, setZ(MaxCompressedLen+1)), "compressed length out of range"),
+		mv("manifest_zero_groups", "groups 1 to MaxGroups", man(2000, nil, set32(8, 0)), "group count out of range"),
+		mv("manifest_too_many_groups", "groups 1 to MaxGroups: a manifest naming more groups than any mail has", man(2000, nil, set32(8, MaxGroups+1)), "group count out of range"),
+		mv("manifest_shard_size_3000", "shard_size one of the sizes of 9.3", man(2000, nil, set32(12, 3000)), "invalid shard size"),
+		mv("manifest_one_data_shard", "data_shards 2 to GroupDataShards", man(2000, nil, set16(16, 1)), "invalid shard counts"),
+		mv("manifest_65_data_shards", "data_shards 2 to GroupDataShards", man(2000, nil, set16(16, 65)), "invalid shard counts"),
+		mv("manifest_parity_not_the_formula", "parity_shards = 7 + ceil(k/4) (9.4)", man(2000, nil, set16(18, 9)), "invalid shard counts"),
+		mv("manifest_two_groups_for_one", "groups MUST be what 9.3 gives for compressed_len", man(2000, nil, set32(8, 2)), "shard layout does not match compressed length"),
+		mv("manifest_oversized_shards", "S is the smallest class that fits (9.3)", man(2000, nil, set32(12, 2048)), "shard layout does not match compressed length"),
+		mv("manifest_extra_data_shard", "k = max(2, ceil((r+16)/S)) (9.3)", man(2000, nil, func(b []byte) []byte {
+			set16(16, 3)(b)
+			return set16(18, uint16(ParityShards(3)))(b)
+		}), "shard layout does not match compressed length"),
 	)
 	return vectors.File{
-		Description: "Envelope (docs/PROTOCOL.md 9.2) and manifest (9.5) codecs. Identities are identity.FromSeed of 10 11 12 ... (alice), 20 21 ... (bob), 30 ... (carol), 40 ... (mallory), difficulty 8, created 1767225600.",
+		Description: "Envelope (docs/PROTOCOL.md 9.2), message hash (9.2) and manifest (9.5) codecs. Identities are identity.FromSeed of 10 11 12 ... (alice), 20 21 ... (bob), 30 ... (carol), 40 ... (mallory), difficulty 8, created 1767225600.",
 		Vectors:     vs,
 	}
 }

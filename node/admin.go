@@ -3,11 +3,12 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -21,20 +22,17 @@ type adminServer struct {
 	done chan struct{}
 }
 
-// listenAdmin listens on addr, which must be a loopback address: metrics
-// and status reveal peers and storage and are not for the network. Start
-// calls it first, so a taken port fails before the node joins anything.
+// listenAdmin listens on addr, a loopback IP:port (WithDefaults checked
+// it): metrics and status reveal peers and storage and are not for the
+// network. Start calls it first, so a taken port fails before the node
+// joins anything.
 func listenAdmin(addr string) (net.Listener, error) {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin address %q: want IP:port, e.g. 127.0.0.1:9180", addr)
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%w: %s: %w", ErrAdminInUse, addr, err)
 	}
-	if !ap.Addr().IsLoopback() {
-		return nil, fmt.Errorf("admin address %s is not a loopback address: metrics and status are for this machine only (use 127.0.0.1)", addr)
-	}
-	ln, err := net.Listen("tcp", ap.String())
 	if err != nil {
-		return nil, fmt.Errorf("admin endpoint: %w (is another node running here? pass --admin 127.0.0.1:PORT, or --admin '' to turn it off)", err)
+		return nil, fmt.Errorf("node: admin endpoint: %w", err)
 	}
 	return ln, nil
 }
@@ -79,16 +77,15 @@ func (a *adminServer) close() error {
 }
 
 // FetchStatus asks a running node's admin endpoint for its status.
+// The caller bounds the wait with ctx.
 func FetchStatus(ctx context.Context, addr string) (*Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("no node answers at %s (is `flowmail node` running with --admin %s?): %w", addr, addr, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrNoAdmin, addr, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -149,7 +149,7 @@ func (n *Node) Status() Status {
 		Listen:  n.Addr().String(),
 		Client:  n.cfg.Client,
 		Started: n.started,
-		Uptime:  time.Since(n.started).Round(time.Second),
+		Uptime:  n.clk.Now().Sub(n.started).Round(time.Second),
 	}
 	for _, c := range n.dht.Contacts() {
 		st.Peers = append(st.Peers, PeerStatus{ID: c.ID.String(), Addr: c.Addr.String(), Bucket: c.Bucket, LastSeen: c.LastSeen, Failures: c.Failures})
@@ -172,7 +172,7 @@ func (n *Node) registerGauges() {
 	n.m.gauge("flowmail_routing_table_contacts", "Contacts in the routing table.", func() float64 { return float64(n.dht.Size()) })
 	n.m.counter("flowmail_lookups_total", "Iterative lookups run.", func() float64 { return float64(n.dht.Stats().Lookups) })
 	n.m.counter("flowmail_lookup_stalls_total", "Lookup requests that stalled (no answer within the stall time).", func() float64 { return float64(n.dht.Stats().LookupStalls) })
-	n.m.gauge("flowmail_uptime_seconds", "Seconds since the node started.", func() float64 { return time.Since(n.started).Seconds() })
+	n.m.gauge("flowmail_uptime_seconds", "Seconds since the node started.", func() float64 { return n.clk.Now().Sub(n.started).Seconds() })
 	peers := func(failing bool) func() float64 {
 		return func() float64 {
 			count := 0

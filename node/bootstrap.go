@@ -3,7 +3,6 @@ package node
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -24,16 +23,16 @@ func ParseContact(s string) (transport.Contact, error) {
 	if idPart, addrPart, ok := strings.Cut(s, "@"); ok {
 		id, err := block.ParseHexID(idPart)
 		if err != nil {
-			return c, fmt.Errorf("bootstrap peer %q: node ID: %w", s, err)
+			return c, fmt.Errorf("%w: %q: node ID: %w", ErrBadContact, s, err)
 		}
 		c.ID, s = id, addrPart
 	}
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
-		return c, fmt.Errorf("bootstrap peer %q: want IP:port or ID@IP:port (%v)", s, err)
+		return c, fmt.Errorf("%w: %q: %v", ErrBadContact, s, err)
 	}
 	if ap.Port() == 0 {
-		return c, fmt.Errorf("bootstrap peer %q: port 0", s)
+		return c, fmt.Errorf("%w: %q: port 0", ErrBadContact, s)
 	}
 	c.Addr = ap
 	return c, nil
@@ -73,7 +72,7 @@ func parseBootstrapLines(r io.Reader, name string) ([]transport.Contact, error) 
 	}
 	if len(b) > maxBootstrapFile {
 		// Cut short, its last line could read as a wrong port.
-		return nil, fmt.Errorf("%s: over %d bytes: is it a bootstrap list?", name, maxBootstrapFile)
+		return nil, fmt.Errorf("%w: %s: over %d bytes", ErrBootstrapFile, name, maxBootstrapFile)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
@@ -82,7 +81,7 @@ func parseBootstrapLines(r io.Reader, name string) ([]transport.Contact, error) 
 			continue
 		}
 		if len(out) == maxBootstrapLines {
-			return nil, fmt.Errorf("%s: more than %d peers", name, maxBootstrapLines)
+			return nil, fmt.Errorf("%w: %s: more than %d peers", ErrBootstrapFile, name, maxBootstrapLines)
 		}
 		c, err := ParseContact(line)
 		if err != nil {
@@ -94,7 +93,7 @@ func parseBootstrapLines(r io.Reader, name string) ([]transport.Contact, error) 
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if len(out) == 0 {
-		return nil, errors.New(name + ": no peers in the file")
+		return nil, fmt.Errorf("%w: %s: no peers in the file", ErrBootstrapFile, name)
 	}
 	return out, nil
 }

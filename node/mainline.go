@@ -19,11 +19,12 @@ type MainlineConfig struct {
 	// Port is the mainline DHT's own UDP port (0: any free one). It is
 	// never the QUIC port.
 	Port int
-	// Interval between announce-and-lookup rounds (0: five minutes).
+	// Interval between announce-and-lookup rounds (0:
+	// DefaultMainlineRounds).
 	Interval time.Duration
 	// JoinTimeout bounds the wait for a first peer when the node has
-	// nobody else to join (0: 10 seconds); later peers are joined as the
-	// rendezvous finds them.
+	// nobody else to join (0: DefaultMainlineJoin); later peers are
+	// joined as the rendezvous finds them.
 	JoinTimeout time.Duration
 }
 
@@ -42,11 +43,11 @@ func (n *Node) startMainline(ctx context.Context) error {
 		DHTPort:    mc.Port,
 		Routers:    mc.Routers,
 		StateDir:   n.cfg.DataDir,
-		Logger:     n.log.With("part", "mainline"),
+		Logger:     n.component("rendezvous"),
 		Interval:   mc.Interval,
 	})
 	if err != nil {
-		return fmt.Errorf("node: mainline DHT rendezvous: %w (turn it off with --no-mainline)", err)
+		return fmt.Errorf("%w: %w", ErrMainline, err)
 	}
 	n.rz = rz
 	return nil
@@ -58,11 +59,7 @@ func (n *Node) mainlinePeers(ctx context.Context) []transport.Contact {
 	if n.rz == nil {
 		return nil
 	}
-	d := n.cfg.Mainline.JoinTimeout
-	if d <= 0 {
-		d = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, d)
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Mainline.JoinTimeout)
 	defer cancel()
 	peers, err := n.rz.Lookup(ctx)
 	if err != nil {

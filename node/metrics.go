@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -33,10 +34,18 @@ func newMetrics() *metrics {
 		Name: "flowmail_rpc_server_duration_seconds", Help: "Requests this node answered, by message type.", Buckets: buckets,
 	}, []string{"type"})
 	m.ops = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "flowmail_operations_total", Help: "Store and fetch operations through the node API, by outcome.",
+		Name: "flowmail_operations_total", Help: "Puts, gets, lists and deletes the node ran for its own user or itself (not for peers), by outcome.",
 	}, []string{"op", "outcome"})
 	m.bytesOut = prometheus.NewCounter(prometheus.CounterOpts{Name: "flowmail_rpc_sent_bytes_total", Help: "Request payload bytes sent."})
 	m.bytesIn = prometheus.NewCounter(prometheus.CounterOpts{Name: "flowmail_rpc_received_bytes_total", Help: "Request payload bytes received."})
+	// Every series of the counter exists from the start, at zero: a
+	// series that appears only after its first event reads as missing
+	// to the operator, and rate() needs the zero.
+	for _, op := range []string{"put", "get", "list", "delete"} {
+		for _, o := range []string{"ok", "timeout", "cancelled", "not_found", "incomplete", "error"} {
+			m.ops.WithLabelValues(op, o)
+		}
+	}
 	m.reg.MustRegister(m.rpcOut, m.rpcIn, m.ops, m.bytesOut, m.bytesIn,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -73,6 +82,8 @@ func outcome(err error) string {
 		return "cancelled" // the caller gave up (shutdown, enough shards): not the peer's fault
 	case errors.Is(err, ErrNotFound):
 		return "not_found"
+	case errors.Is(err, kademlia.ErrListIncomplete):
+		return "incomplete"
 	}
 	return "error"
 }

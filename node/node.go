@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -34,84 +33,12 @@ const (
 	SavedContactFile = "contacts.bin"
 )
 
-// DefaultNetwork is the name of the public flowmail network.
-const DefaultNetwork = "flowmail"
-
-// Config says how to run a node.
-type Config struct {
-	// DataDir holds the node's key, block store and saved contacts. A
-	// client-mode node without DataDir keeps nothing on disk.
-	DataDir string
-	// Identity is the node's own key; nil loads DataDir/node.key (created
-	// on first start) or, in client mode, makes a throwaway one so the
-	// node ID does not link a client to its user.
-	Identity *identity.Identity
-	// Network is the network name peers must share (DefaultNetwork).
-	Network string
-	// Listen is the UDP address for QUIC ("0.0.0.0:0" if empty).
-	Listen string
-	// Bootstrap peers are tried with the contacts saved at the last run.
-	Bootstrap []transport.Contact
-	// Client runs the node in client mode: it stores nothing for others
-	// and stays out of their routing tables.
-	Client bool
-	// Advertise are addresses this node tells peers it is reachable at.
-	Advertise []netip.AddrPort
-	// QuotaBytes bounds the block store (0: no bound).
-	QuotaBytes int64
-	// StoreFootprint sizes the Badger store's memory; a testnet, which
-	// runs many nodes in one process, sets blockstore.FootprintShared.
-	StoreFootprint blockstore.Footprint
-	// Admin is a loopback address for /metrics and /status ("": none).
-	Admin string
-	// Logger receives the node's records (nil: discard).
-	Logger *slog.Logger
-	// NoIPLimits turns off the per-IP-group routing table limits, for
-	// testnets where every node shares 127.0.0.1.
-	NoIPLimits bool
-
-	// RefreshInterval, RepublishInterval and SaveInterval pace the
-	// background work (0: an hour, an hour, five minutes).
-	RefreshInterval   time.Duration
-	RepublishInterval time.Duration
-	SaveInterval      time.Duration
-
-	// Reachability says whether a full node checks that others can reach
-	// it (ReachAuto, the default) or is told so (ReachPublic).
-	Reachability Reachability
-	// LocalAddrs lists this machine's IP addresses (nil: the interfaces'
-	// addresses); tests replace it to stand for a machine behind NAT.
-	LocalAddrs func() ([]netip.Addr, error)
-
-	// Mainline, when set, finds peers through the BitTorrent mainline DHT
-	// (full nodes with a DataDir only; clients never announce themselves).
-	Mainline *MainlineConfig
-
-	// K is the replication factor and bucket size (0: kademlia.K). Lower
-	// it only for tests of small networks, where K would cover every node.
-	K int
-	// DialTimeout and RequestTimeout bound QUIC dials and requests
-	// (0: the transport's defaults); tests of churn shorten them.
-	DialTimeout    time.Duration
-	RequestTimeout time.Duration
-
-	// Clock is the DHT's clock (nil: clock.Real). Tests move it forward
-	// (clock.Offset) to make republishing due.
-	Clock clock.Clock
-
-	// PacketConn, when set, is the UDP socket QUIC uses instead of
-	// listening on Listen; the node does not close it.
-	PacketConn net.PacketConn
-
-	// Transport, when set, replaces QUIC (in-memory tests); the node does
-	// not close it. Its handler must be set by the caller to Node.Handle.
-	Transport transport.Transport
-}
-
 // Node is a running flowmail node.
 type Node struct {
 	cfg     Config
-	log     *slog.Logger
+	clk     clock.Clock
+	base    *slog.Logger // the node's records, before the component attribute
+	log     *slog.Logger // the node's own records
 	id      *identity.Identity
 	store   blockstore.Store // nil in client mode
 	tr      transport.Transport
@@ -129,34 +56,16 @@ type Node struct {
 	errs   error
 }
 
-// ErrNotFound is returned by Get when no node holds the block.
-var ErrNotFound = kademlia.ErrNotFound
-
-// ErrNoPeers: a client node found nobody to join through. The caller
-// knows which settings could give peers and says so.
-var ErrNoPeers = errors.New("node: no peers to join")
-
 // Start opens the store, listens, joins the network through the bootstrap
 // peers and saved contacts, and starts the background work. A full node
 // with nobody to join is the first node of its network and waits for
-// others; a client with nobody to join is an error.
+// others; a client with nobody to join fails with ErrNoPeers.
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
-	if cfg.Network == "" {
-		cfg.Network = DefaultNetwork
+	if cfg, err = cfg.WithDefaults(); err != nil {
+		return nil, err
 	}
-	if cfg.Listen == "" {
-		cfg.Listen = "0.0.0.0:0"
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.SaveInterval <= 0 {
-		cfg.SaveInterval = 5 * time.Minute
-	}
-	if !cfg.Client && cfg.DataDir == "" && cfg.Transport == nil {
-		return nil, errors.New("node: a full node needs a data directory for its store")
-	}
-	n := &Node{cfg: cfg, log: cfg.Logger, m: newMetrics(), started: time.Now()}
+	n := &Node{cfg: cfg, clk: cfg.Clock, m: newMetrics(), started: cfg.Clock.Now()}
+	n.base, n.log = cfg.Logger, cfg.Logger.With("component", "node")
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -170,19 +79,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.id, err = n.loadIdentity(); err != nil {
 		return nil, err
 	}
-	n.log = n.log.With("node", n.id.ID().Short())
+	n.base = cfg.Logger.With("node", n.id.ID().Short())
+	n.log = n.component("node")
 
 	if !cfg.Client {
-		if cfg.DataDir == "" {
-			n.store = blockstore.NewMemory(blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log})
-		} else if n.store, err = blockstore.OpenBadger(filepath.Join(cfg.DataDir, StoreDir), blockstore.Config{Self: n.id.ID(), QuotaBytes: cfg.QuotaBytes, Logger: n.log, Footprint: cfg.StoreFootprint}); err != nil {
-			if errors.Is(err, blockstore.ErrLocked) {
-				return nil, fmt.Errorf("node: another flowmail node is using %s: stop it, or give this one its own --data-dir (%w)", cfg.DataDir, err)
-			}
-			return nil, fmt.Errorf("node: opening the block store: %w", err)
-		}
-		if _, err := n.store.Put(ctx, n.id.Public().Block, block.MaxLifetime, blockstore.PutOptions{Pinned: true}); err != nil {
-			return nil, fmt.Errorf("node: storing the own pubkey block: %w", err)
+		if err := n.openStore(ctx); err != nil {
+			return nil, err
 		}
 	}
 
@@ -218,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.goLoop(bg, "refresh", jittered(n.refreshInterval()), n.dht.Refresh)
+	n.goLoop(bg, "refresh", jittered(n.cfg.RefreshInterval), n.dht.Refresh)
 	if n.rz != nil {
 		n.watchMainline(bg)
 	}
@@ -226,21 +128,47 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		// Republish handles only the blocks whose date has come, and the
 		// liveness check only contacts a newcomer waits on: both are cheap
 		// to call often, and calling often keeps their timing close.
-		n.goLoop(bg, "republish", jittered(time.Minute), func(ctx context.Context) error {
+		n.goLoop(bg, "republish", jittered(n.cfg.UpkeepInterval), func(ctx context.Context) error {
 			_, err := n.dht.Republish(ctx)
 			return err
 		})
-		n.goLoop(bg, "liveness", jittered(time.Minute), func(ctx context.Context) error {
+		n.goLoop(bg, "liveness", jittered(n.cfg.UpkeepInterval), func(ctx context.Context) error {
 			n.dht.CheckLiveness(ctx)
 			return nil
 		})
-		n.goLoop(bg, "pubkey", jittered(24*time.Hour), n.publishPubkey)
+		n.goLoop(bg, "pubkey", jittered(DefaultPubkeyInterval), n.publishPubkey)
 		if cfg.DataDir != "" {
 			n.goLoop(bg, "save contacts", constant(cfg.SaveInterval), func(context.Context) error { return n.saveContacts() })
 		}
 	}
 	n.log.Info("node started", "id", n.id.ID().String(), "listen", n.tr.LocalAddr().String(), "client", n.cfg.Client, "peers", n.dht.Size())
 	return n, nil
+}
+
+// component is the logger a part of the node logs through.
+func (n *Node) component(name string) *slog.Logger { return n.base.With("component", name) }
+
+// openStore opens the block store (in memory without a data directory)
+// and pins the node's own pubkey block in it.
+func (n *Node) openStore(ctx context.Context) error {
+	scfg := blockstore.Config{Self: n.id.ID(), QuotaBytes: n.cfg.QuotaBytes, Clock: n.clk, Logger: n.component("blockstore"), Footprint: n.cfg.StoreFootprint}
+	if n.cfg.DataDir == "" {
+		n.store = blockstore.NewMemory(scfg)
+	} else {
+		dir := filepath.Join(n.cfg.DataDir, StoreDir)
+		st, err := blockstore.OpenBadger(dir, scfg)
+		if err != nil {
+			if errors.Is(err, blockstore.ErrLocked) {
+				return fmt.Errorf("%w: %s: %w", ErrStoreLocked, n.cfg.DataDir, err)
+			}
+			return fmt.Errorf("node: opening the block store: %w", err)
+		}
+		n.store = st
+	}
+	if _, err := n.store.Put(ctx, n.id.Public().Block, block.MaxLifetime, blockstore.PutOptions{Pinned: true}); err != nil {
+		return fmt.Errorf("node: storing the own pubkey block: %w", err)
+	}
+	return nil
 }
 
 // openNetwork starts the transport (unless one was given) and the DHT,
@@ -255,14 +183,15 @@ func (n *Node) openNetwork(ctx context.Context, listen string, client bool) erro
 			PacketConn: n.cfg.PacketConn,
 			Client:     client,
 			Advertised: n.cfg.Advertise,
-			Logger:     n.log,
+			Logger:     n.component("transport"),
 
-			DialTimeout:    n.cfg.DialTimeout,
-			RequestTimeout: n.cfg.RequestTimeout,
+			DialTimeout:      n.cfg.DialTimeout,
+			HandshakeTimeout: n.cfg.HandshakeTimeout,
+			RequestTimeout:   n.cfg.RequestTimeout,
 		})
 		if err != nil {
 			if errors.Is(err, syscall.EADDRINUSE) {
-				return fmt.Errorf("node: listening on %s: %w (another program, perhaps another node, has that port: pick another with --listen)", listen, err)
+				return fmt.Errorf("%w: %s: %w", ErrListenInUse, listen, err)
 			}
 			return fmt.Errorf("node: listening on %s: %w", listen, err)
 		}
@@ -274,11 +203,12 @@ func (n *Node) openNetwork(ctx context.Context, listen string, client bool) erro
 		ID:                n.id.ID(),
 		K:                 n.cfg.K,
 		RequestTimeout:    n.cfg.RequestTimeout,
+		StallTimeout:      n.cfg.StallTimeout,
 		Transport:         instrumented{Transport: n.tr, m: n.m},
 		Client:            client,
-		Clock:             n.cfg.Clock,
+		Clock:             n.clk,
 		Rand:              rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
-		Logger:            n.log,
+		Logger:            n.component("kademlia"),
 		RefreshInterval:   n.cfg.RefreshInterval,
 		RepublishInterval: n.cfg.RepublishInterval,
 	}
@@ -303,14 +233,14 @@ func (n *Node) loadIdentity() (*identity.Identity, error) {
 		return n.cfg.Identity, nil
 	}
 	if n.cfg.Client || n.cfg.DataDir == "" {
-		return identity.Generate(0, time.Now())
+		return identity.Generate(0, n.clk.Now())
 	}
 	path := filepath.Join(n.cfg.DataDir, NodeKeyFile)
 	id, err := identity.ReadKeyFile(path, nil)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The node key only names the node in the DHT; it protects no
 		// mail, and a node must restart unattended, so no passphrase.
-		if id, err = identity.Generate(0, time.Now()); err != nil {
+		if id, err = identity.Generate(0, n.clk.Now()); err != nil {
 			return nil, err
 		}
 		if err = identity.WriteKeyFile(path, id, identity.KeyFileOptions{NoPassphrase: true}); err != nil {
@@ -346,7 +276,7 @@ func (n *Node) join(ctx context.Context, contacts []transport.Contact) error {
 	}
 	if err := n.dht.Bootstrap(ctx, contacts); err != nil {
 		if n.cfg.Client {
-			return fmt.Errorf("node: joining the network: %w (are the bootstrap peers running?)", err)
+			return fmt.Errorf("%w through %d peers: %w", ErrJoin, len(contacts), err)
 		}
 		// A full node keeps running: peers that come up later find it.
 		n.log.Warn("bootstrap failed; waiting for peers", "err", err)
@@ -365,8 +295,7 @@ func (n *Node) publishPubkey(ctx context.Context) error {
 	if n.dht.Size() == 0 {
 		return nil
 	}
-	_, err := n.dht.Put(ctx, n.id.Public().Block, block.MaxLifetime)
-	return err
+	return n.Put(ctx, n.id.Public().Block, block.MaxLifetime)
 }
 
 func (n *Node) savedContacts() []transport.Contact {
@@ -421,7 +350,7 @@ func (n *Node) goLoop(ctx context.Context, name string, next schedule, fn func(c
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		t := time.NewTimer(next(r))
+		t := n.clk.NewTimer(next(r))
 		defer t.Stop()
 		for {
 			select {
@@ -435,13 +364,6 @@ func (n *Node) goLoop(ctx context.Context, name string, next schedule, fn func(c
 			t.Reset(next(r))
 		}
 	}()
-}
-
-func (n *Node) refreshInterval() time.Duration {
-	if n.cfg.RefreshInterval > 0 {
-		return n.cfg.RefreshInterval
-	}
-	return kademlia.DefaultRefreshInterval
 }
 
 // Close stops the background work, saves the routing table, and closes

@@ -33,7 +33,7 @@ func ParseReachability(s string) (Reachability, error) {
 	case "public":
 		return ReachPublic, nil
 	}
-	return 0, fmt.Errorf("reachability %q: want auto or public", s)
+	return 0, &ConfigError{Field: "Reachability", Value: s, Reason: "want auto or public"}
 }
 
 // reachableAt reports whether an address peers observed is one this node
@@ -88,7 +88,7 @@ func (n *Node) settleReachability(ctx context.Context, contacts []transport.Cont
 		}
 		if !reachable {
 			n.log.Warn("peers see this node at an address it does not listen on, so they cannot reach it: running as a client. "+
-				"Forward the UDP port and pass --advertise IP:port (or --reachability public) to store blocks for others.",
+				"To store blocks for others, forward the UDP port and advertise the public address (or set reachability to public).",
 				"listen", listen.String(), "seen_as", strings.Join(seen, ","))
 			n.cfg.Client = true
 			if n.rz != nil {

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"sync"
@@ -77,8 +76,7 @@ func (n *natConn) WriteTo(p []byte, addr net.Addr) (int, error) { return n.outsi
 // not listen on, so it moves itself to client mode and stays out of
 // routing tables, and can still store and fetch.
 func TestNodeBehindNATRunsAsClient(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := hangGuard(t)
 	seed := startNode(t, ctx, Config{DataDir: t.TempDir()})
 	peer := startNode(t, ctx, Config{DataDir: t.TempDir(), Bootstrap: []transport.Contact{seed.Contact()}})
 	nat := newNAT(t)

@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"path/filepath"
@@ -90,14 +91,10 @@ func BenchmarkSendFetch1MiB(b *testing.B) {
 	b.SetBytes(int64(len(msg)))
 	b.ResetTimer()
 	for range b.N {
-		built, err := codec.Build(ctx, mail.BuildInput{Sender: alice.Identity, Recipients: []*identity.PublicKey{key}, Message: msg, Now: time.Now()}, mail.BuildOptions{})
-		if err != nil {
+		in := mail.BuildInput{Sender: alice.Identity, Recipients: []*identity.PublicKey{key}, Message: bytes.NewReader(msg), Size: int64(len(msg)), Now: time.Now()}
+		if _, err := delivery.Send(ctx, sender, codec, in, delivery.SendOptions{}); err != nil {
 			b.Fatal(err)
 		}
-		if err := delivery.Send(ctx, sender, built, delivery.SendOptions{}); err != nil {
-			b.Fatal(err)
-		}
-		built.Release()
 		rep, err := delivery.Fetch(ctx, fetcher, codec, bob.Identity, st, delivery.FetchOptions{Maildir: bob.Maildir(), Now: time.Now()})
 		if err != nil || len(rep.Delivered) != 1 {
 			b.Fatalf("fetch: %v, %+v", err, rep)

@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -40,7 +41,7 @@ func (u *User) Maildir() string { return filepath.Join(u.Home, "Maildir") }
 func (u *User) StateDir() string { return filepath.Join(u.Home, "state") }
 
 // SendMail looks up the recipients' pubkey blocks through net, builds msg
-// for them, and stores it. progress may be nil.
+// for them in memory, and stores it. progress may be nil.
 func SendMail(ctx context.Context, net delivery.Network, from *identity.Identity, to []block.ID, msg []byte, progress func(mail.Progress)) (*mail.Built, error) {
 	keys := make([]*identity.PublicKey, len(to))
 	for i, addr := range to {
@@ -55,12 +56,12 @@ func SendMail(ctx context.Context, net delivery.Network, from *identity.Identity
 		return nil, err
 	}
 	defer codec.Close()
-	built, err := codec.Build(ctx, mail.BuildInput{Sender: from, Recipients: keys, Message: msg, Now: time.Now()},
+	built, err := codec.Build(ctx, mail.BuildInput{Sender: from, Recipients: keys, Message: bytes.NewReader(msg), Size: int64(len(msg)), Now: time.Now()},
 		mail.BuildOptions{Progress: progress})
 	if err != nil {
 		return nil, err
 	}
-	if err := delivery.Send(ctx, net, built, delivery.SendOptions{Progress: progress}); err != nil {
+	if err := delivery.Store(ctx, net, built, delivery.SendOptions{Progress: progress}); err != nil {
 		built.Release()
 		return nil, fmt.Errorf("storing the mail: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/internal/atomicfile"
+	"github.com/flowmail/flowmail/internal/clock"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/transport"
 )
@@ -44,7 +45,17 @@ type Config struct {
 	// SingleSeed makes every node bootstrap from node 0 only, instead of
 	// from every node already up.
 	SingleSeed bool
+	// Clock is shared by every node and client of the network, and by
+	// their DHTs and stores (nil: clock.Real). A test gives a
+	// *clock.Offset and advances it to make a day pass for all of them.
+	Clock clock.Clock
 }
+
+// Errors of Start and Restart.
+var (
+	ErrInvalidConfig = errors.New("testnet: invalid configuration")
+	ErrRunning       = errors.New("testnet: the node is running")
+)
 
 // Net is a running local network.
 type Net struct {
@@ -61,10 +72,10 @@ type Net struct {
 // already up. It writes the bootstrap file once every node is up.
 func Start(ctx context.Context, cfg Config) (_ *Net, err error) {
 	if cfg.Nodes < 1 {
-		return nil, fmt.Errorf("testnet: %d nodes: want at least 1", cfg.Nodes)
+		return nil, fmt.Errorf("%w: %d nodes, want at least 1", ErrInvalidConfig, cfg.Nodes)
 	}
 	if cfg.Dir == "" {
-		return nil, errors.New("testnet: a directory is needed")
+		return nil, fmt.Errorf("%w: no directory", ErrInvalidConfig)
 	}
 	if cfg.Network == "" {
 		abs, err := filepath.Abs(cfg.Dir)
@@ -76,8 +87,9 @@ func Start(ctx context.Context, cfg Config) (_ *Net, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("testnet: %w (pick another directory with --dir)", err)
+		return nil, fmt.Errorf("testnet: %w", err)
 	}
 	// A testnet started again on its directory gets new ports: the
 	// contacts its nodes saved last time are all dead, and waiting them
@@ -160,6 +172,7 @@ func (n *Net) start(ctx context.Context, i int, boot []transport.Contact) error 
 		Bootstrap:  boot,
 		Logger:     n.cfg.Logger.With("testnet_node", i),
 		NoIPLimits: true,
+		Clock:      n.cfg.Clock,
 		// Every peer is on this machine: nothing stands between them.
 		Reachability: node.ReachPublic,
 		// Many stores share this process.
@@ -224,7 +237,7 @@ func (n *Net) WriteBootstrapFile() error {
 		return err
 	}
 	return node.WriteBootstrapFile(filepath.Join(n.cfg.Dir, BootstrapFileName), n.Contacts(),
-		fmt.Sprintf("flowmail testnet %q, %d nodes, written %s\nuse: flowmail send --testnet %s ...", n.cfg.Network, len(n.Running()), time.Now().UTC().Format(time.RFC3339), n.cfg.Dir))
+		fmt.Sprintf("flowmail testnet %q, %d nodes, written %s\nuse: flowmail send --testnet %s ...", n.cfg.Network, len(n.Running()), n.cfg.Clock.Now().UTC().Format(time.RFC3339), n.cfg.Dir))
 }
 
 // Stop stops node i (its data directory stays, so Restart brings it back).
@@ -245,7 +258,7 @@ func (n *Net) Restart(ctx context.Context, i int) error {
 	n.restartMu.Lock()
 	defer n.restartMu.Unlock()
 	if n.Node(i) != nil {
-		return fmt.Errorf("testnet: node %d is running", i)
+		return fmt.Errorf("%w: node %d", ErrRunning, i)
 	}
 	return n.start(ctx, i, nil)
 }
@@ -260,6 +273,7 @@ func (n *Net) Client(ctx context.Context) (*node.Node, error) {
 		Client:     true,
 		Logger:     n.cfg.Logger.With("testnet_client", true),
 		NoIPLimits: true,
+		Clock:      n.cfg.Clock,
 	}
 	if n.cfg.TuneClient != nil {
 		n.cfg.TuneClient(&c)

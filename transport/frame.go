@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"time"
 )
 
 // frameHeaderSize is the u32 length before every frame's payload.
@@ -50,10 +52,66 @@ func writeFrame(w io.Writer, payload []byte) error {
 	return err
 }
 
+// frameFirstChunk is the buffer a reader starts a frame with; it grows
+// by frameGrowth as the payload arrives, so a peer that announces a large
+// frame and sends little of it costs little memory.
+const (
+	frameFirstChunk = 16 << 10
+	frameGrowth     = 4
+)
+
 // readFrame reads the one frame a stream carries and checks that the
 // stream ends right after it. The length is checked against max before a
-// byte of payload is read or allocated.
+// byte of payload is read, and the buffer is never larger than
+// frameFirstChunk or frameGrowth times what has arrived.
 func readFrame(r io.Reader, max int) ([]byte, error) {
+	return readFrameFrom(r, max, nil)
+}
+
+// frameBuffers hands out the buffers a frame reader grows through and
+// takes back those it outgrew (they never leave the reader, unlike the
+// last, which its caller keeps). A nil *frameBuffers allocates each.
+type frameBuffers struct {
+	// alloc, when set, makes every buffer and nothing is recycled: tests
+	// count with it.
+	alloc func(n int) []byte
+	small sync.Pool // *[frameFirstChunk]byte
+	large sync.Pool // *[frameFirstChunk * frameGrowth]byte
+}
+
+func (f *frameBuffers) get(n int) []byte {
+	switch {
+	case f == nil:
+		return make([]byte, n)
+	case f.alloc != nil:
+		return f.alloc(n)
+	case n == frameFirstChunk:
+		if b, ok := f.small.Get().(*[frameFirstChunk]byte); ok {
+			return b[:]
+		}
+	case n == frameFirstChunk*frameGrowth:
+		if b, ok := f.large.Get().(*[frameFirstChunk * frameGrowth]byte); ok {
+			return b[:]
+		}
+	}
+	return make([]byte, n)
+}
+
+// put takes back a buffer the reader outgrew.
+func (f *frameBuffers) put(b []byte) {
+	if f == nil || f.alloc != nil {
+		return
+	}
+	switch b = b[:cap(b)]; len(b) {
+	case frameFirstChunk:
+		f.small.Put((*[frameFirstChunk]byte)(b))
+	case frameFirstChunk * frameGrowth:
+		f.large.Put((*[frameFirstChunk * frameGrowth]byte)(b))
+	}
+}
+
+// readFrameFrom is readFrame with the buffers of bufs.
+func readFrameFrom(r io.Reader, max int, bufs *frameBuffers) ([]byte, error) {
 	var hdr [frameHeaderSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, frameReadError("length", err)
@@ -65,9 +123,24 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 	case uint64(n) > uint64(max):
 		return nil, fmt.Errorf("%w: length %d, limit %d", ErrFrameTooLarge, n, max)
 	}
-	payload := make([]byte, n)
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return nil, frameReadError("payload", err)
+	size := int(n)
+	payload := bufs.get(min(size, frameFirstChunk))[:0]
+	for len(payload) < size {
+		if len(payload) == cap(payload) {
+			grown := bufs.get(min(size, frameGrowth*cap(payload)))
+			grown = grown[:copy(grown, payload)]
+			bufs.put(payload)
+			payload = grown
+		}
+		k, err := r.Read(payload[len(payload):cap(payload)])
+		payload = payload[:len(payload)+k]
+		if err != nil && len(payload) < size {
+			bufs.put(payload)
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, frameReadError("payload", err)
+		}
 	}
 	var one [1]byte
 	switch k, err := r.Read(one[:]); {
@@ -88,6 +161,60 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 	default:
 		return nil, frameReadError("end", err)
 	}
+}
+
+// readDeadliner is the part of a QUIC stream a pacedReader needs.
+type readDeadliner interface {
+	io.Reader
+	SetReadDeadline(time.Time) error
+}
+
+// pacedReader enforces the progress deadline on a request's bytes
+// (docs/PROTOCOL.md section 7): they must all have arrived by start +
+// FrameGrace + received/MinFrameRate, and never later than end. So a
+// peer that trickles bytes, or announces a length and stalls, loses the
+// stream within FrameGrace plus what its bytes bought, while an honest
+// request of any size keeps its time.
+type pacedReader struct {
+	s        readDeadliner
+	start    time.Time
+	grace    time.Duration
+	rate     int // bytes per second
+	end      time.Time
+	received int
+	deadline time.Time // the read deadline set on s
+}
+
+// deadlineStep is how far the deadline must move before it is set
+// again, so a fast stream does not reset it on every read.
+const deadlineStep = time.Second
+
+func newPacedReader(s readDeadliner, start time.Time, grace time.Duration, rate int, end time.Time) *pacedReader {
+	p := &pacedReader{s: s, start: start, grace: grace, rate: rate, end: end}
+	p.deadline = p.due()
+	s.SetReadDeadline(p.deadline)
+	return p
+}
+
+// due is when the bytes after those received must have arrived.
+func (p *pacedReader) due() time.Time {
+	d := p.start.Add(p.grace + time.Duration(float64(p.received)/float64(p.rate)*float64(time.Second)))
+	if d.After(p.end) {
+		return p.end
+	}
+	return d
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	n, err := p.s.Read(b)
+	if n > 0 {
+		p.received += n
+		if d := p.due(); d.Sub(p.deadline) >= deadlineStep || (d.Equal(p.end) && !p.deadline.Equal(p.end)) {
+			p.deadline = d
+			p.s.SetReadDeadline(d)
+		}
+	}
+	return n, err
 }
 
 // frameReadError turns an early end of stream into ErrMalformed and keeps

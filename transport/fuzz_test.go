@@ -52,6 +52,11 @@ func FuzzAddr(f *testing.F) {
 		if err != nil {
 			return
 		}
+		for _, loopback := range []bool{false, true} {
+			if err := CheckPeerAddr(a, loopback); err != nil && !errors.Is(err, ErrAddrUnusable) {
+				t.Fatalf("CheckPeerAddr(%v): %v is not ErrAddrUnusable", a, err)
+			}
+		}
 		again, err := AppendAddr(nil, a)
 		if err != nil {
 			t.Fatalf("parsed address %v does not encode: %v", a, err)
@@ -63,13 +68,25 @@ func FuzzAddr(f *testing.F) {
 }
 
 // FuzzFrame reads a stream as the responder does, under a small limit and
-// under MaxFrameSize.
+// under MaxFrameSize, delivered whole and a few bytes at a time (step
+// picks how many), so the buffer grows as it does on a slow stream.
 func FuzzFrame(f *testing.F) {
 	addVectorInputs(f, "ReadFrame")
 	f.Add(appendFrame(nil, bytes.Repeat([]byte{7}, 40)))
+	f.Add(appendFrame(nil, bytes.Repeat([]byte{7}, 3*frameFirstChunk)))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		step := 1 + len(b)%97
 		for _, max := range []int{32, MaxFrameSize} {
 			p, err := readFrame(bytes.NewReader(b), max)
+			q, qerr := readFrameFrom(&dribble{b: b, step: step}, max, &frameBuffers{alloc: func(n int) []byte {
+				if n > max {
+					t.Fatalf("allocated %d bytes under limit %d", n, max)
+				}
+				return make([]byte, n)
+			}})
+			if (err == nil) != (qerr == nil) || !bytes.Equal(p, q) {
+				t.Fatalf("read whole: %v; read %d bytes at a time: %v", err, step, qerr)
+			}
 			if err != nil {
 				if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrFrameTooLarge) {
 					t.Fatalf("error %v is neither malformed nor too large", err)

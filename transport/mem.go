@@ -47,7 +47,7 @@ type MemConfig struct {
 	// zero means DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	// MaxHandlers bounds the handlers one endpoint runs at once; beyond
-	// it requests fail with ErrOverloaded. Zero means DefaultMaxHandlers.
+	// it requests fail with ErrOverloaded. Zero means MaxHandlers.
 	MaxHandlers int
 	// Prefix is the IPv4 prefix endpoint addresses are drawn from, and
 	// Port the first port. Zero values mean 10.0.0.0/8 and 4433.
@@ -57,11 +57,6 @@ type MemConfig struct {
 	Prefix netip.Prefix
 	Port   uint16
 }
-
-// DefaultMaxHandlers bounds concurrent handlers per node when a config
-// leaves it zero: enough for every stream of dozens of busy peers, few
-// enough that their frames (MaxFrameSize each) fit in memory.
-const DefaultMaxHandlers = 256
 
 // MemNetwork is a set of in-memory endpoints that reach each other by
 // address. It is safe for concurrent use and starts no goroutines of its
@@ -85,7 +80,7 @@ func NewMemNetwork(cfg MemConfig) *MemNetwork {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	if cfg.MaxHandlers <= 0 {
-		cfg.MaxHandlers = DefaultMaxHandlers
+		cfg.MaxHandlers = MaxHandlers
 	}
 	if !cfg.Prefix.IsValid() {
 		cfg.Prefix = netip.MustParsePrefix("10.0.0.0/8")

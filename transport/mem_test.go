@@ -507,10 +507,33 @@ type countingObserver struct {
 	errors   int
 	bytesIn  int
 	conns    map[ConnState]int
+	events   []ConnEvent
+	changed  chan struct{} // closed and replaced at every connection event
 }
 
 func newCountingObserver() *countingObserver {
-	return &countingObserver{requests: map[Direction]int{}, conns: map[ConnState]int{}}
+	return &countingObserver{requests: map[Direction]int{}, conns: map[ConnState]int{}, changed: make(chan struct{})}
+}
+
+// waitConn waits until cond holds for the connection events seen so
+// far; the guard only stops a hung test.
+func (o *countingObserver) waitConn(t testing.TB, what string, cond func([]ConnEvent) bool) {
+	t.Helper()
+	guard := time.NewTimer(2 * time.Minute)
+	defer guard.Stop()
+	for {
+		o.mu.Lock()
+		ok, ch := cond(o.events), o.changed
+		o.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-guard.C:
+			t.Fatalf("hang guard: still waiting for %s", what)
+		}
+	}
 }
 
 func (o *countingObserver) RequestDone(ev RequestEvent) {
@@ -527,6 +550,9 @@ func (o *countingObserver) ConnChanged(ev ConnEvent) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.conns[ev.State]++
+	o.events = append(o.events, ev)
+	close(o.changed)
+	o.changed = make(chan struct{})
 }
 
 func (o *countingObserver) snapshot() (out, in, errs, bytesIn int) {

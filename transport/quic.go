@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -53,7 +52,8 @@ type QUICConfig struct {
 	Handler Handler
 	// Client sets the client-mode flag in our HELLO.
 	Client bool
-	// Advertised are the addresses our HELLO says we are reachable at.
+	// Advertised are the addresses our HELLO says we are reachable at;
+	// each must pass CheckPeerAddr (loopback only when we listen on it).
 	Advertised []netip.AddrPort
 	// Logger receives refused peers (warn) and stream errors (debug); nil
 	// discards.
@@ -69,9 +69,31 @@ type QUICConfig struct {
 	// zero lets idle connections close, which frees them for others.
 	KeepAlivePeriod time.Duration
 
-	MaxConns          int // connections open or in handshake (MaxConns)
-	MaxStreamsPerConn int // concurrent incoming streams per connection (MaxStreamsPerConn)
-	MaxHandlers       int // handlers running at once; more streams are reset as overloaded (DefaultMaxHandlers)
+	// Limits of docs/PROTOCOL.md sections 7 and 11; zero takes the
+	// constant of the same name.
+	MaxInbound            int // verified connections peers dialed
+	MaxOutbound           int // our dials in progress and verified connections we dialed
+	MaxInboundPerGroup    int // of MaxInbound, from one source (Group)
+	MaxHandshakes         int // incoming connections past their QUIC handshake, before their HELLO is verified
+	MaxHandshakesPerGroup int // incoming connections before their HELLO (in either stage) from one source
+	MaxQUICHandshakes     int // incoming connections in their QUIC handshake
+	MaxStreamsPerConn     int // concurrent incoming streams per connection
+	MaxHandlers           int // requests being read or answered at once
+	MaxHandlersPerGroup   int // of those, on connections of one source
+	// FrameGrace and MinFrameRate make the progress deadline of a
+	// request's bytes: all must have arrived FrameGrace after the stream
+	// opened, plus one second per MinFrameRate bytes received.
+	FrameGrace   time.Duration
+	MinFrameRate int
+
+	// GroupOf says which source an address counts against for the
+	// limits per source; nil means DefaultGroup. Tests on loopback use
+	// GroupByPrefix or a map of their own to meet those limits.
+	GroupOf func(netip.AddrPort) Group
+
+	// frameAlloc, when set, allocates the buffers of frames read from
+	// peers: tests count with it.
+	frameAlloc func(n int) []byte
 }
 
 // QUIC is the transport over QUIC: one UDP socket for listening and
@@ -89,43 +111,27 @@ type QUIC struct {
 	tr        *quic.Transport
 	ln        *quic.Listener
 	local     netip.AddrPort
+	loopback  bool // our socket is on loopback, so loopback peer addresses are usable
 	handler   atomic.Pointer[Handler]
-	slots     chan struct{} // one per running handler
+	frames    *frameBuffers // buffers of the frames read from peers
+	preCount  atomic.Int64  // connections before their HELLO, for VerifySourceAddress
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the transport starts
 
-	mu     sync.Mutex
-	closed bool
-	all    map[*quic.Conn]struct{} // open or in handshake, for MaxConns and Close
-	byID   map[block.ID]*peerConn
-	byAddr map[netip.AddrPort]*peerConn
-	dials  map[dialKey]*dialCall
+	mu          sync.Mutex
+	closed      bool
+	marks       uint64 // order of admissions and completed requests: "idle" for eviction
+	budget      *budget
+	open        map[*quic.Conn]struct{}      // dialed or accepted and not yet let go: Close closes them
+	byID        map[block.ID][]*peerConn     // verified, neither retired nor dead
+	byAddr      map[netip.AddrPort]*peerConn // the newest of those at each address
+	dials       map[block.ID]*dialCall       // dials in flight by the ID they expect
+	dialsByAddr map[netip.AddrPort]*dialCall // every dial in flight by address
 }
 
 var _ Transport = (*QUIC)(nil)
-
-// peerConn is a connection whose HELLO exchange succeeded.
-type peerConn struct {
-	qc   *quic.Conn
-	peer Peer
-	dir  Direction
-}
-
-// dialKey names one dial in flight: by ID when the caller knows it, else
-// by address.
-type dialKey struct {
-	id   block.ID
-	addr netip.AddrPort
-}
-
-// dialCall is one dial that every request for the same peer waits on.
-type dialCall struct {
-	done chan struct{}
-	pc   *peerConn
-	err  error
-}
 
 // ListenQUIC opens the socket and starts accepting connections.
 func ListenQUIC(ctx context.Context, cfg QUICConfig) (*QUIC, error) {
@@ -139,9 +145,20 @@ func ListenQUIC(ctx context.Context, cfg QUICConfig) (*QUIC, error) {
 	setDefault(&cfg.HandshakeTimeout, DefaultHandshakeTimeout)
 	setDefault(&cfg.RequestTimeout, DefaultRequestTimeout)
 	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
-	setDefault(&cfg.MaxConns, MaxConns)
+	setDefault(&cfg.MaxInbound, MaxInbound)
+	setDefault(&cfg.MaxOutbound, MaxOutbound)
+	setDefault(&cfg.MaxInboundPerGroup, MaxInboundPerGroup)
+	setDefault(&cfg.MaxHandshakes, MaxHandshakes)
+	setDefault(&cfg.MaxHandshakesPerGroup, MaxHandshakesPerGroup)
+	setDefault(&cfg.MaxQUICHandshakes, MaxQUICHandshakes)
 	setDefault(&cfg.MaxStreamsPerConn, MaxStreamsPerConn)
-	setDefault(&cfg.MaxHandlers, DefaultMaxHandlers)
+	setDefault(&cfg.MaxHandlers, MaxHandlers)
+	setDefault(&cfg.MaxHandlersPerGroup, MaxHandlersPerGroup)
+	setDefault(&cfg.FrameGrace, FrameGrace)
+	setDefault(&cfg.MinFrameRate, MinFrameRate)
+	if cfg.GroupOf == nil {
+		cfg.GroupOf = DefaultGroup
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -167,16 +184,64 @@ func ListenQUIC(ctx context.Context, cfg QUICConfig) (*QUIC, error) {
 		}
 		ownUDP = true
 	}
-	local, err := addrPortOf(udp.LocalAddr())
-	if err != nil {
+	fail := func(err error) (*QUIC, error) {
 		if ownUDP {
 			udp.Close()
 		}
 		return nil, err
 	}
+	local, err := addrPortOf(udp.LocalAddr())
+	if err != nil {
+		return fail(err)
+	}
+	loopback := local.Addr().IsLoopback()
+	for _, a := range cfg.Advertised {
+		if err := CheckPeerAddr(a, loopback); err != nil {
+			return fail(fmt.Errorf("transport: QUICConfig.Advertised: %w", err))
+		}
+	}
+	tctx, cancel := context.WithCancel(context.Background())
+	t := &QUIC{
+		cfg:       cfg,
+		id:        cfg.Identity.ID(),
+		log:       log,
+		hello:     hello,
+		clientTLS: clientTLS,
+		udp:       udp,
+		ownUDP:    ownUDP,
+		local:     local,
+		loopback:  loopback,
+		frames:    &frameBuffers{alloc: cfg.frameAlloc},
+		ctx:       tctx,
+		cancel:    cancel,
+		budget: newBudget(budgetLimits{
+			inbound:            cfg.MaxInbound,
+			inboundPerGroup:    cfg.MaxInboundPerGroup,
+			outbound:           cfg.MaxOutbound,
+			handshakes:         cfg.MaxHandshakes,
+			handshakesPerGroup: cfg.MaxHandshakesPerGroup,
+			quicHandshakes:     cfg.MaxQUICHandshakes,
+			handlers:           cfg.MaxHandlers,
+			handlersPerGroup:   cfg.MaxHandlersPerGroup,
+		}),
+		open:        make(map[*quic.Conn]struct{}),
+		byID:        make(map[block.ID][]*peerConn),
+		byAddr:      make(map[netip.AddrPort]*peerConn),
+		dials:       make(map[block.ID]*dialCall),
+		dialsByAddr: make(map[netip.AddrPort]*dialCall),
+	}
 	resetKey := quic.StatelessResetKey(block.LabeledHash(labelStatelessReset, cfg.Identity.SigningKey().Seed()))
-	tr := &quic.Transport{Conn: udp, StatelessResetKey: &resetKey}
-	qconf := &quic.Config{
+	t.tr = &quic.Transport{
+		Conn:              udp,
+		StatelessResetKey: &resetKey,
+		// Every incoming connection takes a pre-HELLO place from its
+		// first packet; when half as many as MaxHandshakes are taken, a
+		// newcomer must first prove its address (a Retry), so spoofed
+		// packets cannot hold places in another source's name.
+		ConnContext:         t.connContext,
+		VerifySourceAddress: func(net.Addr) bool { return t.preCount.Load() >= int64(max(1, cfg.MaxHandshakes/2)) },
+	}
+	t.qconf = &quic.Config{
 		Versions:                       []quic.Version{quic.Version1},
 		HandshakeIdleTimeout:           cfg.HandshakeTimeout,
 		MaxIdleTimeout:                 cfg.IdleTimeout,
@@ -187,34 +252,10 @@ func ListenQUIC(ctx context.Context, cfg QUICConfig) (*QUIC, error) {
 		MaxConnectionReceiveWindow:     connectionReceiveWindow,
 		InitialConnectionReceiveWindow: connectionReceiveWindow / 2,
 	}
-	ln, err := tr.Listen(serverTLS, qconf)
-	if err != nil {
-		tr.Close()
-		if ownUDP {
-			udp.Close()
-		}
-		return nil, fmt.Errorf("transport: listening: %w", err)
-	}
-	tctx, cancel := context.WithCancel(context.Background())
-	t := &QUIC{
-		cfg:       cfg,
-		id:        cfg.Identity.ID(),
-		log:       log,
-		hello:     hello,
-		clientTLS: clientTLS,
-		qconf:     qconf,
-		udp:       udp,
-		ownUDP:    ownUDP,
-		tr:        tr,
-		ln:        ln,
-		local:     local,
-		slots:     make(chan struct{}, cfg.MaxHandlers),
-		ctx:       tctx,
-		cancel:    cancel,
-		all:       make(map[*quic.Conn]struct{}),
-		byID:      make(map[block.ID]*peerConn),
-		byAddr:    make(map[netip.AddrPort]*peerConn),
-		dials:     make(map[dialKey]*dialCall),
+	if t.ln, err = t.tr.Listen(serverTLS, t.qconf); err != nil {
+		cancel()
+		t.tr.Close()
+		return fail(fmt.Errorf("transport: listening: %w", err))
 	}
 	if cfg.Handler != nil {
 		t.SetHandler(cfg.Handler)
@@ -239,6 +280,11 @@ func addrPortOf(a net.Addr) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
+func remoteAddr(qc *quic.Conn) netip.AddrPort {
+	a, _ := addrPortOf(qc.RemoteAddr())
+	return a
+}
+
 // LocalAddr returns the address of the UDP socket.
 func (t *QUIC) LocalAddr() netip.AddrPort { return t.local }
 
@@ -259,8 +305,8 @@ func (t *QUIC) Close() error {
 		return nil
 	}
 	t.closed = true
-	conns := make([]*quic.Conn, 0, len(t.all))
-	for qc := range t.all {
+	conns := make([]*quic.Conn, 0, len(t.open))
+	for qc := range t.open {
 		conns = append(conns, qc)
 	}
 	t.mu.Unlock()
@@ -275,550 +321,4 @@ func (t *QUIC) Close() error {
 		err = errors.Join(err, t.udp.Close())
 	}
 	return err
-}
-
-// Request sends req to c over a verified connection, dialing one if
-// none is open.
-func (t *QUIC) Request(ctx context.Context, c Contact, req []byte) ([]byte, Peer, error) {
-	start := time.Now()
-	resp, p, err := t.request(ctx, c, req)
-	if t.cfg.Observer != nil {
-		t.cfg.Observer.RequestDone(RequestEvent{Dir: Outgoing, Peer: p.ID, Addr: c.Addr, Sent: len(req), Received: len(resp), Err: err, Duration: time.Since(start)})
-	}
-	return resp, p, err
-}
-
-// errStaleConn marks a request that failed because its cached connection
-// had died before the request went out: it is retried on a fresh one.
-var errStaleConn = errors.New("connection closed")
-
-func (t *QUIC) request(ctx context.Context, c Contact, req []byte) ([]byte, Peer, error) {
-	if err := checkPayload(len(req)); err != nil {
-		return nil, Peer{}, fmt.Errorf("request to %v: %w", c.Addr, err)
-	}
-	for attempt := 0; ; attempt++ {
-		pc, reused, err := t.connFor(ctx, c)
-		if err != nil {
-			return nil, Peer{}, err
-		}
-		resp, err := t.exchange(ctx, pc, req)
-		if errors.Is(err, errStaleConn) && reused && attempt == 0 {
-			t.forget(pc)
-			continue
-		}
-		if err != nil {
-			return nil, pc.peer, err
-		}
-		return resp, pc.peer, nil
-	}
-}
-
-// exchange runs one request on its own stream of pc.
-func (t *QUIC) exchange(ctx context.Context, pc *peerConn, req []byte) ([]byte, error) {
-	deadline := time.Now().Add(t.cfg.RequestTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	sctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	// failed says why the request failed; when the connection itself died
-	// under it (the peer closed or restarted), it is marked stale so a
-	// reused connection is replaced and the request tried once more. All
-	// requests are idempotent, so a retry is safe even if the peer saw it.
-	failed := func(err error) error {
-		rerr := t.requestError(ctx, pc, err)
-		var sr *quic.StatelessResetError
-		if ctx.Err() == nil && (pc.qc.Context().Err() != nil || errors.As(err, &sr)) {
-			return fmt.Errorf("%w: %w", errStaleConn, rerr)
-		}
-		return rerr
-	}
-	s, err := pc.qc.OpenStreamSync(sctx)
-	if err != nil {
-		return nil, failed(err)
-	}
-	s.SetDeadline(deadline)
-	// A caller that gives up aborts the stream, which ends the reads and
-	// writes below at once.
-	stop := context.AfterFunc(ctx, func() {
-		s.CancelWrite(CodeNoError)
-		s.CancelRead(CodeNoError)
-	})
-	defer stop()
-	if err := writeFrame(s, req); err != nil {
-		return nil, failed(err)
-	}
-	if err := s.Close(); err != nil {
-		return nil, failed(err)
-	}
-	resp, err := readFrame(s, MaxFrameSize)
-	if err != nil {
-		if code, ours := frameErrorCode(err); ours {
-			s.CancelRead(code)
-		}
-		return nil, failed(err)
-	}
-	return resp, nil
-}
-
-// frameErrorCode returns the reset code for a frame this node refuses,
-// and whether the error is such a refusal.
-func frameErrorCode(err error) (quic.StreamErrorCode, bool) {
-	switch {
-	case errors.Is(err, ErrFrameTooLarge):
-		return CodeFrameTooLarge, true
-	case errors.Is(err, ErrMalformed):
-		return CodeMalformed, true
-	}
-	return CodeMalformed, false
-}
-
-// requestError says why a request failed in terms of the package's
-// errors, keeping the underlying error for detail.
-func (t *QUIC) requestError(ctx context.Context, pc *peerConn, err error) error {
-	addr := pc.peer.Addr
-	if cerr := ctx.Err(); cerr != nil {
-		if errors.Is(cerr, context.DeadlineExceeded) {
-			return fmt.Errorf("%w: %v: no response before the deadline: %w", ErrUnreachable, addr, cerr)
-		}
-		return fmt.Errorf("request to %v: %w", addr, cerr)
-	}
-	if t.ctx.Err() != nil {
-		return ErrClosed
-	}
-	if errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrMalformed) {
-		return fmt.Errorf("response from %v: %w", addr, err)
-	}
-	var se *quic.StreamError
-	if errors.As(err, &se) && se.Remote {
-		return fmt.Errorf("%w: %v reset the request stream (code %#x)", codeError(uint64(se.ErrorCode)), addr, uint64(se.ErrorCode))
-	}
-	var ae *quic.ApplicationError
-	if errors.As(err, &ae) && ae.Remote {
-		return fmt.Errorf("%w: %v closed the connection (code %#x: %s)", codeError(uint64(ae.ErrorCode)), addr, uint64(ae.ErrorCode), ae.ErrorMessage)
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("%w: %v: %w: %w", ErrUnreachable, addr, err, context.DeadlineExceeded)
-	}
-	return fmt.Errorf("%w: %v: %w", ErrUnreachable, addr, err)
-}
-
-// codeError maps an error code a peer sent to the package's errors.
-func codeError(code uint64) error {
-	switch code {
-	case CodeFrameTooLarge:
-		return ErrFrameTooLarge
-	case CodeMalformed:
-		return ErrRefused
-	case CodeOverloaded:
-		return ErrOverloaded
-	case CodeHandshake:
-		return ErrHandshake
-	case CodeWrongNetwork:
-		return ErrWrongNetwork
-	}
-	return ErrUnreachable
-}
-
-// connFor returns an open verified connection to c, dialing when there
-// is none; concurrent requests for the same peer share one dial. reused
-// tells whether the connection was already open.
-func (t *QUIC) connFor(ctx context.Context, c Contact) (pc *peerConn, reused bool, err error) {
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return nil, false, ErrClosed
-	}
-	if pc := t.lookupLocked(c); pc != nil {
-		t.mu.Unlock()
-		return pc, true, nil
-	}
-	if !c.Addr.IsValid() {
-		t.mu.Unlock()
-		return nil, false, fmt.Errorf("%w: no address for %s", ErrUnreachable, c.ID.Short())
-	}
-	key := dialKey{id: c.ID}
-	if c.ID.IsZero() {
-		key.addr = c.Addr
-	}
-	call := t.dials[key]
-	if call == nil {
-		call = &dialCall{done: make(chan struct{})}
-		t.dials[key] = call
-		t.wg.Add(1)
-		go t.dial(key, c, call)
-	}
-	t.mu.Unlock()
-	select {
-	case <-call.done:
-		return call.pc, false, call.err
-	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, false, fmt.Errorf("%w: %v: dial did not finish before the deadline: %w", ErrUnreachable, c.Addr, ctx.Err())
-		}
-		return nil, false, fmt.Errorf("request to %v: %w", c.Addr, ctx.Err())
-	}
-}
-
-// lookupLocked finds a live connection for c, by ID when c has one.
-func (t *QUIC) lookupLocked(c Contact) *peerConn {
-	var pc *peerConn
-	if !c.ID.IsZero() {
-		pc = t.byID[c.ID]
-	} else {
-		pc = t.byAddr[c.Addr]
-	}
-	if pc == nil || pc.qc.Context().Err() != nil {
-		return nil
-	}
-	return pc
-}
-
-// dial runs one dial for everyone waiting on call.
-func (t *QUIC) dial(key dialKey, c Contact, call *dialCall) {
-	defer t.wg.Done()
-	pc, err := t.dialPeer(c)
-	if err != nil && t.cfg.Observer != nil {
-		t.cfg.Observer.ConnChanged(ConnEvent{State: ConnFailed, Dir: Outgoing, Peer: c.ID, Addr: c.Addr, Err: err})
-	}
-	t.mu.Lock()
-	delete(t.dials, key)
-	t.mu.Unlock()
-	call.pc, call.err = pc, err
-	close(call.done)
-}
-
-func (t *QUIC) dialPeer(c Contact) (*peerConn, error) {
-	t.mu.Lock()
-	open := len(t.all)
-	t.mu.Unlock()
-	if open >= t.cfg.MaxConns {
-		return nil, fmt.Errorf("%w: %d connections open, not dialing %v", ErrOverloaded, open, c.Addr)
-	}
-	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.DialTimeout)
-	qc, err := t.tr.Dial(ctx, net.UDPAddrFromAddrPort(c.Addr), t.clientTLS, t.qconf)
-	cancel()
-	if err != nil {
-		if t.ctx.Err() != nil {
-			return nil, ErrClosed
-		}
-		var ae *quic.ApplicationError
-		if errors.As(err, &ae) && ae.Remote {
-			return nil, fmt.Errorf("%w: %v refused the connection (code %#x: %s)", codeError(uint64(ae.ErrorCode)), c.Addr, uint64(ae.ErrorCode), ae.ErrorMessage)
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w: dialing %v: no answer within %v: %w", ErrUnreachable, c.Addr, t.cfg.DialTimeout, err)
-		}
-		return nil, fmt.Errorf("%w: dialing %v: %w", ErrUnreachable, c.Addr, err)
-	}
-	if err := t.track(qc); err != nil {
-		qc.CloseWithError(CodeOverloaded, "too many connections")
-		return nil, err
-	}
-	peer, err := t.handshake(qc, Outgoing, c.ID)
-	if err != nil {
-		t.untrack(qc)
-		return nil, err
-	}
-	pc := &peerConn{qc: qc, peer: peer, dir: Outgoing}
-	if !t.register(pc) {
-		qc.CloseWithError(CodeShuttingDown, "shutting down")
-		t.untrack(qc)
-		return nil, ErrClosed
-	}
-	t.wg.Add(1)
-	go t.serveConn(pc)
-	return pc, nil
-}
-
-// forget drops a dead connection from the maps so the next request
-// redials.
-func (t *QUIC) forget(pc *peerConn) {
-	t.mu.Lock()
-	t.unregisterLocked(pc)
-	t.mu.Unlock()
-}
-
-// track counts a connection against MaxConns.
-func (t *QUIC) track(qc *quic.Conn) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return ErrClosed
-	}
-	if len(t.all) >= t.cfg.MaxConns {
-		return fmt.Errorf("%w: %d connections open", ErrOverloaded, len(t.all))
-	}
-	t.all[qc] = struct{}{}
-	return nil
-}
-
-func (t *QUIC) untrack(qc *quic.Conn) {
-	t.mu.Lock()
-	delete(t.all, qc)
-	t.mu.Unlock()
-}
-
-// register makes a verified connection available for requests. A newer
-// incoming connection from the same peer replaces an older incoming one,
-// so one peer cannot hold many of our MaxConns slots.
-func (t *QUIC) register(pc *peerConn) bool {
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return false
-	}
-	old := t.byID[pc.peer.ID]
-	t.byID[pc.peer.ID] = pc
-	t.byAddr[pc.peer.Addr] = pc
-	t.mu.Unlock()
-	if old != nil && old.dir == Incoming && pc.dir == Incoming {
-		old.qc.CloseWithError(CodeNoError, "replaced by a newer connection")
-	}
-	if t.cfg.Observer != nil {
-		t.cfg.Observer.ConnChanged(ConnEvent{State: ConnUp, Dir: pc.dir, Peer: pc.peer.ID, Addr: pc.peer.Addr})
-	}
-	return true
-}
-
-func (t *QUIC) unregisterLocked(pc *peerConn) {
-	if t.byID[pc.peer.ID] == pc {
-		delete(t.byID, pc.peer.ID)
-	}
-	if t.byAddr[pc.peer.Addr] == pc {
-		delete(t.byAddr, pc.peer.Addr)
-	}
-}
-
-func (t *QUIC) acceptLoop() {
-	defer t.wg.Done()
-	for {
-		qc, err := t.ln.Accept(t.ctx)
-		if err != nil {
-			return
-		}
-		if err := t.track(qc); err != nil {
-			t.log.Debug("refusing connection", "addr", qc.RemoteAddr().String(), "reason", err)
-			qc.CloseWithError(CodeOverloaded, "too many connections")
-			if t.cfg.Observer != nil {
-				t.cfg.Observer.ConnChanged(ConnEvent{State: ConnFailed, Dir: Incoming, Addr: remoteAddr(qc), Err: err})
-			}
-			continue
-		}
-		t.wg.Add(1)
-		go t.acceptConn(qc)
-	}
-}
-
-func (t *QUIC) acceptConn(qc *quic.Conn) {
-	defer t.wg.Done()
-	peer, err := t.handshake(qc, Incoming, block.ID{})
-	if err != nil {
-		t.untrack(qc)
-		if t.cfg.Observer != nil {
-			t.cfg.Observer.ConnChanged(ConnEvent{State: ConnFailed, Dir: Incoming, Addr: remoteAddr(qc), Err: err})
-		}
-		return
-	}
-	pc := &peerConn{qc: qc, peer: peer, dir: Incoming}
-	if !t.register(pc) {
-		qc.CloseWithError(CodeShuttingDown, "shutting down")
-		t.untrack(qc)
-		return
-	}
-	t.wg.Add(1)
-	go t.serveConn(pc)
-}
-
-func remoteAddr(qc *quic.Conn) netip.AddrPort {
-	a, _ := addrPortOf(qc.RemoteAddr())
-	return a
-}
-
-// handshake exchanges HELLOs on the connection's first stream: the
-// dialer sends first, and the listener checks the dialer's HELLO before it
-// answers with its own. expect is the ID a dialer asked for, if any.
-func (t *QUIC) handshake(qc *quic.Conn, dir Direction, expect block.ID) (Peer, error) {
-	deadline := time.Now().Add(t.cfg.HandshakeTimeout)
-	ctx, cancel := context.WithDeadline(t.ctx, deadline)
-	defer cancel()
-	firstStream := qc.AcceptStream
-	if dir == Outgoing {
-		firstStream = qc.OpenStreamSync
-	}
-	s, err := firstStream(ctx)
-	if err != nil {
-		return Peer{}, t.handshakeFailed(qc, err)
-	}
-	s.SetDeadline(deadline)
-	if dir == Outgoing {
-		if err := t.sendHello(s); err != nil {
-			return Peer{}, t.handshakeFailed(qc, err)
-		}
-	}
-	b, err := readFrame(s, maxHelloSize)
-	if err != nil {
-		return Peer{}, t.handshakeFailed(qc, err)
-	}
-	peer, code, err := t.checkHello(qc, b, expect)
-	if err != nil {
-		return Peer{}, t.refuse(qc, code, err)
-	}
-	if dir == Incoming {
-		if err := t.sendHello(s); err != nil {
-			return Peer{}, t.handshakeFailed(qc, err)
-		}
-	}
-	return peer, nil
-}
-
-func (t *QUIC) sendHello(s *quic.Stream) error {
-	if err := writeFrame(s, t.hello); err != nil {
-		return err
-	}
-	return s.Close()
-}
-
-// handshakeFailed handles an error while exchanging HELLOs: the peer
-// refused us, sent a frame we refuse, or did not finish in time.
-func (t *QUIC) handshakeFailed(qc *quic.Conn, err error) error {
-	addr := remoteAddr(qc)
-	if t.ctx.Err() != nil {
-		return ErrClosed
-	}
-	var ae *quic.ApplicationError
-	if errors.As(err, &ae) && ae.Remote {
-		return fmt.Errorf("%w: %v refused our HELLO (code %#x: %s)", codeError(uint64(ae.ErrorCode)), addr, uint64(ae.ErrorCode), ae.ErrorMessage)
-	}
-	if _, ours := frameErrorCode(err); ours {
-		return t.refuse(qc, CodeHandshake, fmt.Errorf("%w: HELLO frame: %w", ErrHandshake, err))
-	}
-	qc.CloseWithError(CodeHandshake, "handshake did not complete")
-	return fmt.Errorf("%w: %v: HELLO exchange: %w", ErrHandshake, addr, err)
-}
-
-// refuse closes a connection whose peer failed the HELLO checks and logs
-// why.
-func (t *QUIC) refuse(qc *quic.Conn, code quic.ApplicationErrorCode, err error) error {
-	addr := remoteAddr(qc)
-	t.log.Warn("refusing peer", "addr", addr.String(), "reason", err.Error())
-	msg := err.Error()
-	if len(msg) > 200 {
-		msg = msg[:200]
-	}
-	qc.CloseWithError(code, msg)
-	return fmt.Errorf("%v: %w", addr, err)
-}
-
-// checkHello applies the HELLO rules of docs/PROTOCOL.md section 7 and
-// returns the verified peer, or the code to close the connection with.
-func (t *QUIC) checkHello(qc *quic.Conn, b []byte, expect block.ID) (Peer, quic.ApplicationErrorCode, error) {
-	h, err := ParseHello(b)
-	if err != nil {
-		return Peer{}, CodeHandshake, fmt.Errorf("%w: HELLO: %w", ErrHandshake, err)
-	}
-	if h.Network != t.cfg.Network {
-		return Peer{}, CodeWrongNetwork, fmt.Errorf("%w: peer is on %q, we are on %q", ErrWrongNetwork, h.Network, t.cfg.Network)
-	}
-	pk, err := identity.ParsePubkey(h.Pubkey)
-	if err != nil {
-		return Peer{}, CodeHandshake, fmt.Errorf("%w: pubkey block: %w", ErrHandshake, err)
-	}
-	certKey, err := peerCertKey(qc)
-	if err != nil {
-		return Peer{}, CodeHandshake, fmt.Errorf("%w: %w", ErrHandshake, err)
-	}
-	if !bytes.Equal(certKey, pk.SignKey) {
-		return Peer{}, CodeHandshake, fmt.Errorf("%w: sign key of pubkey block %s differs from the TLS certificate's key", ErrHandshake, pk.ID.Short())
-	}
-	if pk.ID == t.id {
-		return Peer{}, CodeHandshake, fmt.Errorf("%w: peer has our own ID", ErrHandshake)
-	}
-	if !expect.IsZero() && pk.ID != expect {
-		return Peer{}, CodeHandshake, fmt.Errorf("%w: dialed %s, peer is %s", ErrWrongPeer, expect.Short(), pk.ID.Short())
-	}
-	return Peer{ID: pk.ID, Addr: remoteAddr(qc), Pubkey: pk, Client: h.Client, Advertised: h.Addrs}, 0, nil
-}
-
-// serveConn accepts request streams of one verified connection until it
-// closes.
-func (t *QUIC) serveConn(pc *peerConn) {
-	defer t.wg.Done()
-	for {
-		s, err := pc.qc.AcceptStream(t.ctx)
-		if err != nil {
-			break
-		}
-		select {
-		case t.slots <- struct{}{}:
-		default:
-			s.CancelRead(CodeOverloaded)
-			s.CancelWrite(CodeOverloaded)
-			t.log.Debug("request refused: too many handlers", "peer", pc.peer.ID.Short())
-			continue
-		}
-		t.wg.Add(1)
-		go t.serveStream(pc, s)
-	}
-	t.mu.Lock()
-	t.unregisterLocked(pc)
-	delete(t.all, pc.qc)
-	t.mu.Unlock()
-	if t.cfg.Observer != nil {
-		t.cfg.Observer.ConnChanged(ConnEvent{State: ConnDown, Dir: pc.dir, Peer: pc.peer.ID, Addr: pc.peer.Addr, Err: context.Cause(pc.qc.Context())})
-	}
-}
-
-// serveStream answers one request.
-func (t *QUIC) serveStream(pc *peerConn, s *quic.Stream) {
-	defer t.wg.Done()
-	defer func() { <-t.slots }()
-	start := time.Now()
-	deadline := start.Add(t.cfg.RequestTimeout)
-	s.SetDeadline(deadline)
-	var req, resp []byte
-	err := func() error {
-		var err error
-		if req, err = readFrame(s, MaxFrameSize); err != nil {
-			code, _ := frameErrorCode(err)
-			s.CancelRead(code)
-			s.CancelWrite(code)
-			return err
-		}
-		h := t.handler.Load()
-		if h == nil {
-			s.CancelRead(CodeOverloaded)
-			s.CancelWrite(CodeOverloaded)
-			return fmt.Errorf("%w: no handler yet", ErrOverloaded)
-		}
-		ctx, cancel := context.WithDeadline(t.ctx, deadline)
-		resp = (*h)(ctx, pc.peer, req)
-		cancel()
-		if t.ctx.Err() != nil {
-			// Close cut the handler short; its answer may be partial.
-			s.CancelWrite(CodeShuttingDown)
-			resp = nil
-			return ErrClosed
-		}
-		if err := checkPayload(len(resp)); err != nil {
-			code := quic.StreamErrorCode(CodeMalformed)
-			if errors.Is(err, ErrFrameTooLarge) {
-				code = CodeFrameTooLarge
-			}
-			s.CancelWrite(code)
-			resp = nil
-			return fmt.Errorf("handler's response: %w", err)
-		}
-		if err := writeFrame(s, resp); err != nil {
-			return err
-		}
-		return s.Close()
-	}()
-	if err != nil {
-		t.log.Debug("request failed", "peer", pc.peer.ID.Short(), "addr", pc.peer.Addr.String(), "err", err)
-	}
-	if t.cfg.Observer != nil {
-		t.cfg.Observer.RequestDone(RequestEvent{Dir: Incoming, Peer: pc.peer.ID, Addr: pc.peer.Addr, Sent: len(resp), Received: len(req), Err: err, Duration: time.Since(start)})
-	}
 }

@@ -58,15 +58,18 @@ func listenQUIC(t *testing.T, idn int, edit func(*QUICConfig)) *quicNode {
 	t.Helper()
 	n := &quicNode{log: &logBuffer{}, obs: newCountingObserver()}
 	cfg := QUICConfig{
-		Identity:         testIdentity(t, idn),
-		Network:          testNetwork,
-		ListenAddr:       "127.0.0.1:0",
-		Handler:          echo,
-		Logger:           n.log.logger(),
-		Observer:         n.obs,
-		DialTimeout:      2 * time.Second,
-		HandshakeTimeout: 2 * time.Second,
-		RequestTimeout:   5 * time.Second,
+		Identity:   testIdentity(t, idn),
+		Network:    testNetwork,
+		ListenAddr: "127.0.0.1:0",
+		Handler:    echo,
+		Logger:     n.log.logger(),
+		Observer:   n.obs,
+		// Hang guards only: a test that exercises a timeout sets its own,
+		// and nothing here may depend on how busy the machine is.
+		DialTimeout:      time.Minute,
+		HandshakeTimeout: time.Minute,
+		RequestTimeout:   2 * time.Minute,
+		FrameGrace:       time.Minute,
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -226,9 +229,9 @@ func rawClient(t *testing.T, target netip.AddrPort, certKey ed25519.PrivateKey) 
 	}
 	tr := &quic.Transport{Conn: udp}
 	t.Cleanup(func() { tr.Close(); udp.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // hang guard
 	defer cancel()
-	qc, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(target), clientTLS, &quic.Config{})
+	qc, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(target), clientTLS, &quic.Config{HandshakeIdleTimeout: time.Minute, MaxIdleTimeout: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,13 +243,13 @@ func rawClient(t *testing.T, target netip.AddrPort, certKey ed25519.PrivateKey) 
 // returns the frame that comes back.
 func exchangeRaw(t *testing.T, qc *quic.Conn, payload []byte) ([]byte, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // hang guard
 	defer cancel()
 	s, err := qc.OpenStreamSync(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s.SetDeadline(time.Now().Add(3 * time.Second))
+	s.SetDeadline(time.Now().Add(time.Minute))
 	if _, err := s.Write(payload); err != nil {
 		return nil, err
 	}
@@ -501,38 +504,38 @@ func TestQUICHandlerLimitResetsExtraStreams(t *testing.T) {
 	}
 }
 
-func TestQUICRefusesConnectionsBeyondMaxConns(t *testing.T) {
-	b := listenQUIC(t, 2, func(c *QUICConfig) { c.MaxConns = 1 })
-	a := listenQUIC(t, 1, nil)
-	c := listenQUIC(t, 3, nil)
-	if _, _, err := a.Request(t.Context(), contactOf(b), []byte("x")); err != nil {
-		t.Fatal(err)
+func TestQUICRequestTimeouts(t *testing.T) {
+	tests := []struct {
+		name               string
+		requester, handler time.Duration // RequestTimeout of each side
+		want, handlerEnd   error
+	}{
+		// The requester gives up first: it resets the stream, and the
+		// handler's context ends although its own deadline is far.
+		{"RequesterResetsStreamAndEndsHandler", 300 * time.Millisecond, 10 * time.Minute, context.DeadlineExceeded, context.Canceled},
+		// The responder's deadline passes first: the handler's context
+		// ends and the stream is reset as overloaded.
+		{"ResponderGivesUpAsOverloaded", 10 * time.Minute, 300 * time.Millisecond, ErrOverloaded, context.DeadlineExceeded},
 	}
-	if _, _, err := c.Request(t.Context(), contactOf(b), []byte("x")); !errors.Is(err, ErrOverloaded) {
-		t.Errorf("second connection: %v, want ErrOverloaded", err)
-	}
-	if _, _, err := a.Request(t.Context(), contactOf(b), []byte("x")); err != nil {
-		t.Errorf("the first connection must go on: %v", err)
-	}
-}
-
-func TestQUICRequestTimeoutCancelsHandler(t *testing.T) {
-	handlerDone := make(chan error, 1)
-	a := listenQUIC(t, 1, func(c *QUICConfig) { c.RequestTimeout = 300 * time.Millisecond })
-	b := listenQUIC(t, 2, func(c *QUICConfig) {
-		c.RequestTimeout = 300 * time.Millisecond
-		c.Handler = func(ctx context.Context, _ Peer, _ []byte) []byte {
-			<-ctx.Done()
-			handlerDone <- ctx.Err()
-			return []byte("late")
-		}
-	})
-	_, _, err := a.Request(t.Context(), contactOf(b), []byte("x"))
-	if !errors.Is(err, ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("got %v, want ErrUnreachable and DeadlineExceeded", err)
-	}
-	if err := <-handlerDone; !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("handler context ended with %v, want its deadline", err)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			handlerDone := make(chan error, 1)
+			a := listenQUIC(t, 1, func(c *QUICConfig) { c.RequestTimeout = tt.requester })
+			b := listenQUIC(t, 30+i, func(c *QUICConfig) {
+				c.RequestTimeout = tt.handler
+				c.Handler = func(ctx context.Context, _ Peer, _ []byte) []byte {
+					<-ctx.Done()
+					handlerDone <- ctx.Err()
+					return []byte("late")
+				}
+			})
+			if _, _, err := a.Request(t.Context(), contactOf(b), []byte("x")); !errors.Is(err, tt.want) {
+				t.Errorf("request: %v, want %v", err, tt.want)
+			}
+			if err := <-handlerDone; !errors.Is(err, tt.handlerEnd) {
+				t.Errorf("handler context ended with %v, want %v", err, tt.handlerEnd)
+			}
+		})
 	}
 }
 
@@ -578,8 +581,8 @@ func TestQUICDeadAddressFailsWithinDialTimeout(t *testing.T) {
 	if !errors.Is(err, ErrUnreachable) {
 		t.Errorf("got %v, want ErrUnreachable", err)
 	}
-	if elapsed < dialTimeout || elapsed > dialTimeout+time.Second {
-		t.Errorf("failed after %v, want the dial timeout %v", elapsed, dialTimeout)
+	if elapsed < dialTimeout {
+		t.Errorf("failed after %v, before the dial timeout %v", elapsed, dialTimeout)
 	}
 	if got := a.obs.connCount(ConnFailed); got != 1 {
 		t.Errorf("observer saw %d failed dials, want 1", got)
@@ -587,18 +590,24 @@ func TestQUICDeadAddressFailsWithinDialTimeout(t *testing.T) {
 }
 
 func TestQUICRedialsAfterPeerRestarts(t *testing.T) {
-	a := listenQUIC(t, 1, func(c *QUICConfig) { c.DialTimeout = 500 * time.Millisecond })
+	a := listenQUIC(t, 1, nil)
 	b := listenQUIC(t, 2, nil)
 	addr := b.LocalAddr()
 	if _, _, err := a.Request(t.Context(), contactOf(b), []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 
-	// Orderly: b closes its connections with CodeShuttingDown.
+	// Orderly: b closes its connections with CodeShuttingDown. Whether or
+	// not a has seen the close yet, its request fails as unreachable (the
+	// short deadline ends the redial to nobody), and the dead connection
+	// is never used again: quic-go reports the close on streams before it
+	// ends the connection's context, so a must judge by the error.
 	b.Close()
-	if _, _, err := a.Request(t.Context(), contactOf(b), []byte("x")); !errors.Is(err, ErrUnreachable) {
+	gone, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	if _, _, err := a.Request(gone, contactOf(b), []byte("x")); !errors.Is(err, ErrUnreachable) {
 		t.Errorf("request to a closed node: %v, want ErrUnreachable", err)
 	}
+	cancel()
 	b2 := listenQUIC(t, 2, func(c *QUICConfig) { c.ListenAddr = addr.String() })
 	if _, _, err := a.Request(t.Context(), contactOf(b2), []byte("x")); err != nil {
 		t.Fatalf("after b restarted: %v", err)
@@ -606,11 +615,14 @@ func TestQUICRedialsAfterPeerRestarts(t *testing.T) {
 
 	// Crash: b2's socket vanishes without a CONNECTION_CLOSE. The restarted
 	// node answers the stale connection with a stateless reset, and the
-	// request goes through on a fresh connection.
+	// request goes through on a fresh connection. (quic-go answers only
+	// packets over 42 bytes so: the request is made big enough. A small
+	// one would go unanswered until RequestTimeout, see
+	// TestQUICRequestTimeoutRetiresStaleConnection.)
 	b2.tr.Close()
 	b2.udp.Close()
 	b3 := listenQUIC(t, 2, func(c *QUICConfig) { c.ListenAddr = addr.String() })
-	if _, _, err := a.Request(t.Context(), contactOf(b3), []byte("x")); err != nil {
+	if _, _, err := a.Request(t.Context(), contactOf(b3), bytes.Repeat([]byte("x"), 100)); err != nil {
 		t.Fatalf("after b crashed and restarted: %v", err)
 	}
 	if got := a.obs.connCount(ConnUp); got != 3 {
@@ -709,8 +721,8 @@ func TestQUICSilentDialerIsDroppedAtHandshakeTimeout(t *testing.T) {
 	qc := rawClient(t, b.LocalAddr(), testIdentity(t, 3).SigningKey())
 	select {
 	case <-qc.Context().Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("connection without a HELLO still open after 5s")
+	case <-time.After(2 * time.Minute):
+		t.Fatal("hang guard: connection without a HELLO still open after 2 minutes")
 	}
 	if code, ok := appCode(context.Cause(qc.Context())); !ok || code != CodeHandshake {
 		t.Errorf("closed with %v, want code %#x", context.Cause(qc.Context()), CodeHandshake)
@@ -735,8 +747,8 @@ func TestQUICRedialsAfterIdleTimeout(t *testing.T) {
 	}
 	select {
 	case <-down:
-	case <-time.After(20 * time.Second):
-		t.Fatal("idle connection still open after 20s")
+	case <-time.After(2 * time.Minute):
+		t.Fatal("hang guard: idle connection still open after 2 minutes")
 	}
 	if _, _, err := a.Request(t.Context(), contactOf(b), []byte("x")); err != nil {
 		t.Fatalf("after the idle timeout: %v", err)
@@ -752,20 +764,5 @@ func (n connDownNotifier) ConnChanged(ev ConnEvent) {
 		case n <- struct{}{}:
 		default:
 		}
-	}
-}
-
-func TestQUICDoesNotDialBeyondMaxConns(t *testing.T) {
-	a := listenQUIC(t, 1, func(c *QUICConfig) { c.MaxConns = 1 })
-	b := listenQUIC(t, 2, nil)
-	c := listenQUIC(t, 3, nil)
-	if _, _, err := a.Request(t.Context(), contactOf(b), []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := a.Request(t.Context(), contactOf(c), []byte("x")); !errors.Is(err, ErrOverloaded) {
-		t.Errorf("second dial: %v, want ErrOverloaded", err)
-	}
-	if got := c.obs.connCount(ConnUp); got != 0 {
-		t.Errorf("c saw %d connections, want none", got)
 	}
 }

@@ -10,14 +10,45 @@ import (
 	"github.com/flowmail/flowmail/identity"
 )
 
-// Limits of the transport (docs/PROTOCOL.md, "Transport" and "Limits").
+// Limits of the transport (docs/PROTOCOL.md sections 7 and 11). A
+// source is a Group: an IPv4 /24 or IPv6 /48.
 const (
 	ALPN              = "flowmail/1"
 	MaxFrameSize      = block.MaxBlockSize + 1024
-	MaxConns          = 256
-	MaxStreamsPerConn = 32
+	MaxStreamsPerConn = 32 // concurrent requests a peer may open on one connection
 	MaxAdvertised     = 4
 	MaxNetworkName    = 32
+
+	// MaxInbound verified connections that peers dialed, and MaxOutbound
+	// dials in progress and verified connections this node dialed: two
+	// shares, so peers can never take the room a node needs to dial out.
+	MaxInbound  = 192
+	MaxOutbound = 64
+	// MaxInboundPerGroup of the inbound connections may come from one
+	// source.
+	MaxInboundPerGroup = 8
+	// MaxHandshakes incoming connections past their QUIC handshake may
+	// wait for their HELLO to be verified (the pre-HELLO budget, beside
+	// MaxInbound); at most MaxHandshakesPerGroup connections before
+	// their HELLO (in either stage) come from one source, and at most
+	// MaxQUICHandshakes are in their QUIC handshake.
+	MaxHandshakes         = 32
+	MaxHandshakesPerGroup = 4
+	MaxQUICHandshakes     = 128
+	// MaxHandlers requests a node reads or answers at once: enough for
+	// every stream of dozens of busy peers, few enough that their frames
+	// fit in memory. MaxHandlersPerGroup of them may come over
+	// connections of one source.
+	MaxHandlers         = 256
+	MaxHandlersPerGroup = 64
+	// FrameGrace and MinFrameRate make the progress deadline of a
+	// request's bytes: all must have arrived FrameGrace after its stream
+	// opened, plus one second for each MinFrameRate bytes received
+	// (never later than the request's deadline). A request trickled a
+	// byte at a time loses its stream after FrameGrace; one that keeps
+	// MinFrameRate keeps its whole RequestTimeout.
+	FrameGrace   = 5 * time.Second
+	MinFrameRate = 4 << 10 // bytes per second
 )
 
 // Deadlines of the transport (docs/PROTOCOL.md, "Transport"): the defaults

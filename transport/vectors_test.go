@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/hex"
 	"net/netip"
@@ -108,6 +109,13 @@ func genTransportVectors() vectors.File {
 	addrsAt := 3 + len("flowmail") + block.PubkeySize // offset of addr_count
 	badSig := bytes.Clone(id.Public().Block)
 	badSig[block.PubkeySize-1] ^= 1
+	// A pubkey block, properly signed, whose X25519 share is all zero.
+	lowOrder, err := block.ParsePubkey(id.Public().Block)
+	if err != nil {
+		panic(err)
+	}
+	clear(lowOrder.EncKey[block.EncKeySize-32:])
+	copy(lowOrder.Signature[:], ed25519.Sign(id.SigningKey(), block.SignedMessage(block.LabelPubkey, lowOrder.AppendSigned(nil))))
 	frame := func(n uint32, payload ...byte) string {
 		return hex.EncodeToString(append(binary.BigEndian.AppendUint32(nil, n), payload...))
 	}
@@ -121,6 +129,7 @@ func genTransportVectors() vectors.File {
 		{Name: "hello_network_too_long", Function: "ParseHello", Input: netLen(MaxNetworkName + 1), Error: "bad network name", Note: "network_len MUST be 1 to 32"},
 		{Name: "hello_truncated_pubkey", Function: "ParseHello", Input: edit(func(b []byte) []byte { return b[:3+len("flowmail")+block.PubkeySize-1] }), Error: "truncated"},
 		{Name: "hello_bad_pubkey_signature", Function: "VerifyHello", Input: hex.EncodeToString(hello(Hello{Network: "flowmail", Pubkey: badSig})), Error: "bad signature", Note: "each side MUST verify the other's pubkey block"},
+		{Name: "hello_low_order_enc_key", Function: "VerifyHello", Input: hex.EncodeToString(hello(Hello{Network: "flowmail", Pubkey: lowOrder.Encode()})), Error: "invalid pubkey block", Note: "the X25519 share of enc_key MUST NOT have low order (section 4.2); the connection is closed with 0x10"},
 		{Name: "hello_too_many_addrs", Function: "ParseHello", Input: edit(func(b []byte) []byte { b[addrsAt] = MaxAdvertised + 1; return b }), Error: "too many addresses", Note: "addr_count MUST be 0 to 4"},
 		{Name: "hello_bad_addr_family", Function: "ParseHello", Input: edit(func(b []byte) []byte { b[addrsAt+1] = 5; return b }), Error: "bad address family", Note: "family MUST be 4 or 6"},
 		{Name: "hello_truncated_addr", Function: "ParseHello", Input: edit(func(b []byte) []byte { return b[:len(b)-1] }), Error: "truncated"},

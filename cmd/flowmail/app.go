@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -28,10 +29,17 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			"There is no server: mail waits in the network, sealed to its recipient, until they fetch it.\n\n" +
 			"Start with `flowmail init`, then `flowmail whoami` to see your address.\n" +
 			"Try the whole thing on one machine with `flowmail testnet --demo`.",
-		Reader:          stdin,
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideHelpCommand: true,
+		Version:   version(),
+		Reader:    stdin,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// Without arguments: the help. With a word that is no command:
+		// say so (urfave's default reads "No help topic").
+		Action: unknownCommand,
+		Before: func(c *cli.Context) error {
+			_, err := loggerOptions(c)
+			return err
+		},
 		Flags: []cli.Flag{
 			&cli.StringFlag{
 				Name:    "home",
@@ -77,18 +85,73 @@ func defaultHome() string {
 	return "flowmail"
 }
 
-// newLogger builds the process logger from the global flags.
-func newLogger(c *cli.Context, w io.Writer) (*slog.Logger, error) {
+// unknownCommand is the Action of the app and of commands that only
+// group subcommands: help without arguments, an error naming the word
+// otherwise.
+func unknownCommand(c *cli.Context) error {
+	if !c.Args().Present() {
+		return cli.ShowSubcommandHelp(c)
+	}
+	where := c.App.Name
+	if c.Command != nil && c.Command.HelpName != "" {
+		where = c.Command.HelpName
+	}
+	return fmt.Errorf("%s has no command %q: `%s --help` lists them", where, c.Args().First(), where)
+}
+
+// version is the module version and VCS revision the binary was built
+// from, as the Go toolchain recorded them.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			if len(s.Value) > 12 {
+				s.Value = s.Value[:12]
+			}
+			v += " " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += "+dirty"
+			}
+		}
+	}
+	return v + " (" + bi.GoVersion + ")"
+}
+
+// loggerOptions reads --log-level and --log-format. The app checks them
+// before any command runs, so a misspelt level is refused even by a
+// command that logs nothing.
+func loggerOptions(c *cli.Context) (*slog.HandlerOptions, error) {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+	switch l := strings.ToLower(c.String("log-level")); l {
+	case "debug", "info", "warn", "error":
+		if err := level.UnmarshalText([]byte(l)); err != nil {
+			return nil, err
+		}
+	default:
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
-	opts := &slog.HandlerOptions{Level: level}
 	switch strings.ToLower(c.String("log-format")) {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
+	case "text", "json":
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))
+	}
+	return &slog.HandlerOptions{Level: level}, nil
+}
+
+// newLogger builds the process logger from the global flags.
+func newLogger(c *cli.Context, w io.Writer) (*slog.Logger, error) {
+	opts, err := loggerOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	if strings.EqualFold(c.String("log-format"), "json") {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))
+	return slog.New(slog.NewTextHandler(w, opts)), nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,7 +40,30 @@ func networkFlags() []cli.Flag {
 			Usage:   "network name (default: flowmail, or the testnet's)",
 			EnvVars: []string{"FLOWMAIL_NETWORK"},
 		},
+		requestTimeoutFlag(),
+		&cli.StringFlag{
+			Name: "admin",
+			Usage: "admin address of a `flowmail node` on this machine to join through (default: the one its config " +
+				"or its data directory names, else " + defaultAdmin + "; empty: do not look for one)",
+			EnvVars: []string{"FLOWMAIL_ADMIN"},
+		},
 	}
+}
+
+// requestTimeoutFlag bounds each request to a peer and each connection
+// to one. Shared by the clients and the testnet command.
+func requestTimeoutFlag() cli.Flag {
+	return &cli.DurationFlag{
+		Name:    "request-timeout",
+		Usage:   fmt.Sprintf("how long to wait for a peer to connect and answer one request (default %s, dials %s; raise it on a slow machine or link)", transport.DefaultRequestTimeout, transport.DefaultDialTimeout),
+		EnvVars: []string{"FLOWMAIL_REQUEST_TIMEOUT"},
+	}
+}
+
+// setRequestTimeout gives every per-peer timeout of c the value of
+// --request-timeout (0 leaves the defaults).
+func setRequestTimeout(c *node.Config, d time.Duration) {
+	c.DialTimeout, c.HandshakeTimeout, c.RequestTimeout = d, d, d
 }
 
 // defaultTestnetDir is where `flowmail testnet` runs without --dir, and
@@ -125,18 +149,16 @@ func planJoin(c *cli.Context) (joinPlan, error) {
 		return planTestnet(p, c.String("testnet"))
 	}
 	// A node running on this machine is the best way in.
-	if admin := localAdmin(c); admin != "" {
-		ctx, cancel := context.WithTimeout(c.Context, 2*time.Second)
-		defer cancel()
-		if st, err := node.FetchStatus(ctx, admin); err == nil {
-			if ct, err := node.ParseContact(st.ID + "@" + loopbackOf(st.Listen)); err == nil {
-				p.peers, p.source, p.implicit = []transport.Contact{ct}, "the local node at "+st.Listen, true
-				if p.network == "" {
-					p.network = st.Network
-				}
-				return p, nil
+	if st, err := findLocalNode(c.Context, adminCandidates(c, "")); err == nil {
+		if ct, err := node.ParseContact(st.ID + "@" + loopbackOf(st.Listen)); err == nil {
+			p.peers, p.source, p.implicit = []transport.Contact{ct}, "the local node at "+st.Listen, true
+			if p.network == "" {
+				p.network = st.Network
 			}
+			return p, nil
 		}
+	} else if c.IsSet("admin") && c.String("admin") != "" {
+		return p, nodeAdvice(err) // named, so meant: not passed over
 	}
 	dir := defaultTestnetDir()
 	if err := ownedByMe(dir); err == nil {
@@ -167,22 +189,66 @@ func planTestnet(p joinPlan, dir string) (joinPlan, error) {
 	return p, nil
 }
 
-// localAdmin is the admin address of a node on this machine: the one its
-// config or FLOWMAIL_ADMIN names, else the default.
-func localAdmin(c *cli.Context) string {
-	if v, ok := os.LookupEnv("FLOWMAIL_ADMIN"); ok {
-		return v
+// adminFileName is the file in a node's data directory that holds the
+// address its admin endpoint listens on, while it runs: clients find a
+// node started with any --admin through it.
+const adminFileName = "admin-address"
+
+// adminCandidates lists where a node on this machine may answer, most
+// explicit first: --admin (or FLOWMAIL_ADMIN) alone when given; else the
+// admin address of the config file (configPath, FLOWMAIL_CONFIG, or
+// <home>/config.toml), the address a running node wrote into its data
+// directory (the config's data-dir, or <home>/node), and the default.
+func adminCandidates(c *cli.Context, configPath string) []string {
+	if c.IsSet("admin") {
+		if a := c.String("admin"); a != "" {
+			return []string{a}
+		}
+		return nil // "" turns the search off
 	}
-	path := os.Getenv("FLOWMAIL_CONFIG")
-	if path == "" {
-		path = filepath.Join(c.String("home"), configFileName)
+	if configPath == "" {
+		configPath = os.Getenv("FLOWMAIL_CONFIG")
 	}
-	if settings, err := readConfigFile(path); err == nil {
-		if a, ok := settings["admin"].(string); ok {
-			return a
+	if configPath == "" {
+		configPath = filepath.Join(c.String("home"), configFileName)
+	}
+	var out []string
+	dataDir := filepath.Join(c.String("home"), "node")
+	if settings, err := readConfigFile(configPath); err == nil {
+		if a, ok := settings["admin"].(string); ok && a != "" {
+			out = append(out, a)
+		}
+		if d, ok := settings["data-dir"].(string); ok && d != "" {
+			dataDir = d
 		}
 	}
-	return defaultAdmin
+	if b, err := readSmallFile(filepath.Join(dataDir, adminFileName), 256); err == nil {
+		out = append(out, strings.TrimSpace(string(b)))
+	}
+	return append(out, defaultAdmin)
+}
+
+// findLocalNode asks each admin address in turn for the node's status
+// and returns the first answer. Nobody listening answers at once
+// (connection refused): the bound on each ask is for a node that hangs,
+// and generous, for one that is only busy.
+func findLocalNode(ctx context.Context, admins []string) (*node.Status, error) {
+	err := error(node.ErrNoAdmin)
+	seen := map[string]bool{}
+	for _, a := range admins {
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		actx, cancel := context.WithTimeout(ctx, time.Minute)
+		st, e := node.FetchStatus(actx, a)
+		cancel()
+		if e == nil {
+			return st, nil
+		}
+		err = e
+	}
+	return nil, err
 }
 
 // loopbackOf turns a node's listen address into one this machine can dial:
@@ -222,18 +288,23 @@ func startClient(ctx context.Context, c *cli.Context, s *streams) (*node.Node, e
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// Joining is a ping and a lookup or two: a few request times.
+	timeout := c.Duration("request-timeout")
+	ctx, cancel := context.WithTimeout(ctx, 3*cmp.Or(timeout, transport.DefaultRequestTimeout))
 	defer cancel()
-	n, err := node.Start(ctx, node.Config{
+	cfg := node.Config{
 		Network:    plan.network,
 		Listen:     listenFor(plan),
 		Bootstrap:  plan.peers,
 		Client:     true,
 		Logger:     log,
 		NoIPLimits: true,
-	})
+	}
+	setRequestTimeout(&cfg, timeout)
+	n, err := node.Start(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("joining through %s: %w", plan.source, err)
+		log.Debug("joining failed", "via", plan.source, "err", err)
+		return nil, joinAdvice(err, plan)
 	}
 	if plan.implicit {
 		fmt.Fprintf(s.err, "using %s (network %q)\n", plan.source, plan.network)

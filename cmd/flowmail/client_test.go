@@ -1,14 +1,10 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/flowmail/flowmail/testnet"
 )
 
 func TestLoopbackOfAWildcardListenAddress(t *testing.T) {
@@ -32,19 +28,14 @@ func TestClientJoinPrecedence(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a loopback testnet")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := hangGuard(t)
 	runtime := t.TempDir()
 	t.Setenv("XDG_RUNTIME_DIR", runtime)
 	dir := defaultTestnetDir()
 	if dir != filepath.Join(runtime, "flowmail-testnet") {
 		t.Fatalf("default testnet dir %s is not under XDG_RUNTIME_DIR", dir)
 	}
-	net, err := testnet.Start(ctx, testnet.Config{Nodes: 3, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
+	startTestTestnet(t, ctx, 3, dir)
 	home := t.TempDir()
 	if _, _, err := runCLI(t, "--home", home, "init", "--no-passphrase"); err != nil {
 		t.Fatal(err)

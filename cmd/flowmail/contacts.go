@@ -59,21 +59,24 @@ func (b *contactBook) save(home string) error {
 	return atomicfile.Write(contactsPath(home), data, 0o600)
 }
 
-// resolveRecipient turns what a user typed after --to into an address: an
-// address in text form, or a contact's name.
+// resolveRecipient turns what a user typed after --to into an address:
+// an address as people paste it (fm1…, fm1…@flowmail.invalid, or
+// Bob <fm1…@flowmail.invalid> from a mail's From line), or a contact's
+// name.
 func resolveRecipient(home, s string) (block.ID, error) {
 	s = strings.TrimSpace(s)
-	if strings.HasPrefix(strings.ToLower(s), identity.AddressPrefix+"1") && len(s) > 40 {
-		return identity.ParseAddress(s)
+	if looksLikeAddress(s) {
+		id, _, err := identity.ParseMailbox(s)
+		if errors.Is(err, identity.ErrAddressTypo) && len(s) < len(identity.FormatAddress(block.ID{})) && !strings.ContainsAny(s, "@<") {
+			return block.ID{}, fmt.Errorf("%q looks like a cut-off address: an address is %d characters long; copy it whole from `flowmail whoami`", s, len(identity.FormatAddress(block.ID{})))
+		}
+		return id, err
 	}
 	book, err := loadContacts(home)
 	if err != nil {
 		return block.ID{}, err
 	}
 	addr, ok := book.Contacts[strings.ToLower(s)]
-	if !ok && strings.HasPrefix(strings.ToLower(s), identity.AddressPrefix+"1") {
-		return block.ID{}, fmt.Errorf("%q looks like a cut-off address: an address is %d characters long; copy it whole from `flowmail whoami`", s, len(identity.FormatAddress(block.ID{})))
-	}
 	if !ok {
 		return block.ID{}, fmt.Errorf("unknown recipient %q: not an address and not in your contacts (add it: flowmail contacts add %s fm1...)", s, s)
 	}
@@ -84,15 +87,24 @@ func resolveRecipient(home, s string) (block.ID, error) {
 	return id, nil
 }
 
+// looksLikeAddress tells an address from a contact name: names never
+// start with fm1 (contacts add refuses them) and never hold @ or <.
+func looksLikeAddress(s string) bool {
+	return strings.HasPrefix(strings.ToLower(s), identity.AddressPrefix+"1") || strings.ContainsAny(s, "@<")
+}
+
 func contactsCommand(s *streams) *cli.Command {
 	return &cli.Command{
-		Name:  "contacts",
-		Usage: "names for addresses, so `send --to bob` works",
+		Name:   "contacts",
+		Usage:  "names for addresses, so `send --to bob` works",
+		Action: unknownCommand,
 		Subcommands: []*cli.Command{
 			{
 				Name:      "add",
 				Usage:     "remember an address under a name",
 				ArgsUsage: "NAME ADDRESS",
+				Description: "ADDRESS is fm1…, fm1…@flowmail.invalid, or a mailbox as a mail's From line\n" +
+					"shows it: 'Bob <fm1…@flowmail.invalid>' (quote it for the shell).",
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 2 {
 						return errors.New("usage: flowmail contacts add NAME ADDRESS")
@@ -101,7 +113,7 @@ func contactsCommand(s *streams) *cli.Command {
 					if !contactName.MatchString(name) || strings.HasPrefix(name, identity.AddressPrefix+"1") {
 						return fmt.Errorf("contact name %q: use letters, digits, '.', '_' or '-', not starting with fm1", c.Args().Get(0))
 					}
-					id, err := identity.ParseAddress(c.Args().Get(1))
+					id, _, err := identity.ParseMailbox(c.Args().Get(1))
 					if err != nil {
 						return err
 					}

@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/mail"
 )
 
 func TestContactsAddListRemove(t *testing.T) {
@@ -49,5 +56,40 @@ func TestContactsRejectTyposAndBadNames(t *testing.T) {
 	}
 	if _, err := resolveRecipient(home, typo); err == nil || !strings.Contains(err.Error(), "typo") {
 		t.Fatalf("typo in --to: %v", err)
+	}
+}
+
+// TestAddressesAsPeoplePasteThem: --to and contacts add take an address
+// alone, at flowmail.invalid in any case, and the From line of a
+// delivered mail as it is.
+func TestAddressesAsPeoplePasteThem(t *testing.T) {
+	home := t.TempDir()
+	id := block.Sum([]byte("bob"))
+	addr := identity.FormatAddress(id)
+	msg, err := mail.Compose(&mail.Message{From: mail.Mailbox{Name: "Bob Smith", Address: id},
+		To: []mail.Mailbox{{Address: block.Sum([]byte("alice"))}}, Text: "hi", Date: time.Unix(1e9, 0)}, rand.NewChaCha8([32]byte{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := h.Get("From") // what a reader shows and a user copies
+	for _, typed := range []string{addr, strings.ToUpper(addr), addr + "@flowmail.invalid", addr + "@FLOWMAIL.INVALID",
+		"Bob <" + addr + "@flowmail.invalid>", from} {
+		got, err := resolveRecipient(home, typed)
+		if err != nil || got != id {
+			t.Errorf("--to %q: %v, %v", typed, got.Short(), err)
+		}
+	}
+	if _, _, err := runCLI(t, "--home", home, "contacts", "add", "bob", from); err != nil {
+		t.Fatalf("contacts add bob %q: %v", from, err)
+	}
+	if got, err := resolveRecipient(home, "bob"); err != nil || got != id {
+		t.Fatalf("bob added from a From line resolves to %v, %v", got.Short(), err)
+	}
+	if _, err := resolveRecipient(home, addr+"@example.com"); err == nil {
+		t.Fatal("an address at another domain was taken for a flowmail address")
 	}
 }

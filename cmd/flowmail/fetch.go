@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -34,7 +35,10 @@ func fetchCommand(s *streams) *cli.Command {
 		Usage: "fetch new mail into your Maildir",
 		Description: "fetch asks the nodes near your address for mail, checks and decrypts it, and\n" +
 			"writes it into <home>/Maildir/new, where mutt, neomutt or notmuch read it. The network\n" +
-			"then drops the mail (unless --keep). It also renews your published key.",
+			"then drops the mail (unless --keep). It also renews your published key.\n\n" +
+			"What each fetch saw is kept in <home>/" + stateDirName + "/" + mailbox.StateFile + " (the processed set): a mail is\n" +
+			"delivered once, one that failed a check is never fetched again, and one whose pieces\n" +
+			"are missing is retried at later fetches. A second fetch of a home while one runs stops.",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "maildir", Usage: "Maildir to deliver into (default: <home>/Maildir)", EnvVars: []string{"FLOWMAIL_MAILDIR"}},
 			&cli.BoolFlag{Name: "keep", Usage: "leave fetched mail in the network"},
@@ -92,12 +96,10 @@ func runFetch(c *cli.Context, s *streams) error {
 			}
 		}
 		prog := newFetchProgress(s.err)
-		rep, err := delivery.Fetch(ctx, n, codec, me, st, delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log, Progress: prog.Report})
+		rep, err := delivery.Fetch(ctx, n, codec, me, st, delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log, Progress: prog.Report,
+			ShardCache: filepath.Join(home, stateDirName, "shards")})
 		prog.finish()
-		if rep != nil {
-			printReport(s, book, rep)
-		}
-		return err
+		return finishFetch(s, book, rep, err, err != nil && ctx.Err() != nil)
 	}
 	if !c.Bool("watch") {
 		return once(ctx)
@@ -106,8 +108,9 @@ func runFetch(c *cli.Context, s *streams) error {
 	defer t.Stop()
 	for {
 		if err := once(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
+			if errors.Is(err, errInterrupted) {
+				fmt.Fprintf(s.err, "%v\n", err)
+				return nil // Ctrl-C is how --watch ends
 			}
 			fmt.Fprintf(s.err, "fetch failed: %v (trying again in %s)\n", err, c.Duration("interval"))
 		}
@@ -119,7 +122,28 @@ func runFetch(c *cli.Context, s *streams) error {
 	}
 }
 
-func printReport(s *streams, book *contactBook, rep *delivery.FetchReport) {
+// errInterrupted: a fetch stopped by a signal. What it delivered is in
+// the Maildir and printed; the rest waits in the network.
+var errInterrupted = errors.New("fetch interrupted")
+
+// finishFetch prints what one fetch did and returns what the command
+// returns. An interrupted fetch says so, and what it delivered, never
+// "no new mail" followed by a bare "context canceled".
+func finishFetch(s *streams, book *contactBook, rep *delivery.FetchReport, err error, interrupted bool) error {
+	if rep != nil {
+		printReport(s, book, rep, interrupted)
+	}
+	if err == nil || !interrupted {
+		return err
+	}
+	if rep == nil || rep.Listed == 0 {
+		return fmt.Errorf("%w before the nodes near your address had listed your mail: nothing was delivered", errInterrupted)
+	}
+	waiting := rep.Listed - rep.Skipped - len(rep.Delivered) - len(rep.Rejected) - rep.NotForMe
+	return fmt.Errorf("%w: %d new mail(s) delivered, %d more listed wait in the network: run fetch again", errInterrupted, len(rep.Delivered), max(waiting, 0))
+}
+
+func printReport(s *streams, book *contactBook, rep *delivery.FetchReport, interrupted bool) {
 	for _, d := range rep.Delivered {
 		from := identity.FormatAddress(d.From)
 		if book != nil {
@@ -150,7 +174,7 @@ func printReport(s *streams, book *contactBook, rep *delivery.FetchReport) {
 	if rep.Remaining > 0 {
 		fmt.Fprintf(s.err, "%d more listed mail(s) wait: run fetch again\n", rep.Remaining)
 	}
-	if len(rep.Delivered) == 0 {
+	if len(rep.Delivered) == 0 && !interrupted {
 		fmt.Fprintln(s.err, "no new mail")
 	}
 }

@@ -14,11 +14,38 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/internal/atomicfile"
 )
 
-const keyFileName = "identity.key"
+const (
+	keyFileName = "identity.key"
+	// pubFileName holds the identity's pubkey block in the clear, so
+	// whoami prints the address without the passphrase. The key file
+	// seals everything; this file is rewritten from it whenever the
+	// key is unlocked.
+	pubFileName = "identity.pub"
+)
 
 func keyPath(c *cli.Context) string { return filepath.Join(c.String("home"), keyFileName) }
+func pubPath(c *cli.Context) string { return filepath.Join(c.String("home"), pubFileName) }
+
+// writePubFile keeps identity.pub in step with the key.
+func writePubFile(c *cli.Context, id *identity.Identity) error {
+	path := pubPath(c)
+	if old, err := readSmallFile(path, block.MaxBlockSize); err == nil && bytes.Equal(old, id.Public().Block) {
+		return nil
+	}
+	return atomicfile.Write(path, id.Public().Block, 0o644)
+}
+
+// readPubFile reads the public part written by writePubFile.
+func readPubFile(c *cli.Context) (*identity.PublicKey, error) {
+	b, err := readSmallFile(pubPath(c), block.MaxBlockSize)
+	if err != nil {
+		return nil, err
+	}
+	return identity.ParsePubkey(b)
+}
 
 func passphraseFlags() []cli.Flag {
 	return []cli.Flag{
@@ -65,6 +92,9 @@ func initCommand(s *streams) *cli.Command {
 			if err := identity.WriteKeyFile(path, id, opt); err != nil {
 				return err
 			}
+			if err := writePubFile(c, id); err != nil {
+				return err
+			}
 			fmt.Fprintf(s.out, "Created identity in %s\nYour address:\n  %s\n", path, id.Address())
 			return nil
 		},
@@ -75,32 +105,60 @@ func whoamiCommand(s *streams) *cli.Command {
 	return &cli.Command{
 		Name:  "whoami",
 		Usage: "print your address and identity details",
+		Description: "whoami reads the public half of your identity (<home>/identity.pub) and needs no\n" +
+			"passphrase. A home made before that file existed is unlocked once to write it.",
 		Flags: passphraseFlags(),
 		Action: func(c *cli.Context) error {
-			id, err := loadIdentity(c, s)
-			if err != nil {
-				return err
+			if _, err := os.Stat(keyPath(c)); err != nil {
+				return noIdentity(c, err)
 			}
-			fmt.Fprintf(s.out, "%s\n", id.Address())
+			pub, err := readPubFile(c)
+			if err != nil {
+				// No public file yet (or a damaged one): unlock the key
+				// once, which writes it.
+				id, lerr := loadIdentity(c, s)
+				if lerr != nil {
+					return lerr
+				}
+				pub = id.Public()
+			}
+			fmt.Fprintf(s.out, "%s\n", pub.Address())
 			fmt.Fprintf(s.err, "difficulty: %d bits\ncreated:    %s\nkey file:   %s\n",
-				id.Difficulty(), id.Created().UTC().Format(time.RFC3339), keyPath(c))
+				pub.Difficulty, pub.Created.UTC().Format(time.RFC3339), keyPath(c))
 			return nil
 		},
 	}
 }
 
+func noIdentity(c *cli.Context, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no identity in %s: run `flowmail init` first (or point --home / FLOWMAIL_HOME at your data directory)", c.String("home"))
+	}
+	return err
+}
+
 // loadIdentity reads the user's identity, asking for the passphrase only
-// when the key file is protected.
+// when the key file is protected, and keeps identity.pub in step.
 func loadIdentity(c *cli.Context, s *streams) (*identity.Identity, error) {
 	path := keyPath(c)
 	id, err := identity.ReadKeyFile(path, func() ([]byte, error) { return readPassphrase(c, s, "Passphrase: ") })
+	var pfe *passphraseFileError
 	switch {
+	case errors.As(err, &pfe):
+		// Before the check for a missing file: a missing passphrase
+		// file is not a missing identity.
+		return nil, fmt.Errorf("--passphrase-file: %w", pfe.err)
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("no identity in %s: run `flowmail init` first (or point --home / FLOWMAIL_HOME at your data directory)", c.String("home"))
+		return nil, noIdentity(c, err)
 	case errors.Is(err, identity.ErrWrongPassphrase):
 		return nil, fmt.Errorf("%w: try again; if you lost the passphrase, the identity cannot be recovered", err)
+	case err != nil:
+		return nil, err
 	}
-	return id, err
+	if err := writePubFile(c, id); err != nil {
+		fmt.Fprintf(s.err, "warning: writing %s: %v (whoami will ask for the passphrase)\n", pubPath(c), err)
+	}
+	return id, nil
 }
 
 // readPassphrase takes the passphrase from --passphrase-file, then
@@ -109,7 +167,7 @@ func readPassphrase(c *cli.Context, s *streams, prompt string) ([]byte, error) {
 	if f := c.String("passphrase-file"); f != "" {
 		b, err := readSmallFile(f, 64<<10)
 		if err != nil {
-			return nil, fmt.Errorf("--passphrase-file: %w", err)
+			return nil, &passphraseFileError{err}
 		}
 		line, _, _ := bytes.Cut(b, []byte("\n"))
 		return bytes.TrimRight(line, "\r"), nil
@@ -146,3 +204,9 @@ func newPassphrase(c *cli.Context, s *streams) ([]byte, error) {
 	}
 	return p, nil
 }
+
+// passphraseFileError: the --passphrase-file could not be read.
+type passphraseFileError struct{ err error }
+
+func (e *passphraseFileError) Error() string { return "reading the passphrase file: " + e.err.Error() }
+func (e *passphraseFileError) Unwrap() error { return e.err }

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
+	"github.com/flowmail/flowmail/internal/atomicfile"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/transport"
 )
@@ -42,6 +43,7 @@ func nodeFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "reachability", Value: "auto", Usage: "auto: check that peers can reach this node, else run as a client; public: trust --listen/--advertise", EnvVars: []string{"FLOWMAIL_REACHABILITY"}}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "no-mainline", Usage: "do not look for peers in the BitTorrent mainline DHT", EnvVars: []string{"FLOWMAIL_NO_MAINLINE"}}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "mainline-router", Usage: "mainline DHT router host:port (default: the public routers; repeatable)", EnvVars: []string{"FLOWMAIL_MAINLINE_ROUTER"}}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "request-timeout", Usage: fmt.Sprintf("how long to wait for a peer to connect and answer one request, and the most spent answering one (default %s; dials %s)", transport.DefaultRequestTimeout, transport.DefaultDialTimeout), EnvVars: []string{"FLOWMAIL_REQUEST_TIMEOUT"}}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "mainline-port", Usage: "UDP port of the mainline DHT (0: any free port; never the QUIC port)", EnvVars: []string{"FLOWMAIL_MAINLINE_PORT"}}),
 	}
 }
@@ -70,14 +72,37 @@ func loadConfig(flags []cli.Flag) cli.BeforeFunc {
 		if err := altsrc.ApplyInputSourceValues(c, src, flags); err != nil {
 			return fmt.Errorf("config file %s: %w", path, err)
 		}
-		// The global flags (log level and format) can be set there too.
-		lineage := c.Lineage()
-		root := lineage[len(lineage)-1]
-		if err := altsrc.ApplyInputSourceValues(root, src, c.App.Flags); err != nil {
-			return fmt.Errorf("config file %s: %w", path, err)
-		}
-		return nil
+		return applyGlobalSettings(c, path)
 	}
+}
+
+// applyGlobalSettings applies the global flags the config file sets
+// (log level and format) where neither the command line nor the
+// environment set them: the documented order. (altsrc, given the app's
+// context, overrode the command line.) The values are checked as the
+// flags' are.
+func applyGlobalSettings(c *cli.Context, path string) error {
+	settings, err := readConfigFile(path)
+	if err != nil {
+		return err
+	}
+	for _, name := range []string{"log-level", "log-format"} {
+		v, ok := settings[name]
+		if !ok || c.IsSet(name) {
+			continue
+		}
+		str, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("config file %s: %s = %v: want a string", path, name, v)
+		}
+		if err := c.Set(name, str); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, name, err)
+		}
+	}
+	if _, err := loggerOptions(c); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
 }
 
 // checkConfigKeys refuses a config file with a setting that is no flag:
@@ -117,21 +142,30 @@ func nodeCommand(s *streams) *cli.Command {
 			"Metrics (Prometheus) and status are served on --admin, on this machine only.",
 		Flags:  flags,
 		Before: loadConfig(flags),
-		Action: func(c *cli.Context) error { return runNode(c, s) },
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return unknownCommand(c)
+			}
+			return runNode(c, s)
+		},
 		Subcommands: []*cli.Command{{
 			Name:  "status",
 			Usage: "show a running node's peers, storage and uptime",
-			Flags: []cli.Flag{&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "the node's --admin address", EnvVars: []string{"FLOWMAIL_ADMIN"}}},
+			Description: "status asks the node's admin endpoint: --admin when given, else the admin address\n" +
+				"of the config file (--config, FLOWMAIL_CONFIG or <home>/config.toml), the address a\n" +
+				"running node wrote into its data directory, and " + defaultAdmin + ".",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "admin", Usage: "the node's --admin address", EnvVars: []string{"FLOWMAIL_ADMIN"}},
+				&cli.StringFlag{Name: "config", Usage: "the node's config file, to find its admin address", EnvVars: []string{"FLOWMAIL_CONFIG"}},
+			},
 			Action: func(c *cli.Context) error {
-				admin := c.String("admin")
-				if !c.IsSet("admin") {
-					// The node command's own --admin holds what the config
-					// file says.
-					admin = c.Lineage()[1].String("admin")
+				config := c.String("config")
+				if config == "" {
+					config = c.Lineage()[1].String("config") // flowmail node --config X status
 				}
-				st, err := node.FetchStatus(c.Context, admin)
+				st, err := findLocalNode(c.Context, adminCandidates(c, config))
 				if err != nil {
-					return err
+					return nodeAdvice(err)
 				}
 				printStatus(s, st)
 				return nil
@@ -183,7 +217,7 @@ func runNode(c *cli.Context, s *streams) error {
 	if !c.Bool("no-mainline") {
 		mainline = &node.MainlineConfig{Routers: c.StringSlice("mainline-router"), Port: c.Int("mainline-port")}
 	}
-	n, err := node.Start(ctx, node.Config{
+	cfg := node.Config{
 		Mainline:     mainline,
 		Reachability: reach,
 		DataDir:      dataDir,
@@ -196,19 +230,31 @@ func runNode(c *cli.Context, s *streams) error {
 		Admin:        c.String("admin"),
 		Logger:       log,
 		NoIPLimits:   isLoopbackListen(c.String("listen")),
-	})
+	}
+	setRequestTimeout(&cfg, c.Duration("request-timeout"))
+	n, err := node.Start(ctx, cfg)
 	if errors.Is(err, node.ErrNoPeers) {
 		return fmt.Errorf("%w: give --bootstrap IP:port (or FLOWMAIL_BOOTSTRAP, or bootstrap in the config file), or leave the mainline DHT on (no --no-mainline)", err)
 	}
 	if err != nil {
-		return err
+		return nodeAdvice(err)
 	}
 	fmt.Fprintf(s.out, "node %s listening on %s (network %q, %d peers)\n", n.ID().Short(), n.Addr(), c.String("network"), n.DHT().Size())
+	adminFile := filepath.Join(dataDir, adminFileName)
 	if a := n.AdminAddr(); a != "" {
+		// send, fetch and node status find the node through it,
+		// whatever --admin said. Written before the line below, which
+		// tells the operator (and tests) that the node is ready.
+		if err := atomicfile.Write(adminFile, []byte(a+"\n"), 0o644); err != nil {
+			log.Warn("writing the admin address for clients", "file", adminFile, "err", err)
+		}
 		fmt.Fprintf(s.out, "metrics at http://%s/metrics, status: flowmail node status --admin %s\n", a, a)
 	}
 	<-ctx.Done()
 	fmt.Fprintln(s.out, "shutting down")
+	if err := os.Remove(adminFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		log.Warn("removing the admin address file", "file", adminFile, "err", err)
+	}
 	return n.Close()
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,48 +13,97 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/flowmail/flowmail/node"
 )
 
+// lockedBuffer is a buffer that a running command writes and a test
+// reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// runningNode is a `flowmail node` run in process by startNodeCommand.
+type runningNode struct {
+	listen, admin string
+	stderr        *lockedBuffer
+	stop          func() error // cancels run's context, as SIGINT does, and returns run's error
+}
+
+// startNodeCommand runs `flowmail args...` (a node command) in process and returns
+// once the node has printed its addresses. The test ends by calling
+// stop; Cleanup stops it too.
+func startNodeCommand(t *testing.T, args ...string) *runningNode {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	// A node that hangs while starting is stopped, which ends the wait
+	// for its lines below.
+	hung := time.AfterFunc(5*time.Minute, cancel)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	rn := &runningNode{stderr: &lockedBuffer{}}
+	go func() {
+		err := run(ctx, append([]string{"flowmail"}, args...), strings.NewReader(""), pw, rn.stderr)
+		pw.CloseWithError(io.EOF)
+		done <- err
+	}()
+	var once sync.Once
+	var runErr error
+	rn.stop = func() error {
+		once.Do(func() {
+			hung.Stop()
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}
+	t.Cleanup(func() { rn.stop() })
+	listenRE := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
+	adminRE := regexp.MustCompile(`--admin (127\.0\.0\.1:\d+)`)
+	lines := bufio.NewScanner(pr)
+	for rn.admin == "" && lines.Scan() {
+		if m := listenRE.FindStringSubmatch(lines.Text()); m != nil {
+			rn.listen = m[1]
+		}
+		if m := adminRE.FindStringSubmatch(lines.Text()); m != nil {
+			rn.admin = m[1]
+		}
+	}
+	if rn.admin == "" || rn.listen == "" {
+		t.Fatalf("the node never printed its addresses: %v\n%s", rn.stop(), rn.stderr)
+	}
+	go io.Copy(io.Discard, pr)
+	return rn
+}
+
 // TestNodeRunsFromConfigAndAnswersStatus starts `flowmail node` with a
 // config file, asks it for its status like an operator would, and stops
-// it the way SIGINT does (cancelling run's context).
+// it the way SIGINT does (cancelling run's context). The log level on
+// the command line beats the config file's.
 func TestNodeRunsFromConfigAndAnswersStatus(t *testing.T) {
 	home := t.TempDir()
 	cfg := "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nquota = \"64MiB\"\nno-mainline = true\nlog-level = \"error\"\n"
 	if err := os.WriteFile(filepath.Join(home, "config.toml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	// A node that hangs while starting is stopped, which ends the wait
-	// for its admin line below.
-	hung := time.AfterFunc(time.Minute, cancel)
-	defer hung.Stop()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, []string{"flowmail", "--home", home, "node"}, strings.NewReader(""), pw, io.Discard)
-		pw.CloseWithError(io.EOF)
-		done <- err
-	}()
-	adminRE := regexp.MustCompile(`--admin (127\.0\.0\.1:\d+)`)
-	lines := bufio.NewScanner(pr)
-	admin := ""
-	for admin == "" && lines.Scan() {
-		if m := adminRE.FindStringSubmatch(lines.Text()); m != nil {
-			admin = m[1]
-		}
-	}
-	if admin == "" {
-		t.Fatalf("the node never printed its admin address: %v", <-done)
-	}
-	go io.Copy(io.Discard, pr)
-
-	out, _, err := runCLI(t, "node", "status", "--admin", admin)
+	rn := startNodeCommand(t, "--home", home, "--log-level", "info", "node")
+	out, _, err := runCLI(t, "node", "status", "--admin", rn.admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,17 +115,49 @@ func TestNodeRunsFromConfigAndAnswersStatus(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, "node", "node.key")); err != nil {
 		t.Errorf("node key not in <home>/node: %v", err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("node did not shut down cleanly: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("node did not stop within 30 s of being cancelled")
+	if err := rn.stop(); err != nil {
+		t.Fatalf("node did not shut down cleanly: %v", err)
 	}
-	if _, _, err := runCLI(t, "node", "status", "--admin", admin); err == nil || !strings.Contains(err.Error(), "flowmail node") {
+	// Info records appear: --log-level info won over log-level = "error".
+	if log := rn.stderr.String(); !strings.Contains(log, `msg="node started"`) {
+		t.Errorf("--log-level info on the command line lost to the config file's error:\n%s", log)
+	}
+	if _, _, err := runCLI(t, "node", "status", "--admin", rn.admin); err == nil || !strings.Contains(err.Error(), "flowmail node") {
 		t.Fatalf("status of a stopped node: %v", err)
+	}
+}
+
+// TestClientsFindANodeOnAnyAdminPort: a node started with an admin port
+// of its own is found by `node status --config FILE` and by the clients
+// (send, fetch, publish) with no flag at all, through the address it
+// writes into its data directory. A client with the wrong --network is
+// told so from its own side.
+func TestClientsFindANodeOnAnyAdminPort(t *testing.T) {
+	home := t.TempDir()
+	config := filepath.Join(t.TempDir(), "node.toml")
+	cfg := "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nno-mainline = true\nnetwork = \"admin-test\"\n"
+	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rn := startNodeCommand(t, "--home", home, "node", "--config", config)
+	out, _, err := runCLI(t, "--home", home, "node", "status", "--config", config)
+	if err != nil || !strings.Contains(out, "admin-test") {
+		t.Fatalf("node status --config: %v\n%s", err, out)
+	}
+	if _, _, err := runCLI(t, "--home", home, "init", "--no-passphrase"); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := runCLI(t, "--home", home, "publish")
+	if err != nil || !strings.Contains(stderr, "using the local node") {
+		t.Fatalf("publish did not find the node on its admin port %s: %v\n%s%s", rn.admin, err, out, stderr)
+	}
+	_, _, err = runCLI(t, "--home", home, "publish", "--bootstrap", rn.listen, "--network", "flowmail")
+	if err == nil || !strings.Contains(err.Error(), "--network") || strings.Contains(err.Error(), "we are on") {
+		t.Fatalf("a client on the wrong network: %v; want advice naming --network, in the user's terms", err)
+	}
+	help, _, err := runCLI(t, "send", "--help")
+	if err != nil || !strings.Contains(help, "FLOWMAIL_ADMIN") {
+		t.Fatalf("send --help does not mention FLOWMAIL_ADMIN: %v\n%s", err, help)
 	}
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,8 +31,7 @@ func TestBinaryAcrossProcesses(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := hangGuard(t)
 
 	tn := exec.CommandContext(ctx, bin, "testnet", "--nodes", "6", "--dir", filepath.Join(dir, "net"))
 	tn.Cancel = func() error { return tn.Process.Signal(syscall.SIGINT) }

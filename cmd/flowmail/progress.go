@@ -19,14 +19,15 @@ import (
 // while grinding each recipient's proof of work and while storing blocks
 // on a terminal, one line per finished phase otherwise (logs, scripts).
 type sendProgress struct {
-	w     io.Writer
-	tty   bool
-	names []string // recipient display names, by index
-	bar   *progressbar.ProgressBar
-	phase mail.Phase
-	who   int // recipient of the current grind
-	pow   pow.Progress
-	start time.Time
+	w      io.Writer
+	tty    bool
+	names  []string // recipient display names, by index
+	bar    *progressbar.ProgressBar
+	phase  mail.Phase
+	who    int // recipient of the current grind
+	pow    pow.Progress
+	start  time.Time
+	stored bool // the end of storing was reported
 }
 
 func newSendProgress(w io.Writer, names []string) *sendProgress {
@@ -64,12 +65,12 @@ func (p *sendProgress) finishBar() {
 // Report is the build and send progress callback.
 func (p *sendProgress) Report(pr mail.Progress) {
 	if pr.Phase != p.phase || (pr.Phase == mail.PhaseGrind && pr.Recipient != p.who) {
-		p.phase, p.who, p.start = pr.Phase, pr.Recipient, time.Now()
+		p.phase, p.who, p.start, p.stored = pr.Phase, pr.Recipient, time.Now(), false
 		switch pr.Phase {
 		case mail.PhaseGrind:
 			p.newBar(int64(max(pr.PoW.Expected, 1)), "proof of work for "+p.name(pr.Recipient), false)
 		case mail.PhaseStore:
-			p.newBar(pr.Total, "storing blocks", false)
+			p.newBar(pr.Total, "storing", true)
 		}
 	}
 	switch pr.Phase {
@@ -95,11 +96,12 @@ func (p *sendProgress) Report(pr mail.Progress) {
 		if p.bar != nil {
 			_ = p.bar.Set64(pr.Done)
 		}
-		if pr.Done == pr.Total && pr.Total > 0 {
+		if pr.Done == pr.Total && pr.Total > 0 && !p.stored {
 			p.finishBar()
 			if !p.tty {
-				fmt.Fprintf(p.w, "stored %d blocks in %s\n", pr.Total, time.Since(p.start).Round(time.Millisecond))
+				fmt.Fprintf(p.w, "stored %d bytes in %s\n", pr.Total, time.Since(p.start).Round(time.Millisecond))
 			}
+			p.stored = true
 		}
 	}
 }
@@ -132,7 +134,7 @@ func newFetchProgress(w io.Writer) *fetchProgress {
 
 // Report is the fetch progress callback.
 func (p *fetchProgress) Report(pr delivery.FetchProgress) {
-	total := int64(pr.Needed) * int64(pr.ShardSize)
+	total := pr.TotalBytes
 	if total < bigFetch {
 		return
 	}
@@ -151,7 +153,7 @@ func (p *fetchProgress) Report(pr delivery.FetchProgress) {
 		}
 	}
 	if p.bar != nil {
-		_ = p.bar.Set64(int64(pr.Done) * int64(pr.ShardSize))
+		_ = p.bar.Set64(pr.Bytes)
 	}
 	if pr.Done == pr.Needed {
 		p.finish()

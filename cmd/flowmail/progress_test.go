@@ -15,7 +15,7 @@ func TestFetchProgressReportsBigMailsOnly(t *testing.T) {
 	feed := func(mail int, index byte, needed, size int) {
 		for done := 0; done <= needed; done++ {
 			p.Report(delivery.FetchProgress{Mail: mail, Mails: 2, Index: block.ID{index},
-				ShardProgress: delivery.ShardProgress{Done: done, Needed: needed, ShardSize: size}})
+				ShardProgress: delivery.ShardProgress{Done: done, Needed: needed, Bytes: int64(done * size), TotalBytes: int64(needed * size)}})
 		}
 	}
 	feed(0, 1, 1, 4096)

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/node"
 )
 
@@ -31,7 +35,7 @@ func sendCommand(s *streams) *cli.Command {
 			"proof of work each recipient demands. The body comes from --body or standard input.\n\n" +
 			"   echo 'See you at noon.' | flowmail send --to bob --subject Lunch --attach map.png",
 		Flags: append(append([]cli.Flag{
-			&cli.StringSliceFlag{Name: "to", Usage: "recipient: an address or a contact name (repeatable)", Required: true},
+			&cli.StringSliceFlag{Name: "to", Usage: "recipient: a contact name, fm1…, fm1…@flowmail.invalid or 'Bob <fm1…@flowmail.invalid>' (repeatable; at least one)"},
 			&cli.StringSliceFlag{Name: "cc", Usage: "copy recipient (repeatable)"},
 			&cli.StringSliceFlag{Name: "bcc", Usage: "blind copy recipient, sent a separate mail that names nobody else's copy (repeatable)"},
 			&cli.StringFlag{Name: "subject", Usage: "subject line"},
@@ -45,6 +49,12 @@ func sendCommand(s *streams) *cli.Command {
 
 func runSend(c *cli.Context, s *streams) error {
 	ctx := c.Context
+	if len(c.StringSlice("to")) == 0 {
+		if len(c.StringSlice("bcc")) > 0 || len(c.StringSlice("cc")) > 0 {
+			return errors.New("a mail needs a --to recipient; --cc and --bcc copies go beside it (to send only a blind copy, give that recipient as --to)")
+		}
+		return errors.New("whom to? give a recipient with --to (a contact name or an address)")
+	}
 	me, err := loadIdentity(c, s)
 	if err != nil {
 		return err
@@ -78,28 +88,6 @@ func runSend(c *cli.Context, s *streams) error {
 	if err := checkAttachmentSizes(c.StringSlice("attach"), len(text)); err != nil {
 		return err
 	}
-	var atts []mail.Attachment
-	for _, path := range c.StringSlice("attach") {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return fmt.Errorf("--attach: %w", err)
-		}
-		ct := mime.TypeByExtension(filepath.Ext(path))
-		atts = append(atts, mail.Attachment{Name: filepath.Base(path), ContentType: ct, Data: data})
-	}
-	msg, err := mail.Compose(&mail.Message{
-		From:        mail.Mailbox{Name: c.String("from-name"), Address: me.ID()},
-		To:          to,
-		Cc:          cc,
-		Subject:     c.String("subject"),
-		Text:        text,
-		Attachments: atts,
-		Date:        time.Now(),
-	}, crand.Reader)
-	if err != nil {
-		return err
-	}
-
 	n, err := startClient(ctx, c, s)
 	if err != nil {
 		return err
@@ -131,6 +119,42 @@ func runSend(c *cli.Context, s *streams) error {
 		return err
 	}
 
+	// The message is composed into the outbox once, attachments read in
+	// pieces, and sent from there; the same send run again after an
+	// interruption finds it and resumes (delivery.SendOptions.State).
+	box := mailbox.Outbox{Dir: filepath.Join(home, outboxDirName)}
+	key, err := sendKey(me.ID(), c, to, cc, bcc, text)
+	if err != nil {
+		return err
+	}
+	resumed, err := box.Add(key, func(w io.Writer) error {
+		var atts []mail.Attachment
+		for _, path := range c.StringSlice("attach") {
+			f, err := os.Open(path)
+			if err != nil {
+				return fmt.Errorf("--attach: %w", err)
+			}
+			defer f.Close()
+			ct := mime.TypeByExtension(filepath.Ext(path))
+			atts = append(atts, mail.Attachment{Name: filepath.Base(path), ContentType: ct, Reader: f})
+		}
+		return mail.WriteMessage(w, &mail.Message{
+			From:        mail.Mailbox{Name: c.String("from-name"), Address: me.ID()},
+			To:          to,
+			Cc:          cc,
+			Subject:     c.String("subject"),
+			Text:        text,
+			Attachments: atts,
+			Date:        time.Now(),
+		}, crand.Reader)
+	})
+	if err != nil {
+		return err
+	}
+	if resumed {
+		fmt.Fprintln(s.err, "resuming the interrupted send of this mail")
+	}
+
 	codec, err := mail.NewCodec()
 	if err != nil {
 		return err
@@ -144,14 +168,40 @@ func runSend(c *cli.Context, s *streams) error {
 		mails = append(mails, mailSend{keys: []*identity.PublicKey{k}, names: bccNames[i : i+1], blind: true})
 	}
 	for i, m := range mails {
-		if err := sendOne(ctx, s, n, codec, me, msg, m); err != nil {
-			if i > 0 {
-				return fmt.Errorf("%w; the mail itself and %d blind copies before this one were sent: resend only the rest with --to", err, i-1)
-			}
+		if err := sendOne(ctx, s, n, codec, me, box.Message(key), box.State(key, strconv.Itoa(i)), m); err != nil {
 			return err
 		}
 	}
-	return nil
+	return box.Remove(key)
+}
+
+// outboxDirName holds messages being sent, in the home directory.
+const outboxDirName = "outbox"
+
+// sendKey names one send in the outbox: the same sender, recipients,
+// subject, text and attachment files (by path, size and time) give the
+// same key, so running a send again finds the message it was sending.
+func sendKey(me block.ID, c *cli.Context, to, cc, bcc []mail.Mailbox, text string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%x\x00%q\x00%q\x00%q\x00", me[:], c.String("from-name"), c.String("subject"), text)
+	for _, list := range [][]mail.Mailbox{to, cc, bcc} {
+		for _, mb := range list {
+			h.Write(mb.Address[:])
+		}
+		h.Write([]byte{0})
+	}
+	for _, path := range c.StringSlice("attach") {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return "", fmt.Errorf("--attach: %w", err)
+		}
+		fi, err := os.Stat(abs)
+		if err != nil {
+			return "", fmt.Errorf("--attach: %w", err)
+		}
+		fmt.Fprintf(h, "%q\x00%d\x00%d\x00", abs, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16]), nil
 }
 
 // mailSend is one mail of a send: the main one, or one blind copy.
@@ -161,24 +211,38 @@ type mailSend struct {
 	blind bool
 }
 
-func sendOne(ctx context.Context, s *streams, n delivery.Network, codec *mail.Codec, me *identity.Identity, msg []byte, m mailSend) error {
+func sendOne(ctx context.Context, s *streams, n delivery.Network, codec *mail.Codec, me *identity.Identity, spool, state string, m mailSend) error {
 	prog := newSendProgress(s.err, m.names)
 	start := time.Now()
-	built, err := codec.Build(ctx, mail.BuildInput{Sender: me, Recipients: m.keys, Message: msg, Now: time.Now()},
-		mail.BuildOptions{Progress: prog.Report})
+	f, err := os.Open(spool)
 	if err != nil {
 		return err
 	}
-	defer built.Release()
-	if err := delivery.Send(ctx, n, built, delivery.SendOptions{Progress: prog.Report}); err != nil {
-		return fmt.Errorf("storing the mail in the network: %w (nothing was delivered to %s; run send again)", err, strings.Join(m.names, ", "))
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	sent, err := delivery.Send(ctx, n, codec, mail.BuildInput{Sender: me, Recipients: m.keys, Message: f, Size: fi.Size(), Now: time.Now()},
+		delivery.SendOptions{Progress: prog.Report, State: state})
+	prog.finishBar()
+	if errors.Is(err, delivery.ErrSendState) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("storing the mail in the network: %w (nothing was delivered to %s yet; run the same send again to resume it)", err, strings.Join(m.names, ", "))
 	}
 	what := "sent"
 	if m.blind {
 		what = "sent a blind copy of"
 	}
-	fmt.Fprintf(s.out, "%s %d bytes to %s in %s: %d data + %d parity blocks of %d bytes\n",
-		what, len(msg), strings.Join(m.names, ", "), time.Since(start).Round(time.Millisecond), built.DataShards, built.ParityShards, built.ShardSize)
+	l := sent.Layout
+	data, parity := (l.Groups-1)*mail.GroupDataShards+l.Last.Data, (l.Groups-1)*mail.ParityShards(mail.GroupDataShards)+l.Last.Parity
+	fmt.Fprintf(s.out, "%s %d bytes to %s in %s: %d data + %d parity blocks in %d group(s)\n",
+		what, fi.Size(), strings.Join(m.names, ", "), time.Since(start).Round(time.Millisecond), data, parity, l.Groups)
+	if sent.Reused > 0 {
+		fmt.Fprintf(s.out, "(%d blocks were stored by the interrupted send and not stored again)\n", sent.Reused)
+	}
 	return nil
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,13 +22,8 @@ func TestSendBlindCopyIsASeparateMail(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a loopback testnet")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	net, err := testnet.Start(ctx, testnet.Config{Nodes: 4, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
+	ctx := hangGuard(t)
+	net := startTestTestnet(t, ctx, 4, t.TempDir())
 	if err := net.WriteBootstrapFile(); err != nil {
 		t.Fatal(err)
 	}
@@ -98,13 +92,7 @@ func TestSendErrorsSayWhatToDo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a loopback testnet")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	net, err := testnet.Start(ctx, testnet.Config{Nodes: 3, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
+	net := startTestTestnet(t, hangGuard(t), 3, t.TempDir())
 	home := t.TempDir()
 	if _, stderr, err := runCLI(t, "--home", home, "init", "--no-passphrase"); err != nil {
 		t.Fatalf("init: %v\n%s", err, stderr)
@@ -117,7 +105,7 @@ func TestSendErrorsSayWhatToDo(t *testing.T) {
 	if err := os.WriteFile(big, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(big, 30<<20); err != nil { // sparse: costs no disk
+	if err := os.Truncate(big, 800<<20); err != nil { // sparse: costs no disk; over a mail once base64 grows it
 		t.Fatal(err)
 	}
 	addr := identity.FormatAddress(stranger.ID())
@@ -139,5 +127,20 @@ func TestSendErrorsSayWhatToDo(t *testing.T) {
 				t.Fatalf("send %v: %v, want an error saying %q", tc.args, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestSendWithoutToSaysSo: --bcc (or nothing) without --to is a short
+// error that names --to, not the whole help.
+func TestSendWithoutToSaysSo(t *testing.T) {
+	home := t.TempDir()
+	if _, _, err := runCLI(t, "--home", home, "init", "--no-passphrase"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--bcc", "carol"}, {"--cc", "carol"}, {}} {
+		out, stderr, err := runCLI(t, append([]string{"--home", home, "send", "--body", "hi", "--bootstrap", "127.0.0.1:9"}, args...)...)
+		if err == nil || !strings.Contains(err.Error(), "--to") || strings.Contains(out+stderr, "USAGE") || strings.Contains(out+stderr, "OPTIONS") {
+			t.Errorf("send %v: %v\nstdout: %s\nstderr: %s", args, err, out, stderr)
+		}
 	}
 }

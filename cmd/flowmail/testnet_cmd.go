@@ -19,6 +19,8 @@ import (
 	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
+	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/testnet"
 )
 
@@ -39,6 +41,7 @@ func testnetCommand(s *streams) *cli.Command {
 			&cli.IntFlag{Name: "nodes", Value: 10, Usage: "number of nodes"},
 			&cli.StringFlag{Name: "dir", Usage: "directory for node data (default: " + defaultTestnetDir() + "; a fresh temporary one with --demo)"},
 			&cli.BoolFlag{Name: "demo", Usage: "send and fetch one mail, check it, and exit"},
+			requestTimeoutFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.Int("nodes") < 1 || c.Int("nodes") > 1000 {
@@ -61,14 +64,16 @@ func startTestnet(c *cli.Context, s *streams, dir string) (*testnet.Net, error) 
 	fmt.Fprintf(s.err, "starting %d nodes in %s ", n, dir)
 	start := time.Now()
 	net, err := testnet.Start(c.Context, testnet.Config{
-		Nodes:    n,
-		Dir:      dir,
-		Logger:   log,
-		Progress: func(started, total int) { fmt.Fprint(s.err, ".") },
+		Nodes:      n,
+		Dir:        dir,
+		Logger:     log,
+		Progress:   func(started, total int) { fmt.Fprint(s.err, ".") },
+		Tune:       func(_ int, nc *node.Config) { setRequestTimeout(nc, c.Duration("request-timeout")) },
+		TuneClient: func(nc *node.Config) { setRequestTimeout(nc, c.Duration("request-timeout")) },
 	})
 	fmt.Fprintln(s.err)
 	if err != nil {
-		return nil, err
+		return nil, testnetAdvice(err)
 	}
 	fmt.Fprintf(s.err, "%d nodes up in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return net, nil
@@ -165,7 +170,7 @@ func runDemo(c *cli.Context, s *streams) error {
 		return err
 	}
 	fmt.Fprintf(s.out, "alice sent %d bytes: %d data + %d parity blocks of %d bytes, index block ground to %d bits\n",
-		len(sent), built.DataShards, built.ParityShards, built.ShardSize, bob.Difficulty())
+		len(sent), built.Layout.Last.Data, built.Layout.Last.Parity, built.Layout.Last.ShardSize, bob.Difficulty())
 	built.Release()
 
 	// Bob fetches through a client of his own, as a separate process would.
@@ -193,7 +198,7 @@ func runDemo(c *cli.Context, s *streams) error {
 	fmt.Fprintf(s.out, "\n----- the mail as delivered to %s -----\n", filepath.Join(dir, "bob", maildirName, "new"))
 	printMailSummary(s, got)
 	fmt.Fprintln(s.out, "-----")
-	if !bytes.Equal(got, sent) {
+	if !bytes.Equal(got, mailbox.ToLF(sent)) { // the Maildir keeps LF line ends
 		return fmt.Errorf("the fetched mail (%d bytes) differs from the sent one (%d bytes)", len(got), len(sent))
 	}
 	fmt.Fprintf(s.out, "OK: bob received exactly the %d bytes alice sent (%s in all)\n", len(sent), time.Since(began).Round(time.Millisecond))

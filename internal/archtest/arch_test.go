@@ -1,7 +1,10 @@
-// Package archtest holds the dependency rules of docs/../DESIGN.md: the
-// arrows run cmd -> testnet -> node -> {kademlia, delivery} ->
-// {transport, blockstore, mail, mailbox, pow, record} -> identity ->
-// block, never back (blockstore, which keeps records, imports record).
+// Package archtest holds rules about the whole repository: the import
+// arrows each package's doc.go states, which run cmd -> testnet -> node
+// -> {kademlia, delivery} -> {transport, blockstore, mail, mailbox, pow,
+// record} -> identity -> block, never back (blockstore, which keeps
+// records, imports record; rendezvous beside them, imported by node
+// only); and the list of places that start goroutines, each with its
+// owner (goroutines_test.go).
 package archtest
 
 import (

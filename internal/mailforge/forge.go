@@ -10,6 +10,7 @@ package mailforge
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 
@@ -28,64 +29,69 @@ import (
 // Keys and deletion preimages come from rnd. The data blocks carry a
 // deletion hash when there is one recipient.
 func Seal(ctx context.Context, envelope []byte, to []*identity.PublicKey, rnd io.Reader) (*mail.Built, error) {
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
 	if err != nil {
 		return nil, err
 	}
 	z := enc.EncodeAll(envelope, nil)
 	enc.Close()
+	return SealCompressed(ctx, z, to, rnd)
+}
 
-	// 9.3: shard size, counts, padding, encryption.
-	s := 261120
-	for _, x := range []int{4096, 65536, 261120} {
-		if len(z)+16 <= 16*x {
-			s = x
-			break
-		}
-	}
-	k := (len(z) + 16 + s - 1) / s
-	m := (k + 1) / 2
-	man := &mail.Manifest{CompressedLen: len(z), ShardSize: s, DataShards: k, ParityShards: m}
+// SealCompressed is Seal of bytes already compressed (or not zstd at
+// all), for mails whose body breaks spec 9.3.
+func SealCompressed(ctx context.Context, z []byte, to []*identity.PublicKey, rnd io.Reader) (*mail.Built, error) {
+	man := &mail.Manifest{HasDataDeletion: len(to) == 1, Layout: layout(int64(len(z)))}
 	for _, f := range [][]byte{man.ContentKey[:], man.DataDeletion[:]} {
 		if _, err := io.ReadFull(rnd, f); err != nil {
 			return nil, err
 		}
 	}
-	man.HasDataDeletion = len(to) == 1
 	aead, err := chacha20poly1305.New(man.ContentKey[:])
 	if err != nil {
 		return nil, err
 	}
-	p := make([]byte, k*s-16)
-	copy(p, z)
-	c := aead.Seal(nil, make([]byte, 12), p, []byte(block.LabelMail))
-
-	// 9.4: Reed-Solomon into data blocks.
-	rs, err := reedsolomon.New(k, m)
-	if err != nil {
-		return nil, err
-	}
-	shards := make([][]byte, k+m)
-	for i := range shards {
-		shards[i] = make([]byte, s)
-		if i < k {
-			copy(shards[i], c[i*s:])
-		}
-	}
-	if err := rs.Encode(shards); err != nil {
-		return nil, err
-	}
-	hdr := block.Header{Version: block.Version, Type: block.TypeData}
+	hdr := block.Header{}
 	if man.HasDataDeletion {
 		hdr.HasDeletion, hdr.DeletionHash = true, block.DeletionHash(man.DataDeletion)
 	}
-	out := &mail.Built{ShardSize: s, DataShards: k, ParityShards: m, Lifetime: block.MaxLifetime}
-	for _, sh := range shards {
-		b := block.Data{Header: hdr, Payload: sh}.Encode()
-		id := block.Sum(b)
-		out.Data = append(out.Data, mail.Block{ID: id, Bytes: b})
-		man.ShardIDs = append(man.ShardIDs, id)
+	out := &mail.Built{Layout: man.Layout, Lifetime: block.MaxLifetime}
+	l := man.Layout
+	for g := range l.Groups {
+		gl := l.Group(g)
+		// 9.3 steps 3 and 4: this group's bytes of Z, zero padding, sealed
+		// under the group's nonce.
+		p := make([]byte, gl.Data*gl.ShardSize-16)
+		z = z[copy(p, z):]
+		var nonce [12]byte
+		binary.BigEndian.PutUint64(nonce[3:11], uint64(g))
+		if g == l.Groups-1 {
+			nonce[11] = 1
+		}
+		c := aead.Seal(nil, nonce[:], p, []byte(block.LabelMail))
+		// 9.4: Reed-Solomon into data blocks.
+		rs, err := reedsolomon.New(gl.Data, gl.Parity)
+		if err != nil {
+			return nil, err
+		}
+		shards := make([][]byte, gl.Shards())
+		for i := range shards {
+			shards[i] = make([]byte, gl.ShardSize)
+			if i < gl.Data {
+				copy(shards[i], c[i*gl.ShardSize:])
+			}
+		}
+		if err := rs.Encode(shards); err != nil {
+			return nil, err
+		}
+		for _, sh := range shards {
+			b := block.Data{Header: hdr, Payload: sh}.Encode()
+			id := block.Sum(b)
+			out.Data = append(out.Data, mail.Block{ID: id, Bytes: b})
+			man.ShardIDs = append(man.ShardIDs, id)
+		}
 	}
+	out.ShardIDs = man.ShardIDs
 
 	// 9.5 and 6: one index block per recipient.
 	for _, r := range to {
@@ -103,4 +109,23 @@ func Seal(ctx context.Context, envelope []byte, to []*identity.PublicKey, rnd io
 		out.Index = append(out.Index, mail.Block{ID: block.Sum(blk), Bytes: blk, Recipient: r.ID})
 	}
 	return out, nil
+}
+
+// layout is spec 9.3 step 2, written from the spec: full groups of 64
+// data shards of 261120 bytes, then the last group in the smallest shard
+// size that takes the rest in at most 64 shards, with at least 2; parity
+// 7 + ceil(k/4).
+func layout(zlen int64) mail.Layout {
+	const full = 64*261120 - 16
+	groups := int((zlen + full - 1) / full)
+	n := int(zlen-int64(groups-1)*full) + 16
+	s := 261120
+	for _, x := range []int{1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 261120} {
+		if n <= 64*x {
+			s = x
+			break
+		}
+	}
+	k := max(2, (n+s-1)/s)
+	return mail.Layout{CompressedLen: zlen, Groups: groups, Last: mail.GroupLayout{ShardSize: s, Data: k, Parity: 7 + (k+3)/4}}
 }
