@@ -145,7 +145,7 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 		if r == nil {
 			return nil, errors.New("mail: build: nil recipient")
 		}
-		env.Recipients = append(env.Recipients, r.ID)
+		env.Recipients = append(env.Recipients, r.Owner)
 	}
 	if err := checkRecipients(env.Recipients); err != nil {
 		return nil, err
@@ -214,7 +214,7 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 		if err != nil {
 			return fail(err)
 		}
-		out.Index = append(out.Index, Block{ID: block.Sum(blk), Bytes: blk, Recipient: r.ID})
+		out.Index = append(out.Index, Block{ID: block.Sum(blk), Bytes: blk, Recipient: r.Owner})
 		report(Progress{Phase: PhaseGrind, Recipient: i, Done: int64(i + 1), Total: int64(len(in.Recipients))})
 	}
 	return out, nil
@@ -485,7 +485,7 @@ func sealIndex(ctx context.Context, man *Manifest, r *identity.PublicKey, worker
 		Header: block.Header{HasDeletion: true, DeletionHash: block.DeletionHash(man.IndexDeletion)},
 		Sealed: sealed,
 	}.Encode()
-	if _, err := pow.Solve(ctx, blk, r.ID, r.Difficulty, pow.Options{Workers: workers, Progress: progress, Interval: interval}); err != nil {
+	if _, err := pow.Solve(ctx, blk, r.Owner, r.Difficulty, pow.Options{Workers: workers, Progress: progress, Interval: interval}); err != nil {
 		return nil, fmt.Errorf("mail: grinding the index block for %s (difficulty %d): %w", r.Address(), r.Difficulty, err)
 	}
 	return blk, nil

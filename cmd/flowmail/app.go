@@ -67,6 +67,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			sendCommand(s),
 			fetchCommand(s),
 			publishCommand(s),
+			keyCommand(s),
 			nodeCommand(s),
 			testnetCommand(s),
 		},

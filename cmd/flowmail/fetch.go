@@ -89,7 +89,7 @@ func runFetch(c *cli.Context, s *streams) error {
 	var published time.Time
 	once := func(ctx context.Context) error {
 		if time.Since(published) > 24*time.Hour {
-			if err := publishOwnPubkey(ctx, n, me); err != nil {
+			if err := publishOwnKeys(ctx, c, n, me); err != nil {
 				fmt.Fprintf(s.err, "warning: %v\n", err)
 			} else {
 				published = time.Now()

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowmail/flowmail/identity"
+)
+
+// Keys through the command line over a loopback testnet (real QUIC, real
+// Badger): rotation keeps the address and moves senders to the new key,
+// mail sealed to the old key still opens within the grace period, a
+// revoked address refuses senders, and a thief with identity.key alone
+// cannot rotate.
+
+// mailsIn counts the mails delivered into home's Maildir.
+func mailsIn(t *testing.T, home string) int {
+	t.Helper()
+	n := 0
+	for _, sub := range []string{"new", "cur"} {
+		es, err := os.ReadDir(filepath.Join(home, maildirName, sub))
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		n += len(es)
+	}
+	return n
+}
+
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	out, stderr, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatalf("flowmail %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return out
+}
+
+func TestKeyRotateThenReceive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a loopback testnet")
+	}
+	net := startTestTestnet(t, hangGuard(t), 4, t.TempDir())
+	homes := t.TempDir()
+	bob, alice := filepath.Join(homes, "bob"), filepath.Join(homes, "alice")
+	tn := []string{"--testnet", net.Dir()}
+	mustRun(t, append([]string{"--home", bob, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
+	mustRun(t, "--home", alice, "init", "--no-passphrase", "--difficulty", "4")
+	addr := strings.TrimSpace(mustRun(t, "--home", bob, "whoami"))
+	send := func(body string) {
+		t.Helper()
+		mustRun(t, append([]string{"--home", alice, "send", "--to", addr, "--subject", body, "--body", body}, tn...)...)
+	}
+
+	// A thief who copied identity.key (and the public key log) but not
+	// next.key cannot rotate: not without a next key, not with another.
+	thief := filepath.Join(homes, "thief")
+	if err := os.MkdirAll(thief, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{keyFileName, keyLogFileName} {
+		b, err := os.ReadFile(filepath.Join(bob, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(thief, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := runCLI(t, append([]string{"--home", thief, "key", "rotate"}, tn...)...); err == nil || !strings.Contains(err.Error(), "no next key") {
+		t.Fatalf("rotate without next.key: %v", err)
+	}
+	if _, _, err := runCLI(t, append([]string{"--home", thief, "key", "rotate", "--next-key", filepath.Join(alice, nextKeyFileName)}, tn...)...); err == nil || !strings.Contains(err.Error(), "next key") {
+		t.Fatalf("rotate with another identity's next key: %v", err)
+	}
+
+	send("sealed-to-generation-0")
+	mustRun(t, append([]string{"--home", bob, "key", "rotate"}, tn...)...)
+	if got := strings.TrimSpace(mustRun(t, "--home", bob, "whoami")); got != addr {
+		t.Fatalf("whoami after the rotation: %s, want the unchanged %s", got, addr)
+	}
+	id, err := identity.ReadKeyFile(filepath.Join(bob, keyFileName), nil)
+	if err != nil || id.Generation() != 1 || id.Address() != addr {
+		t.Fatalf("bob's key after the rotation: %v, %v", id, err)
+	}
+
+	// Within the grace period, mail sealed to the retired key opens.
+	mustRun(t, append([]string{"--home", bob, "fetch"}, tn...)...)
+	if n := mailsIn(t, bob); n != 1 {
+		t.Fatalf("%d mails delivered after the rotation, want the one sealed to generation 0", n)
+	}
+
+	// Alice resolves bob's address to the new key: with the retired key
+	// gone, the mail still opens.
+	send("sealed-to-generation-1")
+	if id.ForgetRetired(time.Now().Add(identity.GracePeriod+time.Hour)) != 0 {
+		t.Fatal("a retired key outlived the grace period")
+	}
+	if err := identity.ReplaceKeyFile(filepath.Join(bob, keyFileName), id, identity.KeyFileOptions{NoPassphrase: true}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, append([]string{"--home", bob, "fetch"}, tn...)...)
+	if n := mailsIn(t, bob); n != 2 {
+		t.Fatalf("%d mails delivered, want 2: the mail sent after the rotation was not sealed to the new key", n)
+	}
+
+	// The safety code is the same from either side, and rotations keep it.
+	code := mustRun(t, "--home", bob, "whoami", "--with", strings.TrimSpace(mustRun(t, "--home", alice, "whoami")))
+	back := mustRun(t, "--home", alice, "whoami", "--with", addr)
+	lastLine := func(s string) string {
+		lines := strings.Split(strings.TrimSpace(s), "\n")
+		return strings.TrimSpace(lines[len(lines)-1])
+	}
+	if c := lastLine(code); len(c) != 35 || c != lastLine(back) {
+		t.Fatalf("safety codes differ or are malformed:\n%s\n%s", code, back)
+	}
+}
+
+func TestKeyRevokeThenSendIsRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a loopback testnet")
+	}
+	net := startTestTestnet(t, hangGuard(t), 4, t.TempDir())
+	homes := t.TempDir()
+	bob, alice := filepath.Join(homes, "bob"), filepath.Join(homes, "alice")
+	tn := []string{"--testnet", net.Dir()}
+	mustRun(t, append([]string{"--home", bob, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
+	mustRun(t, "--home", alice, "init", "--no-passphrase", "--difficulty", "4")
+	addr := strings.TrimSpace(mustRun(t, "--home", bob, "whoami"))
+
+	if _, _, err := runCLI(t, append([]string{"--home", bob, "key", "revoke"}, tn...)...); err == nil || !strings.Contains(err.Error(), "--yes") {
+		t.Fatalf("revoke without --yes: %v", err)
+	}
+	// Bob lost identity.key: the committed next key revokes.
+	if err := os.Remove(filepath.Join(bob, keyFileName)); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, append([]string{"--home", bob, "key", "revoke", "--with-next", "--yes"}, tn...)...)
+
+	_, _, err := runCLI(t, append([]string{"--home", alice, "send", "--to", addr, "--body", "hello?"}, tn...)...)
+	if err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("send to a revoked address: %v, want an error that says revoked", err)
+	}
+	// Nothing was composed, so nothing was stored.
+	if es, err := os.ReadDir(filepath.Join(alice, outboxDirName)); err == nil && len(es) != 0 {
+		t.Fatalf("the refused send left %d entries in the outbox", len(es))
+	}
+}
