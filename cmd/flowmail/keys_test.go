@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/record"
 )
 
 // Keys through the command line over a loopback testnet (real QUIC, real
@@ -147,5 +149,71 @@ func TestKeyRevokeThenSendIsRefused(t *testing.T) {
 	// Nothing was composed, so nothing was stored.
 	if es, err := os.ReadDir(filepath.Join(alice, outboxDirName)); err == nil && len(es) != 0 {
 		t.Fatalf("the refused send left %d entries in the outbox", len(es))
+	}
+}
+
+func TestContactKeyChangeOutsideTheChainIsRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a loopback testnet")
+	}
+	net := startTestTestnet(t, hangGuard(t), 4, t.TempDir())
+	homes := t.TempDir()
+	bob, alice := filepath.Join(homes, "bob"), filepath.Join(homes, "alice")
+	tn := []string{"--testnet", net.Dir()}
+	mustRun(t, append([]string{"--home", bob, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
+	mustRun(t, "--home", alice, "init", "--no-passphrase", "--difficulty", "4")
+	addr := strings.TrimSpace(mustRun(t, "--home", bob, "whoami"))
+	mustRun(t, "--home", alice, "contacts", "add", "bob", addr)
+	send := func() error {
+		_, stderr, err := runCLI(t, append([]string{"--home", alice, "send", "--to", "bob", "--body", "hi"}, tn...)...)
+		if err == nil && strings.Contains(stderr, "rotated") {
+			t.Log("noted: ", stderr)
+		}
+		return err
+	}
+	// The first send pins bob's key history.
+	if err := send(); err != nil {
+		t.Fatal(err)
+	}
+	if list := mustRun(t, "--home", alice, "contacts", "list"); !strings.Contains(list, "pinned, generation 0") {
+		t.Fatalf("contacts list after the first send:\n%s", list)
+	}
+	// A rotation follows the signed history: accepted, the pin moves on.
+	mustRun(t, append([]string{"--home", bob, "key", "rotate"}, tn...)...)
+	if _, stderr, err := runCLI(t, append([]string{"--home", alice, "send", "--to", "bob", "--body", "hi"}, tn...)...); err != nil || !strings.Contains(stderr, "rotated its key to generation 1") {
+		t.Fatalf("send after a rotation: %v\n%s", err, stderr)
+	}
+
+	// Alice had seen another generation 1 than the network now shows (a
+	// second history, made with a stolen next key): refused until she
+	// verifies.
+	book, err := loadContacts(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := book.Pins[addr]
+	if p == nil || len(p.Keys) != 2 {
+		t.Fatalf("pin after the rotation: %+v", p)
+	}
+	p.Keys[1] = strings.Repeat("ab", 32)
+	if err := book.save(alice); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(); !errors.Is(err, record.ErrKeyChanged) || !strings.Contains(err.Error(), "contacts verify bob") {
+		t.Fatalf("send to a key changed outside its history: %v, want ErrKeyChanged with advice", err)
+	}
+	out := mustRun(t, append(append([]string{"--home", alice, "contacts", "verify"}, tn...), "bob")...)
+	if !strings.Contains(out, "CHANGED") {
+		t.Fatalf("contacts verify does not say the key changed:\n%s", out)
+	}
+	if err := send(); !errors.Is(err, record.ErrKeyChanged) {
+		t.Fatalf("send after verify without --confirm: %v", err)
+	}
+	mustRun(t, append(append([]string{"--home", alice, "contacts", "verify", "--confirm"}, tn...), "bob")...)
+	if err := send(); err != nil {
+		t.Fatalf("send after contacts verify --confirm: %v", err)
+	}
+	if list := mustRun(t, "--home", alice, "contacts", "list"); !strings.Contains(list, "verified, generation 1") {
+		t.Fatalf("contacts list after verify --confirm:\n%s", list)
 	}
 }

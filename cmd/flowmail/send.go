@@ -114,6 +114,11 @@ func runSend(c *cli.Context, s *streams) error {
 	if err := publishOwnKeys(ctx, c, n, me); err != nil {
 		fmt.Fprintf(s.err, "warning: %v (replies may not find you)\n", err)
 	}
+	book, err := loadContacts(home)
+	if err != nil {
+		return err
+	}
+	pinsChanged := false
 	lookup := func(mbs []mail.Mailbox, names []string) ([]*identity.PublicKey, error) {
 		keys := make([]*identity.PublicKey, len(mbs))
 		for i, mb := range mbs {
@@ -121,6 +126,11 @@ func runSend(c *cli.Context, s *streams) error {
 			if err != nil {
 				return nil, recipientAdvice(names[i], st, err)
 			}
+			changed, err := checkPin(book, names[i], st, s.err)
+			if err != nil {
+				return nil, err
+			}
+			pinsChanged = pinsChanged || changed
 			keys[i] = k
 		}
 		return keys, nil
@@ -132,6 +142,11 @@ func runSend(c *cli.Context, s *streams) error {
 	bccKeys, err := lookup(bcc, bccNames)
 	if err != nil {
 		return err
+	}
+	if pinsChanged {
+		if err := book.save(home); err != nil {
+			return fmt.Errorf("saving the keys seen in %s: %w", contactsPath(home), err)
+		}
 	}
 
 	// The message is composed into the outbox once, attachments read in
