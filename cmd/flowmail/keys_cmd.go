@@ -104,7 +104,7 @@ func keyCommand(s *streams) *cli.Command {
 	nextFlag := &cli.StringFlag{Name: "next-key", Usage: "the next key file, if you keep it elsewhere than <home>/next.key"}
 	return &cli.Command{
 		Name:   "key",
-		Usage:  "rotate or revoke your key; your address stays (rotate) or ends (revoke)",
+		Usage:  "rotate, revoke or move your key; your address stays (rotate) or ends (revoke, move)",
 		Action: unknownCommand,
 		Subcommands: []*cli.Command{
 			{
@@ -129,6 +129,20 @@ func keyCommand(s *streams) *cli.Command {
 					&cli.BoolFlag{Name: "yes", Usage: "confirm: revocation is final"},
 				}, networkFlags()...), passphraseFlags()...),
 				Action: func(c *cli.Context) error { return runRevoke(c, s) },
+			},
+			{
+				Name:  "move",
+				Usage: "tell everyone your identity moved to another address (final)",
+				Description: "move publishes the terminal \"moved to\" event of your key log, signed by your\n" +
+					"committed next key and by the new identity (--to-home: the data directory that\n" +
+					"holds it), so nobody can move you, and nobody is moved onto an address without its\n" +
+					"owner. Senders are told the new address. It cannot be undone.",
+				Flags: append(append([]cli.Flag{
+					nextFlag,
+					&cli.StringFlag{Name: "to-home", Usage: "data directory of the new identity (its identity.key signs too)"},
+					&cli.BoolFlag{Name: "yes", Usage: "confirm: the move is final"},
+				}, networkFlags()...), passphraseFlags()...),
+				Action: func(c *cli.Context) error { return runMove(c, s) },
 			},
 		},
 	}
@@ -233,6 +247,51 @@ func runRevoke(c *cli.Context, s *streams) error {
 		return fmt.Errorf("the revocation is saved but not published (%w): run `flowmail publish` again", err)
 	}
 	fmt.Fprintln(s.out, "Published: senders are now refused.")
+	return nil
+}
+
+func runMove(c *cli.Context, s *streams) error {
+	if c.String("to-home") == "" {
+		return errors.New("where to? give the new identity's data directory with --to-home (make it with `flowmail --home DIR init`)")
+	}
+	if !c.Bool("yes") {
+		return errors.New("a move is final: senders are sent to the new address from now on; run again with --yes to confirm")
+	}
+	id, err := loadIdentity(c, s)
+	if err != nil {
+		return err
+	}
+	log, err := ownKeyLog(c, id)
+	if err != nil {
+		return err
+	}
+	next, err := identity.ReadNextKeyFile(nextKeyPath(c), func() ([]byte, error) { return readPassphrase(c, s, "Passphrase of the next key: ") })
+	if err != nil {
+		return fmt.Errorf("reading the next key (a move is signed with it): %w", err)
+	}
+	to, err := identity.ReadKeyFile(filepath.Join(c.String("to-home"), keyFileName), func() ([]byte, error) {
+		return readPassphrase(c, s, "Passphrase of the new identity: ")
+	})
+	if err != nil {
+		return fmt.Errorf("--to-home: %w", err)
+	}
+	moved, err := record.Move(log, next, to, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := writeKeyLog(c, moved); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "Moved %s to %s.\n", id.Address(), to.Address())
+	n, err := startClient(c.Context, c, s)
+	if err != nil {
+		return fmt.Errorf("the move is saved in %s but not published (%w): run `flowmail publish` when you are online", keyLogPath(c), err)
+	}
+	defer n.Close()
+	if err := publishKeyLog(c.Context, n, moved); err != nil {
+		return fmt.Errorf("the move is saved but not published (%w): run `flowmail publish` again", err)
+	}
+	fmt.Fprintln(s.out, "Published: senders are now told the new address.")
 	return nil
 }
 

@@ -217,3 +217,28 @@ func TestContactKeyChangeOutsideTheChainIsRefused(t *testing.T) {
 		t.Fatalf("contacts list after verify --confirm:\n%s", list)
 	}
 }
+
+func TestKeyMoveTellsSendersTheNewAddress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a loopback testnet")
+	}
+	net := startTestTestnet(t, hangGuard(t), 4, t.TempDir())
+	homes := t.TempDir()
+	bob, bob2, alice := filepath.Join(homes, "bob"), filepath.Join(homes, "bob2"), filepath.Join(homes, "alice")
+	tn := []string{"--testnet", net.Dir()}
+	mustRun(t, append([]string{"--home", bob, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
+	mustRun(t, append([]string{"--home", bob2, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
+	mustRun(t, "--home", alice, "init", "--no-passphrase", "--difficulty", "4")
+	addr := strings.TrimSpace(mustRun(t, "--home", bob, "whoami"))
+	addr2 := strings.TrimSpace(mustRun(t, "--home", bob2, "whoami"))
+
+	mustRun(t, append([]string{"--home", bob, "key", "move", "--to-home", bob2, "--yes"}, tn...)...)
+	_, _, err := runCLI(t, append([]string{"--home", alice, "send", "--to", addr, "--body", "hi"}, tn...)...)
+	if !errors.Is(err, record.ErrMoved) || !strings.Contains(err.Error(), addr2) {
+		t.Fatalf("send to a moved address: %v, want ErrMoved naming %s", err, addr2)
+	}
+	mustRun(t, append([]string{"--home", alice, "send", "--to", addr2, "--body", "hi"}, tn...)...)
+	if _, stderr, _ := runCLI(t, "--home", bob, "whoami"); !strings.Contains(stderr, "moved to "+addr2) {
+		t.Fatalf("whoami after the move:\n%s", stderr)
+	}
+}
