@@ -145,12 +145,17 @@ func sortByDistance(ns []*quicNode, id block.ID) {
 	}
 }
 
-// everyLive runs fn on every live full node, one after another.
+// everyLive runs fn on every live full node at once, as nodes do their
+// rounds independently, and returns when all are done. On a loaded
+// machine one after another would add up every node's waits on the
+// nodes that left.
 func (n *quicNet) everyLive(fn func(*quicNode)) {
 	n.mu.Lock()
 	nodes := append([]*quicNode(nil), n.live...)
 	n.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, qn := range nodes {
-		fn(qn)
+		wg.Go(func() { fn(qn) })
 	}
+	wg.Wait()
 }

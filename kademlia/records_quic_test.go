@@ -216,13 +216,15 @@ func TestRecordsSurviveTheirOwnerGoingOffline(t *testing.T) {
 	}
 	owner := net.add(ctx, false, nil)
 	lifetime := 24 * time.Hour
-	expires := net.clk.Now().Add(lifetime)
 	if _, err := owner.d.PutRecord(ctx, a.V1, lifetime); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := owner.d.PutRecord(ctx, a.V2, lifetime); err != nil || n < k-1 {
 		t.Fatalf("owner's PutRecord: %d nodes, %v", n, err)
 	}
+	// Every holder took V2 before PutRecord returned: none may keep it
+	// past this, however long the stores took.
+	expires := net.clk.Now().Add(lifetime)
 	net.remove(owner)
 	first := map[block.ID]bool{}
 	for _, qn := range net.closestLive(a.Slot)[:k] {
@@ -249,15 +251,15 @@ func TestRecordsSurviveTheirOwnerGoingOffline(t *testing.T) {
 		}
 		net.clk.Advance(kademlia.RepublishInterval * 12 / 10) // past every republish date
 		net.everyLive(func(qn *quicNode) { qn.d.CheckLiveness(ctx) })
-		republished := 0
+		var republished atomic.Int64
 		net.everyLive(func(qn *quicNode) {
 			n, err := qn.d.Republish(ctx)
 			if err != nil {
 				t.Logf("round %d: republish on %v: %v", round+1, qn.d.ID().Short(), err)
 			}
-			republished += n
+			republished.Add(int64(n))
 		})
-		t.Logf("round %d: %d nodes replaced in all, %d republished", round+1, replaced, republished)
+		t.Logf("round %d: %d nodes replaced in all, %d republished", round+1, replaced, republished.Load())
 	}
 	if replaced*100 < 30*nodes {
 		t.Fatalf("only %d of %d nodes replaced", replaced, nodes)
@@ -272,7 +274,10 @@ func TestRecordsSurviveTheirOwnerGoingOffline(t *testing.T) {
 			t.Fatalf("node %v among the %d closest live does not hold V2: %v", qn.d.ID().Short(), k, err)
 		}
 		// Republishing passed the remaining lifetime on, never a fresh one.
-		if m.Expires.After(expires.Add(2 * time.Second)) {
+		// A STORE carries a relative lifetime, so each hop may add the
+		// time its request took in flight; a fresh lifetime would add
+		// hours.
+		if m.Expires.After(expires.Add(time.Minute)) {
 			t.Fatalf("node %v keeps the record until %v, past the owner's %v", qn.d.ID().Short(), m.Expires, expires)
 		}
 	}

@@ -266,6 +266,12 @@ func (d *DHT) republishOne(ctx context.Context, m blockstore.Meta) bool {
 		d.log.Debug("kademlia: republish lookup failed", "id", m.ID.Short(), "err", err)
 		return false
 	}
+	// The lifetime left after the lookup, which may take seconds: taken
+	// before it, every republish would lengthen the block's life by the
+	// lookup's time.
+	if secs = remainingSeconds(m, d.now()); secs == 0 {
+		return false
+	}
 	// This node holds the block already; the others get it.
 	n := d.holders(m.ID)
 	closest = closest[:min(n, len(closest))]
