@@ -2,10 +2,12 @@ package delivery
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/record"
 )
 
@@ -41,4 +43,26 @@ func ResolveRecipient(ctx context.Context, net Network, logs KeyLogs, addr block
 		return nil, st, fmt.Errorf("delivery: %w", err)
 	}
 	return p.At(addr), st, nil
+}
+
+// checkSender holds an opened mail's signer against the sender's key
+// log (15.5, KeyState.SignedBy): a revoked or forked sender, or a key
+// the sender had retired before the envelope's time, is refused. A
+// sender whose key log and pubkey block are both gone from the network
+// is not: its mail verifies against the address, and no revocation is
+// known.
+func checkSender(ctx context.Context, logs KeyLogs, o *mail.Opened) error {
+	st, err := logs.KeyState(ctx, o.Sender.ID)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("delivery: resolving the sender's key log: %w", err)
+		}
+		return nil
+	}
+	var key [ed25519.PublicKeySize]byte
+	copy(key[:], o.Sender.SignKey)
+	if err := st.SignedBy(key, o.Envelope.Time); err != nil {
+		return fmt.Errorf("delivery: sender: %w", err)
+	}
+	return nil
 }

@@ -96,7 +96,7 @@ func runFetch(c *cli.Context, s *streams) error {
 			}
 		}
 		prog := newFetchProgress(s.err)
-		rep, err := delivery.Fetch(ctx, n, codec, me, st, delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log, Progress: prog.Report,
+		rep, err := delivery.Fetch(ctx, n, codec, me, st, delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log, KeyLogs: n.DHT(), Progress: prog.Report,
 			ShardCache: filepath.Join(home, stateDirName, "shards")})
 		prog.finish()
 		return finishFetch(s, book, rep, err, err != nil && ctx.Err() != nil)

@@ -130,8 +130,12 @@ func TestKeyRevokeThenSendIsRefused(t *testing.T) {
 	bob, alice := filepath.Join(homes, "bob"), filepath.Join(homes, "alice")
 	tn := []string{"--testnet", net.Dir()}
 	mustRun(t, append([]string{"--home", bob, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
-	mustRun(t, "--home", alice, "init", "--no-passphrase", "--difficulty", "4")
+	mustRun(t, append([]string{"--home", alice, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
 	addr := strings.TrimSpace(mustRun(t, "--home", bob, "whoami"))
+
+	// A mail bob signed before he revoked: alice refuses it once she
+	// sees the revocation.
+	mustRun(t, append([]string{"--home", bob, "send", "--to", strings.TrimSpace(mustRun(t, "--home", alice, "whoami")), "--body", "signed before the revocation"}, tn...)...)
 
 	if _, _, err := runCLI(t, append([]string{"--home", bob, "key", "revoke"}, tn...)...); err == nil || !strings.Contains(err.Error(), "--yes") {
 		t.Fatalf("revoke without --yes: %v", err)
@@ -149,6 +153,13 @@ func TestKeyRevokeThenSendIsRefused(t *testing.T) {
 	// Nothing was composed, so nothing was stored.
 	if es, err := os.ReadDir(filepath.Join(alice, outboxDirName)); err == nil && len(es) != 0 {
 		t.Fatalf("the refused send left %d entries in the outbox", len(es))
+	}
+	_, stderr, _ := runCLI(t, append([]string{"--home", alice, "fetch"}, tn...)...)
+	if n := mailsIn(t, alice); n != 0 {
+		t.Fatalf("alice accepted %d mails signed by a revoked key", n)
+	}
+	if !strings.Contains(stderr, "revoked") {
+		t.Fatalf("fetch does not say why the mail was refused:\n%s", stderr)
 	}
 }
 
