@@ -22,7 +22,7 @@ import (
 // honest nodes and drop STOREs. Honest clients (joined through honest
 // nodes, as a client joins through its own) store blocks, some ground
 // next to the victim; honest nodes get them, before and after a
-// republish round. 1,000 nodes (400 under -race; FLOWMAIL_LONG=1:
+// republish round. 1,000 nodes (250 under -race; FLOWMAIL_LONG=1:
 // 10,000).
 func TestAdversarialSimulation(t *testing.T) {
 	if testing.Short() {
@@ -31,7 +31,7 @@ func TestAdversarialSimulation(t *testing.T) {
 	seed := kadsim.Seed(t)
 	short := 1000
 	if raceEnabled {
-		short = 400 // the same checks, within the suite's time under -race
+		short = 250 // the same checks, within the suite's time under -race on a busy machine
 	}
 	n := kadsim.Size(t, short, 10000)
 	synctest.Test(t, func(t *testing.T) {
