@@ -114,7 +114,7 @@ func keyCommand(s *streams) *cli.Command {
 					"signing key, commits to a fresh next key, and publishes the rotation in your key\n" +
 					"log. Senders then seal to the new key; mail sealed to the old one still opens for\n" +
 					fmt.Sprintf("%s. Someone who stole only identity.key cannot rotate.", identity.GracePeriod),
-				Flags: append(append([]cli.Flag{nextFlag}, networkFlags()...), passphraseFlags()...),
+				Flags:  append(append([]cli.Flag{nextFlag}, networkFlags()...), passphraseFlags()...),
 				Action: func(c *cli.Context) error { return runRotate(c, s) },
 			},
 			{
