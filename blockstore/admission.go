@@ -7,36 +7,82 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/record"
 )
 
-// admitted is a block that passed every check a Put makes before it
+// admitted is a block that passed the checks a Put makes before it
 // touches the store's state.
 type admitted struct {
-	// key is where the block is kept and asked for. For every block type
-	// today it is id. A block kept under another key (a record at its
-	// slot) would set key apart, keep id in its metadata, and come with a
-	// rule saying which held block at key it may replace (see applyPut).
+	// key is where the block is kept and asked for: its ID, or a record's
+	// slot (docs/PROTOCOL.md section 15.4). A record at a held slot
+	// replaces the held version only as record.Supersedes says.
 	key     block.ID
 	id      block.ID // the block's ID, block.Sum(data)
 	header  block.Header
 	data    []byte
 	expires time.Time
+	// rec is a record's decoding: its layout only until verify, which a
+	// Put runs unless the store holds these very bytes at key already (a
+	// replay costs no signature check).
+	rec      *record.Record
+	verified bool
 }
 
 // admit validates b as docs/PROTOCOL.md section 4 demands (layout, and the
-// signature of a pubkey block), computes its ID and its expiry at now.
+// signature of a pubkey block), computes its ID, its key and its expiry at
+// now. A record's signatures are left to verify.
 func admit(b []byte, lifetime time.Duration, now time.Time) (admitted, error) {
 	if lifetime <= 0 {
 		return admitted{}, fmt.Errorf("%w: lifetime %v is not positive", ErrInvalid, lifetime)
 	}
 	// Section 5 lets a node keep a block for less than asked.
 	lifetime = min(lifetime, block.MaxLifetime)
+	if h, _, err := block.ParseHeader(b); err == nil && h.Type == block.TypeRecord {
+		rec, err := record.Decode(b)
+		if err != nil {
+			return admitted{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		id := block.Sum(b)
+		return admitted{key: rec.Slot(), id: id, header: h, data: b, expires: now.Add(lifetime), rec: rec}, nil
+	}
 	h, err := identity.Check(b)
 	if err != nil {
 		return admitted{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	id := block.Sum(b)
-	return admitted{key: id, id: id, header: h, data: b, expires: now.Add(lifetime)}, nil
+	return admitted{key: id, id: id, header: h, data: b, expires: now.Add(lifetime), verified: true}, nil
+}
+
+// verify checks a record's signatures and chain (record.Parse); other
+// blocks were checked in full by admit.
+func (a *admitted) verify() error {
+	if a.verified {
+		return nil
+	}
+	rec, err := record.Parse(a.data)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	a.rec, a.verified = rec, true
+	return nil
+}
+
+// supersede applies the rule of section 15.4 to a verified record a and
+// the bytes held at its slot, which the store verified when it took them
+// (so decoding them is enough). nil: a replaces them.
+func supersede(held []byte, a admitted) error {
+	if a.rec == nil {
+		// A block's ID that is some record's slot: a hash collision.
+		return fmt.Errorf("%w: another block is kept at %v", ErrRefused, a.key.Short())
+	}
+	h, err := record.Decode(held)
+	if err != nil {
+		return fmt.Errorf("%w: the record held at %v: %w", ErrCorrupt, a.key.Short(), err)
+	}
+	if err := record.Supersedes(h, a.rec); err != nil {
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return nil
 }
 
 // authorizeDeletion checks preimage against the deletion hash a held

@@ -123,20 +123,24 @@ func (s *badgerStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 		return block.ID{}, err
 	}
 	if unchanged, err := s.replay(ctx, a, opt, now); err != nil || unchanged {
-		return a.id, err
+		return a.key, err
 	}
-	return a.id, s.submit(ctx, &writeOp{kind: opPut, now: now, put: a, pinned: opt.Pinned, source: opt.Source})
+	if err := a.verify(); err != nil {
+		return a.key, err
+	}
+	return a.key, s.submit(ctx, &writeOp{kind: opPut, now: now, put: a, pinned: opt.Pinned, source: opt.Source})
 }
 
-// replay reports whether a Put would change nothing: the block is held,
-// its expiry would not move (see extension) and its pin would not
-// change. Such a Put returns at once, without the writer: a flood of
-// replayed STOREs neither writes nor waits for a sync.
+// replay reports whether a Put would change nothing: the block is held
+// at its key (a record: these very bytes), its expiry would not move (see
+// extension) and its pin would not change. Such a Put returns at once,
+// without the writer and, for a record, without checking a signature: a
+// flood of replayed STOREs neither writes nor waits for a sync.
 func (s *badgerStore) replay(ctx context.Context, a admitted, opt PutOptions, now time.Time) (bool, error) {
 	var unchanged bool
 	err := s.view(ctx, func(txn *badger.Txn) error {
-		r, ok, err := getRecord(txn, a.key)
-		if err != nil || !ok || !notExpired(r.expires, now) {
+		r, ok, err := getMeta(txn, a.key)
+		if err != nil || !ok || !notExpired(r.expires, now) || r.blockID(a.key) != a.id {
 			return err
 		}
 		_, moved := extension(r.expires, a.expires, now)
@@ -210,7 +214,7 @@ func (s *badgerStore) view(ctx context.Context, fn func(txn *badger.Txn) error) 
 
 func (s *badgerStore) Get(ctx context.Context, id block.ID) ([]byte, Meta, error) {
 	now := s.cfg.Clock.Now()
-	var r record
+	var r metaRecord
 	var b []byte
 	var bad error // the stored block changed since Put
 	err := s.view(ctx, func(txn *badger.Txn) error {
@@ -255,11 +259,11 @@ func (s *badgerStore) dropCorrupt(ctx context.Context, id block.ID, cause error)
 }
 
 func (s *badgerStore) Stat(ctx context.Context, id block.ID) (Meta, error) {
-	var r record
+	var r metaRecord
 	var ok bool
 	err := s.view(ctx, func(txn *badger.Txn) error {
 		var err error
-		r, ok, err = getRecord(txn, id)
+		r, ok, err = getMeta(txn, id)
 		return err
 	})
 	if err != nil {
@@ -271,22 +275,22 @@ func (s *badgerStore) Stat(ctx context.Context, id block.ID) (Meta, error) {
 	return r.meta(id), nil
 }
 
-// getRecord reads the 'm' record of id; ok is false when none exists.
-func getRecord(txn *badger.Txn, id block.ID) (r record, ok bool, err error) {
-	return getRecordAt(txn, idKey(familyMeta, id))
+// getMeta reads the 'm' metadata of id; ok is false when none exists.
+func getMeta(txn *badger.Txn, id block.ID) (r metaRecord, ok bool, err error) {
+	return getMetaAt(txn, idKey(familyMeta, id))
 }
 
-// getRecordAt is getRecord given the 'm' key.
-func getRecordAt(txn *badger.Txn, key []byte) (r record, ok bool, err error) {
+// getMetaAt is getMeta given the 'm' key.
+func getMetaAt(txn *badger.Txn, key []byte) (r metaRecord, ok bool, err error) {
 	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return record{}, false, nil
+		return metaRecord{}, false, nil
 	}
 	if err != nil {
-		return record{}, false, err
+		return metaRecord{}, false, err
 	}
 	err = item.Value(func(v []byte) error {
-		r, err = decodeRecord(v)
+		r, err = decodeMeta(v)
 		return err
 	})
 	return r, err == nil, err
@@ -360,9 +364,9 @@ func (s *badgerStore) Range(ctx context.Context, fn func(Meta) error) error {
 				if err != nil {
 					return err
 				}
-				var r record
+				var r metaRecord
 				if err := item.Value(func(v []byte) error {
-					r, err = decodeRecord(v)
+					r, err = decodeMeta(v)
 					return err
 				}); err != nil {
 					return err

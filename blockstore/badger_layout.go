@@ -23,6 +23,7 @@ import (
 //	'm' || key                    type u8 || flags u8 || size u32 ||
 //	                              stored_at u64 || expires u64 || sum u64
 //	                              [|| deletion hash [32] when flag bit 1]
+//	                              [|| block ID [32] when flag bit 2]
 //	'b' || key                    the 'm' value (as it was when 'b' was
 //	                              last written) || the block, exactly as
 //	                              stored
@@ -35,11 +36,11 @@ import (
 //	'z'                           empty: written and dropped to flush
 //	                              memtables before value-log GC
 //
-// key is the block's ID. (Records, later, are kept at their slot: they
-// will set flag bit 2 and append their ID to 'm', and decodeRecord
-// refuses that bit until then.) flags: bit 0 pinned, bit 1 the block
-// carries a deletion hash (copied here so a DELETE never reads the
-// block). sum is XXH64 (seed 0) of the block,
+// key is the block's ID, or a record's slot (docs/PROTOCOL.md section
+// 15.4). flags: bit 0 pinned, bit 1 the block carries a deletion hash
+// (copied here so a DELETE never reads the block), bit 2 the block is a
+// record and its ID follows (so a replayed record is known without reading
+// or verifying it). sum is XXH64 (seed 0) of the block,
 // taken after Put checked the block's ID: a Get compares it with the
 // bytes it reads instead of hashing them with SHA-512.
 //
@@ -70,7 +71,8 @@ const (
 
 	flagPinned   = 1 << 0
 	flagDeletion = 1 << 1
-	knownFlags   = flagPinned | flagDeletion
+	flagRecord   = 1 << 2
+	knownFlags   = flagPinned | flagDeletion | flagRecord
 
 	metaRecordSize = 1 + 1 + 4 + 8 + 8 + 8
 	countersSize   = 5 * 8
@@ -112,8 +114,8 @@ func fromNanos(n uint64) time.Time { return time.Unix(0, int64(n)) }
 // escapes it with probability 2^-64).
 func checksum(b []byte) uint64 { return xxhash.Sum64(b) }
 
-// record is the metadata of one held block, as kept in 'm'.
-type record struct {
+// metaRecord is the metadata of one held block, as kept in 'm'.
+type metaRecord struct {
 	typ         block.Type
 	pinned      bool
 	size        int
@@ -122,20 +124,31 @@ type record struct {
 	sum         uint64
 	hasDeletion bool
 	deletion    [32]byte
+	isRecord    bool
+	id          block.ID // the block's ID when isRecord (else the key)
 }
 
-func newRecord(a admitted, pinned bool, now time.Time) record {
-	return record{
+func newMeta(a admitted, pinned bool, now time.Time) metaRecord {
+	return metaRecord{
 		typ: a.header.Type, pinned: pinned, size: len(a.data), storedAt: now, expires: a.expires,
 		sum: checksum(a.data), hasDeletion: a.header.HasDeletion, deletion: a.header.DeletionHash,
+		isRecord: a.rec != nil, id: a.id,
 	}
 }
 
-func (r record) meta(id block.ID) Meta {
-	return Meta{ID: id, Type: r.typ, Size: r.size, StoredAt: r.storedAt, Expires: r.expires, Pinned: r.pinned}
+// blockID is the ID of the block kept at key.
+func (r metaRecord) blockID(key block.ID) block.ID {
+	if r.isRecord {
+		return r.id
+	}
+	return key
 }
 
-func (r record) flags() byte {
+func (r metaRecord) meta(key block.ID) Meta {
+	return Meta{ID: key, BlockID: r.blockID(key), Type: r.typ, Size: r.size, StoredAt: r.storedAt, Expires: r.expires, Pinned: r.pinned}
+}
+
+func (r metaRecord) flags() byte {
 	var f byte
 	if r.pinned {
 		f |= flagPinned
@@ -143,11 +156,14 @@ func (r record) flags() byte {
 	if r.hasDeletion {
 		f |= flagDeletion
 	}
+	if r.isRecord {
+		f |= flagRecord
+	}
 	return f
 }
 
-func (r record) encode() []byte {
-	v := make([]byte, 0, metaRecordSize+32)
+func (r metaRecord) encode() []byte {
+	v := make([]byte, 0, metaRecordSize+64)
 	v = append(v, byte(r.typ), r.flags())
 	v = binary.BigEndian.AppendUint32(v, uint32(r.size))
 	v = binary.BigEndian.AppendUint64(v, unixNanos(r.storedAt))
@@ -156,22 +172,28 @@ func (r record) encode() []byte {
 	if r.hasDeletion {
 		v = append(v, r.deletion[:]...)
 	}
+	if r.isRecord {
+		v = append(v, r.id[:]...)
+	}
 	return v
 }
 
-func decodeRecord(v []byte) (record, error) {
+func decodeMeta(v []byte) (metaRecord, error) {
 	if len(v) < metaRecordSize {
-		return record{}, fmt.Errorf("%w: metadata of %d bytes, want at least %d", ErrCorrupt, len(v), metaRecordSize)
+		return metaRecord{}, fmt.Errorf("%w: metadata of %d bytes, want at least %d", ErrCorrupt, len(v), metaRecordSize)
 	}
 	flags := v[1]
 	want := metaRecordSize
 	if flags&flagDeletion != 0 {
 		want += 32
 	}
-	if flags&^knownFlags != 0 || len(v) != want {
-		return record{}, fmt.Errorf("%w: metadata of %d bytes with flags %#x", ErrCorrupt, len(v), flags)
+	if flags&flagRecord != 0 {
+		want += block.IDSize
 	}
-	r := record{
+	if flags&^knownFlags != 0 || len(v) != want {
+		return metaRecord{}, fmt.Errorf("%w: metadata of %d bytes with flags %#x", ErrCorrupt, len(v), flags)
+	}
+	r := metaRecord{
 		typ:         block.Type(v[0]),
 		pinned:      flags&flagPinned != 0,
 		size:        int(binary.BigEndian.Uint32(v[2:])),
@@ -179,14 +201,19 @@ func decodeRecord(v []byte) (record, error) {
 		expires:     fromNanos(binary.BigEndian.Uint64(v[14:])),
 		sum:         binary.BigEndian.Uint64(v[22:]),
 		hasDeletion: flags&flagDeletion != 0,
+		isRecord:    flags&flagRecord != 0,
 	}
-	copy(r.deletion[:], v[metaRecordSize:])
+	rest := v[metaRecordSize:]
+	if r.hasDeletion {
+		rest = rest[copy(r.deletion[:], rest):]
+	}
+	copy(r.id[:], rest)
 	return r, nil
 }
 
 // blockValue is the 'b' value: r's encoding, then the block.
-func blockValue(r record, b []byte) []byte {
-	v := make([]byte, 0, metaRecordSize+32+len(b))
+func blockValue(r metaRecord, b []byte) []byte {
+	v := make([]byte, 0, metaRecordSize+64+len(b))
 	v = append(v, r.encode()...)
 	return append(v, b...)
 }
@@ -194,18 +221,21 @@ func blockValue(r record, b []byte) []byte {
 // decodeBlockValue splits a 'b' value into its record and its block, and
 // checks the block against the record's size and checksum. The block
 // aliases v.
-func decodeBlockValue(v []byte) (record, []byte, error) {
+func decodeBlockValue(v []byte) (metaRecord, []byte, error) {
 	if len(v) < metaRecordSize {
-		return record{}, nil, fmt.Errorf("%w: block value of %d bytes, want at least %d", ErrCorrupt, len(v), metaRecordSize)
+		return metaRecord{}, nil, fmt.Errorf("%w: block value of %d bytes, want at least %d", ErrCorrupt, len(v), metaRecordSize)
 	}
 	n := metaRecordSize
 	if v[1]&flagDeletion != 0 {
 		n += 32
 	}
-	if len(v) < n {
-		return record{}, nil, fmt.Errorf("%w: block value of %d bytes, want at least %d", ErrCorrupt, len(v), n)
+	if v[1]&flagRecord != 0 {
+		n += block.IDSize
 	}
-	r, err := decodeRecord(v[:n])
+	if len(v) < n {
+		return metaRecord{}, nil, fmt.Errorf("%w: block value of %d bytes, want at least %d", ErrCorrupt, len(v), n)
+	}
+	r, err := decodeMeta(v[:n])
 	if err != nil {
 		return r, nil, err
 	}
@@ -218,7 +248,7 @@ func decodeBlockValue(v []byte) (record, []byte, error) {
 	return r, b, nil
 }
 
-func indexValue(r record) []byte {
+func indexValue(r metaRecord) []byte {
 	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), unixNanos(r.storedAt))
 	return binary.BigEndian.AppendUint64(v, unixNanos(r.expires))
 }

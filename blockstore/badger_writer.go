@@ -176,10 +176,10 @@ func (s *badgerStore) apply(txn *badger.Txn, c *counters, op *writeOp) (result, 
 	return nil, fmt.Errorf("blockstore: unknown write op %d", op.kind)
 }
 
-// current returns the record of a live block. A block found expired is
+// current returns the metadata of a live block. A block found expired is
 // removed (and counted) here, so the caller sees it as missing.
-func (s *badgerStore) current(txn *badger.Txn, c *counters, id block.ID, now time.Time) (record, bool, error) {
-	r, ok, err := getRecord(txn, id)
+func (s *badgerStore) current(txn *badger.Txn, c *counters, id block.ID, now time.Time) (metaRecord, bool, error) {
+	r, ok, err := getMeta(txn, id)
 	if err != nil || !ok {
 		return r, false, err
 	}
@@ -196,11 +196,30 @@ func (s *badgerStore) applyPut(txn *badger.Txn, c *counters, op *writeOp) (resul
 	if err != nil {
 		return nil, err
 	}
+	replacing := false
 	if held {
-		// A block kept at its ID is the same block. (A record at its slot
-		// would here compare IDs and ask its rule whether it replaces the
-		// held one: remove, then link below.)
-		return nil, s.extend(txn, a, r, op.pinned, op.now)
+		if r.blockID(a.key) == a.id {
+			// The same block again.
+			return nil, s.extend(txn, a, r, op.pinned, op.now)
+		}
+		// Another version of a record's slot: the held one decides.
+		old, err := s.heldBytes(txn, a.key, r)
+		if err != nil {
+			return nil, err
+		}
+		if old == nil {
+			// The held version's bytes are damaged: it goes, as a Get
+			// would drop it, and the new one takes the slot.
+			s.cfg.Logger.Warn("blockstore: dropping corrupt block", "id", a.key.String())
+			c.corrupt++
+			if err := s.remove(txn, c, a.key, r); err != nil {
+				return nil, err
+			}
+		} else if refusal := supersede(old, a); refusal != nil {
+			return refusal, nil
+		} else {
+			replacing = true
+		}
 	}
 	if until, ok, err := getTombstone(txn, a.key); err != nil {
 		return nil, err
@@ -208,17 +227,22 @@ func (s *badgerStore) applyPut(txn *badger.Txn, c *counters, op *writeOp) (resul
 		return fmt.Errorf("%w: %v is refused until %v", ErrDeleted, a.key.Short(), until), nil
 	}
 	size := int64(len(a.data))
-	if quota := s.cfg.QuotaBytes; quota > 0 && int64(c.bytes)+size > quota {
+	var freed int64 // the version a record replaces leaves room
+	if replacing {
+		freed = int64(r.size)
+	}
+	dist := block.Xor(a.key, s.cfg.Self)
+	if quota := s.cfg.QuotaBytes; quota > 0 && int64(c.bytes)-freed+size > quota {
 		// Expired blocks make room before any live one is evicted.
 		if _, err := s.sweepExpired(txn, c, op.now, sweepBatch); err != nil {
 			return nil, err
 		}
-		if need := int64(c.bytes) + size - quota; need > 0 {
+		if need := int64(c.bytes) - freed + size - quota; need > 0 {
 			if !op.pinned && !s.budgets.allows(op.source, size, s.pending, op.now) {
 				return fmt.Errorf("%w: %d bytes for %+v while the store is full", ErrOverBudget, size, op.source), nil
 			}
 			var iterErr error
-			victims, full := planEviction(need, block.Xor(a.key, s.cfg.Self), op.pinned, farthest(txn, &iterErr))
+			victims, full := planEviction(need, dist, op.pinned, others(dist, farthest(txn, &iterErr)))
 			if iterErr != nil {
 				return nil, iterErr
 			}
@@ -232,7 +256,12 @@ func (s *badgerStore) applyPut(txn *badger.Txn, c *counters, op *writeOp) (resul
 			}
 		}
 	}
-	r = newRecord(a, op.pinned, op.now)
+	if replacing {
+		if err := s.remove(txn, c, a.key, r); err != nil {
+			return nil, err
+		}
+	}
+	r = newMeta(a, op.pinned, op.now)
 	if err := txn.Set(idKey(familyBlock, a.key), blockValue(r, a.data)); err != nil {
 		return nil, err
 	}
@@ -242,12 +271,33 @@ func (s *badgerStore) applyPut(txn *badger.Txn, c *counters, op *writeOp) (resul
 	return nil, s.link(txn, c, a.key, r)
 }
 
+// heldBytes reads the bytes kept at key, nil when they no longer match
+// their metadata's checksum.
+func (s *badgerStore) heldBytes(txn *badger.Txn, key block.ID, r metaRecord) ([]byte, error) {
+	item, err := txn.Get(idKey(familyBlock, key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, err
+	}
+	p, b, err := decodeBlockValue(v)
+	if err != nil || p.size != r.size || p.sum != r.sum {
+		return nil, nil
+	}
+	return b, nil
+}
+
 // extend applies a re-store of a held block: a later expiry (when it
 // moves enough, see extension), and a pin once asked for. It rewrites
 // the metadata and 'b' (which repeats it), and nothing when neither
 // changes. The stored-at
 // time stays.
-func (s *badgerStore) extend(txn *badger.Txn, a admitted, r record, pin bool, now time.Time) error {
+func (s *badgerStore) extend(txn *badger.Txn, a admitted, r metaRecord, pin bool, now time.Time) error {
 	nr := r
 	nr.expires, _ = extension(r.expires, a.expires, now)
 	nr.pinned = r.pinned || pin
@@ -269,7 +319,7 @@ func (s *badgerStore) extend(txn *badger.Txn, a admitted, r record, pin bool, no
 }
 
 func (s *badgerStore) evict(txn *badger.Txn, c *counters, id block.ID) error {
-	r, ok, err := getRecord(txn, id)
+	r, ok, err := getMeta(txn, id)
 	if err != nil {
 		return err
 	}
@@ -313,7 +363,7 @@ func (s *badgerStore) applyDelete(txn *badger.Txn, c *counters, op *writeOp) (re
 // applyDropCorrupt removes a block a Get found damaged, after checking
 // again under the writer: a correct copy stored since stays.
 func (s *badgerStore) applyDropCorrupt(txn *badger.Txn, c *counters, id block.ID) error {
-	r, ok, err := getRecord(txn, id)
+	r, ok, err := getMeta(txn, id)
 	if errors.Is(err, ErrCorrupt) {
 		return s.removeDamaged(txn, c, id)
 	}
@@ -396,7 +446,7 @@ func (s *badgerStore) sweepExpired(txn *badger.Txn, c *counters, now time.Time, 
 	}
 	it.Close()
 	for _, d := range expired {
-		r, ok, err := getRecord(txn, d.id)
+		r, ok, err := getMeta(txn, d.id)
 		if err != nil {
 			return 0, err
 		}
@@ -425,7 +475,7 @@ func (s *badgerStore) sweepExpired(txn *badger.Txn, c *counters, now time.Time, 
 
 // link writes the metadata keys of a block and counts it; the block's
 // bytes ('b') are written by the caller, once.
-func (s *badgerStore) link(txn *badger.Txn, c *counters, id block.ID, r record) error {
+func (s *badgerStore) link(txn *badger.Txn, c *counters, id block.ID, r metaRecord) error {
 	entries := []*badger.Entry{
 		{Key: idKey(familyMeta, id), Value: r.encode()},
 		{Key: expiryKey(r.expires, id)},
@@ -447,7 +497,7 @@ func (s *badgerStore) link(txn *badger.Txn, c *counters, id block.ID, r record) 
 }
 
 // unlink deletes the metadata keys of a held block and counts it out.
-func (s *badgerStore) unlink(txn *badger.Txn, c *counters, id block.ID, r record) error {
+func (s *badgerStore) unlink(txn *badger.Txn, c *counters, id block.ID, r metaRecord) error {
 	keys := [][]byte{idKey(familyMeta, id), expiryKey(r.expires, id)}
 	if !r.pinned {
 		keys = append(keys, idKey(familyDistance, block.Xor(id, s.cfg.Self)))
@@ -467,7 +517,7 @@ func (s *badgerStore) unlink(txn *badger.Txn, c *counters, id block.ID, r record
 
 // remove deletes every key of a held block, its bytes included, and
 // counts it out.
-func (s *badgerStore) remove(txn *badger.Txn, c *counters, id block.ID, r record) error {
+func (s *badgerStore) remove(txn *badger.Txn, c *counters, id block.ID, r metaRecord) error {
 	if err := txn.Delete(idKey(familyBlock, id)); err != nil {
 		return err
 	}

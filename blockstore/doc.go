@@ -11,6 +11,13 @@
 // block is on disk, and quota, tombstone and counter decisions never race.
 // Its key layout is in badger_layout.go.
 //
+// Records (block type 4, docs/PROTOCOL.md section 15) are kept at their
+// slot, not their ID: one per slot, the newest. Put verifies a record in
+// full (record.Parse) unless these very bytes are held there already, and
+// record.Supersedes decides whether it replaces the version held; a
+// refusal is ErrRefused wrapping the record package's reason (stale,
+// forked, revoked), an invalid record ErrInvalid wrapping its own.
+//
 // Put checks every block in full (layout, signature, ID). The Badger
 // store then keeps a 64-bit checksum of the block in its metadata, and
 // Get compares it with the bytes it reads: bytes that changed on disk are
@@ -29,6 +36,6 @@
 // the last collection add up to a value-log file, so disk stays near the
 // quota under a flood (badger_writer.go).
 //
-// It may import block and identity; it must not import transport,
+// It may import block, identity and record; it must not import transport,
 // kademlia, mail, delivery, mailbox, node, testnet or cmd.
 package blockstore

@@ -30,3 +30,15 @@ func planEviction(need int64, dist block.ID, pinned bool, farthest iter.Seq2[blo
 	}
 	return victims, nil
 }
+
+// others is farthest without the block at distance dist: the version of
+// a record that a new one replaces is removed anyway, never evicted.
+func others(dist block.ID, farthest iter.Seq2[block.ID, int64]) iter.Seq2[block.ID, int64] {
+	return func(yield func(block.ID, int64) bool) {
+		for d, size := range farthest {
+			if d != dist && !yield(d, size) {
+				return
+			}
+		}
+	}
+}

@@ -17,9 +17,9 @@ func genLayoutVectors() vectors.File {
 	data, _ := fx.data(40)
 	plain := block.Data{Payload: []byte("no deletion hash")}.Encode()
 	at := time.Unix(1_800_000_000, 0)
-	rec := func(b []byte, pinned bool) record {
+	rec := func(b []byte, pinned bool) metaRecord {
 		h, _, _ := block.ParseHeader(b)
-		return record{typ: h.Type, pinned: pinned, size: len(b), storedAt: at, expires: at.Add(time.Hour),
+		return metaRecord{typ: h.Type, pinned: pinned, size: len(b), storedAt: at, expires: at.Add(time.Hour),
 			sum: checksum(b), hasDeletion: h.HasDeletion, deletion: h.DeletionHash}
 	}
 	hx := hex.EncodeToString

@@ -3,6 +3,7 @@ package blockstore
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -50,14 +51,55 @@ func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 	if err != nil {
 		return block.ID{}, err
 	}
+	if !a.verified {
+		// As in the Badger store: a record held already costs no
+		// signature check, and none runs under the lock.
+		held, err := s.holds(ctx, a.key, a.id)
+		if err != nil {
+			return a.key, err
+		}
+		if !held {
+			if err := a.verify(); err != nil {
+				return a.key, err
+			}
+		}
+	}
+	id, err := s.put(ctx, a, opt, now)
+	if errors.Is(err, errUnverified) {
+		// The held version changed meanwhile.
+		if err := a.verify(); err != nil {
+			return a.key, err
+		}
+		return s.put(ctx, a, opt, now)
+	}
+	return id, err
+}
+
+// errUnverified: put was handed an unverified record that is not the one
+// held.
+var errUnverified = errors.New("blockstore: record not verified")
+
+// holds reports whether the block id is kept at key.
+func (s *memoryStore) holds(ctx context.Context, key, id block.ID) (bool, error) {
+	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
+		return false, err
+	}
+	defer s.mu.Unlock()
+	held, ok := s.blocks[key]
+	return ok && held.meta.BlockID == id, nil
+}
+
+// put keeps an admitted block; a is verified, or its bytes are held at
+// a.key (then it is a re-store).
+func (s *memoryStore) put(ctx context.Context, a admitted, opt PutOptions, now time.Time) (block.ID, error) {
 	if err := s.enter(ctx, now); err != nil {
-		return a.id, err
+		return a.key, err
 	}
 	defer s.mu.Unlock()
 	dist := block.Xor(a.key, s.cfg.Self)
-	// As in the Badger store: a block kept at its ID is the same block
-	// when held (a record at its slot would compare IDs and ask its rule).
-	if held, ok := s.blocks[a.key]; ok {
+	held, replacing := s.blocks[a.key]
+	if replacing && held.meta.BlockID == a.id {
+		// The same block again.
 		if expires, moved := extension(held.meta.Expires, a.expires, now); moved {
 			held.meta.Expires = expires
 			heap.Push(&s.deadlines, deadline{at: expires, id: a.key})
@@ -66,29 +108,45 @@ func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 			held.meta.Pinned = true
 			s.evictable.remove(dist)
 		}
-		return a.id, nil
+		return a.key, nil
+	}
+	if !a.verified {
+		return a.key, errUnverified
+	}
+	if replacing {
+		// Another version of a record's slot: the held one decides.
+		if err := supersede(held.data, a); err != nil {
+			return a.key, err
+		}
 	}
 	if until, ok := s.tombstones[a.key]; ok {
-		return a.id, fmt.Errorf("%w: %v is refused until %v", ErrDeleted, a.key.Short(), until)
+		return a.key, fmt.Errorf("%w: %v is refused until %v", ErrDeleted, a.key.Short(), until)
 	}
-	size := int64(len(b))
-	if need := s.stats.Bytes + size - s.cfg.QuotaBytes; s.cfg.QuotaBytes > 0 && need > 0 {
+	size := int64(len(a.data))
+	var freed int64 // the version a record replaces leaves room
+	if replacing {
+		freed = int64(held.meta.Size)
+	}
+	if need := s.stats.Bytes - freed + size - s.cfg.QuotaBytes; s.cfg.QuotaBytes > 0 && need > 0 {
 		if !opt.Pinned && !s.budgets.allows(opt.Source, size, nil, now) {
 			s.stats.OverBudget++
-			return a.id, fmt.Errorf("%w: %d bytes for %+v while the store is full", ErrOverBudget, size, opt.Source)
+			return a.key, fmt.Errorf("%w: %d bytes for %+v while the store is full", ErrOverBudget, size, opt.Source)
 		}
-		victims, err := planEviction(need, dist, opt.Pinned, s.farthest)
+		victims, err := planEviction(need, dist, opt.Pinned, others(dist, s.farthest))
 		if err != nil {
-			return a.id, err
+			return a.key, err
 		}
 		for _, d := range victims {
 			s.drop(block.Xor(d, s.cfg.Self))
 			s.stats.Evicted++
 		}
 	}
+	if replacing {
+		s.drop(a.key)
+	}
 	s.blocks[a.key] = &memBlock{
-		data: append([]byte(nil), b...),
-		meta: Meta{ID: a.id, Type: a.header.Type, Size: len(b), StoredAt: now, Expires: a.expires, Pinned: opt.Pinned},
+		data: append([]byte(nil), a.data...),
+		meta: Meta{ID: a.key, BlockID: a.id, Type: a.header.Type, Size: len(a.data), StoredAt: now, Expires: a.expires, Pinned: opt.Pinned},
 	}
 	heap.Push(&s.deadlines, deadline{at: a.expires, id: a.key})
 	if a.header.Type == block.TypeIndex {
@@ -100,7 +158,7 @@ func (s *memoryStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 	}
 	s.stats.Blocks++
 	s.stats.Bytes += size
-	return a.id, nil
+	return a.key, nil
 }
 
 // farthest yields unpinned blocks by distance from self, farthest first.

@@ -10,7 +10,11 @@ import (
 
 // Meta is what a store keeps beside each block.
 type Meta struct {
-	ID       block.ID
+	// ID is the key the block is kept and asked for: its block ID, or a
+	// record's slot.
+	ID block.ID
+	// BlockID is block.Sum of the bytes: ID, except for a record.
+	BlockID  block.ID
 	Type     block.Type
 	Size     int
 	StoredAt time.Time // when this store first accepted the block
@@ -73,13 +77,21 @@ type Stats struct {
 // concurrent use.
 type Store interface {
 	// Put verifies b (identity.Check), computes its ID and keeps it for
-	// lifetime, capped at block.MaxLifetime. Storing a block already held
-	// keeps the later expiry, moved only by at least MinExtension (or the
-	// time left, when less), and writes nothing else. When Put returns
-	// nil the block is durable.
+	// lifetime, capped at block.MaxLifetime, under the key it returns:
+	// the ID. Storing a block already held keeps the later expiry, moved
+	// only by at least MinExtension (or the time left, when less), and
+	// writes nothing else. When Put returns nil the block is durable.
+	//
+	// A record (block type 4) is verified by record.Parse and kept under
+	// its slot, which Put returns; a slot holds one record, the newest:
+	// a record that record.Supersedes refuses for the one held is refused
+	// with ErrRefused wrapping the record package's reason (stale, forked,
+	// revoked); one that supersedes it replaces it, with its own lifetime;
+	// the same bytes again extend the expiry as for any block.
 	Put(ctx context.Context, b []byte, lifetime time.Duration, opt PutOptions) (block.ID, error)
-	// Get returns the block and its metadata. The bytes hash to id: Put
-	// checked that, and Get checks they did not change since.
+	// Get returns the block kept at id and its metadata. The bytes hash to
+	// id, or are a verified record whose slot is id: Put checked that,
+	// and Get checks they did not change since.
 	Get(ctx context.Context, id block.ID) ([]byte, Meta, error)
 	// Stat returns the metadata of a held block.
 	Stat(ctx context.Context, id block.ID) (Meta, error)
@@ -106,8 +118,15 @@ type Store interface {
 
 // Errors of Store methods, wrapped with detail.
 var (
-	ErrNotFound  = errors.New("blockstore: block not found")
-	ErrInvalid   = errors.New("blockstore: invalid block")
+	ErrNotFound = errors.New("blockstore: block not found")
+	// ErrInvalid: the block breaks a rule of its layout or signature; for
+	// a record it wraps the record package's reason (record.ErrTooLarge,
+	// record.ErrWrongKey, record.ErrSignature, record.ErrRevoked for an
+	// event after the log ended...).
+	ErrInvalid = errors.New("blockstore: invalid block")
+	// ErrRefused: the record held at the slot refuses the new one; it wraps
+	// record.ErrStale, record.ErrForked or record.ErrRevoked.
+	ErrRefused   = errors.New("blockstore: refused by the record held at its slot")
 	ErrForbidden = errors.New("blockstore: wrong deletion preimage")
 	ErrDeleted   = errors.New("blockstore: block was deleted")
 	ErrFull      = errors.New("blockstore: quota full")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/record"
 )
 
 // opener returns a new, empty store for cfg and closes it when t ends.
@@ -38,6 +39,11 @@ func runStoreSuite(t *testing.T, open opener) {
 		{"FlooderIsRefusedBeforeEvicting", testFlooderIsRefusedBeforeEvicting},
 		{"ReplayDoesNotMoveExpiryByLittle", testReplayDoesNotMoveExpiryByLittle},
 		{"RangeVisitsEveryLiveBlock", testRangeVisitsEveryLiveBlock},
+		{"RecordIsKeptAtItsSlot", testRecordIsKeptAtItsSlot},
+		{"NewerRecordReplacesTheHeldOne", testNewerRecordReplacesTheHeldOne},
+		{"RecordRefusals", testRecordRefusals},
+		{"RecordReStoreOnlyMovesExpiry", testRecordReStoreOnlyMovesExpiry},
+		{"NewerRecordFitsInTheRoomOfTheOld", testNewerRecordFitsInTheRoomOfTheOld},
 		{"ConcurrentUse", testConcurrentUse},
 		{"ClosedStoreReturnsErrClosed", testClosedStoreReturnsErrClosed},
 		{"CanceledContextIsHonoured", testCanceledContextIsHonoured},
@@ -174,7 +180,7 @@ func testPutRejectsInvalidBlocks(t *testing.T, open opener) {
 		{"Oversized", oversized, time.Hour, block.ErrTooLarge},
 		{"Empty", nil, time.Hour, block.ErrTruncated},
 		{"UnknownType", edit(data, func(b []byte) []byte { b[1] = 9; return b }), time.Hour, block.ErrType},
-		{"RecordType", edit(pub, func(b []byte) []byte { b[1] = byte(block.TypeRecord); return b }), time.Hour, block.ErrNotAccepted},
+		{"RecordOfUnknownKind", edit(pub, func(b []byte) []byte { b[1] = byte(block.TypeRecord); return b }), time.Hour, record.ErrKind},
 		{"UnknownVersion", edit(data, func(b []byte) []byte { b[0] = 2; return b }), time.Hour, block.ErrVersion},
 		{"ReservedFlag", edit(data, func(b []byte) []byte { b[2] |= 0x80; return b }), time.Hour, block.ErrFlags},
 		{"DataWithoutPayload", data[:block.HeaderSizeWithDeletion], time.Hour, block.ErrEmpty},

@@ -11,10 +11,17 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/internal/recordtest"
 	"github.com/flowmail/flowmail/internal/vectors"
+	"github.com/flowmail/flowmail/record"
 )
 
-var storeSentinels = []error{ErrNotFound, ErrInvalid, ErrForbidden, ErrDeleted, ErrFull, ErrClosed, ErrCorrupt}
+// storeSentinels name a refusal by its most precise rule: a record's
+// reason before the store's kind of refusal.
+var storeSentinels = []error{
+	record.ErrStale, record.ErrForked, record.ErrRevoked, record.ErrWrongKey, record.ErrTooLarge, record.ErrSignature,
+	ErrNotFound, ErrInvalid, ErrRefused, ErrForbidden, ErrDeleted, ErrFull, ErrClosed, ErrCorrupt,
+}
 
 // storeErrName names the storage rule err breaks: its sentinel's text.
 func storeErrName(err error) string {
@@ -41,6 +48,13 @@ func genStoreVectors() vectors.File {
 		return m
 	}
 	maxLife := strconv.Itoa(int(block.MaxLifetime / time.Second))
+	a, err := recordtest.Load()
+	if err != nil {
+		panic(err)
+	}
+	over := func(name string, held, next []byte, errText, note string) vectors.Vector {
+		return vectors.Vector{Name: name, Function: "PutOver", Input: hx(next), Params: p("held", hx(held), "lifetime_s", "3600"), Error: errText, Note: note}
+	}
 	vs := []vectors.Vector{
 		{Name: "put_data", Function: "Put", Input: hx(data), Params: p("lifetime_s", "3600")},
 		{Name: "put_pubkey", Function: "Put", Input: hx(pub), Params: p("lifetime_s", maxLife)},
@@ -57,8 +71,21 @@ func genStoreVectors() vectors.File {
 		{Name: "delete_pubkey", Function: "Delete", Input: hx(pub), Params: p("preimage", hx(pre[:])), Error: "wrong deletion preimage"},
 		{Name: "restore_before_expiry", Function: "PutAfterDelete", Input: hx(data), Params: p("preimage", hx(pre[:]), "lifetime_s", "3600", "after_s", "3599"), Error: "block was deleted", Note: "a node that deleted X MUST refuse X until X's expiry would have passed"},
 		{Name: "restore_after_expiry", Function: "PutAfterDelete", Input: hx(data), Params: p("preimage", hx(pre[:]), "lifetime_s", "3600", "after_s", "3600")},
+
+		{Name: "put_record", Function: "Put", Input: hx(a.V2), Params: p("lifetime_s", "3600"), Note: "15.4: a record is kept at its slot (the id), not at its block_id"},
+		{Name: "get_record_by_block_id", Function: "GetByBlockID", Input: hx(a.V2), Params: p("lifetime_s", "3600"), Error: "block not found", Note: "a node never answers for a record's block_id"},
+		{Name: "put_record_wrong_key", Function: "Put", Input: hx(a.WrongKey), Params: p("lifetime_s", "3600"), Error: "signed by the wrong key", Note: "a node MUST verify a record before storing it"},
+		{Name: "put_record_over_4KiB", Function: "Put", Input: hx(a.TooLarge), Params: p("lifetime_s", "3600"), Error: "too large"},
+		{Name: "put_record_event_after_revocation", Function: "Put", Input: hx(a.AfterRevocation), Params: p("lifetime_s", "3600"), Error: "revoked"},
+		over("put_record_newer", a.V1, a.V2, "", "a newer version replaces the held one"),
+		over("put_record_same", a.V2, a.V2, "", "the same record again extends its expiry"),
+		over("put_record_stale", a.V2, a.V1, "stale", "a replayed older record is refused"),
+		over("put_record_forked", a.V2, a.Fork, "forked", "a record that does not extend the held history is refused"),
+		over("put_record_after_revocation", a.Revoked, a.Fork, "revoked", "a slot that holds a revocation refuses every later record"),
+		over("put_record_older_after_revocation", a.Revoked, a.V1, "revoked", "whatever its sequence"),
+		over("put_record_after_move", a.Moved, a.Revoked, "revoked", "a move ends the slot too"),
 	}
-	return vectors.File{Description: "Storage rules (docs/PROTOCOL.md section 5), run against a store on a fixed clock. Times in seconds.", Vectors: vs}
+	return vectors.File{Description: "Storage rules (docs/PROTOCOL.md sections 5 and 15.4), run against a store on a fixed clock. Times in seconds. PutOver stores params.held, then the input half an hour later.", Vectors: vs}
 }
 
 func flipLast(b []byte) []byte {
@@ -109,6 +136,28 @@ func checkStoreVector(ctx context.Context, open func(Config) (Store, error), v v
 			return nil, storeErrName(err)
 		}
 		return out(id), ""
+	case "PutOver":
+		held, err := hex.DecodeString(v.Params["held"])
+		if err != nil {
+			return nil, "unexpected: held: " + err.Error()
+		}
+		if _, err := s.Put(ctx, held, lifetime, PutOptions{}); err != nil {
+			return nil, "unexpected: storing the held record: " + err.Error()
+		}
+		clock.Advance(time.Hour / 2)
+		id, err := s.Put(ctx, b, lifetime, PutOptions{})
+		if err != nil {
+			return nil, storeErrName(err)
+		}
+		return out(id), ""
+	case "GetByBlockID":
+		if _, err := s.Put(ctx, b, lifetime, PutOptions{}); err != nil {
+			return nil, storeErrName(err)
+		}
+		if _, _, err := s.Get(ctx, block.Sum(b)); err != nil {
+			return nil, storeErrName(err)
+		}
+		return out(block.Sum(b)), ""
 	case "GetAfter":
 		id, err := s.Put(ctx, b, lifetime, PutOptions{})
 		if err != nil {

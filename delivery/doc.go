@@ -23,7 +23,8 @@
 //	report, err := delivery.Fetch(ctx, net, codec, me, st, delivery.FetchOptions{Maildir, Now: time.Now()})
 //
 // It reaches the network only through the small Network interface it
-// declares. It may import block, identity, mail, mailbox and
-// internal/atomicfile, and must not import transport, kademlia,
+// declares, and resolves a recipient's current key through KeyLogs
+// (ResolveRecipient). It may import block, identity, record, mail,
+// mailbox and internal/atomicfile, and must not import transport, kademlia,
 // blockstore, node, testnet or cmd.
 package delivery

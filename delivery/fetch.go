@@ -65,6 +65,11 @@ type FetchOptions struct {
 	// MaxClaims bounds the grant claims opened per fetch; 0 means
 	// MaxClaimsPerFetch, the spec's figure.
 	MaxClaims int
+	// KeyLogs, if set, resolves each sender's key log, and mail from a
+	// sender that revoked its key, or whose key history forked, or
+	// signed by a key it had retired when it signed, is rejected
+	// (docs/PROTOCOL.md 15.5, checkSender).
+	KeyLogs KeyLogs
 }
 
 // FetchProgress is where a Fetch stands in one mail's download.
@@ -369,6 +374,15 @@ func fetchOne(ctx context.Context, net Network, c *mail.Codec, me *identity.Iden
 	if first, ok := st.DeliveredAs(key); ok {
 		d.Abort()
 		return nil, mailbox.OutcomeRejected, fmt.Errorf("%w: message %x from %s came in index block %s", ErrDuplicate, o.Envelope.MessageID, identity.FormatAddress(o.Sender.ID), first.Short())
+	}
+	if opt.KeyLogs != nil {
+		if err := checkSender(ctx, opt.KeyLogs, o); err != nil {
+			d.Abort()
+			if ctx.Err() != nil {
+				return nil, mailbox.OutcomeDeferred, err
+			}
+			return nil, mailbox.OutcomeRejected, err
+		}
 	}
 	size := d.Size()
 	path, err := d.Commit()

@@ -225,7 +225,11 @@ var ErrNotForMe = errors.New("identity: message is not sealed to this identity")
 
 // PublicKey is a verified pubkey block and the keys it carries.
 type PublicKey struct {
-	ID         block.ID
+	ID block.ID
+	// Owner is the address of the identity the block belongs to: ID for
+	// generation 0 (ParsePubkey sets it so); a later generation's block
+	// gets its address from the key log that names it (At).
+	Owner      block.ID
 	Block      []byte
 	Created    time.Time
 	Difficulty int
@@ -257,6 +261,7 @@ func ParsePubkey(b []byte) (*PublicKey, error) {
 	blk := append([]byte(nil), b...)
 	return &PublicKey{
 		ID:         block.Sum(blk),
+		Owner:      block.Sum(blk),
 		Block:      blk,
 		Created:    time.Unix(int64(p.Created), 0),
 		Difficulty: int(p.Difficulty),
@@ -266,8 +271,19 @@ func ParsePubkey(b []byte) (*PublicKey, error) {
 	}, nil
 }
 
-// Address returns the address in text form.
-func (p *PublicKey) Address() string { return FormatAddress(p.ID) }
+// Address returns the owner's address in text form.
+func (p *PublicKey) Address() string { return FormatAddress(p.Owner) }
+
+// At returns a copy of p owned by address: for a later generation's
+// pubkey block, once the owner's key log (package record) showed that it
+// is the identity's current block. Mail is addressed, and its proof of
+// work bound, to the owner (docs/PROTOCOL.md 9.2, 15.5); it is sealed to
+// the block's keys.
+func (p *PublicKey) At(address block.ID) *PublicKey {
+	c := *p
+	c.Owner = address
+	return &c
+}
 
 // Verify checks a signature made by Identity.Sign with the same label.
 func (p *PublicKey) Verify(label string, data []byte, sig []byte) bool {

@@ -381,6 +381,7 @@ func DecodeKeyFile(b []byte, passphrase func() ([]byte, error)) (*Identity, erro
 		return nil, fmt.Errorf("%w: generation 0 whose address is not its pubkey block's ID", ErrKeyFile)
 	}
 	id.address, id.generation = address, generation
+	id.public.Owner = address
 	for range count {
 		rk := retiredKey{seed: [SeedSize]byte(r)}
 		until := binary.BigEndian.Uint64(r[SeedSize:])

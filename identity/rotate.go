@@ -54,6 +54,7 @@ func (id *Identity) Rotate(next *NextKey, difficulty int, now time.Time, random 
 		return nil, nil, err
 	}
 	nid.address, nid.generation = id.address, id.generation+1
+	nid.public.Owner = id.address
 	nid.retired = append(append([]retiredKey(nil), id.retired...), retiredKey{seed: id.seed, enc: id.enc, until: nid.created.Add(GracePeriod)})
 	return nid, after, nil
 }

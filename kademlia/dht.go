@@ -112,6 +112,7 @@ type DHT struct {
 
 	observed observedAddrs
 	repub    republishSchedule
+	records  recordLimiter
 	rtt      rttEstimator
 	stats    counters
 }

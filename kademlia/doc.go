@@ -10,8 +10,8 @@
 // interface. Request timeouts are context deadlines; under
 // testing/synctest they, and clock.Real, are virtual, so thousands of
 // nodes can be simulated on a virtual clock.
-// It may import block, identity, blockstore and transport; it must not
-// import mail, delivery, mailbox, node, testnet or cmd.
+// It may import block, identity, record, blockstore and transport; it
+// must not import mail, delivery, mailbox, node, testnet or cmd.
 //
 // # Pieces
 //
@@ -50,9 +50,17 @@
 //     requests to the transport and the outcomes back.
 //   - stall.go: the stall time, adaptive (RFC 6298's srtt + 4·rttvar of
 //     answered lookup requests, 250 ms to 2 s) unless Config fixes it.
-//   - handler.go: DHT.Handle, the transport.Handler.
+//   - handler.go: DHT.Handle, the transport.Handler. A STORE is charged to
+//     its sender's node ID and IP group (blockstore.Source); a record
+//     refusal has its own ERROR code (10 stale, 11 forked, 12 revoked).
 //   - storage.go, list.go: Put, Get, Delete, Republish, List with its
 //     prefix sweep.
+//   - records.go: records at their slot (docs/PROTOCOL.md 15.4):
+//     PutRecord, Records (FIND_BLOCK of the slot at each of the K
+//     closest), GetRecord and KeyState (the folds of record.Newest and
+//     record.ResolveKeyLog over those answers), RefreshRecord (anyone
+//     re-stores the newest version). recordlimit.go: how many records one
+//     source may make the handler verify.
 //   - maintenance.go: Ping, Bootstrap, Refresh, CheckLiveness.
 //   - saved.go: the saved-contacts file, for rejoining without a bootstrap
 //     list.

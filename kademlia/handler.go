@@ -3,11 +3,14 @@ package kademlia
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -33,7 +36,7 @@ func (d *DHT) Handle(ctx context.Context, from transport.Peer, req []byte) []byt
 	case FindBlock:
 		resp = d.handleFindBlock(ctx, from, m)
 	case Store:
-		resp = d.handleStore(ctx, m)
+		resp = d.handleStore(ctx, from, m)
 	case List:
 		resp = d.handleList(ctx, m)
 	case Delete:
@@ -46,9 +49,10 @@ func (d *DHT) Handle(ctx context.Context, from transport.Peer, req []byte) []byt
 	return d.encodeReply(resp)
 }
 
-// errorReply builds an ERROR whose text fits the limit (it is cut at a
-// UTF-8 boundary).
+// errorReply builds an ERROR whose text is UTF-8 and fits the limit (it
+// is cut at a UTF-8 boundary).
 func errorReply(code ErrorCode, text string) *Error {
+	text = strings.ToValidUTF8(text, "?")
 	if len(text) > MaxErrorText {
 		cut := MaxErrorText
 		for cut > 0 && !utf8.RuneStart(text[cut]) {
@@ -89,10 +93,18 @@ func (d *DHT) handleFindBlock(ctx context.Context, from transport.Peer, m FindBl
 	return Nodes{Contacts: d.table.closestAnswer(m.ID, d.cfg.K, from, d.now())}
 }
 
-// storeErrorCode maps a store error to the code a peer understands.
+// storeErrorCode maps a store error to the code a peer understands. A
+// record's own reason comes first: a log with an event after its
+// revocation is invalid and revoked, and says revoked.
 func storeErrorCode(err error) ErrorCode {
 	switch {
-	case errors.Is(err, blockstore.ErrInvalid):
+	case errors.Is(err, record.ErrStale):
+		return CodeStale
+	case errors.Is(err, record.ErrForked):
+		return CodeForked
+	case errors.Is(err, record.ErrRevoked):
+		return CodeRevoked
+	case errors.Is(err, blockstore.ErrInvalid), errors.Is(err, blockstore.ErrRefused):
 		return CodeInvalidBlock
 	case errors.Is(err, blockstore.ErrNotFound):
 		return CodeNotFound
@@ -100,6 +112,8 @@ func storeErrorCode(err error) ErrorCode {
 		return CodeForbidden
 	case errors.Is(err, blockstore.ErrFull):
 		return CodeStorageFull
+	case errors.Is(err, blockstore.ErrOverBudget):
+		return CodeOverloaded
 	}
 	return CodeInternal
 }
@@ -114,11 +128,19 @@ func (d *DHT) storeError(op string, err error) *Error {
 	return errorReply(code, err.Error())
 }
 
-func (d *DHT) handleStore(ctx context.Context, m Store) Message {
+func (d *DHT) handleStore(ctx context.Context, from transport.Peer, m Store) Message {
 	if d.cfg.Client {
 		return errorReply(CodeClientMode, "")
 	}
-	id, err := d.cfg.Store.Put(ctx, m.Block, time.Duration(m.Lifetime)*time.Second, blockstore.PutOptions{})
+	group := d.ipGroupOf(from)
+	if d.costsVerification(ctx, m.Block) && !d.records.allow(from.ID, group, d.now()) {
+		return errorReply(CodeOverloaded, "too many record STOREs from this source: retry later")
+	}
+	src := blockstore.Source{Node: from.ID.String()}
+	if group.IsValid() {
+		src.Group = group.String()
+	}
+	id, err := d.cfg.Store.Put(ctx, m.Block, time.Duration(m.Lifetime)*time.Second, blockstore.PutOptions{Source: src})
 	if err != nil {
 		return d.storeError("STORE", err)
 	}
@@ -126,6 +148,33 @@ func (d *DHT) handleStore(ctx context.Context, m Store) Message {
 	// so this node need not republish it for an interval.
 	d.repub.schedule(id, d.now().Add(d.jitter(d.cfg.RepublishInterval)))
 	return OK{}
+}
+
+// ipGroupOf is the IP group a peer's requests are charged to (storage
+// budgets, record limits); none when the table's IP limits are off (a
+// testnet, every node on one loopback address).
+func (d *DHT) ipGroupOf(p transport.Peer) netip.Prefix {
+	if d.cfg.BucketIPLimit < 0 || !p.Addr.IsValid() {
+		return netip.Prefix{}
+	}
+	return ipGroup(p.Addr.Addr())
+}
+
+// costsVerification reports whether storing b makes this node verify a
+// record: b is laid out as one and is not the very record held at its
+// slot (a replay, which the store takes without verifying). Blocks of
+// other types are checked for a hash and at most one signature.
+func (d *DHT) costsVerification(ctx context.Context, b []byte) bool {
+	h, _, err := block.ParseHeader(b)
+	if err != nil || h.Type != block.TypeRecord {
+		return false
+	}
+	rec, err := record.Decode(b)
+	if err != nil {
+		return false // refused for its layout, at no cost
+	}
+	m, err := d.cfg.Store.Stat(ctx, rec.Slot())
+	return err != nil || m.BlockID != block.Sum(b)
 }
 
 func (d *DHT) handleList(ctx context.Context, m List) Message {

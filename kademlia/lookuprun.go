@@ -8,6 +8,7 @@ import (
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -154,8 +155,18 @@ func (d *DHT) lookupQuery(ctx context.Context, c transport.Contact, target block
 	out <- lookupResult{to: c.ID, msg: resp, fault: fault, err: err}
 }
 
-// verifyBlock checks that b is the block named id and that it is valid.
+// verifyBlock checks that b is the block named id and that it is valid,
+// or a valid record whose slot is id (records are found at their slot; a
+// FIND_BLOCK lookup takes the first version, DHT.Records asks the K
+// closest).
 func verifyBlock(id block.ID, b []byte) error {
+	if h, _, err := block.ParseHeader(b); err == nil && h.Type == block.TypeRecord {
+		r, err := record.Parse(b)
+		if err == nil && r.Slot() != id {
+			err = fmt.Errorf("record of slot %v, not %v", r.Slot().Short(), id.Short())
+		}
+		return err
+	}
 	if got := block.Sum(b); got != id {
 		return fmt.Errorf("block hashes to %v, not %v", got.Short(), id.Short())
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/clock"
+	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -84,7 +85,11 @@ func (d *DHT) placement(id block.ID, closest []transport.Contact, n int, t block
 // block: holders) for lifetime (whole seconds, at most
 // block.MaxLifetime), this node included when it is a full node among
 // them. It returns how many nodes acknowledged the block.
+// A record goes to its slot: Put hands it to PutRecord.
 func (d *DHT) Put(ctx context.Context, blk []byte, lifetime time.Duration) (int, error) {
+	if h, _, err := block.ParseHeader(blk); err == nil && h.Type == block.TypeRecord {
+		return d.PutRecord(ctx, blk, lifetime)
+	}
 	secs, err := lifetimeSeconds(lifetime)
 	if err != nil {
 		return 0, err
@@ -141,7 +146,9 @@ func (d *DHT) requestAll(ctx context.Context, cs []transport.Contact, m Message)
 // Get finds the block id: from the own store when held, else by a
 // FIND_BLOCK lookup that ends at the first block that hashes to id (a
 // peer that returns other bytes is dropped and the lookup goes on). It
-// returns the block and its remaining lifetime.
+// returns the block and its remaining lifetime. Given a record's slot it
+// returns the first valid version found; GetRecord asks the K closest
+// for the newest.
 func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, error) {
 	if d.cfg.Store != nil {
 		data, meta, err := d.cfg.Store.Get(ctx, id)
@@ -264,9 +271,12 @@ func (r *republishSchedule) forget(id block.ID) {
 
 // Republish re-stores every held block whose republish date has passed at
 // the nodes closest to it (holders: K, or R for a data block, whose date
-// comes every ShardRepublishInterval), with its remaining lifetime, and
-// returns how many it republished. A data block this node finds it is no
-// longer among the R closest to is handed to them and dropped here. A block first met here (after a restart) gets a
+// comes every ShardRepublishInterval; a record: to its slot), with its
+// remaining lifetime, and returns how many it republished. A data block
+// this node finds it is no longer among the R closest to is handed to
+// them and dropped here. A node that refuses a record as stale holds a
+// newer version, which this node then fetches and keeps. A block first
+// met here (after a restart) gets a
 // date spread over the next interval, so a restart does not send
 // everything at once. The node calls Republish often (every minute or
 // so); each call does only what is due.
@@ -325,6 +335,12 @@ func (d *DHT) republishOne(ctx context.Context, m blockstore.Meta) bool {
 		d.log.Debug("kademlia: republish lookup failed", "id", m.ID.Short(), "err", err)
 		return false
 	}
+	// The lifetime left after the lookup, which may take seconds: taken
+	// before it, every republish would lengthen the block's life by the
+	// lookup's time.
+	if secs = remainingSeconds(m, d.now()); secs == 0 {
+		return false
+	}
 	// This node holds the block already; the others get it.
 	n := d.holders(m.Type)
 	closest = d.placement(m.ID, closest, n, m.Type)
@@ -332,7 +348,15 @@ func (d *DHT) republishOne(ctx context.Context, m blockstore.Meta) bool {
 	if among && len(closest) == n {
 		closest = closest[:n-1]
 	}
-	ok, _ := d.requestAll(ctx, closest, Store{Lifetime: secs, Block: data})
+	store := Store{Lifetime: secs, Block: data}
+	ok, _ := fanOut(ctx, closest, func(ctx context.Context, c transport.Contact) error {
+		_, err := expect[OK](d.request(ctx, c, store))
+		if m.Type == block.TypeRecord && errors.Is(err, record.ErrStale) {
+			// c holds a newer version than ours: take it.
+			d.pullNewer(ctx, c, m.ID)
+		}
+		return err
+	})
 	if !among && m.Type == block.TypeData && ok == n {
 		d.handOff(ctx, m.ID)
 	}

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -90,6 +91,11 @@ const (
 	CodeOverloaded   ErrorCode = 7
 	CodeClientMode   ErrorCode = 8
 	CodeInternal     ErrorCode = 9
+	// Refusals of a record STORE by the version the node holds at its
+	// slot (docs/PROTOCOL.md 15.4).
+	CodeStale   ErrorCode = 10
+	CodeForked  ErrorCode = 11
+	CodeRevoked ErrorCode = 12
 )
 
 func (c ErrorCode) String() string {
@@ -112,6 +118,12 @@ func (c ErrorCode) String() string {
 		return "client mode"
 	case CodeInternal:
 		return "internal error"
+	case CodeStale:
+		return "stale record"
+	case CodeForked:
+		return "forked record"
+	case CodeRevoked:
+		return "revoked"
 	}
 	return fmt.Sprintf("error code %d", uint16(c))
 }
@@ -216,6 +228,21 @@ type Delete struct {
 type Error struct {
 	Code ErrorCode
 	Text string
+}
+
+// Unwrap gives the record package's reason for the record refusals, so
+// errors.Is(err, record.ErrStale) holds whether the node or a peer
+// refused.
+func (e *Error) Unwrap() error {
+	switch e.Code {
+	case CodeStale:
+		return record.ErrStale
+	case CodeForked:
+		return record.ErrForked
+	case CodeRevoked:
+		return record.ErrRevoked
+	}
+	return nil
 }
 
 func (e *Error) Error() string {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/internal/recordtest"
 	"github.com/flowmail/flowmail/internal/vectors"
 	"github.com/flowmail/flowmail/transport"
 )
@@ -142,28 +143,38 @@ func sampleMessages() map[string]Message {
 	for i := range full {
 		full[i] = transport.Contact{ID: testID(byte(i)), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i), 1}), 4433)}
 	}
+	alice, err := recordtest.Load()
+	if err != nil {
+		panic(err) // testdata/vectors/record.json is part of the tree
+	}
 	return map[string]Message{
-		"ping":            Ping{},
-		"pong_ipv4":       Pong{Observed: v4},
-		"pong_ipv6":       Pong{Observed: v6},
-		"pong_ipv4_in_v6": Pong{Observed: netip.AddrPortFrom(netip.AddrFrom16(v4.Addr().As16()), 4433)},
-		"find_node":       FindNode{Target: testID(1)},
-		"nodes_empty":     Nodes{},
-		"nodes_two":       Nodes{Contacts: []transport.Contact{{ID: testID(2), Addr: v4}, {ID: testID(3), Addr: v6}}},
-		"nodes_k":         Nodes{Contacts: full},
-		"find_block":      FindBlock{ID: testID(4)},
-		"block":           BlockReply{Lifetime: 3600, Block: dataBlock},
-		"store":           Store{Lifetime: MaxLifetimeSeconds, Block: dataBlock},
-		"ok":              OK{},
-		"list":            List{Target: testID(5), Bits: 22, Since: 1767225600, Limit: 1000},
-		"list_after":      List{Target: testID(5), Bits: 22, Since: 0, HasAfter: true, After: testID(6), Limit: 10},
-		"list_bits_255":   List{Target: testID(5), Bits: 255, Limit: 1},
-		"listed_empty":    Listed{},
-		"listed_two_more": Listed{Entries: []ListedEntry{{ID: testID(7), StoredAt: 1767225600}, {ID: testID(8), StoredAt: 1767229200}}, More: true},
-		"delete":          Delete{ID: testID(9), Preimage: pre},
-		"error_empty":     &Error{Code: CodeNotFound},
-		"error_text":      &Error{Code: CodeClientMode, Text: "client mode: this node does not store"},
-		"error_max_text":  &Error{Code: CodeMalformed, Text: strings.Repeat("é", MaxErrorText/2)},
+		"store_record":         Store{Lifetime: 3600, Block: alice.V1},
+		"find_block_slot":      FindBlock{ID: alice.Slot},
+		"block_record":         BlockReply{Lifetime: 3600, Block: alice.V2},
+		"error_stale_record":   &Error{Code: CodeStale, Text: "record: stale: key log of 1 events against the 2 held"},
+		"error_forked_record":  &Error{Code: CodeForked, Text: "record: forked: key log of 2 events against the 2 held"},
+		"error_revoked_record": &Error{Code: CodeRevoked, Text: "record: revoked: the key log held for slot 24087237ea5514c7 ended it"},
+		"ping":                 Ping{},
+		"pong_ipv4":            Pong{Observed: v4},
+		"pong_ipv6":            Pong{Observed: v6},
+		"pong_ipv4_in_v6":      Pong{Observed: netip.AddrPortFrom(netip.AddrFrom16(v4.Addr().As16()), 4433)},
+		"find_node":            FindNode{Target: testID(1)},
+		"nodes_empty":          Nodes{},
+		"nodes_two":            Nodes{Contacts: []transport.Contact{{ID: testID(2), Addr: v4}, {ID: testID(3), Addr: v6}}},
+		"nodes_k":              Nodes{Contacts: full},
+		"find_block":           FindBlock{ID: testID(4)},
+		"block":                BlockReply{Lifetime: 3600, Block: dataBlock},
+		"store":                Store{Lifetime: MaxLifetimeSeconds, Block: dataBlock},
+		"ok":                   OK{},
+		"list":                 List{Target: testID(5), Bits: 22, Since: 1767225600, Limit: 1000},
+		"list_after":           List{Target: testID(5), Bits: 22, Since: 0, HasAfter: true, After: testID(6), Limit: 10},
+		"list_bits_255":        List{Target: testID(5), Bits: 255, Limit: 1},
+		"listed_empty":         Listed{},
+		"listed_two_more":      Listed{Entries: []ListedEntry{{ID: testID(7), StoredAt: 1767225600}, {ID: testID(8), StoredAt: 1767229200}}, More: true},
+		"delete":               Delete{ID: testID(9), Preimage: pre},
+		"error_empty":          &Error{Code: CodeNotFound},
+		"error_text":           &Error{Code: CodeClientMode, Text: "client mode: this node does not store"},
+		"error_max_text":       &Error{Code: CodeMalformed, Text: strings.Repeat("é", MaxErrorText/2)},
 	}
 }
 

@@ -149,7 +149,7 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 		if r == nil {
 			return nil, errors.New("mail: build: nil recipient")
 		}
-		env.Recipients = append(env.Recipients, r.ID)
+		env.Recipients = append(env.Recipients, r.Owner)
 	}
 	if err := checkRecipients(env.Recipients); err != nil {
 		return nil, err
@@ -225,7 +225,7 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 		if err != nil {
 			return fail(err)
 		}
-		out.Index = append(out.Index, Block{ID: block.Sum(blk), Bytes: blk, Recipient: r.ID})
+		out.Index = append(out.Index, Block{ID: block.Sum(blk), Bytes: blk, Recipient: r.Owner})
 		report(Progress{Phase: PhaseGrind, Recipient: i, Done: int64(i + 1), Total: int64(len(in.Recipients))})
 	}
 	return out, nil

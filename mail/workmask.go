@@ -81,7 +81,7 @@ func sealManifest(man *Manifest, r *identity.PublicKey, claim *GrantClaim) (seal
 		return nil, block.ID{}, 0, fmt.Errorf("mail: sealing the manifest to %s: %w", r.Address(), err)
 	}
 	d := int(r.Difficulty)
-	target, err = workTarget(r.ID, d, s.Export)
+	target, err = workTarget(r.Owner, d, s.Export)
 	if err != nil {
 		return nil, block.ID{}, 0, err
 	}
@@ -89,7 +89,7 @@ func sealManifest(man *Manifest, r *identity.PublicKey, claim *GrantClaim) (seal
 	man.GrantID, man.GrantMAC = [GrantIDSize]byte{}, [GrantMACSize]byte{}
 	if claim != nil {
 		man.GrantID = claim.ID
-		man.GrantMAC = GrantMAC(&claim.Key, r.ID, enc, man.Encode())
+		man.GrantMAC = GrantMAC(&claim.Key, r.Owner, enc, man.Encode())
 		bits = RoutePrefix(d)
 	}
 	ct, err := s.Seal(nil, man.Encode())

@@ -301,3 +301,28 @@ func TestSignedByAcceptsRetiredKeysOnlyForEarlierMail(t *testing.T) {
 		t.Fatalf("mail of a revoked identity: %v", err)
 	}
 }
+
+func TestFollowsAcceptsTheChainAndRefusesAnotherHistory(t *testing.T) {
+	var a, b, c [32]byte
+	a[0], b[0], c[0] = 1, 2, 3
+	s := KeyState{Generation: 1, Keys: [][32]byte{a, b}}
+	for _, tc := range []struct {
+		name   string
+		pinned [][32]byte
+		ok     bool
+	}{
+		{"NothingPinned", nil, true},
+		{"SameHistory", [][32]byte{a, b}, true},
+		{"RotatedSince", [][32]byte{a}, true},
+		{"OlderThanPinned", [][32]byte{a, b, c}, false},
+		{"AnotherBranch", [][32]byte{a, c}, false},
+		{"AnotherIdentity", [][32]byte{c}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := s.Follows(tc.pinned)
+			if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrKeyChanged)) {
+				t.Fatalf("Follows(%d keys): %v, want ok=%v", len(tc.pinned), err, tc.ok)
+			}
+		})
+	}
+}

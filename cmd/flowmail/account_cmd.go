@@ -42,8 +42,8 @@ func accountFlags() []cli.Flag {
 	}
 }
 
-// keyFileOptions protects a key file with the account password.
-func keyFileOptions(c *cli.Context, pw []byte) identity.KeyFileOptions {
+// accountKeyFileOptions protects a key file with the account password.
+func accountKeyFileOptions(c *cli.Context, pw []byte) identity.KeyFileOptions {
 	return identity.KeyFileOptions{Passphrase: pw, ScryptLogN: c.Int("scrypt-log-n")}
 }
 
@@ -119,7 +119,7 @@ func loginCommand(s *streams) *cli.Command {
 			if id.Address() != acct {
 				return fmt.Errorf("the server returned the identity of %s, not %s", id.Address(), acct)
 			}
-			if err := identity.WriteKeyFile(path, id, keyFileOptions(c, pw)); err != nil {
+			if err := identity.WriteKeyFile(path, id, accountKeyFileOptions(c, pw)); err != nil {
 				return err
 			}
 			if err := writePubFile(c, id); err != nil {
@@ -195,7 +195,7 @@ func passwordKeyFile(c *cli.Context, id *identity.Identity, pw []byte) ([]byte, 
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, keyFileName)
-	if err := identity.WriteKeyFile(path, id, keyFileOptions(c, pw)); err != nil {
+	if err := identity.WriteKeyFile(path, id, accountKeyFileOptions(c, pw)); err != nil {
 		return nil, err
 	}
 	return readSmallFile(path, account.MaxIdentitySize)

@@ -71,6 +71,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			publishCommand(s),
 			domainCommand(s),
 			namesCommand(s),
+			keyCommand(s),
 			nodeCommand(s),
 			serverCommand(s),
 			accountCommand(s),

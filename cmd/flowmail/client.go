@@ -334,7 +334,7 @@ func publishOwnPubkey(ctx context.Context, n *node.Node, id *identity.Identity) 
 func publishCommand(s *streams) *cli.Command {
 	return &cli.Command{
 		Name:  "publish",
-		Usage: "store your pubkey block in the network so others can write to you",
+		Usage: "store your pubkey block and key log in the network so others can write to you",
 		Description: "send and fetch publish it too; publish is for a new address that has not\n" +
 			"fetched yet. The network keeps it 30 days; any fetch renews it.",
 		Flags: append(append([]cli.Flag{}, networkFlags()...), passphraseFlags()...),
@@ -348,7 +348,7 @@ func publishCommand(s *streams) *cli.Command {
 				return err
 			}
 			defer n.Close()
-			if err := publishOwnPubkey(c.Context, n, id); err != nil {
+			if err := publishOwnKeys(c.Context, c, n, id); err != nil {
 				return err
 			}
 			fmt.Fprintf(s.out, "published %s\n", id.Address())

@@ -24,6 +24,9 @@ const contactsFileName = "contacts.toml"
 // contactBook is the petname file: names the user chose for addresses.
 type contactBook struct {
 	Contacts map[string]string `toml:"contacts"`
+	// Pins, by address, hold the key history first seen of each address
+	// sent to or verified (pins.go).
+	Pins map[string]*contactPin `toml:"pins,omitempty"`
 }
 
 var contactName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -31,7 +34,7 @@ var contactName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 func contactsPath(home string) string { return filepath.Join(home, contactsFileName) }
 
 func loadContacts(home string) (*contactBook, error) {
-	book := &contactBook{Contacts: map[string]string{}}
+	book := &contactBook{Contacts: map[string]string{}, Pins: map[string]*contactPin{}}
 	b, err := readSmallFile(contactsPath(home), maxContactsFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return book, nil
@@ -44,6 +47,9 @@ func loadContacts(home string) (*contactBook, error) {
 	}
 	if book.Contacts == nil {
 		book.Contacts = map[string]string{}
+	}
+	if book.Pins == nil {
+		book.Pins = map[string]*contactPin{}
 	}
 	return book, nil
 }
@@ -147,7 +153,7 @@ func contactsCommand(s *streams) *cli.Command {
 					sort.Strings(names)
 					w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
 					for _, n := range names {
-						fmt.Fprintf(w, "%s\t%s\n", n, book.Contacts[n])
+						fmt.Fprintf(w, "%s\t%s\t%s\n", n, book.Contacts[n], pinState(book, book.Contacts[n]))
 					}
 					return w.Flush()
 				},
@@ -155,6 +161,7 @@ func contactsCommand(s *streams) *cli.Command {
 			allowAddCommand(s, "allow"),
 			allowRemoveCommand(s, "disallow"),
 			allowListCommand(s, "grants"),
+			contactsVerifyCommand(s),
 			{
 				Name:      "remove",
 				Usage:     "forget a contact",

@@ -93,7 +93,7 @@ func runFetch(c *cli.Context, s *streams) error {
 	var published time.Time
 	once := func(ctx context.Context) error {
 		if time.Since(published) > 24*time.Hour {
-			if err := publishOwnPubkey(ctx, n, me); err != nil {
+			if err := publishOwnKeys(ctx, c, n, me); err != nil {
 				fmt.Fprintf(s.err, "warning: %v\n", err)
 			} else {
 				published = time.Now()
@@ -104,7 +104,7 @@ func runFetch(c *cli.Context, s *streams) error {
 			return err
 		}
 		prog := newFetchProgress(s.err)
-		rep, err := delivery.Fetch(ctx, n, codec, me, st, delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log, Progress: prog.Report,
+		rep, err := delivery.Fetch(ctx, n, codec, me, st, delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log, KeyLogs: n.DHT(), Progress: prog.Report,
 			ShardCache: filepath.Join(home, stateDirName, "shards"), Grants: grants})
 		prog.finish()
 		keepGrants(s, home, me.ID(), rep)

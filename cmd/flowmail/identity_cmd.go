@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +16,7 @@ import (
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/atomicfile"
+	"github.com/flowmail/flowmail/record"
 )
 
 const (
@@ -62,12 +64,16 @@ func initCommand(s *streams) *cli.Command {
 		Name:  "init",
 		Usage: "create your identity (keys and address) in the data directory",
 		Description: "init creates a signing key and a post-quantum encryption key, writes them to\n" +
-			"<home>/identity.key protected by a passphrase, and prints your address.\n" +
-			"Give the address to the people who will write to you.",
-		Flags: append([]cli.Flag{
+			"<home>/identity.key protected by a passphrase, and the next key your identity\n" +
+			"commits to (what `flowmail key rotate` takes) to <home>/next.key: back that one up\n" +
+			"offline. It prints your address; give it to the people who will write to you.\n" +
+			"With --publish it also stores your pubkey block and key log in the network\n" +
+			"(publish, send and fetch do it otherwise).",
+		Flags: append(append([]cli.Flag{
 			&cli.BoolFlag{Name: "no-passphrase", Usage: "store the key unprotected (tests, throwaway identities)"},
 			&cli.IntFlag{Name: "difficulty", Value: block.DefaultDifficulty, Usage: fmt.Sprintf("proof-of-work bits you demand of senders (0-%d; each bit doubles their cost)", block.MaxDifficulty)},
-		}, passphraseFlags()...),
+			&cli.BoolFlag{Name: "publish", Usage: "publish the new identity's key log now (needs the network flags)"},
+		}, passphraseFlags()...), networkFlags()...),
 		Action: func(c *cli.Context) error {
 			path := keyPath(c)
 			if _, err := os.Stat(path); err == nil {
@@ -85,17 +91,45 @@ func initCommand(s *streams) *cli.Command {
 				}
 				opt.Passphrase = p
 			}
-			id, err := identity.Generate(d, time.Now())
+			id, next, err := identity.New(d, time.Now(), crand.Reader)
 			if err != nil {
 				return err
 			}
+			log, err := record.NewKeyLog(id.Public().Block)
+			if err != nil {
+				return err
+			}
+			// The next key first: an identity.key without it could never
+			// rotate, and init refuses to run twice.
+			if err := os.MkdirAll(c.String("home"), 0o700); err != nil {
+				return err
+			}
+			if err := identity.WriteNextKeyFile(nextKeyPath(c), next, opt); err != nil {
+				return err
+			}
 			if err := identity.WriteKeyFile(path, id, opt); err != nil {
+				return err
+			}
+			if err := writeKeyLog(c, log); err != nil {
 				return err
 			}
 			if err := writePubFile(c, id); err != nil {
 				return err
 			}
 			fmt.Fprintf(s.out, "Created identity in %s\nYour address:\n  %s\n", path, id.Address())
+			fmt.Fprintf(s.err, "Your next key (for `flowmail key rotate`) is in %s: copy it somewhere offline.\n", nextKeyPath(c))
+			if !c.Bool("publish") {
+				return nil
+			}
+			n, err := startClient(c.Context, c, s)
+			if err != nil {
+				return fmt.Errorf("the identity is created but not published (%w): run `flowmail publish` when you are online", err)
+			}
+			defer n.Close()
+			if err := publishOwnKeys(c.Context, c, n, id); err != nil {
+				return fmt.Errorf("the identity is created but not published (%w): run `flowmail publish` again", err)
+			}
+			fmt.Fprintln(s.out, "Published.")
 			return nil
 		},
 	}
@@ -107,10 +141,15 @@ func whoamiCommand(s *streams) *cli.Command {
 		Usage: "print your address and identity details",
 		Description: "whoami reads the public half of your identity (<home>/identity.pub) and needs no\n" +
 			"passphrase. A home made before that file existed is unlocked once to write it.",
-		Flags: passphraseFlags(),
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "with", Usage: "also print the safety code you share with this contact or address (compare it out of band)"},
+		}, passphraseFlags()...),
 		Action: func(c *cli.Context) error {
 			if _, err := os.Stat(keyPath(c)); err != nil {
 				return noIdentity(c, err)
+			}
+			if log, err := readKeyLog(c); err == nil {
+				return whoamiFromLog(c, s, log)
 			}
 			pub, err := readPubFile(c)
 			if err != nil {
@@ -126,9 +165,45 @@ func whoamiCommand(s *streams) *cli.Command {
 			fmt.Fprintf(s.err, "difficulty: %d bits\ncreated:    %s\nkey file:   %s\n",
 				pub.Difficulty, pub.Created.UTC().Format(time.RFC3339), keyPath(c))
 			printOwnNames(s, c.String("home"), pub.Address())
-			return nil
+			return printSafetyCode(c, s, pub.Owner)
 		},
 	}
+}
+
+// whoamiFromLog prints what the owner's key log says: the address (which
+// rotations keep), the generation and the state.
+func whoamiFromLog(c *cli.Context, s *streams, log *record.Record) error {
+	st, err := log.KeyLog.State()
+	if err != nil {
+		return fmt.Errorf("%s: %w", keyLogPath(c), err)
+	}
+	fmt.Fprintf(s.out, "%s\n", identity.FormatAddress(st.Address))
+	state := "active"
+	switch {
+	case st.Revoked:
+		state = "REVOKED (nobody can send to this address)"
+	case st.Moved:
+		state = "moved to " + identity.FormatAddress(st.MovedTo)
+	}
+	fmt.Fprintf(s.err, "state:      %s\ngeneration: %d (%d rotations left)\ndifficulty: %d bits\ncreated:    %s\nkey file:   %s\n",
+		state, st.Generation, block.MaxRotations-st.Generation, st.Inception.Difficulty,
+		st.Inception.Created.UTC().Format(time.RFC3339), keyPath(c))
+	return printSafetyCode(c, s, st.Address)
+}
+
+// printSafetyCode prints, for --with, the safety code of me and that
+// contact (docs/PROTOCOL.md 15.6).
+func printSafetyCode(c *cli.Context, s *streams, me block.ID) error {
+	with := c.String("with")
+	if with == "" {
+		return nil
+	}
+	other, err := resolveRecipient(c.String("home"), with)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "safety code with %s:\n  %s\n", with, record.SafetyCode(me, other))
+	return nil
 }
 
 func noIdentity(c *cli.Context, err error) error {

@@ -26,6 +26,7 @@ import (
 	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/naming"
 	"github.com/flowmail/flowmail/node"
+	"github.com/flowmail/flowmail/record"
 )
 
 func sendCommand(s *streams) *cli.Command {
@@ -48,6 +49,23 @@ func sendCommand(s *streams) *cli.Command {
 		}, networkFlags()...), append(passphraseFlags(), dnsFlags()...)...),
 		Action: func(c *cli.Context) error { return runSend(c, s) },
 	}
+}
+
+// recipientAdvice explains why a recipient's key could not be resolved
+// and what to do: nothing is stored for a mail that fails here.
+func recipientAdvice(name string, st record.KeyState, err error) error {
+	switch {
+	case errors.Is(err, record.ErrRevoked):
+		return fmt.Errorf("%s revoked its key: nothing was sent, and nothing can be (%w); ask them how to reach them now", name, err)
+	case errors.Is(err, record.ErrMoved):
+		return fmt.Errorf("%s moved to %s: nothing was sent; send to the new address (and `flowmail contacts add NAME %s`) (%w)",
+			name, identity.FormatAddress(st.MovedTo), identity.FormatAddress(st.MovedTo), err)
+	case errors.Is(err, record.ErrForked):
+		return fmt.Errorf("the key history of %s forked, so someone else holds its keys: nothing was sent; check with them out of band (%w)", name, err)
+	case errors.Is(err, node.ErrNotFound):
+		return fmt.Errorf("%s has no published key in the network (%w): ask them to run `flowmail publish` or `flowmail fetch` once", name, err)
+	}
+	return fmt.Errorf("looking up the key of %s: %w", name, err)
 }
 
 func runSend(c *cli.Context, s *streams) error {
@@ -138,19 +156,26 @@ func runSend(c *cli.Context, s *streams) error {
 		}
 		defer n.Close()
 	}
-	if err := publishOwnPubkey(ctx, n, me); err != nil {
+	if err := publishOwnKeys(ctx, c, n, me); err != nil {
 		fmt.Fprintf(s.err, "warning: %v (replies may not find you)\n", err)
 	}
+	book, err := loadContacts(home)
+	if err != nil {
+		return err
+	}
+	pinsChanged := false
 	lookup := func(mbs []mail.Mailbox, names []string) ([]*identity.PublicKey, error) {
 		keys := make([]*identity.PublicKey, len(mbs))
 		for i, mb := range mbs {
-			k, err := delivery.LookupPubkey(ctx, n, mb.Address)
-			if errors.Is(err, node.ErrNotFound) {
-				return nil, fmt.Errorf("%s has no published key in the network (%w): ask them to run `flowmail publish` or `flowmail fetch` once", names[i], err)
-			}
+			k, st, err := delivery.ResolveRecipient(ctx, n, n.DHT(), mb.Address)
 			if err != nil {
-				return nil, fmt.Errorf("looking up the key of %s: %w", names[i], err)
+				return nil, recipientAdvice(names[i], st, err)
 			}
+			changed, err := checkPin(book, names[i], st, s.err)
+			if err != nil {
+				return nil, err
+			}
+			pinsChanged = pinsChanged || changed
 			keys[i] = k
 		}
 		return keys, nil
@@ -162,6 +187,11 @@ func runSend(c *cli.Context, s *streams) error {
 	bccKeys, err := lookup(bcc, bccNames)
 	if err != nil {
 		return err
+	}
+	if pinsChanged {
+		if err := book.save(home); err != nil {
+			return fmt.Errorf("saving the keys seen in %s: %w", contactsPath(home), err)
+		}
 	}
 
 	// The message is composed into the outbox once, attachments read in

@@ -103,10 +103,10 @@ func SealCompressed(ctx context.Context, z []byte, to []*identity.PublicKey, rnd
 			return nil, err
 		}
 		blk := block.Index{Header: block.Header{HasDeletion: true, DeletionHash: block.DeletionHash(man.IndexDeletion)}, Sealed: sealed}.Encode()
-		if _, err := pow.Solve(ctx, blk, r.ID, r.Difficulty, pow.Options{Workers: 1}); err != nil {
+		if _, err := pow.Solve(ctx, blk, r.Owner, r.Difficulty, pow.Options{Workers: 1}); err != nil {
 			return nil, fmt.Errorf("mailforge: grinding: %w", err)
 		}
-		out.Index = append(out.Index, mail.Block{ID: block.Sum(blk), Bytes: blk, Recipient: r.ID})
+		out.Index = append(out.Index, mail.Block{ID: block.Sum(blk), Bytes: blk, Recipient: r.Owner})
 	}
 	return out, nil
 }

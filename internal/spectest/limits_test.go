@@ -128,6 +128,10 @@ var limits = map[string]any{
 	"MaxLocalPart":     record.MaxLocalPart,
 	"SafetyIterations": record.SafetyIterations,
 	"SafetyGroups":     record.SafetyGroups,
+	"RecordRate":       kademlia.RecordRate,
+	"RecordBurst":      kademlia.RecordBurst,
+	"RecordGroupRate":  kademlia.RecordGroupRate,
+	"RecordGroupBurst": kademlia.RecordGroupBurst,
 
 	"SessionTimeout":         server.SessionTimeout,
 	"MaxSessions":            server.MaxSessions,
