@@ -78,6 +78,7 @@ type layerView struct {
 // Exactly one of Forward and Exit is set.
 type Output struct {
 	At      time.Time // when it became due: arrival time plus the hop's delay
+	Source  string    // the source named to ReceiveFrom for the packet it came from
 	Forward *Forwarded
 	Exit    *ExitRequest
 }
@@ -204,7 +205,7 @@ func (r *Relay) process(now time.Time, q queued) error {
 	}
 	out := newPacket()
 	peel(&l.keys, q.pkt, out)
-	o := Output{At: now.Add(l.cmd.Delay)}
+	o := Output{At: now.Add(l.cmd.Delay), Source: q.src}
 	var body []byte
 	switch l.cmd.Type {
 	case Forward:
