@@ -32,13 +32,21 @@ const (
 	// OnionListSURBs is how many reply blocks a LIST carries: up to
 	// 2·onion.MaxListReply entries per round.
 	OnionListSURBs = 2
+	// DefaultOnionPutDelay and DefaultOnionDelay are the mean per-hop
+	// delays section 14.8 advises: 30 s for stores (mail tolerates
+	// minutes), 1 s for lists and fetches, which a user waits for.
+	// Programs apply them; a zero OnionOptions delay means none.
+	DefaultOnionPutDelay = 30 * time.Second
+	DefaultOnionDelay    = time.Second
 )
 
 // OnionOptions configure the onion routing of a client's stores, lists
 // and fetches.
 type OnionOptions struct {
-	// Delay is the mean per-hop delay (0: no delays, as tests run).
-	Delay time.Duration
+	// Delay is the mean per-hop delay of lists and fetches, PutDelay of
+	// stores (0: no delays, as tests run).
+	Delay    time.Duration
+	PutDelay time.Duration
 	// GuardFile keeps the guard between runs ("": a guard for this run
 	// only).
 	GuardFile string
@@ -83,7 +91,7 @@ func (n *Node) Onion(ctx context.Context, opt OnionOptions) (*OnionNetwork, erro
 	if opt.Wait == 0 {
 		opt.Wait = DefaultOnionWait
 	}
-	if opt.Delay < 0 || opt.Wait < 0 {
+	if opt.Delay < 0 || opt.PutDelay < 0 || opt.Wait < 0 {
 		return nil, &ConfigError{Field: "OnionOptions", Value: fmt.Sprintf("%+v", opt), Reason: "durations must not be negative"}
 	}
 	var seed [16]byte
@@ -270,6 +278,10 @@ func (o *OnionNetwork) try(ctx context.Context, op string, target block.ID, part
 		return nil, err
 	}
 	now := o.n.clk.Now()
+	mean := o.opt.Delay
+	if op == "put" {
+		mean = o.opt.PutDelay
+	}
 	sent := make([]*onion.Sent, len(parts))
 	var delay time.Duration
 	for i, p := range parts {
@@ -277,7 +289,7 @@ func (o *OnionNetwork) try(ctx context.Context, op string, target block.ID, part
 		if i == len(parts)-1 {
 			s = surbs
 		}
-		if sent[i], err = o.client.Send(now, p, fwd, back, s, o.opt.Delay); err != nil {
+		if sent[i], err = o.client.Send(now, p, fwd, back, s, mean); err != nil {
 			o.mu.Unlock()
 			return nil, fmt.Errorf("node: building an onion packet: %w", err)
 		}
@@ -319,7 +331,7 @@ func (o *OnionNetwork) try(ctx context.Context, op string, target block.ID, part
 	// Each delay drawn is at most the largest of the forward ones times
 	// a margin for the reply hops, whose delays the client drew too but
 	// does not see here.
-	wait := o.opt.Wait + onion.Hops*delay + 2*onion.Hops*4*o.opt.Delay
+	wait := o.opt.Wait + onion.Hops*delay + 2*onion.Hops*4*mean
 	t := o.n.clk.NewTimer(wait)
 	defer t.Stop()
 	keep := o.n.clk.NewTicker(o.keepAlive())

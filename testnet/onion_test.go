@@ -207,7 +207,7 @@ func TestOnionDelaysFollowTheNodesClock(t *testing.T) {
 	w := newOnionWatch()
 	net := onionNet(t, ctx, 12, clk, w, nil)
 	c := client(t, ctx, net)
-	on := openOnion(t, ctx, c, node.OnionOptions{Delay: 10 * time.Minute})
+	on := openOnion(t, ctx, c, node.OnionOptions{PutDelay: 10 * time.Minute})
 	blk := dataBlock(t, 2000)
 
 	done := make(chan error, 1)

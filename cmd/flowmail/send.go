@@ -42,8 +42,8 @@ func sendCommand(s *streams) *cli.Command {
 			&cli.StringFlag{Name: "body", Usage: "message text (default: read standard input)"},
 			&cli.StringSliceFlag{Name: "attach", Usage: "file to attach (repeatable)"},
 			&cli.StringFlag{Name: "from-name", Usage: "your display name in the From header"},
-		}, networkFlags()...), passphraseFlags()...),
-		Action: func(c *cli.Context) error { return runSend(c, s) },
+		}, networkFlags()...), append(passphraseFlags(), onionFlags()...)...),
+		Action: func(c *cli.Context) error { return onionAdvice(runSend(c, s)) },
 	}
 }
 
@@ -93,13 +93,18 @@ func runSend(c *cli.Context, s *streams) error {
 		return err
 	}
 	defer n.Close()
-	if err := publishOwnPubkey(ctx, n, me); err != nil {
+	net, release, _, err := networkFor(c, n, s.err)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := publishOwnPubkey(ctx, net, me); err != nil {
 		fmt.Fprintf(s.err, "warning: %v (replies may not find you)\n", err)
 	}
 	lookup := func(mbs []mail.Mailbox, names []string) ([]*identity.PublicKey, error) {
 		keys := make([]*identity.PublicKey, len(mbs))
 		for i, mb := range mbs {
-			k, err := delivery.LookupPubkey(ctx, n, mb.Address)
+			k, err := delivery.LookupPubkey(ctx, net, mb.Address)
 			if errors.Is(err, node.ErrNotFound) {
 				return nil, fmt.Errorf("%s has no published key in the network (%w): ask them to run `flowmail publish` or `flowmail fetch` once", names[i], err)
 			}
@@ -168,7 +173,7 @@ func runSend(c *cli.Context, s *streams) error {
 		mails = append(mails, mailSend{keys: []*identity.PublicKey{k}, names: bccNames[i : i+1], blind: true})
 	}
 	for i, m := range mails {
-		if err := sendOne(ctx, s, n, codec, me, box.Message(key), box.State(key, strconv.Itoa(i)), m); err != nil {
+		if err := sendOne(ctx, s, net, codec, me, box.Message(key), box.State(key, strconv.Itoa(i)), m); err != nil {
 			return err
 		}
 	}
