@@ -405,7 +405,7 @@ func (o *onionRelay) list(ctx context.Context, req onion.List, n int) []onion.Re
 func (o *onionRelay) get(ctx context.Context, req onion.Get, n int) []onion.Reply {
 	b, err := o.n.Get(ctx, req.ID)
 	if err != nil {
-		return fill(onion.ErrorReply{Request: onion.KindGet, Code: uint8(errorCode(err))}, min(n, 1))
+		return fill(onion.ErrorReply{Request: onion.KindGet, Code: uint8(errorCode(err))}, n)
 	}
 	var replies []onion.Reply
 	for off := int(req.Offset); off < len(b) && len(replies) < n; off += onion.MaxGetChunk {
@@ -413,7 +413,7 @@ func (o *onionRelay) get(ctx context.Context, req onion.Get, n int) []onion.Repl
 		replies = append(replies, onion.GetReply{Total: uint32(len(b)), Offset: uint32(off), Chunk: b[off:end]})
 	}
 	if len(replies) == 0 {
-		return fill(onion.ErrorReply{Request: onion.KindGet, Code: uint8(kademlia.CodeMalformed)}, min(n, 1))
+		return fill(onion.ErrorReply{Request: onion.KindGet, Code: uint8(kademlia.CodeMalformed)}, n)
 	}
 	return replies
 }
