@@ -81,6 +81,9 @@ type OnionNetwork struct {
 	guard   *onion.Guard
 	pool    []onion.Hop
 	waiting map[uint64]chan onion.Reply
+	// failed are relays that did not take a packet in this run: paths
+	// avoid them (a failing guard among them, until GuardGrace decides).
+	failed map[block.ID]bool
 }
 
 // Onion returns the onion-routed view of the network for this node's
@@ -101,7 +104,7 @@ func (n *Node) Onion(ctx context.Context, opt OnionOptions) (*OnionNetwork, erro
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	o := &OnionNetwork{n: n, opt: opt, client: c, rnd: rnd, waiting: map[uint64]chan onion.Reply{}}
+	o := &OnionNetwork{n: n, opt: opt, client: c, rnd: rnd, waiting: map[uint64]chan onion.Reply{}, failed: map[block.ID]bool{}}
 	if err := o.fillPool(ctx); err != nil {
 		return nil, err
 	}
@@ -123,6 +126,13 @@ func (o *OnionNetwork) Guard() onion.Hop {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.guard.Hop
+}
+
+// GuardFailing reports whether the guard is marked failing.
+func (o *OnionNetwork) GuardFailing() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return !o.guard.FailingSince.IsZero()
 }
 
 // fillPool fetches the pubkey blocks of up to OnionPoolSize contacts.
@@ -208,46 +218,36 @@ func (o *OnionNetwork) deliver(pkt []byte) bool {
 		default: // more answers than reply blocks: cannot happen
 		}
 	}
-	if !o.guard.FailingSince.IsZero() {
-		o.guard.Answered()
-		_ = o.saveGuard()
-	}
 	return true
 }
 
 // paths draws a forward and a reply path for a request about target,
 // never through the routing table's K nodes closest to it.
 func (o *OnionNetwork) paths(target block.ID) (fwd, back []onion.Hop, err error) {
-	// The pool may be a sample of the table: the paths keep clear of
-	// the table's K closest too, not only of the pool's.
+	// The pool may be a sample of the table: the K closest are the
+	// table's, taken out here, so the path functions exclude none more.
 	near := map[block.ID]bool{}
 	for _, c := range o.n.dht.Closest(target, o.n.cfg.K) {
 		near[c.ID] = true
 	}
-	clear := func(p []onion.Hop) bool {
-		for _, h := range p {
-			if near[h.ID()] {
-				return false
-			}
+	guardOK := o.guard.Usable(o.n.clk.Now()) && !near[o.guard.Hop.ID()]
+	var pool []onion.Hop
+	for _, h := range o.pool {
+		if !near[h.ID()] && !o.failed[h.ID()] && (h.ID() != o.guard.Hop.ID() || guardOK) {
+			pool = append(pool, h)
 		}
-		return true
 	}
 	var guard *onion.Hop
-	if o.guard.Usable(o.n.clk.Now()) && !near[o.guard.Hop.ID()] {
+	if guardOK {
 		guard = &o.guard.Hop
 	}
-	for range 16 {
-		if fwd, err = onion.ForwardPath(o.rnd, o.pool, target, o.n.cfg.K, guard); err == nil {
-			back, err = onion.ReplyPath(o.rnd, o.pool, target, o.n.cfg.K, guard)
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %w", ErrNoRelays, err)
-		}
-		if clear(fwd) && clear(back) {
-			return fwd, back, nil
-		}
+	if fwd, err = onion.ForwardPath(o.rnd, pool, target, 0, guard); err == nil {
+		back, err = onion.ReplyPath(o.rnd, pool, target, 0, guard)
 	}
-	return nil, nil, fmt.Errorf("%w: every path drawn passes a node near %s", ErrNoRelays, target.Short())
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %d relays of %d clear of the %d nodes nearest %s: %w", ErrNoRelays, len(pool), len(o.pool), o.n.cfg.K, target.Short(), err)
+	}
+	return fwd, back, nil
 }
 
 // roundTrip sends the parts of one request over one path and collects
@@ -312,15 +312,21 @@ func (o *OnionNetwork) try(ctx context.Context, op string, target block.ID, part
 	// sits this request out, one opened now.
 	if lastHop := back[len(back)-1]; lastHop.ID() != fwd[0].ID() {
 		if err := o.ping(ctx, lastHop); err != nil {
+			o.mu.Lock()
+			o.failed[lastHop.ID()] = true
+			o.mu.Unlock()
 			return nil, fmt.Errorf("reaching the last reply relay %s: %w", lastHop.ID().Short(), err)
 		}
 	}
 	for _, s := range sent {
 		if err := sendOnion(ctx, o.n.tr, transport.Contact{ID: s.First.To, Addr: s.First.Addr}, s.First.Packet); err != nil {
-			if s.First.To == o.guard.Hop.ID() && !errors.Is(err, ErrOnionRefused) {
+			if !errors.Is(err, ErrOnionRefused) {
 				o.mu.Lock()
-				o.guard.Failed(o.n.clk.Now())
-				_ = o.saveGuard()
+				o.failed[s.First.To] = true
+				if s.First.To == o.guard.Hop.ID() {
+					o.guard.Failed(o.n.clk.Now())
+					_ = o.saveGuard()
+				}
 				o.mu.Unlock()
 			}
 			return nil, fmt.Errorf("first relay %s: %w", s.First.To.Short(), err)
@@ -348,6 +354,15 @@ func (o *OnionNetwork) try(ctx context.Context, op string, target block.ID, part
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	}
+	if back[len(back)-1].ID() == o.guard.Hop.ID() {
+		// The guard handed the answers over: it works again.
+		o.mu.Lock()
+		if !o.guard.FailingSince.IsZero() {
+			o.guard.Answered()
+			_ = o.saveGuard()
+		}
+		o.mu.Unlock()
 	}
 	o.progress(OnionProgress{Op: op, Target: target, Hop: onion.Hops, Answered: true, Attempt: attempt})
 	return replies, nil

@@ -335,3 +335,55 @@ func TestOnionNeedsRelays(t *testing.T) {
 		t.Fatalf("onion over 2 relays: %v, want ErrNoRelays", err)
 	}
 }
+
+// TestOnionRetriesWhenTheGuardIsGone: with the guard stopped (its
+// address refusing at once), a store notices that the first relay does
+// not take the packet, marks the guard failing and succeeds on another
+// path; the guard is kept (not replaced before GuardGrace) but no longer
+// starts paths.
+func TestOnionRetriesWhenTheGuardIsGone(t *testing.T) {
+	ctx := hangGuard(t)
+	net := onionNet(t, ctx, 16, nil, nil, nil)
+	c := client(t, ctx, net)
+	on := openOnion(t, ctx, c, node.OnionOptions{})
+	guard := on.Guard()
+	stopped := false
+	for i := range 16 {
+		if nd := net.Node(i); nd != nil && nd.ID() == guard.ID() {
+			id := nd.Identity()
+			if err := net.Stop(i); err != nil {
+				t.Fatal(err)
+			}
+			refuseAt(t, ctx, guard.Addr, id)
+			stopped = true
+		}
+	}
+	if !stopped {
+		t.Fatal("the guard is no node of the network")
+	}
+	// A block the guard is not near, so the guard is the first hop
+	// chosen (a guard among the K closest sits the request out).
+	var blk []byte
+	for blk == nil {
+		b := dataBlock(t, 3000)
+		near := false
+		for _, ct := range c.DHT().Closest(block.Sum(b), 5) {
+			near = near || ct.ID == guard.ID()
+		}
+		if !near {
+			blk = b
+		}
+	}
+	if err := on.Put(ctx, blk, time.Hour); err != nil {
+		t.Fatalf("put with the guard gone: %v", err)
+	}
+	if !on.GuardFailing() {
+		t.Fatal("the guard was not marked failing")
+	}
+	if on.Guard().ID() != guard.ID() {
+		t.Fatal("the guard was replaced at its first failure")
+	}
+	if got, err := c.Get(ctx, block.Sum(blk)); err != nil || string(got) != string(blk) {
+		t.Fatalf("the stored block: %v", err)
+	}
+}
