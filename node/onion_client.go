@@ -53,7 +53,8 @@ type OnionOptions struct {
 	// Wait is how long a request waits beyond its delays before it
 	// tries another path (0: DefaultOnionWait).
 	Wait time.Duration
-	// Progress, when set, hears where a request has got to.
+	// Progress, when set, hears where a request has got to. Concurrent
+	// requests call it from their goroutines at once.
 	Progress func(OnionProgress)
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -80,7 +81,10 @@ func networkFor(c *cli.Context, n *node.Node, w io.Writer) (delivery.Network, fu
 	if err := os.MkdirAll(c.String("home"), 0o700); err != nil {
 		return nil, nil, false, err
 	}
+	var mu sync.Mutex // requests run at once and report from their goroutines
 	opt.Progress = func(p node.OnionProgress) {
+		mu.Lock()
+		defer mu.Unlock()
 		if p.Answered {
 			fmt.Fprintf(w, "onion: %s %s answered through the reply path\n", p.Op, p.Target.Short())
 			return
