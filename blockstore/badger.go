@@ -154,6 +154,10 @@ func (s *badgerStore) Delete(ctx context.Context, id block.ID, preimage [32]byte
 	return s.submit(ctx, &writeOp{kind: opDelete, now: s.cfg.Clock.Now(), id: id, preimage: preimage})
 }
 
+func (s *badgerStore) Drop(ctx context.Context, id block.ID) error {
+	return s.submit(ctx, &writeOp{kind: opDrop, now: s.cfg.Clock.Now(), id: id})
+}
+
 // Sweep removes expired blocks now; the store also does so every
 // Config.SweepInterval.
 func (s *badgerStore) Sweep(ctx context.Context) error {
@@ -210,40 +214,27 @@ func (s *badgerStore) Get(ctx context.Context, id block.ID) ([]byte, Meta, error
 	var b []byte
 	var bad error // the stored block changed since Put
 	err := s.view(ctx, func(txn *badger.Txn) error {
-		var ok bool
-		var err error
-		key := idKey(familyMeta, id)
-		if r, ok, err = getRecordAt(txn, key); err != nil || !ok || !notExpired(r.expires, now) {
-			if err == nil {
-				err = badger.ErrKeyNotFound
-			}
-			return err
-		}
-		// The metadata is decoded: its key's buffer serves the block's.
-		key[0] = familyBlock
-		item, err := txn.Get(key)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			bad = fmt.Errorf("%w: %v has metadata but no bytes", ErrCorrupt, id.Short())
-			return nil
-		}
+		// One lookup: 'b' carries the metadata in front of the block.
+		item, err := txn.Get(idKey(familyBlock, id))
 		if err != nil {
 			return err
 		}
-		if b, err = item.ValueCopy(nil); err != nil {
+		v, err := item.ValueCopy(nil)
+		if err != nil {
 			return err
 		}
-		// The ID was checked at Put; a checksum is enough to see that the
-		// bytes did not change since (docs/PROTOCOL.md section 5).
-		if len(b) != r.size || checksum(b) != r.sum {
-			bad = fmt.Errorf("%w: %v (%d bytes read, %d stored)", ErrCorrupt, id.Short(), len(b), r.size)
+		if r, b, err = decodeBlockValue(v); err != nil {
+			bad = fmt.Errorf("%v: %w", id.Short(), err)
+			return nil
+		}
+		if !notExpired(r.expires, now) {
+			return badger.ErrKeyNotFound
 		}
 		return nil
 	})
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 		return nil, Meta{}, fmt.Errorf("%w: %v", ErrNotFound, id.Short())
-	case errors.Is(err, ErrCorrupt):
-		bad = err // the metadata itself
 	case err != nil:
 		return nil, Meta{}, err
 	}

@@ -201,7 +201,7 @@ func keyVersion(t *testing.T, s Store, key []byte) uint64 {
 	return v
 }
 
-func TestReStoreRewritesMetadataOnly(t *testing.T) {
+func TestReStoreWritesOnlyWhenTheMetadataMoves(t *testing.T) {
 	clock := newFakeClock(time.Now())
 	s := openBadger(t, Config{Clock: clock})
 	db := s.(*badgerStore).db
@@ -225,8 +225,8 @@ func TestReStoreRewritesMetadataOnly(t *testing.T) {
 		t.Fatalf("replayed Puts committed %d transactions, want none", db.MaxVersion()-written)
 	}
 
-	// An extension by an hour or more, and a pin, rewrite the metadata,
-	// not the block.
+	// An extension by an hour or more, and a pin, rewrite the metadata
+	// and 'b', which repeats it in front of the block for Get.
 	if _, err := s.Put(ctx, b, 4*time.Hour, PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -236,8 +236,8 @@ func TestReStoreRewritesMetadataOnly(t *testing.T) {
 	if db.MaxVersion() != written+2 {
 		t.Fatalf("extension and pin committed %d transactions, want 2", db.MaxVersion()-written)
 	}
-	if v := keyVersion(t, s, idKey(familyBlock, id)); v != blockVersion {
-		t.Fatalf("the block's bytes were rewritten (version %d, first %d)", v, blockVersion)
+	if v := keyVersion(t, s, idKey(familyBlock, id)); v == blockVersion {
+		t.Fatalf("'b' was not rewritten with the new metadata (version %d)", v)
 	}
 	m, err := s.Stat(ctx, id)
 	if err != nil {
@@ -245,6 +245,10 @@ func TestReStoreRewritesMetadataOnly(t *testing.T) {
 	}
 	if !m.Pinned || !m.Expires.Equal(clock.Now().Add(4*time.Hour)) {
 		t.Fatalf("meta after extension and pin: %+v", m)
+	}
+	got, gm, err := s.Get(ctx, id)
+	if err != nil || string(got) != string(b) || gm != m {
+		t.Fatalf("Get after extension and pin: err %v, meta %+v, want %+v", err, gm, m)
 	}
 	if got := keyFamilies(t, s); got[familyDistance] != 0 || got[familyExpiry] != 1 {
 		t.Fatalf("keys by family after pinning: %v (a pinned block has no distance key, one expiry entry)", got)
@@ -353,23 +357,26 @@ func TestOpenRefusesAnotherSelf(t *testing.T) {
 }
 
 func TestOpenRefusesAnotherLayout(t *testing.T) {
-	dir := t.TempDir()
-	db, err := badger.Open(badgerOptions(dir, Config{}.withDefaults()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Layout 1: version byte 1, then self.
-	err = db.Update(func(txn *badger.Txn) error {
-		return txn.Set([]byte{familyLayout}, append([]byte{1}, make([]byte, block.IDSize)...))
-	})
-	if err := errors.Join(err, db.Close()); err != nil {
-		t.Fatal(err)
-	}
-	if s, err := OpenBadger(dir, Config{}); !errors.Is(err, ErrLayout) {
-		if err == nil {
-			s.Close()
+	// Layout 1 had Badger TTLs, layout 2 a 'b' value without the metadata
+	// in front: both are refused, not misread.
+	for _, version := range []byte{1, 2} {
+		dir := t.TempDir()
+		db, err := badger.Open(badgerOptions(dir, Config{}.withDefaults()))
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Fatalf("opening a layout-1 directory: %v, want ErrLayout", err)
+		err = db.Update(func(txn *badger.Txn) error {
+			return txn.Set([]byte{familyLayout}, append([]byte{version}, make([]byte, block.IDSize)...))
+		})
+		if err := errors.Join(err, db.Close()); err != nil {
+			t.Fatal(err)
+		}
+		if s, err := OpenBadger(dir, Config{}); !errors.Is(err, ErrLayout) {
+			if err == nil {
+				s.Close()
+			}
+			t.Fatalf("opening a layout-%d directory: %v, want ErrLayout", version, err)
+		}
 	}
 }
 
@@ -411,18 +418,22 @@ func rewriteRaw(t *testing.T, dir string, key []byte, edit func([]byte) []byte) 
 
 func TestCorruptValueIsNotReturned(t *testing.T) {
 	fx := testFixtures(t, 14)
+	// The blocks carry a deletion hash: 'b' starts with their 'm' value.
+	const blockStart = metaRecordSize + 32
 	tests := []struct {
 		name   string
 		family byte
 		edit   func([]byte) []byte
 	}{
 		{"FlippedBit", familyBlock, func(v []byte) []byte { v[len(v)-1] ^= 1; return v }},
-		{"FlippedHeaderBit", familyBlock, func(v []byte) []byte { v[40] ^= 0x10; return v }},
+		{"FlippedHeaderBit", familyBlock, func(v []byte) []byte { v[blockStart+40] ^= 0x10; return v }},
 		{"Truncated", familyBlock, func(v []byte) []byte { return v[:len(v)-1] }},
 		{"Emptied", familyBlock, func(v []byte) []byte { return v[:0] }},
-		{"OtherBlock", familyBlock, func([]byte) []byte { b, _ := fx.data(4096); return b }},
-		{"ChecksumChanged", familyMeta, func(v []byte) []byte { v[metaRecordSize-1] ^= 1; return v }},
-		{"MetadataTruncated", familyMeta, func(v []byte) []byte { return v[:metaRecordSize-1] }},
+		{"OtherBlock", familyBlock, func(v []byte) []byte { b, _ := fx.data(4096); return append(v[:blockStart], b...) }},
+		{"BareBlock", familyBlock, func(v []byte) []byte { return v[blockStart:] }}, // a layout-2 value
+		{"ChecksumChanged", familyBlock, func(v []byte) []byte { v[metaRecordSize-1] ^= 1; return v }},
+		{"SizeChanged", familyBlock, func(v []byte) []byte { v[5] ^= 1; return v }},
+		{"MetadataTruncated", familyBlock, func(v []byte) []byte { return append(v[:metaRecordSize-1], v[metaRecordSize:]...) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

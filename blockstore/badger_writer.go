@@ -26,6 +26,7 @@ const (
 	opDelete
 	opSweep
 	opDropCorrupt
+	opDrop
 )
 
 // writeOp is one change waiting for the writer.
@@ -35,7 +36,7 @@ type writeOp struct {
 	put      admitted // opPut
 	pinned   bool     // opPut
 	source   Source   // opPut
-	id       block.ID // opDelete, opDropCorrupt
+	id       block.ID // opDelete, opDropCorrupt, opDrop
 	preimage [32]byte // opDelete
 	swept    int      // opSweep: blocks removed, set before the reply
 	reply    chan error
@@ -165,6 +166,12 @@ func (s *badgerStore) apply(txn *badger.Txn, c *counters, op *writeOp) (result, 
 		return nil, err
 	case opDropCorrupt:
 		return nil, s.applyDropCorrupt(txn, c, op.id)
+	case opDrop:
+		r, held, err := s.current(txn, c, op.id, op.now)
+		if err != nil || !held {
+			return fmt.Errorf("%w: %v", ErrNotFound, op.id.Short()), err
+		}
+		return nil, s.remove(txn, c, op.id, r)
 	}
 	return nil, fmt.Errorf("blockstore: unknown write op %d", op.kind)
 }
@@ -225,18 +232,20 @@ func (s *badgerStore) applyPut(txn *badger.Txn, c *counters, op *writeOp) (resul
 			}
 		}
 	}
-	if err := txn.Set(idKey(familyBlock, a.key), a.data); err != nil {
+	r = newRecord(a, op.pinned, op.now)
+	if err := txn.Set(idKey(familyBlock, a.key), blockValue(r, a.data)); err != nil {
 		return nil, err
 	}
 	if !op.pinned {
 		s.pending = append(s.pending, charge{op.source, size})
 	}
-	return nil, s.link(txn, c, a.key, newRecord(a, op.pinned, op.now))
+	return nil, s.link(txn, c, a.key, r)
 }
 
 // extend applies a re-store of a held block: a later expiry (when it
 // moves enough, see extension), and a pin once asked for. It rewrites
-// the metadata only, and nothing when neither changes. The stored-at
+// the metadata and 'b' (which repeats it), and nothing when neither
+// changes. The stored-at
 // time stays.
 func (s *badgerStore) extend(txn *badger.Txn, a admitted, r record, pin bool, now time.Time) error {
 	nr := r
@@ -249,7 +258,14 @@ func (s *badgerStore) extend(txn *badger.Txn, a admitted, r record, pin bool, no
 	if err := s.unlink(txn, &c, a.key, r); err != nil {
 		return err
 	}
-	return s.link(txn, &c, a.key, nr)
+	if err := s.link(txn, &c, a.key, nr); err != nil {
+		return err
+	}
+	// 'b' repeats the metadata for Get: rewrite it with the held bytes
+	// (Put checked they are a.data), which leaves the old value as
+	// garbage.
+	s.garbage += int64(r.size)
+	return txn.Set(idKey(familyBlock, a.key), blockValue(nr, a.data))
 }
 
 func (s *badgerStore) evict(txn *badger.Txn, c *counters, id block.ID) error {
@@ -307,8 +323,9 @@ func (s *badgerStore) applyDropCorrupt(txn *badger.Txn, c *counters, id block.ID
 	item, err := txn.Get(idKey(familyBlock, id))
 	if err == nil {
 		var intact bool
-		err = item.Value(func(b []byte) error {
-			intact = len(b) == r.size && checksum(b) == r.sum
+		err = item.Value(func(v []byte) error {
+			p, _, err := decodeBlockValue(v)
+			intact = err == nil && p.size == r.size && p.sum == r.sum
 			return nil
 		})
 		if err != nil || intact {
@@ -330,7 +347,18 @@ func (s *badgerStore) removeDamaged(txn *badger.Txn, c *counters, id block.ID) e
 	item, err := txn.Get(idKey(familyBlock, id))
 	switch {
 	case err == nil:
-		c.bytes -= min(uint64(item.ValueSize()), c.bytes)
+		// The size in front of the bytes when it decodes, else the whole
+		// value's.
+		size := uint64(item.ValueSize())
+		if err := item.Value(func(v []byte) error {
+			if p, _, err := decodeBlockValue(v); err == nil {
+				size = uint64(p.size)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		c.bytes -= min(size, c.bytes)
 	case !errors.Is(err, badger.ErrKeyNotFound):
 		return err
 	}

@@ -212,6 +212,18 @@ func (s *memoryStore) Delete(ctx context.Context, id block.ID, preimage [32]byte
 	return nil
 }
 
+func (s *memoryStore) Drop(ctx context.Context, id block.ID) error {
+	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if _, ok := s.blocks[id]; !ok {
+		return fmt.Errorf("%w: %v", ErrNotFound, id.Short())
+	}
+	s.drop(id)
+	return nil
+}
+
 func (s *memoryStore) List(ctx context.Context, target block.ID, bits int, since time.Time, after *block.ID, limit int) ([]ListEntry, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err

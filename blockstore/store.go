@@ -86,6 +86,10 @@ type Store interface {
 	// Delete drops id if preimage matches its deletion hash and leaves a
 	// tombstone until the block would have expired.
 	Delete(ctx context.Context, id block.ID, preimage [32]byte) error
+	// Drop forgets a held block without a tombstone, so it may be stored
+	// again: a holder that handed a data block to the nodes closer to it
+	// (docs/PROTOCOL.md 9.7). ErrNotFound when it is not held.
+	Drop(ctx context.Context, id block.ID) error
 	// List returns index blocks whose IDs share at least bits leading bits
 	// with target, stored at or after since, in ascending ID order, after
 	// the given ID when after is not nil, at most limit of them; more

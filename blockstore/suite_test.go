@@ -29,6 +29,7 @@ func runStoreSuite(t *testing.T, open opener) {
 		{"ExpiredBlockIsNotReturned", testExpiredBlockIsNotReturned},
 		{"DeleteNeedsPreimage", testDeleteNeedsPreimage},
 		{"DeletedBlockCannotBeStoredAgain", testDeletedBlockCannotBeStoredAgain},
+		{"DropLeavesNoTombstone", testDropLeavesNoTombstone},
 		{"ListByPrefix", testListByPrefix},
 		{"ListRejectsBadArguments", testListRejectsBadArguments},
 		{"QuotaEvictsFarthest", testQuotaEvictsFarthest},
@@ -322,6 +323,25 @@ func testDeleteNeedsPreimage(t *testing.T, open opener) {
 	if err := e.s.Delete(e.ctx, id, pre); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("second Delete: err %v, want ErrDeleted", err)
 	}
+}
+
+// testDropLeavesNoTombstone: a holder that hands a block off drops it,
+// and may be given it again later.
+func testDropLeavesNoTombstone(t *testing.T, open opener) {
+	e := newEnv(t, open, Config{})
+	data, _ := e.fx.data(900)
+	id := e.put(data, time.Hour, PutOptions{})
+	if err := e.s.Drop(e.ctx, id); err != nil {
+		t.Fatalf("Drop: %v", err)
+	}
+	e.mustMiss(id)
+	e.wantStats(0, 0)
+	if err := e.s.Drop(e.ctx, id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Drop of a block not held: err %v, want ErrNotFound", err)
+	}
+	e.put(data, time.Hour, PutOptions{})
+	e.mustHold(id, data)
+	e.wantStats(1, int64(len(data)))
 }
 
 func testDeletedBlockCannotBeStoredAgain(t *testing.T, open opener) {

@@ -7,7 +7,10 @@
 // at a time (package mail makes every check), streams it into the
 // Maildir and remembers it in the processed set (package mailbox),
 // retries what failed for now with the shards it has kept (10.3), and
-// gives up on what stays lost (spec 9.6).
+// gives up on what stays lost (spec 9.6). Index blocks without the full
+// work are grant claims (spec 17): checked against FetchOptions.Grants
+// after every block with the full work, at most MaxClaimsPerFetch per
+// fetch, and deleted whether delivered or refused (grants.go).
 //
 // Sending:
 //

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/grant"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/mailbox"
@@ -57,6 +58,13 @@ type FetchOptions struct {
 	// ShardCache, if set, is a directory where the shards of big mails
 	// are kept until the mail is delivered or given up (openOptions).
 	ShardCache string
+	// Grants, if set, is the table of grants me issued: mail without the
+	// full work is delivered when it claims one of them (spec 17.4).
+	// Without it, such mail is refused.
+	Grants *grant.Table
+	// MaxClaims bounds the grant claims opened per fetch; 0 means
+	// MaxClaimsPerFetch, the spec's figure.
+	MaxClaims int
 }
 
 // FetchProgress is where a Fetch stands in one mail's download.
@@ -92,10 +100,12 @@ type FetchReport struct {
 	Remaining int          // left for the next Fetch (over maxOpenPerFetch)
 	ListErr   error        // the LIST reached only part of the nodes: the next Fetch lists again from the same time
 	NotForMe  int          // sealed to someone else in the same prefix
+	Granted   int          // of Delivered, those that came under a grant (spec 17)
+	Work      FetchWork    // what the index blocks cost, counted (spec 17.5)
 }
 
 // Fetch collects me's mail (spec 9.6): it LISTs the index blocks in me's
-// D-bit prefix since the last LIST (less opt.SinceMargin), skips those in
+// routing prefix (spec 6) since the last LIST (less opt.SinceMargin), skips those in
 // st, retries the deferred ones, opens and verifies each, delivers it into
 // the Maildir, and then deletes its blocks unless opt.Keep. A mail that
 // fails does not stop the others: it is reported and remembered in st.
@@ -121,7 +131,7 @@ func Fetch(ctx context.Context, net Network, c *mail.Codec, me *identity.Identit
 		since = last.Add(-margin)
 	}
 	rep := &FetchReport{}
-	ids, err := net.List(ctx, me.ID(), me.Difficulty(), since)
+	ids, err := net.List(ctx, me.ID(), mail.RoutePrefix(me.Difficulty()), since)
 	if err != nil && (len(ids) == 0 || ctx.Err() != nil) {
 		return rep, fmt.Errorf("delivery: listing mail for %s: %w", me.Address(), err)
 	}
@@ -162,11 +172,34 @@ func Fetch(ctx context.Context, net Network, c *mail.Codec, me *identity.Identit
 		rep.Remaining = len(todo) - maxOpenPerFetch
 		todo = todo[:maxOpenPerFetch]
 	}
-	for i, id := range todo {
+	// Index blocks without the full work are grant claims, opened after
+	// every block with it (spec 17.5).
+	cl := &claims{max: opt.MaxClaims}
+	n := len(todo)
+	for i := 0; i < len(todo)+len(cl.take); i++ {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		d, outcome, err := fetchOne(ctx, net, c, me, st, id, opt, i, len(todo))
+		var id block.ID
+		var pending *mail.Index
+		if i < len(todo) {
+			id = todo[i]
+		} else {
+			if i == len(todo) {
+				cl.closed = true
+				n += len(cl.take)
+			}
+			pending = cl.take[i-len(todo)]
+			id = pending.ID
+		}
+		d, outcome, err := fetchOne(ctx, net, c, me, st, id, opt, i, n, pending, cl, &rep.Work)
+		if errors.Is(err, errClaimLater) {
+			continue
+		}
+		if errors.Is(err, errClaimOverCap) {
+			rep.Remaining++
+			continue
+		}
 		if err != nil && ctx.Err() != nil {
 			return rep, ctx.Err() // cancelled: not the mail's fault, try again next time
 		}
@@ -201,10 +234,20 @@ func Fetch(ctx context.Context, net Network, c *mail.Codec, me *identity.Identit
 			rep.Deferred = append(rep.Deferred, &MailError{Index: id, Err: err})
 			log.Info("mail deferred", "index", id.Short(), "err", err)
 		case mailbox.OutcomeDelivered:
+			if d.grant != nil {
+				rep.Granted++
+			}
 			rep.Delivered = append(rep.Delivered, d.Delivered)
 			log.Info("mail delivered", "index", id.Short(), "from", identity.FormatAddress(d.From), "path", d.Path)
 		}
 		if outcome != mailbox.OutcomeDelivered {
+			if d != nil && d.manifest != nil && !opt.Keep {
+				// A refused grant claim is deleted like a delivered mail
+				// (spec 17.4): its sender learns nothing from deletion.
+				if err := deleteMail(ctx, net, id, d.manifest); err != nil {
+					log.Debug("deleting a refused claim", "index", id.Short(), "err", err)
+				}
+			}
 			continue // saved at the end; a crash before then only repeats work
 		}
 		// Saved before the blocks are deleted: a crash between the two
@@ -255,26 +298,39 @@ func pruneCache(root string, st *mailbox.State) error {
 	return errors.Join(errs...)
 }
 
-// delivered carries the manifest beside Delivered, for the deletion.
+// delivered carries the manifest beside Delivered, for the deletion,
+// and the grant the mail came under, if any. A refused grant claim
+// comes back as a delivered with only the manifest set.
 type delivered struct {
 	Delivered
 	manifest *mail.Manifest
+	grant    *grant.Grant
 }
 
 // fetchOne gets, opens and delivers one index block, streaming the
 // message into the Maildir. A zero outcome with an error means the
-// Maildir failed.
-func fetchOne(ctx context.Context, net Network, c *mail.Codec, me *identity.Identity, st *mailbox.State, id block.ID, opt FetchOptions, nth, of int) (*delivered, mailbox.Outcome, error) {
-	if err := mail.CheckProofOfWork(me, id); err != nil {
-		return nil, mailbox.OutcomeRejected, err // never fetched, let alone opened (spec 6)
+// Maildir failed. A block without the full work is handed to cl
+// (errClaimLater) unless it is one cl handed back as pending.
+func fetchOne(ctx context.Context, net Network, c *mail.Codec, me *identity.Identity, st *mailbox.State, id block.ID, opt FetchOptions, nth, of int, pending *mail.Index, cl *claims, work *FetchWork) (*delivered, mailbox.Outcome, error) {
+	x := pending
+	if x == nil {
+		var outcome mailbox.Outcome
+		var err error
+		if x, outcome, err = getIndex(ctx, net, me, id, work); err != nil {
+			return nil, outcome, err
+		}
+		if !x.FullWork {
+			return nil, 0, cl.add(x)
+		}
 	}
-	blk, err := net.Get(ctx, id)
-	if err != nil {
-		return nil, mailbox.OutcomeMissing, fmt.Errorf("getting the index block: %w", err)
-	}
-	if got := block.Sum(blk); got != id {
-		// The network's fault, not the mail's: another holder may do better.
-		return nil, mailbox.OutcomeDeferred, fmt.Errorf("%w: the network returned bytes that hash to %s", mail.ErrIndexBlock, got.Short())
+	man, g, err := checkIndex(x, opt.Grants, work)
+	switch {
+	case errors.Is(err, identity.ErrNotForMe):
+		return nil, mailbox.OutcomeNotForMe, nil
+	case err != nil && man != nil:
+		return &delivered{manifest: man}, mailbox.OutcomeRejected, err
+	case err != nil:
+		return nil, mailbox.OutcomeRejected, err
 	}
 	oo := openOptions{Workers: opt.Workers, Now: opt.Now, ShardCache: opt.ShardCache}
 	if opt.Progress != nil {
@@ -287,7 +343,13 @@ func fetchOne(ctx context.Context, net Network, c *mail.Codec, me *identity.Iden
 		return nil, 0, err
 	}
 	mw := &maildirWriter{d: d}
-	o, man, err := openTo(ctx, net, c, me, id, blk, mw, oo)
+	o, man, err := openManifestTo(ctx, net, c, me, id, man, mw, oo)
+	if err == nil && g != nil {
+		if err = grant.CheckSender(g, o.Sender.ID); err != nil {
+			d.Abort()
+			return &delivered{manifest: man}, mailbox.OutcomeRejected, err
+		}
+	}
 	if err != nil {
 		d.Abort()
 	}
@@ -320,6 +382,7 @@ func fetchOne(ctx context.Context, net Network, c *mail.Codec, me *identity.Iden
 			Subject: mail.Subject(o.Head), Path: path, Size: size,
 		},
 		manifest: man,
+		grant:    g,
 	}, mailbox.OutcomeDelivered, nil
 }
 

@@ -50,6 +50,11 @@ func openTo(ctx context.Context, net Network, c *mail.Codec, me *identity.Identi
 	if err != nil {
 		return nil, nil, err
 	}
+	return openManifestTo(ctx, net, c, me, id, man, out, opt)
+}
+
+// openManifestTo is openTo once the manifest is open (checkIndex).
+func openManifestTo(ctx context.Context, net Network, c *mail.Codec, me *identity.Identity, id block.ID, man *mail.Manifest, out io.Writer, opt openOptions) (*mail.Opened, *mail.Manifest, error) {
 	f := &groupFetcher{net: net, man: man, workers: workersOr(opt.Workers, 8), report: opt.Progress}
 	if opt.ShardCache != "" && man.Layout.DataBytes() >= cacheFrom {
 		f.cache = cacheDir(opt.ShardCache, id)

@@ -207,6 +207,18 @@ func (id *Identity) Open(label string, sealed []byte) ([]byte, error) {
 	return nil, ErrNotForMe
 }
 
+// DecryptionKeys returns the keys Open tries, in its order: the current
+// one, then the retired ones still in their grace period, newest first.
+// Package mail needs them to set up the HPKE context itself, for the
+// work mask it exports (docs/PROTOCOL.md 6).
+func (id *Identity) DecryptionKeys() []hpke.PrivateKey {
+	keys := []hpke.PrivateKey{id.enc}
+	for i := len(id.retired) - 1; i >= 0; i-- {
+		keys = append(keys, id.retired[i].enc)
+	}
+	return keys
+}
+
 // ErrNotForMe is returned by Open when a message was not sealed to this
 // identity (or was altered): the normal outcome for other people's mail.
 var ErrNotForMe = errors.New("identity: message is not sealed to this identity")

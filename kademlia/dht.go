@@ -86,6 +86,9 @@ type Config struct {
 	// RepublishInterval is how long a held block waits between
 	// republishes, ±10% (0: RepublishInterval).
 	RepublishInterval time.Duration
+	// ShardRepublishInterval is the same for data blocks, held at only R
+	// nodes (0: block.ShardRepublishInterval). Simulations shorten it.
+	ShardRepublishInterval time.Duration
 }
 
 // Errors of the DHT's operations, wrapped with detail.
@@ -153,6 +156,9 @@ func New(cfg Config) (*DHT, error) {
 	if cfg.RepublishInterval <= 0 {
 		cfg.RepublishInterval = RepublishInterval
 	}
+	if cfg.ShardRepublishInterval <= 0 {
+		cfg.ShardRepublishInterval = block.ShardRepublishInterval
+	}
 	d := &DHT{
 		cfg: cfg,
 		log: cfg.Logger,
@@ -166,6 +172,9 @@ func New(cfg Config) (*DHT, error) {
 		}, cfg.Clock.Now()),
 	}
 	d.repub.due = make(map[block.ID]time.Time)
+	d.repub.set = make(map[block.ID]time.Time)
+	d.repub.clock = cfg.Clock
+	d.repub.stretch = float64(cfg.ShardRepublishInterval) / float64(cfg.RepublishInterval)
 	return d, nil
 }
 
@@ -203,6 +212,7 @@ type counters struct {
 	lookups         atomic.Uint64
 	lookupMessages  atomic.Uint64
 	lookupStalls    atomic.Uint64
+	handedOff       atomic.Uint64
 }
 
 // Stats are cumulative counts since New.
@@ -214,7 +224,10 @@ type Stats struct {
 	LookupMessages  uint64
 	// LookupStalls counts lookup requests unanswered for the stall time.
 	LookupStalls uint64
-	TableSize    int
+	// HandedOff counts data blocks dropped after their R closest nodes
+	// took them (docs/PROTOCOL.md 9.7).
+	HandedOff uint64
+	TableSize int
 }
 
 // Stats returns the cumulative counts.
@@ -226,6 +239,7 @@ func (d *DHT) Stats() Stats {
 		Lookups:         d.stats.lookups.Load(),
 		LookupMessages:  d.stats.lookupMessages.Load(),
 		LookupStalls:    d.stats.lookupStalls.Load(),
+		HandedOff:       d.stats.handedOff.Load(),
 		TableSize:       d.table.len(),
 	}
 }

@@ -213,21 +213,23 @@ func TestPutGetDeleteOnNetwork(t *testing.T) {
 
 		blk, pre := kademlia.DataBlockWithDeletion("a shard that will be deleted")
 		id := block.Sum(blk)
+		// A data block goes to the R closest (K = 5 here is more).
+		r := block.ShardReplicas
 		stored, err := client.DHT.Put(t.Context(), blk, time.Hour)
-		if err != nil || stored != 5 {
-			t.Fatalf("Put stored at %d nodes (%v), want 5", stored, err)
+		if err != nil || stored != r {
+			t.Fatalf("Put stored at %d nodes (%v), want %d", stored, err, r)
 		}
 		holders := 0
 		for _, n := range s.Live() {
 			if _, err := n.Store.Stat(t.Context(), id); err == nil {
 				holders++
-				if !slices.Contains(kadsim.TrueClosest(s.Live(), id, 5), n.DHT.ID()) {
-					t.Errorf("%v holds the block but is not among the 5 closest", n.DHT.ID().Short())
+				if !slices.Contains(kadsim.TrueClosest(s.Live(), id, r), n.DHT.ID()) {
+					t.Errorf("%v holds the block but is not among the %d closest", n.DHT.ID().Short(), r)
 				}
 			}
 		}
-		if holders != 5 {
-			t.Fatalf("%d nodes hold the block, want 5", holders)
+		if holders != r {
+			t.Fatalf("%d nodes hold the block, want %d", holders, r)
 		}
 		got, _, err := nodes[7].DHT.Get(t.Context(), id)
 		if err != nil || !bytes.Equal(got, blk) {
@@ -236,8 +238,8 @@ func TestPutGetDeleteOnNetwork(t *testing.T) {
 		if n, err := client.DHT.Delete(t.Context(), id, [32]byte{1}); err == nil || n != 0 {
 			t.Fatalf("Delete with a wrong preimage deleted %d (%v)", n, err)
 		}
-		if n, err := client.DHT.Delete(t.Context(), id, pre); err != nil || n != 5 {
-			t.Fatalf("Delete removed %d copies (%v), want 5", n, err)
+		if n, err := client.DHT.Delete(t.Context(), id, pre); err != nil || n != r {
+			t.Fatalf("Delete removed %d copies (%v), want %d", n, err, r)
 		}
 		if _, _, err := nodes[7].DHT.Get(t.Context(), id); !errors.Is(err, kademlia.ErrNotFound) {
 			t.Fatalf("Get after Delete: %v, want ErrNotFound", err)
@@ -319,10 +321,10 @@ func TestRepublishPassesOnRemainingLifetime(t *testing.T) {
 		s.Join(t.Context(), nodes, 10)
 		blk := s.DataBlock()
 		id := block.Sum(blk)
-		if _, err := nodes[0].DHT.Put(t.Context(), blk, 6*time.Hour); err != nil {
+		if _, err := nodes[0].DHT.Put(t.Context(), blk, 60*time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		expires := time.Now().Add(6 * time.Hour)
+		expires := time.Now().Add(60 * time.Hour)
 		var keeper *kadsim.Node
 		for _, n := range s.Live() {
 			if _, err := n.Store.Stat(t.Context(), id); err == nil {
@@ -337,7 +339,8 @@ func TestRepublishPassesOnRemainingLifetime(t *testing.T) {
 		if n, err := keeper.DHT.Republish(t.Context()); n != 0 || err != nil {
 			t.Fatalf("republished %d blocks before the interval (%v)", n, err)
 		}
-		s.Idle(t.Context(), kademlia.RepublishInterval*11/10)
+		// A data block's date comes after ShardRepublishInterval.
+		s.Idle(t.Context(), block.ShardRepublishInterval*11/10)
 		if n, err := keeper.DHT.Republish(t.Context()); n != 1 || err != nil {
 			t.Fatalf("republished %d blocks (%v), want 1", n, err)
 		}

@@ -1,11 +1,13 @@
 package kademlia_test
 
 import (
+	"math"
 	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/kademlia/kadsim"
 	"github.com/flowmail/flowmail/transport"
@@ -13,18 +15,20 @@ import (
 
 // TestSimulation builds a network, checks lookups against brute force,
 // stores blocks from clients, fails a quarter of the nodes, runs a
-// republish round and checks the blocks are still there.
-// TestSimulation builds a network, checks lookups against brute force,
-// stores blocks from clients, fails a quarter of the nodes, runs a
-// republish round and checks the blocks are still there. 2,000 nodes;
-// FLOWMAIL_LONG=1: 10,000; FLOWMAIL_SIMNODES=N: N (50,000 and 100,000
-// fit this machine: see docs in kadsim).
+// republish round and checks the blocks are still there. 2,000 nodes
+// (600 under -race); FLOWMAIL_LONG=1: 10,000; FLOWMAIL_SIMNODES=N: N
+// (10,000: 29 KB heap per node, 609 MB max RSS, 16 min at load ~36;
+// 50,000 and 100,000 not yet run to the end).
 func TestSimulation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulation skipped in -short mode")
 	}
 	seed := kadsim.Seed(t)
-	n := kadsim.Size(t, 2000, 10000)
+	short := 2000
+	if raceEnabled {
+		short = 600 // the same checks, within the suite's time under -race on a busy machine
+	}
+	n := kadsim.Size(t, short, 10000)
 	// Joins in waves of n/40 (at least 50) keep the join within minutes
 	// of virtual time, inside the contacts' freshness, at any size.
 	wave := max(50, n/40)
@@ -49,32 +53,47 @@ func TestSimulation(t *testing.T) {
 		}
 
 		ids := s.StoreFromClients(ctx, t, 25, 20, nil)
+		// The blocks are data blocks: held at the R closest, not K.
+		r := block.ShardReplicas
 		s.FailFraction(0.25)
-		before := s.ReplicasAtClosest(ctx, ids, kademlia.K)
-		t.Logf("lookups right after the failures: %v", s.RunLookups(ctx, t, s.Live(), 200))
-		s.RepublishRound(ctx, t)
-		after := s.ReplicasAtClosest(ctx, ids, kademlia.K)
-		full := 0
-		for _, r := range after {
-			if r == kademlia.K {
-				full++
+		before := s.ReplicasAtClosest(ctx, ids, r)
+		// A block whose R holders all failed is gone (probability
+		// 0.25^R, 1.6% at R = 3: the erasure code, not the DHT, covers
+		// that; docs/PROTOCOL.md 9.7). Every other block must come back.
+		survivors := 0
+		for _, h := range s.HoldersOf(ctx, ids) {
+			if h > 0 {
+				survivors++
 			}
 		}
-		t.Logf("copies at the %d closest live nodes: median %d, min %d before republishing; median %d, p1 %d, min %d after; %d of %d blocks at all %d",
-			kademlia.K, kadsim.Percentile(before, 50), kadsim.Percentile(before, 0), kadsim.Percentile(after, 50), kadsim.Percentile(after, 1), kadsim.Percentile(after, 0), full, len(ids), kademlia.K)
+		t.Logf("%d of %d blocks kept a live copy when 25%% of the nodes failed (expected loss %.1f%%)", survivors, len(ids), 100*math.Pow(0.25, float64(r)))
+		t.Logf("lookups right after the failures: %v", s.RunLookups(ctx, t, s.Live(), 200))
+		s.RepublishRound(ctx, t)
+		after := s.ReplicasAtClosest(ctx, ids, r)
+		holders := s.HoldersOf(ctx, ids)
+		full, exact := 0, 0
+		for i, c := range after {
+			if c == r {
+				full++
+				if holders[i] == r {
+					exact++
+				}
+			}
+		}
+		t.Logf("copies at the %d closest live nodes: median %d, min %d before republishing; median %d, p1 %d, min %d after; %d of %d blocks at all %d, %d of them at no other node; holders per block median %d, max %d; bytes stored per node %.0f",
+			r, kadsim.Percentile(before, 50), kadsim.Percentile(before, 0), kadsim.Percentile(after, 50), kadsim.Percentile(after, 1), kadsim.Percentile(after, 0), full, len(ids), r, exact,
+			kadsim.Percentile(holders, 50), kadsim.Percentile(holders, 100), s.BytesPerNode())
 		t.Logf("lookups after the republish round: %v", s.RunLookups(ctx, t, s.Live(), 200))
 		// Right after a quarter of the nodes fail, lookups miss some of
 		// the closest live nodes (peers still name the dead ones), so one
-		// round restores most blocks fully (90 to 97% in runs of 2,000 and
-		// 10,000 nodes), not all; before it, almost no block is held by
-		// all K. A second round brings nearly all (494 of 500 at 2,000).
-		if full*10 < 8*len(ids) || kadsim.Percentile(after, 50) != kademlia.K {
-			t.Errorf("after republishing only %d of %d blocks are held by all of their %d closest live nodes (median %d)", full, len(ids), kademlia.K, kadsim.Percentile(after, 50))
+		// round restores most blocks fully, not all.
+		if full*10 < 8*survivors || kadsim.Percentile(after, 50) != r {
+			t.Errorf("after republishing only %d of %d surviving blocks are held by all of their %d closest live nodes (median %d)", full, survivors, r, kadsim.Percentile(after, 50))
 		}
 		retrievable := s.CountRetrievable(ctx, s.Live(), ids)
 		t.Logf("%d of %d blocks retrievable after 25%% of the nodes failed and a republish round", retrievable, len(ids))
-		if retrievable*100 < 99*len(ids) {
-			t.Errorf("only %d of %d blocks retrievable", retrievable, len(ids))
+		if retrievable*100 < 99*survivors {
+			t.Errorf("only %d of the %d blocks that kept a live copy are retrievable", retrievable, survivors)
 		}
 	})
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/internal/clock"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -33,22 +36,61 @@ func (d *DHT) selfAmong(id block.ID, closest []transport.Contact, n int) bool {
 	return len(closest) < n || CompareDistance(d.cfg.ID, closest[len(closest)-1].ID, id) < 0
 }
 
-// holders is how many of the nodes closest to a block store it: K for
-// every block today. Placement at fewer nodes for erasure-coded shards
-// (docs/PROTOCOL.md, a later round) changes this one place; Put and
-// republishing both ask it, so a block keeps the same count of copies
-// as holders come and go.
-func (d *DHT) holders(block.ID) int { return d.cfg.K }
+// holders is how many of the nodes closest to a block of type t store
+// it: R (block.ShardReplicas) for data blocks, whose redundancy is mostly
+// the erasure code's (docs/PROTOCOL.md 9.7), K for pubkey, index and
+// record blocks. Put and republishing both ask it, so a block keeps the
+// same count of copies as holders come and go.
+func (d *DHT) holders(t block.Type) int {
+	if t == block.TypeData {
+		return min(block.ShardReplicas, d.cfg.K)
+	}
+	return d.cfg.K
+}
 
-// Put stores blk at the K nodes closest to its ID for lifetime (whole
-// seconds, at most block.MaxLifetime), this node included when it is a
-// full node among them. It returns how many nodes acknowledged the block.
+// placement picks the n contacts of closest (closest to id first) that
+// are to hold a block of type t. A data block, held by few, takes at most one
+// contact per IP group (unless the IP limits are off, as on a testnet):
+// Sybils ground next to its ID from one or two IP groups can be at most
+// as many of its R holders, and an honest holder remains (docs/PROTOCOL.md
+// 9.7). Where closest has too few groups, the closest others fill in.
+func (d *DHT) placement(id block.ID, closest []transport.Contact, n int, t block.Type) []transport.Contact {
+	if t != block.TypeData || d.cfg.BucketIPLimit < 0 {
+		return closest[:min(n, len(closest))]
+	}
+	picked := make([]transport.Contact, 0, n)
+	var rest []transport.Contact
+	groups := make(map[netip.Prefix]bool, n)
+	for _, c := range closest {
+		if len(picked) == n {
+			break
+		}
+		g := ipGroup(c.Addr.Addr())
+		if g.IsValid() && groups[g] {
+			rest = append(rest, c)
+			continue
+		}
+		groups[g] = true
+		picked = append(picked, c)
+	}
+	if len(picked) < n {
+		picked = append(picked, rest[:min(n-len(picked), len(rest))]...)
+		slices.SortFunc(picked, func(a, b transport.Contact) int { return CompareDistance(a.ID, b.ID, id) })
+	}
+	return picked
+}
+
+// Put stores blk at the nodes closest to its ID (K of them, R for a data
+// block: holders) for lifetime (whole seconds, at most
+// block.MaxLifetime), this node included when it is a full node among
+// them. It returns how many nodes acknowledged the block.
 func (d *DHT) Put(ctx context.Context, blk []byte, lifetime time.Duration) (int, error) {
 	secs, err := lifetimeSeconds(lifetime)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := identity.Check(blk); err != nil {
+	h, err := identity.Check(blk)
+	if err != nil {
 		return 0, fmt.Errorf("kademlia: refusing to put an invalid block: %w", err)
 	}
 	id := block.Sum(blk)
@@ -56,7 +98,8 @@ func (d *DHT) Put(ctx context.Context, blk []byte, lifetime time.Duration) (int,
 	if lerr != nil && (d.cfg.Store == nil || ctx.Err() != nil) {
 		return 0, lerr
 	}
-	return d.storeAt(ctx, id, blk, secs, closest, d.holders(id))
+	n := d.holders(h.Type)
+	return d.storeAt(ctx, id, blk, secs, d.placement(id, closest, n, h.Type), n)
 }
 
 // storeAt stores blk at the n closest contacts and, when this full node
@@ -151,20 +194,39 @@ func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, 
 // republishSchedule remembers when each held block is next due for
 // republishing. A STORE from another holder pushes the date back, so
 // usually one holder per interval republishes a block.
+//
+// Dates are given for Config.RepublishInterval, whatever the block's
+// type (the STORE handler need not parse what it stores); a data block's
+// wait, from the moment its date was set, is stretched by
+// ShardRepublishInterval / RepublishInterval when it is read (dueAmong),
+// which keeps the ±10% jitter proportional.
 type republishSchedule struct {
-	mu  sync.Mutex
-	due map[block.ID]time.Time
+	mu      sync.Mutex
+	due     map[block.ID]time.Time
+	set     map[block.ID]time.Time // when due[id] was given
+	clock   clock.Clock
+	stretch float64 // Config.ShardRepublishInterval / Config.RepublishInterval
 }
 
 func (r *republishSchedule) schedule(id block.ID, at time.Time) {
+	now := r.clock.Now()
 	r.mu.Lock()
-	r.due[id] = at
+	r.due[id], r.set[id] = at, now
 	r.mu.Unlock()
 }
 
+// dateOf is when a block of type t given date at (set at set) is due.
+func (r *republishSchedule) dateOf(t block.Type, set, at time.Time) time.Time {
+	if t != block.TypeData {
+		return at
+	}
+	return set.Add(time.Duration(float64(at.Sub(set)) * r.stretch))
+}
+
 // dueAmong returns the held blocks whose date has passed at now, gives
-// blocks met for the first time the date now + spread(), and forgets past
-// dates of blocks no longer held.
+// blocks met for the first time the date now + spread() (stretched for
+// data blocks, so a restart spreads them over their own interval), and
+// forgets past dates of blocks no longer held.
 func (r *republishSchedule) dueAmong(held []blockstore.Meta, now time.Time, spread func() time.Duration) []blockstore.Meta {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -175,16 +237,19 @@ func (r *republishSchedule) dueAmong(held []blockstore.Meta, now time.Time, spre
 		at, ok := r.due[m.ID]
 		if !ok {
 			at = now.Add(spread())
-			r.due[m.ID] = at
+			r.due[m.ID], r.set[m.ID] = at, now
 		}
-		if !now.Before(at) {
+		if !now.Before(r.dateOf(m.Type, r.set[m.ID], at)) {
 			due = append(due, m)
 		}
 	}
 	// A date still ahead may belong to a block stored after the listing.
+	// (A forgotten data block's stretched date may lie ahead: it is met
+	// again, if still held, with a fresh spread.)
 	for id, at := range r.due {
 		if _, ok := ids[id]; !ok && !at.After(now) {
 			delete(r.due, id)
+			delete(r.set, id)
 		}
 	}
 	return due
@@ -193,12 +258,15 @@ func (r *republishSchedule) dueAmong(held []blockstore.Meta, now time.Time, spre
 func (r *republishSchedule) forget(id block.ID) {
 	r.mu.Lock()
 	delete(r.due, id)
+	delete(r.set, id)
 	r.mu.Unlock()
 }
 
 // Republish re-stores every held block whose republish date has passed at
-// the K nodes closest to it, with its remaining lifetime, and returns how
-// many it republished. A block first met here (after a restart) gets a
+// the nodes closest to it (holders: K, or R for a data block, whose date
+// comes every ShardRepublishInterval), with its remaining lifetime, and
+// returns how many it republished. A data block this node finds it is no
+// longer among the R closest to is handed to them and dropped here. A block first met here (after a restart) gets a
 // date spread over the next interval, so a restart does not send
 // everything at once. The node calls Republish often (every minute or
 // so); each call does only what is due.
@@ -258,11 +326,28 @@ func (d *DHT) republishOne(ctx context.Context, m blockstore.Meta) bool {
 		return false
 	}
 	// This node holds the block already; the others get it.
-	n := d.holders(m.ID)
-	closest = closest[:min(n, len(closest))]
-	if d.selfAmong(m.ID, closest, n) && len(closest) == n {
+	n := d.holders(m.Type)
+	closest = d.placement(m.ID, closest, n, m.Type)
+	among := d.selfAmong(m.ID, closest, n)
+	if among && len(closest) == n {
 		closest = closest[:n-1]
 	}
 	ok, _ := d.requestAll(ctx, closest, Store{Lifetime: secs, Block: data})
+	if !among && m.Type == block.TypeData && ok == n {
+		d.handOff(ctx, m.ID)
+	}
 	return ok > 0
+}
+
+// handOff drops a data block this node no longer needs to hold: it is
+// not among the R closest live nodes, and all R of them acknowledged the
+// block (docs/PROTOCOL.md 9.7). No tombstone: the block may come back
+// here if the closest nodes change again.
+func (d *DHT) handOff(ctx context.Context, id block.ID) {
+	if err := d.cfg.Store.Drop(ctx, id); err != nil && !errors.Is(err, blockstore.ErrNotFound) {
+		d.log.Warn("kademlia: dropping a handed-off block", "id", id.Short(), "err", err)
+		return
+	}
+	d.repub.forget(id)
+	d.stats.handedOff.Add(1)
 }

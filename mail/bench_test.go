@@ -187,3 +187,29 @@ func BenchmarkRawHashes1MiB(b *testing.B) {
 		block.SumMany(blocks, ids)
 	}
 }
+
+// BenchmarkSenderWork is what a sender pays per recipient to seal and
+// grind an index block at the default difficulty: with the full work
+// (2^22 trials) and under a grant (2^16, the routing prefix). Read the
+// two as a ratio of the same run (README, "Allow-lists").
+func BenchmarkSenderWork(b *testing.B) {
+	var seed [identity.SeedSize]byte
+	seed[0] = 0x77
+	r, err := identity.FromSeed(seed, block.DefaultDifficulty, testCreated)
+	if err != nil {
+		b.Fatal(err)
+	}
+	claim := &GrantClaim{ID: vectorGrantID, Key: vectorGrantKey}
+	for _, bc := range []struct {
+		name  string
+		claim *GrantClaim
+	}{{"full", nil}, {"granted", claim}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := sealIndex(context.Background(), testManifest(), r.Public(), bc.claim, 0, 0, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -62,6 +62,10 @@ type BuildInput struct {
 	Now        time.Time             // signing time
 	Rand       io.Reader             // keys, message ID, deletion preimages; nil means crypto/rand
 	Lifetime   time.Duration         // how long the blocks are to be stored; 0 means block.MaxLifetime
+	// Grants, if set, holds a grant claim per recipient (in the order of
+	// Recipients; nil for none): that recipient's index block is ground
+	// only to its public prefix and claims the grant (spec 17.3).
+	Grants []*GrantClaim
 }
 
 // BuildOptions tune Build.
@@ -150,6 +154,9 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 	if err := checkRecipients(env.Recipients); err != nil {
 		return nil, err
 	}
+	if len(in.Grants) > len(in.Recipients) {
+		return nil, fmt.Errorf("mail: build: %d grant claims for %d recipients", len(in.Grants), len(in.Recipients))
+	}
 	// The header is read into the start of the buffer the rest of the
 	// message goes through, so the message hash takes whole batches of
 	// chunks straight from it.
@@ -208,7 +215,11 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 	for i, r := range in.Recipients {
 		man.IndexDeletion = keys.indexDeletion[i]
 		report(Progress{Phase: PhaseGrind, Recipient: i, Done: int64(i), Total: int64(len(in.Recipients))})
-		blk, err := sealIndex(ctx, &man, r, workers, opt.ProgressInterval, func(p pow.Progress) {
+		var claim *GrantClaim
+		if i < len(in.Grants) {
+			claim = in.Grants[i]
+		}
+		blk, err := sealIndex(ctx, &man, r, claim, workers, opt.ProgressInterval, func(p pow.Progress) {
 			report(Progress{Phase: PhaseGrind, Recipient: i, Done: int64(i), Total: int64(len(in.Recipients)), PoW: p})
 		})
 		if err != nil {
@@ -475,18 +486,19 @@ func progressFunc(fn func(Progress), recipients int) func(Progress) {
 }
 
 // sealIndex seals the manifest to r and grinds the index block's nonce
-// until its ID shares r.Difficulty leading bits with r's address (spec 6).
-func sealIndex(ctx context.Context, man *Manifest, r *identity.PublicKey, workers int, interval time.Duration, progress func(pow.Progress)) ([]byte, error) {
-	sealed, err := r.Seal(block.LabelIndex, man.Encode())
+// (spec 6): until its ID carries r's full work, or, under a grant claim,
+// r's public prefix only (spec 17.3).
+func sealIndex(ctx context.Context, man *Manifest, r *identity.PublicKey, claim *GrantClaim, workers int, interval time.Duration, progress func(pow.Progress)) ([]byte, error) {
+	sealed, target, bits, err := sealManifest(man, r, claim)
 	if err != nil {
-		return nil, fmt.Errorf("mail: sealing the manifest to %s: %w", r.Address(), err)
+		return nil, err
 	}
 	blk := block.Index{
 		Header: block.Header{HasDeletion: true, DeletionHash: block.DeletionHash(man.IndexDeletion)},
 		Sealed: sealed,
 	}.Encode()
-	if _, err := pow.Solve(ctx, blk, r.ID, r.Difficulty, pow.Options{Workers: workers, Progress: progress, Interval: interval}); err != nil {
-		return nil, fmt.Errorf("mail: grinding the index block for %s (difficulty %d): %w", r.Address(), r.Difficulty, err)
+	if _, err := pow.Solve(ctx, blk, target, bits, pow.Options{Workers: workers, Progress: progress, Interval: interval}); err != nil {
+		return nil, fmt.Errorf("mail: grinding the index block for %s (difficulty %d): %w", r.Address(), bits, err)
 	}
 	return blk, nil
 }

@@ -3,7 +3,13 @@
 // signed over the message's hash, compress, cut into groups, encrypt and
 // erasure-code each group into data blocks, seal and grind one index
 // block per recipient; and the exact inverse, with every check a
-// recipient must make. Bytes in, blocks out. Randomness and time are
+// recipient must make. Bytes in, blocks out.
+//
+// Index blocks carry masked work (spec 6): the sender grinds to the
+// recipient's address XOR a mask exported from the HPKE context that
+// seals the manifest, so storers see only the first RouteBits bits; under
+// a grant claim (BuildInput.Grants, spec 17.3) it grinds those bits only.
+// The recipient unmasks (UnmaskIndex) before it opens. Randomness and time are
 // parameters, so the same inputs give the same blocks.
 //
 // Both ways stream: Build reads the message once, in pieces, and hands

@@ -36,4 +36,9 @@ var (
 	ErrShardsMissing = errors.New("mail: too few shards")
 	ErrProofOfWork   = errors.New("mail: index block lacks the proof of work")
 	ErrIndexBlock    = errors.New("mail: invalid index block")
+
+	// Grant claims (spec 17).
+	ErrNotRoutable = errors.New("mail: index block outside the recipient's routing prefix")
+	ErrGrantMAC    = errors.New("mail: grant_mac without a grant_id")
+	ErrClaim       = errors.New("mail: grant claim does not verify")
 )

@@ -9,6 +9,12 @@ import (
 // Limits and constants of section 9 (docs/PROTOCOL.md, "Limits"), under
 // the names the spec's table uses.
 const (
+	// RouteBits is the public part of an index block's proof of work
+	// (spec 6): its ID shares min(D, RouteBits) leading bits with the
+	// recipient's address for all to see; the rest of D is hidden behind
+	// the work mask.
+	RouteBits = 16
+
 	// MaxRecipients bounds the recipients of one envelope.
 	MaxRecipients = 64
 

@@ -8,7 +8,7 @@ import (
 )
 
 const (
-	manifestVersion = 2
+	manifestVersion = 3
 
 	// manifestFlagDataDeletion marks data blocks that carry a deletion hash.
 	manifestFlagDataDeletion = 0x01
@@ -20,7 +20,13 @@ const (
 
 	// manifestFixedSize counts the fields before the shard IDs, without the
 	// optional data deletion preimage.
-	manifestFixedSize = 1 + 1 + keySize + keySize + 8 + 4 + 4 + 2 + 2
+	manifestFixedSize = 1 + 1 + keySize + keySize + 8 + 4 + 4 + 2 + 2 + GrantIDSize + GrantMACSize
+)
+
+// Widths of the grant claim every manifest carries (spec 9.5, 17.3).
+const (
+	GrantIDSize  = 16
+	GrantMACSize = 32
 )
 
 // Manifest is the plaintext of an index block (spec 9.5): what one
@@ -32,7 +38,15 @@ type Manifest struct {
 	ContentKey      [keySize]byte
 	Layout          Layout     // from compressed_len, groups and the last group's counts
 	ShardIDs        []block.ID // every group's k data then m parity shards, group by group
+	// GrantID and GrantMAC are the grant claim (spec 17.3), zero when the
+	// mail carries the full work. They are always encoded, so a
+	// manifest's length says nothing of a grant.
+	GrantID  [GrantIDSize]byte
+	GrantMAC [GrantMACSize]byte
 }
+
+// HasClaim reports whether the manifest claims a grant.
+func (m *Manifest) HasClaim() bool { return m.GrantID != [GrantIDSize]byte{} }
 
 func (m *Manifest) unpaddedSize() int {
 	n := manifestFixedSize + len(m.ShardIDs)*block.IDSize
@@ -64,6 +78,8 @@ func (m *Manifest) Encode() []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(m.Layout.Last.ShardSize))
 	b = binary.BigEndian.AppendUint16(b, uint16(m.Layout.Last.Data))
 	b = binary.BigEndian.AppendUint16(b, uint16(m.Layout.Last.Parity))
+	b = append(b, m.GrantID[:]...)
+	b = append(b, m.GrantMAC[:]...)
 	for _, id := range m.ShardIDs {
 		b = append(b, id[:]...)
 	}
@@ -107,6 +123,11 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 		Parity:    int(binary.BigEndian.Uint16(b[off+18:])),
 	}
 	off += 20
+	off += copy(m.GrantID[:], b[off:])
+	off += copy(m.GrantMAC[:], b[off:])
+	if !m.HasClaim() && m.GrantMAC != [GrantMACSize]byte{} {
+		return nil, fmt.Errorf("%w: no grant is claimed, yet grant_mac is not zero", ErrGrantMAC)
+	}
 	if zlen < 1 || zlen > MaxCompressedLen {
 		return nil, fmt.Errorf("%w: %d compressed bytes, allowed 1 to %d", ErrCompressedLen, zlen, MaxCompressedLen)
 	}

@@ -13,37 +13,21 @@ import (
 	"github.com/flowmail/flowmail/identity"
 )
 
-// OpenIndex opens the index block blk, listed under id, for me, with the
-// checks of spec 6 and 9.5: the block hashes to id, its ID carries my
-// proof of work, it parses, its manifest opens and is well formed. A
-// block sealed to someone else gives an error matching
+// OpenIndex opens the index block blk, listed under id, for me, when it
+// carries the full work (spec 6, 9.5): the checks of UnmaskIndex, then
+// the manifest opens and is well formed. A block without the full work
+// gives ErrProofOfWork (a grant claim is checked through UnmaskIndex and
+// Index.CheckClaim instead); one sealed to someone else an error matching
 // identity.ErrNotForMe.
 func OpenIndex(me *identity.Identity, id block.ID, blk []byte) (*Manifest, error) {
-	if got := block.Sum(blk); got != id {
-		return nil, fmt.Errorf("%w: listed as %s, its bytes hash to %s", ErrIndexBlock, id.Short(), got.Short())
-	}
-	if err := CheckProofOfWork(me, id); err != nil {
-		return nil, err
-	}
-	x, err := block.ParseIndex(blk)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIndexBlock, err)
-	}
-	plain, err := me.Open(block.LabelIndex, x.Sealed)
+	x, err := UnmaskIndex(me, id, blk)
 	if err != nil {
 		return nil, err
 	}
-	return DecodeManifest(plain)
-}
-
-// CheckProofOfWork is the check of spec 6: the index block id shares at
-// least me's difficulty leading bits with me's address. A recipient makes
-// it before fetching the block.
-func CheckProofOfWork(me *identity.Identity, id block.ID) error {
-	if cpl, d := block.CommonPrefixLen(id, me.ID()), me.Difficulty(); cpl < d {
-		return fmt.Errorf("%w: its ID shares %d leading bits with %s, %d demanded", ErrProofOfWork, cpl, me.Address(), d)
+	if !x.FullWork {
+		return nil, fmt.Errorf("%w: index block %s is routable to %s but lacks its %d bits of work", ErrProofOfWork, id.Short(), me.Address(), me.Difficulty())
 	}
-	return nil
+	return x.Open()
 }
 
 // ShardPayload checks that blk is shard i (counted over all groups) of

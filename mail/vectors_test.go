@@ -19,7 +19,7 @@ const vectorFile = "mail_codecs.json"
 // errName is the vector name of a mail error: its sentinel's text
 // without the package prefix, or "" for nil.
 func errName(err error) string {
-	return vectors.RuleName(err, ErrTruncated, ErrTrailing, ErrVersion, ErrRecipientCount, ErrDuplicateRecipient, ErrMessageSize, ErrFlags, ErrShardSize, ErrShardCount, ErrGroupCount, ErrCompressedLen, ErrLayout, ErrPadding, ErrSender, ErrSignature, ErrNotRecipient, ErrFromHeader, ErrHeaderSize, ErrFromMismatch, ErrStale, ErrDecompress, ErrDecrypt, ErrShardsMissing, ErrProofOfWork, ErrIndexBlock)
+	return vectors.RuleName(err, ErrTruncated, ErrTrailing, ErrVersion, ErrRecipientCount, ErrDuplicateRecipient, ErrMessageSize, ErrFlags, ErrShardSize, ErrShardCount, ErrGroupCount, ErrCompressedLen, ErrLayout, ErrPadding, ErrSender, ErrSignature, ErrNotRecipient, ErrFromHeader, ErrHeaderSize, ErrFromMismatch, ErrStale, ErrDecompress, ErrDecrypt, ErrShardsMissing, ErrNotRoutable, ErrGrantMAC, ErrClaim, ErrProofOfWork, ErrIndexBlock)
 }
 
 func TestVectors(t *testing.T) {
@@ -81,7 +81,13 @@ func checkVector(v vectors.Vector) (map[string]string, string) {
 		if m.HasDataDeletion {
 			out["data_deletion"] = hex.EncodeToString(m.DataDeletion[:])
 		}
+		if m.HasClaim() {
+			out["grant_id"] = hex.EncodeToString(m.GrantID[:])
+			out["grant_mac"] = hex.EncodeToString(m.GrantMAC[:])
+		}
 		return out, ""
+	case "UnmaskIndex":
+		return checkIndexVector(v, b)
 	case "MessageHash":
 		h := MessageHash(b)
 		return map[string]string{"hash": hex.EncodeToString(h[:])}, ""
@@ -257,13 +263,19 @@ func genVectors() vectors.File {
 		mv("manifest_parity_not_the_formula", "parity_shards = 7 + ceil(k/4) (9.4)", man(2000, nil, set16(18, 9)), "invalid shard counts"),
 		mv("manifest_two_groups_for_one", "groups MUST be what 9.3 gives for compressed_len", man(2000, nil, set32(8, 2)), "shard layout does not match compressed length"),
 		mv("manifest_oversized_shards", "S is the smallest class that fits (9.3)", man(2000, nil, set32(12, 2048)), "shard layout does not match compressed length"),
+		mv("manifest_ok_grant_claim", "9.5, 17.3: grant_id and grant_mac as a sender fills them", man(2000, func(m *Manifest) {
+			g := key(0x61)
+			m.GrantID, m.GrantMAC = [GrantIDSize]byte(g[:GrantIDSize]), key(0x6d)
+		}, nil), ""),
+		mv("manifest_mac_without_grant", "9.5: grant_mac MUST be zero when grant_id is", man(2000, func(m *Manifest) { m.GrantMAC = key(0x6d) }, nil), "grant_mac without a grant_id"),
 		mv("manifest_extra_data_shard", "k = max(2, ceil((r+16)/S)) (9.3)", man(2000, nil, func(b []byte) []byte {
 			set16(16, 3)(b)
 			return set16(18, uint16(ParityShards(3)))(b)
 		}), "shard layout does not match compressed length"),
 	)
+	vs = append(vs, indexVectors(alice)...)
 	return vectors.File{
-		Description: "Envelope (docs/PROTOCOL.md 9.2), message hash (9.2) and manifest (9.5) codecs. Identities are identity.FromSeed of 10 11 12 ... (alice), 20 21 ... (bob), 30 ... (carol), 40 ... (mallory), difficulty 8, created 1767225600.",
+		Description: "Envelope (docs/PROTOCOL.md 9.2), message hash (9.2) and manifest (9.5) codecs; index blocks with masked work and grant claims (6, 17.3, 17.4) for dora, identity.FromSeed of 50 51 ... with difficulty 18 (L = 16, two hidden bits). Identities are identity.FromSeed of 10 11 12 ... (alice), 20 21 ... (bob), 30 ... (carol), 40 ... (mallory), difficulty 8, created 1767225600.",
 		Vectors:     vs,
 	}
 }

@@ -19,7 +19,7 @@ func lockDir(path string) (unlock func() error, err error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("mailbox: %s is held by another process (is a fetch already running?)", path)
+			return nil, fmt.Errorf("mailbox: %s is held by another process (is a fetch already running?): %w", path, ErrLocked)
 		}
 		return nil, fmt.Errorf("mailbox: state lock: %w", err)
 	}

@@ -1,6 +1,7 @@
 package mailbox
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -105,5 +106,40 @@ func TestOutboxKeepsAnUnsentMessage(t *testing.T) {
 	}
 	if _, err := o.Add("../x", write("x")); !errors.Is(err, ErrOutboxKey) {
 		t.Fatalf("bad key: %v", err)
+	}
+}
+
+// TestLFWriterAnySplit writes random mixes of CR, LF and CRLF in random
+// pieces and checks the file bytes (each CRLF made LF) and the size it
+// reports (what CRLFReader serves from them).
+func TestLFWriterAnySplit(t *testing.T) {
+	rng := testseed.Rand(t)
+	alphabet := []byte("a\r\n")
+	for range 500 {
+		in := make([]byte, rng.IntN(100))
+		for i := range in {
+			in[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		var out bytes.Buffer
+		bw := bufio.NewWriter(&out)
+		lw := &lfWriter{w: bw}
+		for p := in; len(p) > 0; {
+			k := 1 + rng.IntN(len(p))
+			if _, err := lw.Write(p[:k]); err != nil {
+				t.Fatal(err)
+			}
+			p = p[k:]
+		}
+		if err := lw.flush(); err != nil {
+			t.Fatal(err)
+		}
+		bw.Flush()
+		if want := bytes.ReplaceAll(in, []byte("\r\n"), []byte("\n")); !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("%q: wrote %q, want %q", in, out.Bytes(), want)
+		}
+		served, _ := io.ReadAll(NewCRLFReader(bytes.NewReader(out.Bytes())))
+		if lw.crlf != int64(len(served)) {
+			t.Fatalf("%q: size %d, served %d bytes", in, lw.crlf, len(served))
+		}
 	}
 }

@@ -152,6 +152,9 @@ func contactsCommand(s *streams) *cli.Command {
 					return w.Flush()
 				},
 			},
+			allowAddCommand(s, "allow"),
+			allowRemoveCommand(s, "disallow"),
+			allowListCommand(s, "grants"),
 			{
 				Name:      "remove",
 				Usage:     "forget a contact",

@@ -106,10 +106,15 @@ func runFetch(c *cli.Context, s *streams) error {
 				published = time.Now()
 			}
 		}
+		grants, err := loadGrants(home)
+		if err != nil {
+			return err
+		}
 		prog := newFetchProgress(s.err)
 		rep, err := delivery.Fetch(ctx, net, codec, me, st, delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: keep, Logger: log, Progress: prog.Report,
-			ShardCache: filepath.Join(home, stateDirName, "shards")})
+			ShardCache: filepath.Join(home, stateDirName, "shards"), Grants: grants})
 		prog.finish()
+		keepGrants(s, home, me.ID(), rep)
 		return finishFetch(s, book, rep, err, err != nil && ctx.Err() != nil)
 	}
 	if !c.Bool("watch") {

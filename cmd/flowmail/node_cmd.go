@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -182,23 +184,45 @@ func runNode(c *cli.Context, s *streams) error {
 	if err != nil {
 		return err
 	}
+	cfg, err := nodeConfig(c, log)
+	if err != nil {
+		return err
+	}
+	n, err := node.Start(ctx, cfg)
+	if err != nil {
+		return startAdvice(err)
+	}
+	fmt.Fprintf(s.out, "node %s listening on %s (network %q, %d peers)\n", n.ID().Short(), n.Addr(), c.String("network"), n.DHT().Size())
+	return serveUntilDone(ctx, s, log, n, cfg.DataDir, n.Close)
+}
+
+// startAdvice turns the errors of starting a node into advice.
+func startAdvice(err error) error {
+	if errors.Is(err, node.ErrNoPeers) {
+		return fmt.Errorf("%w: give --bootstrap IP:port (or FLOWMAIL_BOOTSTRAP, or bootstrap in the config file), or leave the mainline DHT on (no --no-mainline)", err)
+	}
+	return nodeAdvice(err)
+}
+
+// nodeConfig builds a node's config from the flags of nodeFlags.
+func nodeConfig(c *cli.Context, log *slog.Logger) (node.Config, error) {
 	dataDir := c.String("data-dir")
 	if dataDir == "" {
 		dataDir = filepath.Join(c.String("home"), "node")
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return fmt.Errorf("%w: choose a data directory you can write with --data-dir or --home", err)
+		return node.Config{}, fmt.Errorf("%w: choose a data directory you can write with --data-dir or --home", err)
 	}
 	quota, err := parseQuota(c.String("quota"))
 	if err != nil {
-		return err
+		return node.Config{}, err
 	}
 	var boot []transport.Contact
 	for _, b := range c.StringSlice("bootstrap") {
 		for _, part := range strings.FieldsFunc(b, func(r rune) bool { return r == ',' || r == ' ' }) {
 			ct, err := node.ParseContact(part)
 			if err != nil {
-				return err
+				return node.Config{}, err
 			}
 			boot = append(boot, ct)
 		}
@@ -207,13 +231,13 @@ func runNode(c *cli.Context, s *streams) error {
 	for _, a := range c.StringSlice("advertise") {
 		ap, err := netip.ParseAddrPort(a)
 		if err != nil {
-			return fmt.Errorf("--advertise %q: want IP:port", a)
+			return node.Config{}, fmt.Errorf("--advertise %q: want IP:port", a)
 		}
 		adv = append(adv, ap)
 	}
 	reach, err := node.ParseReachability(c.String("reachability"))
 	if err != nil {
-		return err
+		return node.Config{}, err
 	}
 	var mainline *node.MainlineConfig
 	if !c.Bool("no-mainline") {
@@ -235,14 +259,12 @@ func runNode(c *cli.Context, s *streams) error {
 		NoOnionRelay: c.Bool("no-onion-relay"),
 	}
 	setRequestTimeout(&cfg, c.Duration("request-timeout"))
-	n, err := node.Start(ctx, cfg)
-	if errors.Is(err, node.ErrNoPeers) {
-		return fmt.Errorf("%w: give --bootstrap IP:port (or FLOWMAIL_BOOTSTRAP, or bootstrap in the config file), or leave the mainline DHT on (no --no-mainline)", err)
-	}
-	if err != nil {
-		return nodeAdvice(err)
-	}
-	fmt.Fprintf(s.out, "node %s listening on %s (network %q, %d peers)\n", n.ID().Short(), n.Addr(), c.String("network"), n.DHT().Size())
+	return cfg, nil
+}
+
+// serveUntilDone tells clients and the operator where the admin endpoint
+// of n is, waits for ctx to end, and stops with stop.
+func serveUntilDone(ctx context.Context, s *streams, log *slog.Logger, n *node.Node, dataDir string, stop func() error) error {
 	adminFile := filepath.Join(dataDir, adminFileName)
 	if a := n.AdminAddr(); a != "" {
 		// send, fetch and node status find the node through it,
@@ -258,7 +280,7 @@ func runNode(c *cli.Context, s *streams) error {
 	if err := os.Remove(adminFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		log.Warn("removing the admin address file", "file", adminFile, "err", err)
 	}
-	return n.Close()
+	return stop()
 }
 
 func isLoopbackListen(s string) bool {

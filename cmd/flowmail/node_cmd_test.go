@@ -42,6 +42,7 @@ func (l *lockedBuffer) String() string {
 // runningNode is a `flowmail node` run in process by startNodeCommand.
 type runningNode struct {
 	listen, admin string
+	lines         []string // what it printed up to its admin address
 	stderr        *lockedBuffer
 	stop          func() error // cancels run's context, as SIGINT does, and returns run's error
 }
@@ -78,6 +79,7 @@ func startNodeCommand(t *testing.T, args ...string) *runningNode {
 	adminRE := regexp.MustCompile(`--admin (127\.0\.0\.1:\d+)`)
 	lines := bufio.NewScanner(pr)
 	for rn.admin == "" && lines.Scan() {
+		rn.lines = append(rn.lines, lines.Text())
 		if m := listenRE.FindStringSubmatch(lines.Text()); m != nil {
 			rn.listen = m[1]
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -76,6 +77,11 @@ func (p *sendProgress) Report(pr mail.Progress) {
 	switch pr.Phase {
 	case mail.PhaseGrind:
 		if pr.PoW.Attempts > 0 {
+			if !p.tty && p.pow.Attempts == 0 {
+				// Said once, so a long grind (or one under a grant, short)
+				// shows what it costs before it ends.
+				fmt.Fprintf(p.w, "proof of work for %s: about 2^%d trials expected\n", p.name(pr.Recipient), int(math.Round(math.Log2(pr.PoW.Expected))))
+			}
 			p.pow = pr.PoW
 		}
 		if p.bar != nil && pr.PoW.Attempts > 0 {

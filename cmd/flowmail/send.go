@@ -173,7 +173,7 @@ func runSend(c *cli.Context, s *streams) error {
 		mails = append(mails, mailSend{keys: []*identity.PublicKey{k}, names: bccNames[i : i+1], blind: true})
 	}
 	for i, m := range mails {
-		if err := sendOne(ctx, s, net, codec, me, box.Message(key), box.State(key, strconv.Itoa(i)), m); err != nil {
+		if err := sendOne(ctx, s, net, codec, me, home, box.Message(key), box.State(key, strconv.Itoa(i)), m); err != nil {
 			return err
 		}
 	}
@@ -216,7 +216,7 @@ type mailSend struct {
 	blind bool
 }
 
-func sendOne(ctx context.Context, s *streams, n delivery.Network, codec *mail.Codec, me *identity.Identity, spool, state string, m mailSend) error {
+func sendOne(ctx context.Context, s *streams, n delivery.Network, codec *mail.Codec, me *identity.Identity, home, spool, state string, m mailSend) error {
 	prog := newSendProgress(s.err, m.names)
 	start := time.Now()
 	f, err := os.Open(spool)
@@ -228,7 +228,14 @@ func sendOne(ctx context.Context, s *streams, n delivery.Network, codec *mail.Co
 	if err != nil {
 		return err
 	}
-	sent, err := delivery.Send(ctx, n, codec, mail.BuildInput{Sender: me, Recipients: m.keys, Message: f, Size: fi.Size(), Now: time.Now()},
+	claims, covered, err := sendClaims(home, m.keys, m.names)
+	if err != nil {
+		return err
+	}
+	if len(covered) > 0 {
+		fmt.Fprintln(s.err, grantNote(covered))
+	}
+	sent, err := delivery.Send(ctx, n, codec, mail.BuildInput{Sender: me, Recipients: m.keys, Grants: claims, Message: f, Size: fi.Size(), Now: time.Now()},
 		delivery.SendOptions{Progress: prog.Report, State: state})
 	prog.finishBar()
 	if errors.Is(err, delivery.ErrSendState) {

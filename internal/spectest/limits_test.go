@@ -15,14 +15,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowmail/flowmail/account"
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/blockstore"
+	"github.com/flowmail/flowmail/bridge"
+	"github.com/flowmail/flowmail/delivery"
+	"github.com/flowmail/flowmail/grant"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/onion"
 	"github.com/flowmail/flowmail/record"
+	"github.com/flowmail/flowmail/server"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -71,6 +77,9 @@ var limits = map[string]any{
 	"ContactFreshness":        kademlia.ContactFreshness,
 	"RepublishInterval":       kademlia.RepublishInterval,
 	"MaxRecipients":           mail.MaxRecipients,
+	"RouteBits":               mail.RouteBits,
+	"GrantSize":               grant.Size,
+	"MaxClaimsPerFetch":       delivery.MaxClaimsPerFetch,
 	"MaxMessageSize":          mail.MaxMessageSize,
 
 	"MaxHeaderSize":          mail.MaxHeaderSize,
@@ -126,6 +135,21 @@ var limits = map[string]any{
 	"MaxLocalPart":     record.MaxLocalPart,
 	"SafetyIterations": record.SafetyIterations,
 	"SafetyGroups":     record.SafetyGroups,
+
+	"SessionTimeout":         server.SessionTimeout,
+	"MaxSessions":            server.MaxSessions,
+	"MaxSessionsPerSource":   server.MaxSessionsPerSource,
+	"LoginsPerAccount":       server.LoginsPerAccount,
+	"LoginsPerSource":        server.LoginsPerSource,
+	"RegistrationsPerSource": server.RegistrationsPerSource,
+	"LimitWindow":            server.LimitWindow,
+	"MaxAccountLen":          server.MaxAccountLen,
+	"MaxSealedSize":          account.MaxSealedSize,
+
+	"MaxFailuresPerSource":  bridge.MaxFailuresPerSource,
+	"MaxFailuresPerAccount": bridge.MaxFailuresPerAccount,
+	"FailureWindow":         bridge.FailureWindow,
+	"MaxQueueRecipients":    mailbox.MaxQueueRecipients,
 }
 
 const specPath = "../../docs/PROTOCOL.md"

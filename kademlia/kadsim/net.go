@@ -32,7 +32,8 @@ type Net struct {
 	// Observe, when set, gives each endpoint an observer of its requests.
 	Observe func(self block.ID) transport.Observer
 	// RepublishInterval, when set, is every node's
-	// Config.RepublishInterval, and the length of RepublishRound.
+	// Config.RepublishInterval and Config.ShardRepublishInterval, and the
+	// length of RepublishRound.
 	RepublishInterval time.Duration
 
 	// seeds derive the identities the net made, so nodes need not keep
@@ -148,6 +149,7 @@ func (s *Net) AddAt(ident *identity.Identity, client bool, addr netip.AddrPort) 
 		cfg.Store = n.Store
 	}
 	cfg.RepublishInterval = s.RepublishInterval
+	cfg.ShardRepublishInterval = s.RepublishInterval // one round for every block
 	if s.Tune != nil {
 		s.Tune(&cfg)
 	}

@@ -205,6 +205,35 @@ func (s *Net) ReplicasAtClosest(ctx context.Context, ids []block.ID, k int) []in
 	return out
 }
 
+// HoldersOf counts, for each block, how many live full nodes hold it.
+func (s *Net) HoldersOf(ctx context.Context, ids []block.ID) []int {
+	out := make([]int, len(ids))
+	for _, n := range s.Live() {
+		if n.Store == nil {
+			continue
+		}
+		for i, id := range ids {
+			if _, err := n.Store.Stat(ctx, id); err == nil {
+				out[i]++
+			}
+		}
+	}
+	return out
+}
+
+// BytesPerNode is the mean of the bytes the live full nodes' stores hold.
+func (s *Net) BytesPerNode() float64 {
+	var sum int64
+	n := 0
+	for _, nd := range s.Live() {
+		if nd.Store != nil {
+			sum += nd.Store.Stats().Bytes
+			n++
+		}
+	}
+	return float64(sum) / float64(max(n, 1))
+}
+
 // CountRetrievable gets every block from a random node of from.
 func (s *Net) CountRetrievable(ctx context.Context, from []*Node, ids []block.ID) int {
 	getters := make([]*Node, len(ids))

@@ -1,0 +1,272 @@
+package bridge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	gomessage "github.com/emersion/go-message"
+	gomail "github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/delivery"
+	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
+	"github.com/flowmail/flowmail/node"
+)
+
+// Errors of resolving a recipient, wrapped with detail. SMTP answers them
+// with a permanent error.
+var (
+	ErrUnknownRecipient = errors.New("bridge: unknown recipient")
+	ErrNoKey            = errors.New("bridge: the recipient has no published key")
+)
+
+func (b *Bridge) newSMTPServer() *smtp.Server {
+	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		if !b.sessions.start() {
+			return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "the bridge is stopping"}
+		}
+		return &smtpSession{b: b, remote: remoteHost(c.Conn().RemoteAddr())}, nil
+	}))
+	s.Domain = "localhost"
+	s.MaxMessageBytes = b.maxSize
+	s.MaxRecipients = mailbox.MaxQueueRecipients
+	s.AllowInsecureAuth = !b.remote
+	s.TLSConfig = b.tls
+	s.ReadTimeout = 10 * time.Minute // a client writing a big mail slowly
+	s.WriteTimeout = time.Minute
+	s.ErrorLog = slogPrintf{b.log.With("server", "smtp")}
+	return s
+}
+
+type smtpSession struct {
+	b      *Bridge
+	remote string
+	authed bool
+	rcpts  []recipient
+}
+
+type recipient struct {
+	id    block.ID
+	typed string
+}
+
+var _ smtp.AuthSession = (*smtpSession)(nil)
+
+func (s *smtpSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (s *smtpSession) Auth(mech string) (sasl.Server, error) {
+	if mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(_, user, password string) error {
+		if err := s.b.login(s.remote, user, password); err != nil {
+			if errors.Is(err, ErrRateLimits) {
+				return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: err.Error()}
+			}
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: err.Error()}
+		}
+		s.authed = true
+		return nil
+	}), nil
+}
+
+func (s *smtpSession) Mail(string, *smtp.MailOptions) error {
+	if !s.authed {
+		return smtp.ErrAuthRequired
+	}
+	return nil
+}
+
+func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !s.authed {
+		return smtp.ErrAuthRequired
+	}
+	ctx, cancel := context.WithTimeout(s.b.runCtx(), s.b.lookupTimeout())
+	defer cancel()
+	id, err := s.b.resolve(ctx, to)
+	if err == nil {
+		_, err = s.b.lookupKey(ctx, id)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrUnknownRecipient), errors.Is(err, ErrNoKey):
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: oneLine(err)}
+	default:
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 3}, Message: "cannot look the recipient up now, try again: " + oneLine(err)}
+	}
+	for _, r := range s.rcpts {
+		if r.id == id {
+			return nil
+		}
+	}
+	s.rcpts = append(s.rcpts, recipient{id: id, typed: to})
+	return nil
+}
+
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
+
+func (s *smtpSession) Reset()        { s.rcpts = nil }
+func (s *smtpSession) Logout() error { s.b.sessions.done(); return nil }
+
+// Data takes the message, checks its header, and streams it into the
+// outbox (synced to disk before the client hears 250), then files a copy
+// in Sent from there: a mail of any allowed size is never held whole.
+func (s *smtpSession) Data(r io.Reader) error {
+	if !s.authed {
+		return smtp.ErrAuthRequired
+	}
+	if len(s.rcpts) == 0 {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "no valid recipients"}
+	}
+	msg, visible, err := prepareMessage(r, s.b.me.ID(), func(addr string) (block.ID, error) {
+		ctx, cancel := context.WithTimeout(s.b.runCtx(), s.b.lookupTimeout())
+		defer cancel()
+		return s.b.resolve(ctx, addr)
+	})
+	switch {
+	case errors.Is(err, smtp.ErrDataTooLarge):
+		return smtp.ErrDataTooLarge
+	case err != nil:
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: oneLine(err)}
+	}
+	var sub mailbox.Submission
+	for _, r := range s.rcpts {
+		if visible[r.id] {
+			sub.To = append(sub.To, r.id)
+		} else {
+			sub.Bcc = append(sub.Bcc, r.id)
+		}
+	}
+	if len(sub.To) > mail.MaxRecipients {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 3}, Message: fmt.Sprintf("at most %d To and Cc recipients in one mail", mail.MaxRecipients)}
+	}
+	sub, err = s.b.queue.Add(msg, s.b.maxSize, sub, s.b.clock.Now())
+	switch {
+	case errors.Is(err, smtp.ErrDataTooLarge), errors.Is(err, mailbox.ErrTooBig):
+		return smtp.ErrDataTooLarge
+	case err != nil:
+		s.b.log.Error("outbox", "err", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "cannot queue the mail: " + oneLine(err)}
+	}
+	s.b.log.Info("mail queued", "id", sub.ID, "to", len(sub.To), "bcc", len(sub.Bcc), "bytes", sub.Size)
+	if err := s.fileSent(sub); err != nil {
+		s.b.log.Warn("filing a copy in Sent", "err", err)
+	}
+	s.b.kickSender()
+	return nil
+}
+
+// fileSent copies a queued message into Sent.
+func (s *smtpSession) fileSent(sub mailbox.Submission) error {
+	sent, err := s.b.store.Folder("Sent")
+	if err != nil {
+		return err
+	}
+	_, r, err := s.b.queue.Open(sub.ID)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	_, err = sent.Append(r, mailbox.FlagSeen, sub.Accepted, s.b.maxSize)
+	return err
+}
+
+// prepareMessage reads a submitted message's header section (at most
+// mail.MaxHeaderSize bytes) and returns the message as it is to be
+// signed: CRLF line ends, no Bcc header, a From that names the sender;
+// the body is still read from r as the result is read. It also returns
+// the addresses the To and Cc headers show, as resolve reads them (a
+// contact's name at flowmail.invalid, say).
+func prepareMessage(r io.Reader, me block.ID, resolve func(string) (block.ID, error)) (io.Reader, map[block.ID]bool, error) {
+	// The header section must end within MaxHeaderSize bytes (as
+	// mail.Build checks): looked for before parsing, so the parser never
+	// reads past it.
+	br := bufio.NewReaderSize(mailbox.NewCRLFReader(r), mail.MaxHeaderSize)
+	peek, err := br.Peek(mail.MaxHeaderSize)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, nil, err // go-smtp's ErrDataTooLarge, or the connection
+	}
+	if len(peek) == mail.MaxHeaderSize && !bytes.HasPrefix(peek, []byte("\r\n")) && !bytes.Contains(peek, []byte("\r\n\r\n")) {
+		return nil, nil, fmt.Errorf("%w: no end of the header section in the first %d bytes", mail.ErrHeaderSize, mail.MaxHeaderSize)
+	}
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the message header does not parse: %v", err)
+	}
+	h.Del("Bcc")
+	if !h.Has("Date") {
+		return nil, nil, errors.New("the message has no Date header")
+	}
+	var head bytes.Buffer
+	if err := textproto.WriteHeader(&head, h); err != nil {
+		return nil, nil, err
+	}
+	if err := mail.CheckFrom(head.Bytes(), me); err != nil {
+		return nil, nil, fmt.Errorf("%w (set your client's address to %s)", err, mail.HeaderAddress(me))
+	}
+	visible := map[block.ID]bool{}
+	mh := gomail.Header{Header: gomessage.Header{Header: h}}
+	for _, key := range []string{"To", "Cc"} {
+		list, _ := mh.AddressList(key)
+		for _, a := range list {
+			if id, err := resolve(a.Address); err == nil {
+				visible[id] = true
+			}
+		}
+	}
+	return io.MultiReader(&head, br), visible, nil
+}
+
+// resolve turns a recipient as a client gives it into an address:
+// fm1…, fm1…@flowmail.invalid, a name at flowmail.invalid or bare
+// (Config.Resolve: contacts), anything else through Config.Resolve too
+// (user@domain, once human addresses exist).
+func (b *Bridge) resolve(ctx context.Context, to string) (block.ID, error) {
+	to = strings.TrimSpace(strings.Trim(strings.TrimSpace(to), "<>"))
+	local, domain, hasDomain := strings.Cut(to, "@")
+	if !hasDomain || strings.EqualFold(domain, mail.MailDomain) {
+		if strings.HasPrefix(strings.ToLower(local), identity.AddressPrefix+"1") {
+			id, err := identity.ParseAddress(local)
+			if err != nil {
+				return block.ID{}, fmt.Errorf("%w: %v", ErrUnknownRecipient, err)
+			}
+			return id, nil
+		}
+		to = local
+	}
+	if b.cfg.Resolve == nil {
+		return block.ID{}, fmt.Errorf("%w: %q is not a flowmail address (fm1…@%s)", ErrUnknownRecipient, to, mail.MailDomain)
+	}
+	id, err := b.cfg.Resolve(ctx, to)
+	if err != nil {
+		return block.ID{}, fmt.Errorf("%w: %v", ErrUnknownRecipient, err)
+	}
+	return id, nil
+}
+
+// lookupKey fetches and verifies a recipient's pubkey block.
+func (b *Bridge) lookupKey(ctx context.Context, id block.ID) (*identity.PublicKey, error) {
+	k, err := delivery.LookupPubkey(ctx, b.cfg.Network, id)
+	if errors.Is(err, node.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s has no published key in the network (ask them to run `flowmail publish` or `flowmail fetch` once)", ErrNoKey, identity.FormatAddress(id))
+	}
+	return k, err
+}
+
+func (b *Bridge) lookupTimeout() time.Duration {
+	if b.cfg.LookupTimeout > 0 {
+		return b.cfg.LookupTimeout
+	}
+	return time.Minute
+}

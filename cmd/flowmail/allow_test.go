@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/testnet"
+)
+
+// runStoppedBy runs the CLI under ctx and stops it as soon as its
+// stderr says stop: a send that starts grinding 2^32 trials is not left
+// to run for minutes.
+func runStoppedBy(ctx context.Context, stop string, args ...string) (string, string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var out, errb bytes.Buffer
+	err := run(ctx, append([]string{"flowmail"}, args...), strings.NewReader(""), &out, &stopWriter{w: &errb, said: stop, seen: cancel})
+	return out.String(), errb.String(), err
+}
+
+// TestAllowLetsAFriendSkipTheWork is issue 13's scenario through the
+// CLI on a loopback testnet: bob demands D = 32 (minutes of grinding);
+// bob allows alice; once alice has fetched the grant her send needs only
+// the public 16 bits and bob receives it; carol, without a grant, would
+// have to grind all 32 bits (her send is stopped, nothing arrives); bob
+// withdraws alice's grant and her next mail is refused with its reason.
+func TestAllowLetsAFriendSkipTheWork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a loopback testnet")
+	}
+	ctx := hangGuard(t)
+	net := startTestTestnet(t, ctx, 4, t.TempDir())
+	homes := t.TempDir()
+	users := map[string]*testnet.User{}
+	for name, d := range map[string]int{"alice": 8, "bob": 32, "carol": 8} {
+		u, err := testnet.NewUser(filepath.Join(homes, name), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, stderr, err := runCLI(t, "--home", u.Home, "publish", "--testnet", net.Dir()); err != nil {
+			t.Fatalf("publish %s: %v\n%s", name, err, stderr)
+		}
+		users[name] = u
+	}
+	alice, bob, carol := users["alice"], users["bob"], users["carol"]
+	bobAddr, aliceAddr := identity.FormatAddress(bob.ID()), identity.FormatAddress(alice.ID())
+	cli := func(u *testnet.User, args ...string) (string, string) {
+		t.Helper()
+		out, stderr, err := runCLI(t, append([]string{"--home", u.Home}, append(args[:1:1], append([]string{"--testnet", net.Dir()}, args[1:]...)...)...)...)
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", u.Home, args, err, stderr)
+		}
+		return out, stderr
+	}
+	if _, stderr, err := runCLI(t, "--home", bob.Home, "contacts", "add", "alice", aliceAddr); err != nil {
+		t.Fatalf("contacts add: %v\n%s", err, stderr)
+	}
+	out, stderr, err := runCLI(t, "--home", bob.Home, "allow", "add", "--testnet", net.Dir(), "alice")
+	if err != nil || !strings.Contains(out, "allowed alice") {
+		t.Fatalf("allow add: %v\n%s\n%s", err, out, stderr)
+	}
+	out, _ = cli(alice, "fetch")
+	if !strings.Contains(out, "allows you to write without the proof of work") {
+		t.Fatalf("alice's fetch did not keep the grant:\n%s", out)
+	}
+	const fullWork = "about 2^32 trials"
+	sendAs := func(u *testnet.User, subject string) (string, error) {
+		_, stderr, err := runStoppedBy(ctx, fullWork, "--home", u.Home, "send", "--testnet", net.Dir(), "--to", bobAddr, "--subject", subject, "--body", "text")
+		return stderr, err
+	}
+	stderr, err = sendAs(alice, "cheap")
+	if err != nil || !strings.Contains(stderr, "allowed you") || strings.Contains(stderr, fullWork) {
+		t.Fatalf("alice's send under the grant: %v\n%s", err, stderr)
+	}
+	out, stderr = cli(bob, "fetch")
+	if !strings.Contains(out, "Subject: cheap") {
+		t.Fatalf("bob did not receive alice's granted mail:\n%s\n%s", out, stderr)
+	}
+
+	// Carol has no grant: her send grinds 2^32 trials (minutes here), so
+	// it is stopped once it says so; nothing reaches bob.
+	stderr, err = sendAs(carol, "stranger")
+	if err == nil || !strings.Contains(stderr, fullWork) {
+		t.Fatalf("carol's send: %v, want it stopped while it grinds the full work\n%s", err, stderr)
+	}
+	out, stderr = cli(bob, "fetch")
+	if strings.Contains(out, "Subject:") {
+		t.Fatalf("bob received mail after carol's stopped send:\n%s\n%s", out, stderr)
+	}
+
+	// Withdrawn: alice still believes she holds a grant (she is not told),
+	// her mail is refused with the reason.
+	if out, stderr, err := runCLI(t, "--home", bob.Home, "allow", "remove", "alice"); err != nil || !strings.Contains(out, "withdrew") {
+		t.Fatalf("allow remove: %v\n%s\n%s", err, out, stderr)
+	}
+	if stderr, err := sendAs(alice, "after withdrawal"); err != nil {
+		t.Fatalf("alice's send after withdrawal: %v\n%s", err, stderr)
+	}
+	out, stderr = cli(bob, "fetch")
+	if strings.Contains(out, "after withdrawal") || !strings.Contains(stderr, "withdrawn grant") {
+		t.Fatalf("a mail under a withdrawn grant: stdout\n%s\nstderr\n%s", out, stderr)
+	}
+	list, _, err := runCLI(t, "--home", bob.Home, "allow", "list")
+	if err != nil || !strings.Contains(list, "withdrawn on") {
+		t.Fatalf("allow list: %v\n%s", err, list)
+	}
+	if fi, err := os.Stat(filepath.Join(bob.Home, grantsFileName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("grants file: %v %v, want mode 0600", fi, err)
+	}
+}
+
+// stopWriter collects what a command writes and calls seen once the
+// text said appears in it.
+type stopWriter struct {
+	w    *bytes.Buffer
+	said string
+	seen func()
+}
+
+func (s *stopWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if s.seen != nil && strings.Contains(s.w.String(), s.said) {
+		s.seen()
+		s.seen = nil
+	}
+	return n, err
+}

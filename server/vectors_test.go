@@ -1,0 +1,117 @@
+package server
+
+import (
+	"encoding/hex"
+	"fmt"
+	"testing"
+
+	"github.com/flowmail/flowmail/account"
+	"github.com/flowmail/flowmail/internal/vectors"
+)
+
+const vectorFile = "server_messages.json"
+
+// TestVectors walks testdata/vectors/server_messages.json (regenerate
+// with go test -update).
+func TestVectors(t *testing.T) {
+	vectors.Check(t, vectorFile, genVectors, func(v vectors.Vector) (map[string]string, string) {
+		in, err := hex.DecodeString(v.Input)
+		if err != nil {
+			return nil, "unexpected: " + err.Error()
+		}
+		m, err := Decode(in)
+		if err != nil {
+			return nil, vectors.RuleName(err, ErrUnknownType, ErrTruncated, ErrTrailing, ErrLengthRange, ErrAccountBytes)
+		}
+		return describe(m), ""
+	})
+}
+
+// describe gives a decoded message's fields as vector outputs.
+func describe(m Message) map[string]string {
+	x := vectors.MustHex
+	out := map[string]string{"type": fmt.Sprintf("%#02x", uint8(m.Type()))}
+	switch m := m.(type) {
+	case RegisterInit:
+		out["account"], out["request"] = m.Account, x(m.Request[:])
+	case RegisterResponse:
+		out["session"], out["ksf"], out["response"] = x(m.Session[:]), x(account.AppendKSF(nil, m.KSF)), x(m.Response[:])
+	case RegisterFinish:
+		out["session"], out["record"], out["pubkey"], out["sealed"], out["signature"] = x(m.Session[:]), x(m.Record[:]), x(m.Pubkey), x(m.Sealed), x(m.Signature[:])
+	case LoginInit:
+		out["account"], out["ke1"] = m.Account, x(m.KE1[:])
+	case LoginResponse:
+		out["session"], out["ksf"], out["ke2"] = x(m.Session[:]), x(account.AppendKSF(nil, m.KSF)), x(m.KE2[:])
+	case LoginFinish:
+		out["session"], out["ke3"] = x(m.Session[:]), x(m.KE3[:])
+	case Sealed:
+		out["sealed"] = x(m.Sealed)
+	}
+	return out
+}
+
+// sampleMessages are one valid message of each type, of pattern bytes.
+func sampleMessages() []Message {
+	p := vectors.Pattern
+	acct := testAddress(1)
+	var ri RegisterInit
+	ri.Account = acct
+	copy(ri.Request[:], p(len(ri.Request), 1))
+	var rr RegisterResponse
+	copy(rr.Session[:], p(SessionSize, 2))
+	rr.KSF = account.DefaultKSF
+	copy(rr.Response[:], p(len(rr.Response), 3))
+	var rf RegisterFinish
+	copy(rf.Session[:], p(SessionSize, 4))
+	copy(rf.Record[:], p(len(rf.Record), 5))
+	rf.Pubkey = p(40, 6)
+	rf.Sealed = p(account.SealOverhead+8, 7)
+	copy(rf.Signature[:], p(SignatureSize, 8))
+	var li LoginInit
+	li.Account = acct
+	copy(li.KE1[:], p(len(li.KE1), 9))
+	var lr LoginResponse
+	copy(lr.Session[:], p(SessionSize, 10))
+	lr.KSF = account.DefaultKSF
+	copy(lr.KE2[:], p(len(lr.KE2), 11))
+	var lf LoginFinish
+	copy(lf.Session[:], p(SessionSize, 12))
+	copy(lf.KE3[:], p(len(lf.KE3), 13))
+	return []Message{ri, rr, rf, li, lr, lf, Sealed{Sealed: p(account.SealOverhead+1, 14)}}
+}
+
+var typeNames = map[MsgType]string{
+	TypeRegisterInit: "REGISTER_INIT", TypeRegisterResponse: "REGISTER_RESPONSE", TypeRegisterFinish: "REGISTER_FINISH",
+	TypeLoginInit: "LOGIN_INIT", TypeLoginResponse: "LOGIN_RESPONSE", TypeLoginFinish: "LOGIN_FINISH", TypeSealed: "SEALED",
+}
+
+func genVectors() vectors.File {
+	f := vectors.File{Description: "Account messages of the domain server (docs/PROTOCOL.md 18.5), fed to server.Decode."}
+	add := func(name string, in []byte, errName, note string) {
+		f.Vectors = append(f.Vectors, vectors.Vector{Name: name, Function: "server.Decode", Input: hex.EncodeToString(in), Error: errName, Note: note})
+	}
+	for _, m := range sampleMessages() {
+		b := Encode(m)
+		name := typeNames[m.Type()]
+		add(name, b, "", "")
+		add(name+" truncated", b[:len(b)-1], "truncated", "every field is length-checked before it is read")
+		add(name+" with a trailing byte", append(b, 0), "trailing bytes", "trailing bytes are refused (section 12)")
+	}
+	ri := Encode(sampleMessages()[0])
+	zero := append([]byte{ri[0], 0}, ri[2+ri[1]:]...)
+	add("REGISTER_INIT with acct_len 0", zero, "length out of range", "acct_len is 1 to 128")
+	long := append([]byte{ri[0], MaxAccountLen + 1}, make([]byte, MaxAccountLen+1+account.RegistrationRequestSize)...)
+	add("REGISTER_INIT with acct_len 129", long, "length out of range", "acct_len is 1 to 128")
+	sp := append([]byte(nil), ri...)
+	sp[5] = ' '
+	add("REGISTER_INIT with a space in the account", sp, "account not printable ASCII", "account bytes are 0x21 to 0x7e")
+	rf := sampleMessages()[2].(RegisterFinish)
+	rf.Pubkey = vectors.Pattern(MaxPubkeySize+1, 2)
+	add("REGISTER_FINISH with pubkey_len 1363", Encode(rf), "length out of range", "pubkey_len is 1 to PubkeySize")
+	s := Encode(Sealed{Sealed: vectors.Pattern(account.SealOverhead+1, 1)})
+	short := append([]byte{s[0], 0, account.SealOverhead}, s[3:len(s)-1]...)
+	add("SEALED of 28 bytes", short, "length out of range", "sealed_len is 29 to 8220")
+	add("empty", nil, "truncated", "a message holds at least its type")
+	add("type 0x50 (reserved, unassigned)", []byte{0x50}, "unknown message type", "unknown types are refused")
+	return f
+}
