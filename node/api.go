@@ -11,6 +11,7 @@ import (
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/kademlia"
+	"github.com/flowmail/flowmail/onion"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -29,7 +30,26 @@ func (n *Node) Contact() transport.Contact { return transport.Contact{ID: n.ID()
 // Handle answers a request from a peer; in-memory transports are wired to
 // it (QUIC is wired by Start).
 func (n *Node) Handle(ctx context.Context, from transport.Peer, req []byte) []byte {
+	if len(req) > 0 && req[0] == onion.MsgOnion {
+		return n.handleOnion(from, req)
+	}
 	return n.dht.Handle(ctx, from, req)
+}
+
+// handleOnion takes a relay packet: into the relay of a full node, or,
+// for a node with onion requests out, as an answer coming back.
+func (n *Node) handleOnion(from transport.Peer, req []byte) []byte {
+	if len(req) != 1+onion.PacketSize {
+		return onionAnswer(fmt.Errorf("%w: %d bytes", onion.ErrPacketSize, len(req)-1))
+	}
+	if c := n.onionClient.Load(); c != nil && c.deliver(req[1:]) {
+		return onionAnswer(nil)
+	}
+	if n.relay == nil {
+		b, _ := kademlia.Encode(&kademlia.Error{Code: kademlia.CodeUnknownType, Text: "onion: this node relays nothing"})
+		return b
+	}
+	return n.relay.handle(from, req)
 }
 
 // Put stores blk at the K nodes closest to its ID for lifetime.
@@ -186,6 +206,16 @@ func (n *Node) registerGauges() {
 	}
 	n.m.labelled("flowmail_peers", "Routing table contacts by state: responsive (last request answered) or failing.", "state", "responsive", peers(false))
 	n.m.labelled("flowmail_peers", "Routing table contacts by state: responsive (last request answered) or failing.", "state", "failing", peers(true))
+	if n.relay != nil {
+		stat := func(f func(OnionStatus) float64) func() float64 {
+			return func() float64 { st, _ := n.OnionStatus(); return f(st) }
+		}
+		n.m.counter("flowmail_onion_received_total", "Onion packets taken from peers.", stat(func(s OnionStatus) float64 { return float64(s.Relay.Received) }))
+		n.m.counter("flowmail_onion_forwarded_total", "Onion packets handed on.", stat(func(s OnionStatus) float64 { return float64(s.Relay.Forwarded) }))
+		n.m.counter("flowmail_onion_exits_total", "Onion requests executed as the exit.", stat(func(s OnionStatus) float64 { return float64(s.Relay.Exits) }))
+		n.m.counter("flowmail_onion_throttled_total", "Onion packets refused for their source's rate.", stat(func(s OnionStatus) float64 { return float64(s.Throttled) }))
+		n.m.counter("flowmail_onion_dropped_total", "Onion packets dropped, all reasons (the relay counts each reason).", stat(func(s OnionStatus) float64 { return float64(s.Relay.TotalDropped()) }))
+	}
 	if n.store != nil {
 		n.m.gauge("flowmail_store_blocks", "Blocks held.", func() float64 { return float64(n.store.Stats().Blocks) })
 		n.m.gauge("flowmail_store_bytes", "Bytes of blocks held.", func() float64 { return float64(n.store.Stats().Bytes) })

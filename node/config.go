@@ -110,6 +110,21 @@ type Config struct {
 	// listening on Listen; the node does not close it.
 	PacketConn net.PacketConn
 
+	// NoOnionRelay turns off the onion relay a full node runs (section
+	// 14): the node then refuses MsgOnion packets.
+	NoOnionRelay bool
+	// OnionRate and OnionBurst bound the onion packets one source may
+	// hand the relay per second, and at once (0: OnionPacketsPerSecond,
+	// OnionBurst).
+	OnionRate  float64
+	OnionBurst int
+	// OnionMinWork is the least stamp work the relay accepts, and the
+	// work this node's onion client grinds (0: onion.MinStampWork);
+	// testnets lower it to keep grinding cheap.
+	OnionMinWork int
+	// OnionObserver, when set, sees what the relay sees (tests).
+	OnionObserver OnionObserver
+
 	// Transport, when set, replaces QUIC (in-memory tests); the node does
 	// not close it. Its handler must be set by the caller to Node.Handle.
 	Transport transport.Transport
@@ -174,6 +189,18 @@ func (c Config) WithDefaults() (Config, error) {
 	}
 	if c.K == 0 {
 		c.K = kademlia.K
+	}
+	if c.OnionRate == 0 {
+		c.OnionRate = OnionPacketsPerSecond
+	}
+	if c.OnionBurst == 0 {
+		c.OnionBurst = OnionBurst
+	}
+	if c.OnionRate < 0 || c.OnionBurst < 1 {
+		return bad("OnionRate", fmt.Sprintf("%v/s burst %d", c.OnionRate, c.OnionBurst), "want a positive rate and a burst of at least 1")
+	}
+	if c.OnionMinWork < 0 || c.OnionMinWork > 64 {
+		return bad("OnionMinWork", fmt.Sprint(c.OnionMinWork), "want 0 to 64")
 	}
 	if c.K < 1 || c.K > kademlia.K {
 		return bad("K", fmt.Sprint(c.K), fmt.Sprintf("want 1 to %d", kademlia.K))

@@ -33,6 +33,18 @@ var (
 	// ErrBootstrapFile: a bootstrap list that is no list (too large,
 	// too many peers, none).
 	ErrBootstrapFile = errors.New("node: not a bootstrap list")
+	// ErrOnionRefused: a relay refused an onion packet (outbid, over its
+	// source's share, or malformed).
+	ErrOnionRefused = errors.New("node: the relay refused the onion packet")
+	// ErrNoRelays: the routing table holds too few relays for an onion
+	// path (Hops in distinct address groups, away from the target).
+	ErrNoRelays = errors.New("node: not enough relays known for an onion path")
+	// ErrOnionTimeout: no answer came back through the reply path in
+	// time, on every path tried.
+	ErrOnionTimeout = errors.New("node: no answer through the onion paths")
+	// ErrOnionDelete: deletion has no onion form (section 14.9); the
+	// blocks stay until they expire.
+	ErrOnionDelete = errors.New("node: deleting has no onion form")
 	// ErrNotFound: no node holds the block (Get).
 	ErrNotFound = kademlia.ErrNotFound
 )

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,7 +49,10 @@ type Node struct {
 	admin   *adminServer
 	adminLn net.Listener           // from Start's beginning until admin serves on it
 	rz      *rendezvous.Rendezvous // nil when the mainline DHT is off
-	started time.Time
+	relay   *onionRelay            // nil in client mode or with NoOnionRelay
+	// onionClient receives the answers of this node's onion requests.
+	onionClient atomic.Pointer[OnionNetwork]
+	started     time.Time
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -86,6 +90,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if err := n.openStore(ctx); err != nil {
 			return nil, err
 		}
+		if !cfg.NoOnionRelay {
+			if n.relay, err = newOnionRelay(n); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	// A full node that must check its reachability joins as a client
@@ -121,6 +130,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	n.goLoop(bg, "refresh", jittered(n.cfg.RefreshInterval), n.dht.Refresh)
+	if n.relay != nil {
+		n.relay.start(bg)
+	}
 	if n.rz != nil {
 		n.watchMainline(bg)
 	}
@@ -223,7 +235,7 @@ func (n *Node) openNetwork(ctx context.Context, listen string, client bool) erro
 		return err
 	}
 	if n.quic != nil {
-		n.quic.SetHandler(n.m.instrumentHandler(n.dht.Handle))
+		n.quic.SetHandler(n.m.instrumentHandler(n.Handle))
 	}
 	return nil
 }

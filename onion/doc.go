@@ -30,8 +30,10 @@
 //
 // A relay (every full node) needs its ID and HPKE private key
 // (identity.EncryptionKey) in RelayConfig, and a loop that: hands every
-// MsgOnion body to Receive with the clock's time and answers OK, or ERROR
-// 7 for ErrOutbid and ERROR 1 for the other refusals; calls Process while
+// MsgOnion body to ReceiveFrom with the clock's time and the sender's
+// source (its address group: at most QueuedPerSource of one source's
+// packets wait in the queue) and answers OK, or ERROR 7 for ErrOutbid
+// and ErrSourceFull and ERROR 1 for the other refusals; calls Process while
 // Pending is non-zero; wakes at Next and sends what Due returns — a
 // Forwarded packet as MsgOnion to To (at Addr, or over the existing
 // connection when Addr is invalid), an ExitRequest executed through the

@@ -392,3 +392,46 @@ func TestHoldQueueDropsTheLeastWork(t *testing.T) {
 		t.Fatal("held packet lost")
 	}
 }
+
+// TestQueueBoundsEachSource: a source with MaxQueuedPerSource packets
+// waiting is refused (ErrSourceFull, counted) while another source's
+// packet still gets in, and the flooder gets room again once the relay
+// has served its packets.
+func TestQueueBoundsEachSource(t *testing.T) {
+	testSeed(t)
+	rs := []*testRelay{newTestRelay(t, 0), newTestRelay(t, 1)}
+	id := rs[0].ident
+	r, err := NewRelay(RelayConfig{ID: id.ID(), Key: id.EncryptionKey(), MinWork: testWork, MaxQueuedPerSource: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt := func() []byte { return rawPacket(t, forwardSpecs(t, rs, 0), pingBody(t)) }
+	for i := range 2 {
+		if err := r.ReceiveFrom(testNow, pkt(), "flood"); err != nil {
+			t.Fatalf("flooder's packet %d: %v", i, err)
+		}
+	}
+	if err := r.ReceiveFrom(testNow, pkt(), "flood"); !errors.Is(err, ErrSourceFull) {
+		t.Fatalf("third queued packet of one source: %v, want ErrSourceFull", err)
+	}
+	if err := r.ReceiveFrom(testNow, pkt(), "other"); err != nil {
+		t.Fatalf("another source while the flooder is full: %v", err)
+	}
+	if got := r.Stats().DroppedFor(ErrSourceFull); got != 1 {
+		t.Fatalf("%d drops counted for ErrSourceFull, want 1", got)
+	}
+	if r.Queued("flood") != 2 || r.Queued("other") != 1 {
+		t.Fatalf("queued flood %d other %d, want 2 and 1", r.Queued("flood"), r.Queued("other"))
+	}
+	for {
+		if ok, _ := r.Process(testNow); !ok {
+			break
+		}
+	}
+	if r.Queued("flood") != 0 {
+		t.Fatalf("%d flood packets counted after serving all", r.Queued("flood"))
+	}
+	if err := r.ReceiveFrom(testNow, pkt(), "flood"); err != nil {
+		t.Fatalf("flooder after its packets were served: %v", err)
+	}
+}

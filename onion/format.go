@@ -103,6 +103,7 @@ var (
 	ErrReplyMAC     = errors.New("onion: reply does not authenticate")
 	ErrSURB         = errors.New("onion: malformed reply block")
 	ErrNoSURB       = errors.New("onion: reply blocks exhausted")
+	ErrSourceFull   = errors.New("onion: too many queued packets of one source")
 )
 
 // CommandType says what a relay does with a layer.

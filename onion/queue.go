@@ -11,6 +11,7 @@ type queued struct {
 	pkt  []byte
 	work int
 	seq  uint64 // arrival order: among equal work, first come first served
+	src  string // the source named to ReceiveFrom
 }
 
 // workQueue holds at most max packets in order of work (most first, then

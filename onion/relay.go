@@ -20,6 +20,10 @@ const (
 	// 32 MiB, 10 minutes of 1.7 packets/s at MaxHopDelay, two hours at the
 	// default store delay.
 	HoldSize = 1024
+	// QueuedPerSource is how many of the queued packets may come from
+	// one source (ReceiveFrom): 1 MiB, an eighth of the queue, so that
+	// one flooding peer, whatever work it grinds, leaves room for others.
+	QueuedPerSource = 32
 )
 
 // RelayConfig is what a relay needs from its node.
@@ -38,6 +42,9 @@ type RelayConfig struct {
 	QueueSize     int
 	HoldSize      int
 	ReplayEntries int
+	// MaxQueuedPerSource bounds the queued packets of one source given
+	// to ReceiveFrom; 0 means QueuedPerSource.
+	MaxQueuedPerSource int
 }
 
 // Relay is one node's relay: a state machine without I/O or clock. Feed
@@ -50,6 +57,8 @@ type Relay struct {
 	replay replayCache
 	seq    uint64
 	stats  Stats
+	// queuedBy counts the queued packets of each named source.
+	queuedBy map[string]int
 	// observe, if set, sees every layer this relay opens: tests use it to
 	// check what a relay can learn.
 	observe func(layerView)
@@ -69,6 +78,7 @@ type layerView struct {
 // Exactly one of Forward and Exit is set.
 type Output struct {
 	At      time.Time // when it became due: arrival time plus the hop's delay
+	Source  string    // the source named to ReceiveFrom for the packet it came from
 	Forward *Forwarded
 	Exit    *ExitRequest
 }
@@ -98,11 +108,15 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.ReplayEntries <= 0 {
 		cfg.ReplayEntries = ReplayEntries
 	}
+	if cfg.MaxQueuedPerSource <= 0 {
+		cfg.MaxQueuedPerSource = QueuedPerSource
+	}
 	return &Relay{
-		cfg:    cfg,
-		queue:  workQueue{max: cfg.QueueSize},
-		held:   holdQueue{max: cfg.HoldSize},
-		replay: replayCache{max: cfg.ReplayEntries},
+		cfg:      cfg,
+		queue:    workQueue{max: cfg.QueueSize},
+		held:     holdQueue{max: cfg.HoldSize},
+		replay:   replayCache{max: cfg.ReplayEntries},
+		queuedBy: map[string]int{},
 	}, nil
 }
 
@@ -111,7 +125,19 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 // work its stamp carries. A nil error means the packet is queued; an
 // error says why it was dropped. The relay owns pkt from now on.
 func (r *Relay) Receive(now time.Time, pkt []byte) error {
+	return r.ReceiveFrom(now, pkt, "")
+}
+
+// ReceiveFrom is Receive for a packet from a named source (the node
+// names the sender's address group): at most MaxQueuedPerSource packets
+// of one source wait in the queue, further ones are dropped
+// (ErrSourceFull) until the relay has served some. The empty name is no
+// source and bounded only by the queue.
+func (r *Relay) ReceiveFrom(now time.Time, pkt []byte, src string) error {
 	r.stats.Received++
+	if src != "" && r.queuedBy[src] >= r.cfg.MaxQueuedPerSource {
+		return r.drop(fmt.Errorf("%w: %d packets of %s queued", ErrSourceFull, r.queuedBy[src], src))
+	}
 	if len(pkt) != PacketSize {
 		return r.drop(fmt.Errorf("%w: %d bytes", ErrPacketSize, len(pkt)))
 	}
@@ -124,15 +150,33 @@ func (r *Relay) Receive(now time.Time, pkt []byte) error {
 		return r.drop(err)
 	}
 	r.seq++
-	if d := r.queue.push(queued{pkt: pkt, work: work, seq: r.seq}); d != nil {
+	d := r.queue.push(queued{pkt: pkt, work: work, seq: r.seq, src: src})
+	if d == nil || d.seq != r.seq {
+		r.count(src, 1)
+	}
+	if d != nil {
 		err := fmt.Errorf("%w: %d bits", ErrOutbid, d.work)
 		r.drop(err)
 		if d.seq == r.seq {
 			return err
 		}
+		r.count(d.src, -1)
 	}
 	return nil
 }
+
+// count moves the number of queued packets of src by delta.
+func (r *Relay) count(src string, delta int) {
+	if src == "" {
+		return
+	}
+	if r.queuedBy[src] += delta; r.queuedBy[src] <= 0 {
+		delete(r.queuedBy, src)
+	}
+}
+
+// Queued is the number of queued packets of src.
+func (r *Relay) Queued(src string) int { return r.queuedBy[src] }
 
 // Pending is the number of packets waiting for Process.
 func (r *Relay) Pending() int { return len(r.queue.items) }
@@ -146,6 +190,7 @@ func (r *Relay) Process(now time.Time) (bool, error) {
 	if !ok {
 		return false, nil
 	}
+	r.count(q.src, -1)
 	return true, r.process(now, q)
 }
 
@@ -160,7 +205,7 @@ func (r *Relay) process(now time.Time, q queued) error {
 	}
 	out := newPacket()
 	peel(&l.keys, q.pkt, out)
-	o := Output{At: now.Add(l.cmd.Delay)}
+	o := Output{At: now.Add(l.cmd.Delay), Source: q.src}
 	var body []byte
 	switch l.cmd.Type {
 	case Forward:
@@ -220,7 +265,7 @@ func (r *Relay) drop(err error) error {
 var DropReasons = [...]error{
 	ErrPacketSize, ErrVersion, ErrStampRelay, ErrStampWork, ErrOutbid,
 	ErrLayerMAC, ErrCommand, ErrDelay, ErrEpoch, ErrReplay, ErrReplyReused,
-	ErrReplayFull, ErrHoldFull, ErrExitMAC, ErrExitBody, errInternal,
+	ErrReplayFull, ErrHoldFull, ErrExitMAC, ErrExitBody, ErrSourceFull, errInternal,
 }
 
 var errInternal = errors.New("onion: internal error")

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/testnet"
@@ -324,7 +325,7 @@ func listenFor(p joinPlan) string {
 
 // publishOwnPubkey stores the user's pubkey block in the network, so
 // senders can look the address up; owners re-store it before it expires.
-func publishOwnPubkey(ctx context.Context, n *node.Node, id *identity.Identity) error {
+func publishOwnPubkey(ctx context.Context, n delivery.Network, id *identity.Identity) error {
 	if err := n.Put(ctx, id.Public().Block, block.MaxLifetime); err != nil {
 		return fmt.Errorf("publishing your pubkey block: %w", err)
 	}
@@ -337,7 +338,7 @@ func publishCommand(s *streams) *cli.Command {
 		Usage: "store your pubkey block and key log in the network so others can write to you",
 		Description: "send and fetch publish it too; publish is for a new address that has not\n" +
 			"fetched yet. The network keeps it 30 days; any fetch renews it.",
-		Flags: append(append([]cli.Flag{}, networkFlags()...), passphraseFlags()...),
+		Flags: append(append(append([]cli.Flag{}, networkFlags()...), passphraseFlags()...), onionFlags()...),
 		Action: func(c *cli.Context) error {
 			id, err := loadIdentity(c, s)
 			if err != nil {
@@ -348,8 +349,13 @@ func publishCommand(s *streams) *cli.Command {
 				return err
 			}
 			defer n.Close()
-			if err := publishOwnKeys(c.Context, c, n, id); err != nil {
-				return err
+			net, release, _, err := networkFor(c, n, s.err)
+			if err != nil {
+				return onionAdvice(err)
+			}
+			defer release()
+			if err := publishOwnKeys(c.Context, c, net, id); err != nil {
+				return onionAdvice(err)
 			}
 			fmt.Fprintf(s.out, "published %s\n", id.Address())
 			return nil

@@ -44,8 +44,8 @@ func fetchCommand(s *streams) *cli.Command {
 			&cli.BoolFlag{Name: "keep", Usage: "leave fetched mail in the network"},
 			&cli.BoolFlag{Name: "watch", Usage: "keep fetching until interrupted"},
 			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between fetches with --watch"},
-		}, networkFlags()...), append(passphraseFlags(), dnsFlags()...)...),
-		Action: func(c *cli.Context) error { return runFetch(c, s) },
+		}, networkFlags()...), append(append(passphraseFlags(), dnsFlags()...), onionFlags()...)...),
+		Action: func(c *cli.Context) error { return onionAdvice(runFetch(c, s)) },
 	}
 }
 
@@ -73,6 +73,17 @@ func runFetch(c *cli.Context, s *streams) error {
 		return err
 	}
 	defer n.Close()
+	net, release, onionOn, err := networkFor(c, n, s.err)
+	if err != nil {
+		return err
+	}
+	defer release()
+	keep := c.Bool("keep")
+	if onionOn && !keep {
+		// Deleting would show the storers the recipient's client.
+		fmt.Fprintln(s.err, "onion: fetched mail stays in the network until it expires (deleting has no onion form)")
+		keep = true
+	}
 	codec, err := mail.NewCodec()
 	if err != nil {
 		return err
@@ -93,7 +104,7 @@ func runFetch(c *cli.Context, s *streams) error {
 	var published time.Time
 	once := func(ctx context.Context) error {
 		if time.Since(published) > 24*time.Hour {
-			if err := publishOwnKeys(ctx, c, n, me); err != nil {
+			if err := publishOwnKeys(ctx, c, net, me); err != nil {
 				fmt.Fprintf(s.err, "warning: %v\n", err)
 			} else {
 				published = time.Now()
@@ -104,7 +115,7 @@ func runFetch(c *cli.Context, s *streams) error {
 			return err
 		}
 		prog := newFetchProgress(s.err)
-		rep, err := delivery.Fetch(ctx, n, codec, me, st, delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: c.Bool("keep"), Logger: log, KeyLogs: n.DHT(), Progress: prog.Report,
+		rep, err := delivery.Fetch(ctx, net, codec, me, st, delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: keep, Logger: log, KeyLogs: n.DHT(), Progress: prog.Report,
 			ShardCache: filepath.Join(home, stateDirName, "shards"), Grants: grants})
 		prog.finish()
 		keepGrants(s, home, me.ID(), rep)

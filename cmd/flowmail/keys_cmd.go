@@ -12,9 +12,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/atomicfile"
-	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/record"
 )
 
@@ -93,8 +93,10 @@ func keyFileOptions(c *cli.Context, s *streams) (identity.KeyFileOptions, error)
 }
 
 // publishKeyLog stores the owner's key log at its slot (15.4).
-func publishKeyLog(ctx context.Context, n *node.Node, log *record.Record) error {
-	if _, err := n.DHT().PutRecord(ctx, log.Bytes(), block.MaxLifetime); err != nil {
+func publishKeyLog(ctx context.Context, n delivery.Network, log *record.Record) error {
+	// A record's Put goes to its slot (kademlia DHT.Put hands it to
+	// PutRecord), directly or through an onion exit.
+	if err := n.Put(ctx, log.Bytes(), block.MaxLifetime); err != nil {
 		return fmt.Errorf("publishing your key log: %w", err)
 	}
 	return nil
@@ -298,7 +300,7 @@ func runMove(c *cli.Context, s *streams) error {
 // publishOwnKeys stores the user's current pubkey block and key log, so
 // senders resolve the address to the current key; owners re-store both
 // before they expire (publish, send and fetch do).
-func publishOwnKeys(ctx context.Context, c *cli.Context, n *node.Node, id *identity.Identity) error {
+func publishOwnKeys(ctx context.Context, c *cli.Context, n delivery.Network, id *identity.Identity) error {
 	if err := publishOwnPubkey(ctx, n, id); err != nil {
 		return err
 	}

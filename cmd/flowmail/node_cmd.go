@@ -43,6 +43,7 @@ func nodeFlags() []cli.Flag {
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "advertise", Usage: "IP:port others can reach this node at, if not its listen address (repeatable)", EnvVars: []string{"FLOWMAIL_ADVERTISE"}}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "client", Usage: "run in client mode: store nothing for others", EnvVars: []string{"FLOWMAIL_CLIENT"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "reachability", Value: "auto", Usage: "auto: check that peers can reach this node, else run as a client; public: trust --listen/--advertise", EnvVars: []string{"FLOWMAIL_REACHABILITY"}}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "no-onion-relay", Usage: "do not relay onion packets for clients (a full node relays by default)", EnvVars: []string{"FLOWMAIL_NO_ONION_RELAY"}}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "no-mainline", Usage: "do not look for peers in the BitTorrent mainline DHT", EnvVars: []string{"FLOWMAIL_NO_MAINLINE"}}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "mainline-router", Usage: "mainline DHT router host:port (default: the public routers; repeatable)", EnvVars: []string{"FLOWMAIL_MAINLINE_ROUTER"}}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "request-timeout", Usage: fmt.Sprintf("how long to wait for a peer to connect and answer one request, and the most spent answering one (default %s; dials %s)", transport.DefaultRequestTimeout, transport.DefaultDialTimeout), EnvVars: []string{"FLOWMAIL_REQUEST_TIMEOUT"}}),
@@ -64,7 +65,8 @@ func loadConfig(flags []cli.Flag) cli.BeforeFunc {
 			}
 			return fmt.Errorf("config file: %w", err)
 		}
-		if err := checkConfigKeys(path, flags, c.App.Flags); err != nil {
+		// The file also holds the clients' onion settings (send, fetch).
+		if err := checkConfigKeys(path, flags, c.App.Flags, onionFlags()); err != nil {
 			return err
 		}
 		src, err := altsrc.NewTomlSourceFromFile(path)
@@ -254,6 +256,7 @@ func nodeConfig(c *cli.Context, log *slog.Logger) (node.Config, error) {
 		Admin:        c.String("admin"),
 		Logger:       log,
 		NoIPLimits:   isLoopbackListen(c.String("listen")),
+		NoOnionRelay: c.Bool("no-onion-relay"),
 	}
 	setRequestTimeout(&cfg, c.Duration("request-timeout"))
 	return cfg, nil

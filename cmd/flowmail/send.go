@@ -46,8 +46,8 @@ func sendCommand(s *streams) *cli.Command {
 			&cli.StringSliceFlag{Name: "attach", Usage: "file to attach (repeatable)"},
 			&cli.StringFlag{Name: "from-name", Usage: "your display name in the From header"},
 			&cli.StringFlag{Name: "as", Usage: "carry the certificate of your `NAME` (alice@example.com), so recipients see it in From", EnvVars: []string{"FLOWMAIL_AS"}},
-		}, networkFlags()...), append(passphraseFlags(), dnsFlags()...)...),
-		Action: func(c *cli.Context) error { return runSend(c, s) },
+		}, networkFlags()...), append(append(passphraseFlags(), dnsFlags()...), onionFlags()...)...),
+		Action: func(c *cli.Context) error { return onionAdvice(runSend(c, s)) },
 	}
 }
 
@@ -156,7 +156,12 @@ func runSend(c *cli.Context, s *streams) error {
 		}
 		defer n.Close()
 	}
-	if err := publishOwnKeys(ctx, c, n, me); err != nil {
+	net, release, _, err := networkFor(c, n, s.err)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := publishOwnKeys(ctx, c, net, me); err != nil {
 		fmt.Fprintf(s.err, "warning: %v (replies may not find you)\n", err)
 	}
 	book, err := loadContacts(home)
@@ -167,7 +172,7 @@ func runSend(c *cli.Context, s *streams) error {
 	lookup := func(mbs []mail.Mailbox, names []string) ([]*identity.PublicKey, error) {
 		keys := make([]*identity.PublicKey, len(mbs))
 		for i, mb := range mbs {
-			k, st, err := delivery.ResolveRecipient(ctx, n, n.DHT(), mb.Address)
+			k, st, err := delivery.ResolveRecipient(ctx, net, n.DHT(), mb.Address)
 			if err != nil {
 				return nil, recipientAdvice(names[i], st, err)
 			}
@@ -248,7 +253,7 @@ func runSend(c *cli.Context, s *streams) error {
 		mails = append(mails, mailSend{keys: []*identity.PublicKey{k}, names: bccNames[i : i+1], blind: true})
 	}
 	for i, m := range mails {
-		if err := sendOne(ctx, s, n, codec, me, home, box.Message(key), box.State(key, strconv.Itoa(i)), m); err != nil {
+		if err := sendOne(ctx, s, net, codec, me, home, box.Message(key), box.State(key, strconv.Itoa(i)), m); err != nil {
 			return err
 		}
 	}

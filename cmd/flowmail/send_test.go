@@ -119,6 +119,7 @@ func TestSendErrorsSayWhatToDo(t *testing.T) {
 		{"unknown name", []string{"--to", "nobody"}, "flowmail contacts add nobody"},
 		{"attachment too big", []string{"--to", addr, "--attach", big}, "send fewer or smaller files"},
 		{"missing attachment", []string{"--to", addr, "--attach", big + ".nope"}, "--attach"},
+		{"onion without relays", []string{"--to", addr, "--onion"}, "--onion needs at least 3 relays"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"--home", home, "send", "--testnet", net.Dir(), "--body", "hi"}, tc.args...)

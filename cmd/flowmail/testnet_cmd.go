@@ -64,11 +64,17 @@ func startTestnet(c *cli.Context, s *streams, dir string) (*testnet.Net, error) 
 	fmt.Fprintf(s.err, "starting %d nodes in %s ", n, dir)
 	start := time.Now()
 	net, err := testnet.Start(c.Context, testnet.Config{
-		Nodes:      n,
-		Dir:        dir,
-		Logger:     log,
-		Progress:   func(started, total int) { fmt.Fprint(s.err, ".") },
-		Tune:       func(_ int, nc *node.Config) { setRequestTimeout(nc, c.Duration("request-timeout")) },
+		Nodes:    n,
+		Dir:      dir,
+		Logger:   log,
+		Progress: func(started, total int) { fmt.Fprint(s.err, ".") },
+		Tune: func(i int, nc *node.Config) {
+			setRequestTimeout(nc, c.Duration("request-timeout"))
+			// Each node in a /16 of its own (loopback answers all of
+			// 127/8): onion paths take at most one relay per /16, so
+			// send --onion finds paths on a local testnet.
+			nc.Listen = fmt.Sprintf("127.%d.0.1:0", i%254+1)
+		},
 		TuneClient: func(nc *node.Config) { setRequestTimeout(nc, c.Duration("request-timeout")) },
 	})
 	fmt.Fprintln(s.err)

@@ -26,6 +26,7 @@ import (
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/naming"
+	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/onion"
 	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/server"
@@ -116,6 +117,13 @@ var limits = map[string]any{
 	"GuardMinLifetime": onion.GuardMinLifetime,
 	"GuardMaxLifetime": onion.GuardMaxLifetime,
 	"GuardGrace":       onion.GuardGrace,
+	"QueuedPerSource":  onion.QueuedPerSource,
+
+	"OnionPacketsPerSecond": node.OnionPacketsPerSecond,
+	"OnionBurst":            node.OnionBurst,
+	"MaxOnionExits":         node.MaxOnionExits,
+	"MaxOnionForwards":      node.MaxOnionForwards,
+	"OnionExitTimeout":      node.OnionExitTimeout,
 
 	"MaxRecordSize":    block.MaxRecordSize,
 	"MaxRotations":     block.MaxRotations,
