@@ -19,7 +19,8 @@ type Index struct {
 
 	recipient block.ID
 	enc, ct   []byte
-	ctxs      []*hpke.Recipient // the context that gave the full work, or one per key
+	ctxs      []*hpke.Recipient // one per key, those that gave the full work first
+	full      []bool            // whether ctxs[i]'s mask gave the full work
 	decaps    int               // HPKE decapsulations UnmaskIndex made
 }
 
@@ -62,11 +63,19 @@ func UnmaskIndex(me *identity.Identity, id block.ID, blk []byte) (*Index, error)
 		if err != nil {
 			return nil, err
 		}
-		if block.CommonPrefixLen(id, t) >= d {
-			ix.FullWork, ix.ctxs = true, []*hpke.Recipient{ctx}
-			return ix, nil
+		// Every key is kept: a context from a key the block was not
+		// sealed to exports a mask too, and its hidden bits match by
+		// chance (always when D <= RouteBits: nothing is hidden), so
+		// only the AEAD open in Open says which key it was.
+		full := block.CommonPrefixLen(id, t) >= d
+		if full {
+			ix.FullWork = true
+			ix.ctxs = append([]*hpke.Recipient{ctx}, ix.ctxs...)
+			ix.full = append([]bool{true}, ix.full...)
+		} else {
+			ix.ctxs = append(ix.ctxs, ctx)
+			ix.full = append(ix.full, false)
 		}
-		ix.ctxs = append(ix.ctxs, ctx)
 	}
 	return ix, nil
 }
@@ -75,8 +84,10 @@ func UnmaskIndex(me *identity.Identity, id block.ID, blk []byte) (*Index, error)
 // Unmask kept. A block sealed to someone else gives an error matching
 // identity.ErrNotForMe.
 func (x *Index) Open() (*Manifest, error) {
-	for _, ctx := range x.ctxs {
+	for i, ctx := range x.ctxs {
 		if plain, err := ctx.Open(nil, x.ct); err == nil {
+			// The key that opens it decides whether the work was full.
+			x.FullWork = x.full[i]
 			return DecodeManifest(plain)
 		}
 	}

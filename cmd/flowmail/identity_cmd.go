@@ -188,6 +188,7 @@ func whoamiFromLog(c *cli.Context, s *streams, log *record.Record) error {
 	fmt.Fprintf(s.err, "state:      %s\ngeneration: %d (%d rotations left)\ndifficulty: %d bits\ncreated:    %s\nkey file:   %s\n",
 		state, st.Generation, block.MaxRotations-st.Generation, st.Inception.Difficulty,
 		st.Inception.Created.UTC().Format(time.RFC3339), keyPath(c))
+	printOwnNames(s, c.String("home"), identity.FormatAddress(st.Address))
 	return printSafetyCode(c, s, st.Address)
 }
 

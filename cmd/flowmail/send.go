@@ -156,7 +156,7 @@ func runSend(c *cli.Context, s *streams) error {
 		}
 		defer n.Close()
 	}
-	net, release, _, err := networkFor(c, n, s.err)
+	net, release, onionOn, err := networkFor(c, n, s.err)
 	if err != nil {
 		return err
 	}
@@ -172,6 +172,14 @@ func runSend(c *cli.Context, s *streams) error {
 	lookup := func(mbs []mail.Mailbox, names []string) ([]*identity.PublicKey, error) {
 		keys := make([]*identity.PublicKey, len(mbs))
 		for i, mb := range mbs {
+			if onionOn {
+				// Key logs are read from the DHT directly (README: not
+				// hidden yet); a network without relays for this
+				// recipient says so before anything is read directly.
+				if _, err := delivery.LookupPubkey(ctx, net, mb.Address); errors.Is(err, node.ErrNoRelays) {
+					return nil, err
+				}
+			}
 			k, st, err := delivery.ResolveRecipient(ctx, net, n.DHT(), mb.Address)
 			if err != nil {
 				return nil, recipientAdvice(names[i], st, err)
