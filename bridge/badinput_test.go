@@ -22,6 +22,8 @@ import (
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/clock"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/node"
+	"github.com/flowmail/flowmail/record"
 )
 
 func smtpCode(err error) int {
@@ -51,11 +53,29 @@ func TestBadInputGetsClearErrorsAndTheBridgeKeepsServing(t *testing.T) {
 		}
 		return block.ID{}, fmt.Errorf("no contact named %q", name)
 	}
-	a, pw := startBridge(t, cfg)
 	stranger, err := identity.Generate(4, time.Now()) // never published
 	if err != nil {
 		t.Fatal(err)
 	}
+	revoked, err := identity.Generate(4, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Key logs as the DHT would answer them: bob at his inception, one
+	// address whose owner revoked it, nothing for anyone else. (The DHT's
+	// own answers are tested in kademlia and by flowmail key revoke.)
+	cfg.KeyLogs = keyLogsFunc(func(_ context.Context, addr block.ID) (record.KeyState, error) {
+		switch addr {
+		case bob.ID():
+			return record.InitialState(bob.Public()), nil
+		case revoked.ID():
+			st := record.InitialState(revoked.Public())
+			st.Revoked = true
+			return st, nil
+		}
+		return record.KeyState{}, fmt.Errorf("%w: no key log for %s", node.ErrNotFound, addr.Short())
+	})
+	a, pw := startBridge(t, cfg)
 
 	good, _ := composeWithAttachment(t, alice.ID(), []block.ID{bob.ID()}, "fine", 1000)
 	big, _ := composeWithAttachment(t, alice.ID(), []block.ID{bob.ID()}, "too big", 80<<10)
@@ -74,6 +94,7 @@ func TestBadInputGetsClearErrorsAndTheBridgeKeepsServing(t *testing.T) {
 		{"unknown contact", []string{"carol@flowmail.invalid"}, good, 550, "no contact named"},
 		{"address with a typo", []string{identity.FormatAddress(bob.ID())[:20] + "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq@flowmail.invalid"}, good, 550, "unknown recipient"},
 		{"no published key", []string{mail.HeaderAddress(stranger.ID())}, good, 550, "no published key"},
+		{"revoked address", []string{mail.HeaderAddress(revoked.ID())}, good, 550, "revoked"},
 	} {
 		err := smtpSend(t, a, pw, tc.rcpts, tc.msg)
 		if smtpCode(err) != tc.code || !strings.Contains(err.Error(), tc.says) {
@@ -157,4 +178,11 @@ func smtpAuth(t *testing.T, b *Bridge, pw string) error {
 	}
 	defer c.Close()
 	return c.Auth(sasl.NewPlainClient("", UserName(b.me), pw))
+}
+
+// keyLogsFunc is a delivery.KeyLogs from a function.
+type keyLogsFunc func(context.Context, block.ID) (record.KeyState, error)
+
+func (f keyLogsFunc) KeyState(ctx context.Context, addr block.ID) (record.KeyState, error) {
+	return f(ctx, addr)
 }

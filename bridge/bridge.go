@@ -38,6 +38,12 @@ var ErrNotLoopback = errors.New("bridge: listen address is not a loopback addres
 type Config struct {
 	Identity *identity.Identity
 	Network  delivery.Network
+	// KeyLogs, if set, resolves recipients' and senders' key logs
+	// (docs/PROTOCOL.md 15.5): RCPT TO a revoked, moved or forked
+	// address is refused with the reason, mail is sealed to the
+	// recipient's current key, and fetched mail from a revoked sender is
+	// rejected. Without it, recipients' pubkey blocks are used as found.
+	KeyLogs delivery.KeyLogs
 	// Maildir is the mail store: INBOX at its root, the other folders in
 	// Maildir++ subfolders. flowmail fetch delivers into the same one.
 	Maildir string

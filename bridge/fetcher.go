@@ -61,7 +61,7 @@ func (b *Bridge) fetchOnce(ctx context.Context) (*delivery.FetchReport, error) {
 	}
 	defer st.Close()
 	rep, err := delivery.Fetch(ctx, b.cfg.Network, b.fetchCodec, b.me, st, delivery.FetchOptions{
-		Maildir: b.cfg.Maildir, Now: b.clock.Now(), Keep: b.cfg.Keep, Logger: b.log,
+		Maildir: b.cfg.Maildir, Now: b.clock.Now(), Keep: b.cfg.Keep, Logger: b.log, KeyLogs: b.cfg.KeyLogs,
 	})
 	if in, serr := b.store.Folder(mailbox.Inbox); serr == nil {
 		if serr := in.Sync(); serr != nil && err == nil {

@@ -122,7 +122,7 @@ func (b *Bridge) sendOne(ctx context.Context, id string) (time.Time, error) {
 			return time.Time{}, ctx.Err()
 		}
 		if sendErr != nil {
-			permanent = errors.Is(sendErr, ErrNoKey) || errors.Is(sendErr, mail.ErrFromHeader) || errors.Is(sendErr, mail.ErrFromMismatch) ||
+			permanent = errors.Is(sendErr, ErrNoKey) || errors.Is(sendErr, ErrRecipientEnded) || errors.Is(sendErr, mail.ErrFromHeader) || errors.Is(sendErr, mail.ErrFromMismatch) ||
 				errors.Is(sendErr, mail.ErrMessageSize) || errors.Is(sendErr, mail.ErrHeaderSize)
 			break
 		}

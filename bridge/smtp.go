@@ -22,6 +22,7 @@ import (
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/node"
+	"github.com/flowmail/flowmail/record"
 )
 
 // Errors of resolving a recipient, wrapped with detail. SMTP answers them
@@ -29,6 +30,10 @@ import (
 var (
 	ErrUnknownRecipient = errors.New("bridge: unknown recipient")
 	ErrNoKey            = errors.New("bridge: the recipient has no published key")
+	// ErrRecipientEnded: the recipient's key log says it revoked its
+	// key, moved to another address, or forked; nothing can be sealed to
+	// it (the wrapped record error says which).
+	ErrRecipientEnded = errors.New("bridge: the recipient's address no longer takes mail")
 )
 
 func (b *Bridge) newSMTPServer() *smtp.Server {
@@ -100,7 +105,7 @@ func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrUnknownRecipient), errors.Is(err, ErrNoKey):
+	case errors.Is(err, ErrUnknownRecipient), errors.Is(err, ErrNoKey), errors.Is(err, ErrRecipientEnded):
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: oneLine(err)}
 	default:
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 3}, Message: "cannot look the recipient up now, try again: " + oneLine(err)}
@@ -255,9 +260,20 @@ func (b *Bridge) resolve(ctx context.Context, to string) (block.ID, error) {
 	return id, nil
 }
 
-// lookupKey fetches and verifies a recipient's pubkey block.
+// lookupKey finds the key to seal to: through the recipient's key log
+// when KeyLogs is set (its current key; a revoked, moved or forked
+// address is ErrRecipientEnded), else its pubkey block as found.
 func (b *Bridge) lookupKey(ctx context.Context, id block.ID) (*identity.PublicKey, error) {
-	k, err := delivery.LookupPubkey(ctx, b.cfg.Network, id)
+	var k *identity.PublicKey
+	var err error
+	if b.cfg.KeyLogs != nil {
+		k, _, err = delivery.ResolveRecipient(ctx, b.cfg.Network, b.cfg.KeyLogs, id)
+		if errors.Is(err, record.ErrRevoked) || errors.Is(err, record.ErrMoved) || errors.Is(err, record.ErrForked) {
+			return nil, fmt.Errorf("%w: %w", ErrRecipientEnded, err)
+		}
+	} else {
+		k, err = delivery.LookupPubkey(ctx, b.cfg.Network, id)
+	}
 	if errors.Is(err, node.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s has no published key in the network (ask them to run `flowmail publish` or `flowmail fetch` once)", ErrNoKey, identity.FormatAddress(id))
 	}

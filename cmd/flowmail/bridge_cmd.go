@@ -44,7 +44,7 @@ func bridgeCommand(s *streams) *cli.Command {
 			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between fetches"},
 			&cli.BoolFlag{Name: "keep", Usage: "leave fetched mail in the network"},
 			&cli.StringFlag{Name: "print-config", Usage: "print settings for `CLIENT` (thunderbird, neomutt or mbsync) and exit"},
-		}, networkFlags()...), passphraseFlags()...),
+		}, networkFlags()...), append(passphraseFlags(), dnsFlags()...)...),
 		Action: func(c *cli.Context) error { return runBridge(c, s) },
 		Subcommands: []*cli.Command{{
 			Name:  "password",
@@ -99,15 +99,30 @@ func runBridge(c *cli.Context, s *streams) error {
 		return err
 	}
 	defer n.Close()
+	resolver, err := nameResolver(c, n)
+	if err != nil {
+		return err
+	}
 	log, err := newLogger(c, s.err)
 	if err != nil {
 		return err
 	}
 	b, err := bridge.Start(c.Context, bridge.Config{
-		Identity: me, Network: n, Maildir: maildir, StateDir: filepath.Join(home, stateDirName), Dir: dir,
+		Identity: me, Network: n, KeyLogs: n.DHT(), Maildir: maildir, StateDir: filepath.Join(home, stateDirName), Dir: dir,
 		IMAPAddr: c.String("imap"), SMTPAddr: c.String("smtp"), AllowRemote: c.Bool("allow-remote"),
 		FetchInterval: c.Duration("interval"), Keep: c.Bool("keep"), Logger: log,
-		Resolve: func(_ context.Context, name string) (block.ID, error) { return resolveRecipient(home, name) },
+		Resolve: func(ctx context.Context, name string) (block.ID, error) {
+			if isName(name) {
+				// alice@example.com: DNS and the name certificate, pinned
+				// as send pins it (docs/PROTOCOL.md 19).
+				b, err := resolveName(ctx, s.err, home, resolver, name, time.Now())
+				if err != nil {
+					return block.ID{}, fmt.Errorf("%w: %w", bridge.ErrUnknownRecipient, err)
+				}
+				return b.Address(), nil
+			}
+			return resolveRecipient(home, name)
+		},
 		OnFetch: func(rep *delivery.FetchReport, err error) {
 			if rep != nil {
 				for _, d := range rep.Delivered {
