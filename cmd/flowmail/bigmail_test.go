@@ -55,28 +55,7 @@ func TestBigMailInBoundedMemory(t *testing.T) {
 		tn.Process.Signal(syscall.SIGINT)
 		tn.Wait()
 	}()
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		ok := false
-		for sc.Scan() {
-			if !ok && strings.Contains(sc.Text(), "is running") {
-				ok = true
-				ready <- true
-			}
-		}
-		if !ok {
-			ready <- false
-		}
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatalf("testnet exited before it was ready: %s", tnErr.String())
-		}
-	case <-ctx.Done():
-		t.Fatalf("testnet not ready: %s", tnErr.String())
-	}
+	waitTestnetRunning(t, ctx, stdout, &tnErr)
 
 	// flowmail runs one command and returns its output and peak RSS.
 	flowmail := func(home string, args ...string) (string, int64) {

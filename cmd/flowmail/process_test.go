@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,28 +47,7 @@ func TestBinaryAcrossProcesses(t *testing.T) {
 	if err := tn.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		ok := false
-		for sc.Scan() {
-			if !ok && strings.Contains(sc.Text(), "is running") {
-				ok = true
-				ready <- true
-			}
-		}
-		if !ok {
-			ready <- false
-		}
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatalf("testnet exited before it was ready: %s", tnErr.String())
-		}
-	case <-ctx.Done():
-		t.Fatalf("testnet not ready: %s", tnErr.String())
-	}
+	waitTestnetRunning(t, ctx, stdout, &tnErr)
 
 	flowmail := func(home string, stdin string, args ...string) string {
 		t.Helper()
@@ -113,5 +94,35 @@ func TestBinaryAcrossProcesses(t *testing.T) {
 	}
 	if err := tn.Wait(); err != nil {
 		t.Fatalf("testnet did not stop cleanly on SIGINT: %v\n%s", err, tnErr.String())
+	}
+}
+
+// waitTestnetRunning waits until a `flowmail testnet` process prints that
+// it is running, failing with its stderr if it exits first or the hang
+// guard ends. Its stdout is read to the end, so the process never blocks
+// on it.
+func waitTestnetRunning(t *testing.T, ctx context.Context, stdout io.Reader, tnErr *bytes.Buffer) {
+	t.Helper()
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		ok := false
+		for sc.Scan() {
+			if !ok && strings.Contains(sc.Text(), "is running") {
+				ok = true
+				ready <- true
+			}
+		}
+		if !ok {
+			ready <- false
+		}
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("testnet exited before it was ready: %s", tnErr.String())
+		}
+	case <-ctx.Done():
+		t.Fatalf("testnet not ready: %s", tnErr.String())
 	}
 }
