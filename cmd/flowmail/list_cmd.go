@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -291,7 +292,16 @@ func relayPost(ctx context.Context, s *streams, n *node.Node, codec *mail.Codec,
 		k, _, err := delivery.ResolveRecipient(ctx, n, n.DHT(), id)
 		return k, err
 	}
-	rep, err := maillist.Relay(ctx, n, codec, me, r, grants, d, maillist.RelayOptions{Spool: filepath.Join(home, "list-spool"), Now: time.Now(), Lookup: keys})
+	// Said once per member, as send says it: a member whose grant the
+	// list lacks costs the list that member's full work.
+	told := map[block.ID]bool{}
+	progress := func(m block.ID, p mail.Progress) {
+		if p.Phase == mail.PhaseGrind && p.PoW.Expected > 0 && !told[m] {
+			told[m] = true
+			fmt.Fprintf(s.err, "re-sending to %s: about 2^%d trials\n", nameOf(book, m), int(math.Round(math.Log2(p.PoW.Expected))))
+		}
+	}
+	rep, err := maillist.Relay(ctx, n, codec, me, r, grants, d, maillist.RelayOptions{Spool: filepath.Join(home, "list-spool"), Now: time.Now(), Lookup: keys, Progress: progress})
 	switch {
 	case errors.Is(err, maillist.ErrNotMember):
 		fmt.Fprintf(s.err, "not re-sent: a mail from %s, who is not a member\n", nameOf(book, d.From))
