@@ -122,6 +122,10 @@ func ParseRoster(b []byte) (*Roster, error) {
 		return nil, fmt.Errorf("%w: %w", ErrRoster, err)
 	}
 	r := &Roster{Name: name}
+	if n := len(lines) - 2; n > MaxMembers {
+		return nil, fmt.Errorf("%w: %w: %d lines of members, at most %d", ErrRoster, ErrTooMany, n, MaxMembers)
+	}
+	seen := make(map[block.ID]bool, len(lines)-2)
 	for i, l := range lines[2:] {
 		a, ok := strings.CutPrefix(l, "member ")
 		if !ok {
@@ -131,13 +135,11 @@ func ParseRoster(b []byte) (*Roster, error) {
 		if err != nil || identity.FormatAddress(id) != a {
 			return nil, fmt.Errorf("%w: line %d: %q is not an address as this file writes it", ErrRoster, i+3, a)
 		}
-		added, err := r.Add(id)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrRoster, err)
-		}
-		if !added {
+		if seen[id] {
 			return nil, fmt.Errorf("%w: line %d: %s twice", ErrRoster, i+3, a)
 		}
+		seen[id] = true
+		r.Members = append(r.Members, id)
 	}
 	return r, nil
 }
