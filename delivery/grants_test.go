@@ -236,3 +236,27 @@ func TestRefusedClaimFetchesNoDataBlocks(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayedGrantedMailIsNotOpenedAgain: a granted mail's index block
+// stored again after delivery (by a storer that kept a copy, or by its
+// sender) is skipped by the processed set: it is neither delivered twice
+// nor opened again as a claim, so replaying costs bob nothing.
+func TestReplayedGrantedMailIsNotOpenedAgain(t *testing.T) {
+	c, net := testCodec(t), newMemNet(testNow)
+	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, grantD)
+	bobs := grant.NewTable()
+	g, _ := bobs.Issue(bob.ID(), alice.ID(), testNow, detRand(1))
+	b := sendClaiming(t, c, net, alice, bob, g.Claim(), "once", true)
+	mb := newMailbox(t, bob)
+	if rep := mb.fetch(t, c, net, FetchOptions{Grants: bobs}); len(rep.Delivered) != 1 || rep.Granted != 1 {
+		t.Fatalf("first fetch: %+v", rep)
+	}
+	if net.has(b.Index[0].ID) {
+		t.Fatal("the index block was not deleted")
+	}
+	net.putRaw(b.Index[0].Bytes)
+	rep := mb.fetch(t, c, net, FetchOptions{Grants: bobs})
+	if len(rep.Delivered) != 0 || rep.Skipped != 1 || rep.Work.Fetched != 0 || rep.Work.Claims != 0 {
+		t.Fatalf("replayed: %d delivered, %d skipped, work %+v; want it skipped unfetched", len(rep.Delivered), rep.Skipped, rep.Work)
+	}
+}
