@@ -51,12 +51,13 @@ var forbidden = map[string][]string{
 	// above; see testOnly.
 	"internal/recordtest": {"blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	// Imported by tests of every layer.
+	"internal/syncbuf":  {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"internal/testseed": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 }
 
 // testOnly lists packages only tests may import: no package's own code
 // depends on them.
-var testOnly = []string{"kademlia/kadsim", "internal/nsdtest", "internal/recordtest"}
+var testOnly = []string{"kademlia/kadsim", "internal/nsdtest", "internal/recordtest", "internal/syncbuf"}
 
 type pkg struct {
 	ImportPath string
