@@ -144,7 +144,7 @@ func runBridge(c *cli.Context, s *streams) error {
 				}
 			}
 			if err != nil && !errors.Is(err, bridge.ErrFetchBusy) {
-				fmt.Fprintf(s.err, "fetch failed: %v (trying again in %s)\n", err, c.Duration("interval"))
+				fmt.Fprintf(s.err, "fetch failed: %v (trying again in %s)\n", onionAdvice(err), c.Duration("interval"))
 			}
 		},
 		OnSend: func(id string, err error, bounced bool) {
@@ -152,9 +152,9 @@ func runBridge(c *cli.Context, s *streams) error {
 			case err == nil:
 				fmt.Fprintf(s.out, "sent %s\n", id)
 			case bounced:
-				fmt.Fprintf(s.err, "gave up sending %s: %v (the bounce is in your INBOX)\n", id, err)
+				fmt.Fprintf(s.err, "gave up sending %s: %v (the bounce is in your INBOX)\n", id, onionAdvice(err))
 			default:
-				fmt.Fprintf(s.err, "sending %s failed, will retry: %v\n", id, err)
+				fmt.Fprintf(s.err, "sending %s failed, will retry: %v\n", id, onionAdvice(err))
 			}
 		},
 	})
