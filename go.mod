@@ -30,6 +30,7 @@ require (
 )
 
 require (
+	blitiri.com.ar/go/spf v1.6.0 // indirect
 	filippo.io/edwards25519 v1.0.0 // indirect
 	filippo.io/nistec v0.0.2 // indirect
 	github.com/BurntSushi/toml v1.5.0 // indirect
@@ -39,6 +40,7 @@ require (
 	github.com/bytemare/hash2curve v0.1.3 // indirect
 	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
 	github.com/dgraph-io/ristretto/v2 v2.2.0 // indirect
+	github.com/emersion/go-msgauth v0.7.0 // indirect
 	github.com/go-logr/logr v1.4.3 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/golang/groupcache v0.0.0-20190129154638-5b532d6fd5ef // indirect
