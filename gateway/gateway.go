@@ -45,7 +45,10 @@ type Config struct {
 	// DNS answers the SPF, DKIM, DMARC and MX lookups.
 	DNS Resolver
 	// Listen is the inbound SMTP address; empty for none (outbound only).
-	Listen string
+	// Listener, if set, is used instead (its owner passes it on: Close
+	// closes it).
+	Listen   string
+	Listener net.Listener
 	// Hostname is the gateway's host name: its SMTP greeting, EHLO, and
 	// the authserv-id of its Authentication-Results.
 	Hostname string
@@ -73,6 +76,9 @@ type Config struct {
 	// OnInbound and OnRelay, if set, hear of each mail's outcome.
 	OnInbound func(InboundReport)
 	OnRelay   func(RelayReport)
+	// OnPass, if set, hears of the end of each pass of the outbound loop
+	// (a fetch, then every spooled mail due).
+	OnPass func(*delivery.FetchReport, error)
 }
 
 // Gateway is a running gateway.
@@ -138,8 +144,10 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	if g.codec, err = mail.NewCodec(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(g.maildir(), 0o700); err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+	for _, d := range []string{"new", "cur", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(g.maildir(), d), 0o700); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
 	}
 	if g.state, err = mailbox.OpenState(filepath.Join(cfg.Spool, "state")); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -150,10 +158,13 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 			g.Close()
 		}
 	}()
-	if cfg.Listen != "" {
+	g.ln = cfg.Listener
+	if g.ln == nil && cfg.Listen != "" {
 		if g.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
+	}
+	if g.ln != nil {
 		g.smtp = g.newSMTPServer()
 		g.wg.Add(1)
 		go func() {
@@ -201,6 +212,9 @@ func (g *Gateway) Close() error {
 		g.ln.Close()
 	}
 	g.wg.Wait()
+	if g.codec != nil {
+		g.codec.Close()
+	}
 	if g.state != nil {
 		return g.state.Close()
 	}

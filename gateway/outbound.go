@@ -22,6 +22,7 @@ import (
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/naming"
 	"github.com/flowmail/flowmail/record"
 )
@@ -81,9 +82,12 @@ func (g *Gateway) fetchAndRelay(ctx context.Context) {
 			g.log.Warn("outbound mail refused by the network checks", "err", r)
 		}
 	}
-	entries, err := os.ReadDir(filepath.Join(g.maildir(), "new"))
-	if err != nil {
-		g.log.Warn("reading the spool", "err", err)
+	if g.cfg.OnPass != nil {
+		defer func() { g.cfg.OnPass(rep, err) }()
+	}
+	entries, rerr := os.ReadDir(filepath.Join(g.maildir(), "new"))
+	if rerr != nil {
+		g.log.Warn("reading the spool", "err", rerr)
 		return
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
@@ -170,7 +174,8 @@ func (g *Gateway) relay(ctx context.Context, path string, rep *RelayReport) (don
 	if err != nil {
 		return true, "", block.ID{}, err
 	}
-	br := bufio.NewReaderSize(f, mail.MaxHeaderSize)
+	// Maildir files have LF line ends; SMTP and DKIM want CRLF.
+	br := bufio.NewReaderSize(mailbox.NewCRLFReader(f), mail.MaxHeaderSize)
 	// The signer: the From of a fetched mail is checked against it
 	// (docs/PROTOCOL.md 9.2), so it is read back from there.
 	sender = g.senderOf(path)

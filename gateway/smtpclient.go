@@ -169,8 +169,7 @@ func (g *Gateway) sendTo(ctx context.Context, host, mailFrom string, rcpts []str
 // opportunistically (RFC 7435), as MTAs relay between each other:
 // encrypted against watchers, not authenticated.
 func (g *Gateway) dialSMTP(ctx context.Context, host string, startTLS bool) (*smtp.Client, error) {
-	d := net.Dialer{Timeout: dialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", host)
+	conn, err := g.dial(ctx, host)
 	if err != nil {
 		return nil, err
 	}
@@ -190,6 +189,35 @@ func (g *Gateway) dialSMTP(ctx context.Context, host string, startTLS bool) (*sm
 		return nil, err
 	}
 	return c, nil
+}
+
+// dial connects to host:port, its name resolved through Config.DNS,
+// trying each address in turn.
+func (g *Gateway) dial(ctx context.Context, hostport string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil, err
+	}
+	d := net.Dialer{Timeout: dialTimeout}
+	if net.ParseIP(host) != nil {
+		return d.DialContext(ctx, "tcp", hostport)
+	}
+	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	addrs, err := g.cfg.DNS.LookupIPAddr(lctx, host)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("looking up %s: %w", host, err)
+	}
+	for _, a := range addrs {
+		var c net.Conn
+		if c, err = d.DialContext(ctx, "tcp", net.JoinHostPort(a.IP.String(), port)); err == nil {
+			return c, nil
+		}
+	}
+	if err == nil {
+		err = fmt.Errorf("%s has no address", host)
+	}
+	return nil, err
 }
 
 // replyText is an SMTP reply as a bounce quotes it.
