@@ -96,6 +96,11 @@ type Gateway struct {
 	state   *mailbox.State
 	kick    chan struct{}
 	active  atomic.Int32
+	// busy counts the messages being checked and sent, so Close waits
+	// for them (go-smtp's Close does not wait for its handlers).
+	mu      sync.Mutex
+	closing bool
+	busy    sync.WaitGroup
 	inMail  *limiter // per envelope sender
 	inSrc   *limiter // per client IP group
 	outRcpt *limiter // per flowmail sender, in recipients
@@ -206,12 +211,16 @@ func (g *Gateway) Close() error {
 	if g.cancel != nil {
 		g.cancel()
 	}
+	g.mu.Lock()
+	g.closing = true
+	g.mu.Unlock()
 	if g.smtp != nil {
 		g.smtp.Close()
 	} else if g.ln != nil {
 		g.ln.Close()
 	}
 	g.wg.Wait()
+	g.busy.Wait()
 	if g.codec != nil {
 		g.codec.Close()
 	}
@@ -219,6 +228,17 @@ func (g *Gateway) Close() error {
 		return g.state.Close()
 	}
 	return nil
+}
+
+// startBusy registers a message in progress; false once closing.
+func (g *Gateway) startBusy() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing {
+		return false
+	}
+	g.busy.Add(1)
+	return true
 }
 
 func (g *Gateway) maildir() string { return filepath.Join(g.cfg.Spool, "outbound") }

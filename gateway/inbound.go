@@ -179,7 +179,11 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	if !s.g.startBusy() {
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "the gateway is stopping"}
+	}
 	err = s.g.accept(s, buf.Bytes())
+	s.g.busy.Done()
 	rep := InboundReport{MailFrom: s.mailFrom, Recipients: s.rcpts, Err: err}
 	if s.g.cfg.OnInbound != nil && err != nil {
 		s.g.cfg.OnInbound(rep)
