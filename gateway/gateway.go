@@ -83,19 +83,19 @@ type Config struct {
 
 // Gateway is a running gateway.
 type Gateway struct {
-	cfg     Config
-	clock   clock.Clock
-	log     *slog.Logger
-	codec   *mail.Codec
-	name    string // gateway@Domain
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	smtp    *smtp.Server
-	ln      net.Listener
-	state   *mailbox.State
-	kick    chan struct{}
-	active  atomic.Int32
+	cfg    Config
+	clock  clock.Clock
+	log    *slog.Logger
+	codec  *mail.Codec
+	name   string // gateway@Domain
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	smtp   *smtp.Server
+	ln     net.Listener
+	state  *mailbox.State
+	kick   chan struct{}
+	active atomic.Int32
 	// busy counts the messages being checked and sent, so Close waits
 	// for them (go-smtp's Close does not wait for its handlers).
 	mu      sync.Mutex
