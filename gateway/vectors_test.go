@@ -68,4 +68,3 @@ func gatewayVectors() vectors.File {
 		},
 	}
 }
-
