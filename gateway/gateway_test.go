@@ -23,6 +23,7 @@ import (
 // fetches it from the network with what the gateway checked; the
 // gateway's disk never held its body.
 func TestInboundThroughExim(t *testing.T) {
+	t.Parallel()
 	s := newScene(t, true, nil)
 	body := "the body only alice may read 4d2f"
 	if err := smtpTransaction(t, s.mta.Addr, "client.legacy.test", "bob@legacy.test", []string{"alice@example.test"},
@@ -85,6 +86,7 @@ func assertNotOnDisk(t *testing.T, dir, needle string) {
 // recipient exim refuses, and a mail without alice's certificate, come
 // back to alice as bounces over the network.
 func TestOutboundThroughExim(t *testing.T) {
+	t.Parallel()
 	s := newScene(t, true, nil)
 	me := mail.HeaderAddress(s.alice.ID())
 	certified := naming.CarriedField(s.aliceCrt.Bytes())
@@ -160,6 +162,7 @@ func TestOutboundThroughExim(t *testing.T) {
 // TestInboundRefusals talks SMTP to the gateway directly: each bad
 // input has its reply, and only the one mail that passes is sent.
 func TestInboundRefusals(t *testing.T) {
+	t.Parallel()
 	const limit = 64 << 10
 	s := newScene(t, false, func(c *Config) { c.MaxInboundSize = limit })
 	gw := s.gw.Addr().String()
