@@ -3,6 +3,7 @@ module github.com/flowmail/flowmail
 go 1.26.0
 
 require (
+	blitiri.com.ar/go/spf v1.6.0
 	github.com/btcsuite/btcd/btcutil v1.2.0
 	github.com/bytemare/ksf v0.1.0
 	github.com/bytemare/opaque v0.10.0
@@ -11,6 +12,7 @@ require (
 	github.com/dustin/go-humanize v1.0.1
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/emersion/go-message v0.18.2
+	github.com/emersion/go-msgauth v0.7.0
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.25.1
 	github.com/klauspost/compress v1.20.3
@@ -30,7 +32,6 @@ require (
 )
 
 require (
-	blitiri.com.ar/go/spf v1.6.0 // indirect
 	filippo.io/edwards25519 v1.0.0 // indirect
 	filippo.io/nistec v0.0.2 // indirect
 	github.com/BurntSushi/toml v1.5.0 // indirect
@@ -40,7 +41,6 @@ require (
 	github.com/bytemare/hash2curve v0.1.3 // indirect
 	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
 	github.com/dgraph-io/ristretto/v2 v2.2.0 // indirect
-	github.com/emersion/go-msgauth v0.7.0 // indirect
 	github.com/go-logr/logr v1.4.3 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/golang/groupcache v0.0.0-20190129154638-5b532d6fd5ef // indirect
