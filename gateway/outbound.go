@@ -213,13 +213,17 @@ func (g *Gateway) relay(ctx context.Context, path string, rep *RelayReport) (don
 	} else if ok, end := g.outRcpt.take(sender.String(), len(todo), g.clock.Now()); !ok {
 		return true, subject, sender, fmt.Errorf("%w: at most %d legacy recipients per %v; try again after %s", ErrRateLimited, OutboundPerSender, RateWindow, end.UTC().Format(time.RFC3339))
 	}
-	body, err := io.ReadAll(io.LimitReader(br, MaxOutboundSize))
+	body, err := io.ReadAll(io.LimitReader(br, MaxOutboundSize+1))
 	if err != nil {
 		return false, subject, sender, err
 	}
 	var id [12]byte
 	crand.Read(id[:])
 	head := o.RelayHeaderBytes(name, "<"+hex.EncodeToString(id[:])+"@"+g.cfg.Domain+">")
+	if n := len(head) + len(body); n > MaxOutboundSize {
+		// CRLF line ends can make a file under the limit a message over it.
+		return true, subject, sender, fmt.Errorf("the mail is over %d bytes as sent; the gateway relays at most that", MaxOutboundSize)
+	}
 	var signed bytes.Buffer
 	if err := dkim.Sign(&signed, io.MultiReader(bytes.NewReader(head), bytes.NewReader(body)), &dkim.SignOptions{
 		Domain: g.cfg.Domain, Selector: g.cfg.DKIMSelector, Signer: g.cfg.DKIMKey,
