@@ -26,6 +26,9 @@ func (g *Gateway) bounce(ctx context.Context, sender block.ID, subject string, f
 	if err != nil {
 		return err
 	}
+	if int(k.Difficulty) > MaxBounceDifficulty {
+		return fmt.Errorf("%w: the sender's key demands proof of work %d, over the %d the gateway pays for a bounce", ErrNoBounce, k.Difficulty, MaxBounceDifficulty)
+	}
 	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
 	_, err = delivery.Send(sctx, g.cfg.Network, g.codec, mail.BuildInput{

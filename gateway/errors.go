@@ -32,4 +32,6 @@ var (
 	ErrNotCertified = errors.New("gateway: the sender has no certified name of this domain")
 	// ErrRecipient: a relay recipient is not a legacy address.
 	ErrRecipient = errors.New("gateway: not a legacy address")
+	// ErrNoBounce: a bounce was not sent (MaxBounceDifficulty).
+	ErrNoBounce = errors.New("gateway: no bounce sent")
 )

@@ -1,6 +1,10 @@
 package gateway
 
-import "time"
+import (
+	"time"
+
+	"github.com/flowmail/flowmail/block"
+)
 
 // Limits of docs/PROTOCOL.md 20.7 (and section 11's table).
 const (
@@ -36,4 +40,8 @@ const (
 	MaxRelayAttempts = 8
 	// MaxSMTPReply bounds the remote reply text a bounce quotes.
 	MaxSMTPReply = 512
+	// MaxBounceDifficulty bounds the proof of work the gateway pays for
+	// a bounce: a sender whose key demands more gets none, so junk from
+	// an identity of high difficulty cannot make the gateway grind.
+	MaxBounceDifficulty = block.DefaultDifficulty
 )

@@ -188,6 +188,19 @@ func (g *Gateway) relay(ctx context.Context, path string, rep *RelayReport) (don
 		g.log.Info("dropping an automatic reply sent to the gateway", "from", mail.HeaderAddress(sender))
 		return true, subject, block.ID{}, nil
 	}
+	// Each mail counts once against its sender's limit, at its first
+	// attempt; a retry sends to the recipients not done yet.
+	todo := o.RelayTo
+	if r := g.retries[path]; r != nil {
+		todo = nil
+		for _, a := range o.RelayTo {
+			if !r.done[lower(a)] {
+				todo = append(todo, a)
+			}
+		}
+	} else if ok, end := g.outRcpt.take(sender.String(), len(todo), g.clock.Now()); !ok {
+		return true, subject, sender, fmt.Errorf("%w: at most %d legacy recipients per %v; try again after %s", ErrRateLimited, OutboundPerSender, RateWindow, end.UTC().Format(time.RFC3339))
+	}
 	name, err := g.certifiedName(ctx, o, sender)
 	if err != nil && isTemporary(err) {
 		for _, a := range o.RelayTo {
@@ -201,17 +214,6 @@ func (g *Gateway) relay(ctx context.Context, path string, rep *RelayReport) (don
 	}
 	if st.Size() > MaxOutboundSize {
 		return true, subject, sender, fmt.Errorf("the mail is %d bytes; the gateway relays at most %d", st.Size(), MaxOutboundSize)
-	}
-	todo := o.RelayTo
-	if r := g.retries[path]; r != nil {
-		todo = nil
-		for _, a := range o.RelayTo {
-			if !r.done[lower(a)] {
-				todo = append(todo, a)
-			}
-		}
-	} else if ok, end := g.outRcpt.take(sender.String(), len(todo), g.clock.Now()); !ok {
-		return true, subject, sender, fmt.Errorf("%w: at most %d legacy recipients per %v; try again after %s", ErrRateLimited, OutboundPerSender, RateWindow, end.UTC().Format(time.RFC3339))
 	}
 	body, err := io.ReadAll(io.LimitReader(br, MaxOutboundSize+1))
 	if err != nil {

@@ -170,6 +170,7 @@ var limits = map[string]any{
 	"MaxRelayRecipients":    gateway.MaxRelayRecipients,
 	"MaxOutboundSize":       gateway.MaxOutboundSize,
 	"MaxRelayAttempts":      gateway.MaxRelayAttempts,
+	"MaxBounceDifficulty":   gateway.MaxBounceDifficulty,
 	"MaxSMTPReply":          gateway.MaxSMTPReply,
 }
 
