@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,9 @@ type Config struct {
 	// Hostname is the gateway's host name: its SMTP greeting, EHLO, and
 	// the authserv-id of its Authentication-Results.
 	Hostname string
+	// TLS, if set, makes the inbound server offer STARTTLS (RFC 3207)
+	// with its certificate.
+	TLS *tls.Config
 	// DKIMSelector and DKIMKey sign relayed mail (d=Domain). Required.
 	DKIMSelector string
 	DKIMKey      crypto.Signer

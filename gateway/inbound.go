@@ -51,6 +51,7 @@ func (g *Gateway) newSMTPServer() *smtp.Server {
 	s.ReadTimeout = 10 * time.Minute
 	s.WriteTimeout = time.Minute
 	s.ErrorLog = errorLog{g}
+	s.TLSConfig = g.cfg.TLS
 	return s
 }
 

@@ -6,11 +6,14 @@ import (
 	"crypto/ed25519"
 	crand "crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -315,14 +318,35 @@ func (s *sinkSession) Data(r io.Reader) error {
 func (s *sinkSession) Reset()        {}
 func (s *sinkSession) Logout() error { return nil }
 
-// smtpSession runs one SMTP transaction with addr, returning the first
-// error (an *smtp.SMTPError for refusals).
+// smtpTransaction runs one SMTP transaction with addr, returning the
+// first error (an *smtp.SMTPError for refusals).
 func smtpTransaction(t *testing.T, addr, helo, from string, to []string, msg []byte) error {
 	t.Helper()
 	c, err := smtp.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return transact(c, helo, from, to, msg)
+}
+
+// smtpTLSTransaction is smtpTransaction after STARTTLS.
+func smtpTLSTransaction(t *testing.T, addr, helo, from string, to []string, msg []byte) error {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := smtp.NewClientStartTLS(conn, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		return err
+	}
+	if _, ok := c.TLSConnectionState(); !ok {
+		t.Fatal("no TLS after STARTTLS")
+	}
+	return transact(c, helo, from, to, msg)
+}
+
+func transact(c *smtp.Client, helo, from string, to []string, msg []byte) error {
 	defer c.Close()
 	if err := c.Hello(helo); err != nil {
 		return err
@@ -346,6 +370,20 @@ func smtpTransaction(t *testing.T, addr, helo, from string, to []string, msg []b
 		return err
 	}
 	return c.Quit()
+}
+
+// selfSigned is a TLS server config with a fresh self-signed
+// certificate for host.
+func selfSigned(t *testing.T, host string) *tls.Config {
+	t.Helper()
+	_, k, _ := ed25519.GenerateKey(crand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, k.Public(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: k}}}
 }
 
 func crlf(s string) []byte { return []byte(strings.ReplaceAll(s, "\n", "\r\n")) }

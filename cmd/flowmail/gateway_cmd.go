@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -31,6 +32,8 @@ func gatewayFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "gateway-dkim-key", Usage: "PEM private key (RSA or Ed25519) that signs relayed mail", EnvVars: []string{"FLOWMAIL_GATEWAY_DKIM_KEY"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "gateway-dkim-selector", Value: "flowmail", Usage: "its DKIM selector (TXT at SELECTOR._domainkey.DOMAIN)", EnvVars: []string{"FLOWMAIL_GATEWAY_DKIM_SELECTOR"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "gateway-smarthost", Usage: "relay outbound mail through this `HOST:PORT` instead of the recipients' MX", EnvVars: []string{"FLOWMAIL_GATEWAY_SMARTHOST"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "gateway-tls-cert", Usage: "PEM certificate chain for STARTTLS on the gateway (with --gateway-tls-key; none: no STARTTLS)", EnvVars: []string{"FLOWMAIL_GATEWAY_TLS_CERT"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "gateway-tls-key", Usage: "its PEM private key", EnvVars: []string{"FLOWMAIL_GATEWAY_TLS_KEY"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "gateway-hostname", Usage: "the gateway's host name (SMTP greeting, Authentication-Results; default: the domain)", EnvVars: []string{"FLOWMAIL_GATEWAY_HOSTNAME"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "dns-server", Usage: "ask this DNS server (`IP[:PORT]`) instead of those of /etc/resolv.conf", EnvVars: []string{"FLOWMAIL_DNS_SERVER"}}),
 	}
@@ -46,6 +49,9 @@ func checkGatewayFlags(c *cli.Context) error {
 		if c.String(f) == "" {
 			return fmt.Errorf("--gateway-listen needs --%s too (see docs/OPERATING.md, \"Run flowmail for a domain\")", f)
 		}
+	}
+	if (c.String("gateway-tls-cert") == "") != (c.String("gateway-tls-key") == "") {
+		return errors.New("--gateway-tls-cert and --gateway-tls-key go together")
 	}
 	return nil
 }
@@ -82,6 +88,14 @@ func startGateway(ctx context.Context, c *cli.Context, n *node.Node, dataDir str
 			return d.DialContext(ctx, network, server)
 		}}
 	}
+	var tlsConfig *tls.Config
+	if f := c.String("gateway-tls-cert"); f != "" {
+		cert, err := tls.LoadX509KeyPair(f, c.String("gateway-tls-key"))
+		if err != nil {
+			return nil, fmt.Errorf("--gateway-tls-cert/--gateway-tls-key: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
 	rd, _ := recordsOf(n)
 	domain := ""
 	if _, d, ok := strings.Cut(certName(cert), "@"); ok {
@@ -91,7 +105,7 @@ func startGateway(ctx context.Context, c *cli.Context, n *node.Node, dataDir str
 		Domain: domain, Identity: me, Certificate: cert,
 		Network: n, KeyLogs: n.DHT(),
 		Names: &naming.Resolver{DNS: names, DHT: nameDHT{rd}},
-		DNS:   resolver, Listen: c.String("gateway-listen"), Hostname: c.String("gateway-hostname"),
+		DNS:   resolver, Listen: c.String("gateway-listen"), Hostname: c.String("gateway-hostname"), TLS: tlsConfig,
 		DKIMSelector: c.String("gateway-dkim-selector"), DKIMKey: key,
 		Smarthost: c.String("gateway-smarthost"),
 		Spool:     filepath.Join(dataDir, "gateway"),
