@@ -20,6 +20,12 @@ func TestServerGatewayFlags(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--gateway-certificate") {
 		t.Fatalf("err = %v, want one naming --gateway-certificate", err)
 	}
+	_, _, err = runCLI(t, "--home", t.TempDir(), "server", "--listen", "127.0.0.1:0", "--account-listen", "127.0.0.1:0",
+		"--gateway-listen", "127.0.0.1:0", "--gateway-identity", "id.key", "--gateway-certificate", "gw.cert",
+		"--gateway-dkim-key", "dkim.pem", "--gateway-tls-cert", "tls.pem")
+	if err == nil || !strings.Contains(err.Error(), "--gateway-tls-key") {
+		t.Fatalf("err = %v, want one naming --gateway-tls-key", err)
+	}
 }
 
 // TestReadDKIMKey reads the key forms openssl writes, and refuses others.
