@@ -14,10 +14,11 @@
 // Outbound: users send network mail to gateway@DOMAIN with the legacy
 // recipients in Flowmail-Relay-To fields and their own name certificate
 // for DOMAIN carried (19.8); the gateway fetches it (package delivery),
-// rewrites From to the certified name (Unwrap), signs it with DKIM under
-// its selector, and relays it by SMTP to the recipients' MX or a
-// smarthost. Failures come back to the sender as a bounce, over the
-// network.
+// rewrites From to the certified name (ParseOutbound, RelayHeaderBytes),
+// signs it with DKIM under its selector, and relays it by SMTP to the
+// recipients' MX or a smarthost. Failures come back to the sender as a
+// bounce, over the network. The spool holds outbound mail until it is
+// relayed or bounced.
 //
 //	g, _ := gateway.Start(ctx, gateway.Config{...})
 //	defer g.Close()
