@@ -129,6 +129,15 @@ func TestSendErrorsSayWhatToDo(t *testing.T) {
 			}
 		})
 	}
+	// The bridge takes --onion too, and its stores and fetches then go
+	// through relays: here there are too few, and it says so before it
+	// serves anything.
+	t.Run("bridge onion without relays", func(t *testing.T) {
+		_, _, err := runCLI(t, "--home", home, "bridge", "--testnet", net.Dir(), "--imap", "127.0.0.1:0", "--smtp", "127.0.0.1:0", "--onion")
+		if err == nil || !strings.Contains(err.Error(), "--onion needs at least 3 relays") {
+			t.Fatalf("bridge --onion: %v, want an error saying --onion needs at least 3 relays", err)
+		}
+	})
 }
 
 // TestSendWithoutToSaysSo: --bcc (or nothing) without --to is a short

@@ -26,6 +26,7 @@ import (
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/mailbox"
+	"github.com/flowmail/flowmail/maillist"
 	"github.com/flowmail/flowmail/naming"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/onion"
@@ -82,6 +83,8 @@ var limits = map[string]any{
 	"RouteBits":               mail.RouteBits,
 	"GrantSize":               grant.Size,
 	"MaxClaimsPerFetch":       delivery.MaxClaimsPerFetch,
+	"MaxListMembers":          maillist.MaxMembers,
+	"MaxListName":             maillist.MaxNameLen,
 	"MaxMessageSize":          mail.MaxMessageSize,
 
 	"MaxHeaderSize":          mail.MaxHeaderSize,
