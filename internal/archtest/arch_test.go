@@ -39,6 +39,7 @@ var forbidden = map[string][]string{
 	"naming":       {"transport", "kademlia", "blockstore", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "pow", "onion", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"node":         {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
 	"bridge":       {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
+	"gateway":      {"transport", "kademlia", "blockstore", "node", "server", "bridge", "onion", "internal/mailforge", "internal/mailtest", "testnet", "rendezvous", "cmd/flowmail"},
 	"testnet":      {"internal/mailforge", "internal/mailtest", "cmd/flowmail"},
 	"cmd/flowmail": {"internal/mailforge", "internal/mailtest"},
 	// kadsim simulates DHTs for tests; see testOnly.

@@ -20,6 +20,7 @@ import (
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/bridge"
 	"github.com/flowmail/flowmail/delivery"
+	"github.com/flowmail/flowmail/gateway"
 	"github.com/flowmail/flowmail/grant"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/kademlia"
@@ -162,6 +163,18 @@ var limits = map[string]any{
 	"MaxFailuresPerAccount": bridge.MaxFailuresPerAccount,
 	"FailureWindow":         bridge.FailureWindow,
 	"MaxQueueRecipients":    mailbox.MaxQueueRecipients,
+	"MaxInboundSize":        gateway.MaxInboundSize,
+	"MaxInboundHeader":      gateway.MaxInboundHeader,
+	"MaxInboundSessions":    gateway.MaxInboundSessions,
+	"InboundPerSender":      gateway.InboundPerSender,
+	"InboundPerSource":      gateway.InboundPerSource,
+	"OutboundPerSender":     gateway.OutboundPerSender,
+	"RateWindow":            gateway.RateWindow,
+	"MaxRelayRecipients":    gateway.MaxRelayRecipients,
+	"MaxOutboundSize":       gateway.MaxOutboundSize,
+	"MaxRelayAttempts":      gateway.MaxRelayAttempts,
+	"MaxBounceDifficulty":   gateway.MaxBounceDifficulty,
+	"MaxSMTPReply":          gateway.MaxSMTPReply,
 }
 
 const specPath = "../../docs/PROTOCOL.md"
