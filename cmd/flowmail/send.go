@@ -114,6 +114,7 @@ func runSend(c *cli.Context, s *streams) error {
 	}
 	var to, cc, bcc []mail.Mailbox
 	var names, bccNames []string
+	var legacy legacyRecipients // SMTP addresses, through the gateway (legacy.go)
 	seen := map[block.ID]bool{}
 	for _, list := range []struct {
 		args  []string
@@ -125,7 +126,14 @@ func runSend(c *cli.Context, s *streams) error {
 			if isName(a) {
 				b, err := resolveName(ctx, s.err, home, resolver, a, time.Now())
 				if err != nil {
-					return nameAdvice(err, a)
+					lm, err := legacy.classify(ctx, resolver, home, a, err)
+					if err != nil {
+						return err
+					}
+					if legacy.add(lm) && list.dst != &bcc {
+						*list.dst = append(*list.dst, lm) // a blind copy is named in the relay field only
+					}
+					continue
 				}
 				mb = mail.Mailbox{Name: b.Name, Address: b.Address()}
 			} else {
@@ -141,6 +149,13 @@ func runSend(c *cli.Context, s *streams) error {
 			seen[mb.Address] = true
 			*list.dst = append(*list.dst, mb)
 			*list.names = append(*list.names, displayName(a, mb.Address))
+		}
+	}
+	var gateway mail.Mailbox
+	var gatewayName string
+	if len(legacy.relay) > 0 {
+		if gateway, gatewayName, err = legacy.gateway(ctx, s.err, home, resolver, c.String("as")); err != nil {
+			return err
 		}
 	}
 	text, err := readBody(c, s)
@@ -193,9 +208,15 @@ func runSend(c *cli.Context, s *streams) error {
 		}
 		return keys, nil
 	}
-	keys, err := lookup(append(append([]mail.Mailbox{}, to...), cc...), names)
+	keys, err := lookup(flowmailOnly(slices.Concat(to, cc)), names)
 	if err != nil {
 		return err
+	}
+	var gatewayKeys []*identity.PublicKey
+	if len(legacy.relay) > 0 {
+		if gatewayKeys, err = lookup([]mail.Mailbox{gateway}, []string{gatewayName}); err != nil {
+			return err
+		}
 	}
 	bccKeys, err := lookup(bcc, bccNames)
 	if err != nil {
@@ -261,7 +282,17 @@ func runSend(c *cli.Context, s *streams) error {
 		mails = append(mails, mailSend{keys: []*identity.PublicKey{k}, names: bccNames[i : i+1], blind: true})
 	}
 	for i, m := range mails {
+		if len(m.keys) == 0 {
+			continue // legacy recipients only: the gateway's copy below
+		}
 		if err := sendOne(ctx, s, net, codec, me, home, box.Message(key), box.State(key, strconv.Itoa(i)), m); err != nil {
+			return err
+		}
+	}
+	if len(legacy.relay) > 0 {
+		// The gateway's copy is a mail of its own, the relay field before
+		// the same message, so flowmail recipients never see the field.
+		if err := legacy.send(ctx, s, net, codec, me, home, box, key, gatewayKeys, gatewayName); err != nil {
 			return err
 		}
 	}
@@ -280,6 +311,7 @@ func sendKey(me block.ID, c *cli.Context, to, cc, bcc []mail.Mailbox, text strin
 	for _, list := range [][]mail.Mailbox{to, cc, bcc} {
 		for _, mb := range list {
 			h.Write(mb.Address[:])
+			h.Write([]byte(mb.Email)) // nothing for a flowmail address
 		}
 		h.Write([]byte{0})
 	}
