@@ -50,7 +50,7 @@ func TestKeyRotateThenReceive(t *testing.T) {
 	bob, alice := filepath.Join(homes, "bob"), filepath.Join(homes, "alice")
 	tn := []string{"--testnet", net.Dir()}
 	mustRun(t, append([]string{"--home", bob, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
-	mustRun(t, "--home", alice, "init", "--no-passphrase", "--difficulty", "4")
+	mustRun(t, append([]string{"--home", alice, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
 	addr := strings.TrimSpace(mustRun(t, "--home", bob, "whoami"))
 	send := func(body string) {
 		t.Helper()
@@ -107,6 +107,23 @@ func TestKeyRotateThenReceive(t *testing.T) {
 	mustRun(t, append([]string{"--home", bob, "fetch"}, tn...)...)
 	if n := mailsIn(t, bob); n != 2 {
 		t.Fatalf("%d mails delivered, want 2: the mail sent after the rotation was not sealed to the new key", n)
+	}
+
+	// Bob, rotated, sends as his unchanged address (the envelope carries
+	// it beside his new block): alice's fetch checks his new key against
+	// his key log and delivers it as from bob.
+	aliceAddr := strings.TrimSpace(mustRun(t, "--home", alice, "whoami"))
+	mustRun(t, append([]string{"--home", bob, "send", "--to", aliceAddr, "--subject", "from-generation-1", "--body", "rotated"}, tn...)...)
+	_, stderr, err := runCLI(t, append([]string{"--home", alice, "fetch"}, tn...)...)
+	if err != nil || mailsIn(t, alice) != 1 {
+		t.Fatalf("alice's fetch of mail from bob after his rotation: %v, %d delivered\n%s", err, mailsIn(t, alice), stderr)
+	}
+	delivered, err := filepath.Glob(filepath.Join(alice, maildirName, "new", "*"))
+	if err != nil || len(delivered) != 1 {
+		t.Fatalf("alice's Maildir: %v %v", delivered, err)
+	}
+	if b, err := os.ReadFile(delivered[0]); err != nil || !strings.Contains(string(b), "From: <"+addr+"@flowmail.invalid>") {
+		t.Fatalf("the mail bob sent after rotating does not show his address in From (%v):\n%s", err, b)
 	}
 
 	// The safety code is the same from either side, and rotations keep it.
@@ -172,7 +189,7 @@ func TestContactKeyChangeOutsideTheChainIsRefused(t *testing.T) {
 	bob, alice := filepath.Join(homes, "bob"), filepath.Join(homes, "alice")
 	tn := []string{"--testnet", net.Dir()}
 	mustRun(t, append([]string{"--home", bob, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
-	mustRun(t, "--home", alice, "init", "--no-passphrase", "--difficulty", "4")
+	mustRun(t, append([]string{"--home", alice, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
 	addr := strings.TrimSpace(mustRun(t, "--home", bob, "whoami"))
 	mustRun(t, "--home", alice, "contacts", "add", "bob", addr)
 	send := func() error {
@@ -239,7 +256,7 @@ func TestKeyMoveTellsSendersTheNewAddress(t *testing.T) {
 	tn := []string{"--testnet", net.Dir()}
 	mustRun(t, append([]string{"--home", bob, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
 	mustRun(t, append([]string{"--home", bob2, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
-	mustRun(t, "--home", alice, "init", "--no-passphrase", "--difficulty", "4")
+	mustRun(t, append([]string{"--home", alice, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
 	addr := strings.TrimSpace(mustRun(t, "--home", bob, "whoami"))
 	addr2 := strings.TrimSpace(mustRun(t, "--home", bob2, "whoami"))
 
