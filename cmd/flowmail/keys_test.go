@@ -191,7 +191,11 @@ func TestContactKeyChangeOutsideTheChainIsRefused(t *testing.T) {
 	mustRun(t, append([]string{"--home", bob, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
 	mustRun(t, append([]string{"--home", alice, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
 	addr := strings.TrimSpace(mustRun(t, "--home", bob, "whoami"))
-	mustRun(t, "--home", alice, "contacts", "add", "bob", addr)
+	// contacts add pins bob's key history at once, before any mail.
+	mustRun(t, append([]string{"--home", alice, "contacts", "add"}, append(tn, "bob", addr)...)...)
+	if list := mustRun(t, "--home", alice, "contacts", "list"); !strings.Contains(list, "pinned, generation 0") {
+		t.Fatalf("contacts list after contacts add:\n%s", list)
+	}
 	send := func() error {
 		_, stderr, err := runCLI(t, append([]string{"--home", alice, "send", "--to", "bob", "--body", "hi"}, tn...)...)
 		if err == nil && strings.Contains(stderr, "rotated") {
@@ -199,7 +203,6 @@ func TestContactKeyChangeOutsideTheChainIsRefused(t *testing.T) {
 		}
 		return err
 	}
-	// The first send pins bob's key history.
 	if err := send(); err != nil {
 		t.Fatal(err)
 	}
@@ -260,10 +263,25 @@ func TestKeyMoveTellsSendersTheNewAddress(t *testing.T) {
 	addr := strings.TrimSpace(mustRun(t, "--home", bob, "whoami"))
 	addr2 := strings.TrimSpace(mustRun(t, "--home", bob2, "whoami"))
 
+	mustRun(t, append([]string{"--home", alice, "contacts", "add"}, append(tn, "bob", addr)...)...)
 	mustRun(t, append([]string{"--home", bob, "key", "move", "--to-home", bob2, "--yes"}, tn...)...)
-	_, _, err := runCLI(t, append([]string{"--home", alice, "send", "--to", addr, "--body", "hi"}, tn...)...)
-	if !errors.Is(err, record.ErrMoved) || !strings.Contains(err.Error(), addr2) {
-		t.Fatalf("send to a moved address: %v, want ErrMoved naming %s", err, addr2)
+	// Without consent the move is not followed: nothing is sent, and the
+	// error names the new address and --yes.
+	_, _, err := runCLI(t, append([]string{"--home", alice, "send", "--to", "bob", "--body", "hi"}, tn...)...)
+	if !errors.Is(err, record.ErrMoved) || !strings.Contains(err.Error(), addr2) || !strings.Contains(err.Error(), "--yes") {
+		t.Fatalf("send to a moved address: %v, want ErrMoved naming %s and --yes", err, addr2)
+	}
+	// With --yes the move is checked and followed: the mail goes to the
+	// new address, and the contact names it from now on.
+	if _, stderr, err := runCLI(t, append([]string{"--home", alice, "send", "--yes", "--to", "bob", "--body", "followed"}, tn...)...); err != nil || !strings.Contains(stderr, "followed the move") {
+		t.Fatalf("send --yes to a moved contact: %v\n%s", err, stderr)
+	}
+	if list := mustRun(t, "--home", alice, "contacts", "list"); !strings.Contains(list, addr2) || strings.Contains(list, addr) {
+		t.Fatalf("contacts list after following the move:\n%s", list)
+	}
+	mustRun(t, append([]string{"--home", bob2, "fetch"}, tn...)...)
+	if n := mailsIn(t, bob2); n != 1 {
+		t.Fatalf("%d mails at the new address after following the move, want 1", n)
 	}
 	mustRun(t, append([]string{"--home", alice, "send", "--to", addr2, "--body", "hi"}, tn...)...)
 	if _, stderr, _ := runCLI(t, "--home", bob, "whoami"); !strings.Contains(stderr, "moved to "+addr2) {
