@@ -196,6 +196,11 @@ func TestContactKeyChangeOutsideTheChainIsRefused(t *testing.T) {
 	if list := mustRun(t, "--home", alice, "contacts", "list"); !strings.Contains(list, "pinned, generation 0") {
 		t.Fatalf("contacts list after contacts add:\n%s", list)
 	}
+	// Alice's fetch re-stores her contacts' key logs (spec 15.4).
+	mustRun(t, append([]string{"--home", alice, "fetch"}, tn...)...)
+	if book, err := loadContacts(alice); err != nil || book.Pins[addr] == nil || book.Pins[addr].Refreshed == "" {
+		t.Fatalf("bob's key log was not re-stored by alice's fetch: %v", err)
+	}
 	send := func() error {
 		_, stderr, err := runCLI(t, append([]string{"--home", alice, "send", "--to", "bob", "--body", "hi"}, tn...)...)
 		if err == nil && strings.Contains(stderr, "rotated") {

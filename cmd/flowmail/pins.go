@@ -21,6 +21,9 @@ import (
 type contactPin struct {
 	Keys     []string `toml:"keys"`               // hex, generation 0 first
 	Verified string   `toml:"verified,omitempty"` // RFC 3339: when the safety code was confirmed
+	// Refreshed is when this client last re-stored the address's key log
+	// (RFC 3339; refresh.go).
+	Refreshed string `toml:"refreshed,omitempty"`
 }
 
 func pinOf(st record.KeyState) *contactPin {
