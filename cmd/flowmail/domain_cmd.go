@@ -375,11 +375,7 @@ func signRequest(c *cli.Context, s *streams, file string) error {
 	if err != nil {
 		return err
 	}
-	cert, err := req.Complete(k)
-	if err != nil {
-		return err
-	}
-	return keepAndPublish(c, s, cert)
+	return completeAndKeep(c, s, req, k)
 }
 
 // signDirect is sign USER[@DOMAIN] ADDRESS: the request made with the
@@ -439,6 +435,12 @@ func signDirect(c *cli.Context, s *streams, user, address string) error {
 	if err != nil {
 		return err
 	}
+	return completeAndKeep(c, s, req, k)
+}
+
+// completeAndKeep signs req with the domain's key k, keeps the
+// certificate and publishes it (keepAndPublish).
+func completeAndKeep(c *cli.Context, s *streams, req *naming.Request, k ed25519.PrivateKey) error {
 	cert, err := req.Complete(k)
 	if err != nil {
 		return err
