@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/atomicfile"
 	"github.com/flowmail/flowmail/node"
@@ -124,7 +125,14 @@ func contactsCommand(s *streams) *cli.Command {
 			},
 			{
 				Name:  "list",
-				Usage: "print every contact",
+				Usage: "print every contact and what is pinned of it",
+				Description: "list shows each contact's address and pin (not yet pinned, pinned, verified, with\n" +
+					"the key generation). --check also reads each key log from the network and says\n" +
+					"whether the contact revoked its key, moved, forked, or changed outside the pinned\n" +
+					"history.",
+				Flags: append([]cli.Flag{
+					&cli.BoolFlag{Name: "check", Usage: "read each contact's key log from the network"},
+				}, networkFlags()...),
 				Action: func(c *cli.Context) error {
 					book, err := loadContacts(c.String("home"))
 					if err != nil {
@@ -135,9 +143,22 @@ func contactsCommand(s *streams) *cli.Command {
 						names = append(names, n)
 					}
 					sort.Strings(names)
+					var logs delivery.KeyLogs
+					if c.Bool("check") {
+						n, err := startClient(c.Context, c, s)
+						if err != nil {
+							return err
+						}
+						defer n.Close()
+						logs = n.DHT()
+					}
 					w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
 					for _, n := range names {
-						fmt.Fprintf(w, "%s\t%s\t%s\n", n, book.Contacts[n], pinState(book, book.Contacts[n]))
+						state := pinState(book, book.Contacts[n])
+						if logs != nil {
+							state += "; " + networkState(c.Context, logs, book, book.Contacts[n])
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\n", n, book.Contacts[n], state)
 					}
 					return w.Flush()
 				},

@@ -276,6 +276,9 @@ func TestKeyMoveTellsSendersTheNewAddress(t *testing.T) {
 	if !errors.Is(err, record.ErrMoved) || !strings.Contains(err.Error(), addr2) || !strings.Contains(err.Error(), "--yes") {
 		t.Fatalf("send to a moved address: %v, want ErrMoved naming %s and --yes", err, addr2)
 	}
+	if list := mustRun(t, append([]string{"--home", alice, "contacts", "list", "--check"}, tn...)...); !strings.Contains(list, "MOVED to "+addr2) {
+		t.Fatalf("contacts list --check after bob moved:\n%s", list)
+	}
 	// With --yes the move is checked and followed: the mail goes to the
 	// new address, and the contact names it from now on.
 	if _, stderr, err := runCLI(t, append([]string{"--home", alice, "send", "--yes", "--to", "bob", "--body", "followed"}, tn...)...); err != nil || !strings.Contains(stderr, "followed the move") {

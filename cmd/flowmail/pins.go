@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -178,4 +179,31 @@ func pinState(book *contactBook, addr string) string {
 		return fmt.Sprintf("verified, generation %d", len(p.Keys)-1)
 	}
 	return fmt.Sprintf("pinned, generation %d", len(p.Keys)-1)
+}
+
+// networkState is what contacts list --check shows of addr's key log now,
+// against its pin.
+func networkState(ctx context.Context, logs delivery.KeyLogs, book *contactBook, addr string) string {
+	id, err := identity.ParseAddress(addr)
+	if err != nil {
+		return "unreadable address"
+	}
+	st, err := logs.KeyState(ctx, id)
+	switch {
+	case err != nil:
+		return "not found in the network"
+	case st.Revoked:
+		return "REVOKED"
+	case st.Forked:
+		return "FORKED (two key histories: compromised)"
+	case st.Moved:
+		return "MOVED to " + identity.FormatAddress(st.MovedTo)
+	}
+	if p := book.Pins[addr]; p != nil {
+		pinned, err := p.keys()
+		if err == nil && st.Follows(pinned) != nil {
+			return "CHANGED outside its signed history"
+		}
+	}
+	return fmt.Sprintf("network: generation %d", st.Generation)
 }
