@@ -76,7 +76,7 @@ func checkBlockVector(v vectors.Vector) (map[string]string, string) {
 			return nil, errName(err)
 		}
 		return headerOut(h, b), ""
-	case "ParsePubkey":
+	case "ParsePubkeyLayout":
 		p, err := ParsePubkey(b)
 		if err != nil {
 			return nil, errName(err)
@@ -121,7 +121,7 @@ func genBlockVectors() vectors.File {
 		{Name: "data_block", Function: "ParseData", Input: hx(data)},
 		{Name: "data_block_with_deletion_hash", Function: "ParseData", Input: hx(dataDel)},
 		{Name: "index_block", Function: "ParseIndex", Input: hx(idx)},
-		{Name: "pubkey_layout", Function: "ParsePubkey", Input: hx(pkb)},
+		{Name: "pubkey_layout", Function: "ParsePubkeyLayout", Input: hx(pkb)},
 		{Name: "header_only_data", Function: "ParseHeader", Input: "010200"},
 
 		{Name: "empty_input", Function: "ParseHeader", Input: "", Error: "truncated", Note: "a block has at least a 3-byte header"},
@@ -141,12 +141,12 @@ func genBlockVectors() vectors.File {
 		{Name: "data_parsed_as_index", Function: "ParseIndex", Input: hx(data), Error: "wrong type"},
 		{Name: "index_without_deletion_hash", Function: "ParseIndex", Input: hx(append([]byte{1, 3, 0}, make([]byte, MinIndexSize)...)), Error: "invalid flags", Note: "an index block MUST carry a deletion hash"},
 		{Name: "index_too_short", Function: "ParseIndex", Input: hx(idx[:MinIndexSize-1]), Error: "truncated", Note: "an index block under MinIndexSize MUST be rejected"},
-		{Name: "pubkey_truncated", Function: "ParsePubkey", Input: hx(pkb[:PubkeySize-1]), Error: "truncated"},
-		{Name: "pubkey_trailing_byte", Function: "ParsePubkey", Input: hx(append(bytes.Clone(pkb), 0)), Error: "trailing bytes", Note: "bytes after the last field MUST be rejected"},
-		{Name: "pubkey_difficulty_33", Function: "ParsePubkey", Input: hx(with(pkb, 11, MaxDifficulty+1)), Error: "invalid pubkey block", Note: "difficulty at most MaxDifficulty"},
-		{Name: "pubkey_wrong_kem", Function: "ParsePubkey", Input: hx(with(pkb, 13, 0x20)), Error: "invalid pubkey block", Note: "kem_id MUST be 0x647a"},
-		{Name: "pubkey_wrong_kdf", Function: "ParsePubkey", Input: hx(with(pkb, 15, 2)), Error: "invalid pubkey block", Note: "kdf_id MUST be 0x0001"},
-		{Name: "pubkey_wrong_aead", Function: "ParsePubkey", Input: hx(with(pkb, 17, 1)), Error: "invalid pubkey block", Note: "aead_id MUST be 0x0003"},
+		{Name: "pubkey_truncated", Function: "ParsePubkeyLayout", Input: hx(pkb[:PubkeySize-1]), Error: "truncated"},
+		{Name: "pubkey_trailing_byte", Function: "ParsePubkeyLayout", Input: hx(append(bytes.Clone(pkb), 0)), Error: "trailing bytes", Note: "bytes after the last field MUST be rejected"},
+		{Name: "pubkey_difficulty_33", Function: "ParsePubkeyLayout", Input: hx(with(pkb, 11, MaxDifficulty+1)), Error: "invalid pubkey block", Note: "difficulty at most MaxDifficulty"},
+		{Name: "pubkey_wrong_kem", Function: "ParsePubkeyLayout", Input: hx(with(pkb, 13, 0x20)), Error: "invalid pubkey block", Note: "kem_id MUST be 0x647a"},
+		{Name: "pubkey_wrong_kdf", Function: "ParsePubkeyLayout", Input: hx(with(pkb, 15, 2)), Error: "invalid pubkey block", Note: "kdf_id MUST be 0x0001"},
+		{Name: "pubkey_wrong_aead", Function: "ParsePubkeyLayout", Input: hx(with(pkb, 17, 1)), Error: "invalid pubkey block", Note: "aead_id MUST be 0x0003"},
 	}
 	return vectors.File{Description: fmt.Sprintf("Block layouts (docs/PROTOCOL.md section 4). MaxBlockSize=%d.", MaxBlockSize), Vectors: vs}
 }

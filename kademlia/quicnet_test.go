@@ -1,8 +1,8 @@
 package kademlia_test
 
 import (
-	"bytes"
 	"context"
+	"github.com/flowmail/flowmail/internal/syncbuf"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -29,19 +29,7 @@ type quicNet struct {
 	rng  *rand.Rand
 	mu   sync.Mutex
 	live []*quicNode
-	logs *lockedBuffer // every node's debug log, printed if the test fails
-}
-
-// lockedBuffer collects log lines from many nodes' goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
+	logs *syncbuf.Buffer // every node's debug log, printed if the test fails
 }
 
 type quicNode struct {
@@ -52,14 +40,12 @@ type quicNode struct {
 }
 
 func newQUICNet(t *testing.T, k int) *quicNet {
-	n := &quicNet{t: t, clk: &clock.Offset{}, k: k, rng: testseed.Rand(t), logs: &lockedBuffer{}}
+	n := &quicNet{t: t, clk: &clock.Offset{}, k: k, rng: testseed.Rand(t), logs: &syncbuf.Buffer{}}
 	// Registered first, so it runs after every node has stopped: a failure
 	// shows what each node did (lookups that failed, stores refused).
 	t.Cleanup(func() {
 		if t.Failed() {
-			n.logs.mu.Lock()
-			defer n.logs.mu.Unlock()
-			t.Logf("nodes' debug log:\n%s", n.logs.buf.String())
+			t.Logf("nodes' debug log:\n%s", n.logs.String())
 		}
 	})
 	return n

@@ -203,8 +203,9 @@ func TestRepublishTakesTheNewerRecordAPeerHolds(t *testing.T) {
 // and stops; over three republish rounds 3 of 10 nodes (30%) are replaced,
 // each round the closest of the K nodes that held the record first, so
 // after the last round none of them is left whatever IDs the seed gives
-// the newcomers. The newest record is still found, at every one of the K
-// closest live nodes, with no more lifetime than the owner gave it.
+// the newcomers. The newest record is still found, at no fewer than K-1
+// of the K closest live nodes right after the churn and at all K within
+// three quiet rounds, with no more lifetime than the owner gave it.
 func TestRecordsSurviveTheirOwnerGoingOffline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), hangGuard)
 	defer cancel()

@@ -5,8 +5,8 @@
 // the messages, sessions, rate limits and storage). Client is the device
 // side of the same messages.
 //
-// The always-on mailbox and the SMTP gateway of the same section are not
-// built yet.
+// The SMTP gateway is package gateway (section 20), which cmd runs beside
+// the server; the always-on mailbox of section 18 is not built yet.
 //
 // It must not import testnet or cmd.
 package server

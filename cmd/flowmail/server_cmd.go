@@ -14,9 +14,9 @@ const defaultAccountListen = "0.0.0.0:4411"
 
 // serverFlags are the node's, and the account service's address.
 func serverFlags() []cli.Flag {
-	return append(nodeFlags(),
+	return append(append(nodeFlags(),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "account-listen", Value: defaultAccountListen, Usage: "UDP address of the account service (password login; QUIC, the node's key)", EnvVars: []string{"FLOWMAIL_ACCOUNT_LISTEN"}}),
-	)
+	), gatewayFlags()...)
 }
 
 func serverCommand(s *streams) *cli.Command {
@@ -29,7 +29,9 @@ func serverCommand(s *streams) *cli.Command {
 			"`flowmail account create --server HOST:PORT` log in from any device with\n" +
 			"`flowmail login ADDRESS --server HOST:PORT`. The server never sees their password or key.\n" +
 			"Its secrets are <data-dir>/account.key (back it up apart from <data-dir>/accounts).\n\n" +
-			"Not built yet: the always-on mailbox for delegating users, and the SMTP gateway.",
+			"With --gateway-listen it also runs the domain's SMTP gateway (docs/PROTOCOL.md 20):\n" +
+			"SMTP for user@DOMAIN in, sealed to the user at once; users' mail to legacy addresses\n" +
+			"out, DKIM-signed. Not built yet: the always-on mailbox for delegating users.",
 		Flags:  flags,
 		Before: loadConfig(flags),
 		Action: func(c *cli.Context) error {
@@ -38,6 +40,9 @@ func serverCommand(s *streams) *cli.Command {
 			}
 			if c.Bool("client") {
 				return errors.New("--client: a server stores for others and holds accounts; run `flowmail node --client` for a client")
+			}
+			if err := checkGatewayFlags(c); err != nil {
+				return err
 			}
 			log, err := newLogger(c, s.err)
 			if err != nil {
@@ -54,7 +59,17 @@ func serverCommand(s *streams) *cli.Command {
 			n := srv.Node()
 			fmt.Fprintf(s.out, "server node %s listening on %s (network %q, %d peers)\n", n.ID().Short(), n.Addr(), c.String("network"), n.DHT().Size())
 			fmt.Fprintf(s.out, "account service on %s: users log in with --server %s\n", srv.AccountAddr(), srv.AccountAddr())
-			return serveUntilDone(c.Context, s, log, n, cfg.DataDir, srv.Close)
+			gw, err := startGateway(c.Context, c, n, cfg.DataDir, log)
+			if err != nil {
+				srv.Close()
+				return err
+			}
+			stop := srv.Close
+			if gw != nil {
+				fmt.Fprintf(s.out, "SMTP gateway for %s on %s\n", gw.Name(), gw.Addr())
+				stop = func() error { return errors.Join(gw.Close(), srv.Close()) }
+			}
+			return serveUntilDone(c.Context, s, log, n, cfg.DataDir, stop)
 		},
 	}
 }
