@@ -191,3 +191,15 @@ func flowmailOnly(mbs []mail.Mailbox) []mail.Mailbox {
 	}
 	return out
 }
+
+// readdress puts the flowmail mailboxes of direct (flowmailOnly(all),
+// perhaps re-addressed since) back into all, in order.
+func readdress(all, direct []mail.Mailbox) {
+	i := 0
+	for j := range all {
+		if !all[j].Legacy() {
+			all[j] = direct[i]
+			i++
+		}
+	}
+}

@@ -99,6 +99,26 @@ func TestSendToAName(t *testing.T) {
 	}
 	certify := func(u *testnet.User, after string) { t.Helper(); certifyAs(u, "alice@example.test", after) }
 	certify(alice, "")
+
+	// contacts add resolves a name as send does, pins the name and the
+	// key history of the address it names, and keeps a petname for it.
+	carol := filepath.Join(homes, "carol")
+	if _, stderr, err := runCLI(t, "--home", carol, "contacts", "add", "--testnet", net.Dir(), "--dns-server", dns.Addr, "ally", "alice@example.test"); err != nil {
+		t.Fatalf("contacts add ally alice@example.test: %v\n%s", err, stderr)
+	}
+	names, err := loadNames(carol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contacts, err := loadContacts(carol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := names.Names["alice@example.test"]; p.Address != identity.FormatAddress(alice.ID()) ||
+		contacts.Contacts["ally"] != identity.FormatAddress(alice.ID()) || contacts.Pins[identity.FormatAddress(alice.ID())] == nil {
+		t.Fatalf("after contacts add of a name: name pin %+v, contacts %+v, pins %+v", p, contacts.Contacts, contacts.Pins)
+	}
+
 	stderr, err = send("Alice@Example.Test", "first by name")
 	if err != nil {
 		t.Fatalf("send to alice@example.test: %v\n%s", err, stderr)

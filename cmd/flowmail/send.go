@@ -46,6 +46,7 @@ func sendCommand(s *streams) *cli.Command {
 			&cli.StringSliceFlag{Name: "attach", Usage: "file to attach (repeatable)"},
 			&cli.StringFlag{Name: "from-name", Usage: "your display name in the From header"},
 			&cli.StringFlag{Name: "as", Usage: "carry the certificate of your `NAME` (alice@example.com), so recipients see it in From", EnvVars: []string{"FLOWMAIL_AS"}},
+			yesFlag,
 		}, networkFlags()...), append(append(passphraseFlags(), dnsFlags()...), onionFlags()...)...),
 		Action: func(c *cli.Context) error { return onionAdvice(runSend(c, s)) },
 	}
@@ -195,23 +196,28 @@ func runSend(c *cli.Context, s *streams) error {
 					return nil, err
 				}
 			}
-			k, st, err := delivery.ResolveRecipient(ctx, net, n.DHT(), mb.Address)
-			if err != nil {
-				return nil, recipientAdvice(names[i], st, err)
-			}
-			changed, err := checkPin(book, names[i], st, s.err)
+			// A signed move the user agrees to follow re-addresses the
+			// mail to the new address (mbs is to, cc or bcc itself).
+			k, addr, changed, err := resolveContact(ctx, c, s, net, n.DHT(), book, names[i], mb.Address)
 			if err != nil {
 				return nil, err
 			}
+			mbs[i].Address = addr
 			pinsChanged = pinsChanged || changed
 			keys[i] = k
 		}
 		return keys, nil
 	}
-	keys, err := lookup(flowmailOnly(slices.Concat(to, cc)), names)
+	// Legacy recipients are not looked up (the gateway's copy reaches
+	// them); a followed move re-addresses the flowmail ones in place.
+	toCc := slices.Concat(to, cc)
+	direct := flowmailOnly(toCc)
+	keys, err := lookup(direct, names)
 	if err != nil {
 		return err
 	}
+	readdress(toCc, direct)
+	to, cc = toCc[:len(to)], toCc[len(to):]
 	var gatewayKeys []*identity.PublicKey
 	if len(legacy.relay) > 0 {
 		if gatewayKeys, err = lookup([]mail.Mailbox{gateway}, []string{gatewayName}); err != nil {
