@@ -26,7 +26,8 @@ import (
 // publishes its key in DNS and certifies alice, bob sends to
 // Alice@Example.Test and alice fetches the mail; the domain re-binds the
 // name to another key and bob's next send is refused until he accepts
-// it; the domain revokes the name and sends to it are refused. It skips
+// it; alice2 rotates her key and bob's send follows the chain, noting it;
+// the domain revokes the name and sends to it are refused. It skips
 // (after checking the command says why) when the DHT of this build keeps
 // no records at their slots.
 func TestSendToAName(t *testing.T) {
@@ -43,7 +44,20 @@ func TestSendToAName(t *testing.T) {
 	net := startTestTestnet(t, ctx, 4, t.TempDir())
 	users := map[string]*testnet.User{}
 	for _, name := range []string{"alice", "alice2", "bob", "gw"} {
-		u, err := testnet.NewUser(filepath.Join(homes, name), 8)
+		var u *testnet.User
+		var err error
+		if name != "alice2" {
+			u, err = testnet.NewUser(filepath.Join(homes, name), 8)
+		} else {
+			// alice2 rotates later, so it needs init's next key and key log.
+			home := filepath.Join(homes, name)
+			if _, stderr, err := runCLI(t, "--home", home, "init", "--no-passphrase", "--difficulty", "8"); err != nil {
+				t.Fatalf("init %s: %v\n%s", name, err, stderr)
+			}
+			var id *identity.Identity
+			id, err = identity.ReadKeyFile(filepath.Join(home, keyFileName), nil)
+			u = &testnet.User{Identity: id, Home: home}
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,6 +194,22 @@ func TestSendToAName(t *testing.T) {
 	}
 	if stderr, err := send("alice@example.test", "second"); err != nil {
 		t.Fatalf("send after accepting: %v\n%s", err, stderr)
+	}
+	// alice2 rotates her key: her address, and so the name's binding,
+	// stays; bob's next send follows her signed chain without a warning,
+	// and she opens it with the new key.
+	if _, stderr, err := runCLI(t, "--home", alice2.Home, "key", "rotate", "--testnet", net.Dir()); err != nil {
+		t.Fatalf("alice2's key rotate: %v\n%s", err, stderr)
+	}
+	if stderr, err := send("alice@example.test", "after the rotation"); err != nil || strings.Contains(stderr, "names accept") ||
+		!strings.Contains(stderr, "rotated its key to generation 1") {
+		t.Fatalf("send after alice2 rotated: %v; want it sent with the rotation noted once:\n%s", err, stderr)
+	}
+	if _, stderr, err := runCLI(t, "--home", alice2.Home, "fetch", "--testnet", net.Dir()); err != nil {
+		t.Fatalf("alice2's fetch: %v\n%s", err, stderr)
+	}
+	if n := mailsIn(t, alice2.Home); n != 2 {
+		t.Fatalf("alice2 has %d mails, want the one sent before and the one sent after her rotation", n)
 	}
 
 	// The domain revokes the name.
