@@ -67,6 +67,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			allowCommand(s),
 			sendCommand(s),
 			fetchCommand(s),
+			delegateCommand(s),
 			bridgeCommand(s),
 			publishCommand(s),
 			domainCommand(s),

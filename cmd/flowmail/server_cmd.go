@@ -15,7 +15,8 @@ const defaultAccountListen = "0.0.0.0:4411"
 // serverFlags are the node's, and the account service's address.
 func serverFlags() []cli.Flag {
 	return append(nodeFlags(),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "account-listen", Value: defaultAccountListen, Usage: "UDP address of the account service (password login; QUIC, the node's key)", EnvVars: []string{"FLOWMAIL_ACCOUNT_LISTEN"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "account-listen", Value: defaultAccountListen, Usage: "UDP address of the account service (password login and held mail; QUIC, the node's key)", EnvVars: []string{"FLOWMAIL_ACCOUNT_LISTEN"}}),
+		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "held-quota", Value: server.DefaultHeldQuota, Usage: "bytes of mail held per delegating user; past it new mail stays in the network until it expires", EnvVars: []string{"FLOWMAIL_HELD_QUOTA"}}),
 	)
 }
 
@@ -29,7 +30,9 @@ func serverCommand(s *streams) *cli.Command {
 			"`flowmail account create --server HOST:PORT` log in from any device with\n" +
 			"`flowmail login ADDRESS --server HOST:PORT`. The server never sees their password or key.\n" +
 			"Its secrets are <data-dir>/account.key (back it up apart from <data-dir>/accounts).\n\n" +
-			"Not built yet: the always-on mailbox for delegating users, and the SMTP gateway.",
+			"Users who run `flowmail delegate` have their mail collected and held in\n" +
+			"<data-dir>/held (sealed: the server has no key that opens it), at most --held-quota\n" +
+			"bytes each, until their fetch confirms it. Not built yet: the SMTP gateway.",
 		Flags:  flags,
 		Before: loadConfig(flags),
 		Action: func(c *cli.Context) error {
@@ -47,13 +50,14 @@ func serverCommand(s *streams) *cli.Command {
 			if err != nil {
 				return err
 			}
-			srv, err := server.Start(c.Context, server.Config{Node: cfg, AccountListen: c.String("account-listen")})
+			srv, err := server.Start(c.Context, server.Config{Node: cfg, AccountListen: c.String("account-listen"), HeldQuota: c.Int64("held-quota")})
 			if err != nil {
 				return startAdvice(err)
 			}
 			n := srv.Node()
 			fmt.Fprintf(s.out, "server node %s listening on %s (network %q, %d peers)\n", n.ID().Short(), n.Addr(), c.String("network"), n.DHT().Size())
 			fmt.Fprintf(s.out, "account service on %s: users log in with --server %s\n", srv.AccountAddr(), srv.AccountAddr())
+			fmt.Fprintf(s.out, "held mail: users delegate with `flowmail delegate %s --server %s`\n", n.Identity().Address(), srv.AccountAddr())
 			return serveUntilDone(c.Context, s, log, n, cfg.DataDir, srv.Close)
 		},
 	}
