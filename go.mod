@@ -3,6 +3,7 @@ module github.com/flowmail/flowmail
 go 1.26.0
 
 require (
+	blitiri.com.ar/go/spf v1.6.0
 	github.com/btcsuite/btcd/btcutil v1.2.0
 	github.com/bytemare/ksf v0.1.0
 	github.com/bytemare/opaque v0.10.0
@@ -11,6 +12,7 @@ require (
 	github.com/dustin/go-humanize v1.0.1
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/emersion/go-message v0.18.2
+	github.com/emersion/go-msgauth v0.7.0
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.25.1
 	github.com/klauspost/compress v1.20.3

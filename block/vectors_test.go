@@ -79,7 +79,7 @@ func checkBlockVector(v vectors.Vector) (map[string]string, string) {
 			return nil, errName(err)
 		}
 		return headerOut(h, b), ""
-	case "ParsePubkey":
+	case "ParsePubkeyLayout":
 		p, err := ParsePubkey(b)
 		if err != nil {
 			return nil, errName(err)
@@ -129,7 +129,7 @@ func genBlockVectors() vectors.File {
 		{Name: "data_block_with_deletion_hash", Function: "ParseData", Input: hx(dataDel)},
 		{Name: "index_block", Function: "ParseIndex", Input: hx(idx)},
 		{Name: "index_block_with_locator", Function: "ParseIndex", Input: hx(idxLoc), Note: "flags bit 1: the locator ID sits between sealed and the nonce (4.4, 21.2)"},
-		{Name: "pubkey_layout", Function: "ParsePubkey", Input: hx(pkb)},
+		{Name: "pubkey_layout", Function: "ParsePubkeyLayout", Input: hx(pkb)},
 		{Name: "header_only_data", Function: "ParseHeader", Input: "010200"},
 
 		{Name: "empty_input", Function: "ParseHeader", Input: "", Error: "truncated", Note: "a block has at least a 3-byte header"},
@@ -151,12 +151,12 @@ func genBlockVectors() vectors.File {
 		{Name: "index_too_short", Function: "ParseIndex", Input: hx(idx[:MinIndexSize-1]), Error: "truncated", Note: "an index block under MinIndexSize MUST be rejected"},
 		{Name: "index_with_locator_too_short", Function: "ParseIndex", Input: hx(idxLoc[:MinIndexSize+IDSize-1]), Error: "truncated", Note: "with a locator, MinIndexSize + 32 bytes at least"},
 		{Name: "locator_on_data_block", Function: "ParseHeader", Input: hx(with(data, 2, 2)), Error: "invalid flags", Note: "flags bit 1 (locator) only on index blocks"},
-		{Name: "pubkey_truncated", Function: "ParsePubkey", Input: hx(pkb[:PubkeySize-1]), Error: "truncated"},
-		{Name: "pubkey_trailing_byte", Function: "ParsePubkey", Input: hx(append(bytes.Clone(pkb), 0)), Error: "trailing bytes", Note: "bytes after the last field MUST be rejected"},
-		{Name: "pubkey_difficulty_33", Function: "ParsePubkey", Input: hx(with(pkb, 11, MaxDifficulty+1)), Error: "invalid pubkey block", Note: "difficulty at most MaxDifficulty"},
-		{Name: "pubkey_wrong_kem", Function: "ParsePubkey", Input: hx(with(pkb, 13, 0x20)), Error: "invalid pubkey block", Note: "kem_id MUST be 0x647a"},
-		{Name: "pubkey_wrong_kdf", Function: "ParsePubkey", Input: hx(with(pkb, 15, 2)), Error: "invalid pubkey block", Note: "kdf_id MUST be 0x0001"},
-		{Name: "pubkey_wrong_aead", Function: "ParsePubkey", Input: hx(with(pkb, 17, 1)), Error: "invalid pubkey block", Note: "aead_id MUST be 0x0003"},
+		{Name: "pubkey_truncated", Function: "ParsePubkeyLayout", Input: hx(pkb[:PubkeySize-1]), Error: "truncated"},
+		{Name: "pubkey_trailing_byte", Function: "ParsePubkeyLayout", Input: hx(append(bytes.Clone(pkb), 0)), Error: "trailing bytes", Note: "bytes after the last field MUST be rejected"},
+		{Name: "pubkey_difficulty_33", Function: "ParsePubkeyLayout", Input: hx(with(pkb, 11, MaxDifficulty+1)), Error: "invalid pubkey block", Note: "difficulty at most MaxDifficulty"},
+		{Name: "pubkey_wrong_kem", Function: "ParsePubkeyLayout", Input: hx(with(pkb, 13, 0x20)), Error: "invalid pubkey block", Note: "kem_id MUST be 0x647a"},
+		{Name: "pubkey_wrong_kdf", Function: "ParsePubkeyLayout", Input: hx(with(pkb, 15, 2)), Error: "invalid pubkey block", Note: "kdf_id MUST be 0x0001"},
+		{Name: "pubkey_wrong_aead", Function: "ParsePubkeyLayout", Input: hx(with(pkb, 17, 1)), Error: "invalid pubkey block", Note: "aead_id MUST be 0x0003"},
 	}
 	return vectors.File{Description: fmt.Sprintf("Block layouts (docs/PROTOCOL.md section 4). MaxBlockSize=%d.", MaxBlockSize), Vectors: vs}
 }

@@ -193,3 +193,70 @@ func TestForgedClaimsCostBoundedWork(t *testing.T) {
 		t.Fatalf("second fetch: %d delivered, %d refused, %d left; want the %d left refused", len(rep.Delivered), len(rep.Rejected), rep.Remaining, left)
 	}
 }
+
+// TestRefusedClaimFetchesNoDataBlocks: a claim refused at spec 17.4
+// steps 2 to 4 (no claim, unknown, withdrawn, forged) is decided by the
+// index block alone, and its data blocks are never fetched (17.8): a
+// stranger's junk costs no bandwidth, and whoever holds the data blocks
+// learns nothing of the recipient's fetching from them. A granted mail's
+// data blocks are fetched, so the count below can see a fetch.
+func TestRefusedClaimFetchesNoDataBlocks(t *testing.T) {
+	c, net := testCodec(t), newMemNet(testNow)
+	alice, bob, carol := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, grantD), testIdentity(t, seedCarol, 4)
+	bobs := grant.NewTable()
+	ga, _ := bobs.Issue(bob.ID(), alice.ID(), testNow, detRand(1))
+	gc, _ := bobs.Issue(bob.ID(), carol.ID(), testNow, detRand(3))
+	bobs.Withdraw(carol.ID(), testNow)
+	forged := ga.Claim()
+	forged.Key[0] ^= 1
+	refused := []*mail.Built{
+		sendLowWorkNoClaim(t, c, net, carol, bob),
+		sendClaiming(t, c, net, carol, bob, &mail.GrantClaim{ID: [16]byte{9}, Key: [32]byte{9}}, "made up", true),
+		sendClaiming(t, c, net, carol, bob, gc.Claim(), "withdrawn", true),
+		sendClaiming(t, c, net, carol, bob, forged, "forged", true),
+	}
+	granted := sendClaiming(t, c, net, alice, bob, ga.Claim(), "granted", true)
+	rep := newMailbox(t, bob).fetch(t, c, net, FetchOptions{Grants: bobs})
+	if len(rep.Delivered) != 1 || len(rep.Rejected) != len(refused) {
+		t.Fatalf("%d delivered, %d refused (%v); want 1 and %d", len(rep.Delivered), len(rep.Rejected), rep.Rejected, len(refused))
+	}
+	fetched := func(b *mail.Built) int {
+		n := 0
+		for _, id := range b.ShardIDs {
+			n += net.getCount(id)
+		}
+		return n
+	}
+	if fetched(granted) == 0 {
+		t.Fatal("the granted mail's data blocks were not fetched, yet it was delivered")
+	}
+	for i, b := range refused {
+		if n := fetched(b); n != 0 {
+			t.Errorf("refused claim %d: its data blocks were fetched %d times", i, n)
+		}
+	}
+}
+
+// TestReplayedGrantedMailIsNotOpenedAgain: a granted mail's index block
+// stored again after delivery (by a storer that kept a copy, or by its
+// sender) is skipped by the processed set: it is neither delivered twice
+// nor opened again as a claim, so replaying costs bob nothing.
+func TestReplayedGrantedMailIsNotOpenedAgain(t *testing.T) {
+	c, net := testCodec(t), newMemNet(testNow)
+	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, grantD)
+	bobs := grant.NewTable()
+	g, _ := bobs.Issue(bob.ID(), alice.ID(), testNow, detRand(1))
+	b := sendClaiming(t, c, net, alice, bob, g.Claim(), "once", true)
+	mb := newMailbox(t, bob)
+	if rep := mb.fetch(t, c, net, FetchOptions{Grants: bobs}); len(rep.Delivered) != 1 || rep.Granted != 1 {
+		t.Fatalf("first fetch: %+v", rep)
+	}
+	if net.has(b.Index[0].ID) {
+		t.Fatal("the index block was not deleted")
+	}
+	net.putRaw(b.Index[0].Bytes)
+	rep := mb.fetch(t, c, net, FetchOptions{Grants: bobs})
+	if len(rep.Delivered) != 0 || rep.Skipped != 1 || rep.Work.Fetched != 0 || rep.Work.Claims != 0 {
+		t.Fatalf("replayed: %d delivered, %d skipped, work %+v; want it skipped unfetched", len(rep.Delivered), rep.Skipped, rep.Work)
+	}
+}

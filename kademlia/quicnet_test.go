@@ -2,6 +2,8 @@ package kademlia_test
 
 import (
 	"context"
+	"github.com/flowmail/flowmail/internal/syncbuf"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -27,6 +29,7 @@ type quicNet struct {
 	rng  *rand.Rand
 	mu   sync.Mutex
 	live []*quicNode
+	logs *syncbuf.Buffer // every node's debug log, printed if the test fails
 }
 
 type quicNode struct {
@@ -37,7 +40,15 @@ type quicNode struct {
 }
 
 func newQUICNet(t *testing.T, k int) *quicNet {
-	return &quicNet{t: t, clk: &clock.Offset{}, k: k, rng: testseed.Rand(t)}
+	n := &quicNet{t: t, clk: &clock.Offset{}, k: k, rng: testseed.Rand(t), logs: &syncbuf.Buffer{}}
+	// Registered first, so it runs after every node has stopped: a failure
+	// shows what each node did (lookups that failed, stores refused).
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("nodes' debug log:\n%s", n.logs.String())
+		}
+	})
+	return n
 }
 
 // handlerFor lets a test answer requests its own way (a liar); nil
@@ -66,6 +77,7 @@ func (n *quicNet) add(ctx context.Context, client bool, h handlerFor) *quicNode 
 	cfg := kademlia.Config{
 		ID: id.ID(), Transport: q, Client: client, K: n.k, Clock: n.clk, Rand: rand.New(pcg),
 		BucketIPLimit: -1, TableIPLimit: -1,
+		Logger: slog.New(slog.NewTextHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", id.ID().Short()),
 	}
 	if !client {
 		if qn.store, err = blockstore.OpenBadger(n.t.TempDir(), blockstore.Config{Self: id.ID(), Clock: n.clk, Footprint: blockstore.FootprintShared}); err != nil {

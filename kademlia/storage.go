@@ -355,8 +355,12 @@ func (d *DHT) republishOne(ctx context.Context, m blockstore.Meta) bool {
 			// c holds a newer version than ours: take it.
 			d.pullNewer(ctx, c, m.ID)
 		}
+		if err != nil {
+			d.log.Debug("kademlia: republish store refused or failed", "id", m.ID.Short(), "to", c.ID.Short(), "err", err)
+		}
 		return err
 	})
+	d.log.Debug("kademlia: republished", "id", m.ID.Short(), "stored", ok, "of", len(closest), "self_among", among)
 	if !among && m.Type == block.TypeData && ok == n {
 		d.handOff(ctx, m.ID)
 	}

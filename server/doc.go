@@ -10,7 +10,8 @@
 // and the blocks their locators list, keeps them on disk under a quota
 // until the owner's signed confirmation, and answers HOLD, HELD_LIST,
 // HELD_GET and HELD_CONFIRM on the account listener. FetchHeld is the
-// device side. The SMTP gateway is not built yet.
+// device side. The SMTP gateway is package gateway (section 20), which
+// cmd runs beside the server.
 //
 // It must not import testnet or cmd.
 package server

@@ -97,20 +97,29 @@ func BenchmarkSendFetch1MiB(b *testing.B) {
 		return sum
 	}
 	var stored int64
+	var sending, fetching time.Duration
 	b.SetBytes(int64(len(msg)))
 	b.ResetTimer()
 	for range b.N {
 		in := mail.BuildInput{Sender: alice.Identity, Recipients: []*identity.PublicKey{key}, Message: bytes.NewReader(msg), Size: int64(len(msg)), Now: time.Now()}
 		before := held()
+		start := time.Now()
 		if _, err := delivery.Send(ctx, sender, codec, in, delivery.SendOptions{}); err != nil {
 			b.Fatal(err)
 		}
+		sent := time.Now()
+		sending += sent.Sub(start)
 		stored += held() - before
 		rep, err := delivery.Fetch(ctx, fetcher, codec, bob.Identity, st, delivery.FetchOptions{Maildir: bob.Maildir(), Now: time.Now()})
 		if err != nil || len(rep.Delivered) != 1 {
 			b.Fatalf("fetch: %v, %+v", err, rep)
 		}
+		fetching += time.Since(sent)
 	}
+	// Where the time goes: the send (build, grind, stores) and the fetch
+	// (list, gets, open, delete) of one mail.
+	b.ReportMetric(float64(sending.Milliseconds())/float64(b.N), "send-ms/op")
+	b.ReportMetric(float64(fetching.Milliseconds())/float64(b.N), "fetch-ms/op")
 	// Bytes every store took for one mail (index, data and parity blocks
 	// at their holders) per byte of the RFC 5322 message.
 	b.ReportMetric(float64(stored)/float64(b.N)/float64(len(msg)), "stored/byte")

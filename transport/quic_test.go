@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/flowmail/flowmail/internal/syncbuf"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -25,44 +26,27 @@ import (
 
 const testNetwork = "flowmail-test"
 
-// logBuffer collects a transport's log lines for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger {
+// debugLogger writes a transport's log lines to l for assertions.
+func debugLogger(l *syncbuf.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // quicNode is a QUIC transport under test with its log and observer.
 type quicNode struct {
 	*QUIC
-	log *logBuffer
+	log *syncbuf.Buffer
 	obs *countingObserver
 }
 
 func listenQUIC(t *testing.T, idn int, edit func(*QUICConfig)) *quicNode {
 	t.Helper()
-	n := &quicNode{log: &logBuffer{}, obs: newCountingObserver()}
+	n := &quicNode{log: &syncbuf.Buffer{}, obs: newCountingObserver()}
 	cfg := QUICConfig{
 		Identity:   testIdentity(t, idn),
 		Network:    testNetwork,
 		ListenAddr: "127.0.0.1:0",
 		Handler:    echo,
-		Logger:     n.log.logger(),
+		Logger:     debugLogger(n.log),
 		Observer:   n.obs,
 		// Hang guards only: a test that exercises a timeout sets its own,
 		// and nothing here may depend on how busy the machine is.

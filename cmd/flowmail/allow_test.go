@@ -112,6 +112,54 @@ func TestAllowLetsAFriendSkipTheWork(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(bob.Home, grantsFileName)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("grants file: %v %v, want mode 0600", fi, err)
 	}
+
+	// A mailing list on the same testnet (spec 17.7): bob and carol
+	// (both D = 32 now) grant the list, alice (D = 8) does not; alice's
+	// post reaches all three, the list grinding only 2^16 for bob and
+	// carol (its run is stopped if it starts on 2^32) and alice's 2^8.
+	lst, err := testnet.NewUser(filepath.Join(homes, "list"), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol32, err := testnet.NewUser(filepath.Join(homes, "carol32"), 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []*testnet.User{lst, carol32} {
+		cli(u, "publish")
+	}
+	listAddr := identity.FormatAddress(lst.ID())
+	if out, stderr, err := runCLI(t, "--home", lst.Home, "list", "create", "friends"); err != nil || !strings.Contains(out, listAddr) {
+		t.Fatalf("list create: %v\n%s\n%s", err, out, stderr)
+	}
+	for _, u := range []*testnet.User{alice, bob, carol32} {
+		if _, stderr, err := runCLI(t, "--home", lst.Home, "list", "add", identity.FormatAddress(u.ID())); err != nil {
+			t.Fatalf("list add: %v\n%s", err, stderr)
+		}
+	}
+	for _, u := range []*testnet.User{bob, carol32} {
+		if _, stderr, err := runCLI(t, "--home", u.Home, "allow", "add", "--testnet", net.Dir(), listAddr); err != nil {
+			t.Fatalf("allow add the list: %v\n%s", err, stderr)
+		}
+	}
+	if out, _, err := runCLI(t, "--home", lst.Home, "list", "run", "--testnet", net.Dir()); err != nil || strings.Count(out, "allows you to write without the proof of work") != 2 || strings.Contains(out, "re-sent") {
+		t.Fatalf("the list's first run: want the two grants kept and nothing re-sent: %v\n%s", err, out)
+	}
+	if out, _, _ := runCLI(t, "--home", lst.Home, "list", "show"); strings.Count(out, "granted") != 2 || strings.Count(out, "no grant") != 1 {
+		t.Fatalf("list show:\n%s", out)
+	}
+	if _, stderr, err := runCLI(t, "--home", alice.Home, "send", "--testnet", net.Dir(), "--to", listAddr, "--subject", "to the list", "--body", "hello all"); err != nil {
+		t.Fatalf("alice's post: %v\n%s", err, stderr)
+	}
+	out, stderr, err = runStoppedBy(ctx, fullWork, "--home", lst.Home, "list", "run", "--testnet", net.Dir())
+	if err != nil || strings.Contains(stderr, fullWork) || !strings.Contains(out, "re-sent to 3 member(s): 2 under their grant, 1 with their full proof of work") {
+		t.Fatalf("the list's run: %v\n%s\n%s", err, out, stderr)
+	}
+	for _, u := range []*testnet.User{alice, bob, carol32} {
+		if out, stderr := cli(u, "fetch"); !strings.Contains(out, "Subject: to the list") || !strings.Contains(out, listAddr) {
+			t.Fatalf("%s did not receive the list's copy:\n%s\n%s", u.Home, out, stderr)
+		}
+	}
 }
 
 // stopWriter collects what a command writes and calls seen once the

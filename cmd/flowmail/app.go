@@ -65,6 +65,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			whoamiCommand(s),
 			contactsCommand(s),
 			allowCommand(s),
+			listCommand(s),
 			sendCommand(s),
 			fetchCommand(s),
 			delegateCommand(s),

@@ -44,8 +44,8 @@ func bridgeCommand(s *streams) *cli.Command {
 			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between fetches"},
 			&cli.BoolFlag{Name: "keep", Usage: "leave fetched mail in the network"},
 			&cli.StringFlag{Name: "print-config", Usage: "print settings for `CLIENT` (thunderbird, neomutt or mbsync) and exit"},
-		}, networkFlags()...), append(passphraseFlags(), dnsFlags()...)...),
-		Action: func(c *cli.Context) error { return runBridge(c, s) },
+		}, networkFlags()...), append(append(passphraseFlags(), dnsFlags()...), onionFlags()...)...),
+		Action: func(c *cli.Context) error { return onionAdvice(runBridge(c, s)) },
 		Subcommands: []*cli.Command{{
 			Name:  "password",
 			Usage: "print the user name and password mail clients log in with",
@@ -107,10 +107,24 @@ func runBridge(c *cli.Context, s *streams) error {
 	if err != nil {
 		return err
 	}
+	// With --onion the bridge's stores, lists and fetches go through
+	// relays, as send and fetch do; key logs and names are still read
+	// directly (docs/PROTOCOL.md 14.12).
+	net, release, onionOn, err := networkFor(c, n, s.err)
+	if err != nil {
+		return err
+	}
+	defer release()
+	keep := c.Bool("keep")
+	if onionOn && !keep {
+		// Deleting would show the storers the recipient's client.
+		fmt.Fprintln(s.err, "onion: fetched mail stays in the network until it expires (deleting has no onion form)")
+		keep = true
+	}
 	b, err := bridge.Start(c.Context, bridge.Config{
-		Identity: me, Network: n, KeyLogs: n.DHT(), Maildir: maildir, StateDir: filepath.Join(home, stateDirName), Dir: dir,
+		Identity: me, Network: net, KeyLogs: n.DHT(), Maildir: maildir, StateDir: filepath.Join(home, stateDirName), Dir: dir,
 		IMAPAddr: c.String("imap"), SMTPAddr: c.String("smtp"), AllowRemote: c.Bool("allow-remote"),
-		FetchInterval: c.Duration("interval"), Keep: c.Bool("keep"), Logger: log,
+		FetchInterval: c.Duration("interval"), Keep: keep, Logger: log,
 		Resolve: func(ctx context.Context, name string) (block.ID, error) {
 			if isName(name) {
 				// alice@example.com: DNS and the name certificate, pinned
@@ -130,7 +144,7 @@ func runBridge(c *cli.Context, s *streams) error {
 				}
 			}
 			if err != nil && !errors.Is(err, bridge.ErrFetchBusy) {
-				fmt.Fprintf(s.err, "fetch failed: %v (trying again in %s)\n", err, c.Duration("interval"))
+				fmt.Fprintf(s.err, "fetch failed: %v (trying again in %s)\n", onionAdvice(err), c.Duration("interval"))
 			}
 		},
 		OnSend: func(id string, err error, bounced bool) {
@@ -138,9 +152,9 @@ func runBridge(c *cli.Context, s *streams) error {
 			case err == nil:
 				fmt.Fprintf(s.out, "sent %s\n", id)
 			case bounced:
-				fmt.Fprintf(s.err, "gave up sending %s: %v (the bounce is in your INBOX)\n", id, err)
+				fmt.Fprintf(s.err, "gave up sending %s: %v (the bounce is in your INBOX)\n", id, onionAdvice(err))
 			default:
-				fmt.Fprintf(s.err, "sending %s failed, will retry: %v\n", id, err)
+				fmt.Fprintf(s.err, "sending %s failed, will retry: %v\n", id, onionAdvice(err))
 			}
 		},
 	})

@@ -2,10 +2,10 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/flowmail/flowmail/internal/syncbuf"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,30 +20,11 @@ import (
 	"github.com/flowmail/flowmail/node"
 )
 
-// lockedBuffer is a buffer that a running command writes and a test
-// reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // runningNode is a `flowmail node` run in process by startNodeCommand.
 type runningNode struct {
 	listen, admin string
 	lines         []string // what it printed up to its admin address
-	stderr        *lockedBuffer
+	stderr        *syncbuf.Buffer
 	stop          func() error // cancels run's context, as SIGINT does, and returns run's error
 }
 
@@ -58,7 +39,7 @@ func startNodeCommand(t *testing.T, args ...string) *runningNode {
 	hung := time.AfterFunc(5*time.Minute, cancel)
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
-	rn := &runningNode{stderr: &lockedBuffer{}}
+	rn := &runningNode{stderr: &syncbuf.Buffer{}}
 	go func() {
 		err := run(ctx, append([]string{"flowmail"}, args...), strings.NewReader(""), pw, rn.stderr)
 		pw.CloseWithError(io.EOF)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"github.com/flowmail/flowmail/internal/syncbuf"
 	"os"
 	"path/filepath"
 	"slices"
@@ -129,6 +131,35 @@ func TestSendErrorsSayWhatToDo(t *testing.T) {
 			}
 		})
 	}
+	// The bridge takes --onion too, and its fetches then go through
+	// relays: here there are too few, and its first fetch says so with the
+	// advice send gives. It keeps serving (relays may come), so the test
+	// stops it once the line is there.
+	t.Run("bridge onion without relays", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(hangGuard(t))
+		defer cancel()
+		var stdout, stderr syncbuf.Buffer
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"flowmail", "--home", home, "bridge", "--testnet", net.Dir(), "--imap", "127.0.0.1:0", "--smtp", "127.0.0.1:0", "--onion"}, strings.NewReader(""), &stdout, &stderr)
+		}()
+		const want = "--onion needs at least 3 relays"
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for !strings.Contains(stderr.String(), want) {
+			select {
+			case err := <-done:
+				t.Fatalf("bridge --onion stopped (%v) without saying %q:\n%s", err, want, stderr.String())
+			case <-ctx.Done():
+				t.Fatalf("bridge --onion never said %q:\n%s", want, stderr.String())
+			case <-tick.C:
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("bridge --onion, stopped: %v", err)
+		}
+	})
 }
 
 // TestSendWithoutToSaysSo: --bcc (or nothing) without --to is a short

@@ -14,10 +14,10 @@ const defaultAccountListen = "0.0.0.0:4411"
 
 // serverFlags are the node's, and the account service's address.
 func serverFlags() []cli.Flag {
-	return append(nodeFlags(),
+	return append(append(nodeFlags(),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "account-listen", Value: defaultAccountListen, Usage: "UDP address of the account service (password login and held mail; QUIC, the node's key)", EnvVars: []string{"FLOWMAIL_ACCOUNT_LISTEN"}}),
 		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "held-quota", Value: server.DefaultHeldQuota, Usage: "bytes of mail held per delegating user; past it new mail stays in the network until it expires", EnvVars: []string{"FLOWMAIL_HELD_QUOTA"}}),
-	)
+	), gatewayFlags()...)
 }
 
 func serverCommand(s *streams) *cli.Command {
@@ -30,9 +30,11 @@ func serverCommand(s *streams) *cli.Command {
 			"`flowmail account create --server HOST:PORT` log in from any device with\n" +
 			"`flowmail login ADDRESS --server HOST:PORT`. The server never sees their password or key.\n" +
 			"Its secrets are <data-dir>/account.key (back it up apart from <data-dir>/accounts).\n\n" +
-			"Users who run `flowmail delegate` have their mail collected and held in\n" +
-			"<data-dir>/held (sealed: the server has no key that opens it), at most --held-quota\n" +
-			"bytes each, until their fetch confirms it. Not built yet: the SMTP gateway.",
+			"With --gateway-listen it also runs the domain's SMTP gateway (docs/PROTOCOL.md 20):\n" +
+			"SMTP for user@DOMAIN in, sealed to the user at once; users' mail to legacy addresses\n" +
+			"out, DKIM-signed. Users who run `flowmail delegate` have their mail collected and\n" +
+			"held in <data-dir>/held (sealed: the server has no key that opens it), at most\n" +
+			"--held-quota bytes each, until their fetch confirms it (section 21).",
 		Flags:  flags,
 		Before: loadConfig(flags),
 		Action: func(c *cli.Context) error {
@@ -41,6 +43,9 @@ func serverCommand(s *streams) *cli.Command {
 			}
 			if c.Bool("client") {
 				return errors.New("--client: a server stores for others and holds accounts; run `flowmail node --client` for a client")
+			}
+			if err := checkGatewayFlags(c); err != nil {
+				return err
 			}
 			log, err := newLogger(c, s.err)
 			if err != nil {
@@ -58,7 +63,17 @@ func serverCommand(s *streams) *cli.Command {
 			fmt.Fprintf(s.out, "server node %s listening on %s (network %q, %d peers)\n", n.ID().Short(), n.Addr(), c.String("network"), n.DHT().Size())
 			fmt.Fprintf(s.out, "account service on %s: users log in with --server %s\n", srv.AccountAddr(), srv.AccountAddr())
 			fmt.Fprintf(s.out, "held mail: users delegate with `flowmail delegate %s --server %s`\n", n.Identity().Address(), srv.AccountAddr())
-			return serveUntilDone(c.Context, s, log, n, cfg.DataDir, srv.Close)
+			gw, err := startGateway(c.Context, c, n, cfg.DataDir, log)
+			if err != nil {
+				srv.Close()
+				return err
+			}
+			stop := srv.Close
+			if gw != nil {
+				fmt.Fprintf(s.out, "SMTP gateway for %s on %s\n", gw.Name(), gw.Addr())
+				stop = func() error { return errors.Join(gw.Close(), srv.Close()) }
+			}
+			return serveUntilDone(c.Context, s, log, n, cfg.DataDir, stop)
 		},
 	}
 }

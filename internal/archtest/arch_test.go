@@ -31,6 +31,7 @@ var forbidden = map[string][]string{
 	"mailbox":      {"grant", "delivery", "internal/mailforge", "internal/mailtest", "pow", "identity", "transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"grant":        {"delivery", "mailbox", "internal/mailforge", "internal/mailtest", "transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"delivery":     {"internal/mailforge", "internal/mailtest", "transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
+	"maillist":     {"internal/mailforge", "internal/mailtest", "transport", "kademlia", "blockstore", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"rendezvous":   {"grant", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "cmd/flowmail"},
 	"onion":        {"grant", "transport", "kademlia", "blockstore", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "pow", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"account":      {"block", "identity", "record", "bridge", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "onion", "internal/mailforge", "internal/mailtest", "node", "server", "testnet", "rendezvous", "cmd/flowmail"},
@@ -38,6 +39,7 @@ var forbidden = map[string][]string{
 	"naming":       {"transport", "kademlia", "blockstore", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "pow", "onion", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"node":         {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
 	"bridge":       {"internal/mailforge", "internal/mailtest", "testnet", "cmd/flowmail"},
+	"gateway":      {"transport", "kademlia", "blockstore", "node", "server", "bridge", "onion", "internal/mailforge", "internal/mailtest", "testnet", "rendezvous", "cmd/flowmail"},
 	"testnet":      {"internal/mailforge", "internal/mailtest", "cmd/flowmail"},
 	"cmd/flowmail": {"internal/mailforge", "internal/mailtest"},
 	// kadsim simulates DHTs for tests; see testOnly.
@@ -50,12 +52,13 @@ var forbidden = map[string][]string{
 	// above; see testOnly.
 	"internal/recordtest": {"blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	// Imported by tests of every layer.
+	"internal/syncbuf":  {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 	"internal/testseed": {"block", "identity", "blockstore", "pow", "transport", "kademlia", "mail", "delivery", "mailbox", "internal/mailforge", "internal/mailtest", "node", "testnet", "rendezvous", "cmd/flowmail"},
 }
 
 // testOnly lists packages only tests may import: no package's own code
 // depends on them.
-var testOnly = []string{"kademlia/kadsim", "internal/nsdtest", "internal/recordtest"}
+var testOnly = []string{"kademlia/kadsim", "internal/nsdtest", "internal/recordtest", "internal/syncbuf"}
 
 type pkg struct {
 	ImportPath string

@@ -42,6 +42,7 @@ var goroutineSites = map[string]struct {
 	"kademlia DHT.Republish":              {1, "Republish itself, waited before it returns"},
 	"delivery forEach":                    {1, "forEach itself, waited before it returns"},
 	"bridge Start":                        {4, "the bridge: IMAP and SMTP servers, fetch and send loops; Close cancels and waits (wg)"},
+	"gateway Start":                       {2, "the gateway: its SMTP server and outbound loop; Close cancels, closes the server and waits (wg)"},
 	"delivery groupFetcher.shards":        {1, "shards itself: it drains every shard request in flight before it returns"},
 	"mail Codec.copyMessage":              {1, "copyMessage itself: the hashing goroutine is waited before it returns"},
 	"mail Codec.encodeEnvelope":           {1, "encodeEnvelope itself: the signing goroutine is waited before it returns"},

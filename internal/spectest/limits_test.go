@@ -20,11 +20,13 @@ import (
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/bridge"
 	"github.com/flowmail/flowmail/delivery"
+	"github.com/flowmail/flowmail/gateway"
 	"github.com/flowmail/flowmail/grant"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/mailbox"
+	"github.com/flowmail/flowmail/maillist"
 	"github.com/flowmail/flowmail/naming"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/onion"
@@ -81,6 +83,8 @@ var limits = map[string]any{
 	"RouteBits":               mail.RouteBits,
 	"GrantSize":               grant.Size,
 	"MaxClaimsPerFetch":       delivery.MaxClaimsPerFetch,
+	"MaxListMembers":          maillist.MaxMembers,
+	"MaxListName":             maillist.MaxNameLen,
 	"MaxMessageSize":          mail.MaxMessageSize,
 
 	"MaxHeaderSize":          mail.MaxHeaderSize,
@@ -167,6 +171,18 @@ var limits = map[string]any{
 	"MaxFailuresPerAccount": bridge.MaxFailuresPerAccount,
 	"FailureWindow":         bridge.FailureWindow,
 	"MaxQueueRecipients":    mailbox.MaxQueueRecipients,
+	"MaxInboundSize":        gateway.MaxInboundSize,
+	"MaxInboundHeader":      gateway.MaxInboundHeader,
+	"MaxInboundSessions":    gateway.MaxInboundSessions,
+	"InboundPerSender":      gateway.InboundPerSender,
+	"InboundPerSource":      gateway.InboundPerSource,
+	"OutboundPerSender":     gateway.OutboundPerSender,
+	"RateWindow":            gateway.RateWindow,
+	"MaxRelayRecipients":    gateway.MaxRelayRecipients,
+	"MaxOutboundSize":       gateway.MaxOutboundSize,
+	"MaxRelayAttempts":      gateway.MaxRelayAttempts,
+	"MaxBounceDifficulty":   gateway.MaxBounceDifficulty,
+	"MaxSMTPReply":          gateway.MaxSMTPReply,
 }
 
 const specPath = "../../docs/PROTOCOL.md"
