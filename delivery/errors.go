@@ -11,6 +11,15 @@ import (
 // block (spec 9.6).
 var ErrDuplicate = errors.New("delivery: delivered already")
 
+// ErrSenderUnverified refuses mail signed with a later generation's
+// pubkey block of its sender (one that rotated) when the sender's key log
+// cannot show that the key is the sender address's (spec 9.2, 15.5).
+var ErrSenderUnverified = errors.New("delivery: the sender's key is not shown to be its address's")
+
+// errSenderLogUnread marks an ErrSenderUnverified whose key log could not
+// be read now: the mail is kept for a later fetch, not rejected.
+var errSenderLogUnread = errors.New("key log not read")
+
 // MailError is the outcome of one mail that could not be delivered. Fetch
 // reports it and goes on with the other mails.
 type MailError struct {

@@ -68,7 +68,10 @@ type FetchOptions struct {
 	// KeyLogs, if set, resolves each sender's key log, and mail from a
 	// sender that revoked its key, or whose key history forked, or
 	// signed by a key it had retired when it signed, is rejected
-	// (docs/PROTOCOL.md 15.5, checkSender).
+	// (docs/PROTOCOL.md 15.5, checkSender). Without it, mail from a
+	// sender that rotated (signed with a later generation's pubkey block)
+	// is rejected with ErrSenderUnverified: only the key log binds that
+	// block to the sender's address.
 	KeyLogs KeyLogs
 }
 
@@ -350,7 +353,7 @@ func fetchOne(ctx context.Context, net Network, c *mail.Codec, me *identity.Iden
 	mw := &maildirWriter{d: d}
 	o, man, err := openManifestTo(ctx, net, c, me, id, man, mw, oo)
 	if err == nil && g != nil {
-		if err = grant.CheckSender(g, o.Sender.ID); err != nil {
+		if err = grant.CheckSender(g, o.Sender.Owner); err != nil {
 			d.Abort()
 			return &delivered{manifest: man}, mailbox.OutcomeRejected, err
 		}
@@ -370,19 +373,18 @@ func fetchOne(ctx context.Context, net Network, c *mail.Codec, me *identity.Iden
 	}
 	// Another recipient of the same mail can store its envelope again
 	// under a new index block: one signed mail is delivered once.
-	key := messageKey(o.Sender.ID, o.Envelope.MessageID)
+	key := messageKey(o.Sender.Owner, o.Envelope.MessageID)
 	if first, ok := st.DeliveredAs(key); ok {
 		d.Abort()
-		return nil, mailbox.OutcomeRejected, fmt.Errorf("%w: message %x from %s came in index block %s", ErrDuplicate, o.Envelope.MessageID, identity.FormatAddress(o.Sender.ID), first.Short())
+		return nil, mailbox.OutcomeRejected, fmt.Errorf("%w: message %x from %s came in index block %s", ErrDuplicate, o.Envelope.MessageID, o.Sender.Address(), first.Short())
 	}
-	if opt.KeyLogs != nil {
-		if err := checkSender(ctx, opt.KeyLogs, o); err != nil {
-			d.Abort()
-			if ctx.Err() != nil {
-				return nil, mailbox.OutcomeDeferred, err
-			}
-			return nil, mailbox.OutcomeRejected, err
+	if err := checkSender(ctx, opt.KeyLogs, o); err != nil {
+		d.Abort()
+		// A key log that could not be read now may be read later.
+		if ctx.Err() != nil || errors.Is(err, errSenderLogUnread) {
+			return nil, mailbox.OutcomeDeferred, err
 		}
+		return nil, mailbox.OutcomeRejected, err
 	}
 	size := d.Size()
 	path, err := d.Commit()
@@ -391,7 +393,7 @@ func fetchOne(ctx context.Context, net Network, c *mail.Codec, me *identity.Iden
 	}
 	return &delivered{
 		Delivered: Delivered{
-			Index: id, From: o.Sender.ID, Recipients: o.Envelope.Recipients,
+			Index: id, From: o.Sender.Owner, Recipients: o.Envelope.Recipients,
 			Signed: o.Envelope.Time, MessageID: o.Envelope.MessageID,
 			Subject: mail.Subject(o.Head), Path: path, Size: size,
 		},

@@ -101,7 +101,7 @@ func sendEnvelope(t *testing.T, net Network, envelope []byte, sealTo ...*identit
 // envelopeBy returns an envelope carrying msg for recipients, with
 // sender's pubkey block, signed by signer.
 func envelopeBy(sender, signer *identity.Identity, msg []byte, recipients ...*identity.Identity) []byte {
-	e := &mail.Envelope{Time: testNow, Sender: sender.Public().Block}
+	e := &mail.Envelope{Time: testNow, From: sender.ID(), Sender: sender.Public().Block}
 	for _, r := range recipients {
 		e.Recipients = append(e.Recipients, r.ID())
 	}

@@ -164,7 +164,7 @@ func TestFetchRejectsDecompressionBomb(t *testing.T) {
 	c := testCodec(t)
 	net := newMemNet(testNow)
 	alice, bob := testIdentity(t, seedAlice, 4), testIdentity(t, seedBob, 4)
-	e := &mail.Envelope{Time: testNow, Sender: alice.Public().Block, Recipients: []block.ID{bob.ID()}, MessageLen: 100}
+	e := &mail.Envelope{Time: testNow, From: alice.ID(), Sender: alice.Public().Block, Recipients: []block.ID{bob.ID()}, MessageLen: 100}
 	b := sendEnvelope(t, net, append(e.AppendHead(nil), make([]byte, 64<<20)...), bob)
 	if size := b.Layout.DataBytes(); size > 64<<10 {
 		t.Fatalf("the bomb takes %d bytes of shards, not a bomb", size)

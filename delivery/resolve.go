@@ -46,17 +46,30 @@ func ResolveRecipient(ctx context.Context, net Network, logs KeyLogs, addr block
 }
 
 // checkSender holds an opened mail's signer against the sender's key
-// log (15.5, KeyState.SignedBy): a revoked or forked sender, or a key
-// the sender had retired before the envelope's time, is refused. A
-// sender whose key log and pubkey block are both gone from the network
-// is not: its mail verifies against the address, and no revocation is
-// known.
+// log (9.2, 15.5, KeyState.SignedBy): a revoked or forked sender, or a
+// key the sender had retired before the envelope's time, is refused.
+// A sender that has not rotated (its pubkey block is its address) and
+// whose key log and pubkey block are both gone from the network is not:
+// its mail verifies against the address, and no revocation is known. A
+// sender that rotated is delivered only once its key log shows the key
+// is the address's: without logs it is refused, and when the log cannot
+// be read now the error wraps errSenderLogUnread (the mail is retried).
 func checkSender(ctx context.Context, logs KeyLogs, o *mail.Opened) error {
-	st, err := logs.KeyState(ctx, o.Sender.ID)
-	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("delivery: resolving the sender's key log: %w", err)
+	if logs == nil {
+		if o.Rotated() {
+			return fmt.Errorf("%w: %s signed with pubkey block %s, a later generation's, and this fetch reads no key logs to check it",
+				ErrSenderUnverified, o.Sender.Address(), o.Sender.ID.Short())
 		}
+		return nil
+	}
+	st, err := logs.KeyState(ctx, o.Sender.Owner)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("delivery: resolving the sender's key log: %w", err)
+	case err != nil && o.Rotated():
+		return fmt.Errorf("%w: %w: %s signed with pubkey block %s, a later generation's, and its key log could not be read: %w",
+			ErrSenderUnverified, errSenderLogUnread, o.Sender.Address(), o.Sender.ID.Short(), err)
+	case err != nil:
 		return nil
 	}
 	var key [ed25519.PublicKeySize]byte

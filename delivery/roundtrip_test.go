@@ -504,7 +504,7 @@ func TestResealedEnvelopeIsNotDeliveredTwice(t *testing.T) {
 	if len(rep.Delivered) != 1 {
 		t.Fatalf("first fetch: %+v", rep)
 	}
-	env := &mail.Envelope{Time: testNow, MessageID: s.b.MessageID, Sender: s.alice.Public().Block,
+	env := &mail.Envelope{Time: testNow, MessageID: s.b.MessageID, From: s.alice.ID(), Sender: s.alice.Public().Block,
 		Recipients: []block.ID{s.bob.ID()}}
 	// Re-signed by alice here, as the test has no co-recipient's copy:
 	// the bytes are what alice signed for this message ID.

@@ -151,7 +151,7 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 	if err := checkMessageLen(in.Size); err != nil {
 		return nil, err
 	}
-	env := &Envelope{Time: time.Unix(in.Now.Unix(), 0), Sender: in.Sender.Public().Block, MessageLen: in.Size}
+	env := &Envelope{Time: time.Unix(in.Now.Unix(), 0), From: in.Sender.ID(), Sender: in.Sender.Public().Block, MessageLen: in.Size}
 	for _, r := range in.Recipients {
 		if r == nil {
 			return nil, errors.New("mail: build: nil recipient")

@@ -273,7 +273,7 @@ func TestOpenStopsAtTheHeadForOthersMail(t *testing.T) {
 	c := testCodec(t)
 	alice, bob, carol := testIdentity(t, seedAlice, 0), testIdentity(t, seedBob, 0), testIdentity(t, seedCarol, 0)
 	msg := append(composeTo(t, alice, []*identity.Identity{carol}, "for carol", "x"), randomBytes(fullGroupPlain+1000, 6)...)
-	e := &Envelope{Time: testNow, Recipients: []block.ID{carol.ID()}}
+	e := &Envelope{Time: testNow, Recipients: []block.ID{carol.ID()}, From: alice.ID()}
 	e.Sender = alice.Public().Block
 	env := e.Encode(msg)
 	e.Signature = alice.Sign(block.LabelEnvelope, e.SignedBytes())
@@ -347,7 +347,7 @@ func TestOpenRefusesBadBodies(t *testing.T) {
 	c := testCodec(t)
 	alice, bob := testIdentity(t, seedAlice, 0), testIdentity(t, seedBob, 0)
 	msg := composeTo(t, alice, []*identity.Identity{bob}, "s", "t")
-	e := &Envelope{Time: testNow, Recipients: []block.ID{bob.ID()}, Sender: alice.Public().Block}
+	e := &Envelope{Time: testNow, Recipients: []block.ID{bob.ID()}, From: alice.ID(), Sender: alice.Public().Block}
 	e.Encode(msg)
 	e.Signature = alice.Sign(block.LabelEnvelope, e.SignedBytes())
 	good := e.Encode(msg)
@@ -388,7 +388,7 @@ func TestOpenRefusesBadBodies(t *testing.T) {
 func TestOpenBoundsADecompressionBomb(t *testing.T) {
 	c := testCodec(t)
 	alice, bob := testIdentity(t, seedAlice, 0), testIdentity(t, seedBob, 0)
-	e := &Envelope{Time: testNow, Recipients: []block.ID{bob.ID()}, Sender: alice.Public().Block, MessageLen: 100}
+	e := &Envelope{Time: testNow, Recipients: []block.ID{bob.ID()}, From: alice.ID(), Sender: alice.Public().Block, MessageLen: 100}
 	bomb := append(e.AppendHead(nil), make([]byte, 64<<20)...) // 64 MiB where 100 bytes are claimed
 	man, blocks := forgeTo(t, c, bomb, bob)
 	if man.Layout.DataBytes() > 64<<10 {

@@ -13,23 +13,28 @@ import (
 	"github.com/flowmail/flowmail/identity"
 )
 
-// envelopeVersion is the first byte of every envelope this code speaks.
-const envelopeVersion = 2
+// envelopeVersion is the first byte of every envelope this code speaks:
+// 3 carries the sender's address beside its current pubkey block, so a
+// sender that rotated still signs as its address (spec 9.2, 15.5).
+const envelopeVersion = 3
 
 // Fixed parts of the envelope (spec 9.2): version, time, message_id,
-// sender and recipient_count before the recipients; message_len after
-// them; the signature after the message.
+// from, sender and recipient_count before the recipients; message_len
+// after them; the signature after the message.
 const (
-	envelopeFixedSize = 1 + 8 + messageIDSize + block.PubkeySize + 2
+	envelopeFixedSize = 1 + 8 + messageIDSize + block.IDSize + block.PubkeySize + 2
 	envelopeMinSize   = envelopeFixedSize + block.IDSize + 8 + 1 + block.SignatureSize
 )
 
 // Envelope is the signed wrapper of a mail (spec 9.2): everything but the
 // message itself, which streams between the head and the signature.
 type Envelope struct {
-	Time        time.Time // when the sender signed, whole seconds
-	MessageID   [messageIDSize]byte
-	Sender      []byte // the sender's pubkey block, as carried
+	Time      time.Time // when the sender signed, whole seconds
+	MessageID [messageIDSize]byte
+	// From is the sender's address: the ID of its inception pubkey block,
+	// which rotations keep. Sender's ID is From until the sender rotates.
+	From        block.ID
+	Sender      []byte // the sender's current pubkey block, as carried
 	Recipients  []block.ID
 	MessageLen  int64
 	MessageHash [32]byte // of the message (MessageHash); not on the wire
@@ -41,6 +46,7 @@ func (e *Envelope) AppendHead(dst []byte) []byte {
 	dst = append(dst, envelopeVersion)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.Time.Unix()))
 	dst = append(dst, e.MessageID[:]...)
+	dst = append(dst, e.From[:]...)
 	dst = append(dst, e.Sender...)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(e.Recipients)))
 	for _, r := range e.Recipients {
@@ -103,6 +109,11 @@ func readHead(r io.Reader) (*Envelope, error) {
 	e := &Envelope{Time: time.Unix(int64(binary.BigEndian.Uint64(fixed[1:])), 0)}
 	copy(e.MessageID[:], fixed[9:])
 	off := 9 + messageIDSize
+	copy(e.From[:], fixed[off:])
+	if e.From.IsZero() {
+		return nil, fmt.Errorf("%w: no sender address", ErrFromAddress)
+	}
+	off += block.IDSize
 	e.Sender = bytes.Clone(fixed[off : off+block.PubkeySize])
 	n := int(binary.BigEndian.Uint16(fixed[off+block.PubkeySize:]))
 	if n < 1 || n > MaxRecipients {
@@ -166,13 +177,25 @@ func DecodeEnvelope(b []byte) (*Envelope, []byte, error) {
 	return e, msg, nil
 }
 
+// senderKey parses the sender's pubkey block, owned by the envelope's
+// from address (identity.PublicKey.At): its ID is From's until the sender
+// rotates, and after that only the sender's key log binds it to From
+// (spec 15.5, Opened.Rotated).
+func (e *Envelope) senderKey() (*identity.PublicKey, error) {
+	sender, err := identity.ParsePubkey(e.Sender)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSender, err)
+	}
+	return sender.At(e.From), nil
+}
+
 // verifyHead makes the checks of spec 9.2 that need no more than the
 // head: the sender's pubkey block verifies and me is among the
 // recipients. It returns the sender's key.
 func (e *Envelope) verifyHead(me block.ID) (*identity.PublicKey, error) {
-	sender, err := identity.ParsePubkey(e.Sender)
+	sender, err := e.senderKey()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSender, err)
+		return nil, err
 	}
 	for _, r := range e.Recipients {
 		if r == me {
@@ -199,12 +222,14 @@ func (e *Envelope) verifySignature(sender *identity.PublicKey) error {
 // message (its first MaxHeaderSize bytes are enough): the sender's pubkey
 // block verifies, the signature covers the head and MessageHash, me is
 // among the recipients, and the header section ends within MaxHeaderSize
-// bytes with a From header that names the signer. It returns the
-// sender's verified key.
+// bytes with a From header that names the envelope's from address. It
+// returns the sender's verified key, owned by that address; when its ID
+// is not the address (the sender rotated), the caller MUST check the key
+// against the sender's key log (spec 15.5).
 func (e *Envelope) VerifyFor(me block.ID, msg []byte) (*identity.PublicKey, error) {
-	sender, err := identity.ParsePubkey(e.Sender)
+	sender, err := e.senderKey()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSender, err)
+		return nil, err
 	}
 	if err := e.verifySignature(sender); err != nil {
 		return nil, err
@@ -212,7 +237,7 @@ func (e *Envelope) VerifyFor(me block.ID, msg []byte) (*identity.PublicKey, erro
 	if _, err := e.verifyHead(me); err != nil {
 		return nil, err
 	}
-	if err := checkHeader(msg[:min(len(msg), MaxHeaderSize)], e.MessageLen, sender.ID); err != nil {
+	if err := checkHeader(msg[:min(len(msg), MaxHeaderSize)], e.MessageLen, e.From); err != nil {
 		return nil, err
 	}
 	return sender, nil

@@ -23,6 +23,7 @@ var (
 
 	// Authenticity of the envelope (spec 9.2).
 	ErrSender       = errors.New("mail: sender pubkey block does not verify")
+	ErrFromAddress  = errors.New("mail: envelope from address is zero")
 	ErrSignature    = errors.New("mail: envelope signature does not verify")
 	ErrNotRecipient = errors.New("mail: not addressed to this recipient")
 	ErrFromHeader   = errors.New("mail: no usable From header")

@@ -153,7 +153,7 @@ func FuzzOpenBody(f *testing.F) {
 	x := newOpenFixture(f)
 	alice := testIdentity(f, seedAlice, 0)
 	msg := composeTo(f, alice, []*identity.Identity{x.me}, "fuzz", "body")
-	e := &Envelope{Time: testNow, Recipients: []block.ID{x.me.ID()}, Sender: alice.Public().Block}
+	e := &Envelope{Time: testNow, Recipients: []block.ID{x.me.ID()}, From: alice.ID(), Sender: alice.Public().Block}
 	e.Encode(msg)
 	e.sign(alice)
 	var z bytes.Buffer

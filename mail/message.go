@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -24,10 +25,38 @@ import (
 // (spec 3): reserved, so such an address can never route to SMTP.
 const MailDomain = "flowmail.invalid"
 
-// Mailbox is one address of a mail header, with an optional display name.
+// Mailbox is one address of a mail header, with an optional display name:
+// a flowmail Address, or, when Email is set, a legacy RFC 5322 addr-spec
+// (local@domain of a domain without flowmail, spec 9.1), reached through
+// a gateway (spec 20.5) and written as is.
 type Mailbox struct {
 	Name    string
 	Address block.ID
+	Email   string
+}
+
+// Legacy tells whether the mailbox is a legacy (SMTP) address.
+func (m Mailbox) Legacy() bool { return m.Email != "" }
+
+// ErrLegacyAddress: a legacy address that is not one plain addr-spec, or
+// that names flowmail.invalid, or one where the message cannot hold it.
+var ErrLegacyAddress = errors.New("mail: invalid legacy address")
+
+// checkLegacy checks a legacy mailbox's Email: one addr-spec that
+// parses as RFC 5322, local@domain, not at flowmail.invalid.
+func (m Mailbox) checkLegacy() error {
+	a, err := gomail.ParseAddress("<" + m.Email + ">")
+	if err != nil || a.Address != m.Email || strings.ContainsAny(m.Email, "<>,\r\n") {
+		return fmt.Errorf("%w: %q is not one address (local@domain)", ErrLegacyAddress, m.Email)
+	}
+	local, domain, ok := strings.Cut(m.Email, "@")
+	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") {
+		return fmt.Errorf("%w: %q is not local@domain", ErrLegacyAddress, m.Email)
+	}
+	if strings.EqualFold(domain, MailDomain) {
+		return fmt.Errorf("%w: %q is at %s: give the flowmail address", ErrLegacyAddress, m.Email, MailDomain)
+	}
+	return nil
 }
 
 // HeaderAddress returns the address as it appears in headers:
@@ -36,6 +65,9 @@ func HeaderAddress(id block.ID) string { return identity.FormatAddress(id) + "@"
 
 // String formats the mailbox as RFC 5322 does, quoting or encoding the name.
 func (m Mailbox) String() string {
+	if m.Legacy() {
+		return (&gomail.Address{Name: m.Name, Address: m.Email}).String()
+	}
 	return (&gomail.Address{Name: m.Name, Address: HeaderAddress(m.Address)}).String()
 }
 
@@ -84,6 +116,16 @@ func WriteMessage(out io.Writer, m *Message, rand io.Reader) error {
 	}
 	if !utf8.ValidString(m.Text) || !utf8.ValidString(m.Subject) {
 		return errors.New("mail: compose: subject and text must be UTF-8")
+	}
+	if m.From.Legacy() {
+		return fmt.Errorf("%w: compose: From must be the sender's flowmail address, not %q", ErrLegacyAddress, m.From.Email)
+	}
+	for _, mb := range slices.Concat(m.To, m.Cc) {
+		if mb.Legacy() {
+			if err := mb.checkLegacy(); err != nil {
+				return fmt.Errorf("mail: compose: %w", err)
+			}
+		}
 	}
 	msgID := m.MessageID
 	if msgID == "" {
@@ -166,6 +208,37 @@ func WriteMessage(out io.Writer, m *Message, rand io.Reader) error {
 		return fmt.Errorf("mail: compose: %w", err)
 	}
 	return nil
+}
+
+// RelayHeader is the field that lists, for a gateway, the legacy
+// recipients of a mail to relay by SMTP (spec 20.5), Bcc ones included.
+const RelayHeader = "Flowmail-Relay-To"
+
+// WriteRelayTo writes the Flowmail-Relay-To field naming to (legacy
+// mailboxes only, at least one), folded, CRLF-ended: a header field a
+// writer puts before a composed message's others to make the mail for a
+// gateway (spec 20.5).
+func WriteRelayTo(w io.Writer, to []Mailbox) error {
+	if len(to) == 0 {
+		return fmt.Errorf("%w: no relay recipient", ErrLegacyAddress)
+	}
+	for _, mb := range to {
+		if !mb.Legacy() {
+			return fmt.Errorf("%w: %s is a flowmail address: send to it directly, not through a gateway", ErrLegacyAddress, identity.FormatAddress(mb.Address))
+		}
+		if err := mb.checkLegacy(); err != nil {
+			return err
+		}
+	}
+	var h textproto.Header
+	h.Set(RelayHeader, joinMailboxes(to))
+	var b bytes.Buffer
+	if err := textproto.WriteHeader(&b, h); err != nil {
+		return fmt.Errorf("mail: writing %s: %w", RelayHeader, err)
+	}
+	// WriteHeader ends the section with an empty line; this is one field.
+	_, err := w.Write(b.Bytes()[:b.Len()-2])
+	return err
 }
 
 func joinMailboxes(ms []Mailbox) string {

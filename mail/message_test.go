@@ -143,3 +143,87 @@ func mapKeys(m map[string][]byte) []string {
 	}
 	return ks
 }
+
+// TestComposeLegacyRecipients: a legacy address in To or Cc is written
+// as given beside flowmail ones; addresses that are not one plain
+// addr-spec, or that are at flowmail.invalid, are refused; the relay
+// field names legacy mailboxes only and reads back as an address list.
+func TestComposeLegacyRecipients(t *testing.T) {
+	alice, bob := testIdentity(t, seedAlice, 0), testIdentity(t, seedBob, 0)
+	m := &Message{
+		From: Mailbox{Address: alice.ID()},
+		To:   []Mailbox{{Name: "Bob", Address: bob.ID()}, {Name: "Carol Legacy", Email: "carol@legacy.example"}},
+		Cc:   []Mailbox{{Email: "dave@legacy.example"}},
+		Date: testNow, Subject: "hi", Text: "x",
+	}
+	b, err := Compose(m, detRand(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFrom(b, alice.ID()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := gomail.CreateReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	to, _ := r.Header.AddressList("To")
+	cc, _ := r.Header.AddressList("Cc")
+	if len(to) != 2 || to[0].Address != HeaderAddress(bob.ID()) || to[1].Address != "carol@legacy.example" || to[1].Name != "Carol Legacy" ||
+		len(cc) != 1 || cc[0].Address != "dave@legacy.example" {
+		t.Fatalf("To %v, Cc %v", to, cc)
+	}
+	for _, bad := range []string{"carol", "@legacy.example", "carol@", "a@b@c", "carol@legacy.example, eve@evil.example",
+		"Carol <carol@legacy.example>", "carol@legacy.example\r\nBcc: eve@evil.example", "x@" + MailDomain, "x@FLOWMAIL.INVALID"} {
+		bad := bad
+		m2 := *m
+		m2.Cc = []Mailbox{{Email: bad}}
+		if _, err := Compose(&m2, detRand(1)); !errors.Is(err, ErrLegacyAddress) {
+			t.Errorf("Cc %q: %v, want ErrLegacyAddress", bad, err)
+		}
+		if err := WriteRelayTo(io.Discard, []Mailbox{{Email: bad}}); !errors.Is(err, ErrLegacyAddress) {
+			t.Errorf("relay to %q: %v, want ErrLegacyAddress", bad, err)
+		}
+	}
+	m3 := *m
+	m3.From = Mailbox{Email: "alice@legacy.example"}
+	if _, err := Compose(&m3, detRand(1)); !errors.Is(err, ErrLegacyAddress) {
+		t.Errorf("a legacy From: %v", err)
+	}
+
+	var relay bytes.Buffer
+	if err := WriteRelayTo(&relay, []Mailbox{{Address: bob.ID()}}); !errors.Is(err, ErrLegacyAddress) {
+		t.Errorf("relay to a flowmail address: %v", err)
+	}
+	if err := WriteRelayTo(&relay, nil); !errors.Is(err, ErrLegacyAddress) {
+		t.Errorf("relay to nobody: %v", err)
+	}
+	var many []Mailbox
+	for i := range 40 {
+		many = append(many, Mailbox{Email: strings.Repeat("x", i+1) + "@legacy.example"})
+	}
+	relay.Reset()
+	if err := WriteRelayTo(&relay, many); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.SplitAfter(relay.String(), "\r\n") {
+		if len(line) > 78+2 && strings.Contains(line[:78], " ") {
+			t.Errorf("relay field line of %d bytes not folded: %q", len(line), line)
+		}
+	}
+	field := bytes.Clone(relay.Bytes())
+	if !bytes.HasPrefix(field, []byte(RelayHeader+": ")) || !bytes.HasSuffix(field, []byte("\r\n")) || bytes.HasSuffix(field, []byte("\r\n\r\n")) {
+		t.Fatalf("relay field %q is not one CRLF-ended field", field)
+	}
+	r2, err := gomail.CreateReader(bytes.NewReader(append(bytes.Clone(field), b...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r2.Header.AddressList(RelayHeader)
+	if err != nil || len(got) != len(many) || got[39].Address != many[39].Email {
+		t.Fatalf("%s reads back as %d addresses (%v), want %d", RelayHeader, len(got), err, len(many))
+	}
+	if err := CheckFrom(append(field, b...), alice.ID()); err != nil {
+		t.Fatalf("the relay field before the message breaks its From: %v", err)
+	}
+}

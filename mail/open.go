@@ -90,9 +90,17 @@ type Shards func(ctx context.Context, g int) ([][]byte, error)
 // Opened is what OpenBody found: the verified envelope and its signer.
 type Opened struct {
 	Envelope *Envelope
-	Sender   *identity.PublicKey // verified; the envelope's signer
-	Head     []byte              // the message's first bytes (up to MaxHeaderSize): its header section
+	// Sender is the envelope's signer, verified, owned by the envelope's
+	// from address (Sender.Owner, which the From header names).
+	Sender *identity.PublicKey
+	Head   []byte // the message's first bytes (up to MaxHeaderSize): its header section
 }
+
+// Rotated reports whether the sender signed with a later generation's
+// pubkey block than its address's own: then the envelope alone does not
+// show that the key is the address's, and the caller MUST check it
+// against the sender's key log before delivering (spec 9.2, 15.5).
+func (o *Opened) Rotated() bool { return o.Sender.ID != o.Sender.Owner }
 
 // OpenBody opens the body of the mail man describes for me, group by
 // group as shards gives them: it rebuilds, decrypts and decompresses each
@@ -162,7 +170,7 @@ func (c *Codec) OpenBody(ctx context.Context, me *identity.Identity, man *Manife
 	if err := e.verifySignature(sender); err != nil {
 		return nil, err
 	}
-	if err := checkHeader(head.b, e.MessageLen, sender.ID); err != nil {
+	if err := checkHeader(head.b, e.MessageLen, e.From); err != nil {
 		return nil, err
 	}
 	return &Opened{Envelope: e, Sender: sender, Head: head.b}, nil

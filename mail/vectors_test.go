@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
@@ -19,7 +20,7 @@ const vectorFile = "mail_codecs.json"
 // errName is the vector name of a mail error: its sentinel's text
 // without the package prefix, or "" for nil.
 func errName(err error) string {
-	return vectors.RuleName(err, ErrTruncated, ErrTrailing, ErrVersion, ErrRecipientCount, ErrDuplicateRecipient, ErrMessageSize, ErrFlags, ErrShardSize, ErrShardCount, ErrGroupCount, ErrCompressedLen, ErrLayout, ErrPadding, ErrSender, ErrSignature, ErrNotRecipient, ErrFromHeader, ErrHeaderSize, ErrFromMismatch, ErrStale, ErrDecompress, ErrDecrypt, ErrShardsMissing, ErrNotRoutable, ErrGrantMAC, ErrClaim, ErrProofOfWork, ErrIndexBlock)
+	return vectors.RuleName(err, ErrFromAddress, ErrTruncated, ErrTrailing, ErrVersion, ErrRecipientCount, ErrDuplicateRecipient, ErrMessageSize, ErrFlags, ErrShardSize, ErrShardCount, ErrGroupCount, ErrCompressedLen, ErrLayout, ErrPadding, ErrSender, ErrSignature, ErrNotRecipient, ErrFromHeader, ErrHeaderSize, ErrFromMismatch, ErrStale, ErrDecompress, ErrDecrypt, ErrShardsMissing, ErrNotRoutable, ErrGrantMAC, ErrClaim, ErrProofOfWork, ErrIndexBlock)
 }
 
 func TestVectors(t *testing.T) {
@@ -52,6 +53,8 @@ func checkVector(v vectors.Vector) (map[string]string, string) {
 			"time":         strconv.FormatInt(e.Time.Unix(), 10),
 			"message_id":   hex.EncodeToString(e.MessageID[:]),
 			"sender":       sender.Address(),
+			"sender_block": sender.ID.String(),
+			"rotated":      strconv.FormatBool(sender.ID != sender.Owner),
 			"recipients":   strings.Join(rcpts, ","),
 			"message":      string(msg),
 			"message_hash": hex.EncodeToString(e.MessageHash[:]),
@@ -114,10 +117,20 @@ func genVectors() vectors.File {
 	msgFrom := func(from *identity.Identity) []byte {
 		return []byte("From: <" + HeaderAddress(from.ID()) + ">\r\nTo: <" + HeaderAddress(bob.ID()) + ">\r\nSubject: vector\r\n\r\nhello\r\n")
 	}
+	// alice1 is alice after one rotation: same address, another pubkey
+	// block and signing key.
+	aliceNext, err := alice.DerivedNextKey()
+	if err != nil {
+		panic(err)
+	}
+	alice1, _, err := alice.Rotate(aliceNext, 8, testCreated.Add(24*time.Hour), bytes.NewReader(bytes.Repeat([]byte{0x5a}, identity.SeedSize)))
+	if err != nil {
+		panic(err)
+	}
 	// env builds an envelope around msg; edit may change it before signer
 	// signs, and after may change the bytes after signing.
 	env := func(signer *identity.Identity, msg []byte, edit func(*Envelope), after func([]byte) []byte, rcpts ...*identity.Identity) string {
-		e := &Envelope{Time: testNow, Sender: alice.Public().Block}
+		e := &Envelope{Time: testNow, From: alice.ID(), Sender: alice.Public().Block}
 		copy(e.MessageID[:], "vector-messageid")
 		for _, r := range rcpts {
 			e.Recipients = append(e.Recipients, r.ID())
@@ -135,7 +148,8 @@ func genVectors() vectors.File {
 		return hex.EncodeToString(b)
 	}
 	good := msgFrom(alice)
-	recipientCountAt := 1 + 8 + messageIDSize + block.PubkeySize
+	fromAt := 1 + 8 + messageIDSize
+	recipientCountAt := fromAt + block.IDSize + block.PubkeySize
 	setU16 := func(at int, v uint16) func([]byte) []byte {
 		return func(b []byte) []byte { binary.BigEndian.PutUint16(b[at:], v); return b }
 	}
@@ -159,7 +173,15 @@ func genVectors() vectors.File {
 		ev("envelope_truncated_head", "shorter than the fixed fields", env(alice, good, nil, func(b []byte) []byte { return b[:100] }, bob), "truncated", nil),
 		ev("envelope_truncated_signature", "last signature byte missing", env(alice, good, nil, func(b []byte) []byte { return b[:len(b)-1] }, bob), "truncated", nil),
 		ev("envelope_trailing_byte", "9.2: trailing bytes MUST be rejected", env(alice, good, nil, func(b []byte) []byte { return append(b, 0) }, bob), "trailing bytes", nil),
-		ev("envelope_version_1", "version MUST be 2 (version 1 signed the message itself)", env(alice, good, nil, func(b []byte) []byte { b[0] = 1; return b }, bob), "unsupported version", nil),
+		ev("envelope_version_2", "version MUST be 3 (version 2 carried no from address)", env(alice, good, nil, func(b []byte) []byte { b[0] = 2; return b }, bob), "unsupported version", nil),
+		ev("envelope_from_zero", "9.2: from MUST NOT be the zero address",
+			env(alice, good, func(e *Envelope) { e.From = block.ID{} }, nil, bob), "envelope from address is zero", nil),
+		ev("envelope_rotated_sender", "9.2: alice after a rotation: from is her address, the block is generation 1's (its ID differs); 15.5: the recipient checks the key against her key log",
+			env(alice1, good, func(e *Envelope) { e.Sender = alice1.Public().Block }, nil, bob), "", nil),
+		ev("envelope_rotated_from_names_block", "9.2: the From: address MUST be the from address, not the current block's ID",
+			env(alice1, []byte("From: <"+HeaderAddress(alice1.Public().ID)+">\r\nTo: <"+HeaderAddress(bob.ID())+">\r\n\r\nx"), func(e *Envelope) { e.Sender = alice1.Public().Block }, nil, bob), "From header does not name the signer", nil),
+		ev("envelope_from_other_than_block", "9.2: a generation-0 block of another address does not sign for alice (her from address, mallory's block and key): the From check passes, the key log check of 15.5 refuses it",
+			env(mallory, good, func(e *Envelope) { e.Sender = mallory.Public().Block }, nil, bob), "", nil),
 		ev("envelope_no_recipients", "recipient_count 1 to MaxRecipients", env(alice, good, nil, setU16(recipientCountAt, 0), bob), "recipient count out of range", nil),
 		ev("envelope_65_recipients", "recipient_count 1 to MaxRecipients", env(alice, good, nil, setU16(recipientCountAt, MaxRecipients+1), bob), "recipient count out of range", nil),
 		ev("envelope_duplicate_recipient", "recipients: no duplicates", env(alice, good, nil, nil, bob, bob), "duplicate recipient", nil),

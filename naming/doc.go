@@ -10,6 +10,9 @@
 // the DHT is reached through the small DHT interface the caller provides.
 // Pinning is pure logic over values (Decide): no I/O, no clock.
 //
-// It imports block, identity and record of flowmail; never transport,
+// Republisher keeps a domain owner's certificates alive in the DHT
+// (19.6), through the small Publisher interface, on an injected clock.
+//
+// It imports block, identity, record and internal/clock of flowmail; never transport,
 // kademlia, blockstore, delivery, node or cmd.
 package naming

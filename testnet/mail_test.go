@@ -287,7 +287,7 @@ func TestUnderGroundIndexIsNeverDelivered(t *testing.T) {
 // pubkey block, signed by signer, and reseals it to sealTo.
 func forged(t *testing.T, ctx context.Context, sender, signer *User, msg []byte, recipients []block.ID, sealTo *User) *mail.Built {
 	t.Helper()
-	e := &mail.Envelope{Time: time.Now().Truncate(time.Second), Sender: sender.Public().Block, Recipients: recipients}
+	e := &mail.Envelope{Time: time.Now().Truncate(time.Second), From: sender.ID(), Sender: sender.Public().Block, Recipients: recipients}
 	e.Encode(msg)
 	e.Signature = signer.Sign(block.LabelEnvelope, e.SignedBytes())
 	b, err := mailforge.Seal(ctx, e.Encode(msg), []*identity.PublicKey{sealTo.Public()}, crand.Reader)

@@ -10,13 +10,16 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/urfave/cli/v2"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/atomicfile"
+	"github.com/flowmail/flowmail/node"
 )
 
 const contactsFileName = "contacts.toml"
@@ -107,40 +110,29 @@ func contactsCommand(s *streams) *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:      "add",
-				Usage:     "remember an address under a name",
-				ArgsUsage: "NAME ADDRESS",
+				Usage:     "remember an address under a name, and pin its key history",
+				ArgsUsage: "NAME ADDRESS | [NAME] USER@DOMAIN",
 				Description: "ADDRESS is fm1…, fm1…@flowmail.invalid, or a mailbox as a mail's From line\n" +
-					"shows it: 'Bob <fm1…@flowmail.invalid>' (quote it for the shell).",
-				Action: func(c *cli.Context) error {
-					if c.NArg() != 2 {
-						return errors.New("usage: flowmail contacts add NAME ADDRESS")
-					}
-					name := strings.ToLower(c.Args().Get(0))
-					if !contactName.MatchString(name) || strings.HasPrefix(name, identity.AddressPrefix+"1") {
-						return fmt.Errorf("contact name %q: use letters, digits, '.', '_' or '-', not starting with fm1", c.Args().Get(0))
-					}
-					id, _, err := identity.ParseMailbox(c.Args().Get(1))
-					if err != nil {
-						return err
-					}
-					home := c.String("home")
-					book, err := loadContacts(home)
-					if err != nil {
-						return err
-					}
-					if old, ok := book.Contacts[name]; ok && old != identity.FormatAddress(id) {
-						fmt.Fprintf(s.err, "replacing %s: was %s\n", name, old)
-					}
-					book.Contacts[name] = identity.FormatAddress(id)
-					if err := os.MkdirAll(home, 0o700); err != nil {
-						return err
-					}
-					return book.save(home)
-				},
+					"shows it: 'Bob <fm1…@flowmail.invalid>' (quote it for the shell). USER@DOMAIN is a\n" +
+					"human address: it resolves through the domain's DNS record and certificate, and is\n" +
+					"pinned as send pins it; NAME is then optional.\n\n" +
+					"add reads the address's key log at once and pins it, so a later change outside its\n" +
+					"signed history is caught even before the first mail. Without a network the name is\n" +
+					"saved and the key is pinned at the first send. An address that moved is followed to\n" +
+					"its new address if you agree (--yes for scripts); a revoked or forked one is refused.",
+				Flags:  append(append([]cli.Flag{yesFlag}, networkFlags()...), dnsFlags()...),
+				Action: func(c *cli.Context) error { return contactsAdd(c, s) },
 			},
 			{
 				Name:  "list",
-				Usage: "print every contact",
+				Usage: "print every contact and what is pinned of it",
+				Description: "list shows each contact's address and pin (not yet pinned, pinned, verified, with\n" +
+					"the key generation). --check also reads each key log from the network and says\n" +
+					"whether the contact revoked its key, moved, forked, or changed outside the pinned\n" +
+					"history.",
+				Flags: append([]cli.Flag{
+					&cli.BoolFlag{Name: "check", Usage: "read each contact's key log from the network"},
+				}, networkFlags()...),
 				Action: func(c *cli.Context) error {
 					book, err := loadContacts(c.String("home"))
 					if err != nil {
@@ -151,9 +143,22 @@ func contactsCommand(s *streams) *cli.Command {
 						names = append(names, n)
 					}
 					sort.Strings(names)
+					var logs delivery.KeyLogs
+					if c.Bool("check") {
+						n, err := startClient(c.Context, c, s)
+						if err != nil {
+							return err
+						}
+						defer n.Close()
+						logs = n.DHT()
+					}
 					w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
 					for _, n := range names {
-						fmt.Fprintf(w, "%s\t%s\t%s\n", n, book.Contacts[n], pinState(book, book.Contacts[n]))
+						state := pinState(book, book.Contacts[n])
+						if logs != nil {
+							state += "; " + networkState(c.Context, logs, book, book.Contacts[n])
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\n", n, book.Contacts[n], state)
 					}
 					return w.Flush()
 				},
@@ -185,4 +190,84 @@ func contactsCommand(s *streams) *cli.Command {
 			},
 		},
 	}
+}
+
+// contactsAdd is `contacts add`: the name is saved, and the address's key
+// log is resolved and pinned at once when a network can be joined
+// (docs/PROTOCOL.md 15.5 pinning; 19.5 for USER@DOMAIN).
+func contactsAdd(c *cli.Context, s *streams) error {
+	var name, target string
+	switch {
+	case c.NArg() == 1 && isName(c.Args().Get(0)):
+		target = c.Args().Get(0)
+	case c.NArg() == 2:
+		name, target = strings.ToLower(c.Args().Get(0)), c.Args().Get(1)
+		if !contactName.MatchString(name) || strings.HasPrefix(name, identity.AddressPrefix+"1") {
+			return fmt.Errorf("contact name %q: use letters, digits, '.', '_' or '-', not starting with fm1", c.Args().Get(0))
+		}
+	default:
+		return errors.New("usage: flowmail contacts add NAME ADDRESS, or flowmail contacts add [NAME] USER@DOMAIN")
+	}
+	home := c.String("home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return err
+	}
+	var id block.ID
+	byName := isName(target)
+	if !byName {
+		var err error
+		if id, _, err = identity.ParseMailbox(target); err != nil {
+			return err
+		}
+	}
+	ctx := c.Context
+	n, joinErr := startClient(ctx, c, s)
+	if joinErr != nil && byName {
+		return fmt.Errorf("%s is a name: resolving it needs the network: %w", target, joinErr)
+	}
+	if n != nil {
+		defer n.Close()
+	}
+	shown := name
+	if byName {
+		resolver, err := nameResolver(c, n)
+		if err != nil {
+			return err
+		}
+		b, err := resolveName(ctx, s.err, home, resolver, target, time.Now())
+		if err != nil {
+			return nameAdvice(err, target)
+		}
+		id = b.Address()
+		if shown == "" {
+			shown = b.Name
+		}
+		fmt.Fprintf(s.err, "%s is %s\n", b.Name, identity.FormatAddress(id))
+	}
+	book, err := loadContacts(home)
+	if err != nil {
+		return err
+	}
+	if n == nil {
+		fmt.Fprintf(s.err, "note: %s is saved but its key is not pinned yet (%v); it is pinned at your first send to it, or by `flowmail contacts verify %s`\n", shown, joinErr, shown)
+	} else {
+		_, addr, _, err := resolveContact(ctx, c, s, n, n.DHT(), book, shown, id)
+		switch {
+		case errors.Is(err, node.ErrNotFound) && !byName:
+			fmt.Fprintf(s.err, "note: %s has no key in the network yet (%v); it is pinned at your first send to it\n", shown, err)
+		case err != nil:
+			return err
+		default:
+			id = addr
+			p := book.Pins[identity.FormatAddress(id)]
+			fmt.Fprintf(s.err, "pinned %s at key generation %d\n", shown, len(p.Keys)-1)
+		}
+	}
+	if name != "" {
+		if old, ok := book.Contacts[name]; ok && old != identity.FormatAddress(id) {
+			fmt.Fprintf(s.err, "replacing %s: was %s\n", name, old)
+		}
+		book.Contacts[name] = identity.FormatAddress(id)
+	}
+	return book.save(home)
 }

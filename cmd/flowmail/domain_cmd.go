@@ -18,6 +18,7 @@ import (
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/atomicfile"
 	"github.com/flowmail/flowmail/naming"
+	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/record"
 )
 
@@ -217,22 +218,32 @@ func readCertFile(path string) (*record.Record, error) {
 	return r, nil
 }
 
+// recordClient joins the network as a client whose DHT stores records;
+// the caller closes the node.
+func recordClient(c *cli.Context, s *streams) (*node.Node, recordDHT, error) {
+	n, err := startClient(c.Context, c, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	rd, err := recordsOf(n)
+	if err != nil {
+		n.Close()
+		return nil, nil, err
+	}
+	return n, rd, nil
+}
+
 // publishCert stores a certificate at its slot in the network for as
 // long as it is valid, at most a block's lifetime (republished by
 // `domain publish`).
 func publishCert(c *cli.Context, s *streams, cert *record.Record) error {
-	n, err := startClient(c.Context, c, s)
+	n, rd, err := recordClient(c, s)
 	if err != nil {
 		return err
 	}
 	defer n.Close()
-	rd, err := recordsOf(n)
-	if err != nil {
-		return err
-	}
-	left := time.Until(time.Unix(int64(cert.Name.Version.NotAfter), 0))
-	lifetime := min(block.MaxLifetime, left.Truncate(time.Second))
-	if lifetime < time.Second {
+	lifetime := naming.RepublishLifetime(cert.Name, time.Now())
+	if lifetime == 0 {
 		return fmt.Errorf("%w: the certificate of %s has ended", record.ErrExpired, cert.Name.Name)
 	}
 	stored, err := rd.PutRecord(c.Context, cert.Bytes(), lifetime)
@@ -322,38 +333,119 @@ func domainRequestCommand(s *streams) *cli.Command {
 func domainSignCommand(s *streams) *cli.Command {
 	return &cli.Command{
 		Name:      "sign",
-		Usage:     "complete a user's name request with the domain's key and publish the certificate",
-		ArgsUsage: "REQUEST_FILE",
-		Description: "sign checks the user's signature in the request, signs it with the key of the\n" +
-			"request's domain in this home, keeps the certificate in\n" +
-			"<home>/domains/DOMAIN/NAME.cert (printed on stdout) and stores it in the\n" +
-			"network at its slot. --no-publish only writes the file.",
-		Flags: certFlags(),
+		Usage:     "issue a name's certificate with the domain's key and publish it",
+		ArgsUsage: "REQUEST_FILE | USER[@DOMAIN] ADDRESS",
+		Description: "sign REQUEST_FILE checks the user's signature in a request (`flowmail domain\n" +
+			"request`), signs it with the key of the request's domain in this home, keeps the\n" +
+			"certificate in <home>/domains/DOMAIN/USER.cert (printed on stdout) and stores it\n" +
+			"in the network at its slot. --no-publish only writes the file.\n\n" +
+			"sign USER[@DOMAIN] ADDRESS does both halves in one step when the user's identity\n" +
+			"is on this machine: in this home, or in --user-home DIR. ADDRESS must be that\n" +
+			"identity's (its co-signature is what stops a domain from binding a name to someone\n" +
+			"else's key). DOMAIN may be left out when this home holds one domain's key. A name\n" +
+			"this home certified before gets the next version (a renewal).",
+		Flags: append(certFlags(),
+			&cli.StringFlag{Name: "user-home", Usage: "the home `DIR` of the user's identity, for USER ADDRESS (default: --home)"},
+			&cli.DurationFlag{Name: "validity", Usage: "how long the certificate lasts, for USER ADDRESS", Value: naming.DefaultValidity},
+		),
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return errors.New("domain sign takes one argument, the request file the user made with `flowmail domain request`")
+			switch c.NArg() {
+			case 1:
+				return signRequest(c, s, c.Args().First())
+			case 2:
+				return signDirect(c, s, c.Args().Get(0), c.Args().Get(1))
 			}
-			b, err := readSmallFile(c.Args().First(), int64(naming.MaxRequestSize))
-			if err != nil {
-				return err
-			}
-			req, err := naming.DecodeRequest(b)
-			if err != nil {
-				return fmt.Errorf("%s: %w (ask the user for a new one)", c.Args().First(), err)
-			}
-			name := req.Cert.Name
-			_, domain, _ := strings.Cut(name, "@")
-			k, err := readDomainKey(c, s, domain)
-			if err != nil {
-				return err
-			}
-			cert, err := req.Complete(k)
-			if err != nil {
-				return err
-			}
-			return keepAndPublish(c, s, cert)
+			return errors.New("domain sign takes a request file (from `flowmail domain request`), or USER@DOMAIN ADDRESS when the user's identity is on this machine")
 		},
 	}
+}
+
+// signRequest completes the request in file with the domain's key.
+func signRequest(c *cli.Context, s *streams, file string) error {
+	b, err := readSmallFile(file, int64(naming.MaxRequestSize))
+	if err != nil {
+		return err
+	}
+	req, err := naming.DecodeRequest(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w (ask the user for a new one)", file, err)
+	}
+	_, domain, _ := strings.Cut(req.Cert.Name, "@")
+	k, err := readDomainKey(c, s, domain)
+	if err != nil {
+		return err
+	}
+	return completeAndKeep(c, s, req, k)
+}
+
+// signDirect is sign USER[@DOMAIN] ADDRESS: the request made with the
+// user's identity (--user-home, else this home) and completed with the
+// domain's key, in one step; the next version of a name this home
+// certified before.
+func signDirect(c *cli.Context, s *streams, user, address string) error {
+	home := c.String("home")
+	if !strings.Contains(user, "@") {
+		domains, err := filepath.Glob(domainKeyPath(home, "*"))
+		if err != nil {
+			return err
+		}
+		if len(domains) != 1 {
+			return fmt.Errorf("%q names no domain, and this home holds %d domain keys: write USER@DOMAIN", user, len(domains))
+		}
+		user += "@" + strings.TrimSuffix(filepath.Base(domains[0]), ".key")
+	}
+	name, err := record.Normalise(user)
+	if err != nil {
+		return nameAdvice(err, user)
+	}
+	addr, _, err := identity.ParseMailbox(address)
+	if err != nil {
+		return err
+	}
+	_, domain, _ := strings.Cut(name, "@")
+	k, err := readDomainKey(c, s, domain)
+	if err != nil {
+		return err
+	}
+	userHome := cmp.Or(c.String("user-home"), home)
+	id, err := identity.ReadKeyFile(filepath.Join(userHome, keyFileName), func() ([]byte, error) {
+		return readPassphrase(c, s, "Passphrase of the identity in "+userHome+": ")
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s holds no identity: give the user's home with --user-home, or have the user run `flowmail domain request %s` and sign that file", err, userHome, name)
+	}
+	if err != nil {
+		return err
+	}
+	if id.ID() != addr {
+		return fmt.Errorf("%s is not the identity in %s (%s): a certificate needs its address's own co-signature; have the user run `flowmail domain request %s` and sign that file",
+			identity.FormatAddress(addr), userHome, id.Address(), name)
+	}
+	var held *record.Record
+	if h, err := readCertFile(certPath(home, name)); err == nil {
+		held = h
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	v, err := naming.NextVersion(held, time.Now(), c.Duration("validity"))
+	if err != nil {
+		return err
+	}
+	req, err := naming.NewRequest(name, addr, naming.Key(k.Public().(ed25519.PublicKey)), id, v)
+	if err != nil {
+		return err
+	}
+	return completeAndKeep(c, s, req, k)
+}
+
+// completeAndKeep signs req with the domain's key k, keeps the
+// certificate and publishes it (keepAndPublish).
+func completeAndKeep(c *cli.Context, s *streams, req *naming.Request, k ed25519.PrivateKey) error {
+	cert, err := req.Complete(k)
+	if err != nil {
+		return err
+	}
+	return keepAndPublish(c, s, cert)
 }
 
 // certFlags are the flags of the commands that sign a certificate with
@@ -423,11 +515,22 @@ func domainPublishCommand(s *streams) *cli.Command {
 	return &cli.Command{
 		Name:      "publish",
 		Usage:     "store a name's newest certificate in the network again (keeps it alive)",
-		ArgsUsage: "NAME@DOMAIN",
-		Flags:     networkFlags(),
+		ArgsUsage: "NAME@DOMAIN | --all",
+		Description: "A running `flowmail node` with this --home does this by itself for every certificate\n" +
+			"kept here (docs/PROTOCOL.md 19.6). Without one, run `domain publish --all` from cron,\n" +
+			"weekly: the network forgets a record a month after it was last stored.",
+		Flags: append([]cli.Flag{
+			&cli.BoolFlag{Name: "all", Usage: "every certificate kept in this home that has not ended"},
+		}, networkFlags()...),
 		Action: func(c *cli.Context) error {
+			if c.Bool("all") {
+				if c.NArg() != 0 {
+					return errors.New("domain publish takes a name or --all, not both")
+				}
+				return publishAllCerts(c, s)
+			}
 			if c.NArg() != 1 {
-				return errors.New("domain publish takes one argument, the name: flowmail domain publish alice@example.com")
+				return errors.New("domain publish takes one argument, the name: flowmail domain publish alice@example.com (or --all)")
 			}
 			name, err := record.Normalise(c.Args().First())
 			if err != nil {
@@ -440,4 +543,46 @@ func domainPublishCommand(s *streams) *cli.Command {
 			return nameAdvice(publishCert(c, s, cert), name)
 		},
 	}
+}
+
+// publishAllCerts is `domain publish --all`: every kept certificate that
+// has not ended, stored again for the time it has left (at most a block's
+// lifetime), in rounds of naming.CertRepublishPerRound.
+func publishAllCerts(c *cli.Context, s *streams) error {
+	log, err := newLogger(c, s.err)
+	if err != nil {
+		return err
+	}
+	home := c.String("home")
+	if !hasDomains(home) {
+		return errNoKeptCerts
+	}
+	n, rd, err := recordClient(c, s)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	r := &naming.Republisher{Certs: func() ([]*record.Record, error) { return keptCerts(home, log) }, DHT: rd, Log: log}
+	var stored, failed []string
+	for first := true; ; first = false {
+		round, err := r.RunRound(c.Context)
+		stored, failed = append(stored, round.Stored...), append(failed, round.Failed...)
+		if err != nil {
+			return err
+		}
+		for _, name := range round.Ending {
+			if !first {
+				break
+			}
+			fmt.Fprintf(s.err, "note: the certificate of %s ends within %d days: ask its user for a renewal (flowmail domain request --after)\n", name, int(naming.CertRenewalNotice.Hours()/24))
+		}
+		if round.Waiting == 0 || len(round.Stored) == 0 {
+			break
+		}
+	}
+	fmt.Fprintf(s.err, "published %d certificates again\n", len(stored))
+	if len(failed) > 0 {
+		return fmt.Errorf("%d certificates could not be stored (%s): try again later", len(failed), strings.Join(failed, ", "))
+	}
+	return nil
 }

@@ -127,6 +127,9 @@ func runFetch(c *cli.Context, s *streams) error {
 		}
 		prog.finish()
 		keepGrants(s, home, me.ID(), rep)
+		if !onionOn { // the lookups would show the DHT whom this client knows
+			refreshContactLogs(ctx, n.DHT(), home, time.Now(), log)
+		}
 		if rep != nil {
 			showSenderNames(ctx, s, resolver, rep)
 		}

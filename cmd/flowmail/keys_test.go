@@ -50,7 +50,7 @@ func TestKeyRotateThenReceive(t *testing.T) {
 	bob, alice := filepath.Join(homes, "bob"), filepath.Join(homes, "alice")
 	tn := []string{"--testnet", net.Dir()}
 	mustRun(t, append([]string{"--home", bob, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
-	mustRun(t, "--home", alice, "init", "--no-passphrase", "--difficulty", "4")
+	mustRun(t, append([]string{"--home", alice, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
 	addr := strings.TrimSpace(mustRun(t, "--home", bob, "whoami"))
 	send := func(body string) {
 		t.Helper()
@@ -107,6 +107,23 @@ func TestKeyRotateThenReceive(t *testing.T) {
 	mustRun(t, append([]string{"--home", bob, "fetch"}, tn...)...)
 	if n := mailsIn(t, bob); n != 2 {
 		t.Fatalf("%d mails delivered, want 2: the mail sent after the rotation was not sealed to the new key", n)
+	}
+
+	// Bob, rotated, sends as his unchanged address (the envelope carries
+	// it beside his new block): alice's fetch checks his new key against
+	// his key log and delivers it as from bob.
+	aliceAddr := strings.TrimSpace(mustRun(t, "--home", alice, "whoami"))
+	mustRun(t, append([]string{"--home", bob, "send", "--to", aliceAddr, "--subject", "from-generation-1", "--body", "rotated"}, tn...)...)
+	_, stderr, err := runCLI(t, append([]string{"--home", alice, "fetch"}, tn...)...)
+	if err != nil || mailsIn(t, alice) != 1 {
+		t.Fatalf("alice's fetch of mail from bob after his rotation: %v, %d delivered\n%s", err, mailsIn(t, alice), stderr)
+	}
+	delivered, err := filepath.Glob(filepath.Join(alice, maildirName, "new", "*"))
+	if err != nil || len(delivered) != 1 {
+		t.Fatalf("alice's Maildir: %v %v", delivered, err)
+	}
+	if b, err := os.ReadFile(delivered[0]); err != nil || !strings.Contains(string(b), "From: <"+addr+"@flowmail.invalid>") {
+		t.Fatalf("the mail bob sent after rotating does not show his address in From (%v):\n%s", err, b)
 	}
 
 	// The safety code is the same from either side, and rotations keep it.
@@ -172,9 +189,18 @@ func TestContactKeyChangeOutsideTheChainIsRefused(t *testing.T) {
 	bob, alice := filepath.Join(homes, "bob"), filepath.Join(homes, "alice")
 	tn := []string{"--testnet", net.Dir()}
 	mustRun(t, append([]string{"--home", bob, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
-	mustRun(t, "--home", alice, "init", "--no-passphrase", "--difficulty", "4")
+	mustRun(t, append([]string{"--home", alice, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
 	addr := strings.TrimSpace(mustRun(t, "--home", bob, "whoami"))
-	mustRun(t, "--home", alice, "contacts", "add", "bob", addr)
+	// contacts add pins bob's key history at once, before any mail.
+	mustRun(t, append([]string{"--home", alice, "contacts", "add"}, append(tn, "bob", addr)...)...)
+	if list := mustRun(t, "--home", alice, "contacts", "list"); !strings.Contains(list, "pinned, generation 0") {
+		t.Fatalf("contacts list after contacts add:\n%s", list)
+	}
+	// Alice's fetch re-stores her contacts' key logs (spec 15.4).
+	mustRun(t, append([]string{"--home", alice, "fetch"}, tn...)...)
+	if book, err := loadContacts(alice); err != nil || book.Pins[addr] == nil || book.Pins[addr].Refreshed == "" {
+		t.Fatalf("bob's key log was not re-stored by alice's fetch: %v", err)
+	}
 	send := func() error {
 		_, stderr, err := runCLI(t, append([]string{"--home", alice, "send", "--to", "bob", "--body", "hi"}, tn...)...)
 		if err == nil && strings.Contains(stderr, "rotated") {
@@ -182,7 +208,6 @@ func TestContactKeyChangeOutsideTheChainIsRefused(t *testing.T) {
 		}
 		return err
 	}
-	// The first send pins bob's key history.
 	if err := send(); err != nil {
 		t.Fatal(err)
 	}
@@ -239,14 +264,32 @@ func TestKeyMoveTellsSendersTheNewAddress(t *testing.T) {
 	tn := []string{"--testnet", net.Dir()}
 	mustRun(t, append([]string{"--home", bob, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
 	mustRun(t, append([]string{"--home", bob2, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
-	mustRun(t, "--home", alice, "init", "--no-passphrase", "--difficulty", "4")
+	mustRun(t, append([]string{"--home", alice, "init", "--no-passphrase", "--difficulty", "4", "--publish"}, tn...)...)
 	addr := strings.TrimSpace(mustRun(t, "--home", bob, "whoami"))
 	addr2 := strings.TrimSpace(mustRun(t, "--home", bob2, "whoami"))
 
+	mustRun(t, append([]string{"--home", alice, "contacts", "add"}, append(tn, "bob", addr)...)...)
 	mustRun(t, append([]string{"--home", bob, "key", "move", "--to-home", bob2, "--yes"}, tn...)...)
-	_, _, err := runCLI(t, append([]string{"--home", alice, "send", "--to", addr, "--body", "hi"}, tn...)...)
-	if !errors.Is(err, record.ErrMoved) || !strings.Contains(err.Error(), addr2) {
-		t.Fatalf("send to a moved address: %v, want ErrMoved naming %s", err, addr2)
+	// Without consent the move is not followed: nothing is sent, and the
+	// error names the new address and --yes.
+	_, _, err := runCLI(t, append([]string{"--home", alice, "send", "--to", "bob", "--body", "hi"}, tn...)...)
+	if !errors.Is(err, record.ErrMoved) || !strings.Contains(err.Error(), addr2) || !strings.Contains(err.Error(), "--yes") {
+		t.Fatalf("send to a moved address: %v, want ErrMoved naming %s and --yes", err, addr2)
+	}
+	if list := mustRun(t, append([]string{"--home", alice, "contacts", "list", "--check"}, tn...)...); !strings.Contains(list, "MOVED to "+addr2) {
+		t.Fatalf("contacts list --check after bob moved:\n%s", list)
+	}
+	// With --yes the move is checked and followed: the mail goes to the
+	// new address, and the contact names it from now on.
+	if _, stderr, err := runCLI(t, append([]string{"--home", alice, "send", "--yes", "--to", "bob", "--body", "followed"}, tn...)...); err != nil || !strings.Contains(stderr, "followed the move") {
+		t.Fatalf("send --yes to a moved contact: %v\n%s", err, stderr)
+	}
+	if list := mustRun(t, "--home", alice, "contacts", "list"); !strings.Contains(list, addr2) || strings.Contains(list, addr) {
+		t.Fatalf("contacts list after following the move:\n%s", list)
+	}
+	mustRun(t, append([]string{"--home", bob2, "fetch"}, tn...)...)
+	if n := mailsIn(t, bob2); n != 1 {
+		t.Fatalf("%d mails at the new address after following the move, want 1", n)
 	}
 	mustRun(t, append([]string{"--home", alice, "send", "--to", addr2, "--body", "hi"}, tn...)...)
 	if _, stderr, _ := runCLI(t, "--home", bob, "whoami"); !strings.Contains(stderr, "moved to "+addr2) {

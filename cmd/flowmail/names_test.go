@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"os"
@@ -10,8 +11,11 @@ import (
 
 	gomail "github.com/emersion/go-message/mail"
 
+	"github.com/flowmail/flowmail/gateway"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/nsdtest"
+	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
 	"github.com/flowmail/flowmail/naming"
 	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/testnet"
@@ -38,7 +42,7 @@ func TestSendToAName(t *testing.T) {
 	dns := nsdtest.Start(t, ctx, "example.test", zone)
 	net := startTestTestnet(t, ctx, 4, t.TempDir())
 	users := map[string]*testnet.User{}
-	for _, name := range []string{"alice", "alice2", "bob"} {
+	for _, name := range []string{"alice", "alice2", "bob", "gw"} {
 		u, err := testnet.NewUser(filepath.Join(homes, name), 8)
 		if err != nil {
 			t.Fatal(err)
@@ -56,8 +60,11 @@ func TestSendToAName(t *testing.T) {
 		return stderr, err
 	}
 
-	// Names the DNS does not publish fail on their own, before the DHT.
-	if _, err := send("carol@nowhere.example.test", "x"); !errors.Is(err, naming.ErrNoRecord) || !strings.Contains(err.Error(), "--dns-server") {
+	// Names the DNS does not publish are legacy (SMTP) addresses: they
+	// need the sender's name (--as) for its domain's gateway, and fail on
+	// their own without it, before the DHT.
+	if _, err := send("carol@nowhere.example.test", "x"); !errors.Is(err, naming.ErrNoRecord) ||
+		!strings.Contains(err.Error(), "--dns-server") || !strings.Contains(err.Error(), "--as") {
 		t.Fatalf("a domain without a record: %v", err)
 	}
 
@@ -76,21 +83,42 @@ func TestSendToAName(t *testing.T) {
 	}
 
 	// alice asks for the name, the domain's owner signs and publishes.
-	certify := func(u *testnet.User, after string) {
+	certifyAs := func(u *testnet.User, name, after string) {
 		t.Helper()
 		req := filepath.Join(u.Home, "name.request")
 		args := []string{"--home", u.Home, "domain", "request", "--dns-server", dns.Addr, "--out", req}
 		if after != "" {
 			args = append(args, "--after", after)
 		}
-		if _, stderr, err := runCLI(t, append(args, "alice@example.test")...); err != nil {
+		if _, stderr, err := runCLI(t, append(args, name)...); err != nil {
 			t.Fatalf("domain request: %v\n%s", err, stderr)
 		}
 		if _, stderr, err := runCLI(t, "--home", owner, "domain", "sign", "--testnet", net.Dir(), req); err != nil {
 			t.Fatalf("domain sign: %v\n%s", err, stderr)
 		}
 	}
+	certify := func(u *testnet.User, after string) { t.Helper(); certifyAs(u, "alice@example.test", after) }
 	certify(alice, "")
+
+	// contacts add resolves a name as send does, pins the name and the
+	// key history of the address it names, and keeps a petname for it.
+	carol := filepath.Join(homes, "carol")
+	if _, stderr, err := runCLI(t, "--home", carol, "contacts", "add", "--testnet", net.Dir(), "--dns-server", dns.Addr, "ally", "alice@example.test"); err != nil {
+		t.Fatalf("contacts add ally alice@example.test: %v\n%s", err, stderr)
+	}
+	names, err := loadNames(carol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contacts, err := loadContacts(carol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := names.Names["alice@example.test"]; p.Address != identity.FormatAddress(alice.ID()) ||
+		contacts.Contacts["ally"] != identity.FormatAddress(alice.ID()) || contacts.Pins[identity.FormatAddress(alice.ID())] == nil {
+		t.Fatalf("after contacts add of a name: name pin %+v, contacts %+v, pins %+v", p, contacts.Contacts, contacts.Pins)
+	}
+
 	stderr, err = send("Alice@Example.Test", "first by name")
 	if err != nil {
 		t.Fatalf("send to alice@example.test: %v\n%s", err, stderr)
@@ -139,6 +167,8 @@ func TestSendToAName(t *testing.T) {
 		t.Fatalf("send --as someone else's name: %v", err)
 	}
 
+	sendLegacy(t, net, dns.Addr, alice, bob, users["gw"], func(u *testnet.User) { certifyAs(u, "gateway@example.test", "") })
+
 	// The domain re-binds the name to alice2: refused with the warning,
 	// sent after bob accepts.
 	certify(alice2, certPath(owner, "alice@example.test"))
@@ -159,6 +189,71 @@ func TestSendToAName(t *testing.T) {
 	if _, err := send("alice@example.test", "third"); !errors.Is(err, record.ErrRevoked) {
 		t.Fatalf("send after the revocation: %v", err)
 	}
+}
+
+// sendLegacy: alice sends to legacy addresses (To and Bcc) and to bob
+// (Cc) as alice@example.test: refused while example.test certifies no
+// gateway@; once gw holds that name, gw gets a mail of its own that the
+// gateway package reads as one to relay (relay field with both legacy
+// addresses, alice's certificate), and bob's copy names the To address
+// but neither the relay field nor the blind copy.
+func sendLegacy(t *testing.T, net *testnet.Net, dnsAddr string, alice, bob, gw *testnet.User, certifyGateway func(*testnet.User)) {
+	t.Helper()
+	send := func() (string, error) {
+		_, stderr, err := runCLI(t, "--home", alice.Home, "send", "--testnet", net.Dir(), "--dns-server", dnsAddr, "--as", "alice@example.test",
+			"--to", "Carol@Nowhere.Example.Test", "--cc", identity.FormatAddress(bob.ID()), "--bcc", "dave+list@nowhere.example.test",
+			"--subject", "legacy", "--body", "through the gateway")
+		return stderr, err
+	}
+	if _, err := send(); !errors.Is(err, naming.ErrNoCertificate) || !strings.Contains(err.Error(), "gateway@example.test") {
+		t.Fatalf("a legacy send while the domain has no gateway: %v", err)
+	}
+	certifyGateway(gw)
+	if stderr, err := send(); err != nil {
+		t.Fatalf("a legacy send: %v\n%s", err, stderr)
+	}
+	for _, u := range []*testnet.User{gw, bob} {
+		if _, stderr, err := runCLI(t, "--home", u.Home, "fetch", "--testnet", net.Dir(), "--dns-server", dnsAddr); err != nil {
+			t.Fatalf("fetch: %v\n%s", err, stderr)
+		}
+	}
+	msg := mailWith(t, gw.Maildir(), "through the gateway")
+	// As the gateway reads its spool: Maildir files have LF line ends.
+	o, err := gateway.ParseOutbound(bufio.NewReaderSize(mailbox.NewCRLFReader(bytes.NewReader(msg)), mail.MaxHeaderSize), "example.test")
+	if err != nil {
+		t.Fatalf("the gateway's copy is not one to relay: %v\n%s", err, msg)
+	}
+	if len(o.RelayTo) != 2 || o.RelayTo[0] != "Carol@nowhere.example.test" || o.RelayTo[1] != "dave+list@nowhere.example.test" {
+		t.Fatalf("relay recipients %q", o.RelayTo)
+	}
+	cert, err := naming.ParseCarried(o.Carried)
+	if err != nil || cert.Name == nil || cert.Name.Name != "alice@example.test" {
+		t.Fatalf("the gateway's copy carries %v, %v; want alice@example.test's certificate", cert, err)
+	}
+	got := mailWith(t, bob.Maildir(), "through the gateway")
+	if bytes.Contains(got, []byte("dave")) || bytes.Contains(got, []byte(mail.RelayHeader)) || !bytes.Contains(got, []byte("Carol@nowhere.example.test")) {
+		t.Fatalf("bob's copy shows the relay field or the blind copy, or not the To address:\n%s", got)
+	}
+}
+
+// mailWith reads the one mail in maildir/new that holds text.
+func mailWith(t *testing.T, maildir, text string) []byte {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(maildir, "new", "*"))
+	var found [][]byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(text)) {
+			found = append(found, b)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d mails in %s hold %q, want 1", len(found), maildir, text)
+	}
+	return found[0]
 }
 
 // oneMail reads the one mail in maildir/new: its header and its bytes.

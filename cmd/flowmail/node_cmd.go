@@ -193,7 +193,12 @@ func runNode(c *cli.Context, s *streams) error {
 		return startAdvice(err)
 	}
 	fmt.Fprintf(s.out, "node %s listening on %s (network %q, %d peers)\n", n.ID().Short(), n.Addr(), c.String("network"), n.DHT().Size())
-	return serveUntilDone(ctx, s, log, n, cfg.DataDir, n.Close)
+	// A domain owner's node keeps the certificates it issued alive.
+	stopCerts := startCertRepublisher(ctx, c.String("home"), n, log, nil)
+	return serveUntilDone(ctx, s, log, n, cfg.DataDir, func() error {
+		stopCerts()
+		return n.Close()
+	})
 }
 
 // startAdvice turns the errors of starting a node into advice.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -21,6 +22,9 @@ import (
 type contactPin struct {
 	Keys     []string `toml:"keys"`               // hex, generation 0 first
 	Verified string   `toml:"verified,omitempty"` // RFC 3339: when the safety code was confirmed
+	// Refreshed is when this client last re-stored the address's key log
+	// (RFC 3339; refresh.go).
+	Refreshed string `toml:"refreshed,omitempty"`
 }
 
 func pinOf(st record.KeyState) *contactPin {
@@ -175,4 +179,31 @@ func pinState(book *contactBook, addr string) string {
 		return fmt.Sprintf("verified, generation %d", len(p.Keys)-1)
 	}
 	return fmt.Sprintf("pinned, generation %d", len(p.Keys)-1)
+}
+
+// networkState is what contacts list --check shows of addr's key log now,
+// against its pin.
+func networkState(ctx context.Context, logs delivery.KeyLogs, book *contactBook, addr string) string {
+	id, err := identity.ParseAddress(addr)
+	if err != nil {
+		return "unreadable address"
+	}
+	st, err := logs.KeyState(ctx, id)
+	switch {
+	case err != nil:
+		return "not found in the network"
+	case st.Revoked:
+		return "REVOKED"
+	case st.Forked:
+		return "FORKED (two key histories: compromised)"
+	case st.Moved:
+		return "MOVED to " + identity.FormatAddress(st.MovedTo)
+	}
+	if p := book.Pins[addr]; p != nil {
+		pinned, err := p.keys()
+		if err == nil && st.Follows(pinned) != nil {
+			return "CHANGED outside its signed history"
+		}
+	}
+	return fmt.Sprintf("network: generation %d", st.Generation)
 }

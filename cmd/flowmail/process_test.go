@@ -89,6 +89,51 @@ func TestBinaryAcrossProcesses(t *testing.T) {
 		t.Fatalf("second fetch delivered again: %q", again)
 	}
 
+	// Keys that change, each step its own process: a thief who copied
+	// bob's current key (not next.key) cannot rotate; bob rotates and
+	// keeps his address, and alice's next mail reaches him under the new
+	// key; bob revokes, and alice's send fails saying so, storing nothing.
+	flowmailFails := func(home string, args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, bin, append([]string{"--home", filepath.Join(dir, home)}, args...)...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err == nil {
+			t.Fatalf("flowmail %s succeeded, want it refused\nstdout: %s", strings.Join(args, " "), out.String())
+		}
+		return errb.String()
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "thief"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{keyFileName, keyLogFileName} {
+		b, err := os.ReadFile(filepath.Join(dir, "bob", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "thief", f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if stderr := flowmailFails("thief", "key", "rotate", "--testnet", netDir); !strings.Contains(stderr, "next key") {
+		t.Fatalf("a thief's rotation was refused without naming the missing next key:\n%s", stderr)
+	}
+	flowmail("bob", "", "key", "rotate", "--testnet", netDir)
+	if got := strings.TrimSpace(flowmail("bob", "", "whoami")); got != bob {
+		t.Fatalf("whoami after the rotation: %s, want the unchanged %s", got, bob)
+	}
+	flowmail("alice", "after the rotation\n", "send", "--testnet", netDir, "--to", "bob", "--subject", "Rotated")
+	if got := flowmail("bob", "", "fetch", "--testnet", netDir); !strings.Contains(got, "Subject: Rotated") {
+		t.Fatalf("fetch after the rotation printed %q", got)
+	}
+	flowmail("bob", "", "key", "revoke", "--yes", "--testnet", netDir)
+	if stderr := flowmailFails("alice", "send", "--testnet", netDir, "--to", "bob", "--subject", "Revoked", "--body", "hello?"); !strings.Contains(stderr, "revoked") {
+		t.Fatalf("send to a revoked address does not say revoked:\n%s", stderr)
+	}
+	if es, err := os.ReadDir(filepath.Join(dir, "alice", outboxDirName)); err == nil && len(es) != 0 {
+		t.Fatalf("the refused send left %d entries in the outbox", len(es))
+	}
+
 	if err := tn.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,7 @@ func sendCommand(s *streams) *cli.Command {
 			&cli.StringSliceFlag{Name: "attach", Usage: "file to attach (repeatable)"},
 			&cli.StringFlag{Name: "from-name", Usage: "your display name in the From header"},
 			&cli.StringFlag{Name: "as", Usage: "carry the certificate of your `NAME` (alice@example.com), so recipients see it in From", EnvVars: []string{"FLOWMAIL_AS"}},
+			yesFlag,
 		}, networkFlags()...), append(append(passphraseFlags(), dnsFlags()...), onionFlags()...)...),
 		Action: func(c *cli.Context) error { return onionAdvice(runSend(c, s)) },
 	}
@@ -114,6 +115,7 @@ func runSend(c *cli.Context, s *streams) error {
 	}
 	var to, cc, bcc []mail.Mailbox
 	var names, bccNames []string
+	var legacy legacyRecipients // SMTP addresses, through the gateway (legacy.go)
 	seen := map[block.ID]bool{}
 	for _, list := range []struct {
 		args  []string
@@ -125,7 +127,14 @@ func runSend(c *cli.Context, s *streams) error {
 			if isName(a) {
 				b, err := resolveName(ctx, s.err, home, resolver, a, time.Now())
 				if err != nil {
-					return nameAdvice(err, a)
+					lm, err := legacy.classify(ctx, resolver, home, a, err)
+					if err != nil {
+						return err
+					}
+					if legacy.add(lm) && list.dst != &bcc {
+						*list.dst = append(*list.dst, lm) // a blind copy is named in the relay field only
+					}
+					continue
 				}
 				mb = mail.Mailbox{Name: b.Name, Address: b.Address()}
 			} else {
@@ -141,6 +150,13 @@ func runSend(c *cli.Context, s *streams) error {
 			seen[mb.Address] = true
 			*list.dst = append(*list.dst, mb)
 			*list.names = append(*list.names, displayName(a, mb.Address))
+		}
+	}
+	var gateway mail.Mailbox
+	var gatewayName string
+	if len(legacy.relay) > 0 {
+		if gateway, gatewayName, err = legacy.gateway(ctx, s.err, home, resolver, c.String("as")); err != nil {
+			return err
 		}
 	}
 	text, err := readBody(c, s)
@@ -180,22 +196,33 @@ func runSend(c *cli.Context, s *streams) error {
 					return nil, err
 				}
 			}
-			k, st, err := delivery.ResolveRecipient(ctx, net, n.DHT(), mb.Address)
-			if err != nil {
-				return nil, recipientAdvice(names[i], st, err)
-			}
-			changed, err := checkPin(book, names[i], st, s.err)
+			// A signed move the user agrees to follow re-addresses the
+			// mail to the new address (mbs is to, cc or bcc itself).
+			k, addr, changed, err := resolveContact(ctx, c, s, net, n.DHT(), book, names[i], mb.Address)
 			if err != nil {
 				return nil, err
 			}
+			mbs[i].Address = addr
 			pinsChanged = pinsChanged || changed
 			keys[i] = k
 		}
 		return keys, nil
 	}
-	keys, err := lookup(append(append([]mail.Mailbox{}, to...), cc...), names)
+	// Legacy recipients are not looked up (the gateway's copy reaches
+	// them); a followed move re-addresses the flowmail ones in place.
+	toCc := slices.Concat(to, cc)
+	direct := flowmailOnly(toCc)
+	keys, err := lookup(direct, names)
 	if err != nil {
 		return err
+	}
+	readdress(toCc, direct)
+	to, cc = toCc[:len(to)], toCc[len(to):]
+	var gatewayKeys []*identity.PublicKey
+	if len(legacy.relay) > 0 {
+		if gatewayKeys, err = lookup([]mail.Mailbox{gateway}, []string{gatewayName}); err != nil {
+			return err
+		}
 	}
 	bccKeys, err := lookup(bcc, bccNames)
 	if err != nil {
@@ -261,7 +288,17 @@ func runSend(c *cli.Context, s *streams) error {
 		mails = append(mails, mailSend{keys: []*identity.PublicKey{k}, names: bccNames[i : i+1], blind: true})
 	}
 	for i, m := range mails {
+		if len(m.keys) == 0 {
+			continue // legacy recipients only: the gateway's copy below
+		}
 		if err := sendOne(ctx, s, net, codec, me, home, box.Message(key), box.State(key, strconv.Itoa(i)), m); err != nil {
+			return err
+		}
+	}
+	if len(legacy.relay) > 0 {
+		// The gateway's copy is a mail of its own, the relay field before
+		// the same message, so flowmail recipients never see the field.
+		if err := legacy.send(ctx, s, net, codec, me, home, box, key, gatewayKeys, gatewayName); err != nil {
 			return err
 		}
 	}
@@ -280,6 +317,7 @@ func sendKey(me block.ID, c *cli.Context, to, cc, bcc []mail.Mailbox, text strin
 	for _, list := range [][]mail.Mailbox{to, cc, bcc} {
 		for _, mb := range list {
 			h.Write(mb.Address[:])
+			h.Write([]byte(mb.Email)) // nothing for a flowmail address
 		}
 		h.Write([]byte{0})
 	}

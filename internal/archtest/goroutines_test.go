@@ -40,6 +40,7 @@ var goroutineSites = map[string]struct {
 	"kademlia/kadsim Net.JoinThrough":     {1, "JoinThrough itself: one bootstrap per node of a wave, waited before the next wave"},
 	"kademlia/kadsim Net.identities":      {1, "identities itself: key generation workers, waited before it returns"},
 	"kademlia DHT.Republish":              {1, "Republish itself, waited before it returns"},
+	"cmd/flowmail startCertRepublisher":   {1, "runNode: the domain owner's certificate republisher; the function it returns cancels and waits (stopped), called before the node closes"},
 	"delivery forEach":                    {1, "forEach itself, waited before it returns"},
 	"bridge Start":                        {4, "the bridge: IMAP and SMTP servers, fetch and send loops; Close cancels and waits (wg)"},
 	"gateway Start":                       {2, "the gateway: its SMTP server and outbound loop; Close cancels, closes the server and waits (wg)"},
