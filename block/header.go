@@ -33,6 +33,11 @@ func (t Type) String() string {
 // FlagDeletion marks a header that carries a deletion hash.
 const FlagDeletion = 0x01
 
+// FlagLocator marks an index block that names its mail's locator block
+// (docs/PROTOCOL.md 4.4, 21.2): the ID sits between the sealed manifest
+// and the nonce. Only index blocks may set it.
+const FlagLocator = 0x02
+
 // Header sizes: version, type, flags, and the optional deletion hash.
 const (
 	HeaderSize             = 3
@@ -61,6 +66,9 @@ type Header struct {
 	Type         Type
 	HasDeletion  bool
 	DeletionHash [32]byte
+	// HasLocator (index blocks only) says the block names a locator
+	// block; the ID itself is Index.Locator, near the block's end.
+	HasLocator bool
 }
 
 // Size is the number of bytes the header takes in its block.
@@ -76,6 +84,9 @@ func (h Header) Append(dst []byte) []byte {
 	flags := byte(0)
 	if h.HasDeletion {
 		flags |= FlagDeletion
+	}
+	if h.HasLocator {
+		flags |= FlagLocator
 	}
 	dst = append(dst, h.Version, byte(h.Type), flags)
 	if h.HasDeletion {
@@ -105,8 +116,14 @@ func ParseHeader(b []byte) (Header, []byte, error) {
 	default:
 		return h, nil, fmt.Errorf("%w: %d", ErrType, b[1])
 	}
-	if flags&^FlagDeletion != 0 {
+	if flags&^(FlagDeletion|FlagLocator) != 0 {
 		return h, nil, fmt.Errorf("%w: reserved bits set in %#02x", ErrFlags, flags)
+	}
+	if flags&FlagLocator != 0 {
+		if h.Type != TypeIndex {
+			return h, nil, fmt.Errorf("%w: a %v block cannot name a locator", ErrFlags, h.Type)
+		}
+		h.HasLocator = true
 	}
 	if flags&FlagDeletion != 0 {
 		if h.Type != TypeData && h.Type != TypeIndex {

@@ -38,7 +38,11 @@ func ParseData(b []byte) (Data, error) {
 type Index struct {
 	Header Header
 	Sealed []byte // HPKE encapsulated key || ciphertext
-	Nonce  uint64
+	// Locator is the ID of the mail's locator block when
+	// Header.HasLocator (spec 21.2): readable by anyone, so a delegate
+	// finds the mail's shards without opening the manifest.
+	Locator ID
+	Nonce   uint64
 }
 
 // Encode returns the block bytes.
@@ -47,6 +51,9 @@ func (x Index) Encode() []byte {
 	h.Version, h.Type = Version, TypeIndex
 	b := h.Append(make([]byte, 0, h.Size()+len(x.Sealed)+NonceSize))
 	b = append(b, x.Sealed...)
+	if h.HasLocator {
+		b = append(b, x.Locator[:]...)
+	}
 	return binary.BigEndian.AppendUint64(b, x.Nonce)
 }
 
@@ -63,11 +70,21 @@ func ParseIndex(b []byte) (Index, error) {
 	if !h.HasDeletion {
 		return Index{}, fmt.Errorf("%w: an index block must carry a deletion hash", ErrFlags)
 	}
-	if len(b) < MinIndexSize {
-		return Index{}, fmt.Errorf("%w: index block of %d bytes, minimum %d", ErrTruncated, len(b), MinIndexSize)
+	least := MinIndexSize
+	if h.HasLocator {
+		least += IDSize
+	}
+	if len(b) < least {
+		return Index{}, fmt.Errorf("%w: index block of %d bytes, minimum %d", ErrTruncated, len(b), least)
 	}
 	n := len(rest) - NonceSize
-	return Index{Header: h, Sealed: rest[:n], Nonce: binary.BigEndian.Uint64(rest[n:])}, nil
+	x := Index{Header: h, Nonce: binary.BigEndian.Uint64(rest[n:])}
+	if h.HasLocator {
+		n -= IDSize
+		copy(x.Locator[:], rest[n:])
+	}
+	x.Sealed = rest[:n]
+	return x, nil
 }
 
 // Check decodes b as far as its layout goes: the header for every type and

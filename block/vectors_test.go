@@ -68,6 +68,9 @@ func checkBlockVector(v vectors.Vector) (map[string]string, string) {
 		}
 		out := headerOut(x.Header, b)
 		out["sealed_len"] = strconv.Itoa(len(x.Sealed))
+		if x.Header.HasLocator {
+			out["locator"] = x.Locator.String()
+		}
 		out["nonce"] = strconv.FormatUint(x.Nonce, 10)
 		return out, ""
 	case "Check":
@@ -102,6 +105,10 @@ func genBlockVectors() vectors.File {
 	dataDel := Data{Header: hdrDel, Payload: vectors.Pattern(64, 1)}.Encode()
 	idx := Index{Header: Header{HasDeletion: true, DeletionHash: delHash}, Sealed: vectors.Pattern(MinIndexSize-HeaderSizeWithDeletion-NonceSize+128, 9), Nonce: 0x0102030405060708}.Encode()
 
+	var loc ID
+	copy(loc[:], vectors.Pattern(32, 0x4c))
+	idxLoc := Index{Header: Header{HasDeletion: true, DeletionHash: delHash, HasLocator: true}, Sealed: vectors.Pattern(MinIndexSize-HeaderSizeWithDeletion-NonceSize+128, 9), Locator: loc, Nonce: 0x0102030405060708}.Encode()
+
 	// A pubkey layout with fixed fields; its signature is not checked here
 	// (identity's vectors check signatures).
 	pk := &Pubkey{Created: 1767225600, Difficulty: 22, KEM: KEMMLKEM768X25519, KDF: KDFHKDFSHA256, AEAD: AEADChaCha20Poly1305}
@@ -121,6 +128,7 @@ func genBlockVectors() vectors.File {
 		{Name: "data_block", Function: "ParseData", Input: hx(data)},
 		{Name: "data_block_with_deletion_hash", Function: "ParseData", Input: hx(dataDel)},
 		{Name: "index_block", Function: "ParseIndex", Input: hx(idx)},
+		{Name: "index_block_with_locator", Function: "ParseIndex", Input: hx(idxLoc), Note: "flags bit 1: the locator ID sits between sealed and the nonce (4.4, 21.2)"},
 		{Name: "pubkey_layout", Function: "ParsePubkeyLayout", Input: hx(pkb)},
 		{Name: "header_only_data", Function: "ParseHeader", Input: "010200"},
 
@@ -133,7 +141,7 @@ func genBlockVectors() vectors.File {
 		{Name: "record_header", Function: "ParseHeader", Input: hx(with(data, 1, 4)), Note: "type 4 is a record (section 15)"},
 		{Name: "record_not_content_addressed", Function: "Check", Input: hx(with(data, 1, 4)), Error: "type not accepted here", Note: "a record is not stored by its hash (section 15.4)"},
 		{Name: "deletion_on_record", Function: "ParseHeader", Input: "010401" + strings.Repeat("ab", 32) + "01", Error: "invalid flags", Note: "a deletion hash MUST NOT appear on record blocks"},
-		{Name: "reserved_flag_bit", Function: "ParseHeader", Input: hx(with(data, 2, 2)), Error: "invalid flags", Note: "flag bits other than 0 MUST be 0"},
+		{Name: "reserved_flag_bit", Function: "ParseHeader", Input: hx(with(data, 2, 4)), Error: "invalid flags", Note: "flag bits other than 0 and 1 MUST be 0"},
 		{Name: "deletion_flag_truncated_hash", Function: "ParseHeader", Input: "010201" + strings.Repeat("ab", 31), Error: "truncated"},
 		{Name: "deletion_on_pubkey", Function: "ParseHeader", Input: hx(with(with(pkb, 2, 1), 3, 0)), Error: "invalid flags", Note: "a deletion hash MUST NOT appear on pubkey blocks"},
 		{Name: "oversized", Function: "ParseHeader", Input: "010200", Params: map[string]string{"zero_pad_to": strconv.Itoa(MaxBlockSize + 1)}, Error: "too large", Note: "blocks over MaxBlockSize MUST be rejected"},
@@ -141,6 +149,8 @@ func genBlockVectors() vectors.File {
 		{Name: "data_parsed_as_index", Function: "ParseIndex", Input: hx(data), Error: "wrong type"},
 		{Name: "index_without_deletion_hash", Function: "ParseIndex", Input: hx(append([]byte{1, 3, 0}, make([]byte, MinIndexSize)...)), Error: "invalid flags", Note: "an index block MUST carry a deletion hash"},
 		{Name: "index_too_short", Function: "ParseIndex", Input: hx(idx[:MinIndexSize-1]), Error: "truncated", Note: "an index block under MinIndexSize MUST be rejected"},
+		{Name: "index_with_locator_too_short", Function: "ParseIndex", Input: hx(idxLoc[:MinIndexSize+IDSize-1]), Error: "truncated", Note: "with a locator, MinIndexSize + 32 bytes at least"},
+		{Name: "locator_on_data_block", Function: "ParseHeader", Input: hx(with(data, 2, 2)), Error: "invalid flags", Note: "flags bit 1 (locator) only on index blocks"},
 		{Name: "pubkey_truncated", Function: "ParsePubkeyLayout", Input: hx(pkb[:PubkeySize-1]), Error: "truncated"},
 		{Name: "pubkey_trailing_byte", Function: "ParsePubkeyLayout", Input: hx(append(bytes.Clone(pkb), 0)), Error: "trailing bytes", Note: "bytes after the last field MUST be rejected"},
 		{Name: "pubkey_difficulty_33", Function: "ParsePubkeyLayout", Input: hx(with(pkb, 11, MaxDifficulty+1)), Error: "invalid pubkey block", Note: "difficulty at most MaxDifficulty"},

@@ -62,6 +62,12 @@ type BuildInput struct {
 	Now        time.Time             // signing time
 	Rand       io.Reader             // keys, message ID, deletion preimages; nil means crypto/rand
 	Lifetime   time.Duration         // how long the blocks are to be stored; 0 means block.MaxLifetime
+	// Locator, if set, adds a locator block (spec 21.2) listing the
+	// shard IDs, named in clear by every index block, so a recipient's
+	// delegate can hold the mail without opening it. It is given to
+	// BuildOptions.Data (as group Layout.Groups) or put in Built.Data
+	// after the shards, so it is stored before any index block.
+	Locator bool
 	// Grants, if set, holds a grant claim per recipient (in the order of
 	// Recipients; nil for none): that recipient's index block is ground
 	// only to its public prefix and claims the grant (spec 17.3).
@@ -97,6 +103,7 @@ type Built struct {
 	MessageID [messageIDSize]byte
 	Layout    Layout
 	ShardIDs  []block.ID // of every data block, group by group, in coding order
+	Locator   block.ID   // of the locator block, when BuildInput.Locator
 	Data      []Block    // every data block, unless BuildOptions.Data took them
 	Index     []Block    // in the order of BuildInput.Recipients
 	Lifetime  time.Duration
@@ -212,6 +219,20 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 	if keys.dataDeletion != nil {
 		man.HasDataDeletion, man.DataDeletion = true, *keys.dataDeletion
 	}
+	var locator *block.ID
+	if in.Locator {
+		lb := LocatorBlock(out.ShardIDs)
+		out.Locator = block.Sum(lb)
+		locator = &out.Locator
+		lblk := []Block{{ID: out.Locator, Bytes: lb}}
+		if opt.Data != nil {
+			if err := opt.Data(ctx, l.Groups, lblk); err != nil {
+				return fail(err)
+			}
+		} else {
+			out.Data = append(out.Data, lblk...)
+		}
+	}
 	for i, r := range in.Recipients {
 		man.IndexDeletion = keys.indexDeletion[i]
 		report(Progress{Phase: PhaseGrind, Recipient: i, Done: int64(i), Total: int64(len(in.Recipients))})
@@ -219,7 +240,7 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 		if i < len(in.Grants) {
 			claim = in.Grants[i]
 		}
-		blk, err := sealIndex(ctx, &man, r, claim, workers, opt.ProgressInterval, func(p pow.Progress) {
+		blk, err := sealIndex(ctx, &man, r, claim, locator, workers, opt.ProgressInterval, func(p pow.Progress) {
 			report(Progress{Phase: PhaseGrind, Recipient: i, Done: int64(i), Total: int64(len(in.Recipients)), PoW: p})
 		})
 		if err != nil {
@@ -488,15 +509,19 @@ func progressFunc(fn func(Progress), recipients int) func(Progress) {
 // sealIndex seals the manifest to r and grinds the index block's nonce
 // (spec 6): until its ID carries r's full work, or, under a grant claim,
 // r's public prefix only (spec 17.3).
-func sealIndex(ctx context.Context, man *Manifest, r *identity.PublicKey, claim *GrantClaim, workers int, interval time.Duration, progress func(pow.Progress)) ([]byte, error) {
+func sealIndex(ctx context.Context, man *Manifest, r *identity.PublicKey, claim *GrantClaim, locator *block.ID, workers int, interval time.Duration, progress func(pow.Progress)) ([]byte, error) {
 	sealed, target, bits, err := sealManifest(man, r, claim)
 	if err != nil {
 		return nil, err
 	}
-	blk := block.Index{
+	x := block.Index{
 		Header: block.Header{HasDeletion: true, DeletionHash: block.DeletionHash(man.IndexDeletion)},
 		Sealed: sealed,
-	}.Encode()
+	}
+	if locator != nil {
+		x.Header.HasLocator, x.Locator = true, *locator
+	}
+	blk := x.Encode()
 	if _, err := pow.Solve(ctx, blk, target, bits, pow.Options{Workers: workers, Progress: progress, Interval: interval}); err != nil {
 		return nil, fmt.Errorf("mail: grinding the index block for %s (difficulty %d): %w", r.Address(), bits, err)
 	}

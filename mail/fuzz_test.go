@@ -181,3 +181,20 @@ func FuzzOpenBody(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseLocator: no input panics ParseLocator, and what parses is
+// exactly the locator block of the IDs it gives.
+func FuzzParseLocator(f *testing.F) {
+	f.Add(LocatorBlock([]block.ID{{1}, {2}}))
+	f.Add([]byte{1, 2, 0})
+	f.Add([]byte{1, 2, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ids, err := ParseLocator(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(LocatorBlock(ids), b) {
+			t.Fatalf("ParseLocator then LocatorBlock changed %x", b)
+		}
+	})
+}

@@ -57,6 +57,8 @@ func (c *Client) call(ctx context.Context, m Message) (Message, error) {
 			return nil, fmt.Errorf("%w: %s", ErrNoSession, e.Text)
 		case kademlia.CodeForbidden:
 			return nil, fmt.Errorf("%w: %s", ErrForbidden, e.Text)
+		case CodeNotHeld:
+			return nil, fmt.Errorf("%w: the server says: %s", ErrNotHeld, e.Text)
 		}
 		return nil, fmt.Errorf("%w: %s", ErrRefused, e)
 	}

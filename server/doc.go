@@ -5,8 +5,13 @@
 // the messages, sessions, rate limits and storage). Client is the device
 // side of the same messages.
 //
-// The SMTP gateway is package gateway (section 20), which cmd runs beside
-// the server; the always-on mailbox of section 18 is not built yet.
+// Held mail (section 21): a Holder collects, for owners whose delegation
+// certificate names the server, the index blocks in their neighbourhood
+// and the blocks their locators list, keeps them on disk under a quota
+// until the owner's signed confirmation, and answers HOLD, HELD_LIST,
+// HELD_GET and HELD_CONFIRM on the account listener. FetchHeld is the
+// device side. The SMTP gateway is package gateway (section 20), which
+// cmd runs beside the server.
 //
 // It must not import testnet or cmd.
 package server

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/flowmail/flowmail/account"
+	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/internal/vectors"
 )
 
@@ -21,7 +22,7 @@ func TestVectors(t *testing.T) {
 		}
 		m, err := Decode(in)
 		if err != nil {
-			return nil, vectors.RuleName(err, ErrUnknownType, ErrTruncated, ErrTrailing, ErrLengthRange, ErrAccountBytes)
+			return nil, vectors.RuleName(err, ErrUnknownType, ErrTruncated, ErrTrailing, ErrLengthRange, ErrAccountBytes, ErrOrder)
 		}
 		return describe(m), ""
 	})
@@ -46,6 +47,20 @@ func describe(m Message) map[string]string {
 		out["session"], out["ke3"] = x(m.Session[:]), x(m.KE3[:])
 	case Sealed:
 		out["sealed"] = x(m.Sealed)
+	case Hold:
+		out["owner"] = m.Owner.String()
+	case HoldStatus:
+		out["state"], out["not_after"], out["mails"], out["bytes"], out["quota"], out["text"] = fmt.Sprint(uint8(m.State)), fmt.Sprint(m.NotAfter), fmt.Sprint(m.Mails), fmt.Sprint(m.Bytes), fmt.Sprint(m.QuotaBytes), m.Text
+	case HeldList:
+		out["owner"], out["after"] = m.Owner.String(), m.After.String()
+	case HeldIDs:
+		out["more"], out["ids"] = fmt.Sprint(m.More), fmt.Sprint(m.IDs)
+	case HeldGet:
+		out["owner"], out["id"] = m.Owner.String(), m.ID.String()
+	case HeldBlock:
+		out["block"] = x(m.Block)
+	case HeldConfirm:
+		out["owner"], out["time"], out["ids"], out["signature"] = m.Owner.String(), fmt.Sprint(m.Time), fmt.Sprint(m.IDs), x(m.Signature[:])
 	}
 	return out
 }
@@ -77,16 +92,32 @@ func sampleMessages() []Message {
 	var lf LoginFinish
 	copy(lf.Session[:], p(SessionSize, 12))
 	copy(lf.KE3[:], p(len(lf.KE3), 13))
-	return []Message{ri, rr, rf, li, lr, lf, Sealed{Sealed: p(account.SealOverhead+1, 14)}}
+	var owner, second, third block.ID
+	copy(owner[:], p(32, 15))
+	second[0], third[0] = 1, 2
+	var hc HeldConfirm
+	hc.Owner, hc.Time, hc.IDs = owner, 1767225600, []block.ID{second, third}
+	copy(hc.Signature[:], p(SignatureSize, 16))
+	return []Message{ri, rr, rf, li, lr, lf, Sealed{Sealed: p(account.SealOverhead+1, 14)},
+		Hold{Owner: owner},
+		HoldStatus{State: HoldCollecting, NotAfter: 1767225600, Mails: 2, Bytes: 12345, QuotaBytes: DefaultHeldQuota, Text: "collecting until 2026-01-01T00:00:00Z"},
+		HeldList{Owner: owner, After: second},
+		HeldIDs{More: true, IDs: []block.ID{second, third}},
+		HeldGet{Owner: owner, ID: third},
+		HeldBlock{Block: p(40, 17)},
+		hc,
+	}
 }
 
 var typeNames = map[MsgType]string{
 	TypeRegisterInit: "REGISTER_INIT", TypeRegisterResponse: "REGISTER_RESPONSE", TypeRegisterFinish: "REGISTER_FINISH",
 	TypeLoginInit: "LOGIN_INIT", TypeLoginResponse: "LOGIN_RESPONSE", TypeLoginFinish: "LOGIN_FINISH", TypeSealed: "SEALED",
+	TypeHold: "HOLD", TypeHoldStatus: "HOLD_STATUS", TypeHeldList: "HELD_LIST", TypeHeldIDs: "HELD_IDS",
+	TypeHeldGet: "HELD_GET", TypeHeldBlock: "HELD_BLOCK", TypeHeldConfirm: "HELD_CONFIRM",
 }
 
 func genVectors() vectors.File {
-	f := vectors.File{Description: "Account messages of the domain server (docs/PROTOCOL.md 18.5), fed to server.Decode."}
+	f := vectors.File{Description: "Account and held-mail messages of the domain server (docs/PROTOCOL.md 18.5, 21.5), fed to server.Decode."}
 	add := func(name string, in []byte, errName, note string) {
 		f.Vectors = append(f.Vectors, vectors.Vector{Name: name, Function: "server.Decode", Input: hex.EncodeToString(in), Error: errName, Note: note})
 	}
@@ -111,6 +142,14 @@ func genVectors() vectors.File {
 	s := Encode(Sealed{Sealed: vectors.Pattern(account.SealOverhead+1, 1)})
 	short := append([]byte{s[0], 0, account.SealOverhead}, s[3:len(s)-1]...)
 	add("SEALED of 28 bytes", short, "length out of range", "sealed_len is 29 to 8220")
+	hi := Encode(HeldIDs{IDs: []block.ID{{2}, {1}}})
+	add("HELD_IDS out of order", hi, "IDs out of order", "IDs are strictly ascending")
+	hcb := Encode(HeldConfirm{IDs: nil})
+	add("HELD_CONFIRM with no IDs", hcb, "length out of range", "count is 1 to 1024")
+	hs := Encode(HoldStatus{State: lastHoldState + 1})
+	add("HOLD_STATUS with state 8", hs, "length out of range", "state is 0 to 7")
+	hb := Encode(HeldBlock{Block: make([]byte, block.MaxBlockSize+1)})
+	add("HELD_BLOCK over MaxBlockSize", hb[:5], "length out of range", "block_len is 1 to MaxBlockSize, checked before the block is read")
 	add("empty", nil, "truncated", "a message holds at least its type")
 	add("type 0x50 (reserved, unassigned)", []byte{0x50}, "unknown message type", "unknown types are refused")
 	return f

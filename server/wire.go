@@ -49,6 +49,7 @@ var (
 	ErrTrailing     = errors.New("server: trailing bytes")
 	ErrLengthRange  = errors.New("server: length out of range")
 	ErrAccountBytes = errors.New("server: account not printable ASCII")
+	ErrOrder        = errors.New("server: IDs out of order")
 )
 
 // Message is one decoded server message.
@@ -275,7 +276,11 @@ func Decode(b []byte) (Message, error) {
 		v.Sealed = r.vec16("sealed", account.SealOverhead+1, account.MaxSealedSize)
 		m = v
 	default:
-		return nil, fmt.Errorf("%w: %#02x", ErrUnknownType, uint8(t))
+		v, ok := decodeHeld(t, r)
+		if !ok {
+			return nil, fmt.Errorf("%w: %#02x", ErrUnknownType, uint8(t))
+		}
+		m = v
 	}
 	if r.err != nil {
 		return nil, r.err

@@ -68,6 +68,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			listCommand(s),
 			sendCommand(s),
 			fetchCommand(s),
+			delegateCommand(s),
 			bridgeCommand(s),
 			publishCommand(s),
 			domainCommand(s),

@@ -115,8 +115,16 @@ func runFetch(c *cli.Context, s *streams) error {
 			return err
 		}
 		prog := newFetchProgress(s.err)
-		rep, err := delivery.Fetch(ctx, net, codec, me, st, delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: keep, Logger: log, KeyLogs: n.DHT(), Progress: prog.Report,
-			ShardCache: filepath.Join(home, stateDirName, "shards"), Grants: grants})
+		opt := delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: keep, Logger: log, KeyLogs: n.DHT(), Progress: prog.Report,
+			ShardCache: filepath.Join(home, stateDirName, "shards"), Grants: grants}
+		var rep *delivery.FetchReport
+		if d, derr := readDelegation(home); derr == nil && !onionOn {
+			// The server holds what the network may have dropped; it is
+			// asked first, the network when it is down (spec 21.6).
+			rep, err = fetchDelegated(ctx, c, s, d, net, codec, me, st, opt)
+		} else {
+			rep, err = delivery.Fetch(ctx, net, codec, me, st, opt)
+		}
 		prog.finish()
 		keepGrants(s, home, me.ID(), rep)
 		if !onionOn { // the lookups would show the DHT whom this client knows

@@ -165,6 +165,7 @@ func whoamiCommand(s *streams) *cli.Command {
 			fmt.Fprintf(s.err, "difficulty: %d bits\ncreated:    %s\nkey file:   %s\n",
 				pub.Difficulty, pub.Created.UTC().Format(time.RFC3339), keyPath(c))
 			printOwnNames(s, c.String("home"), pub.Address())
+			printDelegation(s, c.String("home"))
 			return printSafetyCode(c, s, pub.Owner)
 		},
 	}
@@ -189,6 +190,7 @@ func whoamiFromLog(c *cli.Context, s *streams, log *record.Record) error {
 		state, st.Generation, block.MaxRotations-st.Generation, st.Inception.Difficulty,
 		st.Inception.Created.UTC().Format(time.RFC3339), keyPath(c))
 	printOwnNames(s, c.String("home"), identity.FormatAddress(st.Address))
+	printDelegation(s, c.String("home"))
 	return printSafetyCode(c, s, st.Address)
 }
 

@@ -361,7 +361,7 @@ func sendOne(ctx context.Context, s *streams, n delivery.Network, codec *mail.Co
 	if len(covered) > 0 {
 		fmt.Fprintln(s.err, grantNote(covered))
 	}
-	sent, err := delivery.Send(ctx, n, codec, mail.BuildInput{Sender: me, Recipients: m.keys, Grants: claims, Message: f, Size: fi.Size(), Now: time.Now()},
+	sent, err := delivery.Send(ctx, n, codec, mail.BuildInput{Sender: me, Recipients: m.keys, Grants: claims, Message: f, Size: fi.Size(), Now: time.Now(), Locator: true},
 		delivery.SendOptions{Progress: prog.Report, State: state})
 	prog.finishBar()
 	if errors.Is(err, delivery.ErrSendState) {

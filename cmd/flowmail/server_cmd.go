@@ -15,7 +15,8 @@ const defaultAccountListen = "0.0.0.0:4411"
 // serverFlags are the node's, and the account service's address.
 func serverFlags() []cli.Flag {
 	return append(append(nodeFlags(),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "account-listen", Value: defaultAccountListen, Usage: "UDP address of the account service (password login; QUIC, the node's key)", EnvVars: []string{"FLOWMAIL_ACCOUNT_LISTEN"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "account-listen", Value: defaultAccountListen, Usage: "UDP address of the account service (password login and held mail; QUIC, the node's key)", EnvVars: []string{"FLOWMAIL_ACCOUNT_LISTEN"}}),
+		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "held-quota", Value: server.DefaultHeldQuota, Usage: "bytes of mail held per delegating user; past it new mail stays in the network until it expires", EnvVars: []string{"FLOWMAIL_HELD_QUOTA"}}),
 	), gatewayFlags()...)
 }
 
@@ -31,7 +32,9 @@ func serverCommand(s *streams) *cli.Command {
 			"Its secrets are <data-dir>/account.key (back it up apart from <data-dir>/accounts).\n\n" +
 			"With --gateway-listen it also runs the domain's SMTP gateway (docs/PROTOCOL.md 20):\n" +
 			"SMTP for user@DOMAIN in, sealed to the user at once; users' mail to legacy addresses\n" +
-			"out, DKIM-signed. Not built yet: the always-on mailbox for delegating users.",
+			"out, DKIM-signed. Users who run `flowmail delegate` have their mail collected and\n" +
+			"held in <data-dir>/held (sealed: the server has no key that opens it), at most\n" +
+			"--held-quota bytes each, until their fetch confirms it (section 21).",
 		Flags:  flags,
 		Before: loadConfig(flags),
 		Action: func(c *cli.Context) error {
@@ -52,13 +55,14 @@ func serverCommand(s *streams) *cli.Command {
 			if err != nil {
 				return err
 			}
-			srv, err := server.Start(c.Context, server.Config{Node: cfg, AccountListen: c.String("account-listen")})
+			srv, err := server.Start(c.Context, server.Config{Node: cfg, AccountListen: c.String("account-listen"), HeldQuota: c.Int64("held-quota")})
 			if err != nil {
 				return startAdvice(err)
 			}
 			n := srv.Node()
 			fmt.Fprintf(s.out, "server node %s listening on %s (network %q, %d peers)\n", n.ID().Short(), n.Addr(), c.String("network"), n.DHT().Size())
 			fmt.Fprintf(s.out, "account service on %s: users log in with --server %s\n", srv.AccountAddr(), srv.AccountAddr())
+			fmt.Fprintf(s.out, "held mail: users delegate with `flowmail delegate %s --server %s`\n", n.Identity().Address(), srv.AccountAddr())
 			gw, err := startGateway(c.Context, c, n, cfg.DataDir, log)
 			if err != nil {
 				srv.Close()

@@ -58,6 +58,7 @@ var goroutineSites = map[string]struct {
 	"rendezvous Rendezvous.startInstance": {1, "the rendezvous: the drain of one library node, joined by stopInstance"},
 	"rendezvous stopDHT":                  {1, "stopDHT: waits for the library's Stop, at most its timeout (the library can wedge; see its doc)"},
 	"rendezvous Start":                    {1, "the rendezvous' rounds loop; Close cancels and waits (roundsWG)"},
+	"server Start":                        {1, "the server's held-mail collector (Holder.Run); Close cancels it and waits (done) before closing the node"},
 	"testnet Start":                       {1, "Start: one per node of a batch, waited before the next batch"},
 	"testnet Net.Close":                   {1, "Net.Close: one per node closing, waited before it returns"},
 	"transport MemEndpoint.deliver":       {1, "the in-memory endpoint: one per request served; Close waits (wg)"},

@@ -1,0 +1,72 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/delivery"
+	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/mail"
+	"github.com/flowmail/flowmail/mailbox"
+)
+
+// HeldFetch is the outcome of FetchHeld.
+type HeldFetch struct {
+	*delivery.FetchReport
+	// FromServer is set when the mail came through the server; when it
+	// is not, ServerErr says why and the fetch went to the DHT.
+	FromServer bool
+	ServerErr  error
+	// Confirmed counts the index IDs the server was told it may drop;
+	// ConfirmErr is set when telling it failed (it keeps them, and the
+	// next fetch confirms them: they are settled in st by then).
+	Confirmed  int
+	ConfirmErr error
+}
+
+// FetchHeld fetches me's mail from its delegated server (section 21.6):
+// it lists what the server holds and gets each block there (from dht
+// when the server lacks one), delivers as delivery.Fetch does, then
+// confirms to the server every listed mail that st has settled, so the
+// server drops them. When the server cannot be reached it fetches from
+// dht instead. serverID is the server's node address (the confirmation
+// names it).
+func FetchHeld(ctx context.Context, c *Client, serverID block.ID, dht Fallback, codec *mail.Codec, me *identity.Identity, st *mailbox.State, opt delivery.FetchOptions) (*HeldFetch, error) {
+	out := &HeldFetch{}
+	if _, err := c.HeldList(ctx, me.ID(), 1); err != nil && ctx.Err() == nil {
+		// The server is down, or holds nothing for me (the delegation
+		// ended or it never took it): the DHT has the mail.
+		out.ServerErr = err
+		rep, err := delivery.Fetch(ctx, dht, codec, me, st, opt)
+		out.FetchReport = rep
+		return out, err
+	}
+	// What the server lists is not a LIST of the DHT: the time of the
+	// last DHT listing stays, so a later DHT fetch misses nothing.
+	last := st.LastList()
+	hn := &HeldNetwork{Client: c, Owner: me.ID(), DHT: dht}
+	rep, err := delivery.Fetch(ctx, hn, codec, me, st, opt)
+	st.SetLastList(last)
+	out.FetchReport, out.FromServer = rep, true
+	if err != nil {
+		return out, err
+	}
+	if err := st.Save(); err != nil {
+		return out, err
+	}
+	var done []block.ID
+	for _, id := range hn.Listed {
+		if st.Settled(id) {
+			done = append(done, id)
+		}
+	}
+	if len(done) > 0 {
+		if err := c.HeldConfirm(ctx, me, serverID, done, opt.Now); err != nil {
+			out.ConfirmErr = fmt.Errorf("telling the server it may drop %d mails: %w", len(done), err)
+		} else {
+			out.Confirmed = len(done)
+		}
+	}
+	return out, nil
+}
