@@ -99,16 +99,49 @@ func delegateCommand(s *streams) *cli.Command {
 			"--revoke ends the delegation: the server stops collecting.",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "server", Usage: "the server's service, HOST:PORT (`flowmail server --account-listen`)", EnvVars: []string{"FLOWMAIL_SERVER"}},
-			&cli.StringFlag{Name: "until", Usage: "end of the delegation, RFC 3339 (default and most: 30 days from now)"},
+			&cli.IntFlag{Name: "days", Usage: "the delegation lasts `N` days (1 to 30; default 30)"},
+			&cli.StringFlag{Name: "until", Usage: "end of the delegation, RFC 3339 (instead of --days; at most 30 days from now)"},
 			&cli.BoolFlag{Name: "revoke", Usage: "revoke the delegation this home made"},
 		}, networkFlags()...), append(passphraseFlags(), dnsFlags()...)...),
 		Action: func(c *cli.Context) error { return runDelegate(c, s) },
 	}
 }
 
+// delegationEnd is when a new delegation ends: --days or --until, at
+// most record.MaxDelegation from now (30 days when neither is given).
+func delegationEnd(c *cli.Context, now time.Time) (time.Time, error) {
+	limit := int(record.MaxDelegation.Hours() / 24)
+	if c.IsSet("days") && c.IsSet("until") {
+		return time.Time{}, errors.New("give --days or --until, not both")
+	}
+	until := now.Add(record.MaxDelegation)
+	if c.IsSet("days") {
+		days := c.Int("days")
+		if days < 1 || days > limit {
+			return time.Time{}, fmt.Errorf("--days %d: give 1 to %d", days, limit)
+		}
+		return now.Add(time.Duration(days) * 24 * time.Hour), nil
+	}
+	if u := c.String("until"); u != "" {
+		var err error
+		if until, err = time.Parse(time.RFC3339, u); err != nil {
+			return time.Time{}, fmt.Errorf("--until %q: want RFC 3339, e.g. 2026-12-31T00:00:00Z: %w", u, err)
+		}
+	}
+	if !until.After(now) || until.Sub(now) > record.MaxDelegation {
+		return time.Time{}, fmt.Errorf("--until %s: give a time within the next %d days", until.UTC().Format(time.RFC3339), limit)
+	}
+	return until, nil
+}
+
 func runDelegate(c *cli.Context, s *streams) error {
 	ctx := c.Context
 	home := c.String("home")
+	now := time.Now()
+	until, err := delegationEnd(c, now)
+	if err != nil && !c.Bool("revoke") {
+		return err
+	}
 	me, err := loadIdentity(c, s)
 	if err != nil {
 		return err
@@ -127,7 +160,6 @@ func runDelegate(c *cli.Context, s *streams) error {
 	if err != nil && !errors.Is(err, record.ErrNotFound) && !errors.Is(err, kademlia.ErrNotFound) {
 		return fmt.Errorf("reading your current delegation: %w", err)
 	}
-	now := time.Now()
 	var v record.Version
 	var delegates []block.ID
 	if old != nil && old.Delegation != nil {
@@ -155,15 +187,6 @@ func runDelegate(c *cli.Context, s *streams) error {
 		}
 		if d, err = delegationTarget(c, c.Args().First()); err != nil {
 			return err
-		}
-		until := now.Add(record.MaxDelegation)
-		if u := c.String("until"); u != "" {
-			if until, err = time.Parse(time.RFC3339, u); err != nil {
-				return fmt.Errorf("--until %q: want RFC 3339, e.g. 2026-12-31T00:00:00Z: %w", u, err)
-			}
-		}
-		if !until.After(now) || until.Sub(now) > record.MaxDelegation {
-			return fmt.Errorf("--until %s: give a time within the next %d days", until.UTC().Format(time.RFC3339), int(record.MaxDelegation.Hours()/24))
 		}
 		v.NotBefore, v.NotAfter = uint64(now.Unix()), uint64(until.Unix())
 		delegates = []block.ID{d.Server}
