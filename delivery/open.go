@@ -194,7 +194,7 @@ func (f *groupFetcher) cached(g int) [][]byte {
 	ids := f.man.GroupShards(g)
 	blocks := make([][]byte, len(ids))
 	for i, id := range ids {
-		if b, err := readBounded(filepath.Join(f.cache, id.String()), block.MaxBlockSize); err == nil {
+		if b, err := atomicfile.ReadBounded(filepath.Join(f.cache, id.String()), block.MaxBlockSize); err == nil {
 			blocks[i] = b
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/flowmail/flowmail/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -265,7 +266,7 @@ func FuzzSendState(f *testing.F) {
 		if err := st.save(); err != nil {
 			t.Fatal(err)
 		}
-		again, err := readBounded(st.path, maxSendState)
+		again, err := atomicfile.ReadBounded(st.path, maxSendState)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -77,7 +77,7 @@ func openSendState(path string, in mail.BuildInput) (*sendState, error) {
 		}
 	}
 	if path != "" {
-		b, err := readBounded(path, maxSendState)
+		b, err := atomicfile.ReadBounded(path, maxSendState)
 		switch {
 		case err == nil:
 			return s.resume(b)
@@ -150,22 +150,6 @@ func (s *sendState) resume(b []byte) (*sendState, error) {
 	}
 	s.j = j
 	return s, nil
-}
-
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes", limit)
-	}
-	return b, nil
 }
 
 // save rewrites the file, if there is one.

@@ -89,7 +89,7 @@ func (f *Folder) markGone() {
 // 16.3), never giving a UID lower than one the folder's files carry, and
 // then syncs with the disk.
 func (f *Folder) load() error {
-	b, err := readBounded(filepath.Join(f.path, UIDFile), maxUIDFile)
+	b, err := atomicfile.ReadBounded(filepath.Join(f.path, UIDFile), maxUIDFile)
 	if err == nil {
 		f.uids, err = decodeUIDFile(b)
 	}

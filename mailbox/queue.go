@@ -294,7 +294,7 @@ func decodeQueueHeader(b []byte) (Submission, error) {
 // has no state file and a zero state with one Done slot per part.
 func (q *Queue) State(sub Submission) (QueueState, error) {
 	st := QueueState{Done: make([]bool, sub.Parts())}
-	b, err := readBounded(filepath.Join(q.dir, sub.ID+stateSuffix), maxQueueState)
+	b, err := atomicfile.ReadBounded(filepath.Join(q.dir, sub.ID+stateSuffix), maxQueueState)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
 	}

@@ -3,7 +3,6 @@ package mailbox
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -76,7 +75,7 @@ func OpenStore(dir string, now func() time.Time) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{dir: dir, now: now, unlock: unlock, folders: map[string]*Folder{}}
-	b, err := readBounded(filepath.Join(dir, FolderListFile), maxFolderListFile)
+	b, err := atomicfile.ReadBounded(filepath.Join(dir, FolderListFile), maxFolderListFile)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -113,23 +112,6 @@ func makeMaildir(dir string) error {
 		}
 	}
 	return nil
-}
-
-// readBounded reads a small file of ours, refusing one over limit bytes.
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is over %d bytes", path, limit)
-	}
-	return b, nil
 }
 
 // checkFolderName accepts a folder name other than INBOX: UTF-8 without

@@ -1,9 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"io"
-	"os"
+	"github.com/flowmail/flowmail/internal/atomicfile"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -12,19 +12,11 @@ import (
 // (config, contacts, passphrase, testnet files), refusing one over limit
 // bytes rather than reading whatever is there into memory.
 func readSmallFile(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+	b, err := atomicfile.ReadBounded(path, limit)
+	if errors.Is(err, atomicfile.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: is it the right file?", err)
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is over %d bytes: is it the right file?", path, limit)
-	}
-	return b, nil
+	return b, err
 }
 
 // maxConfigFile bounds a config file; a full one is about 2 KiB.

@@ -1,11 +1,37 @@
 // Package atomicfile replaces small files so that a reader, or the next
-// start after a crash, sees the old content or the new, never a mix.
+// start after a crash, sees the old content or the new, never a mix, and
+// reads them back without trusting their size.
 package atomicfile
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
+
+// ErrTooLarge is returned by ReadBounded for a file over its limit.
+var ErrTooLarge = errors.New("file too large")
+
+// ReadBounded reads a small file whole, refusing one over limit bytes
+// (wrapping ErrTooLarge) rather than reading whatever is there into
+// memory.
+func ReadBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: %s is over %d bytes", ErrTooLarge, path, limit)
+	}
+	return b, nil
+}
 
 // Write replaces path with data: a temporary file in the same directory,
 // synced, then renamed over path, then the directory synced.

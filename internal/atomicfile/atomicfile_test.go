@@ -1,6 +1,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -30,5 +31,18 @@ func TestWriteReplacesAndLeavesNoTemporaries(t *testing.T) {
 func TestWriteFailsInMissingDirectory(t *testing.T) {
 	if err := Write(filepath.Join(t.TempDir(), "no", "f"), []byte("x"), 0o600); err == nil {
 		t.Fatal("write into a missing directory succeeded")
+	}
+}
+
+func TestReadBoundedRefusesPastItsLimit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := Write(path, []byte("12345"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadBounded(path, 5); err != nil || string(b) != "12345" {
+		t.Fatalf("at the limit: %q, %v", b, err)
+	}
+	if b, err := ReadBounded(path, 4); !errors.Is(err, ErrTooLarge) || b != nil {
+		t.Fatalf("past the limit: %q, %v; want ErrTooLarge", b, err)
 	}
 }
