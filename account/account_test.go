@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"testing"
-
-	"github.com/bytemare/ksf"
 )
 
 const testAccount = "alice@example.test"
@@ -15,11 +13,34 @@ var (
 	testIdentity = []byte("flowmail-key v2\n...the identity key file bytes, secret...")
 )
 
+// secret runs the stretch (the OPRF under keys, then ksf) of password.
+func secret(t *testing.T, p PAKE, keys *ServerKeys, password []byte, ksf KSFParams) ([]byte, error) {
+	t.Helper()
+	st, req, err := p.StartStretch(testAccount, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := p.StretchResponse(keys, testAccount, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Finish(resp, ksf)
+}
+
 // register runs a whole registration and returns what the server stores
 // and the client's export key.
 func register(t *testing.T, p PAKE, keys *ServerKeys, password []byte) (*Record, []byte) {
 	t.Helper()
-	reg, req, err := p.StartRegistration(testAccount, password)
+	return registerWith(t, p, keys, password, DefaultKSF)
+}
+
+func registerWith(t *testing.T, p PAKE, keys *ServerKeys, password []byte, ksf KSFParams) (*Record, []byte) {
+	t.Helper()
+	sec, err := secret(t, p, keys, password, ksf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, req, err := p.StartRegistration(testAccount, sec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +48,7 @@ func register(t *testing.T, p PAKE, keys *ServerKeys, password []byte) (*Record,
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, export, err := reg.Finish(resp, DefaultKSF)
+	rec, export, err := reg.Finish(resp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,14 +59,28 @@ func register(t *testing.T, p PAKE, keys *ServerKeys, password []byte) (*Record,
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Record{KSF: DefaultKSF, OPAQUE: rec, Sealed: sealed}, export
+	return &Record{KSF: ksf, OPAQUE: rec, Sealed: sealed}, export
 }
 
 // login runs a login against rec (nil: an unknown account) and returns
 // the client's export key or its error, and the server's verdict on KE3.
 func login(t *testing.T, p PAKE, keys *ServerKeys, rec *Record, password []byte) ([]byte, error, error) {
 	t.Helper()
-	cl, ke1, err := p.StartLogin(testAccount, password)
+	ksf := DefaultKSF
+	if rec != nil {
+		ksf = rec.KSF
+	}
+	return loginWith(t, p, keys, rec, password, ksf)
+}
+
+// loginWith is login stretching with ksf, whatever rec says.
+func loginWith(t *testing.T, p PAKE, keys *ServerKeys, rec *Record, password []byte, ksf KSFParams) ([]byte, error, error) {
+	t.Helper()
+	sec, err := secret(t, p, keys, password, ksf)
+	if err != nil {
+		return nil, err, nil
+	}
+	cl, ke1, err := p.StartLogin(testAccount, sec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +92,7 @@ func login(t *testing.T, p PAKE, keys *ServerKeys, rec *Record, password []byte)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ke3, export, cerr := cl.Finish(ke2, DefaultKSF)
+	ke3, export, cerr := cl.Finish(ke2)
 	if cerr != nil {
 		return nil, cerr, nil
 	}
@@ -131,11 +166,24 @@ func TestReplayedAndOutOfOrderMessagesAreRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ke3, _, err := cl.Finish(ke2, DefaultKSF)
+	ke3, _, err := cl.Finish(ke2)
+	if err == nil {
+		t.Fatal("a login with the unstretched password succeeded")
+	}
+	sec, err := secret(t, p, keys, testPassword, DefaultKSF)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := cl.Finish(ke2, DefaultKSF); !errors.Is(err, ErrOutOfOrder) {
+	cl, ke1, _ = p.StartLogin(testAccount, sec)
+	ke2, sl, err = p.LoginResponse(keys, testAccount, rec.OPAQUE, ke1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ke3, _, err = cl.Finish(ke2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cl.Finish(ke2); !errors.Is(err, ErrOutOfOrder) {
 		t.Fatalf("client finishing twice: %v, want ErrOutOfOrder", err)
 	}
 	if err := sl.Finish(ke3); err != nil {
@@ -159,11 +207,22 @@ func TestReplayedAndOutOfOrderMessagesAreRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := reg.Finish(resp, DefaultKSF); err != nil {
+	if _, _, err := reg.Finish(resp); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := reg.Finish(resp, DefaultKSF); !errors.Is(err, ErrOutOfOrder) {
+	if _, _, err := reg.Finish(resp); !errors.Is(err, ErrOutOfOrder) {
 		t.Fatalf("registration finishing twice: %v, want ErrOutOfOrder", err)
+	}
+	st, sreq, _ := p.StartStretch(testAccount, testPassword)
+	sresp, err := p.StretchResponse(keys, testAccount, sreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Finish(sresp, DefaultKSF); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Finish(sresp, DefaultKSF); !errors.Is(err, ErrOutOfOrder) {
+		t.Fatalf("stretch finishing twice: %v, want ErrOutOfOrder", err)
 	}
 }
 
@@ -207,17 +266,35 @@ func TestMalformedMessagesAreRefused(t *testing.T) {
 		}},
 		{"short KE2", func() error {
 			cl, _, _ := p.StartLogin(testAccount, testPassword)
-			_, _, err := cl.Finish(make([]byte, KE2Size-1), DefaultKSF)
+			_, _, err := cl.Finish(make([]byte, KE2Size-1))
 			return err
 		}},
 		{"KE2 off the group", func() error {
 			cl, _, _ := p.StartLogin(testAccount, testPassword)
-			_, _, err := cl.Finish(bytes.Repeat([]byte{0xff}, KE2Size), DefaultKSF)
+			_, _, err := cl.Finish(bytes.Repeat([]byte{0xff}, KE2Size))
 			return err
 		}},
 		{"short registration response", func() error {
 			reg, _, _ := p.StartRegistration(testAccount, testPassword)
-			_, _, err := reg.Finish(make([]byte, 3), DefaultKSF)
+			_, _, err := reg.Finish(make([]byte, 3))
+			return err
+		}},
+		{"short stretch request", func() error {
+			_, err := p.StretchResponse(keys, testAccount, make([]byte, RegistrationRequestSize+1))
+			return err
+		}},
+		{"stretch request off the group", func() error {
+			_, err := p.StretchResponse(keys, testAccount, notAPoint)
+			return err
+		}},
+		{"short stretch response", func() error {
+			st, _, _ := p.StartStretch(testAccount, testPassword)
+			_, err := st.Finish(make([]byte, StretchResponseSize-1), DefaultKSF)
+			return err
+		}},
+		{"stretch response off the group", func() error {
+			st, _, _ := p.StartStretch(testAccount, testPassword)
+			_, err := st.Finish(bytes.Repeat([]byte{0xff}, StretchResponseSize), DefaultKSF)
 			return err
 		}},
 		{"sealed identity too short", func() error {
@@ -231,8 +308,20 @@ func TestMalformedMessagesAreRefused(t *testing.T) {
 		}},
 		{"account record of another version", func() error {
 			b := rec.Marshal()
-			b[0] = 2
+			b[0] = 3
 			_, err := ParseRecord(b)
+			return err
+		}},
+		{"account record of version 1", func() error {
+			b := rec.Marshal()
+			b[0] = 1
+			_, err := ParseRecord(b)
+			return err
+		}},
+		{"account record with parameters below the minimum", func() error {
+			r := *rec
+			r.KSF.MemoryKiB--
+			_, err := ParseRecord(r.Marshal())
 			return err
 		}},
 		{"server keys short", func() error { _, err := ParseServerKeys(make([]byte, ServerKeysSize-1)); return err }},
@@ -272,25 +361,63 @@ func TestStoredDataAllowsNoOfflineGuess(t *testing.T) {
 	}
 }
 
-func TestDefaultKSFIsWhatRuns(t *testing.T) {
-	if got := ksf.Argon2id.Get().Params(); len(got) != 3 || got[0] != 3 || got[1] != 64<<10 || got[2] != 4 {
-		t.Fatalf("the library's Argon2id runs %v, want 3 passes, 64 MiB, 4 lanes", got)
+// TestKSFBounds: parameters outside the bounds are refused before any
+// work, whoever offers them (a hostile server asking for little or for
+// more memory than the device gives).
+func TestKSFBounds(t *testing.T) {
+	ok := []KSFParams{DefaultKSF,
+		{ID: KSFArgon2id, Time: MaxArgon2Time, MemoryKiB: MaxArgon2MemoryKiB, Lanes: MaxArgon2Lanes}}
+	for _, k := range ok {
+		if err := k.Check(); err != nil {
+			t.Errorf("%v: %v", k, err)
+		}
 	}
-	if err := DefaultKSF.supported(); err != nil {
-		t.Fatal(err)
+	bad := []struct {
+		k    KSFParams
+		want error
+	}{
+		{KSFParams{ID: 2, Time: 3, MemoryKiB: 64 << 10, Lanes: 4}, ErrUnsupportedKSF},
+		{KSFParams{ID: KSFArgon2id, Time: 2, MemoryKiB: 64 << 10, Lanes: 4}, ErrKSFBounds},
+		{KSFParams{ID: KSFArgon2id, Time: 3, MemoryKiB: 64<<10 - 1, Lanes: 4}, ErrKSFBounds},
+		{KSFParams{ID: KSFArgon2id, Time: 3, MemoryKiB: 64 << 10, Lanes: 1}, ErrKSFBounds},
+		{KSFParams{ID: KSFArgon2id, Time: MaxArgon2Time + 1, MemoryKiB: 64 << 10, Lanes: 4}, ErrKSFBounds},
+		{KSFParams{ID: KSFArgon2id, Time: 3, MemoryKiB: MaxArgon2MemoryKiB + 1, Lanes: 4}, ErrKSFBounds},
+		{KSFParams{ID: KSFArgon2id, Time: 3, MemoryKiB: 1 << 31, Lanes: 4}, ErrKSFBounds},
+		{KSFParams{ID: KSFArgon2id, Time: 3, MemoryKiB: 64 << 10, Lanes: MaxArgon2Lanes + 1}, ErrKSFBounds},
 	}
-	raised := DefaultKSF
-	raised.MemoryKiB *= 2
-	cl, _, err := NewOPAQUE().StartLogin(testAccount, testPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := cl.Finish(make([]byte, KE2Size), raised); !errors.Is(err, ErrUnsupportedKSF) {
-		t.Fatalf("raised parameters: %v, want ErrUnsupportedKSF", err)
+	p, keys := NewOPAQUE(), newKeys(t)
+	for _, c := range bad {
+		if err := c.k.Check(); !errors.Is(err, c.want) {
+			t.Errorf("%v: Check = %v, want %v", c.k, err, c.want)
+		}
+		// The client refuses them too, before stretching.
+		if _, err := secret(t, p, keys, testPassword, c.k); !errors.Is(err, c.want) {
+			t.Errorf("%v: stretch = %v, want %v", c.k, err, c.want)
+		}
 	}
 	if b := AppendKSF(nil, DefaultKSF); len(b) != KSFSize {
 		t.Fatalf("encoded KSF of %d bytes", len(b))
 	} else if got, err := ParseKSF(b); err != nil || got != DefaultKSF {
 		t.Fatalf("ParseKSF = %v, %v", got, err)
+	}
+}
+
+// TestRaisedKSF: an account registered with raised parameters logs in
+// with them, and the parameters are part of the secret: stretching with
+// others (the default) fails like a wrong password.
+func TestRaisedKSF(t *testing.T) {
+	p, keys := NewOPAQUE(), newKeys(t)
+	raised := KSFParams{ID: KSFArgon2id, Time: 4, MemoryKiB: 72 << 10, Lanes: 4}
+	rec, regExport := registerWith(t, p, keys, testPassword, raised)
+	rec2, err := ParseRecord(rec.Marshal())
+	if err != nil || rec2.KSF != raised {
+		t.Fatalf("stored parameters: %v, %v; want %v", rec2, err, raised)
+	}
+	export, cerr, serr := login(t, p, keys, rec2, testPassword)
+	if cerr != nil || serr != nil || !bytes.Equal(export, regExport) {
+		t.Fatalf("login with raised parameters: client %v, server %v", cerr, serr)
+	}
+	if _, cerr, _ := loginWith(t, p, keys, rec2, testPassword, DefaultKSF); !errors.Is(cerr, ErrAuthFailed) {
+		t.Fatalf("login stretching with the default instead: %v, want ErrAuthFailed", cerr)
 	}
 }

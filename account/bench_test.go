@@ -23,24 +23,17 @@ func BenchmarkLogin(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	reg, req, _ := p.StartRegistration(testAccount, testPassword)
-	resp, err := p.RegistrationResponse(keys, testAccount, req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rec, export, err := reg.Finish(resp, DefaultKSF)
-	if err != nil {
-		b.Fatal(err)
-	}
+	rec, export := benchRegister(b, p, keys)
 	sealed, _ := Seal(export, testAccount, testIdentity)
 	b.ReportAllocs()
 	for b.Loop() {
-		cl, ke1, _ := p.StartLogin(testAccount, testPassword)
+		sec := benchSecret(b, p, keys)
+		cl, ke1, _ := p.StartLogin(testAccount, sec)
 		ke2, sl, err := p.LoginResponse(keys, testAccount, rec, ke1)
 		if err != nil {
 			b.Fatal(err)
 		}
-		ke3, ex, err := cl.Finish(ke2, DefaultKSF)
+		ke3, ex, err := cl.Finish(ke2)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -58,17 +51,38 @@ func BenchmarkLogin(b *testing.B) {
 func BenchmarkServerLogin(b *testing.B) {
 	p := NewOPAQUE()
 	keys, _ := GenerateServerKeys()
-	reg, req, _ := p.StartRegistration(testAccount, testPassword)
-	resp, _ := p.RegistrationResponse(keys, testAccount, req)
-	rec, _, err := reg.Finish(resp, DefaultKSF)
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, ke1, _ := p.StartLogin(testAccount, testPassword)
+	rec, _ := benchRegister(b, p, keys)
+	_, ke1, _ := p.StartLogin(testAccount, benchSecret(b, p, keys))
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, _, err := p.LoginResponse(keys, testAccount, rec, ke1); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+func benchSecret(b *testing.B, p PAKE, keys *ServerKeys) []byte {
+	st, req, _ := p.StartStretch(testAccount, testPassword)
+	resp, err := p.StretchResponse(keys, testAccount, req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sec, err := st.Finish(resp, DefaultKSF)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return sec
+}
+
+func benchRegister(b *testing.B, p PAKE, keys *ServerKeys) (record, export []byte) {
+	reg, req, _ := p.StartRegistration(testAccount, benchSecret(b, p, keys))
+	resp, err := p.RegistrationResponse(keys, testAccount, req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec, export, err := reg.Finish(resp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rec, export
 }

@@ -1,7 +1,9 @@
 // Package account owns password login for a domain's users
 // (docs/PROTOCOL.md section 18): the password-authenticated key exchange
 // (OPAQUE, RFC 9807, through github.com/bytemare/opaque behind the PAKE
-// interface so it can be replaced), the identity key sealed under a key
+// interface so it can be replaced) run on a secret stretched from the
+// password (an OPRF under the server's key, then Argon2id with the
+// account's parameters, checked against bounds), the identity key sealed under a key
 // derived from OPAQUE's export key, and the account record a server
 // stores.
 //

@@ -14,9 +14,13 @@ var (
 	// ErrOutOfOrder: a step was taken twice or before the one it follows
 	// (a replayed finish, a finish with no start).
 	ErrOutOfOrder = errors.New("account: message out of order")
-	// ErrUnsupportedKSF: the account's key-stretching parameters are not
-	// ones this implementation can run.
-	ErrUnsupportedKSF = errors.New("account: unsupported key-stretching parameters")
+	// ErrUnsupportedKSF: the account's key-stretching function is not
+	// one this implementation knows.
+	ErrUnsupportedKSF = errors.New("account: unsupported key-stretching function")
+	// ErrKSFBounds: key-stretching parameters below the minimum (weaker
+	// than flowmail allows) or above the maximum (more memory or time
+	// than a device gives anyone), docs/PROTOCOL.md 18.2.
+	ErrKSFBounds = errors.New("account: key-stretching parameters out of bounds")
 	// ErrSealed: the sealed identity does not open under the export key
 	// (another account's, or damaged).
 	ErrSealed = errors.New("account: sealed identity does not open")

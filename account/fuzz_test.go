@@ -35,6 +35,7 @@ func FuzzServerMessages(f *testing.F) {
 	f.Add(make([]byte, KE3Size))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = p.RegistrationResponse(keys, testAccount, b)
+		_, _ = p.StretchResponse(keys, testAccount, b)
 		_ = p.CheckRecord(b)
 		_, _ = ParseServerKeys(b)
 		_, _ = Open(make([]byte, ExportKeySize), testAccount, b)

@@ -24,6 +24,15 @@ const (
 // opaqueContext binds every exchange to flowmail's use of OPAQUE.
 const opaqueContext = "flowmail/v1 account"
 
+// stretchIdentifier prefixes the account in the credential identifier
+// of the stretch OPRF, so its key is not OPAQUE's (18.2).
+const stretchIdentifier = "flowmail/v1 account stretch "
+
+// StretchResponseSize is the stretch OPRF's answer: the evaluated
+// element and the server's AKE public key, as OPAQUE's registration
+// response.
+const StretchResponseSize = RegistrationResponseSize
+
 // ServerKeys are a server's long-term OPAQUE secrets: the OPRF seed
 // (without which a stolen record allows no offline guess) and the AKE
 // key pair.
@@ -76,8 +85,12 @@ func ParseServerKeys(b []byte) (*ServerKeys, error) {
 	return k, nil
 }
 
+// configuration is OPAQUE with the identity KSF: the library's Argon2id
+// has fixed parameters, so the password is stretched before OPAQUE sees
+// it, behind an OPRF of its own (StartStretch), with the account's.
 func configuration() *opaque.Configuration {
-	c := opaque.DefaultConfiguration() // ristretto255, SHA-512, Argon2id
+	c := opaque.DefaultConfiguration() // ristretto255, SHA-512
+	c.KSF = 0                          // identity
 	c.Context = []byte(opaqueContext)
 	return c
 }
@@ -96,12 +109,49 @@ func guard(what string, err *error) {
 	}
 }
 
-func (opaquePAKE) StartRegistration(account string, password []byte) (_ ClientRegistration, _ []byte, err error) {
+func (opaquePAKE) StartStretch(account string, password []byte) (_ ClientStretch, _ []byte, err error) {
 	c, err := configuration().Client()
 	if err != nil {
 		return nil, nil, err
 	}
 	req := c.RegistrationInit(password)
+	return &opaqueStretch{c: c}, req.Serialize(), nil
+}
+
+type opaqueStretch struct {
+	c    *opaque.Client
+	done bool
+}
+
+func (st *opaqueStretch) Finish(resp []byte, ksf KSFParams) (_ []byte, err error) {
+	if err := ksf.Check(); err != nil {
+		return nil, err
+	}
+	if st.done {
+		return nil, fmt.Errorf("%w: stretch already finished", ErrOutOfOrder)
+	}
+	if err := checkLen("stretch response", resp, StretchResponseSize); err != nil {
+		return nil, err
+	}
+	defer guard("stretch response", &err)
+	m, err := st.c.Deserialize.RegistrationResponse(resp)
+	if err != nil {
+		return nil, fmt.Errorf("%w: stretch response: %w", ErrMalformed, err)
+	}
+	st.done = true
+	return stretch(ksf, st.c.OPRF.Finalize(m.EvaluatedMessage)), nil
+}
+
+func (p opaquePAKE) StretchResponse(keys *ServerKeys, account string, req []byte) ([]byte, error) {
+	return p.RegistrationResponse(keys, stretchIdentifier+account, req)
+}
+
+func (opaquePAKE) StartRegistration(account string, secret []byte) (_ ClientRegistration, _ []byte, err error) {
+	c, err := configuration().Client()
+	if err != nil {
+		return nil, nil, err
+	}
+	req := c.RegistrationInit(secret)
 	return &opaqueRegistration{c: c, account: account}, req.Serialize(), nil
 }
 
@@ -111,10 +161,7 @@ type opaqueRegistration struct {
 	done    bool
 }
 
-func (r *opaqueRegistration) Finish(resp []byte, ksf KSFParams) (_, _ []byte, err error) {
-	if err := ksf.supported(); err != nil {
-		return nil, nil, err
-	}
+func (r *opaqueRegistration) Finish(resp []byte) (_, _ []byte, err error) {
 	if r.done {
 		return nil, nil, fmt.Errorf("%w: registration already finished", ErrOutOfOrder)
 	}
@@ -172,12 +219,12 @@ func parseRecord(record []byte) (_ *message.RegistrationRecord, err error) {
 	return m, nil
 }
 
-func (opaquePAKE) StartLogin(account string, password []byte) (_ ClientLogin, _ []byte, err error) {
+func (opaquePAKE) StartLogin(account string, secret []byte) (_ ClientLogin, _ []byte, err error) {
 	c, err := configuration().Client()
 	if err != nil {
 		return nil, nil, err
 	}
-	ke1 := c.LoginInit(password)
+	ke1 := c.LoginInit(secret)
 	return &opaqueLogin{c: c, account: account}, ke1.Serialize(), nil
 }
 
@@ -187,10 +234,7 @@ type opaqueLogin struct {
 	done    bool
 }
 
-func (l *opaqueLogin) Finish(ke2 []byte, ksf KSFParams) (_, _ []byte, err error) {
-	if err := ksf.supported(); err != nil {
-		return nil, nil, err
-	}
+func (l *opaqueLogin) Finish(ke2 []byte) (_, _ []byte, err error) {
 	if l.done {
 		return nil, nil, fmt.Errorf("%w: login already finished", ErrOutOfOrder)
 	}

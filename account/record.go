@@ -5,8 +5,11 @@ import (
 	"fmt"
 )
 
-// RecordVersion is the first byte of a stored account record.
-const RecordVersion = 1
+// RecordVersion is the first byte of a stored account record. Version 1
+// records were made with the library's own Argon2id inside OPAQUE,
+// before the stretch OPRF (18.2); they do not open with version 2
+// clients, so they are refused and their users register again.
+const RecordVersion = 2
 
 // ksfSize is the encoded KSFParams: id u8, time u32, memory u32, lanes u8.
 const ksfSize = 1 + 4 + 4 + 1
@@ -44,7 +47,7 @@ func ParseKSF(b []byte) (KSFParams, error) {
 // KSFSize is the size of an encoded KSFParams.
 const KSFSize = ksfSize
 
-// Marshal encodes r: version u8, ksf [10], opaque [192], sealed_len u16,
+// Marshal encodes r: version u8 (2), ksf [10], opaque [192], sealed_len u16,
 // sealed.
 func (r *Record) Marshal() []byte {
 	b := make([]byte, 0, 1+ksfSize+len(r.OPAQUE)+2+len(r.Sealed))
@@ -62,10 +65,16 @@ func ParseRecord(b []byte) (*Record, error) {
 	if len(b) < fixed || len(b) > MaxRecordSize {
 		return nil, fmt.Errorf("%w: account record of %d bytes, want %d to %d", ErrMalformed, len(b), fixed, MaxRecordSize)
 	}
+	if b[0] == 1 {
+		return nil, fmt.Errorf("%w: account record version 1, made before the stretch OPRF (docs/PROTOCOL.md 18.2): its user registers again", ErrMalformed)
+	}
 	if b[0] != RecordVersion {
 		return nil, fmt.Errorf("%w: account record version %d", ErrMalformed, b[0])
 	}
 	ksf, _ := ParseKSF(b[1 : 1+ksfSize])
+	if err := ksf.Check(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
 	op := b[1+ksfSize : 1+ksfSize+RecordSize]
 	if _, err := parseRecord(op); err != nil {
 		return nil, err

@@ -112,6 +112,29 @@ type FetchReport struct {
 	Work      FetchWork    // what the index blocks cost, counted (spec 17.5)
 }
 
+// Add adds o, the report of another Fetch of the same run (a delegated
+// server's and the network's, spec 21.6), to r.
+func (r *FetchReport) Add(o *FetchReport) {
+	if o == nil {
+		return
+	}
+	r.Listed += o.Listed
+	r.Skipped += o.Skipped
+	r.Delivered = append(r.Delivered, o.Delivered...)
+	r.Rejected = append(r.Rejected, o.Rejected...)
+	r.Deferred = append(r.Deferred, o.Deferred...)
+	r.Missing += o.Missing
+	r.Remaining += o.Remaining
+	r.ListErr = errors.Join(r.ListErr, o.ListErr)
+	r.NotForMe += o.NotForMe
+	r.Granted += o.Granted
+	r.Work.Fetched += o.Work.Fetched
+	r.Work.Decapsulations += o.Work.Decapsulations
+	r.Work.Claims += o.Work.Claims
+	r.Work.ClaimOpens += o.Work.ClaimOpens
+	r.Work.ClaimBytes += o.Work.ClaimBytes
+}
+
 // Fetch collects me's mail (spec 9.6): it LISTs the index blocks in me's
 // routing prefix (spec 6) since the last LIST (less opt.SinceMargin), skips those in
 // st, retries the deferred ones, opens and verifies each, delivers it into

@@ -38,7 +38,9 @@ type AccountsConfig struct {
 	Clock clock.Clock
 	// PAKE defaults to account.NewOPAQUE().
 	PAKE account.PAKE
-	// KSF is what new registrations get; zero means account.DefaultKSF.
+	// KSF is what STRETCH answers for an account the server does not
+	// hold; zero means account.DefaultKSF. A client registers with the
+	// parameters it chooses, within the bounds of 18.2.
 	KSF    account.KSFParams
 	Logger *slog.Logger
 	// Group names the source of a request for the limits per source;
@@ -59,6 +61,8 @@ type Accounts struct {
 	byAcct   *limiter                // logins per account
 	bySrc    *limiter                // logins per source
 	regSrc   *limiter                // registrations per source
+	strAcct  *limiter                // stretches per account
+	strSrc   *limiter                // stretches per source
 }
 
 type session struct {
@@ -67,7 +71,6 @@ type session struct {
 	peer     block.ID // the finish must come from the peer that started
 	source   transport.Group
 	deadline time.Time
-	ksf      account.KSFParams
 	login    account.ServerLogin
 	sealed   []byte // nil for an account that does not exist
 }
@@ -100,6 +103,8 @@ func NewAccounts(cfg AccountsConfig) (*Accounts, error) {
 		byAcct:   newLimiter(LoginsPerAccount, LimitWindow),
 		bySrc:    newLimiter(LoginsPerSource, LimitWindow),
 		regSrc:   newLimiter(RegistrationsPerSource, LimitWindow),
+		strAcct:  newLimiter(StretchesPerAccount, LimitWindow),
+		strSrc:   newLimiter(StretchesPerSource, LimitWindow),
 	}, nil
 }
 
@@ -114,6 +119,8 @@ func (a *Accounts) Handle(ctx context.Context, from transport.Peer, req []byte) 
 		return errorReply(code, err.Error())
 	}
 	switch m := m.(type) {
+	case Stretch:
+		return a.stretch(from, m)
 	case RegisterInit:
 		return a.registerInit(from, m)
 	case RegisterFinish:
@@ -231,6 +238,39 @@ func noSession() []byte {
 	return errorReply(CodeNoSession, "no such session: it finished, expired, or was never started")
 }
 
+// stretch answers STRETCH: the stretch OPRF and the account's
+// parameters. It keeps no state, but is charged per account and per
+// source: each answer lets its asker stretch one password guess, so
+// unlimited answers would let guesses be stretched ahead of a theft of
+// the server's keys (18.6).
+func (a *Accounts) stretch(from transport.Peer, m Stretch) []byte {
+	if err := canonicalAccount(m.Account); err != nil {
+		return errorReply(kademlia.CodeMalformed, err.Error())
+	}
+	src := a.cfg.Group(from)
+	now := a.cfg.Clock.Now()
+	if refused := a.charge(now, src,
+		limit{a.strAcct, m.Account, "stretches for this account"},
+		limit{a.strSrc, src.String(), "stretches from " + src.String()}); refused != nil {
+		return refused
+	}
+	rec, err := a.store.get(m.Account)
+	if err != nil {
+		a.cfg.Logger.Error("reading account", "err", err)
+		return errorReply(kademlia.CodeInternal, "reading the account failed")
+	}
+	out := StretchResponse{KSF: a.cfg.KSF}
+	if rec != nil {
+		out.KSF = rec.KSF
+	}
+	resp, err := a.cfg.PAKE.StretchResponse(a.cfg.Keys, m.Account, m.Request[:])
+	if err != nil {
+		return errorReply(kademlia.CodeMalformed, err.Error())
+	}
+	copy(out.Response[:], resp)
+	return Encode(out)
+}
+
 func (a *Accounts) registerInit(from transport.Peer, m RegisterInit) []byte {
 	if err := canonicalAccount(m.Account); err != nil {
 		return errorReply(kademlia.CodeMalformed, err.Error())
@@ -244,17 +284,17 @@ func (a *Accounts) registerInit(from transport.Peer, m RegisterInit) []byte {
 	if err != nil {
 		return errorReply(kademlia.CodeMalformed, err.Error())
 	}
-	id, refused := a.open(&session{kind: TypeRegisterInit, account: m.Account, peer: from.ID, source: src, ksf: a.cfg.KSF}, now)
+	id, refused := a.open(&session{kind: TypeRegisterInit, account: m.Account, peer: from.ID, source: src}, now)
 	if refused != nil {
 		return refused
 	}
-	out := RegisterResponse{Session: id, KSF: a.cfg.KSF}
+	out := RegisterResponse{Session: id}
 	copy(out.Response[:], resp)
 	return Encode(out)
 }
 
 // RegisterSigned is what REGISTER_FINISH's signature covers: the session,
-// the account, the KSF parameters the server gave, the OPAQUE record and
+// the account, the KSF parameters of the registration, the OPAQUE record and
 // the sealed identity (section 18.5). The session makes it single-use:
 // an old registration cannot be replayed to bring back an old password.
 func RegisterSigned(session [SessionSize]byte, acct string, ksf account.KSFParams, record, sealed []byte) []byte {
@@ -271,6 +311,9 @@ func (a *Accounts) registerFinish(from transport.Peer, m RegisterFinish) []byte 
 	if s == nil {
 		return noSession()
 	}
+	if err := m.KSF.Check(); err != nil {
+		return errorReply(kademlia.CodeMalformed, err.Error())
+	}
 	if err := a.cfg.PAKE.CheckRecord(m.Record[:]); err != nil {
 		return errorReply(kademlia.CodeMalformed, err.Error())
 	}
@@ -281,12 +324,15 @@ func (a *Accounts) registerFinish(from transport.Peer, m RegisterFinish) []byte 
 	if pub.Address() != s.account {
 		return errorReply(kademlia.CodeForbidden, "the pubkey block is not the account's")
 	}
-	if !pub.Verify(LabelRegister, RegisterSigned(m.Session, s.account, s.ksf, m.Record[:], m.Sealed), m.Signature[:]) {
+	if !pub.Verify(LabelRegister, RegisterSigned(m.Session, s.account, m.KSF, m.Record[:], m.Sealed), m.Signature[:]) {
 		return errorReply(kademlia.CodeForbidden, "signature does not verify")
 	}
-	rec := &account.Record{KSF: s.ksf, OPAQUE: m.Record[:], Sealed: m.Sealed}
+	rec := &account.Record{KSF: m.KSF, OPAQUE: m.Record[:], Sealed: m.Sealed}
 	a.mu.Lock() // one writer per account file at a time
 	err = a.store.put(s.account, rec)
+	if err == nil {
+		a.strAcct.reset(s.account) // the owner's stretches are not guesses
+	}
 	a.mu.Unlock()
 	if err != nil {
 		a.cfg.Logger.Error("storing account", "err", err)
@@ -315,10 +361,10 @@ func (a *Accounts) loginInit(from transport.Peer, m LoginInit) []byte {
 	}
 	// An account that does not exist answers like one that does (a
 	// fake record): nobody learns which addresses have accounts.
-	s := &session{kind: TypeLoginInit, account: m.Account, peer: from.ID, source: src, ksf: a.cfg.KSF}
+	s := &session{kind: TypeLoginInit, account: m.Account, peer: from.ID, source: src}
 	var stored []byte
 	if rec != nil {
-		stored, s.ksf, s.sealed = rec.OPAQUE, rec.KSF, rec.Sealed
+		stored, s.sealed = rec.OPAQUE, rec.Sealed
 	}
 	ke2, login, err := a.cfg.PAKE.LoginResponse(a.cfg.Keys, m.Account, stored, m.KE1[:])
 	if err != nil {
@@ -329,7 +375,7 @@ func (a *Accounts) loginInit(from transport.Peer, m LoginInit) []byte {
 	if refused != nil {
 		return refused
 	}
-	out := LoginResponse{Session: id, KSF: s.ksf}
+	out := LoginResponse{Session: id}
 	copy(out.KE2[:], ke2)
 	return Encode(out)
 }
@@ -348,6 +394,7 @@ func (a *Accounts) loginFinish(from transport.Peer, m LoginFinish) []byte {
 	}
 	a.mu.Lock()
 	a.byAcct.reset(s.account)
+	a.strAcct.reset(s.account)
 	a.mu.Unlock()
 	return Encode(Sealed{Sealed: s.sealed})
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -186,7 +187,7 @@ func TestLoginClearsTheAccountsCount(t *testing.T) {
 	}
 	pw := []byte("the owner's password")
 	owner := &Client{Transport: direct{a, peer(1, 1)}}
-	if err := owner.Register(t.Context(), id, pw, []byte("key file")); err != nil {
+	if _, err := owner.Register(t.Context(), id, pw, []byte("key file"), account.KSFParams{}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range LoginsPerAccount - 1 { // a guesser, from elsewhere
@@ -204,5 +205,126 @@ func TestLoginClearsTheAccountsCount(t *testing.T) {
 	}
 	if c := code(t, a.Handle(t.Context(), peer(2, 200), loginInit(t, id.Address()))); c != CodeRateLimited {
 		t.Fatalf("guess past the limit: %v, want rate limited", c)
+	}
+}
+
+// hostile is a "server" that answers STRETCH with the parameters it
+// likes, and counts what else it is asked.
+type hostile struct {
+	ksf   account.KSFParams
+	other int
+}
+
+func (h *hostile) Request(ctx context.Context, _ transport.Contact, req []byte) ([]byte, transport.Peer, error) {
+	if m, err := Decode(req); err == nil && m.Type() == TypeStretch {
+		st := m.(Stretch)
+		// A real stretch answer, so only the parameters are wrong.
+		keys, err := account.GenerateServerKeys()
+		if err != nil {
+			return nil, transport.Peer{}, err
+		}
+		resp, err := account.NewOPAQUE().StretchResponse(keys, st.Account, st.Request[:])
+		if err != nil {
+			return nil, transport.Peer{}, err
+		}
+		out := StretchResponse{KSF: h.ksf}
+		copy(out.Response[:], resp)
+		return Encode(out), transport.Peer{}, nil
+	}
+	h.other++
+	return errorReply(kademlia.CodeInternal, "not here"), transport.Peer{}, nil
+}
+func (*hostile) LocalAddr() netip.AddrPort { return netip.AddrPort{} }
+func (*hostile) Close() error              { return nil }
+
+// TestClientRefusesParametersOutOfBounds: a server that names weaker
+// parameters than the minimum, or more memory than the maximum, gets a
+// clear error and nothing more: no Argon2id runs, no LOGIN_INIT is sent.
+func TestClientRefusesParametersOutOfBounds(t *testing.T) {
+	for _, k := range []account.KSFParams{
+		{ID: account.KSFArgon2id, Time: 1, MemoryKiB: 64 << 10, Lanes: 4},
+		{ID: account.KSFArgon2id, Time: 3, MemoryKiB: 8 << 10, Lanes: 4},
+		{ID: account.KSFArgon2id, Time: 3, MemoryKiB: 1 << 30, Lanes: 4}, // 1 TiB
+		{ID: account.KSFArgon2id, Time: 1 << 20, MemoryKiB: 64 << 10, Lanes: 4},
+	} {
+		h := &hostile{ksf: k}
+		cl := &Client{Transport: h}
+		_, err := cl.Login(t.Context(), testAddress(1), []byte("the password"))
+		if !errors.Is(err, account.ErrKSFBounds) || !strings.Contains(err.Error(), "stretching the password") {
+			t.Errorf("%v: %v, want account.ErrKSFBounds", k, err)
+		}
+		if h.other != 0 {
+			t.Errorf("%v: the client went on with %d requests", k, h.other)
+		}
+	}
+}
+
+// TestRaisedParametersRegisterAndLogIn: an account registered with
+// raised parameters is stretched with them at every login; a password
+// change without parameters keeps them; a registration below the
+// minimum is refused by the client and by the server.
+func TestRaisedParametersRegisterAndLogIn(t *testing.T) {
+	a := newAccounts(t, nil)
+	id, err := identity.Generate(0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := []byte("the owner's password")
+	raised := account.KSFParams{ID: account.KSFArgon2id, Time: 4, MemoryKiB: 72 << 10, Lanes: 4}
+	owner := &Client{Transport: direct{a, peer(1, 1)}}
+	if got, err := owner.Register(t.Context(), id, pw, []byte("key file"), raised); err != nil || got != raised {
+		t.Fatalf("register with %v: %v, %v", raised, got, err)
+	}
+	rec, err := a.store.get(id.Address())
+	if err != nil || rec == nil || rec.KSF != raised {
+		t.Fatalf("stored record: %+v, %v; want parameters %v", rec, err, raised)
+	}
+	laptop := &Client{Transport: direct{a, peer(2, 2)}}
+	if got, err := laptop.Login(t.Context(), id.Address(), pw); err != nil || string(got) != "key file" {
+		t.Fatalf("login: %q, %v", got, err)
+	}
+	if got, err := owner.Register(t.Context(), id, []byte("a new password"), []byte("key file"), account.KSFParams{}); err != nil || got != raised {
+		t.Fatalf("password change: %v, %v; want the raised parameters kept", got, err)
+	}
+	low := account.KSFParams{ID: account.KSFArgon2id, Time: 2, MemoryKiB: 64 << 10, Lanes: 4}
+	if _, err := owner.Register(t.Context(), id, pw, []byte("key file"), low); !errors.Is(err, account.ErrKSFBounds) {
+		t.Fatalf("register with %v: %v, want account.ErrKSFBounds", low, err)
+	}
+	// A client that sends them anyway: the server refuses before the
+	// signature, and keeps the account as it was.
+	_, req, _ := account.NewOPAQUE().StartRegistration(id.Address(), []byte("secret"))
+	init := RegisterInit{Account: id.Address()}
+	copy(init.Request[:], req)
+	resp, err := Decode(a.Handle(t.Context(), peer(1, 1), Encode(init)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fin := RegisterFinish{Session: resp.(RegisterResponse).Session, KSF: low, Pubkey: id.Public().Block, Sealed: make([]byte, account.SealOverhead+1)}
+	if c := code(t, a.Handle(t.Context(), peer(1, 1), Encode(fin))); c != kademlia.CodeMalformed {
+		t.Fatalf("REGISTER_FINISH with %v: %v, want malformed", low, c)
+	}
+	if rec, _ := a.store.get(id.Address()); rec == nil || rec.KSF != raised {
+		t.Fatalf("after the refused registration: %+v", rec)
+	}
+}
+
+// TestStretchesAreLimitedPerAccount: each STRETCH answer lets its asker
+// stretch one guess, so they are counted like logins.
+func TestStretchesAreLimitedPerAccount(t *testing.T) {
+	a := newAccounts(t, nil)
+	_, req, err := account.NewOPAQUE().StartStretch(testAddress(1), []byte("guess"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := Stretch{Account: testAddress(1)}
+	copy(m.Request[:], req)
+	for i := range StretchesPerAccount {
+		ans := a.Handle(t.Context(), peer(1, byte(i)), Encode(m))
+		if got, err := Decode(ans); err != nil || got.(StretchResponse).KSF != account.DefaultKSF {
+			t.Fatalf("stretch %d: %v, %v; want an answer with the default parameters", i, got, err)
+		}
+	}
+	if c := code(t, a.Handle(t.Context(), peer(2, 200), Encode(m))); c != CodeRateLimited {
+		t.Fatalf("stretch past the account's limit: %v, want rate limited", c)
 	}
 }

@@ -444,3 +444,47 @@ func TestConfirmNeedsTheOwnersKey(t *testing.T) {
 		t.Fatalf("alice's confirmation left %d mails", st.Mails)
 	}
 }
+
+// TestFetchAsksTheServerAndTheDHT: with the server up, a mail it does
+// not hold (sent after its last round) arrives from the DHT in the same
+// fetch, and the one it holds arrives once, though the DHT still lists
+// it too (Keep: the blocks stay there).
+func TestFetchAsksTheServerAndTheDHT(t *testing.T) {
+	n := startHeldNet(t, 0)
+	ctx := hangGuard(t)
+	alice, bob := n.user(t), n.user(t)
+	n.delegate(t, alice, 1, nil, record.MaxDelegation, false)
+	if st, err := alice.client.Hold(ctx, alice.id.ID()); err != nil || st.State != HoldCollecting {
+		t.Fatalf("HOLD: %v, %v (%s)", err, st.State, st.Text)
+	}
+	n.send(t, bob, alice, "the first mail, collected by the server")
+	n.server.Holder().Collect(ctx)
+	if st := n.server.Holder().Status(alice.id.ID()); st.Mails != 1 {
+		t.Fatalf("after collecting: %d mails held (%v: %s)", st.Mails, st.State, st.Text)
+	}
+	n.send(t, bob, alice, "the second mail, sent after the server's round")
+
+	st, err := mailbox.OpenState(alice.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	got, err := FetchHeld(ctx, alice.client, n.server.Node().ID(), alice.node, n.codec, alice.id, st,
+		delivery.FetchOptions{Maildir: filepath.Join(alice.dir, "Maildir"), Now: n.clk.Now(), Keep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.FromServer || got.NetworkErr != nil || got.Confirmed != 1 {
+		t.Fatalf("from the server %v (%v), network error %v, confirmed %d; want the server's fetch, the network's, one confirmed",
+			got.FromServer, got.ServerErr, got.NetworkErr, got.Confirmed)
+	}
+	box := delivered(t, alice)
+	for _, body := range []string{"the first mail, collected by the server", "the second mail, sent after the server's round"} {
+		if c := strings.Count(box, body); c != 1 {
+			t.Errorf("%q delivered %d times, want once", body, c)
+		}
+	}
+	if len(got.Delivered) != 2 || got.Skipped == 0 {
+		t.Fatalf("%d delivered, %d skipped; want 2 delivered and the server's mail skipped in the DHT", len(got.Delivered), got.Skipped)
+	}
+}

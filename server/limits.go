@@ -20,7 +20,13 @@ const (
 	// RegistrationsPerSource: REGISTER_INITs per LimitWindow from one
 	// source.
 	RegistrationsPerSource = 10
-	LimitWindow            = time.Hour
+	// STRETCHes per LimitWindow, per account and per source: each lets
+	// its asker stretch one guess. A login or registration that
+	// finishes clears its account's count. Per account as logins (a
+	// login is one of each); per source room for the registrations too.
+	StretchesPerAccount = LoginsPerAccount
+	StretchesPerSource  = LoginsPerSource + RegistrationsPerSource
+	LimitWindow         = time.Hour
 	// MaxLimiterKeys bounds the accounts and sources counted at once;
 	// at the bound, a new key is refused until windows expire.
 	MaxLimiterKeys = 1 << 16

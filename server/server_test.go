@@ -81,7 +81,7 @@ func TestPasswordLoginFromAFreshDevice(t *testing.T) {
 	s := startServer(t, nil)
 	a := newDevice(t, s)
 	pw := []byte("tr0ub4dor&3 but longer")
-	if err := a.client.Register(ctx, a.id, pw, a.keyFile); err != nil {
+	if _, err := a.client.Register(ctx, a.id, pw, a.keyFile, account.KSFParams{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -99,7 +99,7 @@ func TestPasswordLoginFromAFreshDevice(t *testing.T) {
 
 	// A password change re-seals the same identity.
 	pw2 := []byte("a new passphrase entirely")
-	if err := a.client.Register(ctx, a.id, pw2, a.keyFile); err != nil {
+	if _, err := a.client.Register(ctx, a.id, pw2, a.keyFile, account.KSFParams{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.client.Login(ctx, a.id.Address(), pw); !errors.Is(err, account.ErrAuthFailed) {
@@ -161,7 +161,7 @@ func TestRegistrationNeedsTheIdentitysKey(t *testing.T) {
 		{"signed by another key", mallory.id, alice.id.Public().Block},
 		{"another identity's pubkey", mallory.id, mallory.id.Public().Block},
 	} {
-		reg, req, err := pake.StartRegistration(alice.id.Address(), []byte("pw"))
+		reg, req, err := pake.StartRegistration(alice.id.Address(), []byte("a stretched secret"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,14 +172,14 @@ func TestRegistrationNeedsTheIdentitysKey(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp := a.(RegisterResponse)
-		rec, export, err := reg.Finish(resp.Response[:], resp.KSF)
+		rec, export, err := reg.Finish(resp.Response[:])
 		if err != nil {
 			t.Fatal(err)
 		}
 		sealed, _ := account.Seal(export, alice.id.Address(), []byte("not alice's key"))
-		fin := RegisterFinish{Session: resp.Session, Pubkey: tc.pubkey, Sealed: sealed}
+		fin := RegisterFinish{Session: resp.Session, KSF: account.DefaultKSF, Pubkey: tc.pubkey, Sealed: sealed}
 		copy(fin.Record[:], rec)
-		fin.Signature = tc.signer.Sign(LabelRegister, RegisterSigned(resp.Session, alice.id.Address(), resp.KSF, rec, sealed))
+		fin.Signature = tc.signer.Sign(LabelRegister, RegisterSigned(resp.Session, alice.id.Address(), fin.KSF, rec, sealed))
 		if _, err := mallory.client.call(ctx, fin); !errors.Is(err, ErrForbidden) {
 			t.Fatalf("%s: %v, want ErrForbidden", tc.name, err)
 		}

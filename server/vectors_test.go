@@ -35,14 +35,19 @@ func describe(m Message) map[string]string {
 	switch m := m.(type) {
 	case RegisterInit:
 		out["account"], out["request"] = m.Account, x(m.Request[:])
+	case Stretch:
+		out["account"], out["request"] = m.Account, x(m.Request[:])
+	case StretchResponse:
+		out["ksf"], out["response"] = x(account.AppendKSF(nil, m.KSF)), x(m.Response[:])
 	case RegisterResponse:
-		out["session"], out["ksf"], out["response"] = x(m.Session[:]), x(account.AppendKSF(nil, m.KSF)), x(m.Response[:])
+		out["session"], out["response"] = x(m.Session[:]), x(m.Response[:])
 	case RegisterFinish:
+		out["ksf"] = x(account.AppendKSF(nil, m.KSF))
 		out["session"], out["record"], out["pubkey"], out["sealed"], out["signature"] = x(m.Session[:]), x(m.Record[:]), x(m.Pubkey), x(m.Sealed), x(m.Signature[:])
 	case LoginInit:
 		out["account"], out["ke1"] = m.Account, x(m.KE1[:])
 	case LoginResponse:
-		out["session"], out["ksf"], out["ke2"] = x(m.Session[:]), x(account.AppendKSF(nil, m.KSF)), x(m.KE2[:])
+		out["session"], out["ke2"] = x(m.Session[:]), x(m.KE2[:])
 	case LoginFinish:
 		out["session"], out["ke3"] = x(m.Session[:]), x(m.KE3[:])
 	case Sealed:
@@ -74,10 +79,10 @@ func sampleMessages() []Message {
 	copy(ri.Request[:], p(len(ri.Request), 1))
 	var rr RegisterResponse
 	copy(rr.Session[:], p(SessionSize, 2))
-	rr.KSF = account.DefaultKSF
 	copy(rr.Response[:], p(len(rr.Response), 3))
 	var rf RegisterFinish
 	copy(rf.Session[:], p(SessionSize, 4))
+	rf.KSF = account.DefaultKSF
 	copy(rf.Record[:], p(len(rf.Record), 5))
 	rf.Pubkey = p(40, 6)
 	rf.Sealed = p(account.SealOverhead+8, 7)
@@ -87,7 +92,6 @@ func sampleMessages() []Message {
 	copy(li.KE1[:], p(len(li.KE1), 9))
 	var lr LoginResponse
 	copy(lr.Session[:], p(SessionSize, 10))
-	lr.KSF = account.DefaultKSF
 	copy(lr.KE2[:], p(len(lr.KE2), 11))
 	var lf LoginFinish
 	copy(lf.Session[:], p(SessionSize, 12))
@@ -98,6 +102,12 @@ func sampleMessages() []Message {
 	var hc HeldConfirm
 	hc.Owner, hc.Time, hc.IDs = owner, 1767225600, []block.ID{second, third}
 	copy(hc.Signature[:], p(SignatureSize, 16))
+	var st Stretch
+	st.Account = acct
+	copy(st.Request[:], p(len(st.Request), 18))
+	var sr StretchResponse
+	sr.KSF = account.KSFParams{ID: account.KSFArgon2id, Time: 4, MemoryKiB: 128 << 10, Lanes: 4}
+	copy(sr.Response[:], p(len(sr.Response), 19))
 	return []Message{ri, rr, rf, li, lr, lf, Sealed{Sealed: p(account.SealOverhead+1, 14)},
 		Hold{Owner: owner},
 		HoldStatus{State: HoldCollecting, NotAfter: 1767225600, Mails: 2, Bytes: 12345, QuotaBytes: DefaultHeldQuota, Text: "collecting until 2026-01-01T00:00:00Z"},
@@ -106,6 +116,7 @@ func sampleMessages() []Message {
 		HeldGet{Owner: owner, ID: third},
 		HeldBlock{Block: p(40, 17)},
 		hc,
+		st, sr,
 	}
 }
 
@@ -114,10 +125,11 @@ var typeNames = map[MsgType]string{
 	TypeLoginInit: "LOGIN_INIT", TypeLoginResponse: "LOGIN_RESPONSE", TypeLoginFinish: "LOGIN_FINISH", TypeSealed: "SEALED",
 	TypeHold: "HOLD", TypeHoldStatus: "HOLD_STATUS", TypeHeldList: "HELD_LIST", TypeHeldIDs: "HELD_IDS",
 	TypeHeldGet: "HELD_GET", TypeHeldBlock: "HELD_BLOCK", TypeHeldConfirm: "HELD_CONFIRM",
+	TypeStretch: "STRETCH", TypeStretchResponse: "STRETCH_RESPONSE",
 }
 
 func genVectors() vectors.File {
-	f := vectors.File{Description: "Account and held-mail messages of the domain server (docs/PROTOCOL.md 18.5, 21.5), fed to server.Decode."}
+	f := vectors.File{Description: "Account and held-mail messages of the domain server (docs/PROTOCOL.md 18.5, 21.5), fed to server.Decode. KSF bounds are the account's (account.json), not the decoder's."}
 	add := func(name string, in []byte, errName, note string) {
 		f.Vectors = append(f.Vectors, vectors.Vector{Name: name, Function: "server.Decode", Input: hex.EncodeToString(in), Error: errName, Note: note})
 	}
@@ -151,6 +163,7 @@ func genVectors() vectors.File {
 	hb := Encode(HeldBlock{Block: make([]byte, block.MaxBlockSize+1)})
 	add("HELD_BLOCK over MaxBlockSize", hb[:5], "length out of range", "block_len is 1 to MaxBlockSize, checked before the block is read")
 	add("empty", nil, "truncated", "a message holds at least its type")
-	add("type 0x50 (reserved, unassigned)", []byte{0x50}, "unknown message type", "unknown types are refused")
+	add("type 0x4e (reserved, unassigned)", []byte{0x4e}, "unknown message type", "unknown types are refused")
+	add("type 0x52 (unassigned)", append([]byte{0x52}, make([]byte, 64)...), "unknown message type", "unknown types are refused")
 	return f
 }

@@ -24,6 +24,9 @@ const (
 	TypeLoginResponse    MsgType = 0x44
 	TypeLoginFinish      MsgType = 0x45
 	TypeSealed           MsgType = 0x46
+	// 0x47 to 0x4d: held mail (heldwire.go); 0x4e and 0x4f reserved.
+	TypeStretch         MsgType = 0x50
+	TypeStretchResponse MsgType = 0x51
 
 	// FirstType and LastType bound the range section 8 reserves.
 	FirstType MsgType = 0x40
@@ -65,18 +68,34 @@ type RegisterInit struct {
 	Request [account.RegistrationRequestSize]byte
 }
 
-// RegisterResponse answers RegisterInit: the session to finish in, the
-// key-stretching parameters the account will have, OPAQUE's response.
+// Stretch asks for the stretch OPRF of a blinded password (18.2): the
+// first step of a login and of a registration.
+type Stretch struct {
+	Account string
+	Request [account.RegistrationRequestSize]byte
+}
+
+// StretchResponse answers Stretch: the account's key-stretching
+// parameters (the server's default for an account it does not hold) and
+// the OPRF's answer.
+type StretchResponse struct {
+	KSF      account.KSFParams
+	Response [account.StretchResponseSize]byte
+}
+
+// RegisterResponse answers RegisterInit: the session to finish in and
+// OPAQUE's response.
 type RegisterResponse struct {
 	Session  [SessionSize]byte
-	KSF      account.KSFParams
 	Response [account.RegistrationResponseSize]byte
 }
 
-// RegisterFinish uploads the OPAQUE record and the sealed identity,
-// signed by the identity whose pubkey block it carries.
+// RegisterFinish uploads the key-stretching parameters the secret was
+// stretched with, the OPAQUE record and the sealed identity, signed by
+// the identity whose pubkey block it carries.
 type RegisterFinish struct {
 	Session   [SessionSize]byte
+	KSF       account.KSFParams
 	Record    [account.RecordSize]byte
 	Pubkey    []byte // 1 to MaxPubkeySize bytes
 	Sealed    []byte // account.SealOverhead+1 to account.MaxSealedSize bytes
@@ -92,7 +111,6 @@ type LoginInit struct {
 // LoginResponse answers LoginInit with KE2.
 type LoginResponse struct {
 	Session [SessionSize]byte
-	KSF     account.KSFParams
 	KE2     [account.KE2Size]byte
 }
 
@@ -114,6 +132,8 @@ func (LoginInit) Type() MsgType        { return TypeLoginInit }
 func (LoginResponse) Type() MsgType    { return TypeLoginResponse }
 func (LoginFinish) Type() MsgType      { return TypeLoginFinish }
 func (Sealed) Type() MsgType           { return TypeSealed }
+func (Stretch) Type() MsgType          { return TypeStretch }
+func (StretchResponse) Type() MsgType  { return TypeStretchResponse }
 
 // Encode returns msg_type || body.
 func Encode(m Message) []byte { return m.appendBody([]byte{byte(m.Type())}) }
@@ -128,13 +148,21 @@ func (m RegisterInit) appendBody(b []byte) []byte {
 	return append(appendAccount(b, m.Account), m.Request[:]...)
 }
 
-func (m RegisterResponse) appendBody(b []byte) []byte {
-	b = append(b, m.Session[:]...)
+func (m Stretch) appendBody(b []byte) []byte {
+	return append(appendAccount(b, m.Account), m.Request[:]...)
+}
+
+func (m StretchResponse) appendBody(b []byte) []byte {
 	return append(account.AppendKSF(b, m.KSF), m.Response[:]...)
 }
 
+func (m RegisterResponse) appendBody(b []byte) []byte {
+	return append(append(b, m.Session[:]...), m.Response[:]...)
+}
+
 func (m RegisterFinish) appendBody(b []byte) []byte {
-	b = append(append(b, m.Session[:]...), m.Record[:]...)
+	b = append(b, m.Session[:]...)
+	b = append(account.AppendKSF(b, m.KSF), m.Record[:]...)
 	b = appendVec16(appendVec16(b, m.Pubkey), m.Sealed)
 	return append(b, m.Signature[:]...)
 }
@@ -144,8 +172,7 @@ func (m LoginInit) appendBody(b []byte) []byte {
 }
 
 func (m LoginResponse) appendBody(b []byte) []byte {
-	b = append(b, m.Session[:]...)
-	return append(account.AppendKSF(b, m.KSF), m.KE2[:]...)
+	return append(append(b, m.Session[:]...), m.KE2[:]...)
 }
 
 func (m LoginFinish) appendBody(b []byte) []byte {
@@ -241,15 +268,25 @@ func Decode(b []byte) (Message, error) {
 		v.Account = r.account()
 		r.fixed(v.Request[:], "request")
 		m = v
+	case TypeStretch:
+		var v Stretch
+		v.Account = r.account()
+		r.fixed(v.Request[:], "request")
+		m = v
+	case TypeStretchResponse:
+		var v StretchResponse
+		v.KSF = r.ksf()
+		r.fixed(v.Response[:], "response")
+		m = v
 	case TypeRegisterResponse:
 		var v RegisterResponse
 		r.fixed(v.Session[:], "session")
-		v.KSF = r.ksf()
 		r.fixed(v.Response[:], "response")
 		m = v
 	case TypeRegisterFinish:
 		var v RegisterFinish
 		r.fixed(v.Session[:], "session")
+		v.KSF = r.ksf()
 		r.fixed(v.Record[:], "record")
 		v.Pubkey = r.vec16("pubkey", 1, MaxPubkeySize)
 		v.Sealed = r.vec16("sealed", account.SealOverhead+1, account.MaxSealedSize)
@@ -263,7 +300,6 @@ func Decode(b []byte) (Message, error) {
 	case TypeLoginResponse:
 		var v LoginResponse
 		r.fixed(v.Session[:], "session")
-		v.KSF = r.ksf()
 		r.fixed(v.KE2[:], "ke2")
 		m = v
 	case TypeLoginFinish:

@@ -69,6 +69,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			sendCommand(s),
 			fetchCommand(s),
 			delegateCommand(s),
+			statusCommand(s),
 			bridgeCommand(s),
 			publishCommand(s),
 			domainCommand(s),

@@ -27,12 +27,14 @@ import (
 
 // delegationFile, in the home, names the server this home delegated to
 // and where its service listens: "server ADDRESS" and "at HOST:PORT"
-// lines. fetch reads it.
+// lines, and "until RFC3339" (the delegation's end; older files have
+// none). fetch and status read it.
 const delegationFile = "delegation"
 
 type delegation struct {
 	Server block.ID
 	At     netip.AddrPort
+	Until  time.Time // zero when the file does not say
 }
 
 func readDelegation(home string) (*delegation, error) {
@@ -52,6 +54,10 @@ func readDelegation(home string) (*delegation, error) {
 			if d.At, err = netip.ParseAddrPort(v); err != nil {
 				return nil, fmt.Errorf("%s: %w", delegationFile, err)
 			}
+		case "until":
+			if d.Until, err = time.Parse(time.RFC3339, v); err != nil {
+				return nil, fmt.Errorf("%s: %w", delegationFile, err)
+			}
 		}
 	}
 	if d.Server.IsZero() || !d.At.IsValid() {
@@ -61,28 +67,17 @@ func readDelegation(home string) (*delegation, error) {
 }
 
 func writeDelegation(home string, d *delegation) error {
-	return atomicfile.Write(filepath.Join(home, delegationFile), fmt.Appendf(nil, "server %s\nat %s\n", identity.FormatAddress(d.Server), d.At), 0o600)
+	b := fmt.Appendf(nil, "server %s\nat %s\n", identity.FormatAddress(d.Server), d.At)
+	if !d.Until.IsZero() {
+		b = fmt.Appendf(b, "until %s\n", d.Until.UTC().Format(time.RFC3339))
+	}
+	return atomicfile.Write(filepath.Join(home, delegationFile), b, 0o600)
 }
 
-// heldClient is a client of the held-mail service at d.
+// heldClient is a client of the held-mail service at d (the account
+// service's listener, section 21.5).
 func heldClient(c *cli.Context, d *delegation) (*server.Client, error) {
-	key, err := identity.Generate(0, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	listen := "0.0.0.0:0"
-	if d.At.Addr().IsLoopback() {
-		listen = "127.0.0.1:0"
-	}
-	t := c.Duration("request-timeout")
-	tr, err := transport.ListenQUIC(c.Context, transport.QUICConfig{
-		Identity: key, Network: c.String("network"), ListenAddr: listen, Client: true,
-		DialTimeout: t, HandshakeTimeout: t, RequestTimeout: t,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &server.Client{Transport: tr, Server: transport.Contact{ID: d.Server, Addr: d.At}}, nil
+	return accountClient(c, transport.Contact{ID: d.Server, Addr: d.At})
 }
 
 func delegateCommand(s *streams) *cli.Command {
@@ -93,7 +88,7 @@ func delegateCommand(s *streams) *cli.Command {
 		Description: "delegate signs a delegation certificate (docs/PROTOCOL.md 15.2) naming the server's\n" +
 			"node and stores it in the network. The server then collects your mail as it arrives\n" +
 			"and keeps it past the network's 30 days until a fetch of yours has it; it gets no key\n" +
-			"that opens it. fetch then asks the server first, and the network when the server is down.\n\n" +
+			"that opens it. fetch then asks the server first, then the network (for what the server missed).\n\n" +
 			"Give the server's node address and --server HOST:PORT (its service, what `flowmail server`\n" +
 			"prints), or your NAME@DOMAIN (or DOMAIN) when the domain's DNS record names its server.\n" +
 			"--revoke ends the delegation: the server stops collecting.",
@@ -201,6 +196,7 @@ func runDelegate(c *cli.Context, s *streams) error {
 	if c.Bool("revoke") {
 		fmt.Fprintln(s.out, "delegation revoked")
 	} else {
+		d.Until = time.Unix(int64(v.NotAfter), 0)
 		if err := writeDelegation(home, d); err != nil {
 			return err
 		}
@@ -251,30 +247,19 @@ func delegationTarget(c *cli.Context, arg string) (*delegation, error) {
 	if _, dom, ok := strings.Cut(arg, "@"); ok {
 		domain = dom
 	}
-	dns, err := newDNS(c)
+	dom, err := lookupDomain(c, domain)
 	if err != nil {
 		return nil, err
 	}
-	dom, err := dns.LookupDomain(c.Context, domain)
+	ct, err := domainServer(c, dom)
 	if err != nil {
-		return nil, fmt.Errorf("looking up %s's server: %w", domain, err)
+		return nil, err
 	}
-	if dom.Record.Server.IsZero() || dom.Record.At == "" {
-		return nil, fmt.Errorf("%s's DNS record names no server (srv= and at=); give its address and --server HOST:PORT", domain)
-	}
-	at := dom.Record.At
-	if c.String("server") != "" {
-		at = c.String("server")
-	}
-	ap, err := netip.ParseAddrPort(at)
-	if err != nil {
-		return nil, fmt.Errorf("%s's server at %q: only IP:port is supported here; give --server IP:PORT", domain, at)
-	}
-	return &delegation{Server: dom.Record.Server, At: ap}, nil
+	return &delegation{Server: ct.ID, At: ct.Addr}, nil
 }
 
 // fetchDelegated fetches me's mail through the server this home
-// delegated to, falling back to the network (server.FetchHeld).
+// delegated to, then from the network (server.FetchHeld).
 func fetchDelegated(ctx context.Context, c *cli.Context, s *streams, d *delegation, dht server.Fallback, codec *mail.Codec, me *identity.Identity, st *mailbox.State, opt delivery.FetchOptions) (*delivery.FetchReport, error) {
 	cl, err := heldClient(c, d)
 	if err != nil {
@@ -286,13 +271,16 @@ func fetchDelegated(ctx context.Context, c *cli.Context, s *streams, d *delegati
 	case got == nil:
 		return nil, err
 	case got.FromServer:
-		fmt.Fprintf(s.err, "fetched from your server %s", d.At)
+		fmt.Fprintf(s.err, "fetched from your server %s and the network", d.At)
 		if got.Confirmed > 0 {
-			fmt.Fprintf(s.err, " (it may now drop %d mails)", got.Confirmed)
+			fmt.Fprintf(s.err, " (the server may now drop %d mails)", got.Confirmed)
 		}
 		fmt.Fprintln(s.err)
 		if got.ConfirmErr != nil {
 			fmt.Fprintf(s.err, "warning: %v\n", got.ConfirmErr)
+		}
+		if got.NetworkErr != nil {
+			fmt.Fprintf(s.err, "warning: the network did not answer after your server (%v): mail your server does not hold waits there for the next fetch\n", got.NetworkErr)
 		}
 	default:
 		fmt.Fprintf(s.err, "your server at %s did not serve your mail (%v); fetched from the network\n", d.At, got.ServerErr)
@@ -303,6 +291,14 @@ func fetchDelegated(ctx context.Context, c *cli.Context, s *streams, d *delegati
 // printDelegation says where this home's mail is held, for whoami.
 func printDelegation(s *streams, home string) {
 	if d, err := readDelegation(home); err == nil {
-		fmt.Fprintf(s.err, "delegated: %s at %s\n", identity.FormatAddress(d.Server), d.At)
+		fmt.Fprintf(s.err, "delegated: %s\n", d)
 	}
+}
+
+func (d *delegation) String() string {
+	t := fmt.Sprintf("to %s at %s", identity.FormatAddress(d.Server), d.At)
+	if !d.Until.IsZero() {
+		t += " until " + d.Until.UTC().Format(time.RFC3339)
+	}
+	return t
 }

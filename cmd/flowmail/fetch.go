@@ -120,7 +120,8 @@ func runFetch(c *cli.Context, s *streams) error {
 		var rep *delivery.FetchReport
 		if d, derr := readDelegation(home); derr == nil && !onionOn {
 			// The server holds what the network may have dropped; it is
-			// asked first, the network when it is down (spec 21.6).
+			// asked first, then the network for what it missed (or
+			// alone when the server is down; spec 21.6).
 			rep, err = fetchDelegated(ctx, c, s, d, net, codec, me, st, opt)
 		} else {
 			rep, err = delivery.Fetch(ctx, net, codec, me, st, opt)
