@@ -48,10 +48,17 @@ func TestBadInputGetsClearErrorsAndTheBridgeKeepsServing(t *testing.T) {
 	cfg.Clock = clk
 	cfg.MaxMessageSize = 64 << 10
 	cfg.Resolve = func(_ context.Context, name string) (block.ID, error) {
-		if name == "bob" {
+		switch {
+		case name == "bob":
 			return bob.ID(), nil
+		case strings.HasSuffix(name, "@legacy.example"):
+			return block.ID{}, &LegacyError{Email: name, Err: errors.New("no flowmail record")}
 		}
 		return block.ID{}, fmt.Errorf("no contact named %q", name)
+	}
+	// Legacy addresses: the command's hook says what the user must set.
+	cfg.Gateway = func(context.Context) (Gateway, error) {
+		return Gateway{}, fmt.Errorf("%w: start the bridge with your certified name", ErrNoGateway)
 	}
 	stranger, err := identity.Generate(4, time.Now()) // never published
 	if err != nil {
@@ -95,6 +102,7 @@ func TestBadInputGetsClearErrorsAndTheBridgeKeepsServing(t *testing.T) {
 		{"address with a typo", []string{identity.FormatAddress(bob.ID())[:20] + "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq@flowmail.invalid"}, good, 550, "unknown recipient"},
 		{"no published key", []string{mail.HeaderAddress(stranger.ID())}, good, 550, "no published key"},
 		{"revoked address", []string{mail.HeaderAddress(revoked.ID())}, good, 550, "revoked"},
+		{"legacy address without a gateway", []string{"carol@legacy.example"}, good, 550, "carol@legacy.example is a legacy (SMTP) address, sent through your domain's gateway: bridge: no gateway for legacy (SMTP) addresses: start the bridge with your certified name"},
 	} {
 		err := smtpSend(t, a, pw, tc.rcpts, tc.msg)
 		if smtpCode(err) != tc.code || !strings.Contains(err.Error(), tc.says) {

@@ -58,8 +58,17 @@ type Config struct {
 	// Clients there must then use STARTTLS before they log in.
 	AllowRemote bool
 	// Resolve turns a recipient that is not an address (a contact name,
-	// later user@domain) into an address; nil accepts addresses only.
+	// user@domain) into an address; nil accepts addresses only.
+	// Resolve returns a *LegacyError for an SMTP address (a domain
+	// without a flowmail record, docs/PROTOCOL.md 20.5).
 	Resolve func(ctx context.Context, name string) (block.ID, error)
+	// Gateway, if set, finds the gateway that takes the user's mail to
+	// legacy addresses, and the user's certificate the mail carries
+	// (legacy.go). Asked at the first legacy RCPT TO of a transaction: an
+	// error wrapping ErrNoGateway refuses the address with its text (say
+	// what to configure), any other for now. Nil refuses legacy
+	// addresses.
+	Gateway func(ctx context.Context) (Gateway, error)
 	// Clock is the time source; nil means the system clock.
 	Clock clock.Clock
 	// FetchInterval between fetches from the network; 0 means a minute.

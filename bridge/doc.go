@@ -11,8 +11,12 @@
 // live there (docs/PROTOCOL.md 16). Submitted mail goes through the
 // outbox (mailbox.Queue), synced to disk before the client hears "250",
 // sent in the background, retried, and bounced into INBOX when it cannot
-// go. Logins check a password whose Argon2id hash is in Dir; wrong ones
-// are rate-limited per source and per account on the injected clock.
+// go. Mail to legacy (SMTP) addresses goes to the gateway of the user's
+// domain as an outbox entry of its own with the relay field (legacy.go;
+// the command says which addresses are legacy and where the gateway is,
+// through Config.Resolve and Config.Gateway). Logins check a password
+// whose Argon2id hash is in Dir; wrong ones are rate-limited per source
+// and per account on the injected clock.
 //
 // The two young libraries are reached through thin adapters (imap.go,
 // imapmessage.go, smtp.go) over the bridge's own pieces (view, checker,

@@ -253,12 +253,17 @@ func (b *Bridge) bounce(sub mailbox.Submission, st mailbox.QueueState, cause err
 		original = mail.Attachment{Name: "original-headers.txt", ContentType: "text/rfc822-headers", Data: append(head, "\r\n"...)}
 	}
 	var who []string
+	relay := relayRecipients(msg)
 	for part := range sub.Parts() {
 		if st.Done[part] {
 			continue
 		}
 		if part == 0 {
 			for _, id := range sub.To {
+				if relay != "" {
+					who = append(who, gatewayWho(id, relay))
+					continue
+				}
 				who = append(who, identity.FormatAddress(id))
 			}
 		} else {

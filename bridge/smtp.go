@@ -59,6 +59,8 @@ type smtpSession struct {
 	remote string
 	authed bool
 	rcpts  []recipient
+	legacy []mail.Mailbox // through the gateway (legacy.go)
+	gw     *Gateway       // found at the first legacy RCPT
 }
 
 type recipient struct {
@@ -100,6 +102,9 @@ func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ctx, cancel := context.WithTimeout(s.b.runCtx(), s.b.lookupTimeout())
 	defer cancel()
 	id, err := s.b.resolve(ctx, to)
+	if le := (*LegacyError)(nil); errors.As(err, &le) {
+		return s.rcptLegacy(ctx, le)
+	}
 	if err == nil {
 		_, err = s.b.lookupKey(ctx, id)
 	}
@@ -121,24 +126,36 @@ func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
-func (s *smtpSession) Reset()        { s.rcpts = nil }
+func (s *smtpSession) Reset()        { s.rcpts, s.legacy, s.gw = nil, nil, nil }
 func (s *smtpSession) Logout() error { s.b.sessions.done(); return nil }
 
 // Data takes the message, checks its header, and streams it into the
 // outbox (synced to disk before the client hears 250), then files a copy
 // in Sent from there: a mail of any allowed size is never held whole.
+// With legacy recipients the gateway's copy is a second entry, read
+// back from the first; both are filed before 250, or neither.
 func (s *smtpSession) Data(r io.Reader) error {
 	if !s.authed {
 		return smtp.ErrAuthRequired
 	}
-	if len(s.rcpts) == 0 {
+	if len(s.rcpts) == 0 && len(s.legacy) == 0 {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "no valid recipients"}
+	}
+	var carried string
+	reserve := 0
+	if len(s.legacy) > 0 {
+		carried = s.gw.Carried
+		var relay bytes.Buffer
+		if err := mail.WriteRelayTo(&relay, s.legacy); err != nil {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: oneLine(err)}
+		}
+		reserve = relay.Len()
 	}
 	msg, visible, err := prepareMessage(r, s.b.me.ID(), func(addr string) (block.ID, error) {
 		ctx, cancel := context.WithTimeout(s.b.runCtx(), s.b.lookupTimeout())
 		defer cancel()
 		return s.b.resolve(ctx, addr)
-	})
+	}, carried, reserve)
 	switch {
 	case errors.Is(err, smtp.ErrDataTooLarge):
 		return smtp.ErrDataTooLarge
@@ -156,24 +173,54 @@ func (s *smtpSession) Data(r io.Reader) error {
 	if len(sub.To) > mail.MaxRecipients {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 3}, Message: fmt.Sprintf("at most %d To and Cc recipients in one mail", mail.MaxRecipients)}
 	}
-	sub, err = s.b.queue.Add(msg, s.b.maxSize, sub, s.b.clock.Now())
-	switch {
-	case errors.Is(err, smtp.ErrDataTooLarge), errors.Is(err, mailbox.ErrTooBig):
-		return smtp.ErrDataTooLarge
-	case err != nil:
-		s.b.log.Error("outbox", "err", err)
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "cannot queue the mail: " + oneLine(err)}
+	var main *mailbox.Submission
+	if len(s.rcpts) > 0 {
+		sub, err = s.b.queue.Add(msg, s.b.maxSize, sub, s.b.clock.Now())
+		if err != nil {
+			return s.queueError(err)
+		}
+		main = &sub
+		s.b.log.Info("mail queued", "id", sub.ID, "to", len(sub.To), "bcc", len(sub.Bcc), "bytes", sub.Size)
 	}
-	s.b.log.Info("mail queued", "id", sub.ID, "to", len(sub.To), "bcc", len(sub.Bcc), "bytes", sub.Size)
-	if err := s.fileSent(sub); err != nil {
+	sent, skip := sub, int64(0)
+	if len(s.legacy) > 0 {
+		gsub, n, err := s.queueGatewayCopy(msg, main)
+		if err != nil {
+			if main != nil {
+				// Not accepted, so not sent either: the client keeps the
+				// mail. (A sender round that started on it in this
+				// instant may have sent it already: a duplicate, never
+				// a loss.)
+				if rerr := s.b.queue.Remove(main.ID); rerr != nil {
+					s.b.log.Error("removing a half-queued mail", "id", main.ID, "err", rerr)
+				}
+			}
+			return s.queueError(err)
+		}
+		s.b.log.Info("mail queued for the gateway", "id", gsub.ID, "gateway", s.gw.Name, "legacy", len(s.legacy), "bytes", gsub.Size)
+		if main == nil {
+			sent, skip = gsub, n
+		}
+	}
+	if err := s.fileSent(sent, skip); err != nil {
 		s.b.log.Warn("filing a copy in Sent", "err", err)
 	}
 	s.b.kickSender()
 	return nil
 }
 
-// fileSent copies a queued message into Sent.
-func (s *smtpSession) fileSent(sub mailbox.Submission) error {
+// queueError answers a failure to queue a mail.
+func (s *smtpSession) queueError(err error) error {
+	if errors.Is(err, smtp.ErrDataTooLarge) || errors.Is(err, mailbox.ErrTooBig) {
+		return smtp.ErrDataTooLarge
+	}
+	s.b.log.Error("outbox", "err", err)
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "cannot queue the mail: " + oneLine(err)}
+}
+
+// fileSent copies a queued message into Sent, less its first skip bytes
+// (a gateway copy's relay field).
+func (s *smtpSession) fileSent(sub mailbox.Submission, skip int64) error {
 	sent, err := s.b.store.Folder("Sent")
 	if err != nil {
 		return err
@@ -183,17 +230,23 @@ func (s *smtpSession) fileSent(sub mailbox.Submission) error {
 		return err
 	}
 	defer r.Close()
+	if _, err := io.CopyN(io.Discard, r, skip); err != nil {
+		return err
+	}
 	_, err = sent.Append(r, mailbox.FlagSeen, sub.Accepted, s.b.maxSize)
 	return err
 }
 
 // prepareMessage reads a submitted message's header section (at most
 // mail.MaxHeaderSize bytes) and returns the message as it is to be
-// signed: CRLF line ends, no Bcc header, a From that names the sender;
-// the body is still read from r as the result is read. It also returns
-// the addresses the To and Cc headers show, as resolve reads them (a
-// contact's name at flowmail.invalid, say).
-func prepareMessage(r io.Reader, me block.ID, resolve func(string) (block.ID, error)) (io.Reader, map[block.ID]bool, error) {
+// signed: CRLF line ends, no Bcc header, no relay field (the gateway's
+// copy gets the bridge's own), a From that names the sender, and carried
+// (a header field, or "") first in place of any the client wrote; the
+// body is still read from r as the result is read. It also returns the
+// addresses the To and Cc headers show, as resolve reads them (a
+// contact's name at flowmail.invalid, say). reserve is room the header
+// section must leave within MaxHeaderSize (for the relay field).
+func prepareMessage(r io.Reader, me block.ID, resolve func(string) (block.ID, error), carried string, reserve int) (io.Reader, map[block.ID]bool, error) {
 	// The header section must end within MaxHeaderSize bytes (as
 	// mail.Build checks): looked for before parsing, so the parser never
 	// reads past it.
@@ -210,12 +263,23 @@ func prepareMessage(r io.Reader, me block.ID, resolve func(string) (block.ID, er
 		return nil, nil, fmt.Errorf("the message header does not parse: %v", err)
 	}
 	h.Del("Bcc")
+	// A relay field in the message flowmail recipients get would show
+	// them the blind copies (docs/PROTOCOL.md 20.5).
+	h.Del(mail.RelayHeader)
+	if carried != "" {
+		name, _, _ := strings.Cut(carried, ":")
+		h.Del(name)
+	}
 	if !h.Has("Date") {
 		return nil, nil, errors.New("the message has no Date header")
 	}
 	var head bytes.Buffer
+	head.WriteString(carried)
 	if err := textproto.WriteHeader(&head, h); err != nil {
 		return nil, nil, err
+	}
+	if head.Len()+reserve > mail.MaxHeaderSize {
+		return nil, nil, fmt.Errorf("%w: the header section with the bridge's fields is %d bytes, at most %d", mail.ErrHeaderSize, head.Len()+reserve, mail.MaxHeaderSize)
 	}
 	if err := mail.CheckFrom(head.Bytes(), me); err != nil {
 		return nil, nil, fmt.Errorf("%w (set your client's address to %s)", err, mail.HeaderAddress(me))
@@ -236,7 +300,7 @@ func prepareMessage(r io.Reader, me block.ID, resolve func(string) (block.ID, er
 // resolve turns a recipient as a client gives it into an address:
 // fm1…, fm1…@flowmail.invalid, a name at flowmail.invalid or bare
 // (Config.Resolve: contacts), anything else through Config.Resolve too
-// (user@domain, once human addresses exist).
+// (user@domain: its name, or a *LegacyError when it is an SMTP address).
 func (b *Bridge) resolve(ctx context.Context, to string) (block.ID, error) {
 	to = strings.TrimSpace(strings.Trim(strings.TrimSpace(to), "<>"))
 	local, domain, hasDomain := strings.Cut(to, "@")
@@ -254,6 +318,9 @@ func (b *Bridge) resolve(ctx context.Context, to string) (block.ID, error) {
 		return block.ID{}, fmt.Errorf("%w: %q is not a flowmail address (fm1…@%s)", ErrUnknownRecipient, to, mail.MailDomain)
 	}
 	id, err := b.cfg.Resolve(ctx, to)
+	if le := (*LegacyError)(nil); errors.As(err, &le) {
+		return block.ID{}, err
+	}
 	if err != nil {
 		return block.ID{}, fmt.Errorf("%w: %v", ErrUnknownRecipient, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing/iotest"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/gateway"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/testseed"
 	"github.com/flowmail/flowmail/mail"
@@ -29,7 +30,7 @@ func TestPrepareMessageStripsBccAndSeesHeaderRecipients(t *testing.T) {
 	}
 	raw := "From: <" + mail.HeaderAddress(me) + ">\nTo: Bob <bob@flowmail.invalid>\nCc: " + mail.HeaderAddress(carol) +
 		"\nBcc: secret@flowmail.invalid\nDate: Mon, 02 Mar 2026 10:00:00 +0000\nSubject: s\n\nline\n"
-	r, visible, err := prepareMessage(strings.NewReader(raw), me, resolve)
+	r, visible, err := prepareMessage(strings.NewReader(raw), me, resolve, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,12 +47,43 @@ func TestPrepareMessageStripsBccAndSeesHeaderRecipients(t *testing.T) {
 	if !visible[bob] || !visible[carol] || len(visible) != 2 {
 		t.Fatalf("visible recipients: %v", visible)
 	}
-	if _, _, err := prepareMessage(strings.NewReader(strings.Replace(raw, mail.HeaderAddress(me), mail.HeaderAddress(bob), 1)), me, resolve); !errors.Is(err, mail.ErrFromMismatch) {
+	if _, _, err := prepareMessage(strings.NewReader(strings.Replace(raw, mail.HeaderAddress(me), mail.HeaderAddress(bob), 1)), me, resolve, "", 0); !errors.Is(err, mail.ErrFromMismatch) {
 		t.Fatalf("From another address: %v", err)
 	}
 	long := "From: <" + mail.HeaderAddress(me) + ">\nX-Long: " + strings.Repeat("a", mail.MaxHeaderSize) + "\n\nbody\n"
-	if _, _, err := prepareMessage(strings.NewReader(long), me, resolve); !errors.Is(err, mail.ErrHeaderSize) {
+	if _, _, err := prepareMessage(strings.NewReader(long), me, resolve, "", 0); !errors.Is(err, mail.ErrHeaderSize) {
 		t.Fatalf("a header over %d bytes: %v", mail.MaxHeaderSize, err)
+	}
+
+	// With legacy recipients: the bridge's certificate field first, in
+	// place of the client's; a relay field the client wrote never stays
+	// (flowmail recipients would see it); the relay field's room is kept.
+	carried := "Flowmail-Name-Certificate: AAAA\r\n BBBB\r\n"
+	client := "Flowmail-Relay-To: someone@legacy.example\nFlowmail-Name-Certificate: forged\n" + raw
+	for _, c := range []string{"", carried} {
+		r, _, err := prepareMessage(strings.NewReader(client), me, resolve, c, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := io.ReadAll(r)
+		if !strings.HasPrefix(string(msg), c) || bytes.Contains(msg, []byte("someone@legacy")) || (c != "" && bytes.Contains(msg, []byte("forged"))) {
+			t.Fatalf("carried %q: %q", c, msg)
+		}
+	}
+	almost := "From: <" + mail.HeaderAddress(me) + ">\nDate: Mon, 02 Mar 2026 10:00:00 +0000\nX-Long: " + strings.Repeat("a", mail.MaxHeaderSize-200) + "\n\nbody\n"
+	if _, _, err := prepareMessage(strings.NewReader(almost), me, resolve, "", 0); err != nil {
+		t.Fatalf("a header just within %d bytes: %v", mail.MaxHeaderSize, err)
+	}
+	if _, _, err := prepareMessage(strings.NewReader(almost), me, resolve, carried, 200); !errors.Is(err, mail.ErrHeaderSize) {
+		t.Fatalf("a header that leaves no room for the relay field: %v", err)
+	}
+}
+
+// TestLegacyLimitIsTheGateways: what the bridge accepts for the gateway,
+// the gateway relays (docs/PROTOCOL.md 20.7).
+func TestLegacyLimitIsTheGateways(t *testing.T) {
+	if MaxLegacyRecipients != gateway.MaxRelayRecipients {
+		t.Fatalf("the bridge takes %d legacy recipients, the gateway %d", MaxLegacyRecipients, gateway.MaxRelayRecipients)
 	}
 }
 
@@ -114,7 +146,7 @@ func FuzzPrepareMessage(f *testing.F) {
 	f.Add([]byte("From: a\n\n"))
 	f.Add([]byte(from + "To: =?utf-8?q?x?= <" + mail.HeaderAddress(me) + ">,\r\n  \"q\" <a@b>\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		r, _, err := prepareMessage(bytes.NewReader(raw), me, func(string) (block.ID, error) { return block.ID{2}, nil })
+		r, _, err := prepareMessage(bytes.NewReader(raw), me, func(string) (block.ID, error) { return block.ID{2}, nil }, "", 0)
 		if err != nil {
 			return
 		}

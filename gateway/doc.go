@@ -18,7 +18,9 @@
 // signs it with DKIM under its selector, and relays it by SMTP to the
 // recipients' MX or a smarthost. Failures come back to the sender as a
 // bounce, over the network. The spool holds outbound mail until it is
-// relayed or bounced.
+// relayed or bounced; the retry queue of mail the remote side deferred
+// (4xx) is kept beside it in one file (retrystate.go), so it survives a
+// restart.
 //
 //	g, _ := gateway.Start(ctx, gateway.Config{...})
 //	defer g.Close()

@@ -98,3 +98,34 @@ func FuzzParseOutbound(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRetryState: any bytes in the retry file either are refused with
+// ErrRetryState or are a queue that writes back to the same bytes (one
+// encoding per queue, so nothing can hide in it), within its bounds.
+func FuzzRetryState(f *testing.F) {
+	f.Add([]byte(retryMagic + "\n"))
+	f.Add([]byte(retryMagic + "\n1796188000.M1P2.host 3 1796191600 0000000000000005\n1796188001.M2P2.host 1 0 0000000000000000\n"))
+	f.Add([]byte(retryMagic + "\na 7 253402300799 ffffffffffffffff\n"))
+	f.Add([]byte(retryMagic + "\nb 1 0 0000000000000000\na 1 0 0000000000000000\n"))
+	f.Add([]byte("flowmail-gateway-retries 1\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		q, err := decodeRetries(b)
+		if err != nil {
+			if !errors.Is(err, ErrRetryState) {
+				t.Fatalf("untyped error: %v", err)
+			}
+			return
+		}
+		if len(q) > MaxDeferred {
+			t.Fatalf("%d mails", len(q))
+		}
+		for name, r := range q {
+			if checkSpoolName(name) != nil || r.attempts < 1 || r.attempts >= MaxRelayAttempts {
+				t.Fatalf("accepted %q %+v", name, r)
+			}
+		}
+		if out := encodeRetries(q); !bytes.Equal(out, b) {
+			t.Fatalf("re-encoded %q, read %q", out, b)
+		}
+	})
+}

@@ -161,6 +161,10 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	if g.state, err = mailbox.OpenState(filepath.Join(cfg.Spool, "state")); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	if err := g.loadRetries(); err != nil {
+		g.Close()
+		return nil, err
+	}
 	g.ctx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {

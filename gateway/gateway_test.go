@@ -98,9 +98,9 @@ func TestOutboundThroughExim(t *testing.T) {
 		}
 		built.Release()
 	}
-	send([]byte(certified + string(crlf("From: Alice <"+me+">\nTo: Bob <bob@legacy.test>\n"+RelayHeader+": bob@legacy.test\nSubject: to bob\nDate: Wed, 02 Dec 2026 05:00:00 +0000\n\nhello bob\n"))))
-	send([]byte(certified + string(crlf("From: <"+me+">\nTo: nobody@refuse.test\n"+RelayHeader+": nobody@refuse.test\nSubject: to nobody\nDate: Wed, 02 Dec 2026 05:00:00 +0000\n\nhello?\n"))))
-	send(crlf("From: <" + me + ">\nTo: bob@legacy.test\n" + RelayHeader + ": bob@legacy.test\nSubject: uncertified\nDate: Wed, 02 Dec 2026 05:00:00 +0000\n\nno name\n"))
+	send([]byte(certified + string(crlf("From: Alice <"+me+">\nTo: Bob <bob@legacy.test>\n"+mail.RelayHeader+": bob@legacy.test\nSubject: to bob\nDate: Wed, 02 Dec 2026 05:00:00 +0000\n\nhello bob\n"))))
+	send([]byte(certified + string(crlf("From: <"+me+">\nTo: nobody@refuse.test\n"+mail.RelayHeader+": nobody@refuse.test\nSubject: to nobody\nDate: Wed, 02 Dec 2026 05:00:00 +0000\n\nhello?\n"))))
+	send(crlf("From: <" + me + ">\nTo: bob@legacy.test\n" + mail.RelayHeader + ": bob@legacy.test\nSubject: uncertified\nDate: Wed, 02 Dec 2026 05:00:00 +0000\n\nno name\n"))
 
 	reps := s.relayPass(t)
 	if len(reps) != 3 {
@@ -129,7 +129,7 @@ func TestOutboundThroughExim(t *testing.T) {
 			t.Errorf("the delivered mail lacks %q:\n%s", want, got)
 		}
 	}
-	if bytes.Contains(got, []byte(RelayHeader)) || bytes.Contains(got, []byte(naming.CertHeader)) {
+	if bytes.Contains(got, []byte(mail.RelayHeader)) || bytes.Contains(got, []byte(naming.CertHeader)) {
 		t.Errorf("flowmail's fields reached the legacy side:\n%s", got)
 	}
 	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(got), &dkim.VerifyOptions{LookupTXT: func(d string) ([]string, error) { return s.dns.LookupTXT(s.ctx, d) }})

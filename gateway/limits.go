@@ -38,6 +38,11 @@ const (
 	// MaxRelayAttempts bounds the delivery attempts of one outbound mail
 	// before it bounces.
 	MaxRelayAttempts = 8
+	// MaxDeferred bounds the spooled mails waiting for a retry (the
+	// retry file, 20.5). A mail that fails for now while the queue is
+	// full bounces at once, with the reason: the sender may send it
+	// again.
+	MaxDeferred = 1024
 	// MaxSMTPReply bounds the remote reply text a bounce quotes.
 	MaxSMTPReply = 512
 	// MaxBounceDifficulty bounds the proof of work the gateway pays for

@@ -22,9 +22,6 @@ import (
 const (
 	// FromHeader keeps an inbound message's original From value.
 	FromHeader = "Flowmail-Gateway-From"
-	// RelayHeader lists an outbound mail's legacy recipients (address
-	// list, RFC 5322); the gateway removes it before relaying.
-	RelayHeader = "Flowmail-Relay-To"
 	// AuthResultsHeader is RFC 8601's field.
 	AuthResultsHeader = "Authentication-Results"
 )
@@ -210,10 +207,10 @@ func ParseOutbound(r *bufio.Reader, domain string) (*Outbound, error) {
 		o.Carried = vals[0]
 	}
 	seen := map[string]bool{}
-	for _, v := range h.Values(RelayHeader) {
+	for _, v := range h.Values(mail.RelayHeader) {
 		list, err := gomail.ParseAddressList(v)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s %q: %v", ErrRecipient, RelayHeader, clip(v), err)
+			return nil, fmt.Errorf("%w: %s %q: %v", ErrRecipient, mail.RelayHeader, clip(v), err)
 		}
 		for _, a := range list {
 			addr := strings.ToLower(a.Address)

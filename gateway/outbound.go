@@ -36,13 +36,6 @@ type RelayReport struct {
 	BounceErr error             // sending the bounce failed
 }
 
-// retry is an outbound mail that failed for now.
-type retry struct {
-	attempts int
-	next     time.Time
-	done     map[string]bool // recipients delivered already
-}
-
 // signedHeaders are the fields the DKIM signature covers (RFC 6376
 // 5.4.1), each once more than present so none can be added.
 var signedHeaders = []string{"From", "Reply-To", "Subject", "Date", "To", "Cc", "Message-ID", "In-Reply-To", "References",
@@ -95,19 +88,22 @@ func (g *Gateway) fetchAndRelay(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		path := filepath.Join(g.maildir(), "new", e.Name())
-		if r := g.retries[path]; r != nil && r.next.After(g.clock.Now()) {
+		if r := g.retries[e.Name()]; r != nil && r.next.After(g.clock.Now()) {
 			continue
 		}
-		g.relayFile(ctx, path)
+		g.relayFile(ctx, e.Name())
 	}
 }
 
-// relayFile relays one spooled mail, bounces what cannot go, and removes
-// it once every recipient is delivered or bounced.
-func (g *Gateway) relayFile(ctx context.Context, path string) {
+// relayFile relays one spooled mail (name, in the spool's new/), bounces
+// what cannot go, and removes it once every recipient is delivered or
+// bounced. The retry queue is written after every change, so a restart
+// goes on where this left off.
+func (g *Gateway) relayFile(ctx context.Context, name string) {
+	path := filepath.Join(g.maildir(), "new", name)
 	rep := RelayReport{Bounced: map[string]string{}}
-	done, subject, sender, err := g.relay(ctx, path, &rep)
+	queued := g.retries[name] != nil
+	done, subject, sender, relayTo, err := g.relay(ctx, name, &rep)
 	if ctx.Err() != nil {
 		return // stopping: the mail stays spooled
 	}
@@ -115,26 +111,45 @@ func (g *Gateway) relayFile(ctx context.Context, path string) {
 		rep.Bounced[""] = oneLine(err)
 	}
 	if len(rep.Deferred) > 0 && err == nil {
-		r := g.retries[path]
+		r := g.retries[name]
+		full := r == nil && len(g.retries) >= MaxDeferred
 		if r == nil {
-			r = &retry{done: map[string]bool{}}
-			g.retries[path] = r
+			r = &retry{}
 		}
+		delivered := map[string]bool{}
 		for _, d := range rep.Delivered {
-			r.done[d] = true
+			delivered[lower(d)] = true
+		}
+		for i, a := range relayTo {
+			if delivered[lower(a)] {
+				r.done |= 1 << i
+			}
 		}
 		r.attempts++
-		if r.attempts < MaxRelayAttempts {
+		switch {
+		case full, checkSpoolName(name) != nil:
+			why := fmt.Sprintf("the gateway holds %d mails for a retry already", MaxDeferred)
+			if !full {
+				why = "its spool name cannot be kept in the retry file"
+			}
+			for _, d := range rep.Deferred {
+				rep.Bounced[d] = fmt.Sprintf("not retried: %s; the failure: %s", why, rep.Bounced[d])
+			}
+			rep.Deferred = nil
+			done = true
+		case r.attempts < MaxRelayAttempts:
 			base := g.cfg.RetryAfter
 			if base <= 0 {
 				base = 5 * time.Minute
 			}
-			r.next = g.clock.Now().Add(min(base<<(r.attempts-1), 6*time.Hour))
+			// Whole seconds, as the retry file keeps it.
+			r.next = time.Unix(g.clock.Now().Add(min(base<<(r.attempts-1), 6*time.Hour)).Unix(), 0)
 			for _, d := range rep.Deferred {
 				delete(rep.Bounced, d)
 			}
+			g.retries[name] = r
 			done = false
-		} else {
+		default:
 			for _, d := range rep.Deferred {
 				rep.Bounced[d] = fmt.Sprintf("gave up after %d attempts; the last: %s", MaxRelayAttempts, rep.Bounced[d])
 			}
@@ -149,9 +164,16 @@ func (g *Gateway) relayFile(ctx context.Context, path string) {
 		}
 	}
 	if done || err != nil {
-		delete(g.retries, path)
+		// The mail goes first, then its retry entry: a crash between
+		// leaves an entry without a mail, which the next start drops.
 		if rerr := os.Remove(path); rerr != nil {
 			g.log.Error("removing a relayed mail from the spool", "err", rerr)
+		}
+		delete(g.retries, name)
+	}
+	if queued || g.retries[name] != nil {
+		if serr := g.saveRetries(); serr != nil {
+			g.log.Error("the retry queue", "err", serr)
 		}
 	}
 	g.log.Info("outbound mail", "from", mail.HeaderAddress(sender), "delivered", len(rep.Delivered), "bounced", len(rep.Bounced), "deferred", len(rep.Deferred))
@@ -161,18 +183,20 @@ func (g *Gateway) relayFile(ctx context.Context, path string) {
 	}
 }
 
-// relay checks one spooled mail (20.5) and sends it by SMTP. It returns
-// whether the mail is finished with, its subject and its sender (zero
-// when unknown: no bounce is possible); err refuses the whole mail.
-func (g *Gateway) relay(ctx context.Context, path string, rep *RelayReport) (done bool, subject string, sender block.ID, err error) {
+// relay checks one spooled mail (20.5; file, in the spool's new/) and sends it by SMTP. It returns
+// whether the mail is finished with, its subject, its sender (zero when
+// unknown: no bounce is possible) and its relay recipients in the order
+// the retry queue numbers them; err refuses the whole mail.
+func (g *Gateway) relay(ctx context.Context, file string, rep *RelayReport) (done bool, subject string, sender block.ID, relayTo []string, err error) {
+	path := filepath.Join(g.maildir(), "new", file)
 	f, err := os.Open(path)
 	if err != nil {
-		return true, "", block.ID{}, err
+		return true, "", block.ID{}, nil, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return true, "", block.ID{}, err
+		return true, "", block.ID{}, nil, err
 	}
 	// Maildir files have LF line ends; SMTP and DKIM want CRLF.
 	br := bufio.NewReaderSize(mailbox.NewCRLFReader(f), mail.MaxHeaderSize)
@@ -181,50 +205,51 @@ func (g *Gateway) relay(ctx context.Context, path string, rep *RelayReport) (don
 	sender = g.senderOf(path)
 	o, err := ParseOutbound(br, g.cfg.Domain)
 	if err != nil {
-		return true, "", sender, err
+		return true, "", sender, nil, err
 	}
+	relayTo = o.RelayTo
 	subject = o.Header.Get("Subject")
 	if auto := lower(o.Header.Get("Auto-Submitted")); auto != "" && auto != "no" {
 		g.log.Info("dropping an automatic reply sent to the gateway", "from", mail.HeaderAddress(sender))
-		return true, subject, block.ID{}, nil
+		return true, subject, block.ID{}, relayTo, nil
 	}
 	// Each mail counts once against its sender's limit, at its first
 	// attempt; a retry sends to the recipients not done yet.
 	todo := o.RelayTo
-	if r := g.retries[path]; r != nil {
+	if r := g.retries[file]; r != nil {
 		todo = nil
-		for _, a := range o.RelayTo {
-			if !r.done[lower(a)] {
+		for i, a := range o.RelayTo {
+			if r.done&(1<<i) == 0 {
 				todo = append(todo, a)
 			}
 		}
 	} else if ok, end := g.outRcpt.take(sender.String(), len(todo), g.clock.Now()); !ok {
-		return true, subject, sender, fmt.Errorf("%w: at most %d legacy recipients per %v; try again after %s", ErrRateLimited, OutboundPerSender, RateWindow, end.UTC().Format(time.RFC3339))
+		return true, subject, sender, relayTo, fmt.Errorf("%w: at most %d legacy recipients per %v; try again after %s", ErrRateLimited, OutboundPerSender, RateWindow, end.UTC().Format(time.RFC3339))
 	}
 	name, err := g.certifiedName(ctx, o, sender)
 	if err != nil && isTemporary(err) {
-		for _, a := range o.RelayTo {
+		for _, a := range todo {
 			rep.Deferred = append(rep.Deferred, a)
 			rep.Bounced[a] = oneLine(err)
 		}
-		return false, subject, sender, nil
+		return false, subject, sender, relayTo, nil
 	}
 	if err != nil {
-		return true, subject, sender, err
+		return true, subject, sender, relayTo, err
 	}
 	if st.Size() > MaxOutboundSize {
-		return true, subject, sender, fmt.Errorf("the mail is %d bytes; the gateway relays at most %d", st.Size(), MaxOutboundSize)
+		return true, subject, sender, relayTo, fmt.Errorf("the mail is %d bytes; the gateway relays at most %d", st.Size(), MaxOutboundSize)
 	}
 	body, err := io.ReadAll(io.LimitReader(br, MaxOutboundSize+1))
 	if err != nil {
-		return false, subject, sender, err
+		return false, subject, sender, relayTo, err
 	}
 	var id [12]byte
 	crand.Read(id[:])
 	head := o.RelayHeaderBytes(name, "<"+hex.EncodeToString(id[:])+"@"+g.cfg.Domain+">")
 	if n := len(head) + len(body); n > MaxOutboundSize {
 		// CRLF line ends can make a file under the limit a message over it.
-		return true, subject, sender, fmt.Errorf("the mail is over %d bytes as sent; the gateway relays at most that", MaxOutboundSize)
+		return true, subject, sender, relayTo, fmt.Errorf("the mail is over %d bytes as sent; the gateway relays at most that", MaxOutboundSize)
 	}
 	var signed bytes.Buffer
 	if err := dkim.Sign(&signed, io.MultiReader(bytes.NewReader(head), bytes.NewReader(body)), &dkim.SignOptions{
@@ -232,7 +257,7 @@ func (g *Gateway) relay(ctx context.Context, path string, rep *RelayReport) (don
 		HeaderCanonicalization: dkim.CanonicalizationRelaxed, BodyCanonicalization: dkim.CanonicalizationRelaxed,
 		HeaderKeys: signedHeaders,
 	}); err != nil {
-		return false, subject, sender, fmt.Errorf("DKIM signing: %w", err)
+		return false, subject, sender, relayTo, fmt.Errorf("DKIM signing: %w", err)
 	}
 	for _, res := range g.deliver(ctx, name, todo, signed.Bytes()) {
 		switch {
@@ -246,7 +271,7 @@ func (g *Gateway) relay(ctx context.Context, path string, rep *RelayReport) (don
 			g.log.Warn("relay deferred", "to", res.rcpt, "err", res.err)
 		}
 	}
-	return len(rep.Deferred) == 0, subject, sender, nil
+	return len(rep.Deferred) == 0, subject, sender, relayTo, nil
 }
 
 // senderOf reads the From of a spooled mail: the signer's address.

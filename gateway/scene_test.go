@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -275,13 +276,15 @@ func (s *scene) fetch(t *testing.T) []string {
 }
 
 // sink is the legacy side's final MTA: a go-smtp server that keeps what
-// it is given and refuses RCPT for nobody@.
+// it is given, refuses RCPT for nobody@, and defers (451) RCPT for
+// later@ while deferLater is set.
 type sink struct {
-	srv  *smtp.Server
-	ln   net.Listener
-	got  chan []byte
-	mu   sync.Mutex
-	done chan struct{}
+	srv        *smtp.Server
+	ln         net.Listener
+	got        chan []byte
+	mu         sync.Mutex
+	done       chan struct{}
+	deferLater atomic.Bool
 }
 
 func startSink(t *testing.T) *sink {
@@ -304,6 +307,9 @@ func (s *sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
 func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if strings.HasPrefix(to, "nobody@") {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
+	if strings.HasPrefix(to, "later@") && s.k.deferLater.Load() {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "mailbox busy, try later"}
 	}
 	return nil
 }

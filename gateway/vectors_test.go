@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bufio"
+	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +38,21 @@ func checkVector(v vectors.Vector) (map[string]string, string) {
 		}
 		head := o.RelayHeaderBytes(v.Params["name"], v.Params["message_id"])
 		return map[string]string{"header": string(head), "relay_to": strings.Join(o.RelayTo, ",")}, ""
+	case "DecodeRetryFile":
+		q, err := decodeRetries([]byte(v.Input))
+		if err != nil {
+			return nil, vectors.RuleName(err, ErrRetryState)
+		}
+		names := make([]string, 0, len(q))
+		for n := range q {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		var lines []string
+		for _, n := range names {
+			lines = append(lines, fmt.Sprintf("%s attempts=%d next=%d done=%d", n, q[n].attempts, q[n].next.Unix(), q[n].done))
+		}
+		return map[string]string{"mails": strings.Join(lines, "; ")}, ""
 	}
 	return nil, "unknown function " + v.Function
 }
@@ -51,8 +68,11 @@ func gatewayVectors() vectors.File {
 		return vectors.Vector{Name: name, Function: "Relay", Input: in(msg), Error: errName, Note: note,
 			Params: map[string]string{"domain": domain, "name": "alice@example.test", "message_id": "<00112233445566778899aabb@example.test>"}}
 	}
+	retries := func(name, file, errName, note string) vectors.Vector {
+		return vectors.Vector{Name: name, Function: "DecodeRetryFile", Input: file, Error: errName, Note: note}
+	}
 	return vectors.File{
-		Description: "The SMTP gateway's header transforms (docs/PROTOCOL.md 20.4, 20.5): an inbound message as the gateway rewrites it for the network (the gateway's address is vectors.Pattern(32, 7), no certificate carried; Date added at 1796188000 when missing), and an outbound mail's header as relayed. Line ends are CRLF.",
+		Description: "The SMTP gateway's header transforms (docs/PROTOCOL.md 20.4, 20.5): an inbound message as the gateway rewrites it for the network (the gateway's address is vectors.Pattern(32, 7), no certificate carried; Date added at 1796188000 when missing), and an outbound mail's header as relayed. Line ends are CRLF. DecodeRetryFile reads the outbound retry queue's file (20.5; LF line ends).",
 		Vectors: []vectors.Vector{
 			wrap("inbound", "From: Bob <bob@legacy.test>\nTo: alice@example.test\nSubject: hi\nDate: Wed, 02 Dec 2026 04:59:00 +0000\nAuthentication-Results: gw.example.test; dkim=pass\nFlowmail-Name: alice@example.test (certified by example.test)\nDKIM-Signature: v=1; d=legacy.test\n\nbody\n", "", "20.4: the outside's Authentication-Results and Flowmail-* fields go; From moves to Flowmail-Gateway-From and Reply-To"),
 			wrap("inbound_reply_to_no_date", "From: bob@legacy.test\nReply-To: list@legacy.test\nSubject: hi\n\nbody\n", "", "20.4: a Reply-To is kept; a Date is added"),
@@ -65,6 +85,12 @@ func gatewayVectors() vectors.File {
 			relay("relay_to_flowmail", "From: <fm1abc@flowmail.invalid>\nFlowmail-Relay-To: carol@example.test\n\n", "not a legacy address", "20.5 step 1"),
 			relay("no_relay", "From: <fm1abc@flowmail.invalid>\nTo: bob@legacy.test\n\n", "no relay recipients", "20.5 step 1"),
 			relay("no_header_end", "From: <fm1abc@flowmail.invalid>\nFlowmail-Relay-To: bob@legacy.test\n", "", "20.5: a header with no body ends at the end of the mail"),
+			retries("retry_file", retryMagic+"\n1796188000.M1P2.host 3 1796191600 0000000000000005\n1796188001.M2P2.host 1 0 0000000000000000\n", "", "20.5 retry queue: done bit i is the i-th relay recipient"),
+			retries("retry_file_empty", retryMagic+"\n", "", "20.5 retry queue: nothing waits"),
+			retries("retry_file_order", retryMagic+"\nb 1 0 0000000000000000\na 1 0 0000000000000000\n", "damaged retry state", "20.5 retry queue: names ascending, each once"),
+			retries("retry_file_attempts", retryMagic+"\na 8 0 0000000000000000\n", "damaged retry state", "20.5 retry queue: attempts below MaxRelayAttempts"),
+			retries("retry_file_hex", retryMagic+"\na 1 0 00000000000000AB\n", "damaged retry state", "20.5 retry queue: lower-case hex"),
+			retries("retry_file_no_end", retryMagic+"\na 1 0 0000000000000000", "damaged retry state", "20.5 retry queue: every line ends in LF"),
 		},
 	}
 }

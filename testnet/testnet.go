@@ -38,7 +38,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Tune, when set, adjusts each node's config before it starts.
 	Tune func(i int, c *node.Config)
-	// Progress, when set, is told each time a node is up.
+	// Progress, when set, is told each time a node is up; never by two
+	// goroutines at once.
 	Progress func(started, total int)
 	// TuneClient, when set, adjusts the config of clients made by Client.
 	TuneClient func(c *node.Config)
@@ -65,6 +66,8 @@ type Net struct {
 	nodes []*node.Node // nil where a node is stopped
 
 	restartMu sync.Mutex // one Restart at a time: check and start as one step
+
+	progressMu sync.Mutex // Progress is called from the starting goroutines, one at a time
 }
 
 // Start brings up cfg.Nodes full nodes on 127.0.0.1: the first alone,
@@ -198,6 +201,8 @@ func (n *Net) progress() {
 	if n.cfg.Progress == nil {
 		return
 	}
+	n.progressMu.Lock()
+	defer n.progressMu.Unlock()
 	n.cfg.Progress(len(n.Running()), n.cfg.Nodes)
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/mail"
 	"github.com/flowmail/flowmail/mailbox"
+	"github.com/flowmail/flowmail/record"
 )
 
 // bridgeDirName holds the bridge's files in the home directory: the
@@ -35,7 +36,8 @@ func bridgeCommand(s *streams) *cli.Command {
 			"mbsync or a phone client at it with the user name and password `flowmail bridge password`\n" +
 			"prints; `flowmail bridge --print-config thunderbird|neomutt|mbsync` writes the settings.\n" +
 			"Mail you send is kept in an outbox until it is in the network, and retried; mail that\n" +
-			"cannot go comes back to your INBOX with the reason.",
+			"cannot go comes back to your INBOX with the reason. Mail to legacy (SMTP) addresses goes\n" +
+			"through the gateway of your domain when you give your certified name with --as.",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "imap", Value: bridge.DefaultIMAPAddr, Usage: "IMAP listen address", EnvVars: []string{"FLOWMAIL_BRIDGE_IMAP"}},
 			&cli.StringFlag{Name: "smtp", Value: bridge.DefaultSMTPAddr, Usage: "SMTP submission listen address", EnvVars: []string{"FLOWMAIL_BRIDGE_SMTP"}},
@@ -44,6 +46,7 @@ func bridgeCommand(s *streams) *cli.Command {
 			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between fetches"},
 			&cli.BoolFlag{Name: "keep", Usage: "leave fetched mail in the network"},
 			&cli.StringFlag{Name: "print-config", Usage: "print settings for `CLIENT` (thunderbird, neomutt or mbsync) and exit"},
+			&cli.StringFlag{Name: "as", Usage: "your certified `NAME` (alice@example.com): mail to legacy (SMTP) addresses goes through its domain's gateway, carrying its certificate", EnvVars: []string{"FLOWMAIL_AS"}},
 		}, networkFlags()...), append(append(passphraseFlags(), dnsFlags()...), onionFlags()...)...),
 		Action: func(c *cli.Context) error { return onionAdvice(runBridge(c, s)) },
 		Subcommands: []*cli.Command{{
@@ -74,6 +77,11 @@ func runBridge(c *cli.Context, s *streams) error {
 	}
 	if c.Duration("interval") <= 0 {
 		return fmt.Errorf("--interval %s: give a positive time between fetches, e.g. 1m", c.Duration("interval"))
+	}
+	if as := c.String("as"); as != "" {
+		if _, err := record.Normalise(as); err != nil {
+			return fmt.Errorf("--as: %w", nameAdvice(err, as))
+		}
 	}
 	me, err := loadIdentity(c, s)
 	if err != nil {
@@ -131,11 +139,16 @@ func runBridge(c *cli.Context, s *streams) error {
 				// as send pins it (docs/PROTOCOL.md 19).
 				b, err := resolveName(ctx, s.err, home, resolver, name, time.Now())
 				if err != nil {
-					return block.ID{}, fmt.Errorf("%w: %w", bridge.ErrUnknownRecipient, err)
+					// A domain without a flowmail record: an SMTP
+					// address, for the gateway (send's rules, legacy.go).
+					return block.ID{}, bridgeLegacy(ctx, resolver, home, name, err)
 				}
 				return b.Address(), nil
 			}
 			return resolveRecipient(home, name)
+		},
+		Gateway: func(ctx context.Context) (bridge.Gateway, error) {
+			return bridgeGateway(ctx, s.err, home, resolver, c.String("as"), me)
 		},
 		OnFetch: func(rep *delivery.FetchReport, err error) {
 			if rep != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowmail/flowmail/bridge"
 	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/mail"
@@ -118,6 +119,19 @@ func (l *legacyRecipients) gateway(ctx context.Context, w io.Writer, home string
 			"which needs your certified name: give --as NAME@YOURDOMAIN (or FLOWMAIL_AS). "+
 			"If the domain should have a flowmail record, check the spelling and --dns-server", l.why, l.emails())
 	}
+	gw, name, err := resolveGateway(ctx, w, home, r, as)
+	if errors.Is(err, naming.ErrNoCertificate) {
+		return mail.Mailbox{}, "", fmt.Errorf("%w, and %s cannot be reached from this name: "+
+			"ask its owner to run one (`flowmail server --gateway-listen`), or send --as a name of a domain that has one, or drop them from --to/--cc/--bcc",
+			err, l.emails())
+	}
+	return gw, name, err
+}
+
+// resolveGateway resolves gateway@ the domain of the sender's name as
+// (docs/PROTOCOL.md 20.5): as any name (19.4), pinned (19.5). A domain
+// that certifies none is naming.ErrNoCertificate.
+func resolveGateway(ctx context.Context, w io.Writer, home string, r *naming.Resolver, as string) (mail.Mailbox, string, error) {
 	norm, err := record.Normalise(as)
 	if err != nil {
 		return mail.Mailbox{}, "", fmt.Errorf("--as: %w", nameAdvice(err, as))
@@ -126,14 +140,88 @@ func (l *legacyRecipients) gateway(ctx context.Context, w io.Writer, home string
 	gw := gatewayLocal + "@" + domain
 	b, err := resolveName(ctx, w, home, r, gw, time.Now())
 	if errors.Is(err, naming.ErrNoCertificate) {
-		return mail.Mailbox{}, "", fmt.Errorf("%s certifies no %s, so it runs no SMTP gateway, and %s cannot be reached from this name (%w): "+
-			"ask its owner to run one (`flowmail server --gateway-listen`), or send --as a name of a domain that has one, or drop them from --to/--cc/--bcc",
-			domain, gw, l.emails(), err)
+		return mail.Mailbox{}, "", fmt.Errorf("%s certifies no %s, so it runs no SMTP gateway (%w)", domain, gw, err)
 	}
 	if err != nil {
 		return mail.Mailbox{}, "", fmt.Errorf("the gateway %s of --as %s: %w", gw, norm, nameAdvice(err, gw))
 	}
 	return mail.Mailbox{Name: b.Name, Address: b.Address()}, gw, nil
+}
+
+// errNotYours: --as names a name bound to another address.
+var errNotYours = errors.New("the name is bound to another address")
+
+// resolveAs resolves the sender's own certified name (--as) and refuses
+// it unless it binds me (docs/PROTOCOL.md 19.8); whoami lists it then.
+func resolveAs(ctx context.Context, w io.Writer, home string, r *naming.Resolver, as string, me *identity.Identity) (*naming.Binding, error) {
+	b, err := r.Resolve(ctx, as, time.Now(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("--as: %w", nameAdvice(err, as))
+	}
+	if b.Address() != me.ID() {
+		return nil, fmt.Errorf("--as: %s is bound to %s, not to you (%s) (%w)", b.Name, identity.FormatAddress(b.Address()), identity.FormatAddress(me.ID()), errNotYours)
+	}
+	if err := checkedOwnName(home, b.Name, identity.FormatAddress(me.ID()), time.Now()); err != nil {
+		fmt.Fprintf(w, "warning: %v (whoami will not list %s)\n", err, b.Name)
+	}
+	return b, nil
+}
+
+// bridgeLegacy is the bridge's test of a recipient name that did not
+// resolve (resolveErr): a *bridge.LegacyError when it is a legacy
+// address (the rules of classify), else resolveErr with its advice.
+func bridgeLegacy(ctx context.Context, r *naming.Resolver, home, name string, resolveErr error) error {
+	var l legacyRecipients
+	mb, err := l.classify(ctx, r, home, name, resolveErr)
+	if err != nil {
+		return err
+	}
+	return &bridge.LegacyError{Email: mb.Email, Err: resolveErr}
+}
+
+// bridgeGateway finds, for the bridge, the gateway of the user's
+// certified name as (--as of the bridge) and the certificate its mail
+// carries, as send does for a legacy recipient. What only the user can
+// change (no --as, a name that is not theirs, a domain without a
+// gateway) wraps bridge.ErrNoGateway, so the client hears it as a
+// permanent refusal with the advice; DNS and network trouble does not.
+func bridgeGateway(ctx context.Context, w io.Writer, home string, r *naming.Resolver, as string, me *identity.Identity) (bridge.Gateway, error) {
+	if as == "" {
+		return bridge.Gateway{}, fmt.Errorf("%w: mail to them goes through your domain's gateway, which needs your certified name: "+
+			"restart the bridge with --as NAME@YOURDOMAIN (or FLOWMAIL_AS)", bridge.ErrNoGateway)
+	}
+	b, err := resolveAs(ctx, w, home, r, as, me)
+	if err == nil {
+		var gw mail.Mailbox
+		var name string
+		if gw, name, err = resolveGateway(ctx, w, home, r, b.Name); err == nil {
+			return bridge.Gateway{Address: gw.Address, Name: name, Carried: naming.CarriedField(b.Cert.Encode())}, nil
+		}
+		if errors.Is(err, naming.ErrNoCertificate) {
+			err = fmt.Errorf("%w: ask its owner to run one (`flowmail server --gateway-listen`), or restart the bridge --as a name of a domain that has one", err)
+		}
+	}
+	if transientName(err) {
+		return bridge.Gateway{}, err
+	}
+	return bridge.Gateway{}, fmt.Errorf("%w: %w", bridge.ErrNoGateway, err)
+}
+
+// transientName tells resolution failures that may pass by themselves
+// (DNS that does not answer now, the network) from those only a person
+// can change.
+func transientName(err error) bool {
+	for _, permanent := range []error{
+		errNotYours, errNoRecordDHT, record.ErrName, record.ErrRevoked, record.ErrExpired, record.ErrNotYetValid,
+		record.ErrSignature, record.ErrWrongKey, record.ErrMismatch, naming.ErrNoRecord, naming.ErrNoCertificate,
+		naming.ErrConflict, naming.ErrMalformed, naming.ErrVersion, naming.ErrNoResolver, naming.ErrKeyNotListed,
+		naming.ErrAmbiguous, naming.ErrNoKeyLog, naming.ErrRebound,
+	} {
+		if errors.Is(err, permanent) {
+			return false
+		}
+	}
+	return true
 }
 
 // gatewayKey names the gateway's copy in the outbox: the message's key

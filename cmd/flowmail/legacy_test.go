@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/flowmail/flowmail/bridge"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/testseed"
 	"github.com/flowmail/flowmail/mail"
@@ -61,5 +63,21 @@ func TestClassifyLegacy(t *testing.T) {
 	_, _, err = l.gateway(ctx, nil, home, r, "")
 	if !errors.Is(err, naming.ErrNoRecord) || !strings.Contains(err.Error(), "--as") || !strings.Contains(err.Error(), "Carol@legacy.test, bob+news@legacy.test") {
 		t.Errorf("no --as: %v", err)
+	}
+
+	// The bridge: the same rules, as a typed error its SMTP side reads;
+	// without --as, a permanent refusal naming the flag.
+	var le *bridge.LegacyError
+	if err := bridgeLegacy(ctx, r, home, "Carol@Legacy.Test", naming.ErrNoRecord); !errors.As(err, &le) || le.Email != "Carol@legacy.test" {
+		t.Errorf("bridge, a domain without a record: %v", err)
+	}
+	if err := bridgeLegacy(ctx, r, home, "carol@slow.test", naming.ErrTimeout); errors.As(err, &le) || !errors.Is(err, naming.ErrTimeout) {
+		t.Errorf("bridge, a DNS timeout: %v", err)
+	}
+	if _, err := bridgeGateway(ctx, nil, home, r, "", id); !errors.Is(err, bridge.ErrNoGateway) || !strings.Contains(err.Error(), "--as") {
+		t.Errorf("bridge without --as: %v", err)
+	}
+	if transientName(fmt.Errorf("x: %w", naming.ErrNoCertificate)) || !transientName(fmt.Errorf("x: %w", naming.ErrTimeout)) {
+		t.Error("transientName: no certificate is for a person to fix, a DNS timeout may pass")
 	}
 }

@@ -3,14 +3,21 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	stdnet "net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	gomail "github.com/emersion/go-message/mail"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 
+	"github.com/flowmail/flowmail/bridge"
 	"github.com/flowmail/flowmail/gateway"
 	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/nsdtest"
@@ -181,7 +188,7 @@ func TestSendToAName(t *testing.T) {
 		t.Fatalf("send --as someone else's name: %v", err)
 	}
 
-	sendLegacy(t, net, dns.Addr, alice, bob, users["gw"], func(u *testnet.User) { certifyAs(u, "gateway@example.test", "") })
+	sendLegacy(t, ctx, net, dns.Addr, alice, bob, users["gw"], func(u *testnet.User) { certifyAs(u, "gateway@example.test", "") })
 
 	// The domain re-binds the name to alice2: refused with the warning,
 	// sent after bob accepts.
@@ -226,8 +233,11 @@ func TestSendToAName(t *testing.T) {
 // gateway@; once gw holds that name, gw gets a mail of its own that the
 // gateway package reads as one to relay (relay field with both legacy
 // addresses, alice's certificate), and bob's copy names the To address
-// but neither the relay field nor the blind copy.
-func sendLegacy(t *testing.T, net *testnet.Net, dnsAddr string, alice, bob, gw *testnet.User, certifyGateway func(*testnet.User)) {
+// but neither the relay field nor the blind copy. The same through
+// alice's bridge (`bridge --as`) and a real mail program (msmtp): its
+// RCPT of a legacy address is refused, saying what is missing, while the
+// domain has no gateway, and taken once it has one.
+func sendLegacy(t *testing.T, ctx context.Context, net *testnet.Net, dnsAddr string, alice, bob, gw *testnet.User, certifyGateway func(*testnet.User)) {
 	t.Helper()
 	send := func() (string, error) {
 		_, stderr, err := runCLI(t, "--home", alice.Home, "send", "--testnet", net.Dir(), "--dns-server", dnsAddr, "--as", "alice@example.test",
@@ -238,32 +248,127 @@ func sendLegacy(t *testing.T, net *testnet.Net, dnsAddr string, alice, bob, gw *
 	if _, err := send(); !errors.Is(err, naming.ErrNoCertificate) || !strings.Contains(err.Error(), "gateway@example.test") {
 		t.Fatalf("a legacy send while the domain has no gateway: %v", err)
 	}
+	// The password `bridge password` would make, at a cost that keeps
+	// the test quick (the cost is a parameter of the login file).
+	pw, err := bridge.ShowPassword(filepath.Join(alice.Home, bridgeDirName), alice.Identity, false, bridge.Argon2Params{MemoryKiB: 64, Passes: 1, Lanes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := startBridgeCommand(t, ctx, "--home", alice.Home, "bridge", "--testnet", net.Dir(), "--dns-server", dnsAddr, "--as", "alice@example.test",
+		"--imap", "127.0.0.1:0", "--smtp", "127.0.0.1:0", "--interval", "1h")
+	if err := legacyRcpt(t, br.smtp, alice, pw, "carol@nowhere.example.test"); !isSMTPCode(err, 550) ||
+		!strings.Contains(err.Error(), "gateway@example.test") || !strings.Contains(err.Error(), "--gateway-listen") {
+		t.Fatalf("the bridge's RCPT of a legacy address while the domain has no gateway: %v", err)
+	}
+
 	certifyGateway(gw)
 	if stderr, err := send(); err != nil {
 		t.Fatalf("a legacy send: %v\n%s", err, stderr)
 	}
+	submitThroughBridge(t, ctx, br, alice, bob, pw)
+	// Two outbox entries: bob's mail and the gateway's.
+	br.waitLine(t, ctx, "sent ")
+	br.waitLine(t, ctx, "sent ")
+	if err := br.stop(); err != nil {
+		t.Fatalf("the bridge: %v\n%s", err, br.stderr)
+	}
+
 	for _, u := range []*testnet.User{gw, bob} {
 		if _, stderr, err := runCLI(t, "--home", u.Home, "fetch", "--testnet", net.Dir(), "--dns-server", dnsAddr); err != nil {
 			t.Fatalf("fetch: %v\n%s", err, stderr)
 		}
 	}
-	msg := mailWith(t, gw.Maildir(), "through the gateway")
-	// As the gateway reads its spool: Maildir files have LF line ends.
-	o, err := gateway.ParseOutbound(bufio.NewReaderSize(mailbox.NewCRLFReader(bytes.NewReader(msg)), mail.MaxHeaderSize), "example.test")
+	for _, body := range []string{"through the gateway", "via msmtp and the bridge"} {
+		msg := mailWith(t, gw.Maildir(), body)
+		// As the gateway reads its spool: Maildir files have LF line ends.
+		o, err := gateway.ParseOutbound(bufio.NewReaderSize(mailbox.NewCRLFReader(bytes.NewReader(msg)), mail.MaxHeaderSize), "example.test")
+		if err != nil {
+			t.Fatalf("the gateway's copy (%s) is not one to relay: %v\n%s", body, err, msg)
+		}
+		if len(o.RelayTo) != 2 || o.RelayTo[0] != "Carol@nowhere.example.test" || o.RelayTo[1] != "dave+list@nowhere.example.test" {
+			t.Fatalf("relay recipients (%s) %q", body, o.RelayTo)
+		}
+		cert, err := naming.ParseCarried(o.Carried)
+		if err != nil || cert.Name == nil || cert.Name.Name != "alice@example.test" {
+			t.Fatalf("the gateway's copy (%s) carries %v, %v; want alice@example.test's certificate", body, cert, err)
+		}
+		got := mailWith(t, bob.Maildir(), body)
+		if bytes.Contains(got, []byte("dave+list")) || bytes.Contains(got, []byte(mail.RelayHeader)) || !bytes.Contains(bytes.ToLower(got), []byte("carol@nowhere.example.test")) {
+			t.Fatalf("bob's copy (%s) shows the relay field or the blind copy, or not the To address:\n%s", body, got)
+		}
+		// bob's copy carries alice's certificate too: the message is
+		// the gateway's, less the relay field.
+		if !bytes.Contains(got, []byte("Flowmail-Name: alice@example.test (certified by example.test")) {
+			t.Fatalf("bob's copy (%s) does not show alice's certified name:\n%s", body, got)
+		}
+	}
+	sent, _ := filepath.Glob(filepath.Join(alice.Maildir(), ".Sent", "*", "*"))
+	if len(sent) != 1 || bytes.Contains(mustRead(t, sent[0]), []byte(mail.RelayHeader)) || !bytes.Contains(mustRead(t, sent[0]), []byte("via msmtp and the bridge")) {
+		t.Fatalf("alice's Sent holds %d mails; want the one from the bridge, without the relay field", len(sent))
+	}
+}
+
+// submitThroughBridge has msmtp (Debian's msmtp, installed by .ci/run)
+// submit alice's mail to Carol (To, legacy), bob (Cc) and dave (Bcc,
+// legacy) through her bridge, reading the recipients from the header as
+// mutt hands a mail to it; without msmtp, a go-smtp client submits the
+// same, saying so.
+func submitThroughBridge(t *testing.T, ctx context.Context, br *runningBridge, alice, bob *testnet.User, pw string) {
+	t.Helper()
+	text := "From: Alice <" + mail.HeaderAddress(alice.ID()) + ">\nTo: Carol <Carol@Nowhere.Example.Test>\nCc: <" + mail.HeaderAddress(bob.ID()) + ">\n" +
+		"Bcc: dave+list@nowhere.example.test\nSubject: legacy from a mail client\nDate: Mon, 02 Mar 2026 10:00:00 +0000\n" +
+		"Message-ID: <bridge-legacy-1@flowmail.invalid>\n\nvia msmtp and the bridge\n"
+	msmtp, err := exec.LookPath("msmtp")
 	if err != nil {
-		t.Fatalf("the gateway's copy is not one to relay: %v\n%s", err, msg)
+		t.Logf("msmtp is not installed (Debian package msmtp; .ci/run installs it): a go-smtp client submits instead")
+		c, err := smtp.Dial(br.smtp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Auth(sasl.NewPlainClient("", bridge.UserName(alice.Identity), pw)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SendMail(mail.HeaderAddress(alice.ID()), []string{"Carol@Nowhere.Example.Test", mail.HeaderAddress(bob.ID()), "dave+list@nowhere.example.test"},
+			strings.NewReader(text)); err != nil {
+			t.Fatalf("submitting to the bridge: %v\n%s", err, br.stderr)
+		}
+		return
 	}
-	if len(o.RelayTo) != 2 || o.RelayTo[0] != "Carol@nowhere.example.test" || o.RelayTo[1] != "dave+list@nowhere.example.test" {
-		t.Fatalf("relay recipients %q", o.RelayTo)
+	_, port, _ := stdnet.SplitHostPort(br.smtp)
+	rc := filepath.Join(t.TempDir(), "msmtprc")
+	conf := fmt.Sprintf("defaults\ntls on\ntls_starttls on\ntls_trust_file %s\nauth plain\naccount flowmail\nhost 127.0.0.1\nport %s\nfrom %s\nuser %s\npassword %s\naccount default : flowmail\n",
+		filepath.Join(alice.Home, bridgeDirName, bridge.CertFile), port, mail.HeaderAddress(alice.ID()), bridge.UserName(alice.Identity), pw)
+	if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	cert, err := naming.ParseCarried(o.Carried)
-	if err != nil || cert.Name == nil || cert.Name.Name != "alice@example.test" {
-		t.Fatalf("the gateway's copy carries %v, %v; want alice@example.test's certificate", cert, err)
+	cmd := exec.CommandContext(ctx, msmtp, "-C", rc, "-t")
+	cmd.Stdin = strings.NewReader(text)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("msmtp: %v\n%s\n%s", err, out, br.stderr)
 	}
-	got := mailWith(t, bob.Maildir(), "through the gateway")
-	if bytes.Contains(got, []byte("dave")) || bytes.Contains(got, []byte(mail.RelayHeader)) || !bytes.Contains(got, []byte("Carol@nowhere.example.test")) {
-		t.Fatalf("bob's copy shows the relay field or the blind copy, or not the To address:\n%s", got)
+}
+
+// legacyRcpt logs in to a bridge's SMTP and gives one RCPT TO.
+func legacyRcpt(t *testing.T, addr string, u *testnet.User, pw, to string) error {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", bridge.UserName(u.Identity), pw)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail(mail.HeaderAddress(u.ID()), nil); err != nil {
+		t.Fatal(err)
+	}
+	return c.Rcpt(to, nil)
+}
+
+func isSMTPCode(err error, code int) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se) && se.Code == code
 }
 
 // mailWith reads the one mail in maildir/new that holds text.

@@ -101,17 +101,11 @@ func runSend(c *cli.Context, s *streams) error {
 	// for recipients to check and show (docs/PROTOCOL.md 19.8).
 	var carried []byte
 	if as := c.String("as"); as != "" {
-		b, err := resolver.Resolve(ctx, as, time.Now(), nil)
+		b, err := resolveAs(ctx, s.err, home, resolver, as, me)
 		if err != nil {
-			return fmt.Errorf("--as: %w", nameAdvice(err, as))
-		}
-		if b.Address() != me.ID() {
-			return fmt.Errorf("--as: %s is bound to %s, not to you (%s)", b.Name, identity.FormatAddress(b.Address()), identity.FormatAddress(me.ID()))
+			return err
 		}
 		carried = b.Cert.Encode()
-		if err := checkedOwnName(home, b.Name, identity.FormatAddress(me.ID()), time.Now()); err != nil {
-			fmt.Fprintf(s.err, "warning: %v (whoami will not list %s)\n", err, b.Name)
-		}
 	}
 	var to, cc, bcc []mail.Mailbox
 	var names, bccNames []string

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-message"
@@ -64,12 +63,11 @@ func startTestnet(c *cli.Context, s *streams, dir string) (*testnet.Net, error) 
 	n := c.Int("nodes")
 	fmt.Fprintf(s.err, "starting %d nodes in %s ", n, dir)
 	start := time.Now()
-	var dots sync.Mutex // Progress runs in the goroutines that start nodes
 	net, err := testnet.Start(c.Context, testnet.Config{
 		Nodes:    n,
 		Dir:      dir,
 		Logger:   log,
-		Progress: func(started, total int) { dots.Lock(); defer dots.Unlock(); fmt.Fprint(s.err, ".") },
+		Progress: func(started, total int) { fmt.Fprint(s.err, ".") },
 		Tune: func(i int, nc *node.Config) {
 			setRequestTimeout(nc, c.Duration("request-timeout"))
 			// Each node in a /16 of its own (loopback answers all of

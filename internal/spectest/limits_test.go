@@ -193,6 +193,7 @@ var limits = map[string]any{
 	"MaxRelayRecipients":    gateway.MaxRelayRecipients,
 	"MaxOutboundSize":       gateway.MaxOutboundSize,
 	"MaxRelayAttempts":      gateway.MaxRelayAttempts,
+	"MaxDeferred":           gateway.MaxDeferred,
 	"MaxBounceDifficulty":   gateway.MaxBounceDifficulty,
 	"MaxSMTPReply":          gateway.MaxSMTPReply,
 }
