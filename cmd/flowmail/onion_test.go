@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
@@ -40,7 +41,7 @@ func (w *exitWatch) count(k onion.RequestKind) int {
 }
 
 // TestSendAndFetchThroughOnion runs publish, send and fetch with
-// --onion through the program on a 10-node loopback testnet with K = 3
+// --onion through the program on an 8-node loopback testnet with K = 3
 // (the testnet writes its K for the clients that join it), each node in
 // a /16 of its own, so relays exist beyond the K closest to any target:
 // the mail arrives with its body intact, progress names the hops, the
@@ -52,7 +53,9 @@ func TestSendAndFetchThroughOnion(t *testing.T) {
 		c.DialTimeout, c.HandshakeTimeout, c.RequestTimeout = testRequestTimeout, testRequestTimeout, testRequestTimeout
 	}
 	w := &exitWatch{kinds: map[onion.RequestKind]int{}}
-	net, err := testnet.Start(ctx, testnet.Config{Nodes: 10, K: 3, Dir: t.TempDir(), TuneClient: patient, Tune: func(i int, c *node.Config) {
+	began := time.Now()
+	step := func(what string) { t.Logf("%s done at %v", what, time.Since(began).Round(time.Millisecond)) }
+	net, err := testnet.Start(ctx, testnet.Config{Nodes: 8, K: 3, Dir: t.TempDir(), TuneClient: patient, Tune: func(i int, c *node.Config) {
 		patient(c)
 		c.Listen = fmt.Sprintf("127.%d.0.1:0", i+1)
 		c.OnionObserver = w
@@ -64,6 +67,7 @@ func TestSendAndFetchThroughOnion(t *testing.T) {
 	if err := net.WriteBootstrapFile(); err != nil {
 		t.Fatal(err)
 	}
+	step("testnet")
 	homes := t.TempDir()
 	bob, err := testnet.NewUser(filepath.Join(homes, "bob"), 8)
 	if err != nil {
@@ -73,6 +77,7 @@ func TestSendAndFetchThroughOnion(t *testing.T) {
 	if _, stderr, err := runCLI(t, append([]string{"--home", bob.Home, "publish"}, onionArgs...)...); err != nil {
 		t.Fatalf("publish --onion: %v\n%s", err, stderr)
 	}
+	step("publish")
 	alice := filepath.Join(homes, "alice")
 	if _, stderr, err := runCLI(t, "--home", alice, "init", "--no-passphrase"); err != nil {
 		t.Fatalf("init: %v\n%s", err, stderr)
@@ -83,6 +88,7 @@ func TestSendAndFetchThroughOnion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("send --onion: %v\n%s", err, stderr)
 	}
+	step("send")
 	if !strings.Contains(stderr, "taken by the first relay (hop 1 of 3)") || !strings.Contains(stderr, "answered through the reply path") {
 		t.Errorf("send --onion shows no hop progress:\n%s", stderr)
 	}
@@ -96,6 +102,7 @@ func TestSendAndFetchThroughOnion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("fetch --onion: %v\n%s", err, stderr)
 	}
+	step("fetch")
 	if strings.Contains(stderr, "stays in the network") {
 		t.Errorf("fetch --onion kept the mail in the network:\n%s", stderr)
 	}
