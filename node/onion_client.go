@@ -272,25 +272,9 @@ func (o *OnionNetwork) deliver(pkt []byte) bool {
 // paths draws a forward and a reply path for a request about target,
 // never through the routing table's K nodes closest to it.
 func (o *OnionNetwork) paths(target block.ID) (fwd, back []onion.Hop, err error) {
-	// The pool is a sample of the table and of lookups: the K closest
-	// of both to the target are taken out here, so the path functions
-	// exclude none more.
-	var known []block.ID
-	for _, c := range o.n.dht.Closest(target, o.n.cfg.K) {
-		known = append(known, c.ID)
-	}
-	for id := range onion.Closest(o.pool, target, o.n.cfg.K) {
-		known = append(known, id)
-	}
-	slices.SortFunc(known, func(a, b block.ID) int { return closerTo(target, a, b) })
-	near := map[block.ID]bool{}
-	for _, id := range slices.Compact(known) {
-		if len(near) == o.n.cfg.K {
-			break
-		}
-		near[id] = true
-	}
+	near := o.near(target)
 	guardOK := o.guard.Usable(o.n.clk.Now()) && !near[o.guard.Hop.ID()]
+
 	var guard *onion.Hop
 	if guardOK {
 		guard = &o.guard.Hop
@@ -318,6 +302,37 @@ func (o *OnionNetwork) paths(target block.ID) (fwd, back []onion.Hop, err error)
 		return nil, nil, fmt.Errorf("%w: %d relays of %d clear of the %d nodes nearest %s: %w", ErrNoRelays, len(pool), len(o.pool), o.n.cfg.K, target.Short(), err)
 	}
 	return fwd, back, nil
+}
+
+// near is the K nodes closest to target among the routing table's
+// contacts and the pool (a sample of the table and of lookups): paths
+// avoid them, and the path functions are told to exclude none more.
+func (o *OnionNetwork) near(target block.ID) map[block.ID]bool {
+	var known []block.ID
+	for _, c := range o.n.dht.Closest(target, o.n.cfg.K) {
+		known = append(known, c.ID)
+	}
+	for id := range onion.Closest(o.pool, target, o.n.cfg.K) {
+		known = append(known, id)
+	}
+	slices.SortFunc(known, func(a, b block.ID) int { return closerTo(target, a, b) })
+	near := map[block.ID]bool{}
+	for _, id := range slices.Compact(known) {
+		if len(near) == o.n.cfg.K {
+			break
+		}
+		near[id] = true
+	}
+	return near
+}
+
+// GuardServes reports whether the guard would start a path to target:
+// it is usable and not among the nodes closest to target (else a
+// stand-in relay takes its place for that request).
+func (o *OnionNetwork) GuardServes(target block.ID) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.guard.Usable(o.n.clk.Now()) && !o.near(target)[o.guard.Hop.ID()]
 }
 
 // closerTo orders a and b by their XOR distance to target.
