@@ -41,7 +41,7 @@ func (w *exitWatch) count(k onion.RequestKind) int {
 }
 
 // TestSendAndFetchThroughOnion runs publish, send and fetch with
-// --onion through the program on an 8-node loopback testnet with K = 3
+// --onion through the program on a 12-node loopback testnet with K = 3
 // (the testnet writes its K for the clients that join it), each node in
 // a /16 of its own, so relays exist beyond the K closest to any target:
 // the mail arrives with its body intact, progress names the hops, the
@@ -55,7 +55,7 @@ func TestSendAndFetchThroughOnion(t *testing.T) {
 	w := &exitWatch{kinds: map[onion.RequestKind]int{}}
 	began := time.Now()
 	step := func(what string) { t.Logf("%s done at %v", what, time.Since(began).Round(time.Millisecond)) }
-	net, err := testnet.Start(ctx, testnet.Config{Nodes: 8, K: 3, Dir: t.TempDir(), TuneClient: patient, Tune: func(i int, c *node.Config) {
+	net, err := testnet.Start(ctx, testnet.Config{Nodes: 12, K: 3, Dir: t.TempDir(), TuneClient: patient, Tune: func(i int, c *node.Config) {
 		patient(c)
 		c.Listen = fmt.Sprintf("127.%d.0.1:0", i+1)
 		c.OnionObserver = w
