@@ -32,8 +32,10 @@ type admitted struct {
 // signature of a pubkey block), computes its ID, its key and its expiry at
 // now. A record's signatures are left to verify.
 func admit(b []byte, lifetime time.Duration, now time.Time) (admitted, error) {
-	if lifetime <= 0 {
-		return admitted{}, fmt.Errorf("%w: lifetime %v is not positive", ErrInvalid, lifetime)
+	if lifetime < time.Second {
+		// Section 5: a lifetime is whole seconds, at least 1; one shorter
+		// would be stored already expired.
+		return admitted{}, fmt.Errorf("%w: lifetime %v is under one second", ErrInvalid, lifetime)
 	}
 	// Section 5 lets a node keep a block for less than asked.
 	lifetime = min(lifetime, block.MaxLifetime)

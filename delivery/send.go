@@ -138,15 +138,18 @@ func groupBytes(size int64, g int) int64 {
 
 // Store stores a mail built in memory: every data block, then, once all
 // of them are stored, every index block. The first failure stops it.
+// Progress counts message bytes, as Send's does: the share of the blocks
+// stored times the message's size.
 func Store(ctx context.Context, net Network, b *mail.Built, opt SendOptions) error {
-	total := int64(len(b.Data) + len(b.Index))
+	blocks := int64(len(b.Data) + len(b.Index))
+	size := max(b.Size, 1)
 	var done atomic.Int64
 	var mu sync.Mutex
 	report := func(block.ID) {
 		d := done.Add(1)
 		if opt.Progress != nil {
 			mu.Lock()
-			opt.Progress(mail.Progress{Phase: mail.PhaseStore, Recipient: -1, Done: d, Total: total})
+			opt.Progress(mail.Progress{Phase: mail.PhaseStore, Recipient: -1, Done: size * d / blocks, Total: size})
 			mu.Unlock()
 		}
 	}

@@ -2,6 +2,7 @@ package grant
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -101,7 +102,8 @@ func (t *Table) List() []Issued {
 			}
 			return -1
 		}
-		return a.Grant.Issued.Compare(b.Grant.Issued)
+		// The ID breaks ties, so Encode writes one table one way.
+		return cmp.Or(a.Grant.Issued.Compare(b.Grant.Issued), bytes.Compare(a.Grant.ID[:], b.Grant.ID[:]))
 	})
 	return out
 }

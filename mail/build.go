@@ -107,6 +107,7 @@ type Built struct {
 	Data      []Block    // every data block, unless BuildOptions.Data took them
 	Index     []Block    // in the order of BuildInput.Recipients
 	Lifetime  time.Duration
+	Size      int64 // the message's bytes, BuildInput.Size
 
 	codec  *Codec
 	arenas [][]byte
@@ -192,7 +193,7 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	out := &Built{MessageID: env.MessageID, Lifetime: in.Lifetime, codec: c}
+	out := &Built{MessageID: env.MessageID, Lifetime: in.Lifetime, Size: in.Size, codec: c}
 	gw := &groupWriter{c: c, ctx: ctx, key: &keys.content, hdr: hdr, sink: opt.Data, out: out, workers: workers}
 	// Room for the whole envelope if it does not compress, so the group
 	// buffer is not regrown on the way.

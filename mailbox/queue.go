@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/internal/atomicfile"
@@ -371,14 +372,20 @@ func (st QueueState) encode() []byte {
 		}
 	}
 	if st.Err != "" {
-		e := strings.Map(func(r rune) rune {
-			if r < ' ' || r == 0x7f {
-				return ' '
+		// Byte by byte, so any other byte (even invalid UTF-8) reads back
+		// as it was written; a long one is cut at a character's start.
+		e := []byte(st.Err)
+		for i, c := range e {
+			if c < ' ' || c == 0x7f {
+				e[i] = ' '
 			}
-			return r
-		}, st.Err)
+		}
 		if len(e) > maxQueueError {
-			e = e[:maxQueueError]
+			cut := maxQueueError
+			for back := 0; back < utf8.UTFMax-1 && !utf8.RuneStart(e[cut]); back++ {
+				cut--
+			}
+			e = e[:cut]
 		}
 		fmt.Fprintf(&b, "error %s\n", e)
 	}

@@ -118,3 +118,30 @@ func FuzzQueueState(f *testing.F) {
 		}
 	})
 }
+
+// TestQueueStateKeepsAnyErrorDecodable: whatever error text a failure
+// carries, the state file written decodes again: other bytes as they
+// were (even invalid UTF-8), control bytes as spaces, a long valid one
+// cut at a character's start.
+func TestQueueStateKeepsAnyErrorDecodable(t *testing.T) {
+	long := strings.Repeat("a", maxQueueError-1) + "é and more"
+	for _, tc := range []struct{ err, want string }{
+		{"dial: \x83 refused", "dial: \x83 refused"},
+		{"line\nbreak\x7f", "line break "},
+		{long, strings.Repeat("a", maxQueueError-1)},
+		{strings.Repeat("€", maxQueueError), strings.Repeat("€", maxQueueError/3)},
+	} {
+		st := QueueState{Done: []bool{true, false}, Attempts: 2, Err: tc.err}
+		b := st.encode()
+		got, err := decodeQueueState(b, 2)
+		if err != nil {
+			t.Fatalf("state with error %q: %v", tc.err, err)
+		}
+		if got.Err != tc.want || got.Attempts != 2 || !got.Done[0] {
+			t.Fatalf("state with error %q decodes as %+v, want error %q", tc.err, got, tc.want)
+		}
+		if again := got.encode(); !bytes.Equal(again, b) {
+			t.Fatalf("state with error %q re-encodes as %q, was %q", tc.err, again, b)
+		}
+	}
+}

@@ -231,5 +231,5 @@ func printMailSummary(s *streams, msg []byte) {
 	if d, err := mh.Date(); err == nil {
 		fmt.Fprintf(s.out, "%-8s %s\n", "Date:", d.Format(time.RFC1123Z))
 	}
-	fmt.Fprintf(s.out, "(%d bytes in all: a text part and a base64 attachment)\n", len(msg))
+	fmt.Fprintf(s.out, "(%d bytes in the Maildir file, which keeps LF line ends: a text part and a base64 attachment)\n", len(msg))
 }
