@@ -47,7 +47,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Tune, when set, adjusts each node's config before it starts.
 	Tune func(i int, c *node.Config)
-	// Progress, when set, is told each time a node is up.
+	// Progress, when set, is told each time a node is up (one call at a
+	// time).
 	Progress func(started, total int)
 	// TuneClient, when set, adjusts the config of clients made by Client.
 	TuneClient func(c *node.Config)
@@ -78,6 +79,8 @@ type Net struct {
 	nodes []*node.Node // nil where a node is stopped
 
 	restartMu sync.Mutex // one Restart at a time: check and start as one step
+
+	progressMu sync.Mutex // Progress is called from one goroutine at a time
 }
 
 // Start brings up cfg.Nodes full nodes on 127.0.0.1: the first alone,
@@ -212,6 +215,10 @@ func (n *Net) progress() {
 	if n.cfg.Progress == nil {
 		return
 	}
+	// Nodes of a batch start at once; the callback (a writer, in the
+	// testnet command) need not be safe for concurrent use.
+	n.progressMu.Lock()
+	defer n.progressMu.Unlock()
 	n.cfg.Progress(len(n.Running()), n.cfg.Nodes)
 }
 
