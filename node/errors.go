@@ -42,9 +42,6 @@ var (
 	// ErrOnionTimeout: no answer came back through the reply path in
 	// time, on every path tried.
 	ErrOnionTimeout = errors.New("node: no answer through the onion paths")
-	// ErrOnionDelete: deletion has no onion form (section 14.9); the
-	// blocks stay until they expire.
-	ErrOnionDelete = errors.New("node: deleting has no onion form")
 	// ErrNotFound: no node holds the block (Get).
 	ErrNotFound = kademlia.ErrNotFound
 )

@@ -9,13 +9,16 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/identity"
 	"github.com/flowmail/flowmail/internal/atomicfile"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/onion"
+	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -29,9 +32,16 @@ const (
 	// OnionPoolSize bounds the relays whose pubkey blocks a client
 	// fetches to build paths from.
 	OnionPoolSize = 48
+	// OnionPoolLookups is how many lookups of random IDs add relays to
+	// the pool beside the routing table's contacts.
+	OnionPoolLookups = 3
 	// OnionListSURBs is how many reply blocks a LIST carries: up to
 	// 2·onion.MaxListReply entries per round.
 	OnionListSURBs = 2
+	// RecordExits is how many exits, over separate paths, a record
+	// lookup asks: their answers are joined, so one exit alone cannot
+	// hide a newer version.
+	RecordExits = 2
 	// DefaultOnionPutDelay and DefaultOnionDelay are the mean per-hop
 	// delays section 14.8 advises: 30 s for stores (mail tolerates
 	// minutes), 1 s for lists and fetches, which a user waits for.
@@ -67,11 +77,15 @@ type OnionProgress struct {
 	Hop      int      // the hop known to have the request, 1..Hops
 	Answered bool     // the answer came back
 	Attempt  int      // 1-based path attempt
+	// GiveUp is when, by the node's clock, this attempt stops waiting
+	// for its answers and tries another path (set with Hop 1).
+	GiveUp time.Time
 }
 
 // OnionNetwork sends a client's stores, lists and fetches through three
-// relays (docs/PROTOCOL.md section 14). It implements delivery.Network;
-// Delete has no onion form and fails with ErrOnionDelete.
+// relays (docs/PROTOCOL.md section 14). It implements delivery.Network
+// and delivery.KeyLogs, and looks records up (GetRecord) through exits
+// too.
 type OnionNetwork struct {
 	n   *Node
 	opt OnionOptions
@@ -85,6 +99,11 @@ type OnionNetwork struct {
 	// failed are relays that did not take a packet in this run: paths
 	// avoid them (a failing guard among them, until GuardGrace decides).
 	failed map[block.ID]bool
+	// suspect are the relays (the guard aside) of paths whose answers
+	// never came: one of them dropped the packet, which cannot be told
+	// apart from here, so later paths avoid all of them while enough
+	// others remain.
+	suspect map[block.ID]bool
 }
 
 // Onion returns the onion-routed view of the network for this node's
@@ -105,7 +124,7 @@ func (n *Node) Onion(ctx context.Context, opt OnionOptions) (*OnionNetwork, erro
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	o := &OnionNetwork{n: n, opt: opt, client: c, rnd: rnd, waiting: map[uint64]chan onion.Reply{}, failed: map[block.ID]bool{}}
+	o := &OnionNetwork{n: n, opt: opt, client: c, rnd: rnd, waiting: map[uint64]chan onion.Reply{}, failed: map[block.ID]bool{}, suspect: map[block.ID]bool{}}
 	if err := o.fillPool(ctx); err != nil {
 		return nil, err
 	}
@@ -136,13 +155,41 @@ func (o *OnionNetwork) GuardFailing() bool {
 	return !o.guard.FailingSince.IsZero()
 }
 
-// fillPool fetches the pubkey blocks of up to OnionPoolSize contacts.
+// fillPool fetches the pubkey blocks of up to OnionPoolSize relays:
+// the routing table's contacts and the nodes that lookups of
+// OnionPoolLookups random IDs return. A table holds at most K per
+// bucket; the lookups reach nodes it has no room for, so paths are
+// drawn from more of the network than the client's own neighbourhood.
 func (o *OnionNetwork) fillPool(ctx context.Context) error {
-	cs := o.n.dht.Contacts()
+	var cs []transport.Contact
+	seen := map[block.ID]bool{}
+	add := func(c transport.Contact) {
+		if !seen[c.ID] && c.ID != o.n.id.ID() {
+			seen[c.ID] = true
+			cs = append(cs, c)
+		}
+	}
+	for _, c := range o.n.dht.Contacts() {
+		add(c.Contact)
+	}
+	found := make([][]transport.Contact, OnionPoolLookups)
+	var wg sync.WaitGroup
+	for i := range found {
+		var target block.ID
+		for j := range target {
+			target[j] = byte(o.rnd.UintN(256))
+		}
+		wg.Go(func() { found[i], _ = o.n.Lookup(ctx, target) })
+	}
+	wg.Wait()
+	for _, f := range found {
+		for _, c := range f {
+			add(c)
+		}
+	}
 	o.rnd.Shuffle(len(cs), func(i, j int) { cs[i], cs[j] = cs[j], cs[i] })
 	cs = cs[:min(len(cs), OnionPoolSize)]
 	hops := make([]onion.Hop, len(cs))
-	var wg sync.WaitGroup
 	for i, c := range cs {
 		wg.Add(1)
 		go func() {
@@ -225,30 +272,77 @@ func (o *OnionNetwork) deliver(pkt []byte) bool {
 // paths draws a forward and a reply path for a request about target,
 // never through the routing table's K nodes closest to it.
 func (o *OnionNetwork) paths(target block.ID) (fwd, back []onion.Hop, err error) {
-	// The pool may be a sample of the table: the K closest are the
-	// table's, taken out here, so the path functions exclude none more.
-	near := map[block.ID]bool{}
-	for _, c := range o.n.dht.Closest(target, o.n.cfg.K) {
-		near[c.ID] = true
-	}
+	near := o.near(target)
 	guardOK := o.guard.Usable(o.n.clk.Now()) && !near[o.guard.Hop.ID()]
-	var pool []onion.Hop
-	for _, h := range o.pool {
-		if !near[h.ID()] && !o.failed[h.ID()] && (h.ID() != o.guard.Hop.ID() || guardOK) {
-			pool = append(pool, h)
-		}
-	}
+
 	var guard *onion.Hop
 	if guardOK {
 		guard = &o.guard.Hop
 	}
-	if fwd, err = onion.ForwardPath(o.rnd, pool, target, 0, guard); err == nil {
-		back, err = onion.ReplyPath(o.rnd, pool, target, 0, guard)
+	var pool []onion.Hop
+	for _, avoidSuspects := range []bool{true, false} {
+		if !avoidSuspects && len(o.suspect) == 0 {
+			break
+		}
+		pool = pool[:0]
+		for _, h := range o.pool {
+			id := h.ID()
+			if !near[id] && !o.failed[id] && (id != o.guard.Hop.ID() || guardOK) && (!avoidSuspects || !o.suspect[id]) {
+				pool = append(pool, h)
+			}
+		}
+		if fwd, err = onion.ForwardPath(o.rnd, pool, target, 0, guard); err == nil {
+			back, err = onion.ReplyPath(o.rnd, pool, target, 0, guard)
+		}
+		if err == nil {
+			break
+		}
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %d relays of %d clear of the %d nodes nearest %s: %w", ErrNoRelays, len(pool), len(o.pool), o.n.cfg.K, target.Short(), err)
 	}
 	return fwd, back, nil
+}
+
+// near is the K nodes closest to target among the routing table's
+// contacts and the pool (a sample of the table and of lookups): paths
+// avoid them, and the path functions are told to exclude none more.
+func (o *OnionNetwork) near(target block.ID) map[block.ID]bool {
+	var known []block.ID
+	for _, c := range o.n.dht.Closest(target, o.n.cfg.K) {
+		known = append(known, c.ID)
+	}
+	for id := range onion.Closest(o.pool, target, o.n.cfg.K) {
+		known = append(known, id)
+	}
+	slices.SortFunc(known, func(a, b block.ID) int { return closerTo(target, a, b) })
+	near := map[block.ID]bool{}
+	for _, id := range slices.Compact(known) {
+		if len(near) == o.n.cfg.K {
+			break
+		}
+		near[id] = true
+	}
+	return near
+}
+
+// GuardServes reports whether the guard would start a path to target:
+// it is usable and not among the nodes closest to target (else a
+// stand-in relay takes its place for that request).
+func (o *OnionNetwork) GuardServes(target block.ID) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.guard.Usable(o.n.clk.Now()) && !o.near(target)[o.guard.Hop.ID()]
+}
+
+// closerTo orders a and b by their XOR distance to target.
+func closerTo(target, a, b block.ID) int {
+	for i := range target {
+		if da, db := a[i]^target[i], b[i]^target[i]; da != db {
+			return int(da) - int(db)
+		}
+	}
+	return 0
 }
 
 // roundTrip sends the parts of one request over one path and collects
@@ -333,27 +427,41 @@ func (o *OnionNetwork) try(ctx context.Context, op string, target block.ID, part
 			return nil, fmt.Errorf("first relay %s: %w", s.First.To.Short(), err)
 		}
 	}
-	o.progress(OnionProgress{Op: op, Target: target, Hop: 1, Attempt: attempt})
-
 	// Each delay drawn is at most the largest of the forward ones times
 	// a margin for the reply hops, whose delays the client drew too but
-	// does not see here.
+	// does not see here. The wait runs on the node's clock, as the
+	// relays' delays do, checked at least every onionPoll: a test that
+	// moves the clock moves both.
 	wait := o.opt.Wait + onion.Hops*delay + 2*onion.Hops*4*mean
-	t := o.n.clk.NewTimer(wait)
-	defer t.Stop()
-	keep := o.n.clk.NewTicker(o.keepAlive())
-	defer keep.Stop()
+	giveUp := now.Add(wait)
+	o.progress(OnionProgress{Op: op, Target: target, Hop: 1, Attempt: attempt, GiveUp: giveUp})
+	poll := o.n.clk.NewTicker(min(onionPoll, wait))
+	defer poll.Stop()
+	lastPing := o.n.clk.Now()
 	var replies []onion.Reply
 	for len(replies) < surbs {
 		select {
 		case r := <-ch:
 			replies = append(replies, r)
-		case <-keep.C:
-			_ = o.ping(ctx, back[len(back)-1])
-		case <-t.C:
-			return nil, fmt.Errorf("%w: %d of %d answers after %v", ErrOnionTimeout, len(replies), surbs, wait)
+			continue
+		case <-poll.C:
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		}
+		now := o.n.clk.Now()
+		if !now.Before(giveUp) {
+			o.mu.Lock()
+			for _, h := range slices.Concat(fwd, back) {
+				if h.ID() != o.guard.Hop.ID() {
+					o.suspect[h.ID()] = true
+				}
+			}
+			o.mu.Unlock()
+			return nil, fmt.Errorf("%w: %d of %d answers after %v", ErrOnionTimeout, len(replies), surbs, wait)
+		}
+		if now.Sub(lastPing) >= o.keepAlive() {
+			_ = o.ping(ctx, back[len(back)-1])
+			lastPing = now
 		}
 	}
 	if back[len(back)-1].ID() == o.guard.Hop.ID() {
@@ -503,8 +611,123 @@ func (o *OnionNetwork) List(ctx context.Context, target block.ID, bits int, sinc
 	}
 }
 
-// Delete has no onion form: asking the storers directly would show them
-// the recipient's client.
-func (o *OnionNetwork) Delete(ctx context.Context, id block.ID, preimage [32]byte) error {
-	return fmt.Errorf("%w: %s stays until it expires", ErrOnionDelete, id.Short())
+// Delete asks the nodes closest to id to drop it, through an exit
+// (section 14.9): the storers see the exit, never the recipient's
+// client.
+func (o *OnionNetwork) Delete(ctx context.Context, id block.ID, preimage [32]byte) (err error) {
+	defer func() { o.n.m.observeOp("onion_delete", err) }()
+	replies, err := o.roundTrip(ctx, "delete", id, []onion.Request{onion.Delete{ID: id, Preimage: preimage}}, 1)
+	if err != nil {
+		return err
+	}
+	r, ok := replies[0].(onion.DeleteReply)
+	if !ok {
+		return replyError("delete", replies[0])
+	}
+	if r.Deleted == 0 {
+		return fmt.Errorf("node: onion delete %s: no node dropped the block", id.Short())
+	}
+	return nil
+}
+
+// Records returns the versions of the record at slot that the K nodes
+// closest to it hold, as exits answered them: RecordExits exits, each
+// over a forward and reply path of its own, and their answers joined,
+// so that one exit that leaves out a newer version (a revocation) does
+// not decide alone. At least one exit must answer. The bytes are not
+// verified here: record.Newest and record.ResolveKeyLog do it.
+func (o *OnionNetwork) Records(ctx context.Context, slot block.ID) (recs [][]byte, err error) {
+	defer func() { o.n.m.observeOp("onion_record", err) }()
+	type result struct {
+		recs [][]byte
+		err  error
+	}
+	results := make(chan result, RecordExits)
+	for range RecordExits {
+		go func() {
+			r, err := o.recordsOnce(ctx, slot)
+			results <- result{r, err}
+		}()
+	}
+	seen := map[block.ID]bool{}
+	var errs []error
+	for range RecordExits {
+		r := <-results
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		for _, b := range r.recs {
+			if id := block.Sum(b); !seen[id] {
+				seen[id] = true
+				recs = append(recs, b)
+			}
+		}
+	}
+	if len(errs) == RecordExits {
+		return nil, errors.Join(errs...)
+	}
+	return recs, nil
+}
+
+// recordsOnce asks one exit: one reply block, and when the exit says it
+// had more versions than fit, again with enough for the K closest and
+// the exit itself.
+func (o *OnionNetwork) recordsOnce(ctx context.Context, slot block.ID) ([][]byte, error) {
+	all := min(onion.MaxSURBs, (o.n.cfg.K+onion.MaxRecordReply)/onion.MaxRecordReply) // K closest and the exit
+	for surbs := 1; ; surbs = all {
+		replies, err := o.roundTrip(ctx, "record", slot, []onion.Request{onion.Record{Slot: slot}}, surbs)
+		if err != nil {
+			return nil, err
+		}
+		var recs [][]byte
+		more := false
+		for _, r := range replies {
+			rr, ok := r.(onion.RecordReply)
+			if !ok {
+				return nil, replyError("record", r)
+			}
+			recs = append(recs, rr.Records...)
+			more = more || rr.More
+		}
+		if !more || surbs == all {
+			return recs, nil
+		}
+	}
+}
+
+// GetRecord returns the newest record at slot (record.Newest over what
+// the exits answered); the lifetime left is not known through relays
+// and is 0.
+func (o *OnionNetwork) GetRecord(ctx context.Context, slot block.ID) (*record.Record, time.Duration, error) {
+	recs, err := o.Records(ctx, slot)
+	if err != nil {
+		return nil, 0, err
+	}
+	r, err := record.Newest(slot, recs)
+	return r, 0, err
+}
+
+// KeyState resolves address through its key log as kademlia's KeyState
+// does (section 15.5), the lookups going through exits: the fold of the
+// key logs answered, or the state of the pubkey block when there is no
+// log.
+func (o *OnionNetwork) KeyState(ctx context.Context, address block.ID) (record.KeyState, error) {
+	recs, err := o.Records(ctx, record.KeyLogSlot(address))
+	if err != nil {
+		return record.KeyState{}, err
+	}
+	st, rerr := record.ResolveKeyLog(address, recs)
+	if !errors.Is(rerr, record.ErrNotFound) {
+		return st, rerr
+	}
+	b, err := o.Get(ctx, address)
+	if err != nil {
+		return record.KeyState{}, fmt.Errorf("%w: no key log and no pubkey block of %s: %w", ErrNotFound, identity.FormatAddress(address), err)
+	}
+	p, err := identity.ParsePubkey(b)
+	if err != nil {
+		return record.KeyState{}, fmt.Errorf("node: the block at %s is not a pubkey block: %w", identity.FormatAddress(address), err)
+	}
+	return record.InitialState(p), nil
 }

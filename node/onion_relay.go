@@ -14,6 +14,7 @@ import (
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/onion"
+	"github.com/flowmail/flowmail/record"
 	"github.com/flowmail/flowmail/transport"
 )
 
@@ -53,6 +54,9 @@ type OnionObserver interface {
 	OnionForwarded(relay block.ID, source string, to block.ID, addr netip.AddrPort)
 	// OnionExit: the relay executes req, which came from source.
 	OnionExit(relay block.ID, source string, req onion.Request)
+	// OnionHeld: the relay opened a packet and holds it (or its
+	// request) for its delay; OnionStatus().NextDue says until when.
+	OnionHeld(relay block.ID)
 }
 
 // onionRelay is a full node's relay: it takes MsgOnion packets from the
@@ -221,8 +225,11 @@ func (o *onionRelay) step() bool {
 	now := o.n.clk.Now()
 	if ok, err := o.relay.Process(now); ok {
 		o.mu.Unlock()
-		if err != nil {
+		switch {
+		case err != nil:
 			o.n.log.Debug("onion packet dropped", "err", err)
+		case o.observe != nil:
+			o.observe.OnionHeld(o.n.id.ID())
 		}
 		return true
 	}
@@ -341,6 +348,10 @@ func (o *onionRelay) execute(ctx context.Context, src string, e *onion.ExitReque
 		replies = o.list(ctx, req, e.ReplyBlocks())
 	case onion.Get:
 		replies = o.get(ctx, req, e.ReplyBlocks())
+	case onion.Record:
+		replies = o.records(ctx, req, e.ReplyBlocks())
+	case onion.Delete:
+		replies = fill(o.delete(ctx, req), e.ReplyBlocks())
 	case onion.Ping:
 		for range e.ReplyBlocks() {
 			replies = append(replies, onion.PingReply{})
@@ -416,6 +427,78 @@ func (o *onionRelay) get(ctx context.Context, req onion.Get, n int) []onion.Repl
 		return fill(onion.ErrorReply{Request: onion.KindGet, Code: uint8(kademlia.CodeMalformed)}, n)
 	}
 	return replies
+}
+
+// records answers a RECORD through n reply blocks: every distinct valid
+// version the K closest hold (recordVersions), up to MaxRecordReply per
+// answer; More on the last when some are left out.
+func (o *onionRelay) records(ctx context.Context, req onion.Record, n int) []onion.Reply {
+	answers, err := o.n.dht.Records(ctx, req.Slot)
+	if err != nil && len(answers.Valid) == 0 {
+		return fill(onion.ErrorReply{Request: onion.KindRecord, Code: uint8(errorCode(err))}, n)
+	}
+	vs := recordVersions(answers.Valid)
+	replies := make([]onion.Reply, n)
+	for i := range n {
+		r := onion.RecordReply{
+			Records: vs[min(i*onion.MaxRecordReply, len(vs)):min((i+1)*onion.MaxRecordReply, len(vs))],
+			More:    i == n-1 && len(vs) > n*onion.MaxRecordReply,
+		}
+		replies[i] = r
+	}
+	return replies
+}
+
+// recordVersions orders the distinct versions among valid answers of
+// one slot: first those no other answer supersedes (the newest of each
+// history, and whatever ended the slot: they decide the client's fold),
+// then the rest; each group by how many nodes answered it, most first.
+func recordVersions(valid []kademlia.RecordAnswer) [][]byte {
+	type version struct {
+		rec     *record.Record
+		holders int
+		beaten  bool
+	}
+	var vs []*version
+	seen := map[block.ID]*version{}
+	for _, a := range valid {
+		id := block.Sum(a.Record.Bytes())
+		if v := seen[id]; v != nil {
+			v.holders++
+			continue
+		}
+		v := &version{rec: a.Record, holders: 1}
+		seen[id] = v
+		vs = append(vs, v)
+	}
+	for _, a := range vs {
+		for _, b := range vs {
+			a.beaten = a.beaten || (a != b && record.Supersedes(a.rec, b.rec) == nil)
+		}
+	}
+	slices.SortStableFunc(vs, func(a, b *version) int {
+		if a.beaten != b.beaten {
+			if a.beaten {
+				return 1
+			}
+			return -1
+		}
+		return b.holders - a.holders
+	})
+	out := make([][]byte, len(vs))
+	for i, v := range vs {
+		out[i] = v.rec.Bytes()
+	}
+	return out
+}
+
+// delete runs a DELETE at the K closest nodes to req.ID.
+func (o *onionRelay) delete(ctx context.Context, req onion.Delete) onion.Reply {
+	n, err := o.n.dht.Delete(ctx, req.ID, req.Preimage)
+	if err != nil && n == 0 {
+		return onion.ErrorReply{Request: onion.KindDelete, Code: uint8(errorCode(err))}
+	}
+	return onion.DeleteReply{Deleted: uint8(min(n, 255))}
 }
 
 func sortEntries(es []blockstore.ListEntry) {

@@ -19,6 +19,13 @@ const (
 	KindGet  RequestKind = 3 // fetch a block, one range per reply block
 	KindPing RequestKind = 4 // answer empty through every reply block (path check, loop cover)
 	KindDrop RequestKind = 5 // discard (cover traffic)
+	// KindRecord looks a record slot up at the K closest nodes and
+	// answers every distinct valid version (section 15.4), so the client
+	// folds them as if it had asked the storers itself.
+	KindRecord RequestKind = 6
+	// KindDelete deletes a block at the K closest nodes with its
+	// deletion preimage (section 8's DELETE).
+	KindDelete RequestKind = 7
 )
 
 func (k RequestKind) String() string {
@@ -33,6 +40,10 @@ func (k RequestKind) String() string {
 		return "ping"
 	case KindDrop:
 		return "drop"
+	case KindRecord:
+		return "record"
+	case KindDelete:
+		return "delete"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -49,11 +60,16 @@ const (
 	MaxListReply = (BodySize - 2 - 2 - 1) / listEntrySize
 	// MaxGetChunk is the most block bytes one GET reply carries.
 	MaxGetChunk = BodySize - 2 - 12
+	// MaxRecordReply is how many records of MaxRecordSize one RECORD
+	// reply carries: count u8, then (len u16 || record) each, then more.
+	MaxRecordReply = (BodySize - 2 - 1 - 1) / (2 + block.MaxRecordSize)
 
-	putFieldsSize  = 4 + block.IDSize + 4 + 4 + 4
-	listFieldsSize = block.IDSize + 1 + 8 + 1 + block.IDSize + 2
-	getFieldsSize  = block.IDSize + 4
-	listEntrySize  = block.IDSize + 8
+	putFieldsSize    = 4 + block.IDSize + 4 + 4 + 4
+	listFieldsSize   = block.IDSize + 1 + 8 + 1 + block.IDSize + 2
+	getFieldsSize    = block.IDSize + 4
+	recordFieldsSize = block.IDSize
+	deleteFieldsSize = block.IDSize + 32
+	listEntrySize    = block.IDSize + 8
 )
 
 // MaxPutChunk is the most block bytes a PUT carries beside surbs reply
@@ -137,14 +153,29 @@ type Get struct {
 // Ping is answered empty through every reply block.
 type Ping struct{}
 
+// Record asks for the versions of the record at Slot that the K nodes
+// closest to it hold.
+type Record struct {
+	Slot block.ID
+}
+
+// Delete asks the K nodes closest to ID to drop it, proving the right
+// with the preimage of its deletion hash.
+type Delete struct {
+	ID       block.ID
+	Preimage [32]byte
+}
+
 // Drop is discarded by the exit: cover traffic.
 type Drop struct{}
 
-func (Put) Kind() RequestKind  { return KindPut }
-func (List) Kind() RequestKind { return KindList }
-func (Get) Kind() RequestKind  { return KindGet }
-func (Ping) Kind() RequestKind { return KindPing }
-func (Drop) Kind() RequestKind { return KindDrop }
+func (Put) Kind() RequestKind    { return KindPut }
+func (List) Kind() RequestKind   { return KindList }
+func (Get) Kind() RequestKind    { return KindGet }
+func (Ping) Kind() RequestKind   { return KindPing }
+func (Drop) Kind() RequestKind   { return KindDrop }
+func (Record) Kind() RequestKind { return KindRecord }
+func (Delete) Kind() RequestKind { return KindDelete }
 
 func (p Put) appendFields(dst []byte) ([]byte, error) {
 	if err := p.check(uint32(len(p.Chunk))); err != nil {
@@ -195,6 +226,13 @@ func (g Get) appendFields(dst []byte) ([]byte, error) {
 
 func (Ping) appendFields(dst []byte) ([]byte, error) { return dst, nil }
 func (Drop) appendFields(dst []byte) ([]byte, error) { return dst, nil }
+
+func (r Record) appendFields(dst []byte) ([]byte, error) { return append(dst, r.Slot[:]...), nil }
+
+func (d Delete) appendFields(dst []byte) ([]byte, error) {
+	dst = append(dst, d.ID[:]...)
+	return append(dst, d.Preimage[:]...), nil
+}
 
 func boolByte(b bool) byte {
 	if b {
@@ -317,6 +355,16 @@ func ParseExitBody(b []byte) (*ExitBody, error) {
 		e.Request, used = g, getFieldsSize
 	case KindPing:
 		e.Request = Ping{}
+	case KindRecord:
+		if len(rest) < recordFieldsSize {
+			return nil, fmt.Errorf("%w: record truncated", ErrExitBody)
+		}
+		e.Request, used = Record{Slot: block.ID(rest[0:32])}, recordFieldsSize
+	case KindDelete:
+		if len(rest) < deleteFieldsSize {
+			return nil, fmt.Errorf("%w: delete truncated", ErrExitBody)
+		}
+		e.Request, used = Delete{ID: block.ID(rest[0:32]), Preimage: [32]byte(rest[32:64])}, deleteFieldsSize
 	case KindDrop:
 		if n != 0 {
 			return nil, fmt.Errorf("%w: drop with reply blocks", ErrExitBody)
@@ -379,15 +427,45 @@ type GetReply struct {
 // PingReply is empty.
 type PingReply struct{}
 
+// RecordReply carries distinct versions of a record, each 1 to
+// MaxRecordSize bytes, at most MaxRecordReply of them; More says the
+// exit had more than its reply blocks carried. The exit vouches for
+// nothing: the client verifies and folds them (section 15.5).
+type RecordReply struct {
+	Records [][]byte
+	More    bool
+}
+
+// DeleteReply says how many of the K closest nodes dropped the block.
+type DeleteReply struct{ Deleted uint8 }
+
 func (r ErrorReply) Kind() RequestKind { return r.Request }
 func (PutReply) Kind() RequestKind     { return KindPut }
 func (ListReply) Kind() RequestKind    { return KindList }
 func (GetReply) Kind() RequestKind     { return KindGet }
 func (PingReply) Kind() RequestKind    { return KindPing }
+func (RecordReply) Kind() RequestKind  { return KindRecord }
+func (DeleteReply) Kind() RequestKind  { return KindDelete }
 
-func (ErrorReply) appendFields(dst []byte) ([]byte, error) { return dst, nil }
-func (r PutReply) appendFields(dst []byte) ([]byte, error) { return append(dst, r.Stored), nil }
-func (PingReply) appendFields(dst []byte) ([]byte, error)  { return dst, nil }
+func (ErrorReply) appendFields(dst []byte) ([]byte, error)    { return dst, nil }
+func (r PutReply) appendFields(dst []byte) ([]byte, error)    { return append(dst, r.Stored), nil }
+func (PingReply) appendFields(dst []byte) ([]byte, error)     { return dst, nil }
+func (r DeleteReply) appendFields(dst []byte) ([]byte, error) { return append(dst, r.Deleted), nil }
+
+func (r RecordReply) appendFields(dst []byte) ([]byte, error) {
+	if len(r.Records) > MaxRecordReply {
+		return nil, fmt.Errorf("%w: %d records", ErrReplyBody, len(r.Records))
+	}
+	dst = append(dst, byte(len(r.Records)))
+	for _, rec := range r.Records {
+		if len(rec) < 1 || len(rec) > block.MaxRecordSize {
+			return nil, fmt.Errorf("%w: a record of %d bytes", ErrReplyBody, len(rec))
+		}
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(rec)))
+		dst = append(dst, rec...)
+	}
+	return append(dst, boolByte(r.More)), nil
+}
 
 func (r ListReply) appendFields(dst []byte) ([]byte, error) {
 	if len(r.Entries) > MaxListReply {
@@ -432,7 +510,7 @@ func EncodeReply(r Reply) ([]byte, error) {
 		}
 		status = e.Code
 	}
-	if r.Kind() < KindPut || r.Kind() > KindPing {
+	if !answered(r.Kind()) {
 		return nil, fmt.Errorf("%w: reply to %v", ErrReplyBody, r.Kind())
 	}
 	b := make([]byte, 0, BodySize)
@@ -447,13 +525,19 @@ func EncodeReply(r Reply) ([]byte, error) {
 	return b[:BodySize], nil
 }
 
+// answered reports whether requests of kind k get answers: every kind
+// but DROP.
+func answered(k RequestKind) bool {
+	return k >= KindPut && k <= KindDelete && k != KindDrop
+}
+
 // ParseReply decodes a reply body.
 func ParseReply(b []byte) (Reply, error) {
 	if len(b) != BodySize {
 		return nil, fmt.Errorf("%w: %d bytes", ErrReplyBody, len(b))
 	}
 	kind, status, rest := RequestKind(b[0]), b[1], b[2:]
-	if kind < KindPut || kind > KindPing {
+	if !answered(kind) {
 		return nil, fmt.Errorf("%w: kind %d", ErrReplyBody, b[0])
 	}
 	var r Reply
@@ -492,6 +576,33 @@ func ParseReply(b []byte) (Reply, error) {
 		r, used = g, 12+int(chunk)
 	case kind == KindPing:
 		r = PingReply{}
+	case kind == KindDelete:
+		r, used = DeleteReply{Deleted: rest[0]}, 1
+	case kind == KindRecord:
+		n := int(rest[0])
+		if n > MaxRecordReply {
+			return nil, fmt.Errorf("%w: %d records", ErrReplyBody, n)
+		}
+		rr := RecordReply{Records: make([][]byte, n)}
+		off := 1
+		for i := range rr.Records {
+			// n ≤ MaxRecordReply records of at most MaxRecordSize
+			// fit in the body with their lengths: off stays inside.
+			l := int(binary.BigEndian.Uint16(rest[off:]))
+			if l < 1 || l > block.MaxRecordSize {
+				return nil, fmt.Errorf("%w: a record of %d bytes", ErrReplyBody, l)
+			}
+			rr.Records[i] = append([]byte(nil), rest[off+2:off+2+l]...)
+			off += 2 + l
+		}
+		switch rest[off] {
+		case 0:
+		case 1:
+			rr.More = true
+		default:
+			return nil, fmt.Errorf("%w: more %d", ErrReplyBody, rest[off])
+		}
+		r, used = rr, off+1
 	}
 	if !allZero(rest[used:]) {
 		return nil, fmt.Errorf("%w: padding not zero", ErrReplyBody)

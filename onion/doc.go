@@ -38,8 +38,10 @@
 // Forwarded packet as MsgOnion to To (at Addr, or over the existing
 // connection when Addr is invalid), an ExitRequest executed through the
 // DHT (Put parts through an Assembler, then STORE at the K closest; LIST
-// as a recipient does; GET by FIND_BLOCK) and answered with its Reply or
-// SealReply per reply block. Stats feeds the metrics.
+// as a recipient does; GET by FIND_BLOCK; RECORD as a record reader does,
+// every distinct valid version answered; DELETE at the K closest) and
+// answered with its Reply or SealReply per reply block. Stats feeds the
+// metrics.
 //
 // A client (send, fetch, publish, the bridge) needs ClientConfig: its node
 // ID (the throwaway client-mode identity), where the guard reaches it

@@ -317,6 +317,10 @@ func describeRequest(r Request) string {
 		return fmt.Sprintf("list target=%s bits=%d since=%d has_after=%v after=%s limit=%d", r.Target, r.Bits, r.Since, r.HasAfter, r.After.Short(), r.Limit)
 	case Get:
 		return fmt.Sprintf("get id=%s offset=%d", r.ID, r.Offset)
+	case Record:
+		return fmt.Sprintf("record slot=%s", r.Slot)
+	case Delete:
+		return fmt.Sprintf("delete id=%s preimage=%x", r.ID, r.Preimage)
 	}
 	return r.Kind().String()
 }
@@ -336,6 +340,15 @@ func describeReply(r Reply) string {
 		return b.String()
 	case GetReply:
 		return fmt.Sprintf("get total=%d offset=%d chunk=%s", r.Total, r.Offset, block.Sum(r.Chunk))
+	case DeleteReply:
+		return fmt.Sprintf("delete deleted=%d", r.Deleted)
+	case RecordReply:
+		var b strings.Builder
+		fmt.Fprintf(&b, "record more=%v", r.More)
+		for _, rec := range r.Records {
+			fmt.Fprintf(&b, " %d:%s", len(rec), block.Sum(rec).Short())
+		}
+		return b.String()
 	}
 	return r.Kind().String()
 }
@@ -489,6 +502,8 @@ func bodyVectors() []vectors.Vector {
 	list := enc(&ExitBody{Request: List{Target: block.ID{2}, Bits: 22, Since: 1796000000, HasAfter: true, After: block.ID{2, 9}, Limit: 1000}})
 	get := enc(&ExitBody{Request: Get{ID: block.ID{3}, Offset: 29089}})
 	ping := enc(&ExitBody{Request: Ping{}, SURBs: []SURB{surb}})
+	rec := enc(&ExitBody{Request: Record{Slot: block.ID{4, 4}}, SURBs: []SURB{surb}})
+	del := enc(&ExitBody{Request: Delete{ID: block.ID{5}, Preimage: [32]byte{6, 6}}, SURBs: []SURB{surb}})
 	drop := []byte{byte(KindDrop), 0}
 	pad := map[string]string{"pad_to": strconv.Itoa(BodySize)}
 	pv := func(name string, b []byte, errName, note string) vectors.Vector {
@@ -502,9 +517,12 @@ func bodyVectors() []vectors.Vector {
 		pv("get", get, "", "14.9"),
 		pv("ping", ping, "", "14.9"),
 		pv("drop", drop, "", "14.9"),
+		pv("record", rec, "", "14.9"),
+		pv("delete", del, "", "14.9"),
 		{Name: "body_short", Function: "ParseExitBody", Input: hex.EncodeToString(ping), Error: "malformed exit body", Note: "BodySize bytes"},
 		{Name: "body_padding", Function: "ParseExitBody", Input: hex.EncodeToString(ping), Params: map[string]string{"pad_to": strconv.Itoa(BodySize), "last_byte": "01"}, Error: "malformed exit body", Note: "padding MUST be zero"},
-		pv("kind_6", mut(drop, func(b []byte) { b[0] = 6 }), "malformed exit body", "kind 1 to 5"),
+		pv("kind_8", mut(drop, func(b []byte) { b[0] = 8 }), "malformed exit body", "kind 1 to 7"),
+		pv("kind_0", mut(drop, func(b []byte) { b[0] = 0 }), "malformed exit body", "kind 1 to 7"),
 		pv("eight_surbs", mut(drop, func(b []byte) { b[0], b[1] = byte(KindPing), 8 }), "malformed exit body", "at most MaxSURBs"),
 		pv("drop_with_surb", mut(ping, func(b []byte) { b[0] = byte(KindDrop) }), "malformed exit body", "DROP carries no reply block"),
 		pv("surb_zero_first_hop", mut(ping, func(b []byte) { clear(b[2:34]) }), "malformed reply block", "first_hop non-zero"),
@@ -538,6 +556,13 @@ func replyVectors() []vectors.Vector {
 	mut := func(b []byte, f func(b []byte)) []byte { c := bytes.Clone(b); f(c); return c }
 	list := enc(ListReply{Entries: []ListEntry{{ID: block.ID{1}, StoredAt: 1796000000}, {ID: block.ID{2}, StoredAt: 1796000001}}, More: true})
 	get := enc(GetReply{Total: 5000, Offset: 4000, Chunk: vectors.Pattern(1000, 4)})
+	recs := enc(RecordReply{Records: [][]byte{vectors.Pattern(1500, 5), vectors.Pattern(block.MaxRecordSize, 6)}, More: true})
+	var full [][]byte
+	for i := range MaxRecordReply {
+		full = append(full, vectors.Pattern(block.MaxRecordSize, byte(10+i)))
+	}
+	fullRecs := enc(RecordReply{Records: full})
+	const recAt = 3 // kind, status, count: the first record's length
 	return []vectors.Vector{
 		rv("put", []byte{byte(KindPut), 0, 17}, "", "14.9"),
 		rv("list", list, "", "14.9"),
@@ -545,6 +570,15 @@ func replyVectors() []vectors.Vector {
 		rv("ping", []byte{byte(KindPing), 0}, "", "14.9"),
 		rv("error", []byte{byte(KindGet), 4}, "", "14.9: status is a section 8 error code"),
 		rv("kind_drop", []byte{byte(KindDrop), 0}, "malformed reply body", "DROP has no answer"),
+		rv("record", recs, "", "14.9"),
+		rv("record_none", []byte{byte(KindRecord), 0, 0, 0}, "", "14.9: no version held"),
+		rv("record_seven_largest", fullRecs, "", "14.9: MaxRecordReply records of MaxRecordSize fit"),
+		rv("record_eight", mut(recs, func(b []byte) { b[2] = MaxRecordReply + 1 }), "malformed reply body", "count at most MaxRecordReply (7)"),
+		rv("record_len_0", mut(recs, func(b []byte) { b[recAt], b[recAt+1] = 0, 0 }), "malformed reply body", "record length 1 to MaxRecordSize"),
+		rv("record_len_above_max", mut(recs, func(b []byte) { binary.BigEndian.PutUint16(b[recAt:], block.MaxRecordSize+1) }), "malformed reply body", "record length 1 to MaxRecordSize"),
+		rv("record_more_2", mut(recs, func(b []byte) { b[len(b)-1] = 2 }), "malformed reply body", "more 0 or 1"),
+		rv("delete", []byte{byte(KindDelete), 0, 3}, "", "14.9"),
+		rv("kind_8", []byte{8, 0}, "malformed reply body", "kind 1 to 4, 6 or 7"),
 		rv("error_with_fields", []byte{byte(KindGet), 4, 1}, "malformed reply body", "no fields after an error status"),
 		rv("list_728", mut(list, func(b []byte) { binary.BigEndian.PutUint16(b[2:], MaxListReply+1) }), "malformed reply body", "count at most 727"),
 		rv("list_more_2", mut(list, func(b []byte) { b[len(b)-1] = 2 }), "malformed reply body", "more 0 or 1"),

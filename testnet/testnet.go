@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,12 +9,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/flowmail/flowmail/blockstore"
 	"github.com/flowmail/flowmail/internal/atomicfile"
 	"github.com/flowmail/flowmail/internal/clock"
+	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/transport"
 )
@@ -24,6 +27,12 @@ const BootstrapFileName = "bootstrap.txt"
 
 // NetworkFileName holds the testnet's network name.
 const NetworkFileName = "network"
+
+// ReplicationFileName holds the testnet's K (decimal), which clients
+// joining with --testnet use too: on a small network a client with the
+// default K would count every node among the K closest to any target,
+// and find no onion relay clear of them (docs/PROTOCOL.md 14.10).
+const ReplicationFileName = "replication"
 
 // Config describes a local network.
 type Config struct {
@@ -46,6 +55,10 @@ type Config struct {
 	// SingleSeed makes every node bootstrap from node 0 only, instead of
 	// from every node already up.
 	SingleSeed bool
+	// K is the replication factor and bucket size of every node and
+	// client (0: kademlia.K). Tests of small networks lower it, so that
+	// nodes exist beyond the K closest to a target (onion relays).
+	K int
 	// Clock is shared by every node and client of the network, and by
 	// their DHTs and stores (nil: clock.Real). A test gives a
 	// *clock.Offset and advances it to make a day pass for all of them.
@@ -180,6 +193,7 @@ func (n *Net) start(ctx context.Context, i int, boot []transport.Contact) error 
 		Reachability: node.ReachPublic,
 		// Many stores share this process.
 		StoreFootprint: blockstore.FootprintShared,
+		K:              n.cfg.K,
 	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return err
@@ -241,6 +255,9 @@ func (n *Net) WriteBootstrapFile() error {
 	if err := atomicfile.Write(filepath.Join(n.cfg.Dir, NetworkFileName), []byte(n.cfg.Network+"\n"), 0o644); err != nil {
 		return err
 	}
+	if err := atomicfile.Write(filepath.Join(n.cfg.Dir, ReplicationFileName), []byte(strconv.Itoa(cmp.Or(n.cfg.K, kademlia.K))+"\n"), 0o644); err != nil {
+		return err
+	}
 	return node.WriteBootstrapFile(filepath.Join(n.cfg.Dir, BootstrapFileName), n.Contacts(),
 		fmt.Sprintf("flowmail testnet %q, %d nodes, written %s\nuse: flowmail send --testnet %s ...", n.cfg.Network, len(n.Running()), n.cfg.Clock.Now().UTC().Format(time.RFC3339), n.cfg.Dir))
 }
@@ -279,6 +296,7 @@ func (n *Net) Client(ctx context.Context) (*node.Node, error) {
 		Logger:     n.cfg.Logger.With("testnet_client", true),
 		NoIPLimits: true,
 		Clock:      n.cfg.Clock,
+		K:          n.cfg.K,
 	}
 	if n.cfg.TuneClient != nil {
 		n.cfg.TuneClient(&c)

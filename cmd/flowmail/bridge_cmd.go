@@ -115,22 +115,18 @@ func runBridge(c *cli.Context, s *streams) error {
 	if err != nil {
 		return err
 	}
-	// With --onion the bridge's stores, lists and fetches go through
-	// relays, as send and fetch do; key logs and names are still read
-	// directly (docs/PROTOCOL.md 14.12).
-	net, release, onionOn, err := networkFor(c, n, s.err)
+	// With --onion the bridge's stores, lists, fetches, deletes and
+	// record lookups go through relays, as send and fetch do
+	// (docs/PROTOCOL.md 14.9).
+	net, release, _, err := networkFor(c, n, s.err)
 	if err != nil {
 		return err
 	}
 	defer release()
+	routeNames(resolver, net)
 	keep := c.Bool("keep")
-	if onionOn && !keep {
-		// Deleting would show the storers the recipient's client.
-		fmt.Fprintln(s.err, "onion: fetched mail stays in the network until it expires (deleting has no onion form)")
-		keep = true
-	}
 	b, err := bridge.Start(c.Context, bridge.Config{
-		Identity: me, Network: net, KeyLogs: n.DHT(), Maildir: maildir, StateDir: filepath.Join(home, stateDirName), Dir: dir,
+		Identity: me, Network: net, KeyLogs: keyLogsFor(n, net), Maildir: maildir, StateDir: filepath.Join(home, stateDirName), Dir: dir,
 		IMAPAddr: c.String("imap"), SMTPAddr: c.String("smtp"), AllowRemote: c.Bool("allow-remote"),
 		FetchInterval: c.Duration("interval"), Keep: keep, Logger: log,
 		Resolve: func(ctx context.Context, name string) (block.ID, error) {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
+	"github.com/flowmail/flowmail/kademlia"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/testnet"
 	"github.com/flowmail/flowmail/transport"
@@ -88,6 +90,8 @@ type joinPlan struct {
 	// implicit: found without being named (a local node, the default
 	// testnet), so the user is told where the mail goes.
 	implicit bool
+	// k is the testnet's replication factor (0: the default).
+	k int
 }
 
 // setOnCommandLine tells a flag given on the command line from one that
@@ -178,6 +182,9 @@ func planJoin(c *cli.Context) (joinPlan, error) {
 func planTestnet(p joinPlan, dir string) (joinPlan, error) {
 	peers, network, err := readTestnet(dir)
 	if err != nil {
+		return p, err
+	}
+	if p.k, err = readTestnetK(dir); err != nil {
 		return p, err
 	}
 	p.peers, p.source, p.loopback = peers, "the testnet in "+dir, true
@@ -279,6 +286,23 @@ func readTestnet(dir string) ([]transport.Contact, string, error) {
 	return peers, strings.TrimSpace(string(name)), nil
 }
 
+// readTestnetK reads the K a testnet's nodes use; 0 when the testnet
+// wrote none (one started by an older flowmail: the default).
+func readTestnetK(dir string) (int, error) {
+	b, err := readSmallFile(filepath.Join(dir, testnet.ReplicationFileName), 16)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("testnet in %s: %w", dir, err)
+	}
+	k, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || k < 1 || k > kademlia.K {
+		return 0, fmt.Errorf("testnet in %s: %s holds %q, want a K from 1 to %d", dir, testnet.ReplicationFileName, strings.TrimSpace(string(b)), kademlia.K)
+	}
+	return k, nil
+}
+
 // startClient starts a client-mode node with a throwaway node identity.
 func startClient(ctx context.Context, c *cli.Context, s *streams) (*node.Node, error) {
 	plan, err := planJoin(c)
@@ -300,6 +324,7 @@ func startClient(ctx context.Context, c *cli.Context, s *streams) (*node.Node, e
 		Client:     true,
 		Logger:     log,
 		NoIPLimits: true,
+		K:          plan.k,
 	}
 	setRequestTimeout(&cfg, timeout)
 	n, err := node.Start(ctx, cfg)

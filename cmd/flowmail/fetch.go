@@ -79,11 +79,6 @@ func runFetch(c *cli.Context, s *streams) error {
 	}
 	defer release()
 	keep := c.Bool("keep")
-	if onionOn && !keep {
-		// Deleting would show the storers the recipient's client.
-		fmt.Fprintln(s.err, "onion: fetched mail stays in the network until it expires (deleting has no onion form)")
-		keep = true
-	}
 	codec, err := mail.NewCodec()
 	if err != nil {
 		return err
@@ -98,6 +93,7 @@ func runFetch(c *cli.Context, s *streams) error {
 	if err != nil {
 		return err
 	}
+	routeNames(resolver, net)
 
 	// The key is renewed once per run and then daily: the network keeps
 	// it 30 days, and --watch need not store it again every minute.
@@ -115,7 +111,7 @@ func runFetch(c *cli.Context, s *streams) error {
 			return err
 		}
 		prog := newFetchProgress(s.err)
-		opt := delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: keep, Logger: log, KeyLogs: n.DHT(), Progress: prog.Report,
+		opt := delivery.FetchOptions{Maildir: maildir, Now: time.Now(), Keep: keep, Logger: log, KeyLogs: keyLogsFor(n, net), Progress: prog.Report,
 			ShardCache: filepath.Join(home, stateDirName, "shards"), Grants: grants}
 		var rep *delivery.FetchReport
 		if d, derr := readDelegation(home); derr == nil && !onionOn {

@@ -32,6 +32,12 @@ import (
 // (errNoRecordDHT) instead of failing later.
 type recordDHT interface {
 	PutRecord(ctx context.Context, rec []byte, lifetime time.Duration) (int, error)
+	recordReader
+}
+
+// recordReader reads records and key states: the DHT, or a client's
+// onion-routed view of it (node.OnionNetwork).
+type recordReader interface {
 	GetRecord(ctx context.Context, slot block.ID) (*record.Record, time.Duration, error)
 	KeyState(ctx context.Context, address block.ID) (record.KeyState, error)
 }
@@ -48,7 +54,7 @@ func recordsOf(n *node.Node) (recordDHT, error) {
 
 // nameDHT adapts a recordDHT to naming.DHT. Without one (d nil) every
 // call is errNoRecordDHT, so a name's DNS half is still checked first.
-type nameDHT struct{ d recordDHT }
+type nameDHT struct{ d recordReader }
 
 func (a nameDHT) Record(ctx context.Context, slot block.ID) (*record.Record, error) {
 	if a.d == nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flowmail/flowmail/delivery"
+	"github.com/flowmail/flowmail/naming"
 	"github.com/flowmail/flowmail/node"
 	"github.com/flowmail/flowmail/onion"
 )
@@ -97,6 +98,23 @@ func networkFor(c *cli.Context, n *node.Node, w io.Writer) (delivery.Network, fu
 	}
 	fmt.Fprintf(w, "onion: routing through 3 relays, guard %s; mean delay per hop %s for stores, %s for lists and fetches\n", o.Guard().ID().Short(), opt.PutDelay, opt.Delay)
 	return o, o.Close, true, nil
+}
+
+// keyLogsFor is where a command reads key logs: through exits when net
+// is onion-routed (section 14.9's RECORD), else the DHT directly.
+func keyLogsFor(n *node.Node, net delivery.Network) delivery.KeyLogs {
+	if o, ok := net.(*node.OnionNetwork); ok {
+		return o
+	}
+	return n.DHT()
+}
+
+// routeNames makes r read name certificates and key logs through exits
+// when net is onion-routed.
+func routeNames(r *naming.Resolver, net delivery.Network) {
+	if o, ok := net.(*node.OnionNetwork); ok && r != nil {
+		r.DHT = nameDHT{o}
+	}
 }
 
 // onionAdvice explains an onion routing error, naming the flags; other

@@ -87,15 +87,22 @@ func runSend(c *cli.Context, s *streams) error {
 	// name is reported before any network wait.
 	var n *node.Node
 	var resolver *naming.Resolver
+	var net delivery.Network // the node, or with --onion its view through relays
 	all := slices.Concat(c.StringSlice("to"), c.StringSlice("cc"), c.StringSlice("bcc"))
 	if slices.ContainsFunc(all, isName) || c.String("as") != "" {
 		if n, err = startClient(ctx, c, s); err != nil {
 			return err
 		}
 		defer n.Close()
+		var release func()
+		if net, release, _, err = networkFor(c, n, s.err); err != nil {
+			return err
+		}
+		defer release()
 		if resolver, err = nameResolver(c, n); err != nil {
 			return err
 		}
+		routeNames(resolver, net)
 	}
 	// --as: the certificate of the sender's own name goes in the message,
 	// for recipients to check and show (docs/PROTOCOL.md 19.8).
@@ -165,12 +172,12 @@ func runSend(c *cli.Context, s *streams) error {
 			return err
 		}
 		defer n.Close()
+		var release func()
+		if net, release, _, err = networkFor(c, n, s.err); err != nil {
+			return err
+		}
+		defer release()
 	}
-	net, release, onionOn, err := networkFor(c, n, s.err)
-	if err != nil {
-		return err
-	}
-	defer release()
 	if err := publishOwnKeys(ctx, c, net, me); err != nil {
 		fmt.Fprintf(s.err, "warning: %v (replies may not find you)\n", err)
 	}
@@ -182,17 +189,9 @@ func runSend(c *cli.Context, s *streams) error {
 	lookup := func(mbs []mail.Mailbox, names []string) ([]*identity.PublicKey, error) {
 		keys := make([]*identity.PublicKey, len(mbs))
 		for i, mb := range mbs {
-			if onionOn {
-				// Key logs are read from the DHT directly (README: not
-				// hidden yet); a network without relays for this
-				// recipient says so before anything is read directly.
-				if _, err := delivery.LookupPubkey(ctx, net, mb.Address); errors.Is(err, node.ErrNoRelays) {
-					return nil, err
-				}
-			}
 			// A signed move the user agrees to follow re-addresses the
 			// mail to the new address (mbs is to, cc or bcc itself).
-			k, addr, changed, err := resolveContact(ctx, c, s, net, n.DHT(), book, names[i], mb.Address)
+			k, addr, changed, err := resolveContact(ctx, c, s, net, keyLogsFor(n, net), book, names[i], mb.Address)
 			if err != nil {
 				return nil, err
 			}

@@ -116,6 +116,7 @@ var limits = map[string]any{
 	"MaxSURBs":         onion.MaxSURBs,
 	"MaxListReply":     onion.MaxListReply,
 	"MaxGetChunk":      onion.MaxGetChunk,
+	"MaxRecordReply":   onion.MaxRecordReply,
 	"MaxAssemblies":    onion.MaxAssemblies,
 	"AssemblyTimeout":  onion.AssemblyTimeout,
 	"GuardMinLifetime": onion.GuardMinLifetime,
@@ -128,6 +129,7 @@ var limits = map[string]any{
 	"MaxOnionExits":         node.MaxOnionExits,
 	"MaxOnionForwards":      node.MaxOnionForwards,
 	"OnionExitTimeout":      node.OnionExitTimeout,
+	"RecordExits":           node.RecordExits,
 
 	"MaxRecordSize":    block.MaxRecordSize,
 	"MaxRotations":     block.MaxRotations,
