@@ -110,13 +110,9 @@ func NewAccounts(cfg AccountsConfig) (*Accounts, error) {
 
 // Handle answers one request (a transport.Handler).
 func (a *Accounts) Handle(ctx context.Context, from transport.Peer, req []byte) []byte {
-	m, err := Decode(req)
-	if err != nil {
-		code := kademlia.CodeMalformed
-		if errors.Is(err, ErrUnknownType) {
-			code = kademlia.CodeUnknownType
-		}
-		return errorReply(code, err.Error())
+	m, refusal := decodeRequest(req)
+	if refusal != nil {
+		return refusal
 	}
 	switch m := m.(type) {
 	case Stretch:
@@ -132,6 +128,20 @@ func (a *Accounts) Handle(ctx context.Context, from transport.Peer, req []byte) 
 	}
 	// An answer type sent as a request.
 	return errorReply(kademlia.CodeMalformed, fmt.Sprintf("%#02x is not a request", uint8(m.Type())))
+}
+
+// decodeRequest decodes a request, or gives the ERROR reply that refuses
+// it: unknown type or malformed.
+func decodeRequest(req []byte) (Message, []byte) {
+	m, err := Decode(req)
+	if err != nil {
+		code := kademlia.CodeMalformed
+		if errors.Is(err, ErrUnknownType) {
+			code = kademlia.CodeUnknownType
+		}
+		return nil, errorReply(code, err.Error())
+	}
+	return m, nil
 }
 
 func errorReply(code kademlia.ErrorCode, text string) []byte {

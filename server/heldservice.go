@@ -36,13 +36,9 @@ func newHeldService(h *Holder, group func(transport.Peer) transport.Group) *held
 
 // Handle answers one held-mail request.
 func (s *heldService) Handle(ctx context.Context, from transport.Peer, req []byte) []byte {
-	m, err := Decode(req)
-	if err != nil {
-		code := kademlia.CodeMalformed
-		if errors.Is(err, ErrUnknownType) {
-			code = kademlia.CodeUnknownType
-		}
-		return errorReply(code, err.Error())
+	m, refusal := decodeRequest(req)
+	if refusal != nil {
+		return refusal
 	}
 	switch m := m.(type) {
 	case Hold:
