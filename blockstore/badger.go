@@ -40,6 +40,9 @@ type badgerStore struct {
 
 	budgets    *budgets
 	overBudget atomic.Uint64
+	// unsynced: a commit since the last sync; syncs counts syncs.
+	unsynced atomic.Bool
+	syncs    atomic.Uint64
 
 	// Writer-only state: charges of the transaction being built, and the
 	// bytes of blocks removed since value-log GC last ran.
@@ -128,7 +131,7 @@ func (s *badgerStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 	if err := a.verify(); err != nil {
 		return a.key, err
 	}
-	return a.key, s.submit(ctx, &writeOp{kind: opPut, now: now, put: a, pinned: opt.Pinned, source: opt.Source})
+	return a.key, s.submit(ctx, &writeOp{kind: opPut, now: now, put: a, pinned: opt.Pinned, source: opt.Source, sync: opt.Sync})
 }
 
 // replay reports whether a Put would change nothing: the block is held
@@ -400,6 +403,7 @@ func (s *badgerStore) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.counters.stats(s.cfg.QuotaBytes)
 	st.OverBudget = s.overBudget.Load()
+	st.Syncs = s.syncs.Load()
 	return st
 }
 
@@ -426,10 +430,16 @@ func (s *badgerStore) maintain() {
 	defer sweep.Stop()
 	gc := s.cfg.Clock.NewTicker(s.cfg.GCInterval)
 	defer gc.Stop()
+	syncs := s.cfg.Clock.NewTicker(s.cfg.SyncInterval)
+	defer syncs.Stop()
 	for {
 		select {
 		case <-s.bg.Done():
 			return
+		case <-syncs.C:
+			if err := s.sync(); err != nil {
+				s.cfg.Logger.Warn("blockstore: sync failed", "err", err)
+			}
 		case <-sweep.C:
 			if err := s.Sweep(s.bg); err != nil && s.bg.Err() == nil {
 				s.cfg.Logger.Warn("blockstore: sweep failed", "err", err)
@@ -441,4 +451,17 @@ func (s *badgerStore) maintain() {
 			}
 		}
 	}
+}
+
+// sync puts the changes committed since the last sync on disk, if any.
+func (s *badgerStore) sync() error {
+	if !s.unsynced.Swap(false) {
+		return nil
+	}
+	if err := s.db.Sync(); err != nil {
+		s.unsynced.Store(true)
+		return fmt.Errorf("blockstore: syncing Badger: %w", err)
+	}
+	s.syncs.Add(1)
+	return nil
 }

@@ -32,9 +32,11 @@ import (
 // reclaimable), about the size of the data written.
 func badgerOptions(dir string, cfg Config) badger.Options {
 	o := badger.DefaultOptions(dir).
-		// A Put is acknowledged once on disk; the writer batches
-		// concurrent Puts into one transaction, so they share a sync.
-		WithSyncWrites(true).
+		// The writer syncs: at once for a Sync Put, else on
+		// SyncInterval (a STORE from a peer need not wait for the disk:
+		// docs/PROTOCOL.md section 5). It batches concurrent Puts into
+		// one transaction, so they share a sync.
+		WithSyncWrites(false).
 		// Blocks (all but the tiniest data blocks) go to the value log;
 		// the LSM tree holds only keys and small metadata (about 5 keys,
 		// 300 bytes per block). Small memtables are only safe because of

@@ -536,3 +536,39 @@ func FuzzPutBadger(f *testing.F) {
 		fuzzPut(t, s, b, time.Duration(lifetime))
 	})
 }
+
+// A STORE from a peer is held once written and reaches the disk at the
+// next sync; a Sync Put (the node's own pubkey) waits for the disk.
+func TestUnsyncedPutsReachTheDiskOnTheInterval(t *testing.T) {
+	fx := testFixtures(t, 12)
+	ctx := t.Context()
+
+	// An interval that never passes in this test: only a Sync Put syncs.
+	s := openBadger(t, Config{SyncInterval: time.Hour})
+	b, _ := fx.data(4096)
+	id, err := s.Put(ctx, b, time.Hour, PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Get(ctx, id); err != nil {
+		t.Fatalf("an unsynced Put is not readable: %v", err)
+	}
+	if n := s.Stats().Syncs; n != 0 {
+		t.Fatalf("%d syncs after a Put without Sync, want 0", n)
+	}
+	b2, _ := fx.data(4096)
+	if _, err := s.Put(ctx, b2, time.Hour, PutOptions{Sync: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Stats().Syncs; n != 1 {
+		t.Fatalf("%d syncs after a Sync Put returned, want 1", n)
+	}
+
+	// A short interval: the ticker syncs what waits, and only then.
+	s2 := openBadger(t, Config{SyncInterval: 5 * time.Millisecond})
+	b3, _ := fx.data(4096)
+	if _, err := s2.Put(ctx, b3, time.Hour, PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the interval's sync never came", func() bool { return s2.Stats().Syncs >= 1 })
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -36,6 +37,7 @@ type writeOp struct {
 	put      admitted // opPut
 	pinned   bool     // opPut
 	source   Source   // opPut
+	sync     bool     // opPut: on disk before the reply
 	id       block.ID // opDelete, opDropCorrupt, opDrop
 	preimage [32]byte // opDelete
 	swept    int      // opSweep: blocks removed, set before the reply
@@ -111,6 +113,17 @@ func (s *badgerStore) commitPrefix(ops []*writeOp) int {
 					s.overBudget.Add(1)
 				}
 			}
+			// A Sync Put waits for the disk; the others' changes go
+			// with the next sync.
+			if slices.ContainsFunc(ops[:n], func(op *writeOp) bool { return op.sync }) {
+				if serr := s.sync(); serr != nil {
+					for i, op := range ops[:n] {
+						if op.sync && results[i] == nil {
+							results[i] = serr
+						}
+					}
+				}
+			}
 		}
 		for i, op := range ops[:n] {
 			if err != nil {
@@ -124,7 +137,7 @@ func (s *badgerStore) commitPrefix(ops []*writeOp) int {
 }
 
 // tryCommit applies ops in one transaction with the counters and commits
-// it (SyncWrites: it returns once the transaction is on disk). results
+// it, without a sync (commitPrefix syncs for a Sync Put). results
 // holds each op's own outcome; fit is how many ops fitted when err is
 // badger.ErrTxnTooBig.
 func (s *badgerStore) tryCommit(ops []*writeOp) (results []error, c counters, fit int, err error) {
@@ -150,7 +163,11 @@ func (s *badgerStore) tryCommit(ops []*writeOp) (results []error, c counters, fi
 	}
 	// A batch that changed nothing (replays) commits nothing: no write,
 	// no sync.
-	return results, c, len(ops), txn.Commit()
+	if err := txn.Commit(); err != nil {
+		return nil, c, len(ops), err
+	}
+	s.unsynced.Store(true)
+	return results, c, len(ops), nil
 }
 
 // apply makes op's changes in txn. result is what the op's caller gets;

@@ -47,11 +47,18 @@ type Config struct {
 	// collection (0: ten minutes). It also runs it whenever the blocks
 	// removed since the last run add up to gcTrigger bytes.
 	GCInterval time.Duration
+	// SyncInterval is how long a change may wait before the Badger store
+	// puts it on disk (0: DefaultSyncInterval); a Put with
+	// PutOptions.Sync does not wait.
+	SyncInterval time.Duration
 }
 
 const (
 	defaultSweepInterval = time.Minute
 	defaultGCInterval    = 10 * time.Minute
+	// DefaultSyncInterval is how long the Badger store lets changes
+	// wait in the page cache (docs/PROTOCOL.md section 5).
+	DefaultSyncInterval = time.Second
 	// BudgetHalfLife is how fast a source's charges decay
 	// (docs/PROTOCOL.md section 5.2).
 	BudgetHalfLife = time.Hour
@@ -72,6 +79,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.GCInterval <= 0 {
 		c.GCInterval = defaultGCInterval
+	}
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = DefaultSyncInterval
 	}
 	if c.BudgetHalfLife <= 0 {
 		c.BudgetHalfLife = BudgetHalfLife

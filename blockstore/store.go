@@ -39,6 +39,13 @@ type PutOptions struct {
 	// decide whether the Put may evict others' blocks (budget.go). The
 	// zero Source is the node itself: no budget.
 	Source Source
+	// Sync makes Put return once the block is on disk. Without it Put
+	// returns once the block is in the store: readable, and kept if the
+	// process dies, but on disk only at the next sync, at most
+	// Config.SyncInterval later (docs/PROTOCOL.md section 5: a machine
+	// that loses power loses the blocks of that interval, as if it had
+	// left the network for them).
+	Sync bool
 }
 
 // Source names the sender of a Put with opaque keys the caller chooses,
@@ -71,6 +78,9 @@ type Stats struct {
 	// OverBudget counts Puts refused with ErrOverBudget since the store
 	// was opened (not persisted).
 	OverBudget uint64
+	// Syncs counts the times the store put its changes on disk since it
+	// was opened (not persisted): for a Sync Put, or on the interval.
+	Syncs uint64
 }
 
 // Store keeps verified blocks by ID. Implementations are safe for
@@ -80,7 +90,8 @@ type Store interface {
 	// lifetime, capped at block.MaxLifetime, under the key it returns:
 	// the ID. Storing a block already held keeps the later expiry, moved
 	// only by at least MinExtension (or the time left, when less), and
-	// writes nothing else. When Put returns nil the block is durable.
+	// writes nothing else. When Put returns nil the block is held, and on
+	// disk if PutOptions.Sync.
 	//
 	// A record (block type 4) is verified by record.Parse and kept under
 	// its slot, which Put returns; a slot holds one record, the newest:

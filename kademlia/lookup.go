@@ -85,6 +85,10 @@ type lookupParams struct {
 	target    block.ID
 	wantBlock bool // FIND_BLOCK: a verified block ends the lookup
 	k, alpha  int
+	// width is how many of the closest the lookup seeks (1 to k; 0: k):
+	// it asks, waits for and returns the width closest. Its bounds on
+	// candidates and messages stay those of k.
+	width int
 	// table tells what the routing table knows of a contact heard of:
 	// the contact to ask for its ID (the table's own entry, whose address
 	// a handshake verified, else c) and whether the last request to that
@@ -184,6 +188,9 @@ type namedRecord struct {
 }
 
 func newLookupMachine(p lookupParams) *lookupMachine {
+	if p.width <= 0 || p.width > p.k {
+		p.width = p.k
+	}
 	if p.table == nil {
 		p.table = func(c transport.Contact) (transport.Contact, bool) { return c, false }
 	}
@@ -462,8 +469,8 @@ func (m *lookupMachine) add(c transport.Contact, depth int, from *candidate) {
 	m.cands = kept
 }
 
-// next returns the closest fresh contact among the K closest that have
-// neither failed nor stalled, or nil when all of those were asked.
+// next returns the closest fresh contact among the width closest that
+// have neither failed nor stalled, or nil when all of those were asked.
 func (m *lookupMachine) next() *candidate {
 	n := 0
 	g := m.groupCounter()
@@ -474,7 +481,7 @@ func (m *lookupMachine) next() *candidate {
 		case c.state == fresh:
 			return c
 		}
-		if n++; n == m.p.k {
+		if n++; n == m.p.width {
 			break
 		}
 	}
@@ -517,9 +524,10 @@ func (g *groupCounter) fits(c *candidate) bool {
 }
 
 // terminated reports the termination rule (docs/PROTOCOL.md section 8):
-// the K closest contacts heard of that neither failed nor stalled have
-// all answered, and either K contacts answered or no stalled request is
-// left to wait for. A stalled contact is passed over like a failed one,
+// the width (K, or 2R for a data block's put and delete) closest
+// contacts heard of that neither failed nor stalled have all answered,
+// and either that many answered or no stalled request is left to wait
+// for. A stalled contact is passed over like a failed one,
 // so a dead contact among the closest costs the stall time, not the
 // timeout; when fewer than K answered, the stalled requests are all the
 // lookup has left, and it waits for them.
@@ -538,22 +546,22 @@ func (m *lookupMachine) terminated() bool {
 		case c.state == fresh, c.state == waiting:
 			return false
 		}
-		if n++; n == m.p.k {
+		if n++; n == m.p.width {
 			return true
 		}
 	}
 	return !stalledLeft
 }
 
-// closest returns the K closest contacts that answered, closest first,
-// at most groupLimit of one IP group.
+// closest returns the width closest contacts that answered, closest
+// first, at most groupLimit of one IP group.
 func (m *lookupMachine) closest() []transport.Contact {
 	var out []transport.Contact
 	g := m.groupCounter()
 	for _, c := range m.cands {
 		if c.state == answered && g.fits(c) {
 			out = append(out, c.Contact)
-			if len(out) == m.p.k {
+			if len(out) == m.p.width {
 				break
 			}
 		}

@@ -19,7 +19,13 @@ import (
 // stall time stops counting against Alpha but may still answer. It
 // returns the K closest contacts that answered, closest first.
 func (d *DHT) Lookup(ctx context.Context, target block.ID) ([]transport.Contact, LookupStats, error) {
-	m, err := d.runLookup(ctx, target, false)
+	return d.lookupWidth(ctx, target, d.cfg.K)
+}
+
+// lookupWidth is Lookup for the width closest contacts (1 to K): it ends
+// when those have answered and returns them.
+func (d *DHT) lookupWidth(ctx context.Context, target block.ID, width int) ([]transport.Contact, LookupStats, error) {
+	m, err := d.runLookup(ctx, target, false, width)
 	st := m.finalStats()
 	if err != nil {
 		return nil, st, err
@@ -40,14 +46,14 @@ type lookupResult struct {
 	err   error
 }
 
-// runLookup drives a lookupMachine: it carries the machine's requests to
+// runLookup drives a lookupMachine seeking the width closest: it carries the machine's requests to
 // the transport and their outcomes, the stall timer and cancellation back
 // to it, and applies its charges to the routing table. Every request it
 // started has returned when it returns.
-func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool) (*lookupMachine, error) {
+func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool, width int) (*lookupMachine, error) {
 	m := newLookupMachine(lookupParams{
 		self: d.cfg.ID, target: target, wantBlock: wantBlock,
-		k: d.cfg.K, alpha: d.cfg.Alpha,
+		k: d.cfg.K, alpha: d.cfg.Alpha, width: width,
 		table:      d.table.preferred,
 		groupLimit: d.cfg.BucketIPLimit,
 	})

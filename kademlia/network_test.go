@@ -756,3 +756,76 @@ func TestLookupKeepsUnansweredContactsOutOfTheTable(t *testing.T) {
 		}
 	})
 }
+
+// TestDataBlocksAreLookedUpNarrowly checks the widths of section 8: a
+// client that knows every node puts and deletes a data block with
+// lookups of width 2R (2R FIND_NODEs, then R STOREs or 2R DELETEs), and
+// an index block with the full K: its delete widens to the K closest
+// once more than R of the 2R held it, and no copy is left.
+func TestDataBlocksAreLookedUpNarrowly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 12
+		r, w := block.ShardReplicas, 2*block.ShardReplicas
+		s := smallNet(t, 7, k, 3)
+		full := s.AddNodes(16, false)
+		meshSeed(full)
+		client := s.AddNodes(1, true)[0]
+		for _, n := range full {
+			kademlia.Seen(client.DHT, n.Contact(), time.Now())
+		}
+		sent := func(f func()) int {
+			before := client.DHT.Stats().RequestsSent
+			f()
+			return int(client.DHT.Stats().RequestsSent - before)
+		}
+		held := func(id block.ID) (n int) {
+			for _, x := range full {
+				if _, err := x.Store.Stat(t.Context(), id); err == nil {
+					n++
+				}
+			}
+			return n
+		}
+		ctx := t.Context()
+
+		data, pre := kademlia.DataBlockWithDeletion("a shard looked up narrowly")
+		id := block.Sum(data)
+		if n := sent(func() {
+			if stored, err := client.DHT.Put(ctx, data, time.Hour); err != nil || stored != r {
+				t.Fatalf("Put stored at %d nodes (%v), want %d", stored, err, r)
+			}
+		}); n != w+r {
+			t.Fatalf("a data block's put sent %d requests, want %d FIND_NODEs and %d STOREs", n, w, r)
+		}
+		if n := sent(func() {
+			if deleted, err := client.DHT.Delete(ctx, id, pre); err != nil || deleted != r {
+				t.Fatalf("Delete removed %d copies (%v), want %d", deleted, err, r)
+			}
+		}); n != 2*w {
+			t.Fatalf("a data block's delete sent %d requests, want %d FIND_NODEs and %d DELETEs", n, w, w)
+		}
+		if h := held(id); h != 0 {
+			t.Fatalf("%d copies left after the delete", h)
+		}
+
+		idx, ipre := kademlia.IndexBlock(s.Rand, s.RandomID(), 0)
+		iid := block.Sum(idx)
+		if n := sent(func() {
+			if stored, err := client.DHT.Put(ctx, idx, time.Hour); err != nil || stored != k {
+				t.Fatalf("Put stored at %d nodes (%v), want %d", stored, err, k)
+			}
+		}); n != 2*k {
+			t.Fatalf("an index block's put sent %d requests, want %d FIND_NODEs and %d STOREs", n, k, k)
+		}
+		if n := sent(func() {
+			if deleted, err := client.DHT.Delete(ctx, iid, ipre); err != nil || deleted != k {
+				t.Fatalf("Delete removed %d copies (%v), want %d", deleted, err, k)
+			}
+		}); n != w+w+k+(k-w) {
+			t.Fatalf("an index block's delete sent %d requests, want %d", n, w+w+k+(k-w))
+		}
+		if h := held(iid); h != 0 {
+			t.Fatalf("%d copies left after the delete", h)
+		}
+	})
+}

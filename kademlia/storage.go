@@ -49,6 +49,18 @@ func (d *DHT) holders(t block.Type) int {
 	return d.cfg.K
 }
 
+// seekWidth is how many of the closest nodes a put of a block of type t
+// looks up (docs/PROTOCOL.md 8, 9.7): K, or 2R for a data block. 2R
+// contacts, at most two of one IP group, always offer the R groups that
+// placement takes one holder from, and a lookup that waits for 2R answers
+// instead of K costs a few requests instead of twenty.
+func (d *DHT) seekWidth(t block.Type) int {
+	if t == block.TypeData {
+		return min(2*block.ShardReplicas, d.cfg.K)
+	}
+	return d.cfg.K
+}
+
 // placement picks the n contacts of closest (closest to id first) that
 // are to hold a block of type t. A data block, held by few, takes at most one
 // contact per IP group (unless the IP limits are off, as on a testnet):
@@ -99,7 +111,7 @@ func (d *DHT) Put(ctx context.Context, blk []byte, lifetime time.Duration) (int,
 		return 0, fmt.Errorf("kademlia: refusing to put an invalid block: %w", err)
 	}
 	id := block.Sum(blk)
-	closest, _, lerr := d.Lookup(ctx, id)
+	closest, _, lerr := d.lookupWidth(ctx, id, d.seekWidth(h.Type))
 	if lerr != nil && (d.cfg.Store == nil || ctx.Err() != nil) {
 		return 0, lerr
 	}
@@ -160,7 +172,7 @@ func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, erro
 			d.log.Warn("kademlia: reading a block", "id", id.Short(), "err", err)
 		}
 	}
-	m, err := d.runLookup(ctx, id, true)
+	m, err := d.runLookup(ctx, id, true, d.cfg.K)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -170,8 +182,11 @@ func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, erro
 	return m.found, time.Duration(m.lifetime) * time.Second, nil
 }
 
-// Delete asks the K nodes closest to id to drop it, proving the right
-// with preimage, and drops it from the own store. It returns how many
+// Delete asks the nodes that hold id to drop it, proving the right with
+// preimage, and drops it from the own store. It does not know the
+// block's type: it asks the 2R closest (a data block's holders are R of
+// them) and, when more than R of those held it (a block held by K),
+// the rest of the K closest (docs/PROTOCOL.md 8). It returns how many
 // nodes deleted it.
 func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, error) {
 	deleted := 0
@@ -185,13 +200,29 @@ func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, 
 			errs = append(errs, fmt.Errorf("local store: %w", err))
 		}
 	}
-	closest, _, err := d.Lookup(ctx, id)
+	msg := Delete{ID: id, Preimage: preimage}
+	narrow := d.seekWidth(block.TypeData)
+	closest, _, err := d.lookupWidth(ctx, id, narrow)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	ok, failed := d.requestAll(ctx, closest, Delete{ID: id, Preimage: preimage})
+	ok, failed := d.requestAll(ctx, closest, msg)
 	deleted += ok
 	errs = append(errs, failed...)
+	if deleted > min(block.ShardReplicas, d.cfg.K) && narrow < d.cfg.K {
+		asked := make(map[block.ID]bool, len(closest))
+		for _, c := range closest {
+			asked[c.ID] = true
+		}
+		wide, _, err := d.Lookup(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		wide = slices.DeleteFunc(wide, func(c transport.Contact) bool { return asked[c.ID] })
+		ok, failed := d.requestAll(ctx, wide, msg)
+		deleted += ok
+		errs = append(errs, failed...)
+	}
 	if deleted == 0 {
 		return 0, fmt.Errorf("kademlia: no node deleted %v: %w", id.Short(), errors.Join(errs...))
 	}

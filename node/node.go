@@ -177,7 +177,7 @@ func (n *Node) openStore(ctx context.Context) error {
 		}
 		n.store = st
 	}
-	if _, err := n.store.Put(ctx, n.id.Public().Block, block.MaxLifetime, blockstore.PutOptions{Pinned: true}); err != nil {
+	if _, err := n.store.Put(ctx, n.id.Public().Block, block.MaxLifetime, blockstore.PutOptions{Pinned: true, Sync: true}); err != nil {
 		return fmt.Errorf("node: storing the own pubkey block: %w", err)
 	}
 	return nil

@@ -98,6 +98,7 @@ func BenchmarkSendFetch1MiB(b *testing.B) {
 	}
 	var stored int64
 	var sending, fetching time.Duration
+	sentBefore, fetchedBefore := sender.DHT().Stats().RequestsSent, fetcher.DHT().Stats().RequestsSent
 	b.SetBytes(int64(len(msg)))
 	b.ResetTimer()
 	for range b.N {
@@ -120,6 +121,9 @@ func BenchmarkSendFetch1MiB(b *testing.B) {
 	// (list, gets, open, delete) of one mail.
 	b.ReportMetric(float64(sending.Milliseconds())/float64(b.N), "send-ms/op")
 	b.ReportMetric(float64(fetching.Milliseconds())/float64(b.N), "fetch-ms/op")
+	// Requests each client sent per mail: lookups, stores, gets, deletes.
+	b.ReportMetric(float64(sender.DHT().Stats().RequestsSent-sentBefore)/float64(b.N), "send-requests/op")
+	b.ReportMetric(float64(fetcher.DHT().Stats().RequestsSent-fetchedBefore)/float64(b.N), "fetch-requests/op")
 	// Bytes every store took for one mail (index, data and parity blocks
 	// at their holders) per byte of the RFC 5322 message.
 	b.ReportMetric(float64(stored)/float64(b.N)/float64(len(msg)), "stored/byte")
