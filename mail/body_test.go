@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/flowmail/flowmail/block"
 	"github.com/flowmail/flowmail/identity"
@@ -139,5 +142,58 @@ func TestBufferClassesBoundWaste(t *testing.T) {
 		if c < n || c-n > max(n, 4096) || c-n >= 1<<20 && n > 1<<20 || bufClass(c) != c {
 			t.Errorf("bufClass(%d) = %d", n, c)
 		}
+	}
+}
+
+// The body's zstd frame carries no content checksum, and a checksum a
+// frame does carry is not checked (spec 9.3): the AEAD authenticated
+// the frame before it is decompressed.
+func TestFrameCarriesNoChecksum(t *testing.T) {
+	c := testCodec(t)
+	plain := bytes.Repeat([]byte("a body that compresses well. "), 200)
+	var z bytes.Buffer
+	e, err := c.encoder(&z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Write(plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.putEncoder(e)
+	frame := z.Bytes()
+	if len(frame) < 5 || !bytes.Equal(frame[:4], []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+		t.Fatalf("not a zstd frame: % x", frame[:min(len(frame), 8)])
+	}
+	if frame[4]&0x04 != 0 {
+		t.Fatalf("frame header descriptor %#x sets Content_Checksum_flag", frame[4])
+	}
+	decode := func(frame []byte) ([]byte, error) {
+		d, err := c.decoder(bytes.NewReader(frame))
+		if err != nil {
+			return nil, err
+		}
+		defer c.putDecoder(d)
+		return io.ReadAll(d)
+	}
+	if got, err := decode(frame); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("round trip: %v", err)
+	}
+
+	// A frame with a checksum, the checksum wrong: decoded all the same.
+	other, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withSum := other.EncodeAll(plain, nil)
+	other.Close()
+	if withSum[4]&0x04 == 0 {
+		t.Fatal("the reference encoder wrote no checksum")
+	}
+	withSum[len(withSum)-1] ^= 0xff
+	if got, err := decode(withSum); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("a frame with a wrong checksum: %v", err)
 	}
 }
