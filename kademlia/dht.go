@@ -115,6 +115,7 @@ type DHT struct {
 	records  recordLimiter
 	rtt      rttEstimator
 	stats    counters
+	near     nearMemo
 }
 
 // New checks cfg and returns a DHT with an empty routing table.

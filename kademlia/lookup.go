@@ -569,6 +569,22 @@ func (m *lookupMachine) closest() []transport.Contact {
 	return out
 }
 
+// nearest returns the n closest contacts heard of that have not failed,
+// asked or not, closest first, at most groupLimit of one IP group.
+func (m *lookupMachine) nearest(n int) []transport.Contact {
+	var out []transport.Contact
+	g := m.groupCounter()
+	for _, c := range m.cands {
+		if c.state != failed && g.fits(c) {
+			out = append(out, c.Contact)
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	return out
+}
+
 // finalStats returns the stats with Hops and Rounds filled in.
 func (m *lookupMachine) finalStats() LookupStats {
 	st := m.stats

@@ -761,7 +761,8 @@ func TestLookupKeepsUnansweredContactsOutOfTheTable(t *testing.T) {
 // client that knows every node puts and deletes a data block with
 // lookups of width 2R (2R FIND_NODEs, then R STOREs or 2R DELETEs), and
 // an index block with the full K: its delete widens to the K closest
-// once more than R of the 2R held it, and no copy is left.
+// once more than R of the 2R held it, and no copy is left. A shard the
+// client fetched is deleted without a lookup.
 func TestDataBlocksAreLookedUpNarrowly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const k = 12
@@ -805,6 +806,27 @@ func TestDataBlocksAreLookedUpNarrowly(t *testing.T) {
 			t.Fatalf("a data block's delete sent %d requests, want %d FIND_NODEs and %d DELETEs", n, w, w)
 		}
 		if h := held(id); h != 0 {
+			t.Fatalf("%d copies left after the delete", h)
+		}
+
+		// A shard the client just got is deleted at the 2R closest its
+		// Get's lookup knew, without another lookup.
+		got, gpre := kademlia.DataBlockWithDeletion("a shard fetched, then deleted")
+		gid := block.Sum(got)
+		if _, err := client.DHT.Put(ctx, got, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if b, _, err := client.DHT.Get(ctx, gid); err != nil || !bytes.Equal(b, got) {
+			t.Fatalf("Get: %v", err)
+		}
+		if n := sent(func() {
+			if deleted, err := client.DHT.Delete(ctx, gid, gpre); err != nil || deleted != r {
+				t.Fatalf("Delete removed %d copies (%v), want %d", deleted, err, r)
+			}
+		}); n != w {
+			t.Fatalf("deleting a shard just fetched sent %d requests, want %d DELETEs", n, w)
+		}
+		if h := held(gid); h != 0 {
 			t.Fatalf("%d copies left after the delete", h)
 		}
 

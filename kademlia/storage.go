@@ -179,6 +179,9 @@ func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, erro
 	if m.found == nil {
 		return nil, 0, fmt.Errorf("%w: %v (%d requests)", ErrNotFound, id.Short(), m.stats.Messages)
 	}
+	if h, _, err := block.ParseHeader(m.found); err == nil && h.Type == block.TypeData {
+		d.near.remember(id, m.nearest(d.seekWidth(block.TypeData)), d.now())
+	}
 	return m.found, time.Duration(m.lifetime) * time.Second, nil
 }
 
@@ -186,8 +189,10 @@ func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, erro
 // preimage, and drops it from the own store. It does not know the
 // block's type: it asks the 2R closest (a data block's holders are R of
 // them) and, when more than R of those held it (a block held by K),
-// the rest of the K closest (docs/PROTOCOL.md 8). It returns how many
-// nodes deleted it.
+// the rest of the K closest (docs/PROTOCOL.md 8). A data block Get
+// fetched lately is first deleted at the 2R closest that Get's lookup
+// knew (nearMemo), without a lookup. It returns how many nodes deleted
+// it.
 func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, error) {
 	deleted := 0
 	var errs []error
@@ -201,27 +206,37 @@ func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, 
 		}
 	}
 	msg := Delete{ID: id, Preimage: preimage}
-	narrow := d.seekWidth(block.TypeData)
+	r, narrow := min(block.ShardReplicas, d.cfg.K), d.seekWidth(block.TypeData)
+	asked := make(map[block.ID]bool, d.cfg.K)
+	deleteAt := func(cs []transport.Contact) {
+		cs = slices.DeleteFunc(cs, func(c transport.Contact) bool { return asked[c.ID] })
+		for _, c := range cs {
+			asked[c.ID] = true
+		}
+		ok, failed := d.requestAll(ctx, cs, msg)
+		deleted += ok
+		errs = append(errs, failed...)
+	}
+	// A data block this node just got: its R holders are almost always
+	// among the 2R closest that Get's lookup knew, asked without a new
+	// lookup. Only if those were not all R is the ID looked up.
+	if near := d.near.take(id, d.now()); len(near) > 0 {
+		deleteAt(near)
+		if deleted == r {
+			return deleted, nil
+		}
+	}
 	closest, _, err := d.lookupWidth(ctx, id, narrow)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	ok, failed := d.requestAll(ctx, closest, msg)
-	deleted += ok
-	errs = append(errs, failed...)
-	if deleted > min(block.ShardReplicas, d.cfg.K) && narrow < d.cfg.K {
-		asked := make(map[block.ID]bool, len(closest))
-		for _, c := range closest {
-			asked[c.ID] = true
-		}
+	deleteAt(closest)
+	if deleted > r && narrow < d.cfg.K {
 		wide, _, err := d.Lookup(ctx, id)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		wide = slices.DeleteFunc(wide, func(c transport.Contact) bool { return asked[c.ID] })
-		ok, failed := d.requestAll(ctx, wide, msg)
-		deleted += ok
-		errs = append(errs, failed...)
+		deleteAt(wide)
 	}
 	if deleted == 0 {
 		return 0, fmt.Errorf("kademlia: no node deleted %v: %w", id.Short(), errors.Join(errs...))
