@@ -32,7 +32,7 @@ func (d *DHT) Handle(ctx context.Context, from transport.Peer, req []byte) []byt
 	case Ping:
 		resp = Pong{Observed: from.Addr}
 	case FindNode:
-		resp = Nodes{Contacts: d.table.closestAnswer(m.Target, d.cfg.K, from, d.now())}
+		resp = Nodes{Contacts: d.table.closestAnswer(m.Target, d.answerSize(), from, d.now())}
 	case FindBlock:
 		resp = d.handleFindBlock(ctx, from, m)
 	case Store:
@@ -90,7 +90,7 @@ func (d *DHT) handleFindBlock(ctx context.Context, from transport.Peer, m FindBl
 			d.log.Warn("kademlia: reading a block", "id", m.ID.Short(), "err", err)
 		}
 	}
-	return Nodes{Contacts: d.table.closestAnswer(m.ID, d.cfg.K, from, d.now())}
+	return Nodes{Contacts: d.table.closestAnswer(m.ID, d.answerSize(), from, d.now())}
 }
 
 // storeErrorCode maps a store error to the code a peer understands. A
@@ -212,3 +212,8 @@ func (d *DHT) handleDelete(ctx context.Context, m Delete) Message {
 	d.repub.forget(m.ID)
 	return OK{}
 }
+
+// answerSize is how many contacts a NODES answer names: K and a quarter
+// more (MaxNodes at K = 20), so the live K closest stay in it when up to
+// a quarter of the contacts this node counts live have died unnoticed.
+func (d *DHT) answerSize() int { return d.cfg.K + d.cfg.K/4 }

@@ -15,9 +15,14 @@ import (
 
 // Protocol constants of docs/PROTOCOL.md sections 8 and 11.
 const (
-	// K is the replication factor, the bucket size and the most contacts
-	// a NODES message may carry.
+	// K is the replication factor and the bucket size.
 	K = 20
+	// MaxNodes is the most contacts a NODES message may carry: K and a
+	// quarter more, which a node answers with (docs/PROTOCOL.md section
+	// 8: after a mass failure up to a quarter of the contacts a node
+	// still counts live may be dead, and the extra quarter keeps the live
+	// K closest in its answer).
+	MaxNodes = K + K/4
 	// Alpha is how many requests a lookup keeps in flight.
 	Alpha = 3
 	// MaxListEntries bounds the entries of one LISTED message.
@@ -300,8 +305,8 @@ func (m FindNode) appendBody(dst []byte) ([]byte, error) { return append(dst, m.
 func (m FindBlock) appendBody(dst []byte) ([]byte, error) { return append(dst, m.ID[:]...), nil }
 
 func (m Nodes) appendBody(dst []byte) ([]byte, error) {
-	if len(m.Contacts) > K {
-		return nil, fmt.Errorf("%w: NODES with %d contacts, limit %d", ErrTooMany, len(m.Contacts), K)
+	if len(m.Contacts) > MaxNodes {
+		return nil, fmt.Errorf("%w: NODES with %d contacts, limit %d", ErrTooMany, len(m.Contacts), MaxNodes)
 	}
 	dst = append(dst, byte(len(m.Contacts)))
 	var err error
@@ -575,8 +580,8 @@ func Decode(b []byte) (Message, error) {
 
 func decodeNodes(r *reader) Nodes {
 	n := int(r.u8("count"))
-	if r.err == nil && n > K {
-		r.err = fmt.Errorf("%w: NODES count %d, limit %d", ErrTooMany, n, K)
+	if r.err == nil && n > MaxNodes {
+		r.err = fmt.Errorf("%w: NODES count %d, limit %d", ErrTooMany, n, MaxNodes)
 	}
 	if r.err != nil {
 		return Nodes{}

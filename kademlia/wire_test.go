@@ -139,7 +139,7 @@ func sampleMessages() map[string]Message {
 	v6 := netip.MustParseAddrPort("[2001:db8::1]:443")
 	var pre [32]byte
 	copy(pre[:], bytes.Repeat([]byte{0x5a}, 32))
-	full := make([]transport.Contact, K)
+	full := make([]transport.Contact, MaxNodes)
 	for i := range full {
 		full[i] = transport.Contact{ID: testID(byte(i)), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i), 1}), 4433)}
 	}
@@ -161,7 +161,8 @@ func sampleMessages() map[string]Message {
 		"find_node":            FindNode{Target: testID(1)},
 		"nodes_empty":          Nodes{},
 		"nodes_two":            Nodes{Contacts: []transport.Contact{{ID: testID(2), Addr: v4}, {ID: testID(3), Addr: v6}}},
-		"nodes_k":              Nodes{Contacts: full},
+		"nodes_k":              Nodes{Contacts: full[:K]},
+		"nodes_max":            Nodes{Contacts: full},
 		"find_block":           FindBlock{ID: testID(4)},
 		"block":                BlockReply{Lifetime: 3600, Block: dataBlock},
 		"store":                Store{Lifetime: MaxLifetimeSeconds, Block: dataBlock},
@@ -219,7 +220,7 @@ func genMessageVectors() vectors.File {
 	bad("find_node_trailing", plus(enc["find_node"], 1), "trailing bytes", "")
 	bad("find_block_truncated", hx(enc["find_block"][:1]), "truncated", "")
 	bad("nodes_no_count", "13", "truncated", "")
-	bad("nodes_count_above_k", hx(append([]byte{0x13, K + 1}, enc["nodes_k"][2:]...)), "count above limit", "NODES lists at most K contacts")
+	bad("nodes_count_above_max", hx(append([]byte{0x13, MaxNodes + 1}, enc["nodes_max"][2:]...)), "count above limit", "NODES lists at most MaxNodes = K + K/4 contacts")
 	bad("nodes_count_255", "13ff", "count above limit", "")
 	bad("nodes_truncated_entry", hx(with(enc["nodes_two"][:len(enc["nodes_two"])-1], 1, 2)), "truncated", "")
 	bad("nodes_count_exceeds_entries", hx(with(enc["nodes_two"], 1, 3)), "truncated", "")
@@ -278,7 +279,7 @@ func TestEveryMessageRoundTrips(t *testing.T) {
 }
 
 func TestEncodeRefusesWhatDecodeWouldReject(t *testing.T) {
-	tooMany := make([]transport.Contact, K+1)
+	tooMany := make([]transport.Contact, MaxNodes+1)
 	for i := range tooMany {
 		tooMany[i] = transport.Contact{ID: testID(byte(i)), Addr: netip.MustParseAddrPort("192.0.2.1:1")}
 	}
@@ -287,7 +288,7 @@ func TestEncodeRefusesWhatDecodeWouldReject(t *testing.T) {
 		m    Message
 		want error
 	}{
-		"nodes above K":          {Nodes{Contacts: tooMany}, ErrTooMany},
+		"nodes above MaxNodes":   {Nodes{Contacts: tooMany}, ErrTooMany},
 		"listed above max":       {Listed{Entries: make([]ListedEntry, MaxListEntries+1)}, ErrTooMany},
 		"store lifetime zero":    {Store{Lifetime: 0, Block: blk}, ErrLifetime},
 		"block lifetime too big": {BlockReply{Lifetime: MaxLifetimeSeconds + 1, Block: blk}, ErrLifetime},
