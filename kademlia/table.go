@@ -196,6 +196,13 @@ func ipGroup(a netip.Addr) netip.Prefix {
 	return p
 }
 
+// inGroup reports whether ipGroup(a) == g, without building a prefix
+// for a: groupFits asks it of every contact in the table.
+func inGroup(a netip.Addr, g netip.Prefix) bool {
+	a = a.Unmap()
+	return g.IsValid() && a.Is4() == g.Addr().Is4() && g.Contains(a)
+}
+
 func (t *table) bucketIndex(id block.ID) int {
 	return block.CommonPrefixLen(t.self, id)
 }
@@ -219,7 +226,7 @@ func (t *table) groupFits(b *bucket, g netip.Prefix, replacing *entry) bool {
 		n := 0
 		for i := range t.buckets {
 			for _, e := range t.buckets[i].live {
-				if e != replacing && ipGroup(e.Addr.Addr()) == g {
+				if e != replacing && inGroup(e.Addr.Addr(), g) {
 					n++
 				}
 			}
@@ -231,7 +238,7 @@ func (t *table) groupFits(b *bucket, g netip.Prefix, replacing *entry) bool {
 	if t.limits.bucketIP >= 0 {
 		n := 0
 		for _, e := range b.live {
-			if e != replacing && ipGroup(e.Addr.Addr()) == g {
+			if e != replacing && inGroup(e.Addr.Addr(), g) {
 				n++
 			}
 		}
@@ -507,10 +514,15 @@ const ContactFreshness = 15 * time.Minute
 // leaves out the requester and addresses the requester could not use (a
 // loopback address to a peer off loopback).
 func (t *table) closestAnswer(target block.ID, n int, requester transport.Peer, now time.Time) []transport.Contact {
+	// Every entry passed CheckPeerAddr when it entered (seen), so only
+	// the loopback rule, which depends on the requester, is left to
+	// check; the simulations spend a tenth of their time here.
+	cutoff := now.UnixNano() - int64(ContactFreshness)
+	toLoopback := isLoopback(requester.Addr)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.closestLocked(target, n, func(e *entry) bool {
-		return e.ID != requester.ID && e.failures == 0 && now.UnixNano()-e.lastSeen <= int64(ContactFreshness) && usableAddr(e.Addr, requester.Addr)
+		return e.failures == 0 && e.lastSeen >= cutoff && e.ID != requester.ID && (toLoopback || !isLoopback(e.Addr))
 	})
 }
 

@@ -423,3 +423,15 @@ func TestTableAnswersNameOnlyFreshUsableContacts(t *testing.T) {
 		t.Errorf("stale contacts %v, want %v", got, old)
 	}
 }
+
+func TestInGroupAgreesWithIPGroup(t *testing.T) {
+	addrs := []string{"192.0.2.1", "192.0.2.200", "192.0.3.1", "::ffff:192.0.2.7", "2001:db8::1", "2001:db8:0:1::1", "2001:db8:1::1", "127.0.0.1", "::1"}
+	for _, x := range addrs {
+		for _, y := range addrs {
+			a, b := netip.MustParseAddr(x), netip.MustParseAddr(y)
+			if got, want := inGroup(a, ipGroup(b)), ipGroup(a) == ipGroup(b); got != want {
+				t.Errorf("inGroup(%v, ipGroup(%v)) = %v, ipGroup says %v", a, b, got, want)
+			}
+		}
+	}
+}
