@@ -214,6 +214,7 @@ func (d *DHT) handleDelete(ctx context.Context, m Delete) Message {
 }
 
 // answerSize is how many contacts a NODES answer names: K and a quarter
-// more (MaxNodes at K = 20), so the live K closest stay in it when up to
-// a quarter of the contacts this node counts live have died unnoticed.
-func (d *DHT) answerSize() int { return d.cfg.K + d.cfg.K/4 }
+// more, rounded up (MaxNodes at K = 20; 4 at the K = 3 of small test
+// networks), so the live K closest stay in it when up to a quarter of
+// the contacts this node counts live have died unnoticed.
+func (d *DHT) answerSize() int { return d.cfg.K + (d.cfg.K+3)/4 }

@@ -161,10 +161,48 @@ func (o *OnionNetwork) GuardFailing() bool {
 // bucket; the lookups reach nodes it has no room for, so paths are
 // drawn from more of the network than the client's own neighbourhood.
 func (o *OnionNetwork) fillPool(ctx context.Context) error {
+	o.pool = append(o.pool, o.findRelays(ctx, nil, OnionPoolSize)...)
+	if len(o.pool) < onion.Hops {
+		return fmt.Errorf("%w: %d relays with a known pubkey block, need %d", ErrNoRelays, len(o.pool), onion.Hops)
+	}
+	return nil
+}
+
+// growPool adds relays the pool does not hold yet, found as fillPool
+// finds them, up to OnionPoolSize. A path that lost its packet makes
+// its relays suspect; when the pool is too small to route around them
+// (a client that met few nodes), the next path would run through them
+// again.
+func (o *OnionNetwork) growPool(ctx context.Context) {
+	o.mu.Lock()
+	known := make(map[block.ID]bool, len(o.pool))
+	for _, h := range o.pool {
+		known[h.ID()] = true
+	}
+	room := OnionPoolSize - len(o.pool)
+	o.mu.Unlock()
+	if room <= 0 {
+		return
+	}
+	found := o.findRelays(ctx, known, room)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, h := range found {
+		if !known[h.ID()] && len(o.pool) < OnionPoolSize {
+			known[h.ID()] = true
+			o.pool = append(o.pool, h)
+		}
+	}
+}
+
+// findRelays returns up to n relays, none of known, with their pubkey
+// blocks: the routing table's contacts and what lookups of
+// OnionPoolLookups random IDs return, in random order.
+func (o *OnionNetwork) findRelays(ctx context.Context, known map[block.ID]bool, n int) []onion.Hop {
 	var cs []transport.Contact
 	seen := map[block.ID]bool{}
 	add := func(c transport.Contact) {
-		if !seen[c.ID] && c.ID != o.n.id.ID() {
+		if !seen[c.ID] && !known[c.ID] && c.ID != o.n.id.ID() {
 			seen[c.ID] = true
 			cs = append(cs, c)
 		}
@@ -173,13 +211,17 @@ func (o *OnionNetwork) fillPool(ctx context.Context) error {
 		add(c.Contact)
 	}
 	found := make([][]transport.Contact, OnionPoolLookups)
+	targets := make([]block.ID, OnionPoolLookups)
+	o.mu.Lock()
+	for i := range targets {
+		for j := range targets[i] {
+			targets[i][j] = byte(o.rnd.UintN(256))
+		}
+	}
+	o.mu.Unlock()
 	var wg sync.WaitGroup
 	for i := range found {
-		var target block.ID
-		for j := range target {
-			target[j] = byte(o.rnd.UintN(256))
-		}
-		wg.Go(func() { found[i], _ = o.n.Lookup(ctx, target) })
+		wg.Go(func() { found[i], _ = o.n.Lookup(ctx, targets[i]) })
 	}
 	wg.Wait()
 	for _, f := range found {
@@ -187,28 +229,20 @@ func (o *OnionNetwork) fillPool(ctx context.Context) error {
 			add(c)
 		}
 	}
+	o.mu.Lock()
 	o.rnd.Shuffle(len(cs), func(i, j int) { cs[i], cs[j] = cs[j], cs[i] })
-	cs = cs[:min(len(cs), OnionPoolSize)]
+	o.mu.Unlock()
+	cs = cs[:min(len(cs), n)]
 	hops := make([]onion.Hop, len(cs))
 	for i, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if p, err := o.n.Pubkey(ctx, c.ID); err == nil {
 				hops[i] = onion.Hop{Pubkey: p, Addr: c.Addr}
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	for _, h := range hops {
-		if h.Pubkey != nil {
-			o.pool = append(o.pool, h)
-		}
-	}
-	if len(o.pool) < onion.Hops {
-		return fmt.Errorf("%w: %d relays with a known pubkey block among %d contacts, need %d", ErrNoRelays, len(o.pool), len(cs), onion.Hops)
-	}
-	return nil
+	return slices.DeleteFunc(hops, func(h onion.Hop) bool { return h.Pubkey == nil })
 }
 
 // keepGuard reads the guard file, keeps its guard while it is current,
@@ -284,13 +318,7 @@ func (o *OnionNetwork) paths(target block.ID) (fwd, back []onion.Hop, err error)
 		if !avoidSuspects && len(o.suspect) == 0 {
 			break
 		}
-		pool = pool[:0]
-		for _, h := range o.pool {
-			id := h.ID()
-			if !near[id] && !o.failed[id] && (id != o.guard.Hop.ID() || guardOK) && (!avoidSuspects || !o.suspect[id]) {
-				pool = append(pool, h)
-			}
-		}
+		pool = o.eligible(near, guardOK, avoidSuspects, pool[:0])
 		if fwd, err = onion.ForwardPath(o.rnd, pool, target, 0, guard); err == nil {
 			back, err = onion.ReplyPath(o.rnd, pool, target, 0, guard)
 		}
@@ -302,6 +330,39 @@ func (o *OnionNetwork) paths(target block.ID) (fwd, back []onion.Hop, err error)
 		return nil, nil, fmt.Errorf("%w: %d relays of %d clear of the %d nodes nearest %s: %w", ErrNoRelays, len(pool), len(o.pool), o.n.cfg.K, target.Short(), err)
 	}
 	return fwd, back, nil
+}
+
+// eligible appends to dst the pool's relays a path to a target may use:
+// none of near, none that failed, the guard only if guardOK, and no
+// suspect if avoidSuspects.
+func (o *OnionNetwork) eligible(near map[block.ID]bool, guardOK, avoidSuspects bool, dst []onion.Hop) []onion.Hop {
+	for _, h := range o.pool {
+		id := h.ID()
+		if !near[id] && !o.failed[id] && (id != o.guard.Hop.ID() || guardOK) && (!avoidSuspects || !o.suspect[id]) {
+			dst = append(dst, h)
+		}
+	}
+	return dst
+}
+
+// avoidsSuspects reports whether paths to target can be drawn clear of
+// every suspect relay (true when there is none).
+func (o *OnionNetwork) avoidsSuspects(target block.ID) bool {
+	if len(o.suspect) == 0 {
+		return true
+	}
+	near := o.near(target)
+	guardOK := o.guard.Usable(o.n.clk.Now()) && !near[o.guard.Hop.ID()]
+	var guard *onion.Hop
+	if guardOK {
+		guard = &o.guard.Hop
+	}
+	pool := o.eligible(near, guardOK, true, nil)
+	if _, err := onion.ForwardPath(o.rnd, pool, target, 0, guard); err != nil {
+		return false
+	}
+	_, err := onion.ReplyPath(o.rnd, pool, target, 0, guard)
+	return err == nil
 }
 
 // near is the K nodes closest to target among the routing table's
@@ -352,6 +413,12 @@ func closerTo(target, a, b block.ID) int {
 func (o *OnionNetwork) roundTrip(ctx context.Context, op string, target block.ID, parts []onion.Request, surbs int) ([]onion.Reply, error) {
 	var errs []error
 	for attempt := 1; attempt <= OnionAttempts; attempt++ {
+		o.mu.Lock()
+		crowded := !o.avoidsSuspects(target)
+		o.mu.Unlock()
+		if crowded {
+			o.growPool(ctx)
+		}
 		replies, err := o.try(ctx, op, target, parts, surbs, attempt)
 		if err == nil {
 			return replies, nil

@@ -53,7 +53,7 @@ var goroutineSites = map[string]struct {
 	"node Node.goLoop":                    {1, "the node; Close cancels its loops and waits (wg)"},
 	"node onionRelay.start":               {1, "the node; Close cancels the relay loop and waits (wg)"},
 	"node onionRelay.spawn":               {1, "the node; one per packet handed on (at most MaxOnionForwards) or exit request (at most MaxOnionExits, each bounded by OnionExitTimeout), under the relay's context; Close cancels it and waits (wg)"},
-	"node OnionNetwork.fillPool":          {2, "OnionNetwork.fillPool itself; OnionPoolLookups random lookups, then one pubkey lookup per contact, each batch joined before it goes on (wg)"},
+	"node OnionNetwork.findRelays":        {2, "OnionNetwork.findRelays itself (for fillPool and growPool); OnionPoolLookups random lookups, then one pubkey lookup per contact, each batch joined before it goes on (wg)"},
 	"node OnionNetwork.Records":           {1, "OnionNetwork.Records itself; one lookup per exit (RecordExits), each bounded by its context and the paths' waits, all received before it returns"},
 	"pow solve":                           {2, "Solve: the workers (wg) and the one that closes done when they end, all joined before it returns"},
 	"rendezvous Rendezvous.startInstance": {1, "the rendezvous: the drain of one library node, joined by stopInstance"},
