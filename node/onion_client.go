@@ -104,6 +104,8 @@ type OnionNetwork struct {
 	// apart from here, so later paths avoid all of them while enough
 	// others remain.
 	suspect map[block.ID]bool
+	// pace keeps this client's packets under the rate relays take.
+	pace *pacer
 }
 
 // Onion returns the onion-routed view of the network for this node's
@@ -124,7 +126,8 @@ func (n *Node) Onion(ctx context.Context, opt OnionOptions) (*OnionNetwork, erro
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	o := &OnionNetwork{n: n, opt: opt, client: c, rnd: rnd, waiting: map[uint64]chan onion.Reply{}, failed: map[block.ID]bool{}, suspect: map[block.ID]bool{}}
+	o := &OnionNetwork{n: n, opt: opt, client: c, rnd: rnd, waiting: map[uint64]chan onion.Reply{}, failed: map[block.ID]bool{}, suspect: map[block.ID]bool{},
+		pace: newPacer(n.clk, clientPacketsPerSecond, clientBurst)}
 	if err := o.fillPool(ctx); err != nil {
 		return nil, err
 	}
@@ -481,6 +484,9 @@ func (o *OnionNetwork) try(ctx context.Context, op string, target block.ID, part
 		}
 	}
 	for _, s := range sent {
+		if err := o.pace.wait(ctx); err != nil {
+			return nil, err
+		}
 		if err := sendOnion(ctx, o.n.tr, transport.Contact{ID: s.First.To, Addr: s.First.Addr}, s.First.Packet); err != nil {
 			if !errors.Is(err, ErrOnionRefused) {
 				o.mu.Lock()
