@@ -501,7 +501,9 @@ func answeredAt(ps []node.OnionProgress) int {
 }
 
 // TestOnionDelaysAndLostPacketsFollowTheNodesClock runs a delete and
-// three stores through relays on one 12-node network (K = 3) whose nodes
+// three stores through relays on one 16-node network (K = 3: with 12,
+// two nodes stopped, the 3 nearest the target and the suspects of a lost
+// path left a client too few relays to route around them) whose nodes
 // and client share an Offset clock, with a mean delay of ten minutes per
 // hop for stores (so that a relay's delay runs out in real time before
 // the test stops it only rarely; the clock moves by events):
@@ -520,7 +522,7 @@ func TestOnionDelaysAndLostPacketsFollowTheNodesClock(t *testing.T) {
 	ctx := hangGuard(t)
 	clk := &clock.Offset{}
 	w := newOnionWatch()
-	const nodes, k = 12, 3
+	const nodes, k = 16, 3
 	net := onionNet(t, ctx, nodes, k, clk, w, nil)
 	c := client(t, ctx, net)
 	progress := make(chan node.OnionProgress, 1<<10)
