@@ -41,6 +41,9 @@ type badgerStore struct {
 	budgets    *budgets
 	overBudget atomic.Uint64
 	// unsynced: a commit since the last sync; syncs counts syncs.
+	// syncMu orders syncs: a Sync Put's sync must not return while the
+	// interval's sync that took its unsynced mark is still running.
+	syncMu   sync.Mutex
 	unsynced atomic.Bool
 	syncs    atomic.Uint64
 
@@ -455,6 +458,8 @@ func (s *badgerStore) maintain() {
 
 // sync puts the changes committed since the last sync on disk, if any.
 func (s *badgerStore) sync() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
 	if !s.unsynced.Swap(false) {
 		return nil
 	}

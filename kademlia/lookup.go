@@ -556,26 +556,22 @@ func (m *lookupMachine) terminated() bool {
 // closest returns the width closest contacts that answered, closest
 // first, at most groupLimit of one IP group.
 func (m *lookupMachine) closest() []transport.Contact {
-	var out []transport.Contact
-	g := m.groupCounter()
-	for _, c := range m.cands {
-		if c.state == answered && g.fits(c) {
-			out = append(out, c.Contact)
-			if len(out) == m.p.width {
-				break
-			}
-		}
-	}
-	return out
+	return m.pick(m.p.width, func(c *candidate) bool { return c.state == answered })
 }
 
 // nearest returns the n closest contacts heard of that have not failed,
 // asked or not, closest first, at most groupLimit of one IP group.
 func (m *lookupMachine) nearest(n int) []transport.Contact {
+	return m.pick(n, func(c *candidate) bool { return c.state != failed })
+}
+
+// pick returns the n closest candidates that keep takes, at most
+// groupLimit of one IP group.
+func (m *lookupMachine) pick(n int, keep func(*candidate) bool) []transport.Contact {
 	var out []transport.Contact
 	g := m.groupCounter()
 	for _, c := range m.cands {
-		if c.state != failed && g.fits(c) {
+		if keep(c) && g.fits(c) {
 			out = append(out, c.Contact)
 			if len(out) == n {
 				break

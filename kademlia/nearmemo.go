@@ -19,19 +19,31 @@ const (
 // shards it fetched right after fetching them; the delete then asks
 // those contacts directly, where the block's R holders almost always
 // are, instead of looking the ID up again (docs/PROTOCOL.md section 8).
-// It is bounded in entries and age; a delete takes its entry.
+// It is bounded in entries (a ring of the last nearMemoEntries
+// remembered: the oldest goes, in constant time) and age; a delete takes
+// its entry.
 type nearMemo struct {
 	mu      sync.Mutex
 	entries map[block.ID]nearEntry
+	ring    []nearSlot // grows to nearMemoEntries, then wraps
+	next    int        // the ring's oldest slot once it is full
+	seq     uint64     // remembers so far
 }
 
 type nearEntry struct {
 	contacts []transport.Contact
 	at       time.Time
+	seq      uint64
 }
 
-// remember keeps contacts for id, dropping expired entries, and some
-// other entry if the memo is still full.
+// nearSlot is the ring's record of one remember: the entry it made goes
+// with the slot unless a later remember of the same ID replaced it.
+type nearSlot struct {
+	id  block.ID
+	seq uint64
+}
+
+// remember keeps contacts for id in place of the oldest entry.
 func (n *nearMemo) remember(id block.ID, contacts []transport.Contact, now time.Time) {
 	if len(contacts) == 0 {
 		return
@@ -41,20 +53,18 @@ func (n *nearMemo) remember(id block.ID, contacts []transport.Contact, now time.
 	if n.entries == nil {
 		n.entries = make(map[block.ID]nearEntry)
 	}
-	if len(n.entries) >= nearMemoEntries {
-		for k, e := range n.entries {
-			if now.Sub(e.at) > nearMemoTTL {
-				delete(n.entries, k)
-			}
+	n.seq++
+	slot := nearSlot{id: id, seq: n.seq}
+	if len(n.ring) < nearMemoEntries {
+		n.ring = append(n.ring, slot)
+	} else {
+		if old := n.ring[n.next]; n.entries[old.id].seq == old.seq {
+			delete(n.entries, old.id)
 		}
-		for k := range n.entries {
-			if len(n.entries) < nearMemoEntries {
-				break
-			}
-			delete(n.entries, k)
-		}
+		n.ring[n.next] = slot
+		n.next = (n.next + 1) % nearMemoEntries
 	}
-	n.entries[id] = nearEntry{contacts: contacts, at: now}
+	n.entries[id] = nearEntry{contacts: contacts, at: now, seq: n.seq}
 }
 
 // take returns and forgets the contacts remembered for id, nil if none

@@ -206,7 +206,7 @@ func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, 
 		}
 	}
 	msg := Delete{ID: id, Preimage: preimage}
-	r, narrow := min(block.ShardReplicas, d.cfg.K), d.seekWidth(block.TypeData)
+	r, narrow := d.holders(block.TypeData), d.seekWidth(block.TypeData)
 	asked := make(map[block.ID]bool, d.cfg.K)
 	deleteAt := func(cs []transport.Contact) {
 		cs = slices.DeleteFunc(cs, func(c transport.Contact) bool { return asked[c.ID] })

@@ -21,32 +21,22 @@ const (
 // pacer is a token bucket on the node's clock: wait returns once a
 // packet may go.
 type pacer struct {
-	mu     sync.Mutex
-	clk    clock.Clock
-	rate   float64 // tokens a second
-	burst  float64
-	tokens float64
-	last   time.Time
+	mu    sync.Mutex
+	clk   clock.Clock
+	rate  float64 // tokens a second
+	burst float64
+	b     tokenBucket
 }
 
 func newPacer(clk clock.Clock, rate float64, burst int) *pacer {
-	return &pacer{clk: clk, rate: rate, burst: float64(burst), tokens: float64(burst), last: clk.Now()}
+	return &pacer{clk: clk, rate: rate, burst: float64(burst), b: tokenBucket{tokens: float64(burst), last: clk.Now()}}
 }
 
 // take takes a token if one is there, else says how long until one is.
 func (p *pacer) take() time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.clk.Now()
-	if dt := now.Sub(p.last); dt > 0 {
-		p.tokens = min(p.burst, p.tokens+dt.Seconds()*p.rate)
-	}
-	p.last = now
-	if p.tokens >= 1 {
-		p.tokens--
-		return 0
-	}
-	return time.Duration((1 - p.tokens) / p.rate * float64(time.Second))
+	return p.b.take(p.clk.Now(), p.rate, p.burst)
 }
 
 // wait blocks until a packet may go, or ctx ends.

@@ -84,10 +84,25 @@ type onionRelay struct {
 	forwards chan struct{} // semaphore of MaxOnionForwards
 }
 
-// tokenBucket is one source's allowance of packets.
+// tokenBucket is one source's allowance of packets (and a client's
+// own pace: pacer).
 type tokenBucket struct {
 	tokens float64
 	last   time.Time
+}
+
+// take refills b at rate up to burst as of now and takes one token if
+// there is one; else it returns how long until one is there.
+func (b *tokenBucket) take(now time.Time, rate, burst float64) time.Duration {
+	if el := now.Sub(b.last); el > 0 {
+		b.tokens = min(burst, b.tokens+el.Seconds()*rate)
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return time.Duration((1 - b.tokens) / rate * float64(time.Second))
+	}
+	b.tokens--
+	return 0
 }
 
 func newOnionRelay(n *Node) (*onionRelay, error) {
@@ -123,15 +138,7 @@ func (o *onionRelay) allow(src transport.Group, now time.Time) bool {
 		b = &tokenBucket{tokens: o.burst, last: now}
 		o.buckets[src] = b
 	}
-	if el := now.Sub(b.last); el > 0 {
-		b.tokens = min(o.burst, b.tokens+el.Seconds()*o.rate)
-		b.last = now
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return b.take(now, o.rate, o.burst) == 0
 }
 
 // handle takes one MsgOnion request: the rate of its source, then the
