@@ -448,9 +448,13 @@ func deleteMail(ctx context.Context, net Network, id block.ID, man *mail.Manifes
 	}
 	if man.HasDataDeletion {
 		ids := man.ShardIDs
+		del := net.Delete
+		if dd, ok := net.(DataDeleter); ok {
+			del = dd.DeleteData
+		}
 		failed := make([]error, len(ids))
 		_ = forEach(ctx, len(ids), 8, func(ctx context.Context, i int) error {
-			if err := net.Delete(ctx, ids[i], man.DataDeletion); err != nil {
+			if err := del(ctx, ids[i], man.DataDeletion); err != nil {
 				failed[i] = fmt.Errorf("deleting data block %s: %w", ids[i].Short(), err)
 			}
 			return nil

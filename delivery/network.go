@@ -25,6 +25,13 @@ type Network interface {
 	Delete(ctx context.Context, id block.ID, preimage [32]byte) error
 }
 
+// DataDeleter is a Network that can delete a block it is told is a data
+// block (a mail's shard) at its few holders instead of wherever a block
+// of any type may be held. deleteMail uses it when the Network has it.
+type DataDeleter interface {
+	DeleteData(ctx context.Context, id block.ID, preimage [32]byte) error
+}
+
 // LookupPubkey fetches the pubkey block of addr and verifies it: its
 // bytes hash to addr and its self-signature and keys check out.
 func LookupPubkey(ctx context.Context, net Network, addr block.ID) (*identity.PublicKey, error) {

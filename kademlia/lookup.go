@@ -89,6 +89,11 @@ type lookupParams struct {
 	// it asks, waits for and returns the width closest. Its bounds on
 	// candidates and messages stay those of k.
 	width int
+	// groups, when above 0, narrows the width to the fewest closest
+	// contacts that span that many IP groups (each contact a group of
+	// its own when groupLimit is off): a data block's put seeks the R
+	// groups its placement takes one holder from, not 2R contacts.
+	groups int
 	// table tells what the routing table knows of a contact heard of:
 	// the contact to ask for its ID (the table's own entry, whose address
 	// a handshake verified, else c) and whether the last request to that
@@ -469,10 +474,37 @@ func (m *lookupMachine) add(c transport.Contact, depth int, from *candidate) {
 	m.cands = kept
 }
 
-// next returns the closest fresh contact among the width closest that
+// span is how many of the closest contacts that have neither failed nor
+// stalled the lookup now seeks: the width, or, with lookupParams.groups,
+// the fewest of them that span that many IP groups (at most the width;
+// the width while fewer are known).
+func (m *lookupMachine) span() int {
+	if m.p.groups <= 0 {
+		return m.p.width
+	}
+	var seen [K]netip.Prefix
+	n, spanned := 0, 0
+	g := m.groupCounter()
+	for _, c := range m.cands {
+		if c.state == failed || c.state == stalled || !g.fits(c) {
+			continue
+		}
+		n++
+		if grp := ipGroup(c.Addr.Addr()); m.p.groupLimit <= 0 || !slices.Contains(seen[:spanned], grp) {
+			seen[spanned] = grp
+			spanned++
+		}
+		if spanned == m.p.groups || n == m.p.width {
+			return n
+		}
+	}
+	return m.p.width
+}
+
+// next returns the closest fresh contact among the span closest that
 // have neither failed nor stalled, or nil when all of those were asked.
 func (m *lookupMachine) next() *candidate {
-	n := 0
+	n, width := 0, m.span()
 	g := m.groupCounter()
 	for _, c := range m.cands {
 		switch {
@@ -481,7 +513,7 @@ func (m *lookupMachine) next() *candidate {
 		case c.state == fresh:
 			return c
 		}
-		if n++; n == m.p.width {
+		if n++; n == width {
 			break
 		}
 	}
@@ -532,7 +564,7 @@ func (g *groupCounter) fits(c *candidate) bool {
 // timeout; when fewer than K answered, the stalled requests are all the
 // lookup has left, and it waits for them.
 func (m *lookupMachine) terminated() bool {
-	n, stalledLeft := 0, false
+	n, stalledLeft, width := 0, false, m.span()
 	g := m.groupCounter()
 	for _, c := range m.cands {
 		switch {
@@ -546,17 +578,17 @@ func (m *lookupMachine) terminated() bool {
 		case c.state == fresh, c.state == waiting:
 			return false
 		}
-		if n++; n == m.p.width {
+		if n++; n == width {
 			return true
 		}
 	}
 	return !stalledLeft
 }
 
-// closest returns the width closest contacts that answered, closest
+// closest returns the span closest contacts that answered, closest
 // first, at most groupLimit of one IP group.
 func (m *lookupMachine) closest() []transport.Contact {
-	return m.pick(m.p.width, func(c *candidate) bool { return c.state == answered })
+	return m.pick(m.span(), func(c *candidate) bool { return c.state == answered })
 }
 
 // nearest returns the n closest contacts heard of that have not failed,

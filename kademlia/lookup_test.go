@@ -37,6 +37,8 @@ var updateTranscripts = flag.Bool("rewrite", false, "rewrite the expected output
 // Commands:
 //
 //	init k=N alpha=N [stall=D] [block] [failing=05,06] [self=ff] [groups=N]
+//	     [width=N] [span=N]          width: lookupParams.width; span:
+//	                                 lookupParams.groups
 //	     [held=05@addr,...]          the routing table holds 05 at addr
 //	start [at=T] [stall=D]          the table's closest (input)
 //	nodes FROM [at=T]               FROM answered NODES (input)
@@ -320,6 +322,10 @@ func (tr *transcript) init(args map[string]string, pos []string) error {
 			_, err = fmt.Sscan(v, &p.alpha)
 		case "groups":
 			_, err = fmt.Sscan(v, &p.groupLimit)
+		case "width":
+			_, err = fmt.Sscan(v, &p.width)
+		case "span":
+			_, err = fmt.Sscan(v, &p.groups)
 		case "stall":
 			tr.stall, err = time.ParseDuration(v)
 		case "self":

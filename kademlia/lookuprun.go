@@ -19,13 +19,14 @@ import (
 // stall time stops counting against Alpha but may still answer. It
 // returns the K closest contacts that answered, closest first.
 func (d *DHT) Lookup(ctx context.Context, target block.ID) ([]transport.Contact, LookupStats, error) {
-	return d.lookupWidth(ctx, target, d.cfg.K)
+	return d.lookupWidth(ctx, target, d.cfg.K, 0)
 }
 
-// lookupWidth is Lookup for the width closest contacts (1 to K): it ends
-// when those have answered and returns them.
-func (d *DHT) lookupWidth(ctx context.Context, target block.ID, width int) ([]transport.Contact, LookupStats, error) {
-	m, err := d.runLookup(ctx, target, false, width)
+// lookupWidth is Lookup for the width closest contacts (1 to K), or for
+// the fewest of them that span groups IP groups (lookupParams.groups): it
+// ends when those have answered and returns them.
+func (d *DHT) lookupWidth(ctx context.Context, target block.ID, width, groups int) ([]transport.Contact, LookupStats, error) {
+	m, err := d.runLookup(ctx, target, false, width, groups)
 	st := m.finalStats()
 	if err != nil {
 		return nil, st, err
@@ -50,10 +51,18 @@ type lookupResult struct {
 // the transport and their outcomes, the stall timer and cancellation back
 // to it, and applies its charges to the routing table. Every request it
 // started has returned when it returns.
-func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool, width int) (*lookupMachine, error) {
+func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool, width, groups int) (*lookupMachine, error) {
+	alpha := d.cfg.Alpha
+	if wantBlock {
+		// A holder's answer carries the whole block: near the target the
+		// alpha requests in flight all reach holders and bring it alpha
+		// times (docs/PROTOCOL.md 8). One at a time; a silent contact
+		// costs a stall time.
+		alpha = BlockAlpha
+	}
 	m := newLookupMachine(lookupParams{
 		self: d.cfg.ID, target: target, wantBlock: wantBlock,
-		k: d.cfg.K, alpha: d.cfg.Alpha, width: width,
+		k: d.cfg.K, alpha: alpha, width: width, groups: groups,
 		table:      d.table.preferred,
 		groupLimit: d.cfg.BucketIPLimit,
 	})

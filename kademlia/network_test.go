@@ -758,11 +758,14 @@ func TestLookupKeepsUnansweredContactsOutOfTheTable(t *testing.T) {
 }
 
 // TestDataBlocksAreLookedUpNarrowly checks the widths of section 8: a
-// client that knows every node puts and deletes a data block with
-// lookups of width 2R (2R FIND_NODEs, then R STOREs or 2R DELETEs), and
-// an index block with the full K: its delete widens to the K closest
-// once more than R of the 2R held it, and no copy is left. A shard the
-// client fetched is deleted without a lookup.
+// client that knows every node puts a data block with a lookup that
+// ends at the R closest (each its own IP group here: R FIND_NODEs, then
+// R STOREs); a delete that does not know the type asks the 2R closest
+// (2R FIND_NODEs, 2R DELETEs), one that knows it is a data block the R
+// closest. A shard the client fetched (one FIND_BLOCK: BlockAlpha) is
+// deleted at R without a lookup. An index block has the full K: its
+// delete widens to the K closest once more than R of the 2R held it,
+// and no copy is left.
 func TestDataBlocksAreLookedUpNarrowly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const k = 12
@@ -788,47 +791,53 @@ func TestDataBlocksAreLookedUpNarrowly(t *testing.T) {
 			return n
 		}
 		ctx := t.Context()
+		put := func(data []byte) {
+			t.Helper()
+			if n := sent(func() {
+				if stored, err := client.DHT.Put(ctx, data, time.Hour); err != nil || stored != r {
+					t.Fatalf("Put stored at %d nodes (%v), want %d", stored, err, r)
+				}
+			}); n != r+r {
+				t.Fatalf("a data block's put sent %d requests, want %d FIND_NODEs and %d STOREs", n, r, r)
+			}
+		}
+		deleted := func(id block.ID, want int, what string, del func() (int, error)) {
+			t.Helper()
+			if n := sent(func() {
+				if deleted, err := del(); err != nil || deleted != r {
+					t.Fatalf("%s removed %d copies (%v), want %d", what, deleted, err, r)
+				}
+			}); n != want {
+				t.Fatalf("%s sent %d requests, want %d", what, n, want)
+			}
+			if h := held(id); h != 0 {
+				t.Fatalf("%d copies left after %s", h, what)
+			}
+		}
 
 		data, pre := kademlia.DataBlockWithDeletion("a shard looked up narrowly")
 		id := block.Sum(data)
-		if n := sent(func() {
-			if stored, err := client.DHT.Put(ctx, data, time.Hour); err != nil || stored != r {
-				t.Fatalf("Put stored at %d nodes (%v), want %d", stored, err, r)
-			}
-		}); n != w+r {
-			t.Fatalf("a data block's put sent %d requests, want %d FIND_NODEs and %d STOREs", n, w, r)
-		}
-		if n := sent(func() {
-			if deleted, err := client.DHT.Delete(ctx, id, pre); err != nil || deleted != r {
-				t.Fatalf("Delete removed %d copies (%v), want %d", deleted, err, r)
-			}
-		}); n != 2*w {
-			t.Fatalf("a data block's delete sent %d requests, want %d FIND_NODEs and %d DELETEs", n, w, w)
-		}
-		if h := held(id); h != 0 {
-			t.Fatalf("%d copies left after the delete", h)
-		}
+		put(data)
+		deleted(id, 2*w, "a delete of a block of unknown type", func() (int, error) { return client.DHT.Delete(ctx, id, pre) })
 
-		// A shard the client just got is deleted at the 2R closest its
+		shard, spre := kademlia.DataBlockWithDeletion("a shard deleted as one")
+		sid := block.Sum(shard)
+		put(shard)
+		deleted(sid, r+r, "a data block's delete", func() (int, error) { return client.DHT.DeleteData(ctx, sid, spre) })
+
+		// A shard the client just got is deleted at the R closest its
 		// Get's lookup knew, without another lookup.
 		got, gpre := kademlia.DataBlockWithDeletion("a shard fetched, then deleted")
 		gid := block.Sum(got)
-		if _, err := client.DHT.Put(ctx, got, time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		if b, _, err := client.DHT.Get(ctx, gid); err != nil || !bytes.Equal(b, got) {
-			t.Fatalf("Get: %v", err)
-		}
+		put(got)
 		if n := sent(func() {
-			if deleted, err := client.DHT.Delete(ctx, gid, gpre); err != nil || deleted != r {
-				t.Fatalf("Delete removed %d copies (%v), want %d", deleted, err, r)
+			if b, _, err := client.DHT.Get(ctx, gid); err != nil || !bytes.Equal(b, got) {
+				t.Fatalf("Get: %v", err)
 			}
-		}); n != w {
-			t.Fatalf("deleting a shard just fetched sent %d requests, want %d DELETEs", n, w)
+		}); n != 1 {
+			t.Fatalf("a Get that asks a holder first sent %d FIND_BLOCKs, want 1", n)
 		}
-		if h := held(gid); h != 0 {
-			t.Fatalf("%d copies left after the delete", h)
-		}
+		deleted(gid, r, "deleting a shard just fetched", func() (int, error) { return client.DHT.Delete(ctx, gid, gpre) })
 
 		idx, ipre := kademlia.IndexBlock(s.Rand, s.RandomID(), 0)
 		iid := block.Sum(idx)

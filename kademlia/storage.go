@@ -50,15 +50,26 @@ func (d *DHT) holders(t block.Type) int {
 }
 
 // seekWidth is how many of the closest nodes a put of a block of type t
-// looks up (docs/PROTOCOL.md 8, 9.7): K, or 2R for a data block. 2R
-// contacts, at most two of one IP group, always offer the R groups that
-// placement takes one holder from, and a lookup that waits for 2R answers
-// instead of K costs a few requests instead of twenty.
+// looks up at most (docs/PROTOCOL.md 8, 9.7): K, or 2R for a data block,
+// and how many IP groups among them end a data block's lookup early
+// (seekGroups). 2R contacts, at most two of one IP group, always offer
+// the R groups that placement takes one holder from; the lookup ends as
+// soon as the closest that answered span R groups, which on most
+// networks are the R closest: R requests instead of twenty.
 func (d *DHT) seekWidth(t block.Type) int {
 	if t == block.TypeData {
 		return min(2*block.ShardReplicas, d.cfg.K)
 	}
 	return d.cfg.K
+}
+
+// seekGroups is lookupParams.groups for a put of a block of type t: R
+// for a data block, none for the others.
+func (d *DHT) seekGroups(t block.Type) int {
+	if t == block.TypeData {
+		return d.holders(t)
+	}
+	return 0
 }
 
 // placement picks the n contacts of closest (closest to id first) that
@@ -111,7 +122,7 @@ func (d *DHT) Put(ctx context.Context, blk []byte, lifetime time.Duration) (int,
 		return 0, fmt.Errorf("kademlia: refusing to put an invalid block: %w", err)
 	}
 	id := block.Sum(blk)
-	closest, _, lerr := d.lookupWidth(ctx, id, d.seekWidth(h.Type))
+	closest, _, lerr := d.lookupWidth(ctx, id, d.seekWidth(h.Type), d.seekGroups(h.Type))
 	if lerr != nil && (d.cfg.Store == nil || ctx.Err() != nil) {
 		return 0, lerr
 	}
@@ -172,7 +183,7 @@ func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, erro
 			d.log.Warn("kademlia: reading a block", "id", id.Short(), "err", err)
 		}
 	}
-	m, err := d.runLookup(ctx, id, true, d.cfg.K)
+	m, err := d.runLookup(ctx, id, true, d.cfg.K, 0)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -190,10 +201,24 @@ func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, erro
 // block's type: it asks the 2R closest (a data block's holders are R of
 // them) and, when more than R of those held it (a block held by K),
 // the rest of the K closest (docs/PROTOCOL.md 8). A data block Get
-// fetched lately is first deleted at the 2R closest that Get's lookup
-// knew (nearMemo), without a lookup. It returns how many nodes deleted
-// it.
+// fetched lately is deleted as DeleteData deletes it. It returns how
+// many nodes deleted it.
 func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, error) {
+	return d.deleteBlock(ctx, id, preimage, false)
+}
+
+// DeleteData is Delete for a block the caller knows is a data block (a
+// mail's shard), held by R: it DELETEs at the R closest a lookup
+// seeking R IP groups finds, and at the rest of the 2R closest only
+// when fewer than R of those held it. A data block Get fetched lately
+// is deleted at the closest contacts that Get's lookup knew (nearMemo),
+// without a lookup: the R closest first, the rest of the 2R closest
+// only when fewer than R of those held it.
+func (d *DHT) DeleteData(ctx context.Context, id block.ID, preimage [32]byte) (int, error) {
+	return d.deleteBlock(ctx, id, preimage, true)
+}
+
+func (d *DHT) deleteBlock(ctx context.Context, id block.ID, preimage [32]byte, data bool) (int, error) {
 	deleted := 0
 	var errs []error
 	if d.cfg.Store != nil {
@@ -209,7 +234,7 @@ func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, 
 	r, narrow := d.holders(block.TypeData), d.seekWidth(block.TypeData)
 	asked := make(map[block.ID]bool, d.cfg.K)
 	deleteAt := func(cs []transport.Contact) {
-		cs = slices.DeleteFunc(cs, func(c transport.Contact) bool { return asked[c.ID] })
+		cs = slices.DeleteFunc(slices.Clone(cs), func(c transport.Contact) bool { return asked[c.ID] })
 		for _, c := range cs {
 			asked[c.ID] = true
 		}
@@ -217,16 +242,33 @@ func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, 
 		deleted += ok
 		errs = append(errs, failed...)
 	}
+	// The R holders of a data block are the first R groups among its
+	// closest; when those do not all hold it, the rest of the 2R
+	// closest are asked.
+	deleteNear := func(near []transport.Contact) bool {
+		deleteAt(near[:min(r, len(near))])
+		if deleted < r {
+			deleteAt(near)
+		}
+		return deleted >= r
+	}
 	// A data block this node just got: its R holders are almost always
-	// among the 2R closest that Get's lookup knew, asked without a new
-	// lookup. Only if those were not all R is the ID looked up.
+	// the closest that Get's lookup knew, asked without a new lookup.
 	if near := d.near.take(id, d.now()); len(near) > 0 {
-		deleteAt(near)
-		if deleted == r {
+		if deleteNear(near) {
 			return deleted, nil
 		}
+		data = true
 	}
-	closest, _, err := d.lookupWidth(ctx, id, narrow)
+	if data {
+		m, err := d.runLookup(ctx, id, false, narrow, r)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		deleteNear(append(m.closest(), m.nearest(narrow)...))
+		return d.deleted(id, deleted, errs)
+	}
+	closest, _, err := d.lookupWidth(ctx, id, narrow, 0)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -238,6 +280,11 @@ func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, 
 		}
 		deleteAt(wide)
 	}
+	return d.deleted(id, deleted, errs)
+}
+
+// deleted is deleteBlock's result: an error when no node deleted id.
+func (d *DHT) deleted(id block.ID, deleted int, errs []error) (int, error) {
 	if deleted == 0 {
 		return 0, fmt.Errorf("kademlia: no node deleted %v: %w", id.Short(), errors.Join(errs...))
 	}

@@ -25,6 +25,9 @@ const (
 	MaxNodes = K + K/4
 	// Alpha is how many requests a lookup keeps in flight.
 	Alpha = 3
+	// BlockAlpha is how many a FIND_BLOCK lookup keeps in flight: each
+	// holder's answer carries the whole block.
+	BlockAlpha = 1
 	// MaxListEntries bounds the entries of one LISTED message.
 	MaxListEntries = 1000
 	// MaxErrorText bounds the text of an ERROR message, in bytes.

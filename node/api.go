@@ -100,6 +100,14 @@ func (n *Node) Delete(ctx context.Context, id block.ID, preimage [32]byte) (err 
 	return err
 }
 
+// DeleteData asks the holders of id, a data block (a mail's shard), to
+// drop it: at its R holders rather than the 2R closest Delete asks.
+func (n *Node) DeleteData(ctx context.Context, id block.ID, preimage [32]byte) (err error) {
+	defer func() { n.m.observeOp("delete", err) }()
+	_, err = n.dht.DeleteData(ctx, id, preimage)
+	return err
+}
+
 // Lookup returns the K closest live nodes to target.
 func (n *Node) Lookup(ctx context.Context, target block.ID) ([]transport.Contact, error) {
 	cs, _, err := n.dht.Lookup(ctx, target)

@@ -75,6 +75,7 @@ var limits = map[string]any{
 	"K":                       kademlia.K,
 	"MaxNodes":                kademlia.MaxNodes,
 	"alpha":                   kademlia.Alpha,
+	"BlockAlpha":              kademlia.BlockAlpha,
 	"MaxListEntries":          kademlia.MaxListEntries,
 	"MaxListPages":            kademlia.MaxListPages,
 	"MaxListResults":          kademlia.MaxListResults,
