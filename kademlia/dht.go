@@ -308,6 +308,12 @@ func (d *DHT) exchange(ctx context.Context, c transport.Contact, m Message) (Mes
 	if err != nil {
 		return nil, transport.Peer{}, transport.Contact{}, err
 	}
+	return d.exchangeEncoded(ctx, c, m, req)
+}
+
+// exchangeEncoded is exchange for m already encoded as req, which it
+// only reads: the STOREs of one put share one copy of the block.
+func (d *DHT) exchangeEncoded(ctx context.Context, c transport.Contact, m Message, req []byte) (Message, transport.Peer, transport.Contact, error) {
 	rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
 	d.stats.requestsSent.Add(1)

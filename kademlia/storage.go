@@ -158,10 +158,18 @@ func (d *DHT) storeAt(ctx context.Context, id block.ID, blk []byte, secs uint32,
 }
 
 // requestAll sends m (STORE or DELETE) to every contact at once and
-// counts the OK replies.
+// counts the OK replies. m is encoded once: a STORE carries the block.
 func (d *DHT) requestAll(ctx context.Context, cs []transport.Contact, m Message) (int, []error) {
+	req, err := Encode(m)
+	if err != nil {
+		return 0, []error{err}
+	}
 	return fanOut(ctx, cs, func(ctx context.Context, c transport.Contact) error {
-		_, err := expect[OK](d.request(ctx, c, m))
+		resp, peer, fault, err := d.exchangeEncoded(ctx, c, m, req)
+		if !fault.ID.IsZero() {
+			d.table.failed(fault)
+		}
+		_, err = expect[OK](resp, peer, err)
 		return err
 	})
 }

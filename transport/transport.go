@@ -88,7 +88,9 @@ type Handler func(ctx context.Context, from Peer, req []byte) []byte
 // nodes. It knows nothing of what the payloads mean.
 type Transport interface {
 	// Request sends req to c and returns the response and who answered.
-	// When c.ID is not zero, a peer with another ID is refused.
+	// When c.ID is not zero, a peer with another ID is refused. It only
+	// reads req, and not after it returns: concurrent requests may share
+	// one.
 	Request(ctx context.Context, c Contact, req []byte) ([]byte, Peer, error)
 	// LocalAddr is the address the transport listens on.
 	LocalAddr() netip.AddrPort
