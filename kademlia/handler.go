@@ -40,7 +40,7 @@ func (d *DHT) Handle(ctx context.Context, from transport.Peer, req []byte) []byt
 	case List:
 		resp = d.handleList(ctx, m)
 	case Delete:
-		resp = d.handleDelete(ctx, m)
+		resp = d.handleDelete(ctx, from, m)
 	default:
 		// A well-formed reply sent as a request.
 		return d.encodeReply(errorReply(CodeMalformed, m.Type().String()+" is not a request"))
@@ -202,11 +202,16 @@ func (d *DHT) handleList(ctx context.Context, m List) Message {
 	return out
 }
 
-func (d *DHT) handleDelete(ctx context.Context, m Delete) Message {
+// handleDelete drops the block and answers OK; a node that does not
+// hold it answers NODES as FIND_NODE would, so a delete is a lookup whose
+// requests delete (docs/PROTOCOL.md 8).
+func (d *DHT) handleDelete(ctx context.Context, from transport.Peer, m Delete) Message {
 	if d.cfg.Client {
 		return errorReply(CodeClientMode, "")
 	}
-	if err := d.cfg.Store.Delete(ctx, m.ID, m.Preimage); err != nil {
+	if err := d.cfg.Store.Delete(ctx, m.ID, m.Preimage); errors.Is(err, blockstore.ErrNotFound) {
+		return Nodes{Contacts: d.table.closestAnswer(m.ID, d.answerSize(), from, d.now())}
+	} else if err != nil {
 		return d.storeError("DELETE", err)
 	}
 	d.repub.forget(m.ID)

@@ -84,6 +84,7 @@ type lookupParams struct {
 	self      block.ID // never a candidate
 	target    block.ID
 	wantBlock bool // FIND_BLOCK: a verified block ends the lookup
+	deleting  bool // DELETE: the driver's concern (lookupOp); the machine sees answers
 	k, alpha  int
 	// width is how many of the closest the lookup seeks (1 to k; 0: k):
 	// it asks, waits for and returns the width closest. Its bounds on
@@ -178,6 +179,9 @@ type lookupMachine struct {
 
 	found    []byte // a verified block (FIND_BLOCK only)
 	lifetime uint32
+	// oks counts the OK answers of a delete lookup (lookupOp): the
+	// driver's count of the holders that deleted the block.
+	oks int
 
 	// What became of the contacts each peer named (see judge).
 	named map[block.ID]*namedRecord

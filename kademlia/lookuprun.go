@@ -26,7 +26,7 @@ func (d *DHT) Lookup(ctx context.Context, target block.ID) ([]transport.Contact,
 // the fewest of them that span groups IP groups (lookupParams.groups): it
 // ends when those have answered and returns them.
 func (d *DHT) lookupWidth(ctx context.Context, target block.ID, width, groups int) ([]transport.Contact, LookupStats, error) {
-	m, err := d.runLookup(ctx, target, false, width, groups)
+	m, err := d.runLookup(ctx, target, lookupOp{}, width, groups)
 	st := m.finalStats()
 	if err != nil {
 		return nil, st, err
@@ -51,7 +51,28 @@ type lookupResult struct {
 // the transport and their outcomes, the stall timer and cancellation back
 // to it, and applies its charges to the routing table. Every request it
 // started has returned when it returns.
-func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool, width, groups int) (*lookupMachine, error) {
+// lookupOp is what a lookup's requests ask: FIND_NODE (the zero value),
+// FIND_BLOCK, or a DELETE, which a holder answers OK (counted in
+// lookupMachine.oks) and a node without the block answers NODES
+// (docs/PROTOCOL.md 8).
+type lookupOp struct {
+	wantBlock bool
+	del       *Delete
+}
+
+// message is the request the lookup sends for target.
+func (op lookupOp) message(target block.ID) Message {
+	switch {
+	case op.del != nil:
+		return *op.del
+	case op.wantBlock:
+		return FindBlock{ID: target}
+	}
+	return FindNode{Target: target}
+}
+
+func (d *DHT) runLookup(ctx context.Context, target block.ID, op lookupOp, width, groups int) (*lookupMachine, error) {
+	wantBlock := op.wantBlock
 	alpha := d.cfg.Alpha
 	if wantBlock {
 		// A holder's answer carries the whole block: near the target the
@@ -61,7 +82,7 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool, wi
 		alpha = BlockAlpha
 	}
 	m := newLookupMachine(lookupParams{
-		self: d.cfg.ID, target: target, wantBlock: wantBlock,
+		self: d.cfg.ID, target: target, wantBlock: wantBlock, deleting: op.del != nil,
 		k: d.cfg.K, alpha: alpha, width: width, groups: groups,
 		table:      d.table.preferred,
 		groupLimit: d.cfg.BucketIPLimit,
@@ -95,7 +116,7 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool, wi
 			d.table.remove(c.ID)
 		}
 		for _, c := range rd.send {
-			go d.lookupQuery(qctx, c, target, wantBlock, results)
+			go d.lookupQuery(qctx, c, op.message(target), results)
 		}
 		return rd
 	}
@@ -133,6 +154,13 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, wantBlock bool, wi
 // the routing table.
 func (d *DHT) lookupEvent(m *lookupMachine, r lookupResult) lookupEvent {
 	ev := lookupEvent{kind: evFailed, from: r.to, fault: r.fault}
+	var refused *Error
+	if m.p.deleting && errors.As(r.err, &refused) && refused.Code == CodeForbidden {
+		// A DELETE refused: the node holds the block's tombstone, or a
+		// block it may not delete. It answered, naming nobody.
+		ev.kind = evNodes
+		return ev
+	}
 	if r.err != nil {
 		ev.wrongPeer = errors.Is(r.err, transport.ErrWrongPeer)
 		d.log.Debug("kademlia: lookup request failed", "target", m.p.target.Short(), "peer", r.to.Short(), "err", r.err)
@@ -141,6 +169,11 @@ func (d *DHT) lookupEvent(m *lookupMachine, r lookupResult) lookupEvent {
 	switch msg := r.msg.(type) {
 	case Nodes:
 		ev.kind, ev.contacts = evNodes, msg.Contacts
+	case OK:
+		// A holder deleted the block (a delete lookup): it answered,
+		// naming nobody.
+		m.oks++
+		ev.kind = evNodes
 	case BlockReply:
 		if !m.p.wantBlock {
 			break
@@ -157,11 +190,7 @@ func (d *DHT) lookupEvent(m *lookupMachine, r lookupResult) lookupEvent {
 
 // lookupQuery sends one FIND_NODE (or FIND_BLOCK) of a lookup and reports
 // its outcome, with the round trip of an answer for the stall time.
-func (d *DHT) lookupQuery(ctx context.Context, c transport.Contact, target block.ID, wantBlock bool, out chan<- lookupResult) {
-	var m Message = FindNode{Target: target}
-	if wantBlock {
-		m = FindBlock{ID: target}
-	}
+func (d *DHT) lookupQuery(ctx context.Context, c transport.Contact, m Message, out chan<- lookupResult) {
 	start := d.now()
 	resp, _, fault, err := d.exchange(ctx, c, m)
 	if err == nil {

@@ -757,15 +757,54 @@ func TestLookupKeepsUnansweredContactsOutOfTheTable(t *testing.T) {
 	})
 }
 
+// TestDeleteLookupFindsHoldersItDidNotKnow: a delete is a lookup whose
+// requests are DELETEs (section 8), so a client that knows one node of
+// a network still reaches every holder: non-holders answer NODES, which
+// lead it on, and the holders answer OK.
+func TestDeleteLookupFindsHoldersItDidNotKnow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := smallNet(t, 11, 8, 3)
+		full := s.AddNodes(40, false)
+		meshSeed(full)
+		putter := s.AddNodes(1, true)[0]
+		for _, n := range full {
+			kademlia.Seen(putter.DHT, n.Contact(), time.Now())
+		}
+		ctx := t.Context()
+		for i, del := range []func(d *kademlia.DHT, ctx context.Context, id block.ID, pre [32]byte) (int, error){
+			(*kademlia.DHT).Delete, (*kademlia.DHT).DeleteData,
+		} {
+			data, pre := kademlia.DataBlockWithDeletion("a shard deleted by a stranger " + string(rune('a'+i)))
+			id := block.Sum(data)
+			if _, err := putter.DHT.Put(ctx, data, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			// The deleter knows only the node farthest from the block.
+			far := slices.MaxFunc(full, func(a, b *kadsim.Node) int { return kademlia.CompareDistance(a.Contact().ID, b.Contact().ID, id) })
+			deleter := s.AddNodes(1, true)[0]
+			kademlia.Seen(deleter.DHT, far.Contact(), time.Now())
+			if n, err := del(deleter.DHT, ctx, id, pre); err != nil || n != block.ShardReplicas {
+				t.Fatalf("delete %d removed %d copies (%v), want %d", i, n, err, block.ShardReplicas)
+			}
+			for _, x := range full {
+				if _, err := x.Store.Stat(ctx, id); err == nil {
+					t.Fatalf("delete %d left a copy at %s", i, x.Contact().ID.Short())
+				}
+			}
+		}
+	})
+}
+
 // TestDataBlocksAreLookedUpNarrowly checks the widths of section 8: a
 // client that knows every node puts a data block with a lookup that
 // ends at the R closest (each its own IP group here: R FIND_NODEs, then
-// R STOREs); a delete that does not know the type asks the 2R closest
-// (2R FIND_NODEs, 2R DELETEs), one that knows it is a data block the R
-// closest. A shard the client fetched (one FIND_BLOCK: BlockAlpha) is
-// deleted at R without a lookup. An index block has the full K: its
-// delete widens to the K closest once more than R of the 2R held it,
-// and no copy is left.
+// R STOREs). A delete is a lookup whose requests are DELETEs: one that
+// does not know the type asks the 2R closest, one that knows it is a
+// data block the R closest. A shard the client fetched (one FIND_BLOCK:
+// BlockAlpha) is deleted at R without a lookup. An index block has the
+// full K: its delete widens to the K closest (a FIND_NODE lookup, then
+// DELETEs at those not asked) once more than R of the 2R held it, and no
+// copy is left.
 func TestDataBlocksAreLookedUpNarrowly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const k = 12
@@ -818,12 +857,12 @@ func TestDataBlocksAreLookedUpNarrowly(t *testing.T) {
 		data, pre := kademlia.DataBlockWithDeletion("a shard looked up narrowly")
 		id := block.Sum(data)
 		put(data)
-		deleted(id, 2*w, "a delete of a block of unknown type", func() (int, error) { return client.DHT.Delete(ctx, id, pre) })
+		deleted(id, w, "a delete of a block of unknown type", func() (int, error) { return client.DHT.Delete(ctx, id, pre) })
 
 		shard, spre := kademlia.DataBlockWithDeletion("a shard deleted as one")
 		sid := block.Sum(shard)
 		put(shard)
-		deleted(sid, r+r, "a data block's delete", func() (int, error) { return client.DHT.DeleteData(ctx, sid, spre) })
+		deleted(sid, r, "a data block's delete", func() (int, error) { return client.DHT.DeleteData(ctx, sid, spre) })
 
 		// A shard the client just got is deleted at the R closest its
 		// Get's lookup knew, without another lookup.
@@ -852,8 +891,8 @@ func TestDataBlocksAreLookedUpNarrowly(t *testing.T) {
 			if deleted, err := client.DHT.Delete(ctx, iid, ipre); err != nil || deleted != k {
 				t.Fatalf("Delete removed %d copies (%v), want %d", deleted, err, k)
 			}
-		}); n != w+w+k+(k-w) {
-			t.Fatalf("an index block's delete sent %d requests, want %d", n, w+w+k+(k-w))
+		}); n != w+k+(k-w) {
+			t.Fatalf("an index block's delete sent %d requests, want %d", n, w+k+(k-w))
 		}
 		if h := held(iid); h != 0 {
 			t.Fatalf("%d copies left after the delete", h)

@@ -191,7 +191,7 @@ func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, erro
 			d.log.Warn("kademlia: reading a block", "id", id.Short(), "err", err)
 		}
 	}
-	m, err := d.runLookup(ctx, id, true, d.cfg.K, 0)
+	m, err := d.runLookup(ctx, id, lookupOp{wantBlock: true}, d.cfg.K, 0)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -268,19 +268,30 @@ func (d *DHT) deleteBlock(ctx context.Context, id block.ID, preimage [32]byte, d
 		}
 		data = true
 	}
-	if data {
-		m, err := d.runLookup(ctx, id, false, narrow, r)
+	// A delete is a lookup whose requests are the DELETEs: holders
+	// answer OK, the others NODES.
+	deleteLookup := func(groups int) *lookupMachine {
+		m, err := d.runLookup(ctx, id, lookupOp{del: &msg}, narrow, groups)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		deleteNear(append(m.closest(), m.nearest(narrow)...))
+		deleted += m.oks
+		for _, c := range m.cands {
+			if c.state != fresh {
+				asked[c.ID] = true
+			}
+		}
+		return m
+	}
+	if data {
+		if m := deleteLookup(r); deleted < r {
+			deleteAt(m.nearest(narrow))
+		}
 		return d.deleted(id, deleted, errs)
 	}
-	closest, _, err := d.lookupWidth(ctx, id, narrow, 0)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	deleteAt(closest)
+	deleteLookup(0)
+	// Holders answer OK without contacts, so a block held by K is
+	// deleted at the rest of the K closest a FIND_NODE lookup finds.
 	if deleted > r && narrow < d.cfg.K {
 		wide, _, err := d.Lookup(ctx, id)
 		if err != nil {
