@@ -32,9 +32,13 @@ const (
 	// OnionPoolSize bounds the relays whose pubkey blocks a client
 	// fetches to build paths from.
 	OnionPoolSize = 48
-	// OnionPoolLookups is how many lookups of random IDs add relays to
-	// the pool beside the routing table's contacts.
+	// OnionPoolLookups is how many lookups of random IDs, run at once,
+	// make one round that adds relays to the pool beside the routing
+	// table's contacts; up to OnionPoolRounds rounds run while fewer
+	// than the pool has room for were found (one where the table is
+	// big; in a small network the pool then holds nearly all of it).
 	OnionPoolLookups = 3
+	OnionPoolRounds  = 4
 	// OnionListSURBs is how many reply blocks a LIST carries: up to
 	// 2·onion.MaxListReply entries per round.
 	OnionListSURBs = 2
@@ -159,10 +163,13 @@ func (o *OnionNetwork) GuardFailing() bool {
 }
 
 // fillPool fetches the pubkey blocks of up to OnionPoolSize relays:
-// the routing table's contacts and the nodes that lookups of
-// OnionPoolLookups random IDs return. A table holds at most K per
-// bucket; the lookups reach nodes it has no room for, so paths are
-// drawn from more of the network than the client's own neighbourhood.
+// the routing table's contacts and the nodes that lookups of random IDs
+// return (findRelays). A table holds at most K per bucket; the lookups
+// reach nodes it has no room for, so paths are drawn from more of the
+// network than the client's own neighbourhood, and a client in a small
+// network knows nearly all of it before a lost path makes some relays
+// suspect (growPool's lookups may then find nothing new: right after
+// the clock moved hours, NODES answers name few contacts).
 func (o *OnionNetwork) fillPool(ctx context.Context) error {
 	o.pool = append(o.pool, o.findRelays(ctx, nil, OnionPoolSize)...)
 	if len(o.pool) < onion.Hops {
@@ -199,8 +206,9 @@ func (o *OnionNetwork) growPool(ctx context.Context) {
 }
 
 // findRelays returns up to n relays, none of known, with their pubkey
-// blocks: the routing table's contacts and what lookups of
-// OnionPoolLookups random IDs return, in random order.
+// blocks: the routing table's contacts and what lookups of random IDs
+// return, in random order. The lookups run OnionPoolLookups at a time,
+// up to OnionPoolRounds rounds, while fewer than n were found.
 func (o *OnionNetwork) findRelays(ctx context.Context, known map[block.ID]bool, n int) []onion.Hop {
 	var cs []transport.Contact
 	seen := map[block.ID]bool{}
@@ -213,23 +221,25 @@ func (o *OnionNetwork) findRelays(ctx context.Context, known map[block.ID]bool, 
 	for _, c := range o.n.dht.Contacts() {
 		add(c.Contact)
 	}
-	found := make([][]transport.Contact, OnionPoolLookups)
-	targets := make([]block.ID, OnionPoolLookups)
-	o.mu.Lock()
-	for i := range targets {
-		for j := range targets[i] {
-			targets[i][j] = byte(o.rnd.UintN(256))
-		}
-	}
-	o.mu.Unlock()
 	var wg sync.WaitGroup
-	for i := range found {
-		wg.Go(func() { found[i], _ = o.n.Lookup(ctx, targets[i]) })
-	}
-	wg.Wait()
-	for _, f := range found {
-		for _, c := range f {
-			add(c)
+	for round := 0; round < OnionPoolRounds && len(cs) < n && ctx.Err() == nil; round++ {
+		found := make([][]transport.Contact, OnionPoolLookups)
+		targets := make([]block.ID, OnionPoolLookups)
+		o.mu.Lock()
+		for i := range targets {
+			for j := range targets[i] {
+				targets[i][j] = byte(o.rnd.UintN(256))
+			}
+		}
+		o.mu.Unlock()
+		for i := range found {
+			wg.Go(func() { found[i], _ = o.n.Lookup(ctx, targets[i]) })
+		}
+		wg.Wait()
+		for _, f := range found {
+			for _, c := range f {
+				add(c)
+			}
 		}
 	}
 	o.mu.Lock()
