@@ -501,9 +501,7 @@ func answeredAt(ps []node.OnionProgress) int {
 }
 
 // TestOnionDelaysAndLostPacketsFollowTheNodesClock runs a delete and
-// three stores through relays on one 16-node network (K = 3: with 12,
-// two nodes stopped, the 3 nearest the target and the suspects of a lost
-// path left a client too few relays to route around them) whose nodes
+// three stores through relays on one 16-node network (K = 3) whose nodes
 // and client share an Offset clock, with a mean delay of ten minutes per
 // hop for stores (so that a relay's delay runs out in real time before
 // the test stops it only rarely; the clock moves by events):
@@ -514,7 +512,10 @@ func answeredAt(ps []node.OnionProgress) int {
 //   - with the second relay of the path stopped while it holds the
 //     packet, the client gives up at its bounded wait (on the node's
 //     clock, which the test moves past it) and stores through another
-//     path that avoids the relays of the lost one;
+//     path that avoids the relays of the lost one (the 3 nearest the
+//     target, the guard and up to 4 suspects leave others only because
+//     the client's pool holds nearly every relay: its growPool, right
+//     after the clock moved hours, finds nobody new);
 //   - with the guard stopped, the client notices at once that the first
 //     relay does not take the packet, marks the guard failing (not
 //     replaced: GuardGrace) and stores through a stand-in first hop.
