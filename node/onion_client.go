@@ -208,7 +208,8 @@ func (o *OnionNetwork) growPool(ctx context.Context) {
 // findRelays returns up to n relays, none of known, with their pubkey
 // blocks: the routing table's contacts and what lookups of random IDs
 // return, in random order. The lookups run OnionPoolLookups at a time,
-// up to OnionPoolRounds rounds, while fewer than n were found.
+// up to OnionPoolRounds rounds, while fewer than n were found and the
+// last round found someone new.
 func (o *OnionNetwork) findRelays(ctx context.Context, known map[block.ID]bool, n int) []onion.Hop {
 	var cs []transport.Contact
 	seen := map[block.ID]bool{}
@@ -222,7 +223,8 @@ func (o *OnionNetwork) findRelays(ctx context.Context, known map[block.ID]bool, 
 		add(c.Contact)
 	}
 	var wg sync.WaitGroup
-	for round := 0; round < OnionPoolRounds && len(cs) < n && ctx.Err() == nil; round++ {
+	for round, before := 0, -1; round < OnionPoolRounds && len(cs) < n && len(cs) > before && ctx.Err() == nil; round++ {
+		before = len(cs)
 		found := make([][]transport.Contact, OnionPoolLookups)
 		targets := make([]block.ID, OnionPoolLookups)
 		o.mu.Lock()
