@@ -206,19 +206,20 @@ func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, erro
 
 // Delete asks the nodes that hold id to drop it, proving the right with
 // preimage, and drops it from the own store. It does not know the
-// block's type: it asks the 2R closest (a data block's holders are R of
-// them) and, when more than R of those held it (a block held by K),
-// the rest of the K closest (docs/PROTOCOL.md 8). A data block Get
-// fetched lately is deleted as DeleteData deletes it. It returns how
-// many nodes deleted it.
+// block's type: a delete lookup (its requests are the DELETEs) asks the
+// 2R closest (a data block's holders are R of them) and, when more than
+// R of those held it (a block held by K), the rest of the K closest are
+// looked up and asked (docs/PROTOCOL.md 8). A data block Get fetched
+// lately is deleted as DeleteData deletes it. It returns how many nodes
+// deleted it.
 func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, error) {
 	return d.deleteBlock(ctx, id, preimage, false)
 }
 
 // DeleteData is Delete for a block the caller knows is a data block (a
-// mail's shard), held by R: it DELETEs at the R closest a lookup
-// seeking R IP groups finds, and at the rest of the 2R closest only
-// when fewer than R of those held it. A data block Get fetched lately
+// mail's shard), held by R: a delete lookup narrowed to R IP groups
+// asks the R closest, and the rest of the 2R closest it heard of are
+// asked only when fewer than R held it. A data block Get fetched lately
 // is deleted at the closest contacts that Get's lookup knew (nearMemo),
 // without a lookup: the R closest first, the rest of the 2R closest
 // only when fewer than R of those held it.
