@@ -442,24 +442,27 @@ func (w *maildirWriter) Write(p []byte) (int, error) {
 // deleteMail asks the network to drop the index block and, when the
 // manifest holds their preimage, the data blocks.
 func deleteMail(ctx context.Context, net Network, id block.ID, man *mail.Manifest) error {
-	var errs []error
-	if err := net.Delete(ctx, id, man.IndexDeletion); err != nil {
-		errs = append(errs, fmt.Errorf("deleting index block %s: %w", id.Short(), err))
+	del := net.Delete
+	if dd, ok := net.(DataDeleter); ok {
+		del = dd.DeleteData
 	}
+	var ids []block.ID
 	if man.HasDataDeletion {
-		ids := man.ShardIDs
-		del := net.Delete
-		if dd, ok := net.(DataDeleter); ok {
-			del = dd.DeleteData
-		}
-		failed := make([]error, len(ids))
-		_ = forEach(ctx, len(ids), 8, func(ctx context.Context, i int) error {
-			if err := del(ctx, ids[i], man.DataDeletion); err != nil {
-				failed[i] = fmt.Errorf("deleting data block %s: %w", ids[i].Short(), err)
+		ids = man.ShardIDs
+	}
+	// The index block's delete (a wider lookup) runs beside the shards'.
+	failed := make([]error, 1+len(ids))
+	_ = forEach(ctx, len(failed), 8, func(ctx context.Context, i int) error {
+		if i == 0 {
+			if err := net.Delete(ctx, id, man.IndexDeletion); err != nil {
+				failed[0] = fmt.Errorf("deleting index block %s: %w", id.Short(), err)
 			}
 			return nil
-		})
-		errs = append(errs, failed...)
-	}
-	return errors.Join(errs...)
+		}
+		if err := del(ctx, ids[i-1], man.DataDeletion); err != nil {
+			failed[i] = fmt.Errorf("deleting data block %s: %w", ids[i-1].Short(), err)
+		}
+		return nil
+	})
+	return errors.Join(failed...)
 }
