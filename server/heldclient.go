@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flowmail/flowmail/block"
+	"github.com/flowmail/flowmail/delivery"
 	"github.com/flowmail/flowmail/identity"
 )
 
@@ -159,4 +160,13 @@ func (n *HeldNetwork) Delete(ctx context.Context, id block.ID, preimage [32]byte
 		return nil
 	}
 	return n.DHT.Delete(ctx, id, preimage)
+}
+
+// DeleteData deletes a mail's shard at its few holders when the DHT
+// can (delivery.DataDeleter), else as Delete.
+func (n *HeldNetwork) DeleteData(ctx context.Context, id block.ID, preimage [32]byte) error {
+	if dd, ok := n.DHT.(delivery.DataDeleter); ok {
+		return dd.DeleteData(ctx, id, preimage)
+	}
+	return n.Delete(ctx, id, preimage)
 }
