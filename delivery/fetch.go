@@ -452,7 +452,9 @@ func deleteMail(ctx context.Context, net Network, id block.ID, man *mail.Manifes
 	}
 	// The index block's delete (a wider lookup) runs beside the shards'.
 	failed := make([]error, 1+len(ids))
-	_ = forEach(ctx, len(failed), 8, func(ctx context.Context, i int) error {
+	// The callbacks never fail, so forEach's error is ctx's: deletes it
+	// never started.
+	ferr := forEach(ctx, len(failed), 8, func(ctx context.Context, i int) error {
 		if i == 0 {
 			if err := net.Delete(ctx, id, man.IndexDeletion); err != nil {
 				failed[0] = fmt.Errorf("deleting index block %s: %w", id.Short(), err)
@@ -464,5 +466,5 @@ func deleteMail(ctx context.Context, net Network, id block.ID, man *mail.Manifes
 		}
 		return nil
 	})
-	return errors.Join(failed...)
+	return errors.Join(append(failed, ferr)...)
 }

@@ -289,7 +289,16 @@ func (d *DHT) observe(p transport.Peer) {
 // is observed; one that does not answer (while ctx still runs) counts a
 // failure against c, at c.Addr. An ERROR reply comes back as a *Error.
 func (d *DHT) request(ctx context.Context, c transport.Contact, m Message) (Message, transport.Peer, error) {
-	resp, peer, fault, err := d.exchange(ctx, c, m)
+	req, err := Encode(m)
+	if err != nil {
+		return nil, transport.Peer{}, err
+	}
+	return d.requestEncoded(ctx, c, m, req)
+}
+
+// requestEncoded is request for m already encoded as req (exchangeEncoded).
+func (d *DHT) requestEncoded(ctx context.Context, c transport.Contact, m Message, req []byte) (Message, transport.Peer, error) {
+	resp, peer, fault, err := d.exchangeEncoded(ctx, c, m, req)
 	if !fault.ID.IsZero() {
 		d.table.failed(fault)
 	}

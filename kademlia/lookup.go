@@ -84,7 +84,6 @@ type lookupParams struct {
 	self      block.ID // never a candidate
 	target    block.ID
 	wantBlock bool // FIND_BLOCK: a verified block ends the lookup
-	deleting  bool // DELETE: the driver's concern (lookupOp); the machine sees answers
 	k, alpha  int
 	// width is how many of the closest the lookup seeks (1 to k; 0: k):
 	// it asks, waits for and returns the width closest. Its bounds on
@@ -483,8 +482,13 @@ func (m *lookupMachine) add(c transport.Contact, depth int, from *candidate) {
 // the fewest of them that span that many IP groups (at most the width;
 // the width while fewer are known).
 func (m *lookupMachine) span() int {
-	if m.p.groups <= 0 {
+	switch {
+	case m.p.groups <= 0:
 		return m.p.width
+	case m.p.groupLimit <= 0:
+		// Every contact a group of its own (fewer known: the walks over
+		// the closest end by themselves).
+		return min(m.p.groups, m.p.width)
 	}
 	var seen [K]netip.Prefix
 	n, spanned := 0, 0
@@ -494,7 +498,7 @@ func (m *lookupMachine) span() int {
 			continue
 		}
 		n++
-		if grp := ipGroup(c.Addr.Addr()); m.p.groupLimit <= 0 || !slices.Contains(seen[:spanned], grp) {
+		if grp := ipGroup(c.Addr.Addr()); !slices.Contains(seen[:spanned], grp) {
 			seen[spanned] = grp
 			spanned++
 		}

@@ -47,10 +47,6 @@ type lookupResult struct {
 	err   error
 }
 
-// runLookup drives a lookupMachine seeking the width closest: it carries the machine's requests to
-// the transport and their outcomes, the stall timer and cancellation back
-// to it, and applies its charges to the routing table. Every request it
-// started has returned when it returns.
 // lookupOp is what a lookup's requests ask: FIND_NODE (the zero value),
 // FIND_BLOCK, or a DELETE, which a holder answers OK (counted in
 // lookupMachine.oks) and a node without the block answers NODES
@@ -71,6 +67,11 @@ func (op lookupOp) message(target block.ID) Message {
 	return FindNode{Target: target}
 }
 
+// runLookup drives a lookupMachine seeking the width closest (or those
+// spanning groups IP groups): it carries the machine's requests (op) to
+// the transport and their outcomes, the stall timer and cancellation back
+// to it, and applies its charges to the routing table. Every request it
+// started has returned when it returns.
 func (d *DHT) runLookup(ctx context.Context, target block.ID, op lookupOp, width, groups int) (*lookupMachine, error) {
 	wantBlock := op.wantBlock
 	alpha := d.cfg.Alpha
@@ -82,7 +83,7 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, op lookupOp, width
 		alpha = BlockAlpha
 	}
 	m := newLookupMachine(lookupParams{
-		self: d.cfg.ID, target: target, wantBlock: wantBlock, deleting: op.del != nil,
+		self: d.cfg.ID, target: target, wantBlock: wantBlock,
 		k: d.cfg.K, alpha: alpha, width: width, groups: groups,
 		table:      d.table.preferred,
 		groupLimit: d.cfg.BucketIPLimit,
@@ -129,7 +130,7 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, op lookupOp, width
 		}
 		select {
 		case r := <-results:
-			rd = step(d.lookupEvent(m, r))
+			rd = step(d.lookupEvent(m, op, r))
 		case <-timerC:
 			rd = step(lookupEvent{kind: evTick})
 		case <-ctx.Done():
@@ -143,7 +144,7 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, op lookupOp, width
 	// stalled were charged when they stalled.
 	cancel()
 	for m.inflight > 0 {
-		step(d.lookupEvent(m, <-results))
+		step(d.lookupEvent(m, op, <-results))
 	}
 	d.stats.lookupMessages.Add(uint64(m.stats.Messages))
 	return m, ctx.Err()
@@ -152,10 +153,10 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, op lookupOp, width
 // lookupEvent turns the outcome of a request into the machine's input: a
 // block that does not hash to the target is a lie, and the liar leaves
 // the routing table.
-func (d *DHT) lookupEvent(m *lookupMachine, r lookupResult) lookupEvent {
+func (d *DHT) lookupEvent(m *lookupMachine, op lookupOp, r lookupResult) lookupEvent {
 	ev := lookupEvent{kind: evFailed, from: r.to, fault: r.fault}
 	var refused *Error
-	if m.p.deleting && errors.As(r.err, &refused) && refused.Code == CodeForbidden {
+	if op.del != nil && errors.As(r.err, &refused) && refused.Code == CodeForbidden {
 		// A DELETE refused: the node holds the block's tombstone, or a
 		// block it may not delete. It answered, naming nobody.
 		ev.kind = evNodes
@@ -188,8 +189,9 @@ func (d *DHT) lookupEvent(m *lookupMachine, r lookupResult) lookupEvent {
 	return ev
 }
 
-// lookupQuery sends one FIND_NODE (or FIND_BLOCK) of a lookup and reports
-// its outcome, with the round trip of an answer for the stall time.
+// lookupQuery sends one request of a lookup (FIND_NODE, FIND_BLOCK or
+// DELETE: lookupOp) and reports its outcome, with the round trip of an
+// answer for the stall time.
 func (d *DHT) lookupQuery(ctx context.Context, c transport.Contact, m Message, out chan<- lookupResult) {
 	start := d.now()
 	resp, _, fault, err := d.exchange(ctx, c, m)

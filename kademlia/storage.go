@@ -165,11 +165,7 @@ func (d *DHT) requestAll(ctx context.Context, cs []transport.Contact, m Message)
 		return 0, []error{err}
 	}
 	return fanOut(ctx, cs, func(ctx context.Context, c transport.Contact) error {
-		resp, peer, fault, err := d.exchangeEncoded(ctx, c, m, req)
-		if !fault.ID.IsZero() {
-			d.table.failed(fault)
-		}
-		_, err = expect[OK](resp, peer, err)
+		_, err := expect[OK](d.requestEncoded(ctx, c, m, req))
 		return err
 	})
 }
