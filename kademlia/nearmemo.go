@@ -14,11 +14,13 @@ const (
 	nearMemoTTL     = 10 * time.Minute
 )
 
-// nearMemo remembers, for a data block this node just got by a lookup,
-// the 2R closest contacts that lookup knew of. A recipient deletes the
-// shards it fetched right after fetching them; the delete then asks
-// those contacts directly, where the block's R holders almost always
-// are, instead of looking the ID up again (docs/PROTOCOL.md section 8).
+// nearMemo remembers, for a block this node just got by a lookup, the
+// closest contacts that lookup knew of: the 2R closest for a data block,
+// the K closest for a block held by K (an index block: wide). A
+// recipient deletes the mail it fetched right after fetching it; the
+// delete then asks those contacts directly, where the block's holders
+// almost always are, instead of looking the ID up again
+// (docs/PROTOCOL.md section 8).
 // It is bounded in entries (a ring of the last nearMemoEntries
 // remembered: the oldest goes, in constant time) and age; a delete takes
 // its entry.
@@ -32,6 +34,7 @@ type nearMemo struct {
 
 type nearEntry struct {
 	contacts []transport.Contact
+	wide     bool // held by K, not R
 	at       time.Time
 	seq      uint64
 }
@@ -43,8 +46,9 @@ type nearSlot struct {
 	seq uint64
 }
 
-// remember keeps contacts for id in place of the oldest entry.
-func (n *nearMemo) remember(id block.ID, contacts []transport.Contact, now time.Time) {
+// remember keeps contacts for id in place of the oldest entry; wide
+// says the block is held by K.
+func (n *nearMemo) remember(id block.ID, contacts []transport.Contact, wide bool, now time.Time) {
 	if len(contacts) == 0 {
 		return
 	}
@@ -64,21 +68,22 @@ func (n *nearMemo) remember(id block.ID, contacts []transport.Contact, now time.
 		n.ring[n.next] = slot
 		n.next = (n.next + 1) % nearMemoEntries
 	}
-	n.entries[id] = nearEntry{contacts: contacts, at: now, seq: n.seq}
+	n.entries[id] = nearEntry{contacts: contacts, wide: wide, at: now, seq: n.seq}
 }
 
 // take returns and forgets the contacts remembered for id, nil if none
-// or if they are older than nearMemoTTL.
-func (n *nearMemo) take(id block.ID, now time.Time) []transport.Contact {
+// or if they are older than nearMemoTTL, and whether the block is held
+// by K.
+func (n *nearMemo) take(id block.ID, now time.Time) ([]transport.Contact, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	e, ok := n.entries[id]
 	if !ok {
-		return nil
+		return nil, false
 	}
 	delete(n.entries, id)
 	if now.Sub(e.at) > nearMemoTTL {
-		return nil
+		return nil, false
 	}
-	return e.contacts
+	return e.contacts, e.wide
 }

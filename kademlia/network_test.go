@@ -897,5 +897,61 @@ func TestDataBlocksAreLookedUpNarrowly(t *testing.T) {
 		if h := held(iid); h != 0 {
 			t.Fatalf("%d copies left after the delete", h)
 		}
+
+		// An index block the client just got is deleted at the K closest
+		// its Get's lookup knew, all at once: K DELETEs, no lookup.
+		putIndex := func() (block.ID, []byte, [32]byte) {
+			t.Helper()
+			idx, pre := kademlia.IndexBlock(s.Rand, s.RandomID(), 0)
+			if stored, err := client.DHT.Put(ctx, idx, time.Hour); err != nil || stored != k {
+				t.Fatalf("Put stored at %d nodes (%v), want %d", stored, err, k)
+			}
+			return block.Sum(idx), idx, pre
+		}
+		fid, fidx, fpre := putIndex()
+		if n := sent(func() {
+			if b, _, err := client.DHT.Get(ctx, fid); err != nil || !bytes.Equal(b, fidx) {
+				t.Fatalf("Get: %v", err)
+			}
+		}); n != 1 {
+			t.Fatalf("a Get of an index block sent %d FIND_BLOCKs, want 1", n)
+		}
+		if n := sent(func() {
+			if deleted, err := client.DHT.Delete(ctx, fid, fpre); err != nil || deleted != k {
+				t.Fatalf("Delete removed %d copies (%v), want %d", deleted, err, k)
+			}
+		}); n != k {
+			t.Fatalf("deleting an index block just fetched sent %d requests, want %d DELETEs", n, k)
+		}
+		if h := held(fid); h != 0 {
+			t.Fatalf("%d copies left after deleting an index block just fetched", h)
+		}
+
+		// When fewer than half of those held it (they dropped it), the
+		// delete goes on as for a block of unknown type and still finds
+		// the rest.
+		lid, _, lpre := putIndex()
+		if _, _, err := client.DHT.Get(ctx, lid); err != nil {
+			t.Fatalf("Get: %v", err)
+		}
+		dropped := 0
+		for _, x := range full {
+			if dropped == k/2+1 {
+				break
+			}
+			if err := x.Store.Drop(ctx, lid); err == nil {
+				dropped++
+			}
+		}
+		if n := sent(func() {
+			if deleted, err := client.DHT.Delete(ctx, lid, lpre); err != nil || deleted != k-dropped {
+				t.Fatalf("Delete removed %d copies (%v), want %d", deleted, err, k-dropped)
+			}
+		}); n <= k {
+			t.Fatalf("a delete whose remembered holders mostly lost the block sent %d requests, want more than the %d DELETEs", n, k)
+		}
+		if h := held(lid); h != 0 {
+			t.Fatalf("%d copies left after the delete went on", h)
+		}
 	})
 }

@@ -194,8 +194,9 @@ func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, erro
 	if m.found == nil {
 		return nil, 0, fmt.Errorf("%w: %v (%d requests)", ErrNotFound, id.Short(), m.stats.Messages)
 	}
-	if h, _, err := block.ParseHeader(m.found); err == nil && h.Type == block.TypeData {
-		d.near.remember(id, m.nearest(d.seekWidth(block.TypeData)), d.now())
+	if h, _, err := block.ParseHeader(m.found); err == nil && h.Type != block.TypeRecord {
+		wide := h.Type != block.TypeData
+		d.near.remember(id, m.nearest(d.seekWidth(h.Type)), wide, d.now())
 	}
 	return m.found, time.Duration(m.lifetime) * time.Second, nil
 }
@@ -257,13 +258,24 @@ func (d *DHT) deleteBlock(ctx context.Context, id block.ID, preimage [32]byte, d
 		}
 		return deleted >= r
 	}
-	// A data block this node just got: its R holders are almost always
-	// the closest that Get's lookup knew, asked without a new lookup.
-	if near := d.near.take(id, d.now()); len(near) > 0 {
-		if deleteNear(near) {
-			return deleted, nil
+	// A block this node just got: its holders are almost always the
+	// closest that Get's lookup knew, asked without a new lookup. A
+	// block held by K is asked at all K at once; when fewer than half
+	// held it, that lookup's view was not the holders', and the delete
+	// goes on as for a block of unknown type.
+	if near, wide := d.near.take(id, d.now()); len(near) > 0 {
+		if wide {
+			deleteAt(near)
+			if 2*deleted >= len(near) {
+				return deleted, nil
+			}
+			data = false
+		} else {
+			if deleteNear(near) {
+				return deleted, nil
+			}
+			data = true
 		}
-		data = true
 	}
 	// A delete is a lookup whose requests are the DELETEs: holders
 	// answer OK, the others NODES.
