@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
@@ -51,9 +52,16 @@ type lookupResult struct {
 // FIND_BLOCK, or a DELETE, which a holder answers OK (counted in
 // lookupMachine.oks) and a node without the block answers NODES
 // (docs/PROTOCOL.md 8).
+//
+// seeds are contacts to start from beside the routing table's closest,
+// and alpha, when above zero, the requests in flight instead of the
+// configured alpha: a delete of a block this node just got starts at
+// the contacts that got it, all at once for a block held by K.
 type lookupOp struct {
 	wantBlock bool
 	del       *Delete
+	seeds     []transport.Contact
+	alpha     int
 }
 
 // message is the request the lookup sends for target.
@@ -75,12 +83,15 @@ func (op lookupOp) message(target block.ID) Message {
 func (d *DHT) runLookup(ctx context.Context, target block.ID, op lookupOp, width, groups int) (*lookupMachine, error) {
 	wantBlock := op.wantBlock
 	alpha := d.cfg.Alpha
-	if wantBlock {
+	switch {
+	case wantBlock:
 		// A holder's answer carries the whole block: near the target the
 		// alpha requests in flight all reach holders and bring it alpha
 		// times (docs/PROTOCOL.md 8). One at a time; a silent contact
 		// costs a stall time.
 		alpha = BlockAlpha
+	case op.alpha > 0:
+		alpha = op.alpha
 	}
 	m := newLookupMachine(lookupParams{
 		self: d.cfg.ID, target: target, wantBlock: wantBlock,
@@ -90,7 +101,15 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, op lookupOp, width
 	})
 	d.stats.lookups.Add(1)
 	d.table.lookedUp(target, d.now())
-	seeds := d.table.closest(target, d.cfg.K, block.ID{})
+	var seeds []transport.Contact
+	if len(op.seeds) == 0 {
+		seeds = d.table.closest(target, d.cfg.K, block.ID{})
+	} else {
+		// A delete lookup learns nobody from the holders (they answer
+		// OK), so it is also seeded past them: a holder that is gone is
+		// passed over to a contact it knows, not waited for.
+		seeds = mergeContacts(op.seeds, d.table.closest(target, 2*d.cfg.K, block.ID{}))
+	}
 	if len(seeds) == 0 {
 		return m, fmt.Errorf("%w: routing table is empty", ErrNoContacts)
 	}
@@ -218,4 +237,16 @@ func verifyBlock(id block.ID, b []byte) error {
 	}
 	_, err := identity.Check(b)
 	return err
+}
+
+// mergeContacts returns first, then the contacts of more that first does
+// not name.
+func mergeContacts(first, more []transport.Contact) []transport.Contact {
+	out := slices.Clip(slices.Clone(first))
+	for _, c := range more {
+		if !slices.ContainsFunc(first, func(x transport.Contact) bool { return x.ID == c.ID }) {
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -18,8 +18,8 @@ const (
 // closest contacts that lookup knew of: the 2R closest for a data block,
 // the K closest for a block held by K (an index block: wide). A
 // recipient deletes the mail it fetched right after fetching it; the
-// delete then asks those contacts directly, where the block's holders
-// almost always are, instead of looking the ID up again
+// delete lookup then starts at those contacts, where the block's
+// holders almost always are, and asks them in one round
 // (docs/PROTOCOL.md section 8).
 // It is bounded in entries (a ring of the last nearMemoEntries
 // remembered: the oldest goes, in constant time) and age; a delete takes

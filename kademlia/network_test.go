@@ -37,6 +37,19 @@ func smallNet(t *testing.T, seed uint64, k, alpha int) *kadsim.Net {
 	return s
 }
 
+// meshWithClient is smallNet with n full nodes that all know each other
+// and a client that knows them all.
+func meshWithClient(t *testing.T, seed uint64, k, n int) (*kadsim.Net, []*kadsim.Node, *kadsim.Node) {
+	s := smallNet(t, seed, k, 3)
+	full := s.AddNodes(n, false)
+	meshSeed(full)
+	client := s.AddNodes(1, true)[0]
+	for _, x := range full {
+		kademlia.Seen(client.DHT, x.Contact(), time.Now())
+	}
+	return s, full, client
+}
+
 // TestLookupTerminatesWhenKClosestAnswered builds a network where the
 // answer is known: A knows only B, B and every other node know everyone
 // (11 nodes, K = 8, no bucket overflows).
@@ -763,13 +776,7 @@ func TestLookupKeepsUnansweredContactsOutOfTheTable(t *testing.T) {
 // lead it on, and the holders answer OK.
 func TestDeleteLookupFindsHoldersItDidNotKnow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := smallNet(t, 11, 8, 3)
-		full := s.AddNodes(40, false)
-		meshSeed(full)
-		putter := s.AddNodes(1, true)[0]
-		for _, n := range full {
-			kademlia.Seen(putter.DHT, n.Contact(), time.Now())
-		}
+		s, full, putter := meshWithClient(t, 11, 8, 40)
 		ctx := t.Context()
 		for i, del := range []func(d *kademlia.DHT, ctx context.Context, id block.ID, pre [32]byte) (int, error){
 			(*kademlia.DHT).Delete, (*kademlia.DHT).DeleteData,
@@ -805,17 +812,75 @@ func TestDeleteLookupFindsHoldersItDidNotKnow(t *testing.T) {
 // full K: its delete widens to the K closest (a FIND_NODE lookup, then
 // DELETEs at those not asked) once more than R of the 2R held it, and no
 // copy is left.
+// TestDeleteAfterGetPassesOverGoneContacts: a delete of a block the
+// node just got starts at the contacts its Get's lookup knew, some of
+// them named but never asked. Those that are gone are passed over after
+// a stall time, as in any lookup, instead of holding the delete for the
+// dial timeout, and every live holder still deletes.
+func TestDeleteAfterGetPassesOverGoneContacts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, full, client := meshWithClient(t, 7, 12, 16)
+		ctx := t.Context()
+		holders := func(id block.ID) (live, all []*kadsim.Node) {
+			for _, x := range full {
+				if _, err := x.Store.Stat(ctx, id); err == nil {
+					all = append(all, x)
+					if !x.Dead {
+						live = append(live, x)
+					}
+				}
+			}
+			return live, all
+		}
+		idx, ipre := kademlia.IndexBlock(s.Rand, s.RandomID(), 0)
+		shard, spre := kademlia.DataBlockWithDeletion("a shard whose holder left")
+		for _, c := range []struct {
+			what string
+			blk  []byte
+			pre  [32]byte
+			del  func(context.Context, block.ID, [32]byte) (int, error)
+		}{
+			{"an index block", idx, ipre, client.DHT.Delete},
+			{"a shard", shard, spre, client.DHT.DeleteData},
+		} {
+			id := block.Sum(c.blk)
+			if _, err := client.DHT.Put(ctx, c.blk, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := client.DHT.Get(ctx, id); err != nil {
+				t.Fatalf("Get %s: %v", c.what, err)
+			}
+			// The holders farthest from the block were not the one the
+			// Get asked (it asks the closest first): one of them leaves.
+			_, all := holders(id)
+			gone := all[0]
+			for _, x := range all {
+				if kademlia.CompareDistance(x.ID(), gone.ID(), id) > 0 {
+					gone = x
+				}
+			}
+			s.Kill(gone)
+			live, _ := holders(id)
+			start := time.Now()
+			deleted, err := c.del(ctx, id, c.pre)
+			if took := time.Since(start); took >= time.Second {
+				t.Errorf("deleting %s with a holder gone took %v: it waited for the dial timeout (1 s)", c.what, took)
+			}
+			if err != nil || deleted != len(live) {
+				t.Errorf("deleting %s removed %d copies (%v), want the %d live ones", c.what, deleted, err, len(live))
+			}
+			if left, _ := holders(id); len(left) != 0 {
+				t.Errorf("%d live copies of %s left", len(left), c.what)
+			}
+		}
+	})
+}
+
 func TestDataBlocksAreLookedUpNarrowly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const k = 12
 		r, w := block.ShardReplicas, 2*block.ShardReplicas
-		s := smallNet(t, 7, k, 3)
-		full := s.AddNodes(16, false)
-		meshSeed(full)
-		client := s.AddNodes(1, true)[0]
-		for _, n := range full {
-			kademlia.Seen(client.DHT, n.Contact(), time.Now())
-		}
+		s, full, client := meshWithClient(t, 7, k, 16)
 		sent := func(f func()) int {
 			before := client.DHT.Stats().RequestsSent
 			f()

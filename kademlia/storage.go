@@ -206,8 +206,10 @@ func (d *DHT) Get(ctx context.Context, id block.ID) ([]byte, time.Duration, erro
 // block's type: a delete lookup (its requests are the DELETEs) asks the
 // 2R closest (a data block's holders are R of them) and, when more than
 // R of those held it (a block held by K), the rest of the K closest are
-// looked up and asked (docs/PROTOCOL.md 8). A data block Get fetched
-// lately is deleted as DeleteData deletes it. It returns how many nodes
+// looked up and asked (docs/PROTOCOL.md 8). A block Get fetched lately
+// is deleted by a delete lookup seeded with the contacts that Get's
+// lookup knew (nearMemo): a data block as DeleteData deletes it, a block
+// held by K with its K closest asked at once. It returns how many nodes
 // deleted it.
 func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, error) {
 	return d.deleteBlock(ctx, id, preimage, false)
@@ -216,10 +218,9 @@ func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, 
 // DeleteData is Delete for a block the caller knows is a data block (a
 // mail's shard), held by R: a delete lookup narrowed to R IP groups
 // asks the R closest, and the rest of the 2R closest it heard of are
-// asked only when fewer than R held it. A data block Get fetched lately
-// is deleted at the closest contacts that Get's lookup knew (nearMemo),
-// without a lookup: the R closest first, the rest of the 2R closest
-// only when fewer than R of those held it.
+// asked only when fewer than R held it. For a data block Get fetched
+// lately, that lookup starts at the closest contacts Get's lookup knew
+// (nearMemo), where its R holders almost always are.
 func (d *DHT) DeleteData(ctx context.Context, id block.ID, preimage [32]byte) (int, error) {
 	return d.deleteBlock(ctx, id, preimage, true)
 }
@@ -248,39 +249,12 @@ func (d *DHT) deleteBlock(ctx context.Context, id block.ID, preimage [32]byte, d
 		deleted += ok
 		errs = append(errs, failed...)
 	}
-	// The R holders of a data block are the first R groups among its
-	// closest; when those do not all hold it, the rest of the 2R
-	// closest are asked.
-	deleteNear := func(near []transport.Contact) bool {
-		deleteAt(near[:min(r, len(near))])
-		if deleted < r {
-			deleteAt(near)
-		}
-		return deleted >= r
-	}
-	// A block this node just got: its holders are almost always the
-	// closest that Get's lookup knew, asked without a new lookup. A
-	// block held by K is asked at all K at once; when fewer than half
-	// held it, that lookup's view was not the holders', and the delete
-	// goes on as for a block of unknown type.
-	if near, wide := d.near.take(id, d.now()); len(near) > 0 {
-		if wide {
-			deleteAt(near)
-			if 2*deleted >= len(near) {
-				return deleted, nil
-			}
-			data = false
-		} else {
-			if deleteNear(near) {
-				return deleted, nil
-			}
-			data = true
-		}
-	}
 	// A delete is a lookup whose requests are the DELETEs: holders
-	// answer OK, the others NODES.
-	deleteLookup := func(groups int) *lookupMachine {
-		m, err := d.runLookup(ctx, id, lookupOp{del: &msg}, narrow, groups)
+	// answer OK, the others NODES. op.seeds and op.alpha are set for a
+	// block this node just got (below).
+	deleteLookup := func(op lookupOp, width, groups int) *lookupMachine {
+		op.del = &msg
+		m, err := d.runLookup(ctx, id, op, width, groups)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -292,13 +266,27 @@ func (d *DHT) deleteBlock(ctx context.Context, id block.ID, preimage [32]byte, d
 		}
 		return m
 	}
-	if data {
-		if m := deleteLookup(r); deleted < r {
+	// A block this node just got: its holders are almost always the
+	// closest that Get's lookup knew, so they seed the delete lookup
+	// beside the routing table. Being a lookup, it passes over a
+	// contact that was named but is gone instead of waiting for its
+	// dial. A block held by K is asked at all K closest at once; when
+	// fewer than half of those held it, that lookup's view was not the
+	// holders', and the delete goes on as for a block of unknown type.
+	near, heldByK := d.near.take(id, d.now())
+	switch {
+	case len(near) > 0 && heldByK:
+		deleteLookup(lookupOp{seeds: near, alpha: d.cfg.K}, d.cfg.K, 0)
+		if 2*deleted >= len(near) {
+			return deleted, nil
+		}
+	case len(near) > 0 || data:
+		if m := deleteLookup(lookupOp{seeds: near}, narrow, r); deleted < r {
 			deleteAt(m.nearest(narrow))
 		}
 		return d.deleted(id, deleted, errs)
 	}
-	deleteLookup(0)
+	deleteLookup(lookupOp{}, narrow, 0)
 	// Holders answer OK without contacts, so a block held by K is
 	// deleted at the rest of the K closest a FIND_NODE lookup finds.
 	if deleted > r && narrow < d.cfg.K {
