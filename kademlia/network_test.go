@@ -992,9 +992,8 @@ func TestDataBlocksAreLookedUpNarrowly(t *testing.T) {
 			t.Fatalf("%d copies left after deleting an index block just fetched", h)
 		}
 
-		// When fewer than half of those held it (they dropped it), the
-		// delete goes on as for a block of unknown type and still finds
-		// the rest.
+		// When fewer than K of those held it (most dropped it), the
+		// delete looks the K closest up and still finds the rest.
 		lid, _, lpre := putIndex()
 		if _, _, err := client.DHT.Get(ctx, lid); err != nil {
 			t.Fatalf("Get: %v", err)

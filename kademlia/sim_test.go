@@ -1,6 +1,8 @@
 package kademlia_test
 
 import (
+	"context"
+	"fmt"
 	"math"
 	"runtime"
 	"testing"
@@ -102,7 +104,45 @@ func TestSimulation(t *testing.T) {
 		if retrievable*100 < 99*survivors {
 			t.Errorf("only %d of the %d blocks that kept a live copy are retrievable", retrievable, survivors)
 		}
+		fetchedAndDeleted(ctx, t, s)
 	})
+}
+
+// fetchedAndDeleted stores index blocks (held by K) and shards from one
+// client, gets each from another and deletes it as a recipient's fetch
+// does, right after the Get (section 8): no copy may stay behind, though
+// the getter's view of a block's holders comes from one FIND_BLOCK
+// lookup and holders name nobody in answer to a DELETE.
+func fetchedAndDeleted(ctx context.Context, t *testing.T, s *kadsim.Net) {
+	cs := s.AddNodes(2, true)
+	s.JoinThrough(ctx, cs, nil, 2)
+	putter, getter := cs[0], cs[1]
+	var left, requests []int
+	for i := range 40 {
+		blk, pre := kademlia.DataBlockWithDeletion(fmt.Sprintf("shard %d, fetched and deleted", i))
+		del := getter.DHT.DeleteData
+		if i%2 == 0 {
+			blk, pre = kademlia.IndexBlock(s.Rand, s.RandomID(), 0)
+			del = getter.DHT.Delete
+		}
+		id := block.Sum(blk)
+		if _, err := putter.DHT.Put(ctx, blk, time.Hour); err != nil {
+			t.Fatalf("put: %v", err)
+		}
+		if _, _, err := getter.DHT.Get(ctx, id); err != nil {
+			t.Fatalf("get: %v", err)
+		}
+		before := getter.DHT.Stats().RequestsSent
+		if _, err := del(ctx, id, pre); err != nil {
+			t.Errorf("delete: %v", err)
+		}
+		requests = append(requests, int(getter.DHT.Stats().RequestsSent-before))
+		left = append(left, s.HoldersOf(ctx, []block.ID{id})[0])
+	}
+	t.Logf("fetched and deleted 20 index blocks and 20 shards: requests per delete median %d, max %d; copies left max %d", kadsim.Percentile(requests, 50), kadsim.Percentile(requests, 100), kadsim.Percentile(left, 100))
+	if n := kadsim.Percentile(left, 100); n != 0 {
+		t.Errorf("a block fetched and deleted kept %d copies", n)
+	}
 }
 
 func benchNet(b *testing.B, n int) *kadsim.Net {

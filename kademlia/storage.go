@@ -266,20 +266,29 @@ func (d *DHT) deleteBlock(ctx context.Context, id block.ID, preimage [32]byte, d
 		}
 		return m
 	}
+	// Holders answer OK without contacts, so a delete lookup does not
+	// find holders of a block held by K that it was not told of: they
+	// are among the K closest a FIND_NODE lookup finds.
+	widen := func() {
+		wide, _, err := d.Lookup(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		deleteAt(wide)
+	}
 	// A block this node just got: its holders are almost always the
 	// closest that Get's lookup knew, so they seed the delete lookup
 	// beside the routing table. Being a lookup, it passes over a
 	// contact that was named but is gone instead of waiting for its
-	// dial. A block held by K is asked at all K closest at once; when
-	// fewer than half of those held it, that lookup's view was not the
-	// holders', and the delete goes on as for a block of unknown type.
+	// dial. A block held by K is asked at all K closest at once, and
+	// looked up (FIND_NODE) only when fewer than K held it.
 	near, heldByK := d.near.take(id, d.now())
 	switch {
 	case len(near) > 0 && heldByK:
-		deleteLookup(lookupOp{seeds: near, alpha: d.cfg.K}, d.cfg.K, 0)
-		if 2*deleted >= len(near) {
-			return deleted, nil
+		if deleteLookup(lookupOp{seeds: near, alpha: d.cfg.K}, d.cfg.K, 0); deleted < d.cfg.K {
+			widen()
 		}
+		return d.deleted(id, deleted, errs)
 	case len(near) > 0 || data:
 		if m := deleteLookup(lookupOp{seeds: near}, narrow, r); deleted < r {
 			deleteAt(m.nearest(narrow))
@@ -287,14 +296,8 @@ func (d *DHT) deleteBlock(ctx context.Context, id block.ID, preimage [32]byte, d
 		return d.deleted(id, deleted, errs)
 	}
 	deleteLookup(lookupOp{}, narrow, 0)
-	// Holders answer OK without contacts, so a block held by K is
-	// deleted at the rest of the K closest a FIND_NODE lookup finds.
 	if deleted > r && narrow < d.cfg.K {
-		wide, _, err := d.Lookup(ctx, id)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		deleteAt(wide)
+		widen()
 	}
 	return d.deleted(id, deleted, errs)
 }
