@@ -242,7 +242,13 @@ func (m *lookupMachine) step(ev lookupEvent) lookupReady {
 // still used if it answers (a node back from a restart).
 func (m *lookupMachine) sendMore(ev lookupEvent, rd *lookupReady) {
 	maxMessages := maxLookupMessagesPerK * m.p.k
-	for m.active < m.p.alpha && m.stats.Messages < maxMessages {
+	limit := m.p.alpha
+	if !m.p.wantBlock && m.closestAnswered() {
+		// Converged: the rest of the closest are asked at once
+		// (Kademlia's final round), not alpha at a time.
+		limit = max(limit, m.span())
+	}
+	for m.active < limit && m.stats.Messages < maxMessages {
 		c := m.next()
 		if c == nil {
 			return
@@ -262,6 +268,20 @@ func (m *lookupMachine) sendMore(ev lookupEvent, rd *lookupReady) {
 		}
 		rd.send = append(rd.send, c.Contact)
 	}
+}
+
+// closestAnswered reports whether the closest candidate in play (neither
+// failed nor stalled, within the IP-group limit) has answered: no answer
+// has named anyone closer, so the lookup has converged.
+func (m *lookupMachine) closestAnswered() bool {
+	g := m.groupCounter()
+	for _, c := range m.cands {
+		if c.state == failed || c.state == stalled || !g.fits(c) {
+			continue
+		}
+		return c.state == answered
+	}
+	return false
 }
 
 // nextStall returns when the next waiting request stalls, zero if none
