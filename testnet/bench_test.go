@@ -97,18 +97,23 @@ func BenchmarkSendFetch1MiB(b *testing.B) {
 		return sum
 	}
 	var stored int64
-	var sending, fetching time.Duration
+	var sending, fetching, sendCPU, fetchCPU time.Duration
+	var cpuErr error
 	sentBefore, fetchedBefore := sender.DHT().Stats().RequestsSent, fetcher.DHT().Stats().RequestsSent
 	b.SetBytes(int64(len(msg)))
 	b.ResetTimer()
 	for range b.N {
 		in := mail.BuildInput{Sender: alice.Identity, Recipients: []*identity.PublicKey{key}, Message: bytes.NewReader(msg), Size: int64(len(msg)), Now: time.Now()}
 		before := held()
+		var cpu0 time.Duration
+		cpu0, cpuErr = rawquic.ProcessCPU()
 		start := time.Now()
 		if _, err := delivery.Send(ctx, sender, codec, in, delivery.SendOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		sent := time.Now()
+		cpu1, _ := rawquic.ProcessCPU()
+		sendCPU += cpu1 - cpu0
 		sending += sent.Sub(start)
 		stored += held() - before
 		rep, err := delivery.Fetch(ctx, fetcher, codec, bob.Identity, st, delivery.FetchOptions{Maildir: bob.Maildir(), Now: time.Now()})
@@ -116,6 +121,15 @@ func BenchmarkSendFetch1MiB(b *testing.B) {
 			b.Fatalf("fetch: %v, %+v", err, rep)
 		}
 		fetching += time.Since(sent)
+		cpu2, _ := rawquic.ProcessCPU()
+		fetchCPU += cpu2 - cpu1
+	}
+	// The process's CPU time (all nodes run in it) per phase: against the
+	// phase's wall time it says how busy the cores were.
+	// (Only where getrusage(2) is.)
+	if cpuErr == nil {
+		b.ReportMetric(float64(sendCPU.Microseconds())/1000/float64(b.N), "send-cpu-ms/op")
+		b.ReportMetric(float64(fetchCPU.Microseconds())/1000/float64(b.N), "fetch-cpu-ms/op")
 	}
 	// Where the time goes: the send (build, grind, stores) and the fetch
 	// (list, gets, open, delete) of one mail.
