@@ -202,6 +202,69 @@ func TestTableIPGroupLimits(t *testing.T) {
 	}
 }
 
+// TestTableIPGroupCountsFollowTheTable: a group's count falls when a
+// contact leaves or moves to another group, so others of it may enter;
+// after any mix of arrivals, moves, failures and removals the table's
+// group words are those of its live contacts.
+func TestTableIPGroupCountsFollowTheTable(t *testing.T) {
+	self := testID(1)
+	tb := newTable(self, tableLimits{k: K, cache: K, maxFailures: 1, bucketIP: -1, tableIP: 2}, time.Time{})
+	at := func(bucket int, tail byte, addr string) transport.Contact {
+		return transport.Contact{ID: idInBucket(self, bucket, tail), Addr: netip.MustParseAddrPort(addr)}
+	}
+	a, b, c := at(0, 1, "192.0.2.1:1"), at(1, 2, "192.0.2.2:1"), at(2, 3, "192.0.2.3:1")
+	for _, x := range []transport.Contact{a, b} {
+		if !tb.seen(x, t0) {
+			t.Fatalf("%v refused with room in its group", x)
+		}
+	}
+	if tb.seen(c, t0) {
+		t.Fatal("a third contact of one /24 entered a table that allows 2")
+	}
+	tb.remove(a.ID)
+	if !tb.seen(c, t0) {
+		t.Fatal("refused after a contact of its group left")
+	}
+	b.Addr = netip.MustParseAddrPort("198.51.100.1:1") // b moves out of the group
+	if !tb.seen(b, t0) {
+		t.Fatal("a contact moving to an empty group was refused")
+	}
+	if d := at(3, 4, "192.0.2.4:1"); !tb.seen(d, t0) {
+		t.Fatal("refused although the contact that moved no longer counts in its group")
+	}
+	if e := at(4, 5, "192.0.2.5:1"); tb.seen(e, t0) {
+		t.Fatal("a third contact of the group entered after the move")
+	}
+
+	rng := testseed.Rand(t)
+	tb = newTable(self, tableLimits{k: 4, cache: 2, maxFailures: 1, bucketIP: 2, tableIP: 5}, time.Time{})
+	var met []transport.Contact
+	for range 3000 {
+		switch op := rng.IntN(10); {
+		case op < 6 || len(met) == 0:
+			x := transport.Contact{ID: idInBucket(self, rng.IntN(6), byte(rng.IntN(40))), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, byte(rng.IntN(4)), byte(rng.IntN(250) + 1)}), 1)}
+			tb.seen(x, t0)
+			met = append(met, x)
+		case op < 8:
+			tb.failed(met[rng.IntN(len(met))])
+		default:
+			tb.remove(met[rng.IntN(len(met))].ID)
+		}
+		var want []uint64
+		for i := range tb.buckets {
+			for _, e := range tb.buckets[i].live {
+				want = append(want, tb.liveWord(&e))
+			}
+		}
+		got := slices.Clone(tb.groups)
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("group words %x, live contacts' %x", got, want)
+		}
+	}
+}
+
 // TestTableClosestIsExact compares closest with sorting every contact, for
 // targets near and far from the own ID and the own ID itself.
 func TestTableClosestIsExact(t *testing.T) {
@@ -424,14 +487,32 @@ func TestTableAnswersNameOnlyFreshUsableContacts(t *testing.T) {
 	}
 }
 
-func TestInGroupAgreesWithIPGroup(t *testing.T) {
-	addrs := []string{"192.0.2.1", "192.0.2.200", "192.0.3.1", "::ffff:192.0.2.7", "2001:db8::1", "2001:db8:0:1::1", "2001:db8:1::1", "127.0.0.1", "::1"}
+// TestGroupWordsAgreeWithIPGroup: the table counts a contact at a in the
+// group of b exactly when ipGroup puts them together (and a zoned address,
+// which netip.Prefix.Contains never matches, in none).
+func TestGroupWordsAgreeWithIPGroup(t *testing.T) {
+	addrs := []string{"192.0.2.1", "192.0.2.200", "192.0.3.1", "::ffff:192.0.2.7", "2001:db8::1", "2001:db8:0:1::1", "2001:db8:1::1", "127.0.0.1", "::1", "0.0.0.0", "::"}
+	rng := testseed.Rand(t)
+	for range 200 {
+		var b16 [16]byte
+		for i := range b16 {
+			b16[i] = byte(rng.IntN(3)) // few values, so that groups collide
+		}
+		addrs = append(addrs, netip.AddrFrom16(b16).String(), netip.AddrFrom4([4]byte(b16[:4])).String())
+	}
 	for _, x := range addrs {
 		for _, y := range addrs {
 			a, b := netip.MustParseAddr(x), netip.MustParseAddr(y)
-			if got, want := inGroup(a, ipGroup(b)), ipGroup(a) == ipGroup(b); got != want {
-				t.Errorf("inGroup(%v, ipGroup(%v)) = %v, ipGroup says %v", a, b, got, want)
+			got := addrGroupKey(a) != 0 && addrGroupKey(a) == groupKey(ipGroup(b))
+			if want := ipGroup(a).IsValid() && ipGroup(a) == ipGroup(b); got != want {
+				t.Fatalf("the group words put %v in the group of %v: %v; ipGroup says %v", a, b, got, want)
 			}
 		}
+	}
+	if zoned := netip.MustParseAddr("fe80::1%eth0"); addrGroupKey(zoned) != 0 {
+		t.Errorf("a zoned address has group word %x; netip.Prefix.Contains matches it to no group", addrGroupKey(zoned))
+	}
+	if groupKey(netip.Prefix{}) != 0 || addrGroupKey(netip.Addr{}) != 0 {
+		t.Error("no group must have the word 0")
 	}
 }

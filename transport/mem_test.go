@@ -372,9 +372,11 @@ func TestMemCloseStopsHandlersAndRequests(t *testing.T) {
 		n := NewMemNetwork(MemConfig{DialTimeout: time.Second})
 		a := listenMem(t, n, 1, MemEndpointConfig{Handler: echo})
 		started := make(chan struct{})
+		var returned atomic.Bool
 		b, err := n.Listen(testIdentity(t, 2), MemEndpointConfig{Handler: func(ctx context.Context, _ Peer, _ []byte) []byte {
 			close(started)
 			<-ctx.Done()
+			returned.Store(true)
 			return []byte("bye")
 		}})
 		if err != nil {
@@ -388,6 +390,9 @@ func TestMemCloseStopsHandlersAndRequests(t *testing.T) {
 		<-started
 		if err := b.Close(); err != nil {
 			t.Fatal(err)
+		}
+		if !returned.Load() {
+			t.Error("Close returned before the handler it cancelled")
 		}
 		if err := <-errc; !errors.Is(err, ErrUnreachable) {
 			t.Errorf("request in flight when the peer closed: %v, want ErrUnreachable", err)
