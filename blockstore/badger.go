@@ -244,7 +244,7 @@ func (s *badgerStore) Get(ctx context.Context, id block.ID) ([]byte, Meta, error
 	})
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
-		return nil, Meta{}, fmt.Errorf("%w: %v", ErrNotFound, id.Short())
+		return nil, Meta{}, notFound(id)
 	case err != nil:
 		return nil, Meta{}, err
 	}
@@ -276,7 +276,7 @@ func (s *badgerStore) Stat(ctx context.Context, id block.ID) (Meta, error) {
 		return Meta{}, err
 	}
 	if !ok || !notExpired(r.expires, s.cfg.Clock.Now()) {
-		return Meta{}, fmt.Errorf("%w: %v", ErrNotFound, id.Short())
+		return Meta{}, notFound(id)
 	}
 	return r.meta(id), nil
 }

@@ -186,7 +186,7 @@ func (s *badgerStore) apply(txn *badger.Txn, c *counters, op *writeOp) (result, 
 	case opDrop:
 		r, held, err := s.current(txn, c, op.id, op.now)
 		if err != nil || !held {
-			return fmt.Errorf("%w: %v", ErrNotFound, op.id.Short()), err
+			return notFound(op.id), err
 		}
 		return nil, s.remove(txn, c, op.id, r)
 	}
@@ -359,7 +359,7 @@ func (s *badgerStore) applyDelete(txn *badger.Txn, c *counters, op *writeOp) (re
 		} else if ok && notExpired(until, op.now) {
 			return fmt.Errorf("%w: %v already", ErrDeleted, op.id.Short()), nil
 		}
-		return fmt.Errorf("%w: %v", ErrNotFound, op.id.Short()), nil
+		return notFound(op.id), nil
 	}
 	// The deletion hash is in the metadata: the block is neither read nor
 	// hashed.

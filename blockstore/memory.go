@@ -220,7 +220,7 @@ func (s *memoryStore) expire(now time.Time) {
 }
 
 func (s *memoryStore) Get(ctx context.Context, id block.ID) ([]byte, Meta, error) {
-	held, err := s.lookup(ctx, id)
+	held, err := s.lookup(ctx, id, true)
 	if err != nil {
 		return nil, Meta{}, err
 	}
@@ -228,19 +228,23 @@ func (s *memoryStore) Get(ctx context.Context, id block.ID) ([]byte, Meta, error
 }
 
 func (s *memoryStore) Stat(ctx context.Context, id block.ID) (Meta, error) {
-	held, err := s.lookup(ctx, id)
+	held, err := s.lookup(ctx, id, false)
 	return held.meta, err
 }
 
-// lookup returns a copy of a held block, so callers cannot alter the store.
-func (s *memoryStore) lookup(ctx context.Context, id block.ID) (memBlock, error) {
+// lookup returns a held block, with a copy of its bytes when withData
+// (so callers cannot alter the store; Stat needs none).
+func (s *memoryStore) lookup(ctx context.Context, id block.ID, withData bool) (memBlock, error) {
 	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
 		return memBlock{}, err
 	}
 	defer s.mu.Unlock()
 	held, ok := s.blocks[id]
-	if !ok {
-		return memBlock{}, fmt.Errorf("%w: %v", ErrNotFound, id.Short())
+	switch {
+	case !ok:
+		return memBlock{}, notFound(id)
+	case !withData:
+		return memBlock{meta: held.meta}, nil
 	}
 	return memBlock{data: append([]byte(nil), held.data...), meta: held.meta}, nil
 }
@@ -255,7 +259,7 @@ func (s *memoryStore) Delete(ctx context.Context, id block.ID, preimage [32]byte
 		if _, ok := s.tombstones[id]; ok {
 			return fmt.Errorf("%w: %v already", ErrDeleted, id.Short())
 		}
-		return fmt.Errorf("%w: %v", ErrNotFound, id.Short())
+		return notFound(id)
 	}
 	h, _, err := block.ParseHeader(held.data)
 	if err != nil {
@@ -276,7 +280,7 @@ func (s *memoryStore) Drop(ctx context.Context, id block.ID) error {
 	}
 	defer s.mu.Unlock()
 	if _, ok := s.blocks[id]; !ok {
-		return fmt.Errorf("%w: %v", ErrNotFound, id.Short())
+		return notFound(id)
 	}
 	s.drop(id)
 	return nil

@@ -148,6 +148,14 @@ var (
 	ErrOverBudget = errors.New("blockstore: source over its storage budget")
 )
 
+// notFound is ErrNotFound for a block ID, formatted only when read: "not
+// held" is the usual answer of a Stat (a simulation asks every node for
+// every block), and formatting it cost more than the lookup.
+type notFound block.ID
+
+func (e notFound) Error() string { return ErrNotFound.Error() + ": " + block.ID(e).Short() }
+func (e notFound) Unwrap() error { return ErrNotFound }
+
 // Errors of OpenBadger, wrapped with detail.
 var (
 	// ErrLayout: the directory holds a store of another layout version

@@ -96,8 +96,12 @@ func (e *env) mustMiss(id block.ID) {
 	if _, _, err := e.s.Get(e.ctx, id); !errors.Is(err, ErrNotFound) {
 		e.t.Fatalf("Get %v: err %v, want ErrNotFound", id.Short(), err)
 	}
-	if _, err := e.s.Stat(e.ctx, id); !errors.Is(err, ErrNotFound) {
+	_, err := e.s.Stat(e.ctx, id)
+	if !errors.Is(err, ErrNotFound) {
 		e.t.Fatalf("Stat %v: err %v, want ErrNotFound", id.Short(), err)
+	}
+	if want := ErrNotFound.Error() + ": " + id.Short(); err.Error() != want {
+		e.t.Fatalf("Stat %v: %q, want %q (it names the block)", id.Short(), err, want)
 	}
 }
 

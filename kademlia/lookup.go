@@ -464,14 +464,17 @@ func (m *lookupMachine) add(c transport.Contact, depth int, from *candidate) {
 	})
 	// The bound counts the candidates still in play: failed ones (a
 	// liar's inventions among them) must not push live ones out.
-	limit, inPlay := maxLookupCandidatesPerK*m.p.k, 0
-	for _, x := range m.cands[:pos] {
-		if x.state != failed {
-			inPlay++
+	limit := maxLookupCandidatesPerK * m.p.k
+	if pos >= limit { // else fewer than limit can be in play before it
+		inPlay := 0
+		for _, x := range m.cands[:pos] {
+			if x.state != failed {
+				inPlay++
+			}
 		}
-	}
-	if inPlay >= limit {
-		return
+		if inPlay >= limit {
+			return
+		}
 	}
 	ask, failing := m.p.table(c)
 	cand := &candidate{Contact: ask, depth: depth, failing: failing, introducer: introducer, vouched: 1}
@@ -480,6 +483,9 @@ func (m *lookupMachine) add(c transport.Contact, depth int, from *candidate) {
 	}
 	m.known[c.ID] = cand
 	m.cands = slices.Insert(m.cands, pos, cand)
+	if len(m.cands) <= limit {
+		return // within the bound however many failed
+	}
 	// Past the bound, the farthest fresh candidates go; they may come
 	// back if named again.
 	n := 0
