@@ -230,7 +230,7 @@ func appendEntry(es []entry, e entry, limit int) []entry {
 func (t *table) groupFits(bi int, g netip.Prefix) bool {
 	key := groupKey(g)
 	if key == 0 {
-		return true // no group: inGroup matches nothing
+		return true // no group: no contact counts in it
 	}
 	inTable, inBucket := 0, 0
 	for _, w := range t.groups {
@@ -246,9 +246,9 @@ func (t *table) groupFits(bi int, g netip.Prefix) bool {
 }
 
 // The table counts IP groups by scanning one word per live contact
-// (groups), not its entries: each entry is an allocation of its own, and
-// visiting them all for every newcomer was a tenth of a simulation's time.
-// A word holds the contact's bucket above bucketShift and, under
+// (groups), not its entries: visiting every entry for every newcomer was
+// a tenth of a simulation's time. A word holds the contact's bucket
+// (0-255; only the own ID has 256) above bucketShift and, under
 // groupMask, its group: bit 49 set for a group at all, bit 48 for IPv4,
 // then the /24 (IPv4) or /48 (IPv6) prefix.
 const (
