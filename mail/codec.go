@@ -63,9 +63,15 @@ func (c *Codec) encoder(w io.Writer) (*zstd.Encoder, error) {
 	c.mu.Unlock()
 	// No content checksum (spec 9.3): the AEAD authenticates every byte
 	// of the frame and the signature the message; the checksum was one
-	// more pass over the mail.
+	// more pass over the mail. Literals are entropy-coded even in blocks
+	// without matches: at this level zstd otherwise stores such blocks
+	// raw, and a base64 attachment (6 bits of every 8) is exactly such a
+	// block. Coding it brings a 1 MiB mail of one attachment to 76% of
+	// its size for about 2 ms of CPU, and the mail then needs 40 shards
+	// instead of 49 (spec 9.3).
 	e, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(encoderWindow),
-		zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
+		zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false),
+		zstd.WithAllLitEntropyCompression(true))
 	if err != nil {
 		return nil, fmt.Errorf("mail: zstd encoder: %w", err)
 	}

@@ -23,13 +23,14 @@ var fullGroup = GroupLayout{ShardSize: MaxShardSize, Data: GroupDataShards, Pari
 
 // lastGroup is the layout of the last group for its r compressed bytes
 // (spec 9.3 step 2): the smallest shard size that takes them in at most
-// GroupDataShards shards, and at least two data shards, since one would
-// make every parity shard a copy of it.
+// LastGroupMaxData shards (or MaxShardSize, in up to GroupDataShards),
+// and at least two data shards, since one would make every parity shard
+// a copy of it.
 func lastGroup(r int) GroupLayout {
 	n := r + tagSize
 	s := MaxShardSize
 	for _, x := range ShardSizes {
-		if n <= GroupDataShards*x {
+		if n <= LastGroupMaxData*x {
 			s = x
 			break
 		}

@@ -38,6 +38,13 @@ const (
 	// group has (spec 9.3).
 	GroupDataShards = 64
 
+	// LastGroupMaxData bounds k of the last group where a smaller shard
+	// size is chosen (spec 9.3 step 2): past it, halving the shard size
+	// saves at most a tenth of the stored bytes but nearly doubles the
+	// shards, and every shard costs its lookups, stores, fetch and
+	// deletes whatever its size.
+	LastGroupMaxData = 48
+
 	// MaxShardSize is the payload of the data blocks of a full group: the
 	// largest shard size, so that a data block with a deletion hash stays
 	// under block.MaxBlockSize.

@@ -8,7 +8,7 @@ import (
 )
 
 const (
-	manifestVersion = 3
+	manifestVersion = 4
 
 	// manifestFlagDataDeletion marks data blocks that carry a deletion hash.
 	manifestFlagDataDeletion = 0x01
