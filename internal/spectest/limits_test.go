@@ -97,6 +97,7 @@ var limits = map[string]any{
 	"ShardSizes":             mail.ShardSizes,
 	"MaxShardSize":           mail.MaxShardSize,
 	"GroupDataShards":        mail.GroupDataShards,
+	"LastGroupMaxData":       mail.LastGroupMaxData,
 	"MaxGroups":              mail.MaxGroups,
 	"MaxShards":              mail.MaxShards,
 	"ShardReplicas":          block.ShardReplicas,
