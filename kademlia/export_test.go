@@ -16,6 +16,9 @@ import (
 func Seen(d *DHT, c transport.Contact, now time.Time) bool { return d.table.seen(c, now) }
 
 // ChargeFailure records a failed request to c in d's routing table.
+// Forget drops id from d's routing table.
+func Forget(d *DHT, id block.ID) { d.table.remove(id) }
+
 func ChargeFailure(d *DHT, c transport.Contact) { d.table.failed(c) }
 
 // ForgetContacts empties d's routing table.

@@ -147,7 +147,22 @@ func (d *DHT) handleStore(ctx context.Context, from transport.Peer, m Store) Mes
 	// Another holder (or the owner) just stored it at the closest nodes,
 	// so this node need not republish it for an interval.
 	d.repub.schedule(id, d.now().Add(d.jitter(d.cfg.RepublishInterval)))
-	return OK{}
+	return Stored{Contacts: d.closerThanSelf(id, from)}
+}
+
+// closerThanSelf is what a STORED answer names: the contacts a NODES
+// answer would name for id that are closer to it than this node. A true
+// holder names at most the other holders; a node the block does not
+// belong at names where it does.
+func (d *DHT) closerThanSelf(id block.ID, from transport.Peer) []transport.Contact {
+	cs := d.table.closestAnswer(id, d.answerSize(), from, d.now())
+	own := block.Xor(d.cfg.ID, id)
+	for i, c := range cs {
+		if !block.Less(block.Xor(c.ID, id), own) {
+			return cs[:i]
+		}
+	}
+	return cs
 }
 
 // ipGroupOf is the IP group a peer's requests are charged to (storage

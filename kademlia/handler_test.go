@@ -85,6 +85,13 @@ func wantError(t *testing.T, m Message, code ErrorCode) {
 	}
 }
 
+func wantStored(t *testing.T, m Message) {
+	t.Helper()
+	if _, ok := m.(Stored); !ok {
+		t.Fatalf("got %#v, want STORED", m)
+	}
+}
+
 func wantOK(t *testing.T, m Message) {
 	t.Helper()
 	if _, ok := m.(OK); !ok {
@@ -162,7 +169,7 @@ func TestHandleStoreFindDelete(t *testing.T) {
 	if _, ok := f.call(t, FindBlock{ID: id}).(Nodes); !ok {
 		t.Fatal("FIND_BLOCK of a block not held should answer NODES")
 	}
-	wantOK(t, f.call(t, Store{Lifetime: 3600, Block: blk}))
+	wantStored(t, f.call(t, Store{Lifetime: 3600, Block: blk}))
 	f.now = f.now.Add(10 * time.Minute)
 	got, ok := f.call(t, FindBlock{ID: id}).(BlockReply)
 	if !ok || !bytes.Equal(got.Block, blk) {
@@ -190,14 +197,14 @@ func TestHandleStoreFindDelete(t *testing.T) {
 
 	// A pubkey block carries no deletion hash: nobody may delete it.
 	pub := identityBlock(t)
-	wantOK(t, f.call(t, Store{Lifetime: 60, Block: pub}))
+	wantStored(t, f.call(t, Store{Lifetime: 60, Block: pub}))
 	wantError(t, f.call(t, Delete{ID: block.Sum(pub), Preimage: pre}), CodeForbidden)
 }
 
 func TestHandleExpiredBlockIsNotServed(t *testing.T) {
 	f := newHandlerFixture(t, false)
 	blk := block.Data{Payload: []byte("short-lived")}.Encode()
-	wantOK(t, f.call(t, Store{Lifetime: 60, Block: blk}))
+	wantStored(t, f.call(t, Store{Lifetime: 60, Block: blk}))
 	f.now = f.now.Add(61 * time.Second)
 	if m, ok := f.call(t, FindBlock{ID: block.Sum(blk)}).(Nodes); !ok {
 		t.Fatalf("an expired block was served: %#v", m)
@@ -210,13 +217,13 @@ func TestHandleList(t *testing.T) {
 	var inPrefix []block.ID
 	for range 5 {
 		b, _ := indexBlock(f.rng, target, 4)
-		wantOK(t, f.call(t, Store{Lifetime: 3600, Block: b}))
+		wantStored(t, f.call(t, Store{Lifetime: 3600, Block: b}))
 		inPrefix = append(inPrefix, block.Sum(b))
 		f.now = f.now.Add(time.Second)
 	}
 	far, _ := indexBlock(f.rng, block.Xor(target, testID(0xff)), 4) // outside the prefix
-	wantOK(t, f.call(t, Store{Lifetime: 3600, Block: far}))
-	wantOK(t, f.call(t, Store{Lifetime: 3600, Block: block.Data{Payload: []byte("not an index block")}.Encode()}))
+	wantStored(t, f.call(t, Store{Lifetime: 3600, Block: far}))
+	wantStored(t, f.call(t, Store{Lifetime: 3600, Block: block.Data{Payload: []byte("not an index block")}.Encode()}))
 
 	all, ok := f.call(t, List{Target: target, Bits: 4, Limit: 100}).(Listed)
 	if !ok || len(all.Entries) != 5 || all.More {
@@ -343,7 +350,7 @@ func TestStorePushesRepublishBack(t *testing.T) {
 		defer f.d.repub.mu.Unlock()
 		return f.d.repub.due[id]
 	}
-	wantOK(t, f.call(t, Store{Lifetime: 86400, Block: blk}))
+	wantStored(t, f.call(t, Store{Lifetime: 86400, Block: blk}))
 	first := due()
 	if d := first.Sub(f.now); d < RepublishInterval*9/10 || d > RepublishInterval*11/10 {
 		t.Fatalf("republish due in %v, want the interval ±10%%", d)
@@ -351,7 +358,7 @@ func TestStorePushesRepublishBack(t *testing.T) {
 	// Another holder republishes it half an interval later: this node
 	// need not republish it before an interval from then.
 	f.now = f.now.Add(RepublishInterval / 2)
-	wantOK(t, f.call(t, Store{Lifetime: 86400, Block: blk}))
+	wantStored(t, f.call(t, Store{Lifetime: 86400, Block: blk}))
 	if second := due(); second.Sub(f.now) < RepublishInterval*9/10 {
 		t.Fatalf("a fresh STORE left the date at %v (now %v)", second, f.now)
 	}

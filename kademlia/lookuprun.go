@@ -49,9 +49,10 @@ type lookupResult struct {
 }
 
 // lookupOp is what a lookup's requests ask: FIND_NODE (the zero value),
-// FIND_BLOCK, or a DELETE, which a holder answers OK (counted in
+// FIND_BLOCK, a DELETE, which a holder answers OK (counted in
 // lookupMachine.oks) and a node without the block answers NODES
-// (docs/PROTOCOL.md 8).
+// (docs/PROTOCOL.md 8), or a STORE, answered STORED with the contacts
+// closer than the responder (counted in oks too).
 //
 // seeds are contacts to start from beside the routing table's closest,
 // and alpha, when above zero, the requests in flight instead of the
@@ -60,6 +61,7 @@ type lookupResult struct {
 type lookupOp struct {
 	wantBlock bool
 	del       *Delete
+	store     *Store
 	seeds     []transport.Contact
 	alpha     int
 }
@@ -67,6 +69,8 @@ type lookupOp struct {
 // message is the request the lookup sends for target.
 func (op lookupOp) message(target block.ID) Message {
 	switch {
+	case op.store != nil:
+		return *op.store
 	case op.del != nil:
 		return *op.del
 	case op.wantBlock:
@@ -113,6 +117,12 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, op lookupOp, width
 	if len(seeds) == 0 {
 		return m, fmt.Errorf("%w: routing table is empty", ErrNoContacts)
 	}
+	// Encoded once: a store lookup's requests share one copy of the block.
+	msg := op.message(target)
+	req, err := Encode(msg)
+	if err != nil {
+		return m, err
+	}
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan lookupResult, d.cfg.Alpha)
@@ -136,7 +146,7 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, op lookupOp, width
 			d.table.remove(c.ID)
 		}
 		for _, c := range rd.send {
-			go d.lookupQuery(qctx, c, op.message(target), results)
+			go d.lookupQuery(qctx, c, msg, req, results)
 		}
 		return rd
 	}
@@ -192,8 +202,17 @@ func (d *DHT) lookupEvent(m *lookupMachine, op lookupOp, r lookupResult) lookupE
 	case OK:
 		// A holder deleted the block (a delete lookup): it answered,
 		// naming nobody.
-		m.oks++
-		ev.kind = evNodes
+		if op.del != nil {
+			m.oks++
+			ev.kind = evNodes
+		}
+	case Stored:
+		// A node took the block (a store lookup) and names the contacts
+		// it knows closer to it.
+		if op.store != nil {
+			m.oks++
+			ev.kind, ev.contacts = evNodes, msg.Contacts
+		}
 	case BlockReply:
 		if !m.p.wantBlock {
 			break
@@ -208,13 +227,14 @@ func (d *DHT) lookupEvent(m *lookupMachine, op lookupOp, r lookupResult) lookupE
 	return ev
 }
 
-// lookupQuery sends one request of a lookup (FIND_NODE, FIND_BLOCK or
-// DELETE: lookupOp) and reports its outcome, with the round trip of an
-// answer for the stall time.
-func (d *DHT) lookupQuery(ctx context.Context, c transport.Contact, m Message, out chan<- lookupResult) {
+// lookupQuery sends one request of a lookup (FIND_NODE, FIND_BLOCK,
+// DELETE or STORE: lookupOp), m encoded as req, and reports its outcome,
+// with the round trip of an answer for the stall time (not a STORE's,
+// which carries a block and would stretch it).
+func (d *DHT) lookupQuery(ctx context.Context, c transport.Contact, m Message, req []byte, out chan<- lookupResult) {
 	start := d.now()
-	resp, _, fault, err := d.exchange(ctx, c, m)
-	if err == nil {
+	resp, _, fault, err := d.exchangeEncoded(ctx, c, m, req)
+	if _, isStore := m.(Store); err == nil && !isStore {
 		d.rtt.add(d.now().Sub(start))
 	}
 	out <- lookupResult{to: c.ID, msg: resp, fault: fault, err: err}

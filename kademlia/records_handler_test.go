@@ -22,8 +22,8 @@ import (
 func TestHandleRecordStoreKeepsTheNewestAtItsSlot(t *testing.T) {
 	f := newHandlerFixture(t, false)
 	a := recordtest.MustLoad(t)
-	wantOK(t, f.call(t, Store{Lifetime: 3600, Block: a.V1}))
-	wantOK(t, f.call(t, Store{Lifetime: 7200, Block: a.V2}))
+	wantStored(t, f.call(t, Store{Lifetime: 3600, Block: a.V1}))
+	wantStored(t, f.call(t, Store{Lifetime: 7200, Block: a.V2}))
 	got, ok := f.call(t, FindBlock{ID: a.Slot}).(BlockReply)
 	if !ok || !bytes.Equal(got.Block, a.V2) || got.Lifetime != 7200 {
 		t.Fatalf("FIND_BLOCK of the slot: %#v, want V2 with 7200 s", got)
@@ -55,7 +55,7 @@ func TestHandleRecordRefusalsHaveTheirOwnCodes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newHandlerFixture(t, false)
 			if tc.held != nil {
-				wantOK(t, f.call(t, Store{Lifetime: 3600, Block: tc.held}))
+				wantStored(t, f.call(t, Store{Lifetime: 3600, Block: tc.held}))
 			}
 			resp := f.call(t, Store{Lifetime: 3600, Block: tc.next})
 			wantError(t, resp, tc.code)
@@ -90,9 +90,9 @@ func TestHandleRecordStoresAreLimitedPerSource(t *testing.T) {
 	f := newHandlerFixture(t, false)
 	a := recordtest.MustLoad(t)
 	// The same held record again costs no verification: never limited.
-	wantOK(t, f.call(t, Store{Lifetime: 3600, Block: a.V2}))
+	wantStored(t, f.call(t, Store{Lifetime: 3600, Block: a.V2}))
 	for range 3 * RecordBurst {
-		wantOK(t, f.call(t, Store{Lifetime: 3600, Block: a.V2}))
+		wantStored(t, f.call(t, Store{Lifetime: 3600, Block: a.V2}))
 	}
 	// Records that need checking: the burst, then refusals (7), then one
 	// more per second.
@@ -111,7 +111,7 @@ func TestHandleRecordStoresAreLimitedPerSource(t *testing.T) {
 	wantError(t, f.call(t, Store{Lifetime: 3600, Block: a.V1}), CodeStale)
 	wantError(t, f.call(t, Store{Lifetime: 3600, Block: a.V1}), CodeOverloaded)
 	// Other blocks are not limited here.
-	wantOK(t, f.call(t, Store{Lifetime: 3600, Block: block.Data{Payload: []byte("x")}.Encode()}))
+	wantStored(t, f.call(t, Store{Lifetime: 3600, Block: block.Data{Payload: []byte("x")}.Encode()}))
 }
 
 func TestRecordLimiterBoundsAGroupOfManyNodes(t *testing.T) {
@@ -140,7 +140,7 @@ func TestHandleStoreChargesTheSendersSources(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	f.d.cfg.Store = st
 	for i := range 3 {
-		wantOK(t, f.call(t, Store{Lifetime: 3600, Block: block.Data{Payload: bytes.Repeat([]byte{byte(i)}, 1000)}.Encode()}))
+		wantStored(t, f.call(t, Store{Lifetime: 3600, Block: block.Data{Payload: bytes.Repeat([]byte{byte(i)}, 1000)}.Encode()}))
 	}
 	// Past its budget, the sender is told to retry later (7); another
 	// node is not.

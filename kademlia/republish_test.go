@@ -15,7 +15,7 @@ import (
 func TestDataBlocksWaitTheirOwnInterval(t *testing.T) {
 	f := newHandlerFixture(t, false)
 	data := block.Data{Payload: []byte("a shard")}.Encode()
-	wantOK(t, f.call(t, Store{Lifetime: 3 * 86400, Block: data}))
+	wantStored(t, f.call(t, Store{Lifetime: 3 * 86400, Block: data}))
 	m := blockstore.Meta{ID: block.Sum(data), Type: block.TypeData}
 	k := blockstore.Meta{ID: block.ID{1}, Type: block.TypePubkey}
 	f.d.repub.schedule(k.ID, f.now.Add(f.d.jitter(RepublishInterval)))

@@ -122,12 +122,60 @@ func (d *DHT) Put(ctx context.Context, blk []byte, lifetime time.Duration) (int,
 		return 0, fmt.Errorf("kademlia: refusing to put an invalid block: %w", err)
 	}
 	id := block.Sum(blk)
+	if h.Type == block.TypeData && d.storesDirect(id) {
+		return d.storeLookup(ctx, id, blk, secs)
+	}
 	closest, _, lerr := d.lookupWidth(ctx, id, d.seekWidth(h.Type), d.seekGroups(h.Type))
 	if lerr != nil && (d.cfg.Store == nil || ctx.Err() != nil) {
 		return 0, lerr
 	}
 	n := d.holders(h.Type)
 	return d.storeAt(ctx, id, blk, secs, d.placement(id, closest, n, h.Type), n)
+}
+
+// storesDirect reports whether a put of the data block id may skip its
+// FIND_NODE lookup and be a store lookup (docs/PROTOCOL.md 9.7): the
+// routing table knows every node it heard of near id, the R closest of
+// them span R IP groups (or IP limits are off), and this node is not
+// among them. In a network of a few dozen nodes that is every shard; in
+// a large one the bucket of a random ID is full and the lookup stays.
+func (d *DHT) storesDirect(id block.ID) bool {
+	n := d.holders(block.TypeData)
+	cs := d.table.knowsAllNear(id, n)
+	if len(cs) < n || d.selfAmong(id, cs, n) {
+		return false
+	}
+	return len(d.placement(id, cs, n, block.TypeData)) == n && (d.cfg.BucketIPLimit < 0 || distinctGroups(cs))
+}
+
+// distinctGroups reports whether no two contacts share an IP group.
+func distinctGroups(cs []transport.Contact) bool {
+	seen := make(map[netip.Prefix]bool, len(cs))
+	for _, c := range cs {
+		g := ipGroup(c.Addr.Addr())
+		if seen[g] {
+			return false
+		}
+		seen[g] = true
+	}
+	return true
+}
+
+// storeLookup puts a data block with a lookup whose requests are the
+// STOREs (docs/PROTOCOL.md 9.7): R at once to the closest the table
+// knows, and on to any closer node a STORED answer names, until the
+// closest that stored it span R IP groups. A node stored to that turns
+// out not to be among them hands the block off at its republish date.
+func (d *DHT) storeLookup(ctx context.Context, id block.ID, blk []byte, secs uint32) (int, error) {
+	st := Store{Lifetime: secs, Block: blk}
+	m, err := d.runLookup(ctx, id, lookupOp{store: &st, alpha: d.holders(block.TypeData)}, d.seekWidth(block.TypeData), d.seekGroups(block.TypeData))
+	if m.oks == 0 {
+		if err == nil {
+			err = errors.New("no node took it")
+		}
+		return 0, fmt.Errorf("%w: %v: %w", ErrNotStored, id.Short(), err)
+	}
+	return m.oks, nil
 }
 
 // storeAt stores blk at the n closest contacts and, when this full node
@@ -158,13 +206,18 @@ func (d *DHT) storeAt(ctx context.Context, id block.ID, blk []byte, secs uint32,
 }
 
 // requestAll sends m (STORE or DELETE) to every contact at once and
-// counts the OK replies. m is encoded once: a STORE carries the block.
+// counts the STORED or OK replies. m is encoded once: a STORE carries the
+// block.
 func (d *DHT) requestAll(ctx context.Context, cs []transport.Contact, m Message) (int, []error) {
 	req, err := Encode(m)
 	if err != nil {
 		return 0, []error{err}
 	}
 	return fanOut(ctx, cs, func(ctx context.Context, c transport.Contact) error {
+		if _, ok := m.(Store); ok {
+			_, err := expect[Stored](d.requestEncoded(ctx, c, m, req))
+			return err
+		}
 		_, err := expect[OK](d.requestEncoded(ctx, c, m, req))
 		return err
 	})
@@ -462,7 +515,7 @@ func (d *DHT) republishOne(ctx context.Context, m blockstore.Meta) bool {
 	}
 	store := Store{Lifetime: secs, Block: data}
 	ok, _ := fanOut(ctx, closest, func(ctx context.Context, c transport.Contact) error {
-		_, err := expect[OK](d.request(ctx, c, store))
+		_, err := expect[Stored](d.request(ctx, c, store))
 		if m.Type == block.TypeRecord && errors.Is(err, record.ErrStale) {
 			// c holds a newer version than ours: take it.
 			d.pullNewer(ctx, c, m.ID)

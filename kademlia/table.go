@@ -2,6 +2,7 @@ package kademlia
 
 import (
 	"cmp"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"sync"
@@ -546,6 +547,51 @@ func (t *table) closest(target block.ID, n int, except block.ID) []transport.Con
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.closestLocked(target, n, func(e *entry) bool { return e.ID != except })
+}
+
+// knowsAllNear returns the n closest contacts to target that have not
+// failed, when the table likely holds every node near target; nil
+// otherwise. It does when the network looks no larger than twice the
+// table (sizeLooksKnown) and the bucket of target and every bucket the
+// contacts come from hold fewer than K live contacts: a bucket that is
+// not full took in every node this node heard of in its range. A closer
+// node it missed is named in the STORED answers of a put.
+func (t *table) knowsAllNear(target block.ID, n int) []transport.Contact {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.liveIn(t.bucketIndex(target))) >= t.limits.k || !t.sizeLooksKnown() {
+		return nil
+	}
+	cs := t.closestLocked(target, n, func(e *entry) bool { return e.failures == 0 })
+	for _, c := range cs {
+		if len(t.liveIn(t.bucketIndex(c.ID))) >= t.limits.k {
+			return nil
+		}
+	}
+	return cs
+}
+
+// sizeLooksKnown reports whether the network, as estimated from how far
+// this node's K closest contacts are from it (K nodes in a fraction f of
+// the ID space: about K/f nodes), holds at most twice the live contacts
+// of the table. A node that just joined a large network knows its own
+// neighbourhood well and little else, and this is how it tells. Called
+// with t.mu held.
+func (t *table) sizeLooksKnown() bool {
+	live := 0
+	for i := range t.buckets {
+		live += len(t.buckets[i].live)
+	}
+	if live == 0 {
+		return false
+	}
+	cs := t.closestLocked(t.self, min(t.limits.k, live), func(*entry) bool { return true })
+	if len(cs) == 0 {
+		return false
+	}
+	d := block.Xor(t.self, cs[len(cs)-1].ID)
+	f := float64(binary.BigEndian.Uint64(d[:8])) / (1 << 64)
+	return f > 0 && float64(len(cs))/f <= 2*float64(live)
 }
 
 // ContactFreshness is how long after this node last verified a contact

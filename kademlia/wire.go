@@ -52,6 +52,7 @@ const (
 	TypeList      MsgType = 0x18
 	TypeListed    MsgType = 0x19
 	TypeDelete    MsgType = 0x1a
+	TypeStored    MsgType = 0x1b
 	TypeError     MsgType = 0x7f
 )
 
@@ -79,6 +80,8 @@ func (t MsgType) String() string {
 		return "LISTED"
 	case TypeDelete:
 		return "DELETE"
+	case TypeStored:
+		return "STORED"
 	case TypeError:
 		return "ERROR"
 	}
@@ -174,6 +177,12 @@ type FindNode struct{ Target block.ID }
 
 // Nodes lists at most K contacts.
 type Nodes struct{ Contacts []transport.Contact }
+
+// Stored answers a STORE: the block is held, and Contacts are the fresh
+// contacts the responder knows closer to its ID (a record's slot) than
+// itself, at most MaxNodes, so a put whose STOREs went to the wrong
+// nodes learns where they belong (docs/PROTOCOL.md 8, 9.7).
+type Stored struct{ Contacts []transport.Contact }
 
 // FindBlock asks for a block, or the contacts closest to its ID.
 type FindBlock struct{ ID block.ID }
@@ -271,6 +280,7 @@ func (OK) Type() MsgType         { return TypeOK }
 func (List) Type() MsgType       { return TypeList }
 func (Listed) Type() MsgType     { return TypeListed }
 func (Delete) Type() MsgType     { return TypeDelete }
+func (Stored) Type() MsgType     { return TypeStored }
 func (*Error) Type() MsgType     { return TypeError }
 
 // Encode returns msg_type || body, or an error when m breaks a rule of its
@@ -285,6 +295,8 @@ func bodySizeHint(m Message) int {
 	const maxAddr = 1 + 16 + 2
 	switch m := m.(type) {
 	case Nodes:
+		return 1 + len(m.Contacts)*(block.IDSize+maxAddr)
+	case Stored:
 		return 1 + len(m.Contacts)*(block.IDSize+maxAddr)
 	case Listed:
 		return 2 + len(m.Entries)*(block.IDSize+8) + 1
@@ -321,6 +333,9 @@ func (m Nodes) appendBody(dst []byte) ([]byte, error) {
 	}
 	return dst, nil
 }
+
+// appendBody: STORED's body is NODES'.
+func (m Stored) appendBody(dst []byte) ([]byte, error) { return Nodes(m).appendBody(dst) }
 
 func appendLifetimeBlock(dst []byte, lifetime uint32, b []byte) ([]byte, error) {
 	if lifetime == 0 || lifetime > MaxLifetimeSeconds {
@@ -556,6 +571,8 @@ func Decode(b []byte) (Message, error) {
 		m = FindBlock{ID: r.id("id")}
 	case TypeNodes:
 		m = decodeNodes(r)
+	case TypeStored:
+		m = Stored(decodeNodes(r))
 	case TypeBlock:
 		lifetime, blk := r.lifetimeBlock()
 		m = BlockReply{Lifetime: lifetime, Block: blk}

@@ -173,6 +173,8 @@ func sampleMessages() map[string]Message {
 		"listed_empty":         Listed{},
 		"listed_two_more":      Listed{Entries: []ListedEntry{{ID: testID(7), StoredAt: 1767225600}, {ID: testID(8), StoredAt: 1767229200}}, More: true},
 		"delete":               Delete{ID: testID(9), Preimage: pre},
+		"stored_empty":         Stored{},
+		"stored_two":           Stored{Contacts: []transport.Contact{{ID: testID(2), Addr: v4}, {ID: testID(3), Addr: v6}}},
 		"error_empty":          &Error{Code: CodeNotFound},
 		"error_text":           &Error{Code: CodeClientMode, Text: "client mode: this node does not store"},
 		"error_max_text":       &Error{Code: CodeMalformed, Text: strings.Repeat("é", MaxErrorText/2)},
@@ -208,7 +210,7 @@ func genMessageVectors() vectors.File {
 	}
 	bad("empty", "", "truncated", "every message has a msg_type")
 	bad("unknown_type_00", "00", "unknown message type", "unknown msg_type values MUST be rejected")
-	bad("unknown_type_1b", "1b", "unknown message type", "")
+	bad("unknown_type_1c", "1c", "unknown message type", "")
 	bad("unknown_type_01_hello", "01", "unknown message type", "HELLO belongs to the transport, not to section 8")
 	bad("ping_trailing", plus(enc["ping"], 0), "trailing bytes", "trailing bytes MUST be rejected")
 	bad("ok_trailing", plus(enc["ok"], 0), "trailing bytes", "")
@@ -226,6 +228,9 @@ func genMessageVectors() vectors.File {
 	bad("nodes_count_exceeds_entries", hx(with(enc["nodes_two"], 1, 3)), "truncated", "")
 	bad("nodes_bad_family", hx(with(enc["nodes_two"], 2+32, 0)), "unknown address family", "")
 	bad("nodes_trailing", plus(enc["nodes_two"], 0), "trailing bytes", "")
+	bad("stored_no_count", "1b", "truncated", "STORED's body is NODES'")
+	bad("stored_count_above_max", hx(append([]byte{0x1b, MaxNodes + 1}, enc["nodes_max"][2:]...)), "count above limit", "STORED names at most MaxNodes contacts")
+	bad("stored_trailing", plus(enc["stored_two"], 0), "trailing bytes", "")
 	bad("block_lifetime_zero", hx(append([]byte{0x15, 0, 0, 0, 0}, enc["block"][5:]...)), "lifetime out of range", "lifetime is 1 to MaxLifetime")
 	bad("store_lifetime_above_max", hx(append([]byte{0x16, 0, 0x27, 0x8d, 0x01}, enc["store"][5:]...)), "lifetime out of range", "a node MUST refuse a lifetime above MaxLifetime")
 	bad("store_no_block", hx(enc["store"][:5]), "block size out of range", "")
@@ -271,7 +276,7 @@ func TestEveryMessageRoundTrips(t *testing.T) {
 		}
 		seen[m.Type()] = true
 	}
-	for _, ty := range []MsgType{TypePing, TypePong, TypeFindNode, TypeNodes, TypeFindBlock, TypeBlock, TypeStore, TypeOK, TypeList, TypeListed, TypeDelete, TypeError} {
+	for _, ty := range []MsgType{TypePing, TypePong, TypeFindNode, TypeNodes, TypeFindBlock, TypeBlock, TypeStore, TypeOK, TypeList, TypeListed, TypeDelete, TypeStored, TypeError} {
 		if !seen[ty] {
 			t.Errorf("no sample of %v", ty)
 		}

@@ -21,7 +21,7 @@ import (
 //     closest to the target, and made-up IDs closer still at addresses
 //     where nobody listens, or at a coalition node's address (which a
 //     handshake refuses);
-//   - STORE: OK, and stores nothing;
+//   - STORE: STORED, naming nobody, and stores nothing;
 //   - LIST: junk entries in the prefix;
 //   - DELETE: OK.
 type Adversary struct {
@@ -66,7 +66,7 @@ func (a *Adversary) CorruptQuiet(n *Node) {
 	n.EP.SetHandler(func(ctx context.Context, from transport.Peer, req []byte) []byte {
 		if m, err := kademlia.Decode(req); err == nil {
 			if _, ok := m.(kademlia.Store); ok {
-				return encode(kademlia.OK{})
+				return encode(kademlia.Stored{})
 			}
 		}
 		return n.DHT.Handle(ctx, from, req)
@@ -98,7 +98,9 @@ func (a *Adversary) answer(ctx context.Context, self *Node, from transport.Peer,
 		return encode(kademlia.Nodes{Contacts: a.lies(self, m.Target)})
 	case kademlia.FindBlock:
 		return encode(kademlia.Nodes{Contacts: a.lies(self, m.ID)})
-	case kademlia.Store, kademlia.Delete:
+	case kademlia.Store:
+		return encode(kademlia.Stored{})
+	case kademlia.Delete:
 		return encode(kademlia.OK{})
 	case kademlia.List:
 		return encode(a.junkListing(m))
