@@ -32,6 +32,14 @@ type DataDeleter interface {
 	DeleteData(ctx context.Context, id block.ID, preimage [32]byte) error
 }
 
+// DataManyDeleter is a Network that deletes the data blocks of one mail
+// together, which share one deletion preimage: one request per holder
+// where it knows the holders. deleteMail uses it when the Network has it.
+// The error names the blocks no node deleted.
+type DataManyDeleter interface {
+	DeleteDataMany(ctx context.Context, ids []block.ID, preimage [32]byte) error
+}
+
 // LookupPubkey fetches the pubkey block of addr and verifies it: its
 // bytes hash to addr and its self-signature and keys check out.
 func LookupPubkey(ctx context.Context, net Network, addr block.ID) (*identity.PublicKey, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -41,6 +42,8 @@ func (d *DHT) Handle(ctx context.Context, from transport.Peer, req []byte) []byt
 		resp = d.handleList(ctx, m)
 	case Delete:
 		resp = d.handleDelete(ctx, from, m)
+	case DeleteMany:
+		resp = d.handleDeleteMany(ctx, m)
 	default:
 		// A well-formed reply sent as a request.
 		return d.encodeReply(errorReply(CodeMalformed, m.Type().String()+" is not a request"))
@@ -231,6 +234,42 @@ func (d *DHT) handleDelete(ctx context.Context, from transport.Peer, m Delete) M
 	}
 	d.repub.forget(m.ID)
 	return OK{}
+}
+
+// handleDeleteMany drops each block it holds of m.IDs and answers one
+// status per ID (docs/PROTOCOL.md 8). A store failure other than a block
+// missing or refused ends it with an ERROR; the blocks dropped before
+// stay dropped, and the requester's delete lookups find them gone.
+func (d *DHT) handleDeleteMany(ctx context.Context, m DeleteMany) Message {
+	if d.cfg.Client {
+		return errorReply(CodeClientMode, "")
+	}
+	out := Deleted{Statuses: make([]DeleteStatus, len(m.IDs))}
+	errs := make([]error, len(m.IDs))
+	// All at once: the store's writer commits concurrent deletes in one
+	// transaction.
+	var wg sync.WaitGroup
+	for i, id := range m.IDs {
+		wg.Go(func() {
+			switch err := d.cfg.Store.Delete(ctx, id, m.Preimage); {
+			case err == nil:
+				d.repub.forget(id)
+			case errors.Is(err, blockstore.ErrNotFound):
+				out.Statuses[i] = StatusNotHeld
+			case errors.Is(err, blockstore.ErrForbidden), errors.Is(err, blockstore.ErrDeleted):
+				out.Statuses[i] = StatusForbidden
+			default:
+				errs[i] = err
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return d.storeError("DELETE_MANY", err)
+		}
+	}
+	return out
 }
 
 // answerSize is how many contacts a NODES answer names: K and a quarter

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -126,6 +129,44 @@ func dataBlockWithDeletion(payload string) ([]byte, [32]byte) {
 	copy(pre[:], payload)
 	h := block.Header{HasDeletion: true, DeletionHash: block.DeletionHash(pre)}
 	return block.Data{Header: h, Payload: []byte(payload)}.Encode(), pre
+}
+
+// TestHandleDeleteManyAnswersEachID: DELETE_MANY drops what the node
+// holds under the preimage and says of each ID whether it was dropped,
+// not held, or refused (docs/PROTOCOL.md 8).
+func TestHandleDeleteManyAnswersEachID(t *testing.T) {
+	f := newHandlerFixture(t, false)
+	var pre [32]byte
+	copy(pre[:], "the data blocks of one mail")
+	h := block.Header{HasDeletion: true, DeletionHash: block.DeletionHash(pre)}
+	held := block.Data{Header: h, Payload: []byte("a shard held here")}.Encode()
+	other, _ := dataBlockWithDeletion("a shard of another mail")
+	wantStored(t, f.call(t, Store{Lifetime: 3600, Block: held}))
+	wantStored(t, f.call(t, Store{Lifetime: 3600, Block: other}))
+	want := map[block.ID]DeleteStatus{block.Sum(held): StatusDeleted, block.Sum(other): StatusForbidden, testID(7): StatusNotHeld}
+	ids := slices.SortedFunc(maps.Keys(want), func(a, b block.ID) int { return bytes.Compare(a[:], b[:]) })
+	check := func(what string) {
+		t.Helper()
+		ans, ok := f.call(t, DeleteMany{Preimage: pre, IDs: ids}).(Deleted)
+		if !ok || len(ans.Statuses) != len(ids) {
+			t.Fatalf("%s: got %#v, want DELETED with %d statuses", what, ans, len(ids))
+		}
+		for i, id := range ids {
+			if ans.Statuses[i] != want[id] {
+				t.Errorf("%s: %v has status %d, want %d", what, id.Short(), ans.Statuses[i], want[id])
+			}
+		}
+	}
+	check("first")
+	if _, err := f.store.Stat(t.Context(), block.Sum(held)); !errors.Is(err, blockstore.ErrNotFound) {
+		t.Fatalf("the shard is still held after DELETE_MANY: %v", err)
+	}
+	if _, err := f.store.Stat(t.Context(), block.Sum(other)); err != nil {
+		t.Fatalf("the other mail's shard went: %v", err)
+	}
+	// Deleted once, the shard's tombstone refuses it.
+	want[block.Sum(held)] = StatusForbidden
+	check("again")
 }
 
 func TestHandlePingAnswersObservedAddress(t *testing.T) {

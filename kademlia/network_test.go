@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -313,6 +314,86 @@ func TestPutInASmallNetworkIsAStoreLookup(t *testing.T) {
 		}
 		if len(got) > r+1 {
 			t.Fatalf("held by %d nodes, want at most one beyond the %d closest", len(got), r)
+		}
+	})
+}
+
+// TestDeleteDataManyAsksEachHolderOnce: a mail's shards, got lately or
+// not, are deleted with one DELETE_MANY per holder where the client
+// knows the holders, and no copy is left (docs/PROTOCOL.md 8).
+func TestDeleteDataManyAsksEachHolderOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		s, full, client := meshWithClient(t, 13, kademlia.K, 10)
+		r := block.ShardReplicas
+		var pre [32]byte
+		copy(pre[:], "the shards of one mail")
+		h := block.Header{HasDeletion: true, DeletionHash: block.DeletionHash(pre)}
+		var ids []block.ID
+		for i := range 30 {
+			blk := block.Data{Header: h, Payload: fmt.Appendf(nil, "shard %d", i)}.Encode()
+			if _, err := client.DHT.Put(ctx, blk, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, block.Sum(blk))
+		}
+		for _, id := range ids[:15] {
+			if _, _, err := client.DHT.Get(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := client.DHT.Stats().RequestsSent
+		deleted, err := client.DHT.DeleteDataMany(ctx, ids, pre)
+		sent := client.DHT.Stats().RequestsSent - before
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range deleted {
+			if n != r {
+				t.Errorf("shard %d: %d copies deleted, want %d", i, n, r)
+			}
+		}
+		if sent > uint64(len(full)) {
+			t.Errorf("%d requests to delete %d shards held by %d nodes, want at most one per node", sent, len(ids), len(full))
+		}
+		for _, n := range s.Live() {
+			for _, id := range ids {
+				if _, err := n.Store.Stat(ctx, id); err == nil {
+					t.Fatalf("%v still holds %v", n.ID().Short(), id.Short())
+				}
+			}
+		}
+		t.Logf("%d shards, %d copies, deleted with %d requests", len(ids), len(ids)*r, sent)
+
+		// A holder that is gone fails its DELETE_MANY: its shards go on
+		// to delete lookups, and every live copy goes.
+		ids = ids[:0]
+		for i := range 5 {
+			blk := block.Data{Header: h, Payload: fmt.Appendf(nil, "another shard %d", i)}.Encode()
+			if _, err := client.DHT.Put(ctx, blk, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, block.Sum(blk))
+		}
+		gone := kadsim.TrueClosest(s.Live(), ids[0], 1)[0]
+		for _, n := range s.Live() {
+			if n.ID() == gone {
+				s.Kill(n)
+			}
+		}
+		start := time.Now()
+		if _, err := client.DHT.DeleteDataMany(ctx, ids, pre); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took >= time.Second {
+			t.Errorf("deleting with a holder gone took %v: it waited for the dial timeout (1 s)", took)
+		}
+		for _, n := range s.Live() {
+			for _, id := range ids {
+				if _, err := n.Store.Stat(ctx, id); err == nil {
+					t.Fatalf("%v still holds %v after its holder %v left", n.ID().Short(), id.Short(), gone.Short())
+				}
+			}
 		}
 	})
 }

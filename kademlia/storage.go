@@ -1,6 +1,7 @@
 package kademlia
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -276,6 +277,126 @@ func (d *DHT) Delete(ctx context.Context, id block.ID, preimage [32]byte) (int, 
 // (nearMemo), where its R holders almost always are.
 func (d *DHT) DeleteData(ctx context.Context, id block.ID, preimage [32]byte) (int, error) {
 	return d.deleteBlock(ctx, id, preimage, true)
+}
+
+// DeleteDataMany deletes data blocks that share one deletion preimage
+// (a mail's shards, named by its manifest). Each block whose holders
+// this node can name, the R closest contacts a Get of it lately knew or,
+// when the routing table knows every node near it (knowsAllNear), the R
+// closest of those, is asked in one DELETE_MANY per holder; the others,
+// and those fewer than R holders deleted, are deleted as DeleteData
+// does (docs/PROTOCOL.md 8). It returns the copies deleted of each ID,
+// and an error naming those no node deleted.
+func (d *DHT) DeleteDataMany(ctx context.Context, ids []block.ID, preimage [32]byte) ([]int, error) {
+	r := d.holders(block.TypeData)
+	deleted := make([]int, len(ids))
+	if d.cfg.Store != nil {
+		for i, id := range ids {
+			if err := d.cfg.Store.Delete(ctx, id, preimage); err == nil {
+				deleted[i]++
+				d.repub.forget(id)
+			}
+		}
+	}
+	// The IDs each holder is asked to drop, by position in ids.
+	type batch struct {
+		to  transport.Contact
+		idx []int
+	}
+	var batches []*batch
+	byHolder := make(map[block.ID]*batch)
+	asked := make([]bool, len(ids))
+	for i, id := range ids {
+		var cs []transport.Contact
+		if near, wide := d.near.take(id, d.now()); len(near) > 0 && !wide {
+			cs = near[:min(r, len(near))]
+		} else if all := d.table.knowsAllNear(id, r); len(all) == r && !d.selfAmong(id, all, r) {
+			cs = all
+		}
+		for _, c := range cs {
+			b := byHolder[c.ID]
+			if b == nil {
+				b = &batch{to: c}
+				byHolder[c.ID] = b
+				batches = append(batches, b)
+			}
+			b.idx = append(b.idx, i)
+			asked[i] = true
+		}
+	}
+	// One request per holder and MaxDeleteMany IDs, all at once.
+	type request struct {
+		to  transport.Contact
+		idx []int
+	}
+	var reqs []request
+	for _, b := range batches {
+		slices.SortFunc(b.idx, func(x, y int) int { return bytes.Compare(ids[x][:], ids[y][:]) })
+		b.idx = slices.CompactFunc(b.idx, func(x, y int) bool { return ids[x] == ids[y] })
+		for len(b.idx) > 0 {
+			n := min(len(b.idx), MaxDeleteMany)
+			reqs = append(reqs, request{to: b.to, idx: b.idx[:n]})
+			b.idx = b.idx[n:]
+		}
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, rq := range reqs {
+		wg.Go(func() {
+			m := DeleteMany{Preimage: preimage, IDs: make([]block.ID, len(rq.idx))}
+			for j, i := range rq.idx {
+				m.IDs[j] = ids[i]
+			}
+			// A holder that is gone costs a stall time, as in a delete
+			// lookup, not the request timeout: its blocks go on below.
+			rctx := ctx
+			if st := d.stallTimeout(); st > 0 {
+				var cancel context.CancelFunc
+				rctx, cancel = context.WithTimeout(ctx, st)
+				defer cancel()
+			}
+			ans, err := expect[Deleted](d.request(rctx, rq.to, m))
+			if err == nil && len(ans.Statuses) != len(m.IDs) {
+				err = fmt.Errorf("%w: DELETED with %d statuses for %d IDs", ErrBadReply, len(ans.Statuses), len(m.IDs))
+			}
+			if err != nil {
+				d.log.Debug("kademlia: DELETE_MANY failed", "to", rq.to.ID.Short(), "ids", len(m.IDs), "err", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for j, st := range ans.Statuses {
+				if st == StatusDeleted {
+					deleted[rq.idx[j]]++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// The rest one by one, as DeleteData does, eight at a time.
+	var rest []int
+	for i := range ids {
+		if !asked[i] || deleted[i] < r {
+			rest = append(rest, i)
+		}
+	}
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, 8)
+	for _, i := range rest {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			n, err := d.deleteBlock(ctx, ids[i], preimage, true)
+			mu.Lock()
+			defer mu.Unlock()
+			deleted[i] += n
+			if deleted[i] == 0 {
+				errs[i] = err
+			}
+		})
+	}
+	wg.Wait()
+	return deleted, errors.Join(errs...)
 }
 
 func (d *DHT) deleteBlock(ctx context.Context, id block.ID, preimage [32]byte, data bool) (int, error) {

@@ -30,6 +30,10 @@ const (
 	BlockAlpha = 1
 	// MaxListEntries bounds the entries of one LISTED message.
 	MaxListEntries = 1000
+	// MaxDeleteMany bounds the IDs of one DELETE_MANY: more than a
+	// group's shards at one holder, and a few milliseconds of its store's
+	// work.
+	MaxDeleteMany = 128
 	// MaxErrorText bounds the text of an ERROR message, in bytes.
 	MaxErrorText = 256
 	// MaxLifetimeSeconds is block.MaxLifetime as the u32 the wire carries.
@@ -41,19 +45,21 @@ type MsgType uint8
 
 // Message types (docs/PROTOCOL.md section 8). Numbers are never reused.
 const (
-	TypePing      MsgType = 0x10
-	TypePong      MsgType = 0x11
-	TypeFindNode  MsgType = 0x12
-	TypeNodes     MsgType = 0x13
-	TypeFindBlock MsgType = 0x14
-	TypeBlock     MsgType = 0x15
-	TypeStore     MsgType = 0x16
-	TypeOK        MsgType = 0x17
-	TypeList      MsgType = 0x18
-	TypeListed    MsgType = 0x19
-	TypeDelete    MsgType = 0x1a
-	TypeStored    MsgType = 0x1b
-	TypeError     MsgType = 0x7f
+	TypePing       MsgType = 0x10
+	TypePong       MsgType = 0x11
+	TypeFindNode   MsgType = 0x12
+	TypeNodes      MsgType = 0x13
+	TypeFindBlock  MsgType = 0x14
+	TypeBlock      MsgType = 0x15
+	TypeStore      MsgType = 0x16
+	TypeOK         MsgType = 0x17
+	TypeList       MsgType = 0x18
+	TypeListed     MsgType = 0x19
+	TypeDelete     MsgType = 0x1a
+	TypeStored     MsgType = 0x1b
+	TypeDeleteMany MsgType = 0x1c
+	TypeDeleted    MsgType = 0x1d
+	TypeError      MsgType = 0x7f
 )
 
 func (t MsgType) String() string {
@@ -82,6 +88,10 @@ func (t MsgType) String() string {
 		return "DELETE"
 	case TypeStored:
 		return "STORED"
+	case TypeDeleteMany:
+		return "DELETE_MANY"
+	case TypeDeleted:
+		return "DELETED"
 	case TypeError:
 		return "ERROR"
 	}
@@ -153,10 +163,13 @@ var (
 	ErrAddrFamily   = errors.New("kademlia: unknown address family")
 	ErrLifetime     = errors.New("kademlia: lifetime out of range")
 	ErrBlockSize    = errors.New("kademlia: block size out of range")
+	ErrIDOrder      = errors.New("kademlia: IDs not in ascending order")
+	ErrCount        = errors.New("kademlia: count out of range")
+	ErrStatus       = errors.New("kademlia: unknown status")
 )
 
 // wireErrors lists the sentinels above, for naming a decode error.
-var wireErrors = []error{ErrTruncated, ErrTrailing, ErrUnknownType, ErrTooMany, ErrFlag, ErrAfterNonzero, ErrTextTooLong, ErrTextUTF8, ErrAddrFamily, ErrLifetime, ErrBlockSize}
+var wireErrors = []error{ErrTruncated, ErrTrailing, ErrUnknownType, ErrTooMany, ErrFlag, ErrAfterNonzero, ErrTextTooLong, ErrTextUTF8, ErrAddrFamily, ErrLifetime, ErrBlockSize, ErrIDOrder, ErrCount, ErrStatus}
 
 // Message is one decoded request or response.
 type Message interface {
@@ -240,6 +253,26 @@ type Delete struct {
 	Preimage [32]byte
 }
 
+// DeleteMany asks a node to drop several blocks that share one deletion
+// preimage (the data blocks of one mail), IDs strictly ascending.
+type DeleteMany struct {
+	Preimage [32]byte
+	IDs      []block.ID
+}
+
+// DeleteStatus is what a DELETED answer says of one ID.
+type DeleteStatus uint8
+
+// Statuses of a DELETED answer (docs/PROTOCOL.md 8).
+const (
+	StatusDeleted   DeleteStatus = 0 // held, and dropped
+	StatusNotHeld   DeleteStatus = 1
+	StatusForbidden DeleteStatus = 2 // a wrong preimage, or a tombstone already
+)
+
+// Deleted answers a DELETE_MANY: one status per ID, in its order.
+type Deleted struct{ Statuses []DeleteStatus }
+
 // Error is the ERROR message; it is also the Go error a request returns
 // when the peer answered with one.
 type Error struct {
@@ -281,6 +314,8 @@ func (List) Type() MsgType       { return TypeList }
 func (Listed) Type() MsgType     { return TypeListed }
 func (Delete) Type() MsgType     { return TypeDelete }
 func (Stored) Type() MsgType     { return TypeStored }
+func (DeleteMany) Type() MsgType { return TypeDeleteMany }
+func (Deleted) Type() MsgType    { return TypeDeleted }
 func (*Error) Type() MsgType     { return TypeError }
 
 // Encode returns msg_type || body, or an error when m breaks a rule of its
@@ -298,6 +333,10 @@ func bodySizeHint(m Message) int {
 		return 1 + len(m.Contacts)*(block.IDSize+maxAddr)
 	case Stored:
 		return 1 + len(m.Contacts)*(block.IDSize+maxAddr)
+	case DeleteMany:
+		return 32 + 2 + len(m.IDs)*block.IDSize
+	case Deleted:
+		return 2 + len(m.Statuses)
 	case Listed:
 		return 2 + len(m.Entries)*(block.IDSize+8) + 1
 	case Store:
@@ -383,6 +422,37 @@ func (m Listed) appendBody(dst []byte) ([]byte, error) {
 func (m Delete) appendBody(dst []byte) ([]byte, error) {
 	dst = append(dst, m.ID[:]...)
 	return append(dst, m.Preimage[:]...), nil
+}
+
+func (m DeleteMany) appendBody(dst []byte) ([]byte, error) {
+	if len(m.IDs) == 0 || len(m.IDs) > MaxDeleteMany {
+		return nil, fmt.Errorf("%w: DELETE_MANY of %d IDs, want 1 to %d", ErrCount, len(m.IDs), MaxDeleteMany)
+	}
+	for i := 1; i < len(m.IDs); i++ {
+		if !block.Less(m.IDs[i-1], m.IDs[i]) {
+			return nil, fmt.Errorf("%w: DELETE_MANY ID %d", ErrIDOrder, i)
+		}
+	}
+	dst = append(dst, m.Preimage[:]...)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.IDs)))
+	for _, id := range m.IDs {
+		dst = append(dst, id[:]...)
+	}
+	return dst, nil
+}
+
+func (m Deleted) appendBody(dst []byte) ([]byte, error) {
+	if len(m.Statuses) == 0 || len(m.Statuses) > MaxDeleteMany {
+		return nil, fmt.Errorf("%w: DELETED with %d statuses, want 1 to %d", ErrCount, len(m.Statuses), MaxDeleteMany)
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Statuses)))
+	for _, st := range m.Statuses {
+		if st > StatusForbidden {
+			return nil, fmt.Errorf("%w: %d", ErrStatus, st)
+		}
+		dst = append(dst, byte(st))
+	}
+	return dst, nil
 }
 
 func (e *Error) appendBody(dst []byte) ([]byte, error) {
@@ -573,6 +643,10 @@ func Decode(b []byte) (Message, error) {
 		m = decodeNodes(r)
 	case TypeStored:
 		m = Stored(decodeNodes(r))
+	case TypeDeleteMany:
+		m = decodeDeleteMany(r)
+	case TypeDeleted:
+		m = decodeDeleted(r)
 	case TypeBlock:
 		lifetime, blk := r.lifetimeBlock()
 		m = BlockReply{Lifetime: lifetime, Block: blk}
@@ -611,6 +685,49 @@ func decodeNodes(r *reader) Nodes {
 		c := transport.Contact{ID: r.id("contact id")}
 		c.Addr = r.addr("contact addr")
 		m.Contacts = append(m.Contacts, c)
+	}
+	return m
+}
+
+func decodeDeleteMany(r *reader) DeleteMany {
+	var m DeleteMany
+	copy(m.Preimage[:], r.take(32, "preimage"))
+	n := int(r.u16("count"))
+	if r.err == nil && (n == 0 || n > MaxDeleteMany) {
+		r.err = fmt.Errorf("%w: DELETE_MANY count %d, want 1 to %d", ErrCount, n, MaxDeleteMany)
+	}
+	if r.err == nil && len(r.b) < n*block.IDSize {
+		r.err = fmt.Errorf("%w: DELETE_MANY count %d needs %d bytes, %d left", ErrTruncated, n, n*block.IDSize, len(r.b))
+	}
+	if r.err != nil {
+		return DeleteMany{}
+	}
+	m.IDs = make([]block.ID, n)
+	for i := range m.IDs {
+		m.IDs[i] = r.id("id")
+		if i > 0 && r.err == nil && !block.Less(m.IDs[i-1], m.IDs[i]) {
+			r.err = fmt.Errorf("%w: DELETE_MANY ID %d", ErrIDOrder, i)
+		}
+	}
+	return m
+}
+
+func decodeDeleted(r *reader) Deleted {
+	n := int(r.u16("count"))
+	if r.err == nil && (n == 0 || n > MaxDeleteMany) {
+		r.err = fmt.Errorf("%w: DELETED count %d, want 1 to %d", ErrCount, n, MaxDeleteMany)
+	}
+	b := r.take(n, "statuses")
+	if r.err != nil {
+		return Deleted{}
+	}
+	m := Deleted{Statuses: make([]DeleteStatus, n)}
+	for i, x := range b {
+		if DeleteStatus(x) > StatusForbidden {
+			r.err = fmt.Errorf("%w: %d", ErrStatus, x)
+			return Deleted{}
+		}
+		m.Statuses[i] = DeleteStatus(x)
 	}
 	return m
 }

@@ -174,6 +174,9 @@ func sampleMessages() map[string]Message {
 		"listed_two_more":      Listed{Entries: []ListedEntry{{ID: testID(7), StoredAt: 1767225600}, {ID: testID(8), StoredAt: 1767229200}}, More: true},
 		"delete":               Delete{ID: testID(9), Preimage: pre},
 		"stored_empty":         Stored{},
+		"delete_many_one":      DeleteMany{Preimage: pre, IDs: []block.ID{testID(9)}},
+		"delete_many_three":    DeleteMany{Preimage: pre, IDs: []block.ID{testID(1), testID(2), testID(9)}},
+		"deleted_three":        Deleted{Statuses: []DeleteStatus{StatusDeleted, StatusNotHeld, StatusForbidden}},
 		"stored_two":           Stored{Contacts: []transport.Contact{{ID: testID(2), Addr: v4}, {ID: testID(3), Addr: v6}}},
 		"error_empty":          &Error{Code: CodeNotFound},
 		"error_text":           &Error{Code: CodeClientMode, Text: "client mode: this node does not store"},
@@ -210,7 +213,7 @@ func genMessageVectors() vectors.File {
 	}
 	bad("empty", "", "truncated", "every message has a msg_type")
 	bad("unknown_type_00", "00", "unknown message type", "unknown msg_type values MUST be rejected")
-	bad("unknown_type_1c", "1c", "unknown message type", "")
+	bad("unknown_type_1e", "1e", "unknown message type", "")
 	bad("unknown_type_01_hello", "01", "unknown message type", "HELLO belongs to the transport, not to section 8")
 	bad("ping_trailing", plus(enc["ping"], 0), "trailing bytes", "trailing bytes MUST be rejected")
 	bad("ok_trailing", plus(enc["ok"], 0), "trailing bytes", "")
@@ -231,6 +234,16 @@ func genMessageVectors() vectors.File {
 	bad("stored_no_count", "1b", "truncated", "STORED's body is NODES'")
 	bad("stored_count_above_max", hx(append([]byte{0x1b, MaxNodes + 1}, enc["nodes_max"][2:]...)), "count above limit", "STORED names at most MaxNodes contacts")
 	bad("stored_trailing", plus(enc["stored_two"], 0), "trailing bytes", "")
+	dm3 := enc["delete_many_three"] // type, preimage [1:33], count [33:35], IDs from 35
+	bad("delete_many_zero_ids", hx(append(bytes.Clone(dm3[:33]), 0, 0)), "count out of range", "DELETE_MANY names 1 to MaxDeleteMany IDs")
+	bad("delete_many_count_above_max", hx(append(bytes.Clone(dm3[:33]), 0, MaxDeleteMany+1)), "count out of range", "")
+	bad("delete_many_truncated_ids", hx(enc["delete_many_three"][:len(enc["delete_many_three"])-1]), "truncated", "")
+	bad("delete_many_repeated_id", hx(slices.Concat(dm3[:35], dm3[35:67], dm3[35:67], dm3[99:])), "IDs not in ascending order", "IDs strictly ascending: none twice")
+	bad("delete_many_trailing", plus(enc["delete_many_one"], 0), "trailing bytes", "")
+	bad("deleted_zero", "1d0000", "count out of range", "DELETED carries 1 to MaxDeleteMany statuses")
+	bad("deleted_status_3", hx(with(enc["deleted_three"], 3, 3)), "unknown status", "a status is 0 (deleted), 1 (not held) or 2 (refused)")
+	bad("deleted_truncated", hx(enc["deleted_three"][:4]), "truncated", "")
+	bad("deleted_trailing", plus(enc["deleted_three"], 0), "trailing bytes", "")
 	bad("block_lifetime_zero", hx(append([]byte{0x15, 0, 0, 0, 0}, enc["block"][5:]...)), "lifetime out of range", "lifetime is 1 to MaxLifetime")
 	bad("store_lifetime_above_max", hx(append([]byte{0x16, 0, 0x27, 0x8d, 0x01}, enc["store"][5:]...)), "lifetime out of range", "a node MUST refuse a lifetime above MaxLifetime")
 	bad("store_no_block", hx(enc["store"][:5]), "block size out of range", "")
@@ -276,7 +289,7 @@ func TestEveryMessageRoundTrips(t *testing.T) {
 		}
 		seen[m.Type()] = true
 	}
-	for _, ty := range []MsgType{TypePing, TypePong, TypeFindNode, TypeNodes, TypeFindBlock, TypeBlock, TypeStore, TypeOK, TypeList, TypeListed, TypeDelete, TypeStored, TypeError} {
+	for _, ty := range []MsgType{TypePing, TypePong, TypeFindNode, TypeNodes, TypeFindBlock, TypeBlock, TypeStore, TypeOK, TypeList, TypeListed, TypeDelete, TypeStored, TypeDeleteMany, TypeDeleted, TypeError} {
 		if !seen[ty] {
 			t.Errorf("no sample of %v", ty)
 		}

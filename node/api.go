@@ -108,6 +108,16 @@ func (n *Node) DeleteData(ctx context.Context, id block.ID, preimage [32]byte) (
 	return err
 }
 
+// DeleteDataMany deletes a mail's data blocks, which share the deletion
+// preimage: one request per holder for those whose holders the node
+// knows (kademlia.DHT.DeleteDataMany). The error names the blocks no
+// node deleted.
+func (n *Node) DeleteDataMany(ctx context.Context, ids []block.ID, preimage [32]byte) (err error) {
+	defer func() { n.m.observeOp("delete", err) }()
+	_, err = n.dht.DeleteDataMany(ctx, ids, preimage)
+	return err
+}
+
 // Lookup returns the K closest live nodes to target.
 func (n *Node) Lookup(ctx context.Context, target block.ID) ([]transport.Contact, error) {
 	cs, _, err := n.dht.Lookup(ctx, target)

@@ -77,6 +77,7 @@ var limits = map[string]any{
 	"alpha":                   kademlia.Alpha,
 	"BlockAlpha":              kademlia.BlockAlpha,
 	"MaxListEntries":          kademlia.MaxListEntries,
+	"MaxDeleteMany":           kademlia.MaxDeleteMany,
 	"MaxListPages":            kademlia.MaxListPages,
 	"MaxListResults":          kademlia.MaxListResults,
 	"ContactFreshness":        kademlia.ContactFreshness,
