@@ -271,7 +271,7 @@ func TestPutGetDeleteOnNetwork(t *testing.T) {
 // of a small network puts a data block with R STOREs and no FIND_NODE (a
 // store lookup, docs/PROTOCOL.md 9.7), at the R closest; one that does
 // not know the closest node learns of it from the STORED answers and
-// stores there too.
+// stores there too; a block held by K takes K STOREs alone.
 func TestPutInASmallNetworkIsAStoreLookup(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
@@ -314,6 +314,19 @@ func TestPutInASmallNetworkIsAStoreLookup(t *testing.T) {
 		}
 		if len(got) > r+1 {
 			t.Fatalf("held by %d nodes, want at most one beyond the %d closest", len(got), r)
+		}
+
+		// A block held by K (here all 12 nodes, fewer than K): as many
+		// STOREs and nothing else.
+		idx, _ := kademlia.IndexBlock(s.Rand, s.RandomID(), 0)
+		before = client.DHT.Stats().RequestsSent
+		stored, err = client.DHT.Put(ctx, idx, time.Hour)
+		live := len(s.Live())
+		if sent := client.DHT.Stats().RequestsSent - before; err != nil || stored != live || sent != uint64(live) {
+			t.Fatalf("Put of an index block stored at %d nodes (%v) with %d requests, want all %d with as many STOREs", stored, err, sent, live)
+		}
+		if got := holders(block.Sum(idx)); len(got) != live {
+			t.Fatalf("the index block is held by %d nodes, want %d", len(got), live)
 		}
 	})
 }
@@ -1083,8 +1096,9 @@ func TestDataBlocksAreLookedUpNarrowly(t *testing.T) {
 			if stored, err := client.DHT.Put(ctx, idx, time.Hour); err != nil || stored != k {
 				t.Fatalf("Put stored at %d nodes (%v), want %d", stored, err, k)
 			}
-		}); n != 2*k {
-			t.Fatalf("an index block's put sent %d requests, want %d FIND_NODEs and %d STOREs", n, k, k)
+		}); n != k {
+			// A store lookup, as for the data blocks above.
+			t.Fatalf("an index block's put sent %d requests, want %d STOREs", n, k)
 		}
 		if n := sent(func() {
 			if deleted, err := client.DHT.Delete(ctx, iid, ipre); err != nil || deleted != k {

@@ -123,8 +123,8 @@ func (d *DHT) Put(ctx context.Context, blk []byte, lifetime time.Duration) (int,
 		return 0, fmt.Errorf("kademlia: refusing to put an invalid block: %w", err)
 	}
 	id := block.Sum(blk)
-	if h.Type == block.TypeData && d.storesDirect(id) {
-		return d.storeLookup(ctx, id, blk, secs)
+	if d.storesDirect(id, h.Type) {
+		return d.storeLookup(ctx, id, blk, secs, h.Type)
 	}
 	closest, _, lerr := d.lookupWidth(ctx, id, d.seekWidth(h.Type), d.seekGroups(h.Type))
 	if lerr != nil && (d.cfg.Store == nil || ctx.Err() != nil) {
@@ -134,19 +134,21 @@ func (d *DHT) Put(ctx context.Context, blk []byte, lifetime time.Duration) (int,
 	return d.storeAt(ctx, id, blk, secs, d.placement(id, closest, n, h.Type), n)
 }
 
-// storesDirect reports whether a put of the data block id may skip its
-// FIND_NODE lookup and be a store lookup (docs/PROTOCOL.md 9.7): the
-// routing table knows every node it heard of near id, the R closest of
-// them span R IP groups (or IP limits are off), and this node is not
-// among them. In a network of a few dozen nodes that is every shard; in
-// a large one the bucket of a random ID is full and the lookup stays.
-func (d *DHT) storesDirect(id block.ID) bool {
-	n := d.holders(block.TypeData)
+// storesDirect reports whether a put of the block id of type t may
+// skip its FIND_NODE lookup and be a store lookup (docs/PROTOCOL.md 9.7):
+// the routing table knows every node it heard of near id, this node is
+// not among the closest (holders(t) of them), and, for a data block, they
+// span as many IP groups (or IP limits are off). In a network of a few
+// dozen nodes that is every put of a client; in a large one the bucket of
+// a random ID is full and the lookup stays.
+func (d *DHT) storesDirect(id block.ID, t block.Type) bool {
+	n := d.holders(t)
+	// Fewer than n: the network has no more nodes (the table knows all).
 	cs := d.table.knowsAllNear(id, n)
-	if len(cs) < n || d.selfAmong(id, cs, n) {
+	if len(cs) == 0 || d.selfAmong(id, cs, n) {
 		return false
 	}
-	return len(d.placement(id, cs, n, block.TypeData)) == n && (d.cfg.BucketIPLimit < 0 || distinctGroups(cs))
+	return t != block.TypeData || d.cfg.BucketIPLimit < 0 || distinctGroups(cs)
 }
 
 // distinctGroups reports whether no two contacts share an IP group.
@@ -162,14 +164,15 @@ func distinctGroups(cs []transport.Contact) bool {
 	return true
 }
 
-// storeLookup puts a data block with a lookup whose requests are the
-// STOREs (docs/PROTOCOL.md 9.7): R at once to the closest the table
-// knows, and on to any closer node a STORED answer names, until the
-// closest that stored it span R IP groups. A node stored to that turns
-// out not to be among them hands the block off at its republish date.
-func (d *DHT) storeLookup(ctx context.Context, id block.ID, blk []byte, secs uint32) (int, error) {
+// storeLookup puts a block of type t with a lookup whose requests are
+// the STOREs (docs/PROTOCOL.md 9.7): to its holders(t) closest the table
+// knows at once, and on to any closer node a STORED answer names, until
+// the closest that stored it are found (for a data block: span R IP
+// groups). A data block stored to a node that turns out not to be among
+// them is handed off at that node's republish date.
+func (d *DHT) storeLookup(ctx context.Context, id block.ID, blk []byte, secs uint32, t block.Type) (int, error) {
 	st := Store{Lifetime: secs, Block: blk}
-	m, err := d.runLookup(ctx, id, lookupOp{store: &st, alpha: d.holders(block.TypeData)}, d.seekWidth(block.TypeData), d.seekGroups(block.TypeData))
+	m, err := d.runLookup(ctx, id, lookupOp{store: &st, alpha: d.holders(t)}, d.seekWidth(t), d.seekGroups(t))
 	if m.oks == 0 {
 		if err == nil {
 			err = errors.New("no node took it")

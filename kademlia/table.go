@@ -550,8 +550,8 @@ func (t *table) closest(target block.ID, n int, except block.ID) []transport.Con
 }
 
 // knowsAllNear returns the n closest contacts to target that have not
-// failed, when the table likely holds every node near target; nil
-// otherwise. It does when the network looks no larger than twice the
+// failed (all of them if the table holds fewer), when the table likely
+// holds every node near target; nil otherwise. It does when the network looks no larger than twice the
 // table (sizeLooksKnown) and the bucket of target and every bucket the
 // contacts come from hold fewer than K live contacts: a bucket that is
 // not full took in every node this node heard of in its range. A closer
