@@ -104,6 +104,11 @@ type lookupParams struct {
 	// Sybils ground next to a target take few of its places (<= 0: no
 	// bound).
 	groupLimit int
+	// maxMessages, when above 0, bounds the requests below the
+	// maxLookupMessagesPerK·k of other lookups: a store lookup's
+	// requests carry the block, and a liar naming made-up closer
+	// contacts must not make a put upload it two hundred times.
+	maxMessages int
 }
 
 type lookupEventKind uint8
@@ -242,6 +247,9 @@ func (m *lookupMachine) step(ev lookupEvent) lookupReady {
 // still used if it answers (a node back from a restart).
 func (m *lookupMachine) sendMore(ev lookupEvent, rd *lookupReady) {
 	maxMessages := maxLookupMessagesPerK * m.p.k
+	if m.p.maxMessages > 0 {
+		maxMessages = min(maxMessages, m.p.maxMessages)
+	}
 	limit := m.p.alpha
 	if !m.p.wantBlock && m.closestAnswered() {
 		// Converged: the rest of the closest are asked at once

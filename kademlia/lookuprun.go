@@ -48,6 +48,10 @@ type lookupResult struct {
 	err   error
 }
 
+// storeLookupMessagesPerWidth bounds a store lookup's STOREs per
+// contact of its width (docs/PROTOCOL.md 9.7).
+const storeLookupMessagesPerWidth = 4
+
 // lookupOp is what a lookup's requests ask: FIND_NODE (the zero value),
 // FIND_BLOCK, a DELETE, which a holder answers OK (counted in
 // lookupMachine.oks) and a node without the block answers NODES
@@ -103,6 +107,11 @@ func (d *DHT) runLookup(ctx context.Context, target block.ID, op lookupOp, width
 		table:      d.table.preferred,
 		groupLimit: d.cfg.BucketIPLimit,
 	})
+	if op.store != nil {
+		// Each request uploads the block: four times the width is room
+		// for a table that missed a few closer nodes, and no more.
+		m.p.maxMessages = storeLookupMessagesPerWidth * m.p.width
+	}
 	d.stats.lookups.Add(1)
 	d.table.lookedUp(target, d.now())
 	var seeds []transport.Contact

@@ -331,6 +331,51 @@ func TestPutInASmallNetworkIsAStoreLookup(t *testing.T) {
 	})
 }
 
+// TestStoreLookupBoundsWhatLiarsCost: holders that answer STORED with
+// made-up contacts closer than anyone cannot make a put upload the block
+// more than 4·2R times (docs/PROTOCOL.md 9.7).
+func TestStoreLookupBoundsWhatLiarsCost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		s, _, client := meshWithClient(t, 17, kademlia.K, 12)
+		blk := block.Data{Payload: []byte("a shard liars are asked to hold")}.Encode()
+		id := block.Sum(blk)
+		made := 0
+		for _, liarID := range kadsim.TrueClosest(s.Live(), id, block.ShardReplicas) {
+			for _, n := range s.Live() {
+				if n.ID() != liarID {
+					continue
+				}
+				n.EP.SetHandler(func(ctx context.Context, from transport.Peer, req []byte) []byte {
+					if m, err := kademlia.Decode(req); err == nil {
+						if _, ok := m.(kademlia.Store); ok {
+							var cs []transport.Contact
+							for range kademlia.MaxNodes {
+								fake := id
+								made++
+								fake[30], fake[31] = byte(made>>8), byte(made)
+								cs = append(cs, transport.Contact{ID: fake, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 99, byte(made >> 8), byte(made)}), 4433)})
+							}
+							b, _ := kademlia.Encode(kademlia.Stored{Contacts: cs})
+							return b
+						}
+					}
+					return n.DHT.Handle(ctx, from, req)
+				})
+			}
+		}
+		before := client.DHT.Stats().RequestsSent
+		if _, err := client.DHT.Put(ctx, blk, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		sent := client.DHT.Stats().RequestsSent - before
+		if limit := uint64(4 * 2 * block.ShardReplicas); sent > limit {
+			t.Fatalf("the put sent %d STOREs after liars named %d made-up contacts, want at most %d", sent, made, limit)
+		}
+		t.Logf("liars named %d made-up contacts; the put sent %d STOREs", made, sent)
+	})
+}
+
 // TestDeleteDataManyAsksEachHolderOnce: a mail's shards, got lately or
 // not, are deleted with one DELETE_MANY per holder where the client
 // knows the holders, and no copy is left (docs/PROTOCOL.md 8).
