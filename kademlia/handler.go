@@ -236,6 +236,9 @@ func (d *DHT) handleDelete(ctx context.Context, from transport.Peer, m Delete) M
 	return OK{}
 }
 
+// deleteManyInFlight bounds the deletes one DELETE_MANY has in flight.
+const deleteManyInFlight = 16
+
 // handleDeleteMany drops each block it holds of m.IDs and answers one
 // status per ID (docs/PROTOCOL.md 8). A store failure other than a block
 // missing or refused ends it with an ERROR; the blocks dropped before
@@ -246,11 +249,14 @@ func (d *DHT) handleDeleteMany(ctx context.Context, m DeleteMany) Message {
 	}
 	out := Deleted{Statuses: make([]DeleteStatus, len(m.IDs))}
 	errs := make([]error, len(m.IDs))
-	// All at once: the store's writer commits concurrent deletes in one
-	// transaction.
+	// Side by side, so the store's writer commits them in few
+	// transactions; a few at a time, so a request holds few goroutines.
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, deleteManyInFlight)
 	for i, id := range m.IDs {
+		sem <- struct{}{}
 		wg.Go(func() {
+			defer func() { <-sem }()
 			switch err := d.cfg.Store.Delete(ctx, id, m.Preimage); {
 			case err == nil:
 				d.repub.forget(id)
