@@ -258,11 +258,18 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 // read from in.Message through buf), and the signature over the head and
 // the message hash.
 func (c *Codec) encodeEnvelope(gw *groupWriter, env *Envelope, buf []byte, have int, in BuildInput) error {
-	zw, err := c.encoder(gw)
+	// The first chunk is read before the encoder is picked: whether the
+	// message past the bytes read for the header check looks random
+	// decides how literals are coded (a message shorter than those codes
+	// them: a small mail's literals cost little).
+	want := have + int(min(int64(len(buf)-have), in.Size-int64(have)))
+	n, rerr := io.ReadFull(in.Message, buf[have:want])
+	kind := literalsFor(buf[have : have+n])
+	zw, err := c.encoderOf(gw, kind)
 	if err != nil {
 		return err
 	}
-	defer c.putEncoder(zw)
+	defer c.putEncoderOf(zw, kind)
 	hbuf := c.getBuf(hashBuffer)
 	defer c.putBuf(hbuf)
 	hasher := newMessageHasher(hbuf)
@@ -290,23 +297,25 @@ func (c *Codec) encodeEnvelope(gw *groupWriter, env *Envelope, buf []byte, have 
 		gw.read += int64(len(p))
 		return nil
 	}
-	for gw.read < in.Size {
-		if err := gw.ctx.Err(); err != nil {
-			return err
+	for first := true; first || gw.read < in.Size; first = false {
+		if !first {
+			if err := gw.ctx.Err(); err != nil {
+				return err
+			}
+			want := have + int(min(int64(len(buf)-have), in.Size-gw.read-int64(have)))
+			n, rerr = io.ReadFull(in.Message, buf[have:want])
 		}
-		want := have + int(min(int64(len(buf)-have), in.Size-gw.read-int64(have)))
-		n, err := io.ReadFull(in.Message, buf[have:want])
 		if n += have; n > 0 {
 			if err := write(buf[:n]); err != nil {
 				return err
 			}
 		}
 		have = 0
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
 			return fmt.Errorf("%w: the message ended after %d of its %d bytes", ErrMessageSize, gw.read, in.Size)
 		}
-		if err != nil {
-			return fmt.Errorf("mail: build: reading the message: %w", err)
+		if rerr != nil {
+			return fmt.Errorf("mail: build: reading the message: %w", rerr)
 		}
 	}
 	if n, _ := in.Message.Read(buf[:1]); n > 0 {

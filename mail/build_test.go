@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha512"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -248,6 +249,28 @@ func TestBuildCompressesABase64Attachment(t *testing.T) {
 		t.Errorf("%d shards (last group %+v), want at most 26+14", got, b.Layout.Last)
 	}
 	t.Logf("%d bytes -> %d (%.3f), %d+%d shards of %d", len(msg), b.Layout.CompressedLen, ratio, b.Layout.Last.Data, b.Layout.Last.Parity, b.Layout.Last.ShardSize)
+}
+
+// TestLiteralsForTellsRandomBytesFromText: only a body that looks random
+// skips entropy coding of literals (spec 9.3 step 1).
+func TestLiteralsForTellsRandomBytesFromText(t *testing.T) {
+	b64 := make([]byte, base64.StdEncoding.EncodedLen(3<<10))
+	base64.StdEncoding.Encode(b64, randomBytes(3<<10, 3))
+	for _, tc := range []struct {
+		what   string
+		sample []byte
+		want   encoderKind
+	}{
+		{"random bytes", randomBytes(8<<10, 1), rawLiterals},
+		{"base64", b64, codeLiterals},
+		{"English", bytes.Repeat([]byte("The quick brown fox jumps over the lazy dog.\r\n"), 100), codeLiterals},
+		{"Japanese in UTF-8", bytes.Repeat([]byte("いろはにほへとちりぬるを わかよたれそつねならむ うゐのおくやまけふこえて あさきゆめみしゑひもせす\r\n"), 40), codeLiterals},
+		{"nothing", nil, codeLiterals},
+	} {
+		if got := literalsFor(tc.sample); got != tc.want {
+			t.Errorf("%s: kind %d, want %d", tc.what, got, tc.want)
+		}
+	}
 }
 
 // TestBuildHandsOnOneGroupAtATime: with BuildOptions.Data, the data

@@ -20,7 +20,7 @@ type Codec struct {
 	mu     sync.Mutex
 	rs     map[[2]int]reedsolomon.Encoder
 	buf    map[int]*sync.Pool // by capacity (bufClass)
-	zencs  []*zstd.Encoder    // idle
+	zencs  [2][]*zstd.Encoder // idle, by encoderKind
 	zdecs  []*zstd.Decoder    // idle
 	closed bool
 }
@@ -38,24 +38,38 @@ func (c *Codec) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error
-	for _, e := range c.zencs {
-		errs = append(errs, e.Close())
+	for _, es := range c.zencs {
+		for _, e := range es {
+			errs = append(errs, e.Close())
+		}
 	}
 	for _, d := range c.zdecs {
 		d.Close()
 	}
-	c.zencs, c.zdecs, c.closed = nil, nil, true
+	c.zencs, c.zdecs, c.closed = [2][]*zstd.Encoder{}, nil, true
 	return errors.Join(errs...)
 }
 
-// encoder returns a zstd encoder writing to w (spec 9.3: one frame, a
-// window of at most MaxWindow). It works in the calling goroutine, so its
-// output depends on its input alone.
-func (c *Codec) encoder(w io.Writer) (*zstd.Encoder, error) {
+// encoderKind says whether an encoder entropy-codes the literals of
+// blocks where it finds no match (spec 9.3 step 1).
+type encoderKind int
+
+const (
+	codeLiterals encoderKind = iota // text, and base64 attachments
+	rawLiterals                     // bytes that look random
+)
+
+// encoder returns a zstd encoder of kind codeLiterals writing to w.
+func (c *Codec) encoder(w io.Writer) (*zstd.Encoder, error) { return c.encoderOf(w, codeLiterals) }
+
+// encoderOf returns a zstd encoder of kind k writing to w (spec 9.3: one
+// frame, a window of at most MaxWindow). It works in the calling
+// goroutine, so its output depends on its input alone.
+func (c *Codec) encoderOf(w io.Writer, k encoderKind) (*zstd.Encoder, error) {
 	c.mu.Lock()
-	if n := len(c.zencs); n > 0 {
-		e := c.zencs[n-1]
-		c.zencs = c.zencs[:n-1]
+	if n := len(c.zencs[k]); n > 0 {
+		e := c.zencs[k][n-1]
+		c.zencs[k] = c.zencs[k][:n-1]
 		c.mu.Unlock()
 		e.Reset(w)
 		return e, nil
@@ -63,34 +77,58 @@ func (c *Codec) encoder(w io.Writer) (*zstd.Encoder, error) {
 	c.mu.Unlock()
 	// No content checksum (spec 9.3): the AEAD authenticates every byte
 	// of the frame and the signature the message; the checksum was one
-	// more pass over the mail. Literals are entropy-coded even in blocks
-	// without matches: at this level zstd otherwise stores such blocks
-	// raw, and a base64 attachment (6 bits of every 8) is exactly such a
-	// block. Coding it brings a 1 MiB mail of one attachment to 76% of
-	// its size for about 2 ms of CPU, and the mail then needs 40 shards
-	// instead of 49 (spec 9.3).
+	// more pass over the mail. With codeLiterals, literals are
+	// entropy-coded even in blocks without matches: at this level zstd
+	// otherwise stores such blocks raw, and a base64 attachment (6 bits
+	// of every 8) is exactly such a block. Coding it brings a 1 MiB mail
+	// of one attachment to 76% of its size for about 2 ms of CPU, and the
+	// mail then needs 40 shards instead of 49 (spec 9.3). Bytes that look
+	// random would only pay the 0.5 ms per MiB of trying.
 	e, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(encoderWindow),
 		zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false),
-		zstd.WithAllLitEntropyCompression(true))
+		zstd.WithAllLitEntropyCompression(k == codeLiterals))
 	if err != nil {
 		return nil, fmt.Errorf("mail: zstd encoder: %w", err)
 	}
 	return e, nil
 }
 
+// literalsFor picks the encoder for a message from a sample of its body:
+// more than 200 distinct byte values in its first 4 KiB look like random
+// bytes (a binary part sent as is), which entropy coding cannot shrink;
+// text and base64 use fewer than 100, UTF-8 text of most scripts under
+// 160.
+func literalsFor(sample []byte) encoderKind {
+	sample = sample[:min(len(sample), 4<<10)]
+	var seen [256]bool
+	distinct := 0
+	for _, b := range sample {
+		if !seen[b] {
+			seen[b] = true
+			distinct++
+		}
+	}
+	if distinct > 200 {
+		return rawLiterals
+	}
+	return codeLiterals
+}
+
 // encoderWindow is the window this code compresses with: ample for mail,
 // and well under what decoders accept.
 const encoderWindow = 1 << 20
 
-func (c *Codec) putEncoder(e *zstd.Encoder) {
+func (c *Codec) putEncoder(e *zstd.Encoder) { c.putEncoderOf(e, codeLiterals) }
+
+func (c *Codec) putEncoderOf(e *zstd.Encoder, k encoderKind) {
 	e.Reset(nil)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || len(c.zencs) >= maxIdleCoders {
+	if c.closed || len(c.zencs[k]) >= maxIdleCoders {
 		e.Close()
 		return
 	}
-	c.zencs = append(c.zencs, e)
+	c.zencs[k] = append(c.zencs[k], e)
 }
 
 // decoder returns a zstd decoder reading from r, synchronous, that refuses
