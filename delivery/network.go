@@ -32,6 +32,13 @@ type DataDeleter interface {
 	DeleteData(ctx context.Context, id block.ID, preimage [32]byte) error
 }
 
+// KnownPutter is a Network that can store a block whose ID the caller
+// computed already without hashing it again. Send uses it for the blocks
+// it built, whose IDs were hashed side by side.
+type KnownPutter interface {
+	PutKnown(ctx context.Context, id block.ID, blk []byte, lifetime time.Duration) error
+}
+
 // DataManyDeleter is a Network that deletes the data blocks of one mail
 // together, which share one deletion preimage: one request per holder
 // where it knows the holders. deleteMail uses it when the Network has it.

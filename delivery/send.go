@@ -161,9 +161,13 @@ func Store(ctx context.Context, net Network, b *mail.Built, opt SendOptions) err
 
 // storeAll Puts blocks, at most workers at once, calling done after each.
 func storeAll(ctx context.Context, net Network, blocks []mail.Block, lifetime time.Duration, workers int, what string, done func(block.ID)) error {
+	put := func(ctx context.Context, x mail.Block) error { return net.Put(ctx, x.Bytes, lifetime) }
+	if kp, ok := net.(KnownPutter); ok {
+		put = func(ctx context.Context, x mail.Block) error { return kp.PutKnown(ctx, x.ID, x.Bytes, lifetime) }
+	}
 	return forEach(ctx, len(blocks), workersOr(workers, 8), func(ctx context.Context, i int) error {
 		x := blocks[i]
-		if err := net.Put(ctx, x.Bytes, lifetime); err != nil {
+		if err := put(ctx, x); err != nil {
 			if !x.Recipient.IsZero() {
 				return fmt.Errorf("delivery: storing the %s for %s: %w", what, identity.FormatAddress(x.Recipient), err)
 			}

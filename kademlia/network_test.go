@@ -316,6 +316,18 @@ func TestPutInASmallNetworkIsAStoreLookup(t *testing.T) {
 			t.Fatalf("held by %d nodes, want at most one beyond the %d closest", len(got), r)
 		}
 
+		// PutKnown, given the ID, places the block as Put does.
+		blk = block.Data{Payload: []byte("a shard whose ID its builder hashed")}.Encode()
+		id = block.Sum(blk)
+		if stored, err := client.DHT.PutKnown(ctx, id, blk, time.Hour); err != nil || stored != r {
+			t.Fatalf("PutKnown stored at %d nodes (%v), want %d", stored, err, r)
+		}
+		got, want = holders(id), kadsim.TrueClosest(s.Live(), id, r)
+		slices.SortFunc(got, func(a, b block.ID) int { return kademlia.CompareDistance(a, b, id) })
+		if !slices.Equal(got, want) {
+			t.Fatalf("PutKnown: held by %v, want the %d closest %v", got, r, want)
+		}
+
 		// A block held by K (here all 12 nodes, fewer than K): as many
 		// STOREs and nothing else.
 		idx, _ := kademlia.IndexBlock(s.Rand, s.RandomID(), 0)

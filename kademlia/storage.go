@@ -111,6 +111,18 @@ func (d *DHT) placement(id block.ID, closest []transport.Contact, n int, t block
 // them. It returns how many nodes acknowledged the block.
 // A record goes to its slot: Put hands it to PutRecord.
 func (d *DHT) Put(ctx context.Context, blk []byte, lifetime time.Duration) (int, error) {
+	return d.put(ctx, nil, blk, lifetime)
+}
+
+// PutKnown is Put for a block whose ID the caller computed already (a
+// mail's blocks, hashed side by side as they were built), which it does
+// not hash again. A wrong id only sends the block where it does not
+// belong: holders hash what they take.
+func (d *DHT) PutKnown(ctx context.Context, id block.ID, blk []byte, lifetime time.Duration) (int, error) {
+	return d.put(ctx, &id, blk, lifetime)
+}
+
+func (d *DHT) put(ctx context.Context, known *block.ID, blk []byte, lifetime time.Duration) (int, error) {
 	if h, _, err := block.ParseHeader(blk); err == nil && h.Type == block.TypeRecord {
 		return d.PutRecord(ctx, blk, lifetime)
 	}
@@ -122,7 +134,12 @@ func (d *DHT) Put(ctx context.Context, blk []byte, lifetime time.Duration) (int,
 	if err != nil {
 		return 0, fmt.Errorf("kademlia: refusing to put an invalid block: %w", err)
 	}
-	id := block.Sum(blk)
+	var id block.ID
+	if known != nil {
+		id = *known
+	} else {
+		id = block.Sum(blk)
+	}
 	if d.storesDirect(id, h.Type) {
 		return d.storeLookup(ctx, id, blk, secs, h.Type)
 	}

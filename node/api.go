@@ -59,6 +59,14 @@ func (n *Node) Put(ctx context.Context, blk []byte, lifetime time.Duration) (err
 	return err
 }
 
+// PutKnown is Put for a block whose ID the caller computed already; it
+// is not hashed again (kademlia.DHT.PutKnown).
+func (n *Node) PutKnown(ctx context.Context, id block.ID, blk []byte, lifetime time.Duration) (err error) {
+	defer func() { n.m.observeOp("put", err) }()
+	_, err = n.dht.PutKnown(ctx, id, blk, lifetime)
+	return err
+}
+
 // Get finds the block named id: in the own store first, then in the
 // network. The bytes always hash to id.
 func (n *Node) Get(ctx context.Context, id block.ID) (b []byte, err error) {
