@@ -65,9 +65,14 @@ func (d *DHT) List(ctx context.Context, target block.ID, bits int, since time.Ti
 			sources++
 		}
 	}
-	nodes, _, lerr := d.Lookup(ctx, target)
-	if lerr != nil {
-		errs = append(errs, lerr)
+	// A table that knows every node near target names the K closest
+	// without a lookup, as a store lookup does (docs/PROTOCOL.md 8, 9.7).
+	nodes := d.table.knowsAllNear(target, d.cfg.K)
+	var lerr error
+	if len(nodes) == 0 {
+		if nodes, _, lerr = d.Lookup(ctx, target); lerr != nil {
+			errs = append(errs, lerr)
+		}
 	}
 	if len(nodes) == d.cfg.K && allShare(nodes, target, bits) {
 		swept, serr := d.nodesInPrefix(ctx, target, bits, nodes)

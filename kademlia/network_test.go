@@ -473,6 +473,31 @@ func TestDeleteDataManyAsksEachHolderOnce(t *testing.T) {
 	})
 }
 
+// TestListInASmallNetworkTakesItsNodesFromTheTable: a client that knows
+// every node lists at the K closest without looking them up (spec 8).
+func TestListInASmallNetworkTakesItsNodesFromTheTable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		s, full, client := meshWithClient(t, 19, kademlia.K, 12)
+		target := s.RandomID()
+		idx, _ := kademlia.IndexBlock(s.Rand, target, 8)
+		if _, err := client.DHT.Put(ctx, idx, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		before := client.DHT.Stats().RequestsSent
+		got, err := client.DHT.List(ctx, target, 8, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sent := client.DHT.Stats().RequestsSent - before; sent != uint64(len(full)) {
+			t.Errorf("List sent %d requests, want one LIST to each of the %d nodes and no lookup", sent, len(full))
+		}
+		if len(got) != 1 || got[0].ID != block.Sum(idx) {
+			t.Fatalf("listed %v, want the index block %v", got, block.Sum(idx).Short())
+		}
+	})
+}
+
 // TestListSweepsCrowdedPrefix lists a prefix that holds many more nodes
 // than K: the K closest to the target hold only part of its blocks.
 func TestListSweepsCrowdedPrefix(t *testing.T) {
