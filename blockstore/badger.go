@@ -164,6 +164,50 @@ func (s *badgerStore) Delete(ctx context.Context, id block.ID, preimage [32]byte
 	return s.submit(ctx, &writeOp{kind: opDelete, now: s.cfg.Clock.Now(), id: id, preimage: preimage})
 }
 
+// DeleteMany hands the writer every delete before it waits for any, so
+// they commit in one transaction: deletes sent one at a time from
+// goroutines of their own went to the writer one by one (each woke it
+// before the next was sent) and took a commit each.
+func (s *badgerStore) DeleteMany(ctx context.Context, ids []block.ID, preimage [32]byte) []error {
+	errs := make([]error, len(ids))
+	fail := func(from int, err error) []error {
+		for i := from; i < len(errs); i++ {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return errs
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(0, err)
+	}
+	if err := s.life.enter(); err != nil {
+		return fail(0, err)
+	}
+	defer s.life.leave()
+	now := s.cfg.Clock.Now()
+	ops := make([]*writeOp, 0, len(ids))
+send:
+	for _, id := range ids {
+		op := &writeOp{kind: opDelete, now: now, id: id, preimage: preimage, reply: make(chan error, 1)}
+		select {
+		case s.writes <- op:
+			ops = append(ops, op)
+		case <-ctx.Done():
+			break send
+		}
+	}
+	for i, op := range ops {
+		select {
+		case errs[i] = <-op.reply:
+		case <-ctx.Done():
+			// The writer may still commit it; it is not acknowledged.
+			errs[i] = ctx.Err()
+		}
+	}
+	return fail(len(ops), ctx.Err())
+}
+
 func (s *badgerStore) Drop(ctx context.Context, id block.ID) error {
 	return s.submit(ctx, &writeOp{kind: opDrop, now: s.cfg.Clock.Now(), id: id})
 }

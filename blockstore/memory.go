@@ -274,6 +274,14 @@ func (s *memoryStore) Delete(ctx context.Context, id block.ID, preimage [32]byte
 	return nil
 }
 
+func (s *memoryStore) DeleteMany(ctx context.Context, ids []block.ID, preimage [32]byte) []error {
+	errs := make([]error, len(ids))
+	for i, id := range ids {
+		errs[i] = s.Delete(ctx, id, preimage)
+	}
+	return errs
+}
+
 func (s *memoryStore) Drop(ctx context.Context, id block.ID) error {
 	if err := s.enter(ctx, s.cfg.Clock.Now()); err != nil {
 		return err

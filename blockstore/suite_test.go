@@ -30,6 +30,7 @@ func runStoreSuite(t *testing.T, open opener) {
 		{"ExpiredBlockIsNotReturned", testExpiredBlockIsNotReturned},
 		{"DeleteNeedsPreimage", testDeleteNeedsPreimage},
 		{"DeletedBlockCannotBeStoredAgain", testDeletedBlockCannotBeStoredAgain},
+		{"DeleteManyAnswersEach", testDeleteManyAnswersEach},
 		{"DropLeavesNoTombstone", testDropLeavesNoTombstone},
 		{"ListByPrefix", testListByPrefix},
 		{"ListRejectsBadArguments", testListRejectsBadArguments},
@@ -333,6 +334,45 @@ func testDeleteNeedsPreimage(t *testing.T, open opener) {
 	if err := e.s.Delete(e.ctx, id, pre); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("second Delete: err %v, want ErrDeleted", err)
 	}
+}
+
+// testDeleteManyAnswersEach: DeleteMany drops the blocks the preimage
+// opens and gives for each the error Delete would have.
+func testDeleteManyAnswersEach(t *testing.T, open opener) {
+	e := newEnv(t, open, Config{})
+	data, pre := e.fx.data(700)
+	h := block.Header{HasDeletion: true, DeletionHash: block.DeletionHash(pre)}
+	second := block.Data{Header: h, Payload: []byte("a second shard of the same mail")}.Encode()
+	other, _ := e.fx.data(800)
+	id := e.put(data, time.Hour, PutOptions{})
+	id2 := e.put(second, time.Hour, PutOptions{})
+	oid := e.put(other, time.Hour, PutOptions{})
+	ids := []block.ID{id, e.fx.id(), oid, id2}
+	want := []error{nil, ErrNotFound, ErrForbidden, nil}
+	errs := e.s.DeleteMany(e.ctx, ids, pre)
+	if len(errs) != len(ids) {
+		t.Fatalf("%d errors for %d IDs", len(errs), len(ids))
+	}
+	for i, err := range errs {
+		if want[i] == nil && err != nil || want[i] != nil && !errors.Is(err, want[i]) {
+			t.Errorf("ID %d: err %v, want %v", i, err, want[i])
+		}
+	}
+	e.mustMiss(id)
+	e.mustMiss(id2)
+	e.mustHold(oid, other)
+	e.wantStats(1, int64(len(other)))
+	if err := e.s.DeleteMany(e.ctx, ids[:1], pre)[0]; !errors.Is(err, ErrDeleted) {
+		t.Fatalf("second DeleteMany: err %v, want ErrDeleted", err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	cancel()
+	for i, err := range e.s.DeleteMany(ctx, []block.ID{oid, oid}, pre) {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled DeleteMany, ID %d: err %v, want context.Canceled", i, err)
+		}
+	}
+	e.mustHold(oid, other)
 }
 
 // testDropLeavesNoTombstone: a holder that hands a block off drops it,

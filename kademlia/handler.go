@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -236,9 +235,6 @@ func (d *DHT) handleDelete(ctx context.Context, from transport.Peer, m Delete) M
 	return OK{}
 }
 
-// deleteManyInFlight bounds the deletes one DELETE_MANY has in flight.
-const deleteManyInFlight = 16
-
 // handleDeleteMany drops each block it holds of m.IDs and answers one
 // status per ID (docs/PROTOCOL.md 8). A store failure other than a block
 // missing or refused ends it with an ERROR; the blocks dropped before
@@ -248,30 +244,15 @@ func (d *DHT) handleDeleteMany(ctx context.Context, m DeleteMany) Message {
 		return errorReply(CodeClientMode, "")
 	}
 	out := Deleted{Statuses: make([]DeleteStatus, len(m.IDs))}
-	errs := make([]error, len(m.IDs))
-	// Side by side, so the store's writer commits them in few
-	// transactions; a few at a time, so a request holds few goroutines.
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, deleteManyInFlight)
-	for i, id := range m.IDs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			switch err := d.cfg.Store.Delete(ctx, id, m.Preimage); {
-			case err == nil:
-				d.repub.forget(id)
-			case errors.Is(err, blockstore.ErrNotFound):
-				out.Statuses[i] = StatusNotHeld
-			case errors.Is(err, blockstore.ErrForbidden), errors.Is(err, blockstore.ErrDeleted):
-				out.Statuses[i] = StatusForbidden
-			default:
-				errs[i] = err
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
+	for i, err := range d.cfg.Store.DeleteMany(ctx, m.IDs, m.Preimage) {
+		switch {
+		case err == nil:
+			d.repub.forget(m.IDs[i])
+		case errors.Is(err, blockstore.ErrNotFound):
+			out.Statuses[i] = StatusNotHeld
+		case errors.Is(err, blockstore.ErrForbidden), errors.Is(err, blockstore.ErrDeleted):
+			out.Statuses[i] = StatusForbidden
+		default:
 			return d.storeError("DELETE_MANY", err)
 		}
 	}

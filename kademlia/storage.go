@@ -311,10 +311,10 @@ func (d *DHT) DeleteDataMany(ctx context.Context, ids []block.ID, preimage [32]b
 	r := d.holders(block.TypeData)
 	deleted := make([]int, len(ids))
 	if d.cfg.Store != nil {
-		for i, id := range ids {
-			if err := d.cfg.Store.Delete(ctx, id, preimage); err == nil {
+		for i, err := range d.cfg.Store.DeleteMany(ctx, ids, preimage) {
+			if err == nil {
 				deleted[i]++
-				d.repub.forget(id)
+				d.repub.forget(ids[i])
 			}
 		}
 	}
