@@ -345,18 +345,12 @@ func (d *DHT) DeleteDataMany(ctx context.Context, ids []block.ID, preimage [32]b
 		}
 	}
 	// One request per holder and MaxDeleteMany IDs, all at once.
-	type request struct {
-		to  transport.Contact
-		idx []int
-	}
-	var reqs []request
+	var reqs []batch
 	for _, b := range batches {
 		slices.SortFunc(b.idx, func(x, y int) int { return bytes.Compare(ids[x][:], ids[y][:]) })
 		b.idx = slices.CompactFunc(b.idx, func(x, y int) bool { return ids[x] == ids[y] })
-		for len(b.idx) > 0 {
-			n := min(len(b.idx), MaxDeleteMany)
-			reqs = append(reqs, request{to: b.to, idx: b.idx[:n]})
-			b.idx = b.idx[n:]
+		for chunk := range slices.Chunk(b.idx, MaxDeleteMany) {
+			reqs = append(reqs, batch{to: b.to, idx: chunk})
 		}
 	}
 	var mu sync.Mutex

@@ -578,10 +578,7 @@ func (t *table) knowsAllNear(target block.ID, n int) []transport.Contact {
 // neighbourhood well and little else, and this is how it tells. Called
 // with t.mu held.
 func (t *table) sizeLooksKnown() bool {
-	live := 0
-	for i := range t.buckets {
-		live += len(t.buckets[i].live)
-	}
+	live := t.size
 	if live == 0 {
 		return false
 	}

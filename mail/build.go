@@ -262,8 +262,11 @@ func (c *Codec) encodeEnvelope(gw *groupWriter, env *Envelope, buf []byte, have 
 	// message past the bytes read for the header check looks random
 	// decides how literals are coded (a message shorter than those codes
 	// them: a small mail's literals cost little).
-	want := have + int(min(int64(len(buf)-have), in.Size-int64(have)))
-	n, rerr := io.ReadFull(in.Message, buf[have:want])
+	read := func() (int, error) {
+		want := have + int(min(int64(len(buf)-have), in.Size-gw.read-int64(have)))
+		return io.ReadFull(in.Message, buf[have:want])
+	}
+	n, rerr := read()
 	kind := literalsFor(buf[have : have+n])
 	zw, err := c.encoderOf(gw, kind)
 	if err != nil {
@@ -302,8 +305,7 @@ func (c *Codec) encodeEnvelope(gw *groupWriter, env *Envelope, buf []byte, have 
 			if err := gw.ctx.Err(); err != nil {
 				return err
 			}
-			want := have + int(min(int64(len(buf)-have), in.Size-gw.read-int64(have)))
-			n, rerr = io.ReadFull(in.Message, buf[have:want])
+			n, rerr = read()
 		}
 		if n += have; n > 0 {
 			if err := write(buf[:n]); err != nil {
