@@ -19,29 +19,40 @@ func binomialTail(n int, q float64, m int) float64 {
 	return p
 }
 
-// TestParityMeetsTheDurabilityModel checks the constants against spec
-// 9.7: with 10% of nodes leaving per republish round over MaxLifetime,
-// and with 30% leaving at once, every group a mail can have is lost with
-// probability below 1e-11, so a mail of MaxGroups groups stays under
-// 1e-9.
+// TestParityMeetsTheDurabilityModel derives spec 9.4's table from the
+// model of 9.7: with 10% of nodes leaving per republish round over
+// MaxLifetime, and with 30% leaving at once, a group of k data shards is
+// lost with probability below 1e-10 (1e-11 for a full group) with
+// ParityShards(k) parity shards, and not with one fewer; so a mail of
+// MaxGroups groups stays under 1e-9.
 func TestParityMeetsTheDurabilityModel(t *testing.T) {
 	rounds := float64(block.MaxLifetime / block.ShardRepublishInterval)
 	r := float64(block.ShardReplicas)
 	churn := 1 - math.Pow(1-math.Pow(0.10, r), rounds)
 	atOnce := math.Pow(0.30, r)
+	lost := func(k, m int) float64 {
+		return max(binomialTail(k+m, churn, m), binomialTail(k+m, atOnce, m))
+	}
 	worst := 0.0
 	for k := 2; k <= GroupDataShards; k++ {
-		m := ParityShards(k)
-		for _, q := range []float64{churn, atOnce} {
-			p := binomialTail(k+m, q, m)
-			worst = max(worst, p)
-			if p >= 1e-11 {
-				t.Errorf("a group of %d+%d shards is lost with probability %.2g (q = %.3g)", k, m, p, q)
-			}
+		bound := 1e-10
+		if k == GroupDataShards {
+			bound = 1e-11
 		}
+		m := ParityShards(k)
+		if p := lost(k, m); p >= bound {
+			t.Errorf("a group of %d+%d shards is lost with probability %.2g, want below %.0e", k, m, p, bound)
+		}
+		if p := lost(k, m-1); p < bound {
+			t.Errorf("a group of %d+%d shards would do (lost with probability %.2g): the table wastes a parity shard", k, m-1, p)
+		}
+		worst = max(worst, lost(k, m))
 	}
-	full := binomialTail(fullGroup.Shards(), churn, fullGroup.Parity)
-	if mailLoss := worst + MaxGroups*full; mailLoss >= 1e-9 {
+	full := lost(fullGroup.Data, fullGroup.Parity)
+	if fullGroup.Parity != fullGroupParity {
+		t.Errorf("a full group has %d parity shards, the constant says %d", fullGroup.Parity, fullGroupParity)
+	}
+	if mailLoss := worst + (MaxGroups-1)*full; mailLoss >= 1e-9 {
 		t.Errorf("the largest mail is lost with probability %.2g", mailLoss)
 	}
 	t.Logf("q = %.3g over %v rounds; worst group %.2g; full group %.2g", churn, rounds, worst, full)

@@ -62,8 +62,11 @@ const (
 	// takes.
 	MaxGroups = (MaxCompressedLen + fullGroupPlain - 1) / fullGroupPlain
 
+	// fullGroupParity is m of a full group (spec 9.4).
+	fullGroupParity = 18
+
 	// MaxShards bounds the shard IDs of one manifest.
-	MaxShards = MaxGroups * (GroupDataShards + (GroupDataShards+3)/4 + 7)
+	MaxShards = MaxGroups * (GroupDataShards + fullGroupParity)
 
 	// tagSize is the ChaCha20-Poly1305 tag that ends each group's
 	// ciphertext.
@@ -80,10 +83,29 @@ const (
 // 9.3): powers of two from 1 KiB, and MaxShardSize.
 var ShardSizes = [...]int{1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, MaxShardSize}
 
-// ParityShards is m for a group of k data shards (spec 9.4): enough that
-// every group survives the churn of the durability model (spec 9.7) with
-// probability above 1 - 1e-11.
-func ParityShards(k int) int { return (k+3)/4 + 7 }
+// ParityShards is m for a group of k data shards, 2 ≤ k ≤ GroupDataShards
+// (spec 9.4): the fewest with which the group is lost with probability
+// below 1e-10 under each of the durability model's two churns (spec
+// 9.7), and below 1e-11 for a full group, since a mail has up to
+// MaxGroups − 1 of those.
+func ParityShards(k int) int { return int(parityShards[k]) }
+
+// parityShards is spec 9.4's table, by k (TestParityMeetsTheDurabilityModel
+// derives it from the model).
+var parityShards = [GroupDataShards + 1]uint8{
+	2: 7, 3: 7, 4: 7,
+	5: 8, 6: 8, 7: 8,
+	8: 9, 9: 9, 10: 9, 11: 9,
+	12: 10, 13: 10, 14: 10, 15: 10, 16: 10,
+	17: 11, 18: 11, 19: 11, 20: 11, 21: 11, 22: 11,
+	23: 12, 24: 12, 25: 12, 26: 12, 27: 12, 28: 12,
+	29: 13, 30: 13, 31: 13, 32: 13, 33: 13, 34: 13, 35: 13, 36: 13,
+	37: 14, 38: 14, 39: 14, 40: 14, 41: 14, 42: 14, 43: 14,
+	44: 15, 45: 15, 46: 15, 47: 15, 48: 15, 49: 15, 50: 15, 51: 15, 52: 15,
+	53: 16, 54: 16, 55: 16, 56: 16, 57: 16, 58: 16, 59: 16, 60: 16, 61: 16,
+	62: 17, 63: 17,
+	64: fullGroupParity,
+}
 
 // ReplayWindow is how far back a recipient accepts an envelope's signing
 // time (spec 9.6): a block lives at most block.MaxLifetime, and clocks may

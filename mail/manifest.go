@@ -8,7 +8,7 @@ import (
 )
 
 const (
-	manifestVersion = 4
+	manifestVersion = 5
 
 	// manifestFlagDataDeletion marks data blocks that carry a deletion hash.
 	manifestFlagDataDeletion = 0x01
@@ -138,7 +138,7 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("%w: %d, want one of %v", ErrShardSize, last.ShardSize, ShardSizes)
 	}
 	if k, p := last.Data, last.Parity; k < 2 || k > GroupDataShards || p != ParityShards(k) {
-		return nil, fmt.Errorf("%w: %d data and %d parity shards (data 2 to %d, parity 7 + ceil(k/4))", ErrShardCount, k, p, GroupDataShards)
+		return nil, fmt.Errorf("%w: %d data and %d parity shards (data 2 to %d, parity by the table of spec 9.4)", ErrShardCount, k, p, GroupDataShards)
 	}
 	l, _ := LayoutFor(int64(zlen)) // zlen is in range
 	if int(groups) != l.Groups || last != l.Last {

@@ -263,23 +263,24 @@ func genVectors() vectors.File {
 	}
 	noDeletion := func(m *Manifest) { m.HasDataDeletion = false }
 	vs = append(vs,
-		mv("manifest_ok_single_recipient", "2000 compressed bytes: one group of 2+8 shards of 1024; data blocks carry a deletion hash", man(2000, nil, nil), ""),
-		mv("manifest_ok_48_shards", "several recipients: no data deletion preimage; 48+19 shards of 1024 (LastGroupMaxData)", man(48*1024-tagSize, noDeletion, nil), ""),
-		mv("manifest_ok_65520", "65520 compressed bytes: 33 would not fit in LastGroupMaxData shards of 1024, so 32+15 of 2048", man(65520, noDeletion, nil), ""),
-		mv("manifest_64_small_shards", "9.3: 64+23 shards of 1024 (the layout of manifest version 3) for 65520 bytes: the last group has at most LastGroupMaxData shards unless S is MaxShardSize", man(65520, nil, func(b []byte) []byte {
+		mv("manifest_ok_single_recipient", "2000 compressed bytes: one group of 2+7 shards of 1024; data blocks carry a deletion hash", man(2000, nil, nil), ""),
+		mv("manifest_ok_48_shards", "several recipients: no data deletion preimage; 48+15 shards of 1024 (LastGroupMaxData)", man(48*1024-tagSize, noDeletion, nil), ""),
+		mv("manifest_ok_65520", "65520 compressed bytes: 33 would not fit in LastGroupMaxData shards of 1024, so 32+13 of 2048", man(65520, noDeletion, nil), ""),
+		mv("manifest_64_small_shards", "9.3: 64+18 shards of 1024 (the layout of manifest version 3, with today's parity) for 65520 bytes: the last group has at most LastGroupMaxData shards unless S is MaxShardSize", man(65520, nil, func(b []byte) []byte {
 			set32(12, 1024)(b)
 			set16(16, 64)(b)
-			return set16(18, 23)(b)
+			return set16(18, 18)(b)
 		}), "shard layout does not match compressed length"),
-		mv("manifest_ok_1mib", "1 MiB compressed: 33+16 shards of 32768", man(1<<20, noDeletion, nil), ""),
-		mv("manifest_ok_two_groups", "one byte over a full group: a full group of 64+23 shards of 261120, then 2+8 of 1024",
+		mv("manifest_ok_1mib", "1 MiB compressed: 33+13 shards of 32768", man(1<<20, noDeletion, nil), ""),
+		mv("manifest_ok_two_groups", "one byte over a full group: a full group of 64+18 shards of 261120, then 2+7 of 1024",
 			man(GroupDataShards*MaxShardSize-tagSize+1, noDeletion, nil), ""),
 		mv("manifest_truncated", "shorter than the fixed fields", man(2000, nil, func(b []byte) []byte { return b[:50] }), "truncated"),
 		mv("manifest_truncated_ids", "shard IDs cut off", man(65520, noDeletion, func(b []byte) []byte { return b[:400] }), "truncated"),
 		mv("manifest_unpadded", "9.5: the plaintext length MUST be a multiple of 128", man(2000, nil, func(b []byte) []byte { return b[:zlenAt+20+10*32] }), "truncated"),
 		mv("manifest_extra_padding", "9.5: padding only up to the next multiple of 128", man(2000, nil, func(b []byte) []byte { return append(b, make([]byte, 128)...) }), "trailing bytes"),
 		mv("manifest_padding_not_zero", "9.5: padding MUST be zero", man(2000, nil, func(b []byte) []byte { b[len(b)-1] = 1; return b }), "padding not zero"),
-		mv("manifest_version_3", "version MUST be 4 (version 3 let the last group have up to 64 shards of any size)", man(2000, nil, at(0, 3)), "unsupported version"),
+		mv("manifest_version_3", "version MUST be 5 (version 3 let the last group have up to 64 shards of any size)", man(2000, nil, at(0, 3)), "unsupported version"),
+		mv("manifest_version_4", "version MUST be 5 (version 4 had 7 + ceil(k/4) parity shards)", man(2000, nil, at(0, 4)), "unsupported version"),
 		mv("manifest_reserved_flag", "flags: other bits 0", man(2000, nil, at(1, 3)), "invalid flags"),
 		mv("manifest_zero_compressed_len", "compressed_len 1 to MaxCompressedLen", man(2000, nil, setZ(0)), "compressed length out of range"),
 		mv("manifest_compressed_len_too_large", "compressed_len 1 to MaxCompressedLen", man(2000, nil, setZ(MaxCompressedLen+1)), "compressed length out of range"),
@@ -288,7 +289,8 @@ func genVectors() vectors.File {
 		mv("manifest_shard_size_3000", "shard_size one of the sizes of 9.3", man(2000, nil, set32(12, 3000)), "invalid shard size"),
 		mv("manifest_one_data_shard", "data_shards 2 to GroupDataShards", man(2000, nil, set16(16, 1)), "invalid shard counts"),
 		mv("manifest_65_data_shards", "data_shards 2 to GroupDataShards", man(2000, nil, set16(16, 65)), "invalid shard counts"),
-		mv("manifest_parity_not_the_formula", "parity_shards = 7 + ceil(k/4) (9.4)", man(2000, nil, set16(18, 9)), "invalid shard counts"),
+		mv("manifest_parity_not_the_table", "parity_shards is 9.4's table's m for k", man(2000, nil, set16(18, 9)), "invalid shard counts"),
+		mv("manifest_parity_of_version_4", "9.4: 2+8, what 7 + ceil(k/4) gave, is no longer the layout", man(2000, nil, set16(18, 8)), "invalid shard counts"),
 		mv("manifest_two_groups_for_one", "groups MUST be what 9.3 gives for compressed_len", man(2000, nil, set32(8, 2)), "shard layout does not match compressed length"),
 		mv("manifest_oversized_shards", "S is the smallest class that fits (9.3)", man(2000, nil, set32(12, 2048)), "shard layout does not match compressed length"),
 		mv("manifest_ok_grant_claim", "9.5, 17.3: grant_id and grant_mac as a sender fills them", man(2000, func(m *Manifest) {

@@ -113,19 +113,29 @@ func SealCompressed(ctx context.Context, z []byte, to []*identity.PublicKey, rnd
 
 // layout is spec 9.3 step 2, written from the spec: full groups of 64
 // data shards of 261120 bytes, then the last group in the smallest shard
-// size that takes the rest in at most 64 shards, with at least 2; parity
-// 7 + ceil(k/4).
+// size that takes the rest in at most 48 shards (else 261120), with at
+// least 2; parity from the table of 9.4.
 func layout(zlen int64) mail.Layout {
 	const full = 64*261120 - 16
 	groups := int((zlen + full - 1) / full)
 	n := int(zlen-int64(groups-1)*full) + 16
 	s := 261120
 	for _, x := range []int{1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 261120} {
-		if n <= 64*x {
+		if n <= 48*x {
 			s = x
 			break
 		}
 	}
 	k := max(2, (n+s-1)/s)
-	return mail.Layout{CompressedLen: zlen, Groups: groups, Last: mail.GroupLayout{ShardSize: s, Data: k, Parity: 7 + (k+3)/4}}
+	return mail.Layout{CompressedLen: zlen, Groups: groups, Last: mail.GroupLayout{ShardSize: s, Data: k, Parity: parity(k)}}
+}
+
+// parity is spec 9.4's table: m for k data shards, by the ranges of k.
+func parity(k int) int {
+	for _, r := range [...]struct{ upTo, m int }{{4, 7}, {7, 8}, {11, 9}, {16, 10}, {22, 11}, {28, 12}, {36, 13}, {43, 14}, {52, 15}, {61, 16}, {63, 17}, {64, 18}} {
+		if k <= r.upTo {
+			return r.m
+		}
+	}
+	panic("mailforge: more than 64 data shards")
 }
