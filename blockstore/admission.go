@@ -55,6 +55,38 @@ func admit(b []byte, lifetime time.Duration, now time.Time) (admitted, error) {
 	return admitted{key: id, id: id, header: h, data: b, expires: now.Add(lifetime), verified: true}, nil
 }
 
+// admitMany is admit for several blocks: those that are not records are
+// checked one by one and hashed side by side (block.SumMany, 8 lanes with
+// AVX-512), records as admit does.
+func admitMany(bs [][]byte, lifetime time.Duration, now time.Time) ([]admitted, []error) {
+	out, errs := make([]admitted, len(bs)), make([]error, len(bs))
+	var plain [][]byte
+	var at []int
+	for i, b := range bs {
+		if h, _, err := block.ParseHeader(b); err == nil && h.Type == block.TypeRecord {
+			out[i], errs[i] = admit(b, lifetime, now)
+			continue
+		}
+		if lifetime < time.Second {
+			errs[i] = fmt.Errorf("%w: lifetime %v is under one second", ErrInvalid, lifetime)
+			continue
+		}
+		h, err := identity.Check(b)
+		if err != nil {
+			errs[i] = fmt.Errorf("%w: %w", ErrInvalid, err)
+			continue
+		}
+		out[i] = admitted{header: h, data: b, expires: now.Add(min(lifetime, block.MaxLifetime)), verified: true}
+		plain, at = append(plain, b), append(at, i)
+	}
+	ids := make([]block.ID, len(plain))
+	block.SumMany(plain, ids)
+	for j, i := range at {
+		out[i].key, out[i].id = ids[j], ids[j]
+	}
+	return out, errs
+}
+
 // verify checks a record's signatures and chain (record.Parse); other
 // blocks were checked in full by admit.
 func (a *admitted) verify() error {

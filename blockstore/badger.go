@@ -137,6 +137,64 @@ func (s *badgerStore) Put(ctx context.Context, b []byte, lifetime time.Duration,
 	return a.key, s.submit(ctx, &writeOp{kind: opPut, now: now, put: a, pinned: opt.Pinned, source: opt.Source, sync: opt.Sync})
 }
 
+func (s *badgerStore) PutMany(ctx context.Context, bs [][]byte, lifetime time.Duration, opt PutOptions) ([]block.ID, []error) {
+	ids, errs := make([]block.ID, len(bs)), make([]error, len(bs))
+	if err := ctx.Err(); err != nil {
+		return ids, fillErr(errs, err)
+	}
+	if err := s.life.enter(); err != nil {
+		return ids, fillErr(errs, err)
+	}
+	defer s.life.leave()
+	now := s.cfg.Clock.Now()
+	adm, aerrs := admitMany(bs, lifetime, now)
+	// Every op goes to the writer before any reply is awaited, so they
+	// commit in one batch.
+	ops := make([]*writeOp, len(bs))
+	for i := range adm {
+		a := &adm[i]
+		ids[i], errs[i] = a.key, aerrs[i]
+		if errs[i] != nil {
+			continue
+		}
+		unchanged, err := s.replay(ctx, *a, opt, now)
+		if err == nil && !unchanged {
+			err = a.verify()
+		}
+		if err != nil || unchanged {
+			errs[i] = err
+			continue
+		}
+		op := &writeOp{kind: opPut, now: now, put: *a, pinned: opt.Pinned, source: opt.Source, sync: opt.Sync, reply: make(chan error, 1)}
+		select {
+		case s.writes <- op:
+			ops[i] = op
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		}
+	}
+	for i, op := range ops {
+		if op == nil {
+			continue
+		}
+		select {
+		case errs[i] = <-op.reply:
+		case <-ctx.Done():
+			// The writer may still commit it; it is not acknowledged.
+			errs[i] = ctx.Err()
+		}
+	}
+	return ids, errs
+}
+
+// fillErr sets every entry of errs to err.
+func fillErr(errs []error, err error) []error {
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
 // replay reports whether a Put would change nothing: the block is held
 // at its key (a record: these very bytes), its expiry would not move (see
 // extension) and its pin would not change. Such a Put returns at once,

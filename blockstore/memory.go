@@ -274,6 +274,14 @@ func (s *memoryStore) Delete(ctx context.Context, id block.ID, preimage [32]byte
 	return nil
 }
 
+func (s *memoryStore) PutMany(ctx context.Context, bs [][]byte, lifetime time.Duration, opt PutOptions) ([]block.ID, []error) {
+	ids, errs := make([]block.ID, len(bs)), make([]error, len(bs))
+	for i, b := range bs {
+		ids[i], errs[i] = s.Put(ctx, b, lifetime, opt)
+	}
+	return ids, errs
+}
+
 func (s *memoryStore) DeleteMany(ctx context.Context, ids []block.ID, preimage [32]byte) []error {
 	errs := make([]error, len(ids))
 	for i, id := range ids {

@@ -100,6 +100,11 @@ type Store interface {
 	// revoked); one that supersedes it replaces it, with its own lifetime;
 	// the same bytes again extend the expiry as for any block.
 	Put(ctx context.Context, b []byte, lifetime time.Duration, opt PutOptions) (block.ID, error)
+	// PutMany is Put for several blocks with one lifetime and options (a
+	// mail's shards from one STORE_MANY): the ID and error of each, in
+	// order. Blocks other than records are hashed side by side
+	// (block.SumMany) and committed together.
+	PutMany(ctx context.Context, bs [][]byte, lifetime time.Duration, opt PutOptions) ([]block.ID, []error)
 	// Get returns the block kept at id and its metadata. The bytes hash to
 	// id, or are a verified record whose slot is id: Put checked that,
 	// and Get checks they did not change since.

@@ -39,6 +39,14 @@ type KnownPutter interface {
 	PutKnown(ctx context.Context, id block.ID, blk []byte, lifetime time.Duration) error
 }
 
+// DataManyPutter is a Network that stores a mail's data blocks together:
+// one request per holder where it knows the holders, workers requests at
+// once. done is called with the index of each block once it is stored,
+// from any goroutine. Send and Store use it when the Network has it.
+type DataManyPutter interface {
+	PutDataMany(ctx context.Context, ids []block.ID, blocks [][]byte, lifetime time.Duration, workers int, done func(i int)) error
+}
+
 // DataManyDeleter is a Network that deletes the data blocks of one mail
 // together, which share one deletion preimage: one request per holder
 // where it knows the holders. deleteMail uses it when the Network has it.

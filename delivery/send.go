@@ -88,7 +88,7 @@ func Send(ctx context.Context, net Network, c *mail.Codec, in mail.BuildInput, o
 				}
 				reused += len(blocks) - len(todo)
 				share, done := groupBytes(in.Size, g), int64(len(blocks)-len(todo))
-				err := storeAll(ctx, net, todo, in.Lifetime, opt.Workers, "data block", func(id block.ID) {
+				err := storeData(ctx, net, todo, in.Lifetime, opt.Workers, func(id block.ID) {
 					st.markStored(id)
 					mu.Lock()
 					defer mu.Unlock()
@@ -153,10 +153,31 @@ func Store(ctx context.Context, net Network, b *mail.Built, opt SendOptions) err
 			mu.Unlock()
 		}
 	}
-	if err := storeAll(ctx, net, b.Data, b.Lifetime, opt.Workers, "data block", report); err != nil {
+	if err := storeData(ctx, net, b.Data, b.Lifetime, opt.Workers, report); err != nil {
 		return err
 	}
 	return storeAll(ctx, net, b.Index, b.Lifetime, opt.Workers, "index block", report)
+}
+
+// storeData stores data blocks as storeAll does, or together where the
+// Network can (DataManyPutter).
+func storeData(ctx context.Context, net Network, blocks []mail.Block, lifetime time.Duration, workers int, done func(block.ID)) error {
+	many, ok := net.(DataManyPutter)
+	if !ok || len(blocks) == 0 {
+		return storeAll(ctx, net, blocks, lifetime, workers, "data block", done)
+	}
+	ids, bs := make([]block.ID, len(blocks)), make([][]byte, len(blocks))
+	for i, x := range blocks {
+		ids[i], bs[i] = x.ID, x.Bytes
+	}
+	var report func(int)
+	if done != nil {
+		report = func(i int) { done(ids[i]) }
+	}
+	if err := many.PutDataMany(ctx, ids, bs, lifetime, workersOr(workers, 8), report); err != nil {
+		return fmt.Errorf("delivery: storing data blocks: %w", err)
+	}
+	return nil
 }
 
 // storeAll Puts blocks, at most workers at once, calling done after each.

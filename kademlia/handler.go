@@ -43,6 +43,8 @@ func (d *DHT) Handle(ctx context.Context, from transport.Peer, req []byte) []byt
 		resp = d.handleDelete(ctx, from, m)
 	case DeleteMany:
 		resp = d.handleDeleteMany(ctx, m)
+	case StoreMany:
+		resp = d.handleStoreMany(ctx, from, m)
 	default:
 		// A well-formed reply sent as a request.
 		return d.encodeReply(errorReply(CodeMalformed, m.Type().String()+" is not a request"))
@@ -138,11 +140,7 @@ func (d *DHT) handleStore(ctx context.Context, from transport.Peer, m Store) Mes
 	if d.costsVerification(ctx, m.Block) && !d.records.allow(from.ID, group, d.now()) {
 		return errorReply(CodeOverloaded, "too many record STOREs from this source: retry later")
 	}
-	src := blockstore.Source{Node: from.ID.String()}
-	if group.IsValid() {
-		src.Group = group.String()
-	}
-	id, err := d.cfg.Store.Put(ctx, m.Block, time.Duration(m.Lifetime)*time.Second, blockstore.PutOptions{Source: src})
+	id, err := d.cfg.Store.Put(ctx, m.Block, time.Duration(m.Lifetime)*time.Second, blockstore.PutOptions{Source: sourceOf(from, group)})
 	if err != nil {
 		return d.storeError("STORE", err)
 	}
@@ -150,6 +148,56 @@ func (d *DHT) handleStore(ctx context.Context, from transport.Peer, m Store) Mes
 	// so this node need not republish it for an interval.
 	d.repub.schedule(id, d.now().Add(d.jitter(d.cfg.RepublishInterval)))
 	return Stored{Contacts: d.closerThanSelf(id, from)}
+}
+
+// sourceOf is what the store charges a peer's blocks to.
+func sourceOf(from transport.Peer, group netip.Prefix) blockstore.Source {
+	src := blockstore.Source{Node: from.ID.String()}
+	if group.IsValid() {
+		src.Group = group.String()
+	}
+	return src
+}
+
+// handleStoreMany stores the data blocks of a STORE_MANY together
+// (blockstore's PutMany) and answers one status per block: held here,
+// held but this node knows R or more nodes closer to it (the put should
+// look them up), or refused. Other blocks than data blocks are refused:
+// records and index blocks have their own STOREs and limits.
+func (d *DHT) handleStoreMany(ctx context.Context, from transport.Peer, m StoreMany) Message {
+	if d.cfg.Client {
+		return errorReply(CodeClientMode, "")
+	}
+	out := StoredMany{Statuses: make([]StoreStatus, len(m.Blocks))}
+	var blocks [][]byte
+	var at []int
+	for i, b := range m.Blocks {
+		if h, _, err := block.ParseHeader(b); err != nil || h.Type != block.TypeData {
+			out.Statuses[i] = StoreRefused
+			continue
+		}
+		blocks, at = append(blocks, b), append(at, i)
+	}
+	if len(blocks) == 0 {
+		return out
+	}
+	ids, errs := d.cfg.Store.PutMany(ctx, blocks, time.Duration(m.Lifetime)*time.Second, blockstore.PutOptions{Source: sourceOf(from, d.ipGroupOf(from))})
+	r := d.holders(block.TypeData)
+	for j, err := range errs {
+		i := at[j]
+		switch {
+		case err == nil:
+			d.repub.schedule(ids[j], d.now().Add(d.jitter(d.cfg.RepublishInterval)))
+			if len(d.closerThanSelf(ids[j], from)) >= r {
+				out.Statuses[i] = StoreHeldFar
+			}
+		case storeErrorCode(err) != CodeInternal:
+			out.Statuses[i] = StoreRefused
+		default:
+			return d.storeError("STORE_MANY", err)
+		}
+	}
+	return out
 }
 
 // closerThanSelf is what a STORED answer names: the contacts a NODES

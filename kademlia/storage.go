@@ -158,14 +158,135 @@ func (d *DHT) put(ctx context.Context, known *block.ID, blk []byte, lifetime tim
 // span as many IP groups (or IP limits are off). In a network of a few
 // dozen nodes that is every put of a client; in a large one the bucket of
 // a random ID is full and the lookup stays.
-func (d *DHT) storesDirect(id block.ID, t block.Type) bool {
+func (d *DHT) storesDirect(id block.ID, t block.Type) bool { return len(d.directHolders(id, t)) > 0 }
+
+// directHolders is the holders(t) closest contacts to id when storesDirect
+// holds, else nil. Fewer than holders(t): the network has no more nodes
+// (the table knows all).
+func (d *DHT) directHolders(id block.ID, t block.Type) []transport.Contact {
 	n := d.holders(t)
-	// Fewer than n: the network has no more nodes (the table knows all).
 	cs := d.table.knowsAllNear(id, n)
-	if len(cs) == 0 || d.selfAmong(id, cs, n) {
-		return false
+	if len(cs) == 0 || d.selfAmong(id, cs, n) || t == block.TypeData && d.cfg.BucketIPLimit >= 0 && !distinctGroups(cs) {
+		return nil
 	}
-	return t != block.TypeData || d.cfg.BucketIPLimit < 0 || distinctGroups(cs)
+	return cs
+}
+
+// PutDataMany puts data blocks whose IDs the caller computed (a mail's
+// shards, docs/PROTOCOL.md 9.7). A block whose R closest the routing
+// table knows (storesDirect) goes to those R in STORE_MANY requests, one
+// per holder and frame, at most workers requests at once; every other
+// block, and every block that fewer of them took as belonging there, is
+// put as PutKnown puts it, workers at a time. done, when not nil, is
+// called once for each block that ends stored, with its index, from any
+// goroutine. It returns the copies stored of each block and an error
+// naming those no node took.
+func (d *DHT) PutDataMany(ctx context.Context, ids []block.ID, blocks [][]byte, lifetime time.Duration, workers int, done func(i int)) ([]int, error) {
+	if len(ids) != len(blocks) {
+		return nil, fmt.Errorf("kademlia: PutDataMany of %d blocks with %d IDs", len(blocks), len(ids))
+	}
+	secs, err := lifetimeSeconds(lifetime)
+	if err != nil {
+		return nil, err
+	}
+	workers = max(workers, 1)
+	type batch struct {
+		to   transport.Contact
+		idx  []int
+		size int
+	}
+	var (
+		reqs    []*batch
+		open    = make(map[block.ID]*batch)
+		copies  = make([]int, len(ids)) // STORE_MANY: held where it belongs
+		want    = make([]int, len(ids)) // holders asked; 0: put it alone
+		pending = make([]int, len(ids)) // STORE_MANY answers to come
+	)
+	for i, id := range ids {
+		if h, _, err := block.ParseHeader(blocks[i]); err != nil || h.Type != block.TypeData {
+			continue
+		}
+		cs := d.directHolders(id, block.TypeData)
+		want[i], pending[i] = len(cs), len(cs)
+		for _, c := range cs {
+			b := open[c.ID]
+			if grow := 4 + len(blocks[i]); b == nil || len(b.idx) == MaxStoreMany || b.size+grow > transport.MaxFrameSize {
+				b = &batch{to: c, size: 1 + 4 + 2}
+				open[c.ID] = b
+				reqs = append(reqs, b)
+			}
+			b.idx = append(b.idx, i)
+			b.size += 4 + len(blocks[i])
+		}
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, workers)
+send:
+	for _, b := range reqs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			break send
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			m := StoreMany{Lifetime: secs, Blocks: make([][]byte, len(b.idx))}
+			for j, i := range b.idx {
+				m.Blocks[j] = blocks[i]
+			}
+			ans, err := expect[StoredMany](d.request(ctx, b.to, m))
+			if err == nil && len(ans.Statuses) != len(m.Blocks) {
+				err = fmt.Errorf("%w: STORED_MANY with %d statuses for %d blocks", ErrBadReply, len(ans.Statuses), len(m.Blocks))
+			}
+			if err != nil {
+				d.log.Debug("kademlia: STORE_MANY failed", "to", b.to.ID.Short(), "blocks", len(m.Blocks), "err", err)
+			}
+			var finished []int
+			mu.Lock()
+			for j, i := range b.idx {
+				if err == nil && ans.Statuses[j] == StoreHeld {
+					copies[i]++
+				}
+				if pending[i]--; pending[i] == 0 && copies[i] == want[i] {
+					finished = append(finished, i)
+				}
+			}
+			mu.Unlock()
+			if done != nil {
+				for _, i := range finished {
+					done(i)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// The rest one by one, as PutKnown puts them.
+	errs := make([]error, len(ids))
+	for i := range ids {
+		if want[i] > 0 && copies[i] == want[i] {
+			continue
+		}
+		if ctx.Err() != nil {
+			errs[i] = ctx.Err()
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			n, err := d.put(ctx, &ids[i], blocks[i], lifetime)
+			mu.Lock()
+			copies[i] += n
+			mu.Unlock()
+			if err != nil {
+				errs[i] = err
+			} else if done != nil {
+				done(i)
+			}
+		})
+	}
+	wg.Wait()
+	return copies, errors.Join(errs...)
 }
 
 // distinctGroups reports whether no two contacts share an IP group.

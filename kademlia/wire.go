@@ -34,6 +34,9 @@ const (
 	// group's shards at one holder, and a few milliseconds of its store's
 	// work.
 	MaxDeleteMany = 128
+	// MaxStoreMany bounds the blocks of one STORE_MANY (whose bytes the
+	// transport's frame bounds too): a group's shards at one holder.
+	MaxStoreMany = 128
 	// MaxErrorText bounds the text of an ERROR message, in bytes.
 	MaxErrorText = 256
 	// MaxLifetimeSeconds is block.MaxLifetime as the u32 the wire carries.
@@ -59,6 +62,8 @@ const (
 	TypeStored     MsgType = 0x1b
 	TypeDeleteMany MsgType = 0x1c
 	TypeDeleted    MsgType = 0x1d
+	TypeStoreMany  MsgType = 0x1e
+	TypeStoredMany MsgType = 0x1f
 	TypeError      MsgType = 0x7f
 )
 
@@ -92,6 +97,10 @@ func (t MsgType) String() string {
 		return "DELETE_MANY"
 	case TypeDeleted:
 		return "DELETED"
+	case TypeStoreMany:
+		return "STORE_MANY"
+	case TypeStoredMany:
+		return "STORED_MANY"
 	case TypeError:
 		return "ERROR"
 	}
@@ -273,6 +282,27 @@ const (
 // Deleted answers a DELETE_MANY: one status per ID, in its order.
 type Deleted struct{ Statuses []DeleteStatus }
 
+// StoreMany asks a node to keep several data blocks (a mail's shards
+// that belong at it) for Lifetime seconds.
+type StoreMany struct {
+	Lifetime uint32
+	Blocks   [][]byte
+}
+
+// StoreStatus is what a STORED_MANY answer says of one block.
+type StoreStatus uint8
+
+// Statuses of a STORED_MANY answer (docs/PROTOCOL.md 8).
+const (
+	StoreHeld      StoreStatus = 0 // held, and among the R closest the responder knows
+	StoreHeldFar   StoreStatus = 1 // held, but the responder knows R or more nodes closer to it
+	StoreRefused   StoreStatus = 2 // not a valid data block, or over a limit of the responder
+	maxStoreStatus             = StoreRefused
+)
+
+// StoredMany answers a STORE_MANY: one status per block, in its order.
+type StoredMany struct{ Statuses []StoreStatus }
+
 // Error is the ERROR message; it is also the Go error a request returns
 // when the peer answered with one.
 type Error struct {
@@ -316,6 +346,8 @@ func (Delete) Type() MsgType     { return TypeDelete }
 func (Stored) Type() MsgType     { return TypeStored }
 func (DeleteMany) Type() MsgType { return TypeDeleteMany }
 func (Deleted) Type() MsgType    { return TypeDeleted }
+func (StoreMany) Type() MsgType  { return TypeStoreMany }
+func (StoredMany) Type() MsgType { return TypeStoredMany }
 func (*Error) Type() MsgType     { return TypeError }
 
 // Encode returns msg_type || body, or an error when m breaks a rule of its
@@ -336,6 +368,14 @@ func bodySizeHint(m Message) int {
 	case DeleteMany:
 		return 32 + 2 + len(m.IDs)*block.IDSize
 	case Deleted:
+		return 2 + len(m.Statuses)
+	case StoreMany:
+		n := 4 + 2
+		for _, b := range m.Blocks {
+			n += 4 + len(b)
+		}
+		return n
+	case StoredMany:
 		return 2 + len(m.Statuses)
 	case Listed:
 		return 2 + len(m.Entries)*(block.IDSize+8) + 1
@@ -448,6 +488,39 @@ func (m Deleted) appendBody(dst []byte) ([]byte, error) {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Statuses)))
 	for _, st := range m.Statuses {
 		if st > StatusForbidden {
+			return nil, fmt.Errorf("%w: %d", ErrStatus, st)
+		}
+		dst = append(dst, byte(st))
+	}
+	return dst, nil
+}
+
+func (m StoreMany) appendBody(dst []byte) ([]byte, error) {
+	if len(m.Blocks) == 0 || len(m.Blocks) > MaxStoreMany {
+		return nil, fmt.Errorf("%w: STORE_MANY of %d blocks, want 1 to %d", ErrCount, len(m.Blocks), MaxStoreMany)
+	}
+	if m.Lifetime == 0 || m.Lifetime > MaxLifetimeSeconds {
+		return nil, fmt.Errorf("%w: %d s, want 1 to %d", ErrLifetime, m.Lifetime, MaxLifetimeSeconds)
+	}
+	dst = binary.BigEndian.AppendUint32(dst, m.Lifetime)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Blocks)))
+	for _, b := range m.Blocks {
+		if len(b) == 0 || len(b) > block.MaxBlockSize {
+			return nil, fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBlockSize, len(b), block.MaxBlockSize)
+		}
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(b)))
+		dst = append(dst, b...)
+	}
+	return dst, nil
+}
+
+func (m StoredMany) appendBody(dst []byte) ([]byte, error) {
+	if len(m.Statuses) == 0 || len(m.Statuses) > MaxStoreMany {
+		return nil, fmt.Errorf("%w: STORED_MANY with %d statuses, want 1 to %d", ErrCount, len(m.Statuses), MaxStoreMany)
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Statuses)))
+	for _, st := range m.Statuses {
+		if st > maxStoreStatus {
 			return nil, fmt.Errorf("%w: %d", ErrStatus, st)
 		}
 		dst = append(dst, byte(st))
@@ -647,6 +720,10 @@ func Decode(b []byte) (Message, error) {
 		m = decodeDeleteMany(r)
 	case TypeDeleted:
 		m = decodeDeleted(r)
+	case TypeStoreMany:
+		m = decodeStoreMany(r)
+	case TypeStoredMany:
+		m = decodeStoredMany(r)
 	case TypeBlock:
 		lifetime, blk := r.lifetimeBlock()
 		m = BlockReply{Lifetime: lifetime, Block: blk}
@@ -728,6 +805,55 @@ func decodeDeleted(r *reader) Deleted {
 			return Deleted{}
 		}
 		m.Statuses[i] = DeleteStatus(x)
+	}
+	return m
+}
+
+func decodeStoreMany(r *reader) StoreMany {
+	m := StoreMany{Lifetime: r.u32("lifetime")}
+	n := int(r.u16("count"))
+	switch {
+	case r.err != nil:
+		return StoreMany{}
+	case m.Lifetime == 0 || m.Lifetime > MaxLifetimeSeconds:
+		r.err = fmt.Errorf("%w: STORE_MANY asks %d s, want 1 to %d", ErrLifetime, m.Lifetime, MaxLifetimeSeconds)
+		return StoreMany{}
+	case n == 0 || n > MaxStoreMany:
+		r.err = fmt.Errorf("%w: STORE_MANY count %d, want 1 to %d", ErrCount, n, MaxStoreMany)
+		return StoreMany{}
+	}
+	m.Blocks = make([][]byte, 0, min(n, len(r.b)/5)) // each takes 5 bytes at least
+	for i := 0; i < n && r.err == nil; i++ {
+		size := r.u32("block length")
+		if r.err == nil && (size == 0 || size > block.MaxBlockSize) {
+			r.err = fmt.Errorf("%w: STORE_MANY block %d of %d bytes, want 1 to %d", ErrBlockSize, i, size, block.MaxBlockSize)
+		}
+		if b := r.take(int(size), "block"); r.err == nil {
+			m.Blocks = append(m.Blocks, b)
+		}
+	}
+	if r.err != nil {
+		return StoreMany{}
+	}
+	return m
+}
+
+func decodeStoredMany(r *reader) StoredMany {
+	n := int(r.u16("count"))
+	if r.err == nil && (n == 0 || n > MaxStoreMany) {
+		r.err = fmt.Errorf("%w: STORED_MANY count %d, want 1 to %d", ErrCount, n, MaxStoreMany)
+	}
+	b := r.take(n, "statuses")
+	if r.err != nil {
+		return StoredMany{}
+	}
+	m := StoredMany{Statuses: make([]StoreStatus, n)}
+	for i, x := range b {
+		if StoreStatus(x) > maxStoreStatus {
+			r.err = fmt.Errorf("%w: %d", ErrStatus, x)
+			return StoredMany{}
+		}
+		m.Statuses[i] = StoreStatus(x)
 	}
 	return m
 }

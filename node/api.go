@@ -67,6 +67,17 @@ func (n *Node) PutKnown(ctx context.Context, id block.ID, blk []byte, lifetime t
 	return err
 }
 
+// PutDataMany stores data blocks whose IDs the caller computed (a mail's
+// shards): one STORE_MANY per holder where the routing table knows the
+// holders, PutKnown for the rest, workers requests at once; done is
+// called with the index of each block once it is stored
+// (kademlia.DHT.PutDataMany).
+func (n *Node) PutDataMany(ctx context.Context, ids []block.ID, blocks [][]byte, lifetime time.Duration, workers int, done func(i int)) (err error) {
+	defer func() { n.m.observeOp("put", err) }()
+	_, err = n.dht.PutDataMany(ctx, ids, blocks, lifetime, workers, done)
+	return err
+}
+
 // Get finds the block named id: in the own store first, then in the
 // network. The bytes always hash to id.
 func (n *Node) Get(ctx context.Context, id block.ID) (b []byte, err error) {
