@@ -160,20 +160,20 @@ func sourceOf(from transport.Peer, group netip.Prefix) blockstore.Source {
 }
 
 // handleStoreMany stores the data blocks of a STORE_MANY together
-// (blockstore's PutMany) and answers one status per block: held here,
-// held but this node knows R or more nodes closer to it (the put should
-// look them up), or refused. Other blocks than data blocks are refused:
-// records and index blocks have their own STOREs and limits.
+// (blockstore's PutMany) and answers, for each, how many contacts it
+// knows closer to it than itself, or StoreRefused. Other blocks than
+// data blocks are refused: records and index blocks have their own
+// STOREs and limits.
 func (d *DHT) handleStoreMany(ctx context.Context, from transport.Peer, m StoreMany) Message {
 	if d.cfg.Client {
 		return errorReply(CodeClientMode, "")
 	}
-	out := StoredMany{Statuses: make([]StoreStatus, len(m.Blocks))}
+	out := StoredMany{Closer: make([]uint8, len(m.Blocks))}
 	var blocks [][]byte
 	var at []int
 	for i, b := range m.Blocks {
 		if h, _, err := block.ParseHeader(b); err != nil || h.Type != block.TypeData {
-			out.Statuses[i] = StoreRefused
+			out.Closer[i] = StoreRefused
 			continue
 		}
 		blocks, at = append(blocks, b), append(at, i)
@@ -182,17 +182,14 @@ func (d *DHT) handleStoreMany(ctx context.Context, from transport.Peer, m StoreM
 		return out
 	}
 	ids, errs := d.cfg.Store.PutMany(ctx, blocks, time.Duration(m.Lifetime)*time.Second, blockstore.PutOptions{Source: sourceOf(from, d.ipGroupOf(from))})
-	r := d.holders(block.TypeData)
 	for j, err := range errs {
 		i := at[j]
 		switch {
 		case err == nil:
 			d.repub.schedule(ids[j], d.now().Add(d.jitter(d.cfg.RepublishInterval)))
-			if len(d.closerThanSelf(ids[j], from)) >= r {
-				out.Statuses[i] = StoreHeldFar
-			}
+			out.Closer[i] = uint8(len(d.closerThanSelf(ids[j], from)))
 		case storeErrorCode(err) != CodeInternal:
-			out.Statuses[i] = StoreRefused
+			out.Closer[i] = StoreRefused
 		default:
 			return d.storeError("STORE_MANY", err)
 		}

@@ -169,6 +169,41 @@ func TestHandleDeleteManyAnswersEachID(t *testing.T) {
 	check("again")
 }
 
+// TestHandleStoreManyAnswersEachBlock: STORE_MANY stores the data
+// blocks it carries and refuses the rest, and says of each how many
+// contacts it knows closer to it (docs/PROTOCOL.md 8).
+func TestHandleStoreManyAnswersEachBlock(t *testing.T) {
+	f := newHandlerFixture(t, false)
+	shard := block.Data{Payload: []byte("a shard that belongs here")}.Encode()
+	far := block.Data{Payload: []byte("a shard that belongs nearer to others")}.Encode()
+	// R contacts that differ from far's ID only in its last byte, far
+	// closer than this node (testID(0xaa)) can be unless it shares the ID.
+	for i := range block.ShardReplicas {
+		id := block.Sum(far)
+		id[block.IDSize-1] ^= byte(i + 1)
+		if !f.d.table.seen(transport.Contact{ID: id, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, byte(101 + i), 9}), 6000)}, f.now) {
+			t.Fatal("the routing table did not take a contact")
+		}
+	}
+	index, _ := IndexBlock(f.rng, testID(3), 0)
+	garbled, _ := dataBlockWithDeletion("a shard cut inside its header")
+	garbled = garbled[:10]
+	ans, ok := f.call(t, StoreMany{Lifetime: 3600, Blocks: [][]byte{shard, index, far, garbled}}).(StoredMany)
+	want := []uint8{0, StoreRefused, uint8(block.ShardReplicas), StoreRefused}
+	if !ok || !slices.Equal(ans.Closer, want) {
+		t.Fatalf("got %#v, want STORED_MANY %v", ans, want)
+	}
+	for _, b := range [][]byte{shard, far} {
+		if _, err := f.store.Stat(t.Context(), block.Sum(b)); err != nil {
+			t.Errorf("a stored shard is not held: %v", err)
+		}
+	}
+	if _, err := f.store.Stat(t.Context(), block.Sum(index)); !errors.Is(err, blockstore.ErrNotFound) {
+		t.Errorf("an index block came in through STORE_MANY: %v", err)
+	}
+	wantError(t, newHandlerFixture(t, true).call(t, StoreMany{Lifetime: 3600, Blocks: [][]byte{shard}}), CodeClientMode)
+}
+
 func TestHandlePingAnswersObservedAddress(t *testing.T) {
 	f := newHandlerFixture(t, false)
 	pong, ok := f.call(t, Ping{}).(Pong)

@@ -393,6 +393,79 @@ func TestStoreLookupBoundsWhatLiarsCost(t *testing.T) {
 	})
 }
 
+// TestPutDataManyAsksEachHolderOnce: a mail's shards go to each holder
+// the client knows in one STORE_MANY, each to its R closest nodes; a
+// shard whose closest node the client forgot is put as Put puts it, and
+// reaches that node too (docs/PROTOCOL.md 9.7).
+func TestPutDataManyAsksEachHolderOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		s, full, client := meshWithClient(t, 17, kademlia.K, 10)
+		r := block.ShardReplicas
+		held := func(id block.ID) []block.ID {
+			var out []block.ID
+			for _, n := range s.Live() {
+				if _, err := n.Store.Stat(ctx, id); err == nil {
+					out = append(out, n.ID())
+				}
+			}
+			slices.SortFunc(out, func(a, b block.ID) int { return kademlia.CompareDistance(a, b, id) })
+			return out
+		}
+		shards := func(n int, what string) ([]block.ID, [][]byte) {
+			ids, bs := make([]block.ID, n), make([][]byte, n)
+			for i := range n {
+				bs[i] = block.Data{Payload: fmt.Appendf(nil, "%s %d", what, i)}.Encode()
+				ids[i] = block.Sum(bs[i])
+			}
+			return ids, bs
+		}
+		ids, bs := shards(30, "shard")
+		calls := make([]int, len(ids))
+		var mu sync.Mutex
+		before := client.DHT.Stats().RequestsSent
+		copies, err := client.DHT.PutDataMany(ctx, ids, bs, time.Hour, 4, func(i int) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls[i]++
+		})
+		sent := client.DHT.Stats().RequestsSent - before
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sent > uint64(len(full)) {
+			t.Errorf("%d requests to store %d shards on %d nodes, want at most one per node", sent, len(ids), len(full))
+		}
+		for i, id := range ids {
+			if copies[i] != r || calls[i] != 1 {
+				t.Errorf("shard %d: %d copies, done called %d times; want %d and once", i, copies[i], calls[i], r)
+			}
+			if got, want := held(id), kadsim.TrueClosest(s.Live(), id, r); !slices.Equal(got, want) {
+				t.Errorf("shard %d held by %v, want the %d closest %v", i, got, r, want)
+			}
+		}
+		t.Logf("%d shards, %d copies, stored with %d requests", len(ids), len(ids)*r, sent)
+
+		// The client forgets the closest node of the first shard: that
+		// shard's holders name it, and the shard goes there too.
+		ids, bs = shards(5, "another shard")
+		want := kadsim.TrueClosest(s.Live(), ids[0], r)
+		kademlia.Forget(client.DHT, want[0])
+		if _, err := client.DHT.PutDataMany(ctx, ids, bs, time.Hour, 4, nil); err != nil {
+			t.Fatal(err)
+		}
+		got := held(ids[0])
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				t.Fatalf("held by %v, which misses %v of the %d closest %v", got, w.Short(), r, want)
+			}
+		}
+		if len(got) > r+1 {
+			t.Fatalf("held by %d nodes, want at most one beyond the %d closest", len(got), r)
+		}
+	})
+}
+
 // TestDeleteDataManyAsksEachHolderOnce: a mail's shards, got lately or
 // not, are deleted with one DELETE_MANY per holder where the client
 // knows the holders, and no copy is left (docs/PROTOCOL.md 8).

@@ -176,8 +176,9 @@ func (d *DHT) directHolders(id block.ID, t block.Type) []transport.Contact {
 // shards, docs/PROTOCOL.md 9.7). A block whose R closest the routing
 // table knows (storesDirect) goes to those R in STORE_MANY requests, one
 // per holder and frame, at most workers requests at once; every other
-// block, and every block that fewer of them took as belonging there, is
-// put as PutKnown puts it, workers at a time. done, when not nil, is
+// block, and every block that fewer of them took or one of them knows a
+// node closer to than this node knew (the j-th closest names more than
+// j-1 closer), is put as PutKnown puts it, workers at a time. done, when not nil, is
 // called once for each block that ends stored, with its index, from any
 // goroutine. It returns the copies stored of each block and an error
 // naming those no node took.
@@ -193,6 +194,7 @@ func (d *DHT) PutDataMany(ctx context.Context, ids []block.ID, blocks [][]byte, 
 	type batch struct {
 		to   transport.Contact
 		idx  []int
+		rank []int // of the holder among the block's, from 0
 		size int
 	}
 	var (
@@ -208,14 +210,14 @@ func (d *DHT) PutDataMany(ctx context.Context, ids []block.ID, blocks [][]byte, 
 		}
 		cs := d.directHolders(id, block.TypeData)
 		want[i], pending[i] = len(cs), len(cs)
-		for _, c := range cs {
+		for rank, c := range cs {
 			b := open[c.ID]
 			if grow := 4 + len(blocks[i]); b == nil || len(b.idx) == MaxStoreMany || b.size+grow > transport.MaxFrameSize {
 				b = &batch{to: c, size: 1 + 4 + 2}
 				open[c.ID] = b
 				reqs = append(reqs, b)
 			}
-			b.idx = append(b.idx, i)
+			b.idx, b.rank = append(b.idx, i), append(b.rank, rank)
 			b.size += 4 + len(blocks[i])
 		}
 	}
@@ -236,8 +238,8 @@ send:
 				m.Blocks[j] = blocks[i]
 			}
 			ans, err := expect[StoredMany](d.request(ctx, b.to, m))
-			if err == nil && len(ans.Statuses) != len(m.Blocks) {
-				err = fmt.Errorf("%w: STORED_MANY with %d statuses for %d blocks", ErrBadReply, len(ans.Statuses), len(m.Blocks))
+			if err == nil && len(ans.Closer) != len(m.Blocks) {
+				err = fmt.Errorf("%w: STORED_MANY with %d entries for %d blocks", ErrBadReply, len(ans.Closer), len(m.Blocks))
 			}
 			if err != nil {
 				d.log.Debug("kademlia: STORE_MANY failed", "to", b.to.ID.Short(), "blocks", len(m.Blocks), "err", err)
@@ -245,7 +247,8 @@ send:
 			var finished []int
 			mu.Lock()
 			for j, i := range b.idx {
-				if err == nil && ans.Statuses[j] == StoreHeld {
+				// Held, and nobody closer than the holders before it.
+				if err == nil && int(ans.Closer[j]) <= b.rank[j] {
 					copies[i]++
 				}
 				if pending[i]--; pending[i] == 0 && copies[i] == want[i] {

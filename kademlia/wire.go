@@ -1,6 +1,7 @@
 package kademlia
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -289,19 +290,16 @@ type StoreMany struct {
 	Blocks   [][]byte
 }
 
-// StoreStatus is what a STORED_MANY answer says of one block.
-type StoreStatus uint8
+// StoredMany answers a STORE_MANY, one entry per block in its order: how
+// many fresh contacts the responder knows closer to the block's ID than
+// itself, 0 to MaxNodes, when it holds the block, or StoreRefused. A put
+// whose holders know closer nodes than it does learns that its routing
+// table missed them (docs/PROTOCOL.md 8, 9.7).
+type StoredMany struct{ Closer []uint8 }
 
-// Statuses of a STORED_MANY answer (docs/PROTOCOL.md 8).
-const (
-	StoreHeld      StoreStatus = 0 // held, and among the R closest the responder knows
-	StoreHeldFar   StoreStatus = 1 // held, but the responder knows R or more nodes closer to it
-	StoreRefused   StoreStatus = 2 // not a valid data block, or over a limit of the responder
-	maxStoreStatus             = StoreRefused
-)
-
-// StoredMany answers a STORE_MANY: one status per block, in its order.
-type StoredMany struct{ Statuses []StoreStatus }
+// StoreRefused is the STORED_MANY entry of a block the responder did not
+// take: not a data block, invalid, or over one of its limits.
+const StoreRefused = 0xff
 
 // Error is the ERROR message; it is also the Go error a request returns
 // when the peer answered with one.
@@ -376,7 +374,7 @@ func bodySizeHint(m Message) int {
 		}
 		return n
 	case StoredMany:
-		return 2 + len(m.Statuses)
+		return 2 + len(m.Closer)
 	case Listed:
 		return 2 + len(m.Entries)*(block.IDSize+8) + 1
 	case Store:
@@ -515,15 +513,15 @@ func (m StoreMany) appendBody(dst []byte) ([]byte, error) {
 }
 
 func (m StoredMany) appendBody(dst []byte) ([]byte, error) {
-	if len(m.Statuses) == 0 || len(m.Statuses) > MaxStoreMany {
-		return nil, fmt.Errorf("%w: STORED_MANY with %d statuses, want 1 to %d", ErrCount, len(m.Statuses), MaxStoreMany)
+	if len(m.Closer) == 0 || len(m.Closer) > MaxStoreMany {
+		return nil, fmt.Errorf("%w: STORED_MANY with %d entries, want 1 to %d", ErrCount, len(m.Closer), MaxStoreMany)
 	}
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Statuses)))
-	for _, st := range m.Statuses {
-		if st > maxStoreStatus {
-			return nil, fmt.Errorf("%w: %d", ErrStatus, st)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Closer)))
+	for _, c := range m.Closer {
+		if c > MaxNodes && c != StoreRefused {
+			return nil, fmt.Errorf("%w: STORED_MANY entry %d", ErrStatus, c)
 		}
-		dst = append(dst, byte(st))
+		dst = append(dst, c)
 	}
 	return dst, nil
 }
@@ -843,19 +841,17 @@ func decodeStoredMany(r *reader) StoredMany {
 	if r.err == nil && (n == 0 || n > MaxStoreMany) {
 		r.err = fmt.Errorf("%w: STORED_MANY count %d, want 1 to %d", ErrCount, n, MaxStoreMany)
 	}
-	b := r.take(n, "statuses")
+	b := r.take(n, "entries")
 	if r.err != nil {
 		return StoredMany{}
 	}
-	m := StoredMany{Statuses: make([]StoreStatus, n)}
-	for i, x := range b {
-		if StoreStatus(x) > maxStoreStatus {
-			r.err = fmt.Errorf("%w: %d", ErrStatus, x)
+	for _, c := range b {
+		if c > MaxNodes && c != StoreRefused {
+			r.err = fmt.Errorf("%w: STORED_MANY entry %d, want 0 to %d or %d", ErrStatus, c, MaxNodes, StoreRefused)
 			return StoredMany{}
 		}
-		m.Statuses[i] = StoreStatus(x)
 	}
-	return m
+	return StoredMany{Closer: bytes.Clone(b)}
 }
 
 func decodeList(r *reader) List {

@@ -2,6 +2,7 @@ package kademlia
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -177,6 +178,8 @@ func sampleMessages() map[string]Message {
 		"delete_many_one":      DeleteMany{Preimage: pre, IDs: []block.ID{testID(9)}},
 		"delete_many_three":    DeleteMany{Preimage: pre, IDs: []block.ID{testID(1), testID(2), testID(9)}},
 		"deleted_three":        Deleted{Statuses: []DeleteStatus{StatusDeleted, StatusNotHeld, StatusForbidden}},
+		"store_many_two":       StoreMany{Lifetime: 3600, Blocks: [][]byte{dataBlock, dataBlock[:len(dataBlock)-1]}},
+		"stored_many_four":     StoredMany{Closer: []uint8{0, 2, MaxNodes, StoreRefused}},
 		"stored_two":           Stored{Contacts: []transport.Contact{{ID: testID(2), Addr: v4}, {ID: testID(3), Addr: v6}}},
 		"error_empty":          &Error{Code: CodeNotFound},
 		"error_text":           &Error{Code: CodeClientMode, Text: "client mode: this node does not store"},
@@ -213,7 +216,7 @@ func genMessageVectors() vectors.File {
 	}
 	bad("empty", "", "truncated", "every message has a msg_type")
 	bad("unknown_type_00", "00", "unknown message type", "unknown msg_type values MUST be rejected")
-	bad("unknown_type_1e", "1e", "unknown message type", "")
+	bad("unknown_type_21", "21", "unknown message type", "")
 	bad("unknown_type_01_hello", "01", "unknown message type", "HELLO belongs to the transport, not to section 8")
 	bad("ping_trailing", plus(enc["ping"], 0), "trailing bytes", "trailing bytes MUST be rejected")
 	bad("ok_trailing", plus(enc["ok"], 0), "trailing bytes", "")
@@ -234,6 +237,21 @@ func genMessageVectors() vectors.File {
 	bad("stored_no_count", "1b", "truncated", "STORED's body is NODES'")
 	bad("stored_count_above_max", hx(append([]byte{0x1b, MaxNodes + 1}, enc["nodes_max"][2:]...)), "count above limit", "STORED names at most MaxNodes contacts")
 	bad("stored_trailing", plus(enc["stored_two"], 0), "trailing bytes", "")
+	sm := enc["store_many_two"] // type, lifetime [1:5], count [5:7], then length u32 || block
+	first := 7 + 4 + int(binary.BigEndian.Uint32(sm[7:11]))
+	bad("store_many_zero_blocks", hx(append(bytes.Clone(sm[:5]), 0, 0)), "count out of range", "STORE_MANY carries 1 to MaxStoreMany blocks")
+	bad("store_many_count_above_max", hx(slices.Concat(sm[:5], []byte{0, MaxStoreMany + 1}, sm[7:])), "count out of range", "")
+	bad("store_many_lifetime_zero", hx(slices.Concat(sm[:1], []byte{0, 0, 0, 0}, sm[5:])), "lifetime out of range", "lifetime 1 to MaxLifetime, as STORE's")
+	bad("store_many_zero_length_block", hx(slices.Concat(sm[:first], []byte{0, 0, 0, 0}, sm[first+4:])), "block size out of range", "each block 1 to MaxBlockSize bytes")
+	bad("store_many_block_above_max", hx(slices.Concat(sm[:first], binary.BigEndian.AppendUint32(nil, block.MaxBlockSize+1), sm[first+4:])), "block size out of range", "")
+	bad("store_many_truncated_block", hx(sm[:len(sm)-1]), "truncated", "")
+	bad("store_many_count_exceeds_blocks", hx(with(sm, 6, 3)), "truncated", "")
+	bad("store_many_trailing", plus(sm, 0), "trailing bytes", "")
+	bad("stored_many_zero", "1f0000", "count out of range", "STORED_MANY carries 1 to MaxStoreMany statuses")
+	bad("stored_many_above_max_nodes", hx(with(enc["stored_many_four"], 3, MaxNodes+1)), "unknown status", "an entry is 0 to MaxNodes (held; contacts known closer) or 255 (refused)")
+	bad("stored_many_254", hx(with(enc["stored_many_four"], 3, 254)), "unknown status", "")
+	bad("stored_many_truncated", hx(enc["stored_many_four"][:4]), "truncated", "")
+	bad("stored_many_trailing", plus(enc["stored_many_four"], 0), "trailing bytes", "")
 	dm3 := enc["delete_many_three"] // type, preimage [1:33], count [33:35], IDs from 35
 	bad("delete_many_zero_ids", hx(append(bytes.Clone(dm3[:33]), 0, 0)), "count out of range", "DELETE_MANY names 1 to MaxDeleteMany IDs")
 	bad("delete_many_count_above_max", hx(append(bytes.Clone(dm3[:33]), 0, MaxDeleteMany+1)), "count out of range", "")
@@ -289,7 +307,7 @@ func TestEveryMessageRoundTrips(t *testing.T) {
 		}
 		seen[m.Type()] = true
 	}
-	for _, ty := range []MsgType{TypePing, TypePong, TypeFindNode, TypeNodes, TypeFindBlock, TypeBlock, TypeStore, TypeOK, TypeList, TypeListed, TypeDelete, TypeStored, TypeDeleteMany, TypeDeleted, TypeError} {
+	for _, ty := range []MsgType{TypePing, TypePong, TypeFindNode, TypeNodes, TypeFindBlock, TypeBlock, TypeStore, TypeOK, TypeList, TypeListed, TypeDelete, TypeStored, TypeDeleteMany, TypeDeleted, TypeStoreMany, TypeStoredMany, TypeError} {
 		if !seen[ty] {
 			t.Errorf("no sample of %v", ty)
 		}
