@@ -31,6 +31,7 @@ func runStoreSuite(t *testing.T, open opener) {
 		{"DeleteNeedsPreimage", testDeleteNeedsPreimage},
 		{"DeletedBlockCannotBeStoredAgain", testDeletedBlockCannotBeStoredAgain},
 		{"DeleteManyAnswersEach", testDeleteManyAnswersEach},
+		{"PutManyStoresEach", testPutManyStoresEach},
 		{"DropLeavesNoTombstone", testDropLeavesNoTombstone},
 		{"ListByPrefix", testListByPrefix},
 		{"ListRejectsBadArguments", testListRejectsBadArguments},
@@ -335,6 +336,50 @@ func testDeleteNeedsPreimage(t *testing.T, open opener) {
 		t.Fatalf("second Delete: err %v, want ErrDeleted", err)
 	}
 }
+
+// testPutManyStoresEach: PutMany keeps each valid block under the ID
+// Put would give it (more blocks than SumMany hashes at once, of
+// several sizes), refuses the invalid ones alone, and a replay changes
+// nothing.
+func testPutManyStoresEach(t *testing.T, open opener) {
+	e := newEnv(t, open, Config{})
+	var bs [][]byte
+	var size int64
+	for i := range 11 {
+		b, _ := e.fx.data(100 + 300*i)
+		bs = append(bs, b)
+		size += int64(len(b))
+	}
+	idx, _ := e.fx.index()
+	bs = append(bs, idx, []byte{0xff, 0xff, 0xff})
+	size += int64(len(idx))
+	ids, errs := e.s.PutMany(e.ctx, bs, time.Hour, PutOptions{})
+	if len(ids) != len(bs) || len(errs) != len(bs) {
+		t.Fatalf("%d IDs and %d errors for %d blocks", len(ids), len(errs), len(bs))
+	}
+	for i, b := range bs[:len(bs)-1] {
+		if errs[i] != nil || ids[i] != block.Sum(b) {
+			t.Fatalf("block %d: ID %v, err %v; want %v", i, ids[i].Short(), errs[i], block.Sum(b).Short())
+		}
+		e.mustHold(ids[i], b)
+	}
+	if err := errs[len(bs)-1]; !errors.Is(err, ErrInvalid) {
+		t.Fatalf("garbage: err %v, want ErrInvalid", err)
+	}
+	e.wantStats(len(bs)-1, size)
+	if _, errs := e.s.PutMany(e.ctx, bs[:len(bs)-1], time.Hour, PutOptions{}); errors.Join(errs...) != nil {
+		t.Fatalf("replayed PutMany: %v", errors.Join(errs...))
+	}
+	e.wantStats(len(bs)-1, size)
+	for i, err := range errs2(e.s.PutMany(e.ctx, bs[:2], time.Millisecond, PutOptions{})) {
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("block %d with a lifetime under a second: err %v, want ErrInvalid", i, err)
+		}
+	}
+}
+
+// errs2 drops PutMany's IDs.
+func errs2(_ []block.ID, errs []error) []error { return errs }
 
 // testDeleteManyAnswersEach: DeleteMany drops the blocks the preimage
 // opens and gives for each the error Delete would have.

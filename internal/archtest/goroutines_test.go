@@ -40,6 +40,7 @@ var goroutineSites = map[string]struct {
 	"kademlia/kadsim Net.JoinThrough":     {1, "JoinThrough itself: one bootstrap per node of a wave, waited before the next wave"},
 	"kademlia/kadsim Net.identities":      {1, "identities itself: key generation workers, waited before it returns"},
 	"kademlia DHT.DeleteDataMany":         {2, "DeleteDataMany itself: it waits for its DELETE_MANYs, then for the delete lookups of the rest (wg), before it returns"},
+	"kademlia DHT.PutDataMany":            {2, "PutDataMany itself: it waits for its STORE_MANYs, then for the puts of the rest (wg), before it returns"},
 	"kademlia DHT.Republish":              {1, "Republish itself, waited before it returns"},
 	"cmd/flowmail startCertRepublisher":   {1, "runNode: the domain owner's certificate republisher; the function it returns cancels and waits (stopped), called before the node closes"},
 	"delivery deleteMail":                 {1, "deleteMail itself: the index block's delete, waited (done) before it returns"},

@@ -78,6 +78,7 @@ var limits = map[string]any{
 	"BlockAlpha":              kademlia.BlockAlpha,
 	"MaxListEntries":          kademlia.MaxListEntries,
 	"MaxDeleteMany":           kademlia.MaxDeleteMany,
+	"MaxStoreMany":            kademlia.MaxStoreMany,
 	"MaxListPages":            kademlia.MaxListPages,
 	"MaxListResults":          kademlia.MaxListResults,
 	"ContactFreshness":        kademlia.ContactFreshness,
