@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/flowmail/flowmail/block"
@@ -206,6 +207,21 @@ func Fetch(ctx context.Context, net Network, c *mail.Codec, me *identity.Identit
 	// Index blocks without the full work are grant claims, opened after
 	// every block with it (spec 17.5).
 	cl := &claims{max: opt.MaxClaims}
+	// A delivered mail's blocks are deleted while the next mail is
+	// fetched, and the last mail's while the state is saved: Fetch waits
+	// for them (and records their errors) before it returns.
+	var (
+		deletes  sync.WaitGroup
+		inFlight = make(chan struct{}, maxDeletesInFlight)
+		delMu    sync.Mutex
+		delErrs  = make(map[int]error)
+	)
+	defer func() {
+		deletes.Wait()
+		for at, err := range delErrs {
+			rep.Delivered[at].DeleteErr = err
+		}
+	}()
 	n := len(todo)
 	for i := 0; i < len(todo)+len(cl.take); i++ {
 		if err := ctx.Err(); err != nil {
@@ -287,7 +303,16 @@ func Fetch(ctx context.Context, net Network, c *mail.Codec, me *identity.Identit
 			return rep, err
 		}
 		if !opt.Keep {
-			rep.Delivered[len(rep.Delivered)-1].DeleteErr = deleteMail(ctx, net, id, d.manifest)
+			at, man := len(rep.Delivered)-1, d.manifest
+			inFlight <- struct{}{}
+			deletes.Go(func() {
+				defer func() { <-inFlight }()
+				if err := deleteMail(ctx, net, id, man); err != nil {
+					delMu.Lock()
+					delErrs[at] = err
+					delMu.Unlock()
+				}
+			})
 		}
 	}
 	if rep.Remaining == 0 && rep.ListErr == nil {
@@ -299,6 +324,10 @@ func Fetch(ctx context.Context, net Network, c *mail.Codec, me *identity.Identit
 	}
 	return rep, st.Save()
 }
+
+// maxDeletesInFlight bounds the mails whose blocks a Fetch deletes at
+// once, beside the mail it fetches.
+const maxDeletesInFlight = 4
 
 // pruneCache removes the cached shards of every mail that is not waiting
 // for a retry: delivered, given up, forgotten, or left by a fetch that

@@ -43,6 +43,7 @@ var goroutineSites = map[string]struct {
 	"kademlia DHT.PutDataMany":            {2, "PutDataMany itself: it waits for its STORE_MANYs, then for the puts of the rest (wg), before it returns"},
 	"kademlia DHT.Republish":              {1, "Republish itself, waited before it returns"},
 	"cmd/flowmail startCertRepublisher":   {1, "runNode: the domain owner's certificate republisher; the function it returns cancels and waits (stopped), called before the node closes"},
+	"delivery Fetch":                      {1, "Fetch itself: a delivered mail's deletes, waited (deletes) before it returns"},
 	"delivery deleteMail":                 {1, "deleteMail itself: the index block's delete, waited (done) before it returns"},
 	"delivery forEach":                    {1, "forEach itself, waited before it returns"},
 	"bridge Start":                        {4, "the bridge: IMAP and SMTP servers, fetch and send loops; Close cancels and waits (wg)"},
