@@ -226,7 +226,7 @@ func (s *badgerStore) Delete(ctx context.Context, id block.ID, preimage [32]byte
 // they commit in one transaction: deletes sent one at a time from
 // goroutines of their own went to the writer one by one (each woke it
 // before the next was sent) and took a commit each.
-func (s *badgerStore) DeleteMany(ctx context.Context, ids []block.ID, preimage [32]byte) []error {
+func (s *badgerStore) DeleteMany(ctx context.Context, ids []block.ID, preimages [][32]byte) []error {
 	errs := make([]error, len(ids))
 	fail := func(from int, err error) []error {
 		for i := from; i < len(errs); i++ {
@@ -246,8 +246,8 @@ func (s *badgerStore) DeleteMany(ctx context.Context, ids []block.ID, preimage [
 	now := s.cfg.Clock.Now()
 	ops := make([]*writeOp, 0, len(ids))
 send:
-	for _, id := range ids {
-		op := &writeOp{kind: opDelete, now: now, id: id, preimage: preimage, reply: make(chan error, 1)}
+	for i, id := range ids {
+		op := &writeOp{kind: opDelete, now: now, id: id, preimage: preimages[i], reply: make(chan error, 1)}
 		select {
 		case s.writes <- op:
 			ops = append(ops, op)

@@ -282,10 +282,10 @@ func (s *memoryStore) PutMany(ctx context.Context, bs [][]byte, lifetime time.Du
 	return ids, errs
 }
 
-func (s *memoryStore) DeleteMany(ctx context.Context, ids []block.ID, preimage [32]byte) []error {
+func (s *memoryStore) DeleteMany(ctx context.Context, ids []block.ID, preimages [][32]byte) []error {
 	errs := make([]error, len(ids))
 	for i, id := range ids {
-		errs[i] = s.Delete(ctx, id, preimage)
+		errs[i] = s.Delete(ctx, id, preimages[i])
 	}
 	return errs
 }

@@ -114,9 +114,10 @@ type Store interface {
 	// Delete drops id if preimage matches its deletion hash and leaves a
 	// tombstone until the block would have expired.
 	Delete(ctx context.Context, id block.ID, preimage [32]byte) error
-	// DeleteMany is Delete for several blocks that share one preimage (a
-	// mail's data blocks), in one go: the error of each, in order.
-	DeleteMany(ctx context.Context, ids []block.ID, preimage [32]byte) []error
+	// DeleteMany is Delete for several blocks, each with its preimage (a
+	// mail's index and data blocks), in one go: the error of each, in
+	// order.
+	DeleteMany(ctx context.Context, ids []block.ID, preimages [][32]byte) []error
 	// Drop forgets a held block without a tombstone, so it may be stored
 	// again: a holder that handed a data block to the nodes closer to it
 	// (docs/PROTOCOL.md 9.7). ErrNotFound when it is not held.

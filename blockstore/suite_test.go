@@ -381,8 +381,9 @@ func testPutManyStoresEach(t *testing.T, open opener) {
 // errs2 drops PutMany's IDs.
 func errs2(_ []block.ID, errs []error) []error { return errs }
 
-// testDeleteManyAnswersEach: DeleteMany drops the blocks the preimage
-// opens and gives for each the error Delete would have.
+// testDeleteManyAnswersEach: DeleteMany drops the blocks their
+// preimages open (a mail's index block with its own, its shards with
+// theirs) and gives for each the error Delete would have.
 func testDeleteManyAnswersEach(t *testing.T, open opener) {
 	e := newEnv(t, open, Config{})
 	data, pre := e.fx.data(700)
@@ -392,9 +393,12 @@ func testDeleteManyAnswersEach(t *testing.T, open opener) {
 	id := e.put(data, time.Hour, PutOptions{})
 	id2 := e.put(second, time.Hour, PutOptions{})
 	oid := e.put(other, time.Hour, PutOptions{})
-	ids := []block.ID{id, e.fx.id(), oid, id2}
-	want := []error{nil, ErrNotFound, ErrForbidden, nil}
-	errs := e.s.DeleteMany(e.ctx, ids, pre)
+	index, indexPre := e.fx.index()
+	iid := e.put(index, time.Hour, PutOptions{})
+	ids := []block.ID{id, e.fx.id(), oid, id2, iid}
+	pres := [][32]byte{pre, pre, pre, pre, indexPre}
+	want := []error{nil, ErrNotFound, ErrForbidden, nil, nil}
+	errs := e.s.DeleteMany(e.ctx, ids, pres)
 	if len(errs) != len(ids) {
 		t.Fatalf("%d errors for %d IDs", len(errs), len(ids))
 	}
@@ -407,12 +411,13 @@ func testDeleteManyAnswersEach(t *testing.T, open opener) {
 	e.mustMiss(id2)
 	e.mustHold(oid, other)
 	e.wantStats(1, int64(len(other)))
-	if err := e.s.DeleteMany(e.ctx, ids[:1], pre)[0]; !errors.Is(err, ErrDeleted) {
+	e.mustMiss(iid)
+	if err := e.s.DeleteMany(e.ctx, ids[:1], pres[:1])[0]; !errors.Is(err, ErrDeleted) {
 		t.Fatalf("second DeleteMany: err %v, want ErrDeleted", err)
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	cancel()
-	for i, err := range e.s.DeleteMany(ctx, []block.ID{oid, oid}, pre) {
+	for i, err := range e.s.DeleteMany(ctx, []block.ID{oid, oid}, pres[:2]) {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("cancelled DeleteMany, ID %d: err %v, want context.Canceled", i, err)
 		}

@@ -479,23 +479,11 @@ func deleteMail(ctx context.Context, net Network, id block.ID, man *mail.Manifes
 	if man.HasDataDeletion {
 		ids = man.ShardIDs
 	}
-	if many, ok := net.(DataManyDeleter); ok && len(ids) > 0 {
-		// The index block's delete (a wider lookup) runs beside the
-		// shards'.
-		var idxErr error
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if err := net.Delete(ctx, id, man.IndexDeletion); err != nil {
-				idxErr = fmt.Errorf("deleting index block %s: %w", id.Short(), err)
-			}
-		}()
-		var dataErr error
-		if err := many.DeleteDataMany(ctx, ids, man.DataDeletion); err != nil {
-			dataErr = fmt.Errorf("deleting data blocks: %w", err)
+	if md, ok := net.(MailDeleter); ok {
+		if err := md.DeleteMail(ctx, id, man.IndexDeletion, ids, man.DataDeletion); err != nil {
+			return fmt.Errorf("deleting mail %s: %w", id.Short(), err)
 		}
-		<-done
-		return errors.Join(idxErr, dataErr)
+		return nil
 	}
 	// The index block's delete (a wider lookup) runs beside the shards'.
 	failed := make([]error, 1+len(ids))

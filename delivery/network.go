@@ -47,12 +47,13 @@ type DataManyPutter interface {
 	PutDataMany(ctx context.Context, ids []block.ID, blocks [][]byte, lifetime time.Duration, workers int, done func(i int)) error
 }
 
-// DataManyDeleter is a Network that deletes the data blocks of one mail
-// together, which share one deletion preimage: one request per holder
-// where it knows the holders. deleteMail uses it when the Network has it.
-// The error names the blocks no node deleted.
-type DataManyDeleter interface {
-	DeleteDataMany(ctx context.Context, ids []block.ID, preimage [32]byte) error
+// MailDeleter is a Network that deletes a fetched mail's index block and
+// data blocks together (the data blocks share one deletion preimage):
+// one request per holder where it knows the holders. deleteMail uses it
+// when the Network has it; shards is empty when the mail's data blocks
+// carry no deletion hash. The error names the blocks no node deleted.
+type MailDeleter interface {
+	DeleteMail(ctx context.Context, index block.ID, indexPreimage [32]byte, shards []block.ID, shardPreimage [32]byte) error
 }
 
 // LookupPubkey fetches the pubkey block of addr and verifies it: its

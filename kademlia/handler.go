@@ -280,19 +280,23 @@ func (d *DHT) handleDelete(ctx context.Context, from transport.Peer, m Delete) M
 	return OK{}
 }
 
-// handleDeleteMany drops each block it holds of m.IDs and answers one
-// status per ID (docs/PROTOCOL.md 8). A store failure other than a block
+// handleDeleteMany drops each block of m it holds whose deletion hash its
+// preimage opens, and answers one status per ID (docs/PROTOCOL.md 8). A store failure other than a block
 // missing or refused ends it with an ERROR; the blocks dropped before
 // stay dropped, and the requester's delete lookups find them gone.
 func (d *DHT) handleDeleteMany(ctx context.Context, m DeleteMany) Message {
 	if d.cfg.Client {
 		return errorReply(CodeClientMode, "")
 	}
-	out := Deleted{Statuses: make([]DeleteStatus, len(m.IDs))}
-	for i, err := range d.cfg.Store.DeleteMany(ctx, m.IDs, m.Preimage) {
+	out := Deleted{Statuses: make([]DeleteStatus, len(m.Deletes))}
+	ids, pres := make([]block.ID, len(m.Deletes)), make([][32]byte, len(m.Deletes))
+	for i, x := range m.Deletes {
+		ids[i], pres[i] = x.ID, x.Preimage
+	}
+	for i, err := range d.cfg.Store.DeleteMany(ctx, ids, pres) {
 		switch {
 		case err == nil:
-			d.repub.forget(m.IDs[i])
+			d.repub.forget(ids[i])
 		case errors.Is(err, blockstore.ErrNotFound):
 			out.Statuses[i] = StatusNotHeld
 		case errors.Is(err, blockstore.ErrForbidden), errors.Is(err, blockstore.ErrDeleted):

@@ -147,7 +147,11 @@ func TestHandleDeleteManyAnswersEachID(t *testing.T) {
 	ids := slices.SortedFunc(maps.Keys(want), func(a, b block.ID) int { return bytes.Compare(a[:], b[:]) })
 	check := func(what string) {
 		t.Helper()
-		ans, ok := f.call(t, DeleteMany{Preimage: pre, IDs: ids}).(Deleted)
+		m := DeleteMany{}
+		for _, id := range ids {
+			m.Deletes = append(m.Deletes, Delete{ID: id, Preimage: pre})
+		}
+		ans, ok := f.call(t, m).(Deleted)
 		if !ok || len(ans.Statuses) != len(ids) {
 			t.Fatalf("%s: got %#v, want DELETED with %d statuses", what, ans, len(ids))
 		}

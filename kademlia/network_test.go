@@ -466,10 +466,11 @@ func TestPutDataManyAsksEachHolderOnce(t *testing.T) {
 	})
 }
 
-// TestDeleteDataManyAsksEachHolderOnce: a mail's shards, got lately or
-// not, are deleted with one DELETE_MANY per holder where the client
-// knows the holders, and no copy is left (docs/PROTOCOL.md 8).
-func TestDeleteDataManyAsksEachHolderOnce(t *testing.T) {
+// TestDeleteManyAsksEachHolderOnce: a mail's index block and shards,
+// got lately or not, are deleted with one DELETE_MANY per holder where
+// the client knows the holders, each with its own preimage, and no copy
+// is left (docs/PROTOCOL.md 8).
+func TestDeleteManyAsksEachHolderOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
 		s, full, client := meshWithClient(t, 13, kademlia.K, 10)
@@ -490,13 +491,30 @@ func TestDeleteDataManyAsksEachHolderOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		index, indexPre := kademlia.IndexBlock(s.Rand, s.RandomID(), 0)
+		if _, err := client.DHT.Put(ctx, index, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := client.DHT.Get(ctx, block.Sum(index)); err != nil {
+			t.Fatal(err)
+		}
+		targets := func(ids []block.ID) []kademlia.DeleteTarget {
+			ts := []kademlia.DeleteTarget{{ID: block.Sum(index), Preimage: indexPre, HeldByK: true}}
+			for _, id := range ids {
+				ts = append(ts, kademlia.DeleteTarget{ID: id, Preimage: pre})
+			}
+			return ts
+		}
 		before := client.DHT.Stats().RequestsSent
-		deleted, err := client.DHT.DeleteDataMany(ctx, ids, pre)
+		deleted, err := client.DHT.DeleteMany(ctx, targets(ids))
 		sent := client.DHT.Stats().RequestsSent - before
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i, n := range deleted {
+		if deleted[0] != len(full) {
+			t.Errorf("index block: %d copies deleted, want all %d", deleted[0], len(full))
+		}
+		for i, n := range deleted[1:] {
 			if n != r {
 				t.Errorf("shard %d: %d copies deleted, want %d", i, n, r)
 			}
@@ -505,13 +523,13 @@ func TestDeleteDataManyAsksEachHolderOnce(t *testing.T) {
 			t.Errorf("%d requests to delete %d shards held by %d nodes, want at most one per node", sent, len(ids), len(full))
 		}
 		for _, n := range s.Live() {
-			for _, id := range ids {
+			for _, id := range append(ids, block.Sum(index)) {
 				if _, err := n.Store.Stat(ctx, id); err == nil {
 					t.Fatalf("%v still holds %v", n.ID().Short(), id.Short())
 				}
 			}
 		}
-		t.Logf("%d shards, %d copies, deleted with %d requests", len(ids), len(ids)*r, sent)
+		t.Logf("an index block at %d nodes and %d shards, %d copies, deleted with %d requests", len(full), len(ids), len(ids)*r, sent)
 
 		// A holder that is gone fails its DELETE_MANY: its shards go on
 		// to delete lookups, and every live copy goes.
@@ -530,7 +548,8 @@ func TestDeleteDataManyAsksEachHolderOnce(t *testing.T) {
 			}
 		}
 		start := time.Now()
-		if _, err := client.DHT.DeleteDataMany(ctx, ids, pre); err != nil {
+		ts := targets(ids)[1:]
+		if _, err := client.DHT.DeleteMany(ctx, ts); err != nil {
 			t.Fatal(err)
 		}
 		if took := time.Since(start); took >= time.Second {

@@ -423,38 +423,55 @@ func (d *DHT) DeleteData(ctx context.Context, id block.ID, preimage [32]byte) (i
 	return d.deleteBlock(ctx, id, preimage, true)
 }
 
-// DeleteDataMany deletes data blocks that share one deletion preimage
-// (a mail's shards, named by its manifest). Each block whose holders
-// this node can name, the R closest contacts a Get of it lately knew or,
-// when the routing table knows every node near it (knowsAllNear), the R
-// closest of those, is asked in one DELETE_MANY per holder; the others,
-// and those fewer than R holders deleted, are deleted as DeleteData
-// does (docs/PROTOCOL.md 8). It returns the copies deleted of each ID,
-// and an error naming those no node deleted.
-func (d *DHT) DeleteDataMany(ctx context.Context, ids []block.ID, preimage [32]byte) ([]int, error) {
-	r := d.holders(block.TypeData)
-	deleted := make([]int, len(ids))
+// DeleteTarget is one block for DeleteMany: its ID, the preimage of its
+// deletion hash, and whether it is held by K (an index block) rather
+// than by R (a data block).
+type DeleteTarget struct {
+	ID       block.ID
+	Preimage [32]byte
+	HeldByK  bool
+}
+
+// DeleteMany deletes several blocks (a fetched mail's index block and
+// shards). Each block whose holders this node can name, the closest
+// contacts a Get of it lately knew (R for a data block, K for a block
+// held by K) or, when the routing table knows every node near it
+// (knowsAllNear), as many of those, is asked in one DELETE_MANY per
+// holder, all at once; the others, and those that fewer holders
+// deleted than were asked, are deleted as Delete or DeleteData does
+// (docs/PROTOCOL.md 8). It returns the copies deleted of each block, and
+// an error naming those no node deleted.
+func (d *DHT) DeleteMany(ctx context.Context, ts []DeleteTarget) ([]int, error) {
+	deleted := make([]int, len(ts))
 	if d.cfg.Store != nil {
-		for i, err := range d.cfg.Store.DeleteMany(ctx, ids, preimage) {
+		ids, pres := make([]block.ID, len(ts)), make([][32]byte, len(ts))
+		for i, t := range ts {
+			ids[i], pres[i] = t.ID, t.Preimage
+		}
+		for i, err := range d.cfg.Store.DeleteMany(ctx, ids, pres) {
 			if err == nil {
 				deleted[i]++
 				d.repub.forget(ids[i])
 			}
 		}
 	}
-	// The IDs each holder is asked to drop, by position in ids.
+	// The blocks each holder is asked to drop, by position in ts.
 	type batch struct {
 		to  transport.Contact
 		idx []int
 	}
 	var batches []*batch
 	byHolder := make(map[block.ID]*batch)
-	asked := make([]bool, len(ids))
-	for i, id := range ids {
+	asked := make([]int, len(ts))
+	for i, t := range ts {
+		n := d.holders(block.TypeData)
+		if t.HeldByK {
+			n = d.cfg.K
+		}
 		var cs []transport.Contact
-		if near, wide := d.near.take(id, d.now()); len(near) > 0 && !wide {
-			cs = near[:min(r, len(near))]
-		} else if all := d.table.knowsAllNear(id, r); len(all) == r && !d.selfAmong(id, all, r) {
+		if near, wide := d.near.take(t.ID, d.now()); len(near) > 0 && wide == t.HeldByK {
+			cs = near[:min(n, len(near))]
+		} else if all := d.table.knowsAllNear(t.ID, n); len(all) > 0 && !d.selfAmong(t.ID, all, n) {
 			cs = all
 		}
 		for _, c := range cs {
@@ -465,14 +482,14 @@ func (d *DHT) DeleteDataMany(ctx context.Context, ids []block.ID, preimage [32]b
 				batches = append(batches, b)
 			}
 			b.idx = append(b.idx, i)
-			asked[i] = true
 		}
+		asked[i] = len(cs)
 	}
 	// One request per holder and MaxDeleteMany IDs, all at once.
 	var reqs []batch
 	for _, b := range batches {
-		slices.SortFunc(b.idx, func(x, y int) int { return bytes.Compare(ids[x][:], ids[y][:]) })
-		b.idx = slices.CompactFunc(b.idx, func(x, y int) bool { return ids[x] == ids[y] })
+		slices.SortFunc(b.idx, func(x, y int) int { return bytes.Compare(ts[x].ID[:], ts[y].ID[:]) })
+		b.idx = slices.CompactFunc(b.idx, func(x, y int) bool { return ts[x].ID == ts[y].ID })
 		for chunk := range slices.Chunk(b.idx, MaxDeleteMany) {
 			reqs = append(reqs, batch{to: b.to, idx: chunk})
 		}
@@ -481,9 +498,9 @@ func (d *DHT) DeleteDataMany(ctx context.Context, ids []block.ID, preimage [32]b
 	var wg sync.WaitGroup
 	for _, rq := range reqs {
 		wg.Go(func() {
-			m := DeleteMany{Preimage: preimage, IDs: make([]block.ID, len(rq.idx))}
+			m := DeleteMany{Deletes: make([]Delete, len(rq.idx))}
 			for j, i := range rq.idx {
-				m.IDs[j] = ids[i]
+				m.Deletes[j] = Delete{ID: ts[i].ID, Preimage: ts[i].Preimage}
 			}
 			// A holder that is gone costs a stall time, as in a delete
 			// lookup, not the request timeout: its blocks go on below.
@@ -494,11 +511,11 @@ func (d *DHT) DeleteDataMany(ctx context.Context, ids []block.ID, preimage [32]b
 				defer cancel()
 			}
 			ans, err := expect[Deleted](d.request(rctx, rq.to, m))
-			if err == nil && len(ans.Statuses) != len(m.IDs) {
-				err = fmt.Errorf("%w: DELETED with %d statuses for %d IDs", ErrBadReply, len(ans.Statuses), len(m.IDs))
+			if err == nil && len(ans.Statuses) != len(m.Deletes) {
+				err = fmt.Errorf("%w: DELETED with %d statuses for %d IDs", ErrBadReply, len(ans.Statuses), len(m.Deletes))
 			}
 			if err != nil {
-				d.log.Debug("kademlia: DELETE_MANY failed", "to", rq.to.ID.Short(), "ids", len(m.IDs), "err", err)
+				d.log.Debug("kademlia: DELETE_MANY failed", "to", rq.to.ID.Short(), "ids", len(m.Deletes), "err", err)
 				return
 			}
 			mu.Lock()
@@ -511,20 +528,17 @@ func (d *DHT) DeleteDataMany(ctx context.Context, ids []block.ID, preimage [32]b
 		})
 	}
 	wg.Wait()
-	// The rest one by one, as DeleteData does, eight at a time.
-	var rest []int
-	for i := range ids {
-		if !asked[i] || deleted[i] < r {
-			rest = append(rest, i)
-		}
-	}
-	errs := make([]error, len(ids))
+	// The rest one by one, as Delete and DeleteData do, eight at a time.
+	errs := make([]error, len(ts))
 	sem := make(chan struct{}, 8)
-	for _, i := range rest {
+	for i, t := range ts {
+		if asked[i] > 0 && deleted[i] >= asked[i] {
+			continue
+		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			n, err := d.deleteBlock(ctx, ids[i], preimage, true)
+			n, err := d.deleteBlock(ctx, t.ID, t.Preimage, !t.HeldByK)
 			mu.Lock()
 			defer mu.Unlock()
 			deleted[i] += n

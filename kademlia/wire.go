@@ -263,12 +263,10 @@ type Delete struct {
 	Preimage [32]byte
 }
 
-// DeleteMany asks a node to drop several blocks that share one deletion
-// preimage (the data blocks of one mail), IDs strictly ascending.
-type DeleteMany struct {
-	Preimage [32]byte
-	IDs      []block.ID
-}
+// DeleteMany asks a node to drop several blocks, each proved with the
+// preimage of its deletion hash (a mail's index block and data blocks),
+// IDs strictly ascending.
+type DeleteMany struct{ Deletes []Delete }
 
 // DeleteStatus is what a DELETED answer says of one ID.
 type DeleteStatus uint8
@@ -364,7 +362,7 @@ func bodySizeHint(m Message) int {
 	case Stored:
 		return 1 + len(m.Contacts)*(block.IDSize+maxAddr)
 	case DeleteMany:
-		return 32 + 2 + len(m.IDs)*block.IDSize
+		return 2 + len(m.Deletes)*(block.IDSize+32)
 	case Deleted:
 		return 2 + len(m.Statuses)
 	case StoreMany:
@@ -463,18 +461,18 @@ func (m Delete) appendBody(dst []byte) ([]byte, error) {
 }
 
 func (m DeleteMany) appendBody(dst []byte) ([]byte, error) {
-	if len(m.IDs) == 0 || len(m.IDs) > MaxDeleteMany {
-		return nil, fmt.Errorf("%w: DELETE_MANY of %d IDs, want 1 to %d", ErrCount, len(m.IDs), MaxDeleteMany)
+	if len(m.Deletes) == 0 || len(m.Deletes) > MaxDeleteMany {
+		return nil, fmt.Errorf("%w: DELETE_MANY of %d IDs, want 1 to %d", ErrCount, len(m.Deletes), MaxDeleteMany)
 	}
-	for i := 1; i < len(m.IDs); i++ {
-		if !block.Less(m.IDs[i-1], m.IDs[i]) {
+	for i := 1; i < len(m.Deletes); i++ {
+		if !block.Less(m.Deletes[i-1].ID, m.Deletes[i].ID) {
 			return nil, fmt.Errorf("%w: DELETE_MANY ID %d", ErrIDOrder, i)
 		}
 	}
-	dst = append(dst, m.Preimage[:]...)
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.IDs)))
-	for _, id := range m.IDs {
-		dst = append(dst, id[:]...)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Deletes)))
+	for _, x := range m.Deletes {
+		dst = append(dst, x.ID[:]...)
+		dst = append(dst, x.Preimage[:]...)
 	}
 	return dst, nil
 }
@@ -765,22 +763,22 @@ func decodeNodes(r *reader) Nodes {
 }
 
 func decodeDeleteMany(r *reader) DeleteMany {
-	var m DeleteMany
-	copy(m.Preimage[:], r.take(32, "preimage"))
+	const entrySize = block.IDSize + 32
 	n := int(r.u16("count"))
 	if r.err == nil && (n == 0 || n > MaxDeleteMany) {
 		r.err = fmt.Errorf("%w: DELETE_MANY count %d, want 1 to %d", ErrCount, n, MaxDeleteMany)
 	}
-	if r.err == nil && len(r.b) < n*block.IDSize {
-		r.err = fmt.Errorf("%w: DELETE_MANY count %d needs %d bytes, %d left", ErrTruncated, n, n*block.IDSize, len(r.b))
+	if r.err == nil && len(r.b) < n*entrySize {
+		r.err = fmt.Errorf("%w: DELETE_MANY count %d needs %d bytes, %d left", ErrTruncated, n, n*entrySize, len(r.b))
 	}
 	if r.err != nil {
 		return DeleteMany{}
 	}
-	m.IDs = make([]block.ID, n)
-	for i := range m.IDs {
-		m.IDs[i] = r.id("id")
-		if i > 0 && r.err == nil && !block.Less(m.IDs[i-1], m.IDs[i]) {
+	m := DeleteMany{Deletes: make([]Delete, n)}
+	for i := range m.Deletes {
+		m.Deletes[i].ID = r.id("id")
+		copy(m.Deletes[i].Preimage[:], r.take(32, "preimage"))
+		if i > 0 && r.err == nil && !block.Less(m.Deletes[i-1].ID, m.Deletes[i].ID) {
 			r.err = fmt.Errorf("%w: DELETE_MANY ID %d", ErrIDOrder, i)
 		}
 	}

@@ -140,6 +140,8 @@ func sampleMessages() map[string]Message {
 	v6 := netip.MustParseAddrPort("[2001:db8::1]:443")
 	var pre [32]byte
 	copy(pre[:], bytes.Repeat([]byte{0x5a}, 32))
+	var pre2 [32]byte // an index block's, beside its mail's shards'
+	copy(pre2[:], bytes.Repeat([]byte{0xa5}, 32))
 	full := make([]transport.Contact, MaxNodes)
 	for i := range full {
 		full[i] = transport.Contact{ID: testID(byte(i)), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i), 1}), 4433)}
@@ -175,8 +177,8 @@ func sampleMessages() map[string]Message {
 		"listed_two_more":      Listed{Entries: []ListedEntry{{ID: testID(7), StoredAt: 1767225600}, {ID: testID(8), StoredAt: 1767229200}}, More: true},
 		"delete":               Delete{ID: testID(9), Preimage: pre},
 		"stored_empty":         Stored{},
-		"delete_many_one":      DeleteMany{Preimage: pre, IDs: []block.ID{testID(9)}},
-		"delete_many_three":    DeleteMany{Preimage: pre, IDs: []block.ID{testID(1), testID(2), testID(9)}},
+		"delete_many_one":      DeleteMany{Deletes: []Delete{{ID: testID(9), Preimage: pre}}},
+		"delete_many_three":    DeleteMany{Deletes: []Delete{{ID: testID(1), Preimage: pre2}, {ID: testID(2), Preimage: pre}, {ID: testID(9), Preimage: pre}}},
 		"deleted_three":        Deleted{Statuses: []DeleteStatus{StatusDeleted, StatusNotHeld, StatusForbidden}},
 		"store_many_two":       StoreMany{Lifetime: 3600, Blocks: [][]byte{dataBlock, dataBlock[:len(dataBlock)-1]}},
 		"stored_many_four":     StoredMany{Closer: []uint8{0, 2, MaxNodes, StoreRefused}},
@@ -252,11 +254,12 @@ func genMessageVectors() vectors.File {
 	bad("stored_many_254", hx(with(enc["stored_many_four"], 3, 254)), "unknown status", "")
 	bad("stored_many_truncated", hx(enc["stored_many_four"][:4]), "truncated", "")
 	bad("stored_many_trailing", plus(enc["stored_many_four"], 0), "trailing bytes", "")
-	dm3 := enc["delete_many_three"] // type, preimage [1:33], count [33:35], IDs from 35
-	bad("delete_many_zero_ids", hx(append(bytes.Clone(dm3[:33]), 0, 0)), "count out of range", "DELETE_MANY names 1 to MaxDeleteMany IDs")
-	bad("delete_many_count_above_max", hx(append(bytes.Clone(dm3[:33]), 0, MaxDeleteMany+1)), "count out of range", "")
-	bad("delete_many_truncated_ids", hx(enc["delete_many_three"][:len(enc["delete_many_three"])-1]), "truncated", "")
-	bad("delete_many_repeated_id", hx(slices.Concat(dm3[:35], dm3[35:67], dm3[35:67], dm3[99:])), "IDs not in ascending order", "IDs strictly ascending: none twice")
+	dm3 := enc["delete_many_three"] // type, count [1:3], then id [32] || preimage [32] from 3
+	bad("delete_many_zero_ids", "1c0000", "count out of range", "DELETE_MANY names 1 to MaxDeleteMany IDs")
+	bad("delete_many_count_above_max", hx(slices.Concat(dm3[:1], []byte{0, MaxDeleteMany + 1}, dm3[3:])), "count out of range", "")
+	bad("delete_many_truncated_entry", hx(dm3[:len(dm3)-1]), "truncated", "")
+	bad("delete_many_count_exceeds_entries", hx(with(dm3, 2, 4)), "truncated", "")
+	bad("delete_many_repeated_id", hx(slices.Concat(dm3[:3], dm3[3:67], dm3[3:67], dm3[131:])), "IDs not in ascending order", "IDs strictly ascending: none twice")
 	bad("delete_many_trailing", plus(enc["delete_many_one"], 0), "trailing bytes", "")
 	bad("deleted_zero", "1d0000", "count out of range", "DELETED carries 1 to MaxDeleteMany statuses")
 	bad("deleted_status_3", hx(with(enc["deleted_three"], 3, 3)), "unknown status", "a status is 0 (deleted), 1 (not held) or 2 (refused)")

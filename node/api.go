@@ -127,13 +127,18 @@ func (n *Node) DeleteData(ctx context.Context, id block.ID, preimage [32]byte) (
 	return err
 }
 
-// DeleteDataMany deletes a mail's data blocks, which share the deletion
-// preimage: one request per holder for those whose holders the node
-// knows (kademlia.DHT.DeleteDataMany). The error names the blocks no
-// node deleted.
-func (n *Node) DeleteDataMany(ctx context.Context, ids []block.ID, preimage [32]byte) (err error) {
+// DeleteMail deletes a fetched mail's index block and, when shards is
+// not empty, its data blocks, which share shardPreimage: one DELETE_MANY
+// per holder for the blocks whose holders the node knows
+// (kademlia.DHT.DeleteMany). The error names the blocks no node deleted.
+func (n *Node) DeleteMail(ctx context.Context, index block.ID, indexPreimage [32]byte, shards []block.ID, shardPreimage [32]byte) (err error) {
 	defer func() { n.m.observeOp("delete", err) }()
-	_, err = n.dht.DeleteDataMany(ctx, ids, preimage)
+	ts := make([]kademlia.DeleteTarget, 0, 1+len(shards))
+	ts = append(ts, kademlia.DeleteTarget{ID: index, Preimage: indexPreimage, HeldByK: true})
+	for _, id := range shards {
+		ts = append(ts, kademlia.DeleteTarget{ID: id, Preimage: shardPreimage})
+	}
+	_, err = n.dht.DeleteMany(ctx, ts)
 	return err
 }
 
