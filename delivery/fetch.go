@@ -304,7 +304,12 @@ func Fetch(ctx context.Context, net Network, c *mail.Codec, me *identity.Identit
 		}
 		if !opt.Keep {
 			at, man := len(rep.Delivered)-1, d.manifest
-			inFlight <- struct{}{}
+			select {
+			case inFlight <- struct{}{}:
+			case <-ctx.Done():
+				// Cancelled: the blocks expire.
+				return rep, ctx.Err()
+			}
 			deletes.Go(func() {
 				defer func() { <-inFlight }()
 				if err := deleteMail(ctx, net, id, man); err != nil {

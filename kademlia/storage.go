@@ -279,11 +279,14 @@ send:
 			defer func() { <-sem }()
 			n, err := d.put(ctx, &ids[i], blocks[i], lifetime)
 			mu.Lock()
-			copies[i] += n
+			// The put reaches the holders STORE_MANY reached again.
+			copies[i] = max(copies[i], n)
+			failed := copies[i] == 0
 			mu.Unlock()
-			if err != nil {
+			switch {
+			case failed:
 				errs[i] = err
-			} else if done != nil {
+			case done != nil:
 				done(i)
 			}
 		})
@@ -463,13 +466,20 @@ func (d *DHT) DeleteMany(ctx context.Context, ts []DeleteTarget) ([]int, error) 
 	var batches []*batch
 	byHolder := make(map[block.ID]*batch)
 	asked := make([]int, len(ts))
+	type memo struct {
+		near []transport.Contact
+		wide bool
+	}
+	memos := make([]memo, len(ts)) // given back to a fallback's delete lookup
 	for i, t := range ts {
 		n := d.holders(block.TypeData)
 		if t.HeldByK {
 			n = d.cfg.K
 		}
 		var cs []transport.Contact
-		if near, wide := d.near.take(t.ID, d.now()); len(near) > 0 && wide == t.HeldByK {
+		near, wide := d.near.take(t.ID, d.now())
+		memos[i] = memo{near, wide}
+		if len(near) > 0 && wide == t.HeldByK {
 			cs = near[:min(n, len(near))]
 		} else if all := d.table.knowsAllNear(t.ID, n); len(all) > 0 && !d.selfAmong(t.ID, all, n) {
 			cs = all
@@ -528,12 +538,17 @@ func (d *DHT) DeleteMany(ctx context.Context, ts []DeleteTarget) ([]int, error) 
 		})
 	}
 	wg.Wait()
-	// The rest one by one, as Delete and DeleteData do, eight at a time.
+	// The rest one by one, as Delete and DeleteData do, eight at a time,
+	// with what a Get remembered of their holders: a block held by K is
+	// asked at all K it knew and looked up when fewer deleted it.
 	errs := make([]error, len(ts))
 	sem := make(chan struct{}, 8)
 	for i, t := range ts {
 		if asked[i] > 0 && deleted[i] >= asked[i] {
 			continue
+		}
+		if m := memos[i]; len(m.near) > 0 {
+			d.near.remember(t.ID, m.near, m.wide, d.now())
 		}
 		sem <- struct{}{}
 		wg.Go(func() {
