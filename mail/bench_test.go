@@ -206,7 +206,7 @@ func BenchmarkSenderWork(b *testing.B) {
 	}{{"full", nil}, {"granted", claim}} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {
-				if _, err := sealIndex(context.Background(), testManifest(), r.Public(), bc.claim, nil, 0, 0, nil); err != nil {
+				if _, err := sealIndex(context.Background(), testManifest(), r.Public(), newSealer(r.Public()), bc.claim, nil, 0, 0, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

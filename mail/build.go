@@ -184,6 +184,15 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 		return nil, err
 	}
 	report := progressFunc(opt.Progress, len(in.Recipients))
+	// The recipients' HPKE encapsulations, beside the body.
+	sealers := make([]sealer, len(in.Recipients))
+	var encaps sync.WaitGroup
+	defer encaps.Wait()
+	encaps.Go(func() {
+		for i, r := range in.Recipients {
+			sealers[i] = newSealer(r)
+		}
+	})
 
 	hdr := block.Header{}
 	if keys.dataDeletion != nil {
@@ -234,6 +243,7 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 			out.Data = append(out.Data, lblk...)
 		}
 	}
+	encaps.Wait()
 	for i, r := range in.Recipients {
 		man.IndexDeletion = keys.indexDeletion[i]
 		report(Progress{Phase: PhaseGrind, Recipient: i, Done: int64(i), Total: int64(len(in.Recipients))})
@@ -241,7 +251,7 @@ func (c *Codec) Build(ctx context.Context, in BuildInput, opt BuildOptions) (*Bu
 		if i < len(in.Grants) {
 			claim = in.Grants[i]
 		}
-		blk, err := sealIndex(ctx, &man, r, claim, locator, workers, opt.ProgressInterval, func(p pow.Progress) {
+		blk, err := sealIndex(ctx, &man, r, sealers[i], claim, locator, workers, opt.ProgressInterval, func(p pow.Progress) {
 			report(Progress{Phase: PhaseGrind, Recipient: i, Done: int64(i), Total: int64(len(in.Recipients)), PoW: p})
 		})
 		if err != nil {
@@ -521,8 +531,8 @@ func progressFunc(fn func(Progress), recipients int) func(Progress) {
 // sealIndex seals the manifest to r and grinds the index block's nonce
 // (spec 6): until its ID carries r's full work, or, under a grant claim,
 // r's public prefix only (spec 17.3).
-func sealIndex(ctx context.Context, man *Manifest, r *identity.PublicKey, claim *GrantClaim, locator *block.ID, workers int, interval time.Duration, progress func(pow.Progress)) ([]byte, error) {
-	sealed, target, bits, err := sealManifest(man, r, claim)
+func sealIndex(ctx context.Context, man *Manifest, r *identity.PublicKey, hs sealer, claim *GrantClaim, locator *block.ID, workers int, interval time.Duration, progress func(pow.Progress)) ([]byte, error) {
+	sealed, target, bits, err := sealManifestTo(man, r, claim, hs)
 	if err != nil {
 		return nil, err
 	}

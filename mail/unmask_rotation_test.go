@@ -21,7 +21,7 @@ func TestRetiredKeyUnmasksAtLowDifficulty(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		blk, err := sealIndex(t.Context(), &Manifest{}, id.Public(), nil, nil, 1, time.Second, nil)
+		blk, err := sealIndex(t.Context(), &Manifest{}, id.Public(), newSealer(id.Public()), nil, nil, 1, time.Second, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

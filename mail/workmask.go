@@ -76,9 +76,28 @@ func GrantMAC(key *[32]byte, recipient block.ID, enc []byte, manifest0 []byte) [
 // T of spec 6, and how many bits of it: r's D, or only the public prefix
 // under a grant claim, whose MAC it fills in first (spec 17.3).
 func sealManifest(man *Manifest, r *identity.PublicKey, claim *GrantClaim) (sealed []byte, target block.ID, bits int, err error) {
+	return sealManifestTo(man, r, claim, newSealer(r))
+}
+
+// sealer is an HPKE sender context to one recipient: the encapsulation
+// (X25519 and ML-KEM) is most of sealing a manifest and needs nothing of
+// it, so Build makes it while the body is built.
+type sealer struct {
+	enc []byte
+	s   *hpke.Sender
+	err error
+}
+
+func newSealer(r *identity.PublicKey) sealer {
 	enc, s, err := hpke.NewSender(r.EncKey, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte(block.LabelIndex))
-	if err != nil {
-		return nil, block.ID{}, 0, fmt.Errorf("mail: sealing the manifest to %s: %w", r.Address(), err)
+	return sealer{enc: enc, s: s, err: err}
+}
+
+// sealManifestTo is sealManifest with the sender context made already.
+func sealManifestTo(man *Manifest, r *identity.PublicKey, claim *GrantClaim, hs sealer) (sealed []byte, target block.ID, bits int, err error) {
+	enc, s := hs.enc, hs.s
+	if hs.err != nil {
+		return nil, block.ID{}, 0, fmt.Errorf("mail: sealing the manifest to %s: %w", r.Address(), hs.err)
 	}
 	d := int(r.Difficulty)
 	target, err = workTarget(r.Owner, d, s.Export)

@@ -48,6 +48,7 @@ var goroutineSites = map[string]struct {
 	"bridge Start":                        {4, "the bridge: IMAP and SMTP servers, fetch and send loops; Close cancels and waits (wg)"},
 	"gateway Start":                       {2, "the gateway: its SMTP server and outbound loop; Close cancels, closes the server and waits (wg)"},
 	"delivery groupFetcher.shards":        {1, "shards itself: it drains every shard request in flight before it returns"},
+	"mail Codec.Build":                    {1, "Build itself: the recipients' HPKE encapsulations, waited (encaps) before the index blocks are sealed and on every return"},
 	"mail Codec.copyMessage":              {1, "copyMessage itself: the hashing goroutine is waited before it returns"},
 	"mail Codec.encodeEnvelope":           {1, "encodeEnvelope itself: the signing goroutine is waited before it returns"},
 	"mail sumBlocks":                      {1, "sumBlocks itself: its hashing workers are waited before it returns"},
