@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -27,15 +29,17 @@ func groupNonce(g int, last bool) (n [chacha20poly1305.NonceSize]byte) {
 // room for the tag (len(body) = k·S); it is encrypted in place, split
 // into k data shards and m parity shards are added, each in a data block
 // with header hdr laid out in arena. It returns the blocks, which alias
-// arena.
-func (c *Codec) sealGroup(gl GroupLayout, g int, last bool, key *[keySize]byte, body []byte, zbytes int, hdr block.Header, arena []byte) ([][]byte, error) {
+// arena, and their IDs: workers goroutines hash them hashLanes at a time
+// (SumMany's lanes), the data blocks while Reed-Solomon computes the
+// parity, the parity blocks after.
+func (c *Codec) sealGroup(gl GroupLayout, g int, last bool, key *[keySize]byte, body []byte, zbytes int, hdr block.Header, arena []byte, workers int) ([][]byte, []block.ID, error) {
 	enc, err := c.coder(gl.Data, gl.Parity)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	aead, err := chacha20poly1305.New(key[:])
 	if err != nil {
-		return nil, fmt.Errorf("mail: content key: %w", err)
+		return nil, nil, fmt.Errorf("mail: content key: %w", err)
 	}
 	s := gl.ShardSize
 	clear(body[zbytes:gl.plain()])
@@ -54,10 +58,34 @@ func (c *Codec) sealGroup(gl GroupLayout, g int, last bool, key *[keySize]byte, 
 			copy(shards[i], body[i*s:])
 		}
 	}
-	if err := enc.Encode(shards); err != nil {
-		return nil, fmt.Errorf("mail: Reed-Solomon encode: %w", err)
+	ids := make([]block.ID, len(blocks))
+	var next atomic.Int64
+	parity := make(chan struct{})
+	hash := func() {
+		for {
+			lo := int(next.Add(hashLanes)) - hashLanes
+			if lo >= len(blocks) {
+				return
+			}
+			hi := min(lo+hashLanes, len(blocks))
+			if hi > gl.Data {
+				<-parity
+			}
+			block.SumMany(blocks[lo:hi], ids[lo:hi])
+		}
 	}
-	return blocks, nil
+	var wg sync.WaitGroup
+	for range max(workers, 1) - 1 {
+		wg.Go(hash)
+	}
+	err = enc.Encode(shards)
+	close(parity)
+	hash()
+	wg.Wait()
+	if err != nil {
+		return nil, nil, fmt.Errorf("mail: Reed-Solomon encode: %w", err)
+	}
+	return blocks, ids, nil
 }
 
 // openGroup is the inverse of sealGroup for group g of man: payloads

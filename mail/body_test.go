@@ -31,7 +31,7 @@ func TestGroupRoundTripAtClassEdges(t *testing.T) {
 			body := make([]byte, gl.Data*gl.ShardSize)
 			copy(body, z)
 			arena := make([]byte, gl.Shards()*(block.HeaderSize+gl.ShardSize))
-			blocks, err := c.sealGroup(gl, 0, true, &man.ContentKey, body, zlen, block.Header{}, arena)
+			blocks, _, err := c.sealGroup(gl, 0, true, &man.ContentKey, body, zlen, block.Header{}, arena, 2)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -446,12 +446,10 @@ func (w *groupWriter) flush(gl GroupLayout, last bool) error {
 		}
 		w.arena = w.c.getBuf(size)
 	}
-	blocks, err := w.c.sealGroup(gl, w.g, last, w.key, body, zb, w.hdr, w.arena[:size])
+	blocks, ids, err := w.c.sealGroup(gl, w.g, last, w.key, body, zb, w.hdr, w.arena[:size], w.workers)
 	if err != nil {
 		return err
 	}
-	ids := make([]block.ID, len(blocks))
-	sumBlocks(blocks, ids, w.workers)
 	w.out.ShardIDs = append(w.out.ShardIDs, ids...)
 	bs := make([]Block, len(blocks))
 	for i := range blocks {

@@ -373,7 +373,7 @@ func forgeZ(t testing.TB, c *Codec, z []byte, r *identity.Identity) (*Manifest, 
 		copy(body, z[:zb])
 		z = z[zb:]
 		arena := make([]byte, gl.Shards()*(block.HeaderSize+gl.ShardSize))
-		bs, err := c.sealGroup(gl, g, g == l.Groups-1, &man.ContentKey, body, zb, block.Header{}, arena)
+		bs, _, err := c.sealGroup(gl, g, g == l.Groups-1, &man.ContentKey, body, zb, block.Header{}, arena, 2)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -52,6 +52,7 @@ var goroutineSites = map[string]struct {
 	"mail Codec.copyMessage":              {1, "copyMessage itself: the hashing goroutine is waited before it returns"},
 	"mail Codec.encodeEnvelope":           {1, "encodeEnvelope itself: the signing goroutine is waited before it returns"},
 	"mail sumBlocks":                      {1, "sumBlocks itself: its hashing workers are waited before it returns"},
+	"mail Codec.sealGroup":                {1, "sealGroup itself: its hashing workers are waited (wg) before it returns"},
 	"node serveAdmin":                     {1, "the node's admin server; Node.Close shuts it down and waits (done)"},
 	"node Node.watchMainline":             {1, "the node; Close cancels its loops and waits (wg)"},
 	"node Node.goLoop":                    {1, "the node; Close cancels its loops and waits (wg)"},
