@@ -148,8 +148,6 @@ func (s *badgerStore) PutMany(ctx context.Context, bs [][]byte, lifetime time.Du
 	defer s.life.leave()
 	now := s.cfg.Clock.Now()
 	adm, aerrs := admitMany(bs, lifetime, now)
-	// Every op goes to the writer before any reply is awaited, so they
-	// commit in one batch.
 	ops := make([]*writeOp, len(bs))
 	for i := range adm {
 		a := &adm[i]
@@ -165,12 +163,26 @@ func (s *badgerStore) PutMany(ctx context.Context, bs [][]byte, lifetime time.Du
 			errs[i] = err
 			continue
 		}
-		op := &writeOp{kind: opPut, now: now, put: *a, pinned: opt.Pinned, source: opt.Source, sync: opt.Sync, reply: make(chan error, 1)}
+		ops[i] = &writeOp{kind: opPut, now: now, put: *a, pinned: opt.Pinned, source: opt.Source, sync: opt.Sync}
+	}
+	s.submitEach(ctx, ops, errs)
+	return ids, errs
+}
+
+// submitEach hands the writer every op (nil: none at that position)
+// before it waits for any reply, so they commit together; errs[i] gets
+// op i's result, or ctx's error if it was not sent or not answered (the
+// writer may still commit it then; it is not acknowledged).
+func (s *badgerStore) submitEach(ctx context.Context, ops []*writeOp, errs []error) {
+	for i, op := range ops {
+		if op == nil {
+			continue
+		}
+		op.reply = make(chan error, 1)
 		select {
 		case s.writes <- op:
-			ops[i] = op
 		case <-ctx.Done():
-			errs[i] = ctx.Err()
+			errs[i], ops[i] = ctx.Err(), nil
 		}
 	}
 	for i, op := range ops {
@@ -180,11 +192,9 @@ func (s *badgerStore) PutMany(ctx context.Context, bs [][]byte, lifetime time.Du
 		select {
 		case errs[i] = <-op.reply:
 		case <-ctx.Done():
-			// The writer may still commit it; it is not acknowledged.
 			errs[i] = ctx.Err()
 		}
 	}
-	return ids, errs
 }
 
 // fillErr sets every entry of errs to err.
@@ -228,42 +238,20 @@ func (s *badgerStore) Delete(ctx context.Context, id block.ID, preimage [32]byte
 // before the next was sent) and took a commit each.
 func (s *badgerStore) DeleteMany(ctx context.Context, ids []block.ID, preimages [][32]byte) []error {
 	errs := make([]error, len(ids))
-	fail := func(from int, err error) []error {
-		for i := from; i < len(errs); i++ {
-			if errs[i] == nil {
-				errs[i] = err
-			}
-		}
-		return errs
-	}
 	if err := ctx.Err(); err != nil {
-		return fail(0, err)
+		return fillErr(errs, err)
 	}
 	if err := s.life.enter(); err != nil {
-		return fail(0, err)
+		return fillErr(errs, err)
 	}
 	defer s.life.leave()
 	now := s.cfg.Clock.Now()
-	ops := make([]*writeOp, 0, len(ids))
-send:
+	ops := make([]*writeOp, len(ids))
 	for i, id := range ids {
-		op := &writeOp{kind: opDelete, now: now, id: id, preimage: preimages[i], reply: make(chan error, 1)}
-		select {
-		case s.writes <- op:
-			ops = append(ops, op)
-		case <-ctx.Done():
-			break send
-		}
+		ops[i] = &writeOp{kind: opDelete, now: now, id: id, preimage: preimages[i]}
 	}
-	for i, op := range ops {
-		select {
-		case errs[i] = <-op.reply:
-		case <-ctx.Done():
-			// The writer may still commit it; it is not acknowledged.
-			errs[i] = ctx.Err()
-		}
-	}
-	return fail(len(ops), ctx.Err())
+	s.submitEach(ctx, ops, errs)
+	return errs
 }
 
 func (s *badgerStore) Drop(ctx context.Context, id block.ID) error {

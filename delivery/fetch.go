@@ -476,10 +476,6 @@ func (w *maildirWriter) Write(p []byte) (int, error) {
 // deleteMail asks the network to drop the index block and, when the
 // manifest holds their preimage, the data blocks.
 func deleteMail(ctx context.Context, net Network, id block.ID, man *mail.Manifest) error {
-	del := net.Delete
-	if dd, ok := net.(DataDeleter); ok {
-		del = dd.DeleteData
-	}
 	var ids []block.ID
 	if man.HasDataDeletion {
 		ids = man.ShardIDs
@@ -489,6 +485,10 @@ func deleteMail(ctx context.Context, net Network, id block.ID, man *mail.Manifes
 			return fmt.Errorf("deleting mail %s: %w", id.Short(), err)
 		}
 		return nil
+	}
+	del := net.Delete
+	if dd, ok := net.(DataDeleter); ok {
+		del = dd.DeleteData
 	}
 	// The index block's delete (a wider lookup) runs beside the shards'.
 	failed := make([]error, 1+len(ids))

@@ -75,13 +75,25 @@ func (n *nearMemo) remember(id block.ID, contacts []transport.Contact, wide bool
 // or if they are older than nearMemoTTL, and whether the block is held
 // by K.
 func (n *nearMemo) take(id block.ID, now time.Time) ([]transport.Contact, bool) {
+	return n.lookup(id, now, true)
+}
+
+// peek is take without forgetting: for a batch delete, whose blocks that
+// fall short go on to a delete lookup that takes them.
+func (n *nearMemo) peek(id block.ID, now time.Time) ([]transport.Contact, bool) {
+	return n.lookup(id, now, false)
+}
+
+func (n *nearMemo) lookup(id block.ID, now time.Time, forget bool) ([]transport.Contact, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	e, ok := n.entries[id]
 	if !ok {
 		return nil, false
 	}
-	delete(n.entries, id)
+	if forget {
+		delete(n.entries, id)
+	}
 	if now.Sub(e.at) > nearMemoTTL {
 		return nil, false
 	}

@@ -38,6 +38,18 @@ func smallNet(t *testing.T, seed uint64, k, alpha int) *kadsim.Net {
 	return s
 }
 
+// liveHolders returns the live nodes of s that hold id, closest first.
+func liveHolders(ctx context.Context, s *kadsim.Net, id block.ID) []block.ID {
+	var out []block.ID
+	for _, n := range s.Live() {
+		if _, err := n.Store.Stat(ctx, id); err == nil {
+			out = append(out, n.ID())
+		}
+	}
+	slices.SortFunc(out, func(a, b block.ID) int { return kademlia.CompareDistance(a, b, id) })
+	return out
+}
+
 // meshWithClient is smallNet with n full nodes that all know each other
 // and a client that knows them all.
 func meshWithClient(t *testing.T, seed uint64, k, n int) (*kadsim.Net, []*kadsim.Node, *kadsim.Node) {
@@ -277,15 +289,7 @@ func TestPutInASmallNetworkIsAStoreLookup(t *testing.T) {
 		ctx := t.Context()
 		s, _, client := meshWithClient(t, 11, kademlia.K, 12)
 		r := block.ShardReplicas
-		holders := func(id block.ID) []block.ID {
-			var out []block.ID
-			for _, n := range s.Live() {
-				if _, err := n.Store.Stat(ctx, id); err == nil {
-					out = append(out, n.ID())
-				}
-			}
-			return out
-		}
+		holders := func(id block.ID) []block.ID { return liveHolders(ctx, s, id) }
 		blk := block.Data{Payload: []byte("a shard in a small network")}.Encode()
 		id := block.Sum(blk)
 		before := client.DHT.Stats().RequestsSent
@@ -294,7 +298,6 @@ func TestPutInASmallNetworkIsAStoreLookup(t *testing.T) {
 			t.Fatalf("Put stored at %d nodes (%v) with %d requests, want %d and %d STOREs alone", stored, err, sent, r, r)
 		}
 		got, want := holders(id), kadsim.TrueClosest(s.Live(), id, r)
-		slices.SortFunc(got, func(a, b block.ID) int { return kademlia.CompareDistance(a, b, id) })
 		if !slices.Equal(got, want) {
 			t.Fatalf("held by %v, want the %d closest %v", got, r, want)
 		}
@@ -323,7 +326,6 @@ func TestPutInASmallNetworkIsAStoreLookup(t *testing.T) {
 			t.Fatalf("PutKnown stored at %d nodes (%v), want %d", stored, err, r)
 		}
 		got, want = holders(id), kadsim.TrueClosest(s.Live(), id, r)
-		slices.SortFunc(got, func(a, b block.ID) int { return kademlia.CompareDistance(a, b, id) })
 		if !slices.Equal(got, want) {
 			t.Fatalf("PutKnown: held by %v, want the %d closest %v", got, r, want)
 		}
@@ -402,16 +404,7 @@ func TestPutDataManyAsksEachHolderOnce(t *testing.T) {
 		ctx := t.Context()
 		s, full, client := meshWithClient(t, 17, kademlia.K, 10)
 		r := block.ShardReplicas
-		held := func(id block.ID) []block.ID {
-			var out []block.ID
-			for _, n := range s.Live() {
-				if _, err := n.Store.Stat(ctx, id); err == nil {
-					out = append(out, n.ID())
-				}
-			}
-			slices.SortFunc(out, func(a, b block.ID) int { return kademlia.CompareDistance(a, b, id) })
-			return out
-		}
+		held := func(id block.ID) []block.ID { return liveHolders(ctx, s, id) }
 		shards := func(n int, what string) ([]block.ID, [][]byte) {
 			ids, bs := make([]block.ID, n), make([][]byte, n)
 			for i := range n {

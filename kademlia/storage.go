@@ -466,20 +466,15 @@ func (d *DHT) DeleteMany(ctx context.Context, ts []DeleteTarget) ([]int, error) 
 	var batches []*batch
 	byHolder := make(map[block.ID]*batch)
 	asked := make([]int, len(ts))
-	type memo struct {
-		near []transport.Contact
-		wide bool
-	}
-	memos := make([]memo, len(ts)) // given back to a fallback's delete lookup
 	for i, t := range ts {
 		n := d.holders(block.TypeData)
 		if t.HeldByK {
 			n = d.cfg.K
 		}
 		var cs []transport.Contact
-		near, wide := d.near.take(t.ID, d.now())
-		memos[i] = memo{near, wide}
-		if len(near) > 0 && wide == t.HeldByK {
+		// Peeked, not taken: a block that falls short goes on to a
+		// delete lookup seeded with the same holders.
+		if near, wide := d.near.peek(t.ID, d.now()); len(near) > 0 && wide == t.HeldByK {
 			cs = near[:min(n, len(near))]
 		} else if all := d.table.knowsAllNear(t.ID, n); len(all) > 0 && !d.selfAmong(t.ID, all, n) {
 			cs = all
@@ -546,9 +541,6 @@ func (d *DHT) DeleteMany(ctx context.Context, ts []DeleteTarget) ([]int, error) 
 	for i, t := range ts {
 		if asked[i] > 0 && deleted[i] >= asked[i] {
 			continue
-		}
-		if m := memos[i]; len(m.near) > 0 {
-			d.near.remember(t.ID, m.near, m.wide, d.now())
 		}
 		sem <- struct{}{}
 		wg.Go(func() {
